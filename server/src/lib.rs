@@ -1,0 +1,1 @@
+//! sockchat-server library: listeners, connections, rooms, limits, shutdown.

@@ -1,0 +1,670 @@
+//! The codec: pure functions from messages to bytes and back. No sockets, no
+//! clock, so it can be tested at every split point and fuzzed alone.
+//!
+//! Framing (TCP): `u32 big-endian payload length` then the payload. The length
+//! is checked against the maximum *before* anything is allocated, so a peer
+//! cannot make us reserve memory by announcing a huge frame.
+//!
+//! Payload: `u8 tag` then the fields in order. Integers are big-endian;
+//! a string is `u16 length` + UTF-8 bytes; a list is `u16 count` + items.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::proto::{ChatKind, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
+use crate::reason::DisconnectReason;
+
+/// Length of the frame header (the u32 payload length).
+pub const HEADER_LEN: usize = 4;
+
+/// Why bytes could not be decoded. Every variant is a protocol error.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("empty frame")]
+    EmptyFrame,
+    #[error("unknown message tag 0x{0:02x}")]
+    UnknownTag(u8),
+    #[error("truncated message: {0}")]
+    Truncated(&'static str),
+    #[error("invalid UTF-8 in {0}")]
+    BadUtf8(&'static str),
+    #[error("{0} trailing bytes after message")]
+    Trailing(usize),
+    #[error("invalid value for {0}")]
+    BadValue(&'static str),
+    #[error("bad preamble: not a sockchat peer")]
+    BadMagic,
+    #[error("unsupported protocol version {0}")]
+    BadVersion(u8),
+}
+
+impl From<DecodeError> for DisconnectReason {
+    fn from(e: DecodeError) -> Self {
+        DisconnectReason::ProtocolError {
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Take one complete frame payload out of `buf`, if there is one.
+///
+/// Returns `Ok(None)` when more bytes are needed (the buffer is left as is, so
+/// this is safe to call after every read and cancel-safe inside `select!`).
+/// Many frames in one read: call it in a loop until `Ok(None)`.
+pub fn decode_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, DecodeError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > max {
+        return Err(DecodeError::FrameTooLarge { len, max });
+    }
+    if len == 0 {
+        return Err(DecodeError::EmptyFrame);
+    }
+    if buf.len() < HEADER_LEN + len {
+        // Reserve only what this (bounded) frame still needs.
+        buf.reserve(HEADER_LEN + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(HEADER_LEN);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// Check a preamble (MAGIC + version). Returns the peer's version.
+pub fn check_preamble(bytes: &[u8]) -> Result<u8, DecodeError> {
+    if bytes.len() < crate::proto::PREAMBLE_LEN {
+        return Err(DecodeError::Truncated("preamble"));
+    }
+    if bytes[..4] != crate::proto::MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let v = bytes[4];
+    if v != crate::proto::VERSION {
+        return Err(DecodeError::BadVersion(v));
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------- writing
+
+struct W<'a>(&'a mut BytesMut);
+
+impl W<'_> {
+    fn u8(&mut self, v: u8) {
+        self.0.put_u8(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.put_u16(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.put_u32(v);
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.put_u64(v);
+    }
+    /// Strings longer than u16::MAX bytes are cut at a char boundary; the
+    /// server never produces one (limits are far lower).
+    fn str(&mut self, s: &str) {
+        let mut end = s.len().min(u16::MAX as usize);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.0.put_u16(end as u16);
+        self.0.put_slice(&s.as_bytes()[..end]);
+    }
+    fn reason(&mut self, r: &DisconnectReason) {
+        let (code, param, detail): (u8, u32, &str) = match r {
+            DisconnectReason::Quit => (1, 0, ""),
+            DisconnectReason::Eof => (2, 0, ""),
+            DisconnectReason::Reset => (3, 0, ""),
+            DisconnectReason::BrokenPipe => (4, 0, ""),
+            DisconnectReason::TimedOut => (5, 0, ""),
+            DisconnectReason::Refused => (6, 0, ""),
+            DisconnectReason::IdleTimeout { secs } => (7, *secs, ""),
+            DisconnectReason::SlowConsumer { frames } => (8, *frames, ""),
+            DisconnectReason::ProtocolError { detail } => (9, 0, detail.as_str()),
+            DisconnectReason::RateLimited => (10, 0, ""),
+            DisconnectReason::ServerShutdown => (11, 0, ""),
+            DisconnectReason::Os { errno } => (12, *errno as u32, ""),
+        };
+        self.u8(code);
+        self.u32(param);
+        self.str(detail);
+    }
+}
+
+/// Append a length-prefixed frame holding `payload` to `dst`.
+fn frame_with(dst: &mut BytesMut, body: impl FnOnce(&mut W<'_>)) {
+    let start = dst.len();
+    dst.put_u32(0);
+    body(&mut W(dst));
+    let len = (dst.len() - start - HEADER_LEN) as u32;
+    dst[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Append the payload (tag + fields, no length prefix) of a client message.
+pub fn encode_client_payload(msg: &ClientMsg, dst: &mut BytesMut) {
+    write_client(&mut W(dst), msg);
+}
+
+/// Append the payload (tag + fields, no length prefix) of a server message.
+pub fn encode_server_payload(msg: &ServerMsg, dst: &mut BytesMut) {
+    write_server(&mut W(dst), msg);
+}
+
+/// Append a length-prefixed client frame to `dst`.
+pub fn encode_client(msg: &ClientMsg, dst: &mut BytesMut) {
+    frame_with(dst, |w| write_client(w, msg));
+}
+
+/// Append a length-prefixed server frame to `dst`.
+pub fn encode_server(msg: &ServerMsg, dst: &mut BytesMut) {
+    frame_with(dst, |w| write_server(w, msg));
+}
+
+/// Encode a server frame into its own `Bytes`, to be shared by every
+/// recipient of a room message (encode once, clone the handle).
+pub fn server_frame(msg: &ServerMsg) -> Bytes {
+    let mut b = BytesMut::with_capacity(64);
+    encode_server(msg, &mut b);
+    b.freeze()
+}
+
+/// Encode a client frame into its own `Bytes`.
+pub fn client_frame(msg: &ClientMsg) -> Bytes {
+    let mut b = BytesMut::with_capacity(64);
+    encode_client(msg, &mut b);
+    b.freeze()
+}
+
+fn write_client(w: &mut W<'_>, msg: &ClientMsg) {
+    match msg {
+        ClientMsg::Hello { nick } => {
+            w.u8(0x01);
+            w.str(nick);
+        }
+        ClientMsg::Nick { nick } => {
+            w.u8(0x02);
+            w.str(nick);
+        }
+        ClientMsg::Join { room } => {
+            w.u8(0x03);
+            w.str(room);
+        }
+        ClientMsg::Leave { room } => {
+            w.u8(0x04);
+            w.str(room);
+        }
+        ClientMsg::Say { room, text } => {
+            w.u8(0x05);
+            w.str(room);
+            w.str(text);
+        }
+        ClientMsg::Me { room, text } => {
+            w.u8(0x06);
+            w.str(room);
+            w.str(text);
+        }
+        ClientMsg::Private { to, text } => {
+            w.u8(0x07);
+            w.str(to);
+            w.str(text);
+        }
+        ClientMsg::Who { room } => {
+            w.u8(0x08);
+            w.str(room);
+        }
+        ClientMsg::Rooms => w.u8(0x09),
+        ClientMsg::Ping { token } => {
+            w.u8(0x0A);
+            w.u64(*token);
+        }
+        ClientMsg::Pong { token } => {
+            w.u8(0x0B);
+            w.u64(*token);
+        }
+        ClientMsg::Quit { message } => {
+            w.u8(0x0C);
+            w.str(message);
+        }
+        ClientMsg::SockInfo { nick } => {
+            w.u8(0x0D);
+            w.str(nick);
+        }
+    }
+}
+
+fn write_server(w: &mut W<'_>, msg: &ServerMsg) {
+    match msg {
+        ServerMsg::Welcome { nick, room, server } => {
+            w.u8(0x81);
+            w.str(nick);
+            w.str(room);
+            w.str(server);
+        }
+        ServerMsg::Chat {
+            room,
+            from,
+            text,
+            kind,
+            ts_ms,
+            history,
+        } => {
+            w.u8(0x82);
+            w.str(room);
+            w.str(from);
+            w.str(text);
+            w.u8(*kind as u8);
+            w.u64(*ts_ms);
+            w.u8(u8::from(*history));
+        }
+        ServerMsg::Private {
+            from,
+            to,
+            text,
+            ts_ms,
+        } => {
+            w.u8(0x83);
+            w.str(from);
+            w.str(to);
+            w.str(text);
+            w.u64(*ts_ms);
+        }
+        ServerMsg::Joined { room, nick } => {
+            w.u8(0x84);
+            w.str(room);
+            w.str(nick);
+        }
+        ServerMsg::Left { room, nick, reason } => {
+            w.u8(0x85);
+            w.str(room);
+            w.str(nick);
+            match reason {
+                None => w.u8(0),
+                Some(r) => {
+                    w.u8(1);
+                    w.reason(r);
+                }
+            }
+        }
+        ServerMsg::NickChanged { old, new } => {
+            w.u8(0x86);
+            w.str(old);
+            w.str(new);
+        }
+        ServerMsg::Who { room, nicks } => {
+            w.u8(0x87);
+            w.str(room);
+            let n = nicks.len().min(u16::MAX as usize);
+            w.u16(n as u16);
+            for nick in &nicks[..n] {
+                w.str(nick);
+            }
+        }
+        ServerMsg::Rooms { rooms } => {
+            w.u8(0x88);
+            let n = rooms.len().min(u16::MAX as usize);
+            w.u16(n as u16);
+            for r in &rooms[..n] {
+                w.str(&r.name);
+                w.u32(r.members);
+            }
+        }
+        ServerMsg::Notice { text } => {
+            w.u8(0x89);
+            w.str(text);
+        }
+        ServerMsg::Error { code, text } => {
+            w.u8(0x8A);
+            w.u16(code.to_u16());
+            w.str(text);
+        }
+        ServerMsg::Ping { token } => {
+            w.u8(0x8B);
+            w.u64(*token);
+        }
+        ServerMsg::Pong { token } => {
+            w.u8(0x8C);
+            w.u64(*token);
+        }
+        ServerMsg::SockInfo { nick, fields } => {
+            w.u8(0x8D);
+            w.str(nick);
+            let n = fields.len().min(u16::MAX as usize);
+            w.u16(n as u16);
+            for (k, v) in &fields[..n] {
+                w.str(k);
+                w.str(v);
+            }
+        }
+        ServerMsg::Bye { reason } => {
+            w.u8(0x8E);
+            w.reason(reason);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- reading
+
+struct R<'a>(&'a [u8]);
+
+impl R<'_> {
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        let (&b, rest) = self.0.split_first().ok_or(DecodeError::Truncated(what))?;
+        self.0 = rest;
+        Ok(b)
+    }
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated(what));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        let b = self.take(4, what)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let b = self.take(8, what)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let n = self.u16(what)? as usize;
+        let b = self.take(n, what)?;
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| DecodeError::BadUtf8(what))
+    }
+    fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::BadValue(what)),
+        }
+    }
+    fn reason(&mut self) -> Result<DisconnectReason, DecodeError> {
+        let code = self.u8("reason")?;
+        let param = self.u32("reason")?;
+        let detail = self.str("reason detail")?;
+        Ok(match code {
+            1 => DisconnectReason::Quit,
+            2 => DisconnectReason::Eof,
+            3 => DisconnectReason::Reset,
+            4 => DisconnectReason::BrokenPipe,
+            5 => DisconnectReason::TimedOut,
+            6 => DisconnectReason::Refused,
+            7 => DisconnectReason::IdleTimeout { secs: param },
+            8 => DisconnectReason::SlowConsumer { frames: param },
+            9 => DisconnectReason::ProtocolError { detail },
+            10 => DisconnectReason::RateLimited,
+            11 => DisconnectReason::ServerShutdown,
+            12 => DisconnectReason::Os {
+                errno: param as i32,
+            },
+            _ => return Err(DecodeError::BadValue("reason code")),
+        })
+    }
+    fn finish<T>(self, v: T) -> Result<T, DecodeError> {
+        if self.0.is_empty() {
+            Ok(v)
+        } else {
+            Err(DecodeError::Trailing(self.0.len()))
+        }
+    }
+}
+
+/// Decode a client message payload (tag + fields).
+pub fn decode_client(payload: &[u8]) -> Result<ClientMsg, DecodeError> {
+    let mut r = R(payload);
+    let tag = r.u8("tag").map_err(|_| DecodeError::EmptyFrame)?;
+    let msg = match tag {
+        0x01 => ClientMsg::Hello {
+            nick: r.str("nick")?,
+        },
+        0x02 => ClientMsg::Nick {
+            nick: r.str("nick")?,
+        },
+        0x03 => ClientMsg::Join {
+            room: r.str("room")?,
+        },
+        0x04 => ClientMsg::Leave {
+            room: r.str("room")?,
+        },
+        0x05 => ClientMsg::Say {
+            room: r.str("room")?,
+            text: r.str("text")?,
+        },
+        0x06 => ClientMsg::Me {
+            room: r.str("room")?,
+            text: r.str("text")?,
+        },
+        0x07 => ClientMsg::Private {
+            to: r.str("to")?,
+            text: r.str("text")?,
+        },
+        0x08 => ClientMsg::Who {
+            room: r.str("room")?,
+        },
+        0x09 => ClientMsg::Rooms,
+        0x0A => ClientMsg::Ping {
+            token: r.u64("token")?,
+        },
+        0x0B => ClientMsg::Pong {
+            token: r.u64("token")?,
+        },
+        0x0C => ClientMsg::Quit {
+            message: r.str("message")?,
+        },
+        0x0D => ClientMsg::SockInfo {
+            nick: r.str("nick")?,
+        },
+        t => return Err(DecodeError::UnknownTag(t)),
+    };
+    r.finish(msg)
+}
+
+/// Decode a server message payload (tag + fields).
+pub fn decode_server(payload: &[u8]) -> Result<ServerMsg, DecodeError> {
+    let mut r = R(payload);
+    let tag = r.u8("tag").map_err(|_| DecodeError::EmptyFrame)?;
+    let msg = match tag {
+        0x81 => ServerMsg::Welcome {
+            nick: r.str("nick")?,
+            room: r.str("room")?,
+            server: r.str("server")?,
+        },
+        0x82 => ServerMsg::Chat {
+            room: r.str("room")?,
+            from: r.str("from")?,
+            text: r.str("text")?,
+            kind: match r.u8("kind")? {
+                0 => ChatKind::Say,
+                1 => ChatKind::Me,
+                _ => return Err(DecodeError::BadValue("kind")),
+            },
+            ts_ms: r.u64("ts_ms")?,
+            history: r.bool("history")?,
+        },
+        0x83 => ServerMsg::Private {
+            from: r.str("from")?,
+            to: r.str("to")?,
+            text: r.str("text")?,
+            ts_ms: r.u64("ts_ms")?,
+        },
+        0x84 => ServerMsg::Joined {
+            room: r.str("room")?,
+            nick: r.str("nick")?,
+        },
+        0x85 => {
+            let room = r.str("room")?;
+            let nick = r.str("nick")?;
+            let reason = if r.bool("has_reason")? {
+                Some(r.reason()?)
+            } else {
+                None
+            };
+            ServerMsg::Left { room, nick, reason }
+        }
+        0x86 => ServerMsg::NickChanged {
+            old: r.str("old")?,
+            new: r.str("new")?,
+        },
+        0x87 => {
+            let room = r.str("room")?;
+            let n = r.u16("count")? as usize;
+            // Each entry needs at least 2 bytes: bound the allocation by what
+            // is really there, not by what the count claims.
+            let mut nicks = Vec::with_capacity(n.min(r.0.len() / 2));
+            for _ in 0..n {
+                nicks.push(r.str("nick")?);
+            }
+            ServerMsg::Who { room, nicks }
+        }
+        0x88 => {
+            let n = r.u16("count")? as usize;
+            let mut rooms = Vec::with_capacity(n.min(r.0.len() / 6));
+            for _ in 0..n {
+                rooms.push(RoomInfo {
+                    name: r.str("room")?,
+                    members: r.u32("members")?,
+                });
+            }
+            ServerMsg::Rooms { rooms }
+        }
+        0x89 => ServerMsg::Notice {
+            text: r.str("text")?,
+        },
+        0x8A => ServerMsg::Error {
+            code: ErrorCode::from_u16(r.u16("code")?),
+            text: r.str("text")?,
+        },
+        0x8B => ServerMsg::Ping {
+            token: r.u64("token")?,
+        },
+        0x8C => ServerMsg::Pong {
+            token: r.u64("token")?,
+        },
+        0x8D => {
+            let nick = r.str("nick")?;
+            let n = r.u16("count")? as usize;
+            let mut fields = Vec::with_capacity(n.min(r.0.len() / 4));
+            for _ in 0..n {
+                fields.push((r.str("key")?, r.str("value")?));
+            }
+            ServerMsg::SockInfo { nick, fields }
+        }
+        0x8E => ServerMsg::Bye {
+            reason: r.reason()?,
+        },
+        t => return Err(DecodeError::UnknownTag(t)),
+    };
+    r.finish(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn say(i: usize) -> ClientMsg {
+        ClientMsg::Say {
+            room: "lobby".into(),
+            text: format!("message {i} ✓"),
+        }
+    }
+
+    #[test]
+    fn every_split_point() {
+        let mut wire = BytesMut::new();
+        let msgs: Vec<ClientMsg> = (0..5).map(say).collect();
+        for m in &msgs {
+            encode_client(m, &mut wire);
+        }
+        let wire = wire.freeze();
+        for split in 0..=wire.len() {
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            for chunk in [&wire[..split], &wire[split..]] {
+                buf.extend_from_slice(chunk);
+                while let Some(p) = decode_frame(&mut buf, 1024).expect("valid") {
+                    out.push(decode_client(&p).expect("valid"));
+                }
+            }
+            assert_eq!(out, msgs, "split at {split}");
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn byte_by_byte_and_all_at_once() {
+        let mut wire = BytesMut::new();
+        let msgs: Vec<ClientMsg> = (0..100).map(say).collect();
+        for m in &msgs {
+            encode_client(m, &mut wire);
+        }
+        // Many frames in one read ("sticky packets").
+        let mut all = wire.clone();
+        let mut out = Vec::new();
+        while let Some(p) = decode_frame(&mut all, 1024).expect("valid") {
+            out.push(decode_client(&p).expect("valid"));
+        }
+        assert_eq!(out, msgs);
+        // One byte per read.
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for b in wire.iter() {
+            buf.extend_from_slice(&[*b]);
+            while let Some(p) = decode_frame(&mut buf, 1024).expect("valid") {
+                out.push(decode_client(&p).expect("valid"));
+            }
+        }
+        assert_eq!(out, msgs);
+    }
+
+    #[test]
+    fn oversize_rejected_before_allocation() {
+        let mut buf = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFF, 1][..]);
+        let cap = buf.capacity();
+        assert_eq!(
+            decode_frame(&mut buf, 65536),
+            Err(DecodeError::FrameTooLarge {
+                len: 0xFFFF_FFFF,
+                max: 65536
+            })
+        );
+        assert_eq!(buf.capacity(), cap, "no allocation for a rejected frame");
+    }
+
+    #[test]
+    fn bad_utf8_is_an_error() {
+        let payload = [0x05, 0, 1, b'a', 0, 2, 0xC3, 0x28];
+        assert_eq!(decode_client(&payload), Err(DecodeError::BadUtf8("text")));
+    }
+
+    #[test]
+    fn trailing_and_unknown() {
+        assert_eq!(decode_client(&[0x09, 0]), Err(DecodeError::Trailing(1)));
+        assert_eq!(decode_client(&[0x7F]), Err(DecodeError::UnknownTag(0x7F)));
+        assert_eq!(decode_client(&[]), Err(DecodeError::EmptyFrame));
+    }
+
+    #[test]
+    fn preamble() {
+        assert_eq!(check_preamble(&crate::proto::preamble()), Ok(1));
+        assert_eq!(check_preamble(b"hello"), Err(DecodeError::BadMagic));
+        assert_eq!(
+            check_preamble(&[0, b'S', b'C', b'K', 9]),
+            Err(DecodeError::BadVersion(9))
+        );
+    }
+}

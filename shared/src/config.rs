@@ -1,0 +1,257 @@
+//! Config types for config.toml. Every key has a built-in default equal to
+//! the one documented in config.toml, so the server runs with no file at all.
+//! Unknown keys are errors that name the key (`deny_unknown_fields`).
+
+use serde::Deserialize;
+
+/// The whole file: `[server]`, `[limits]`, `[udp]`, `[log]`, `[client]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub limits: LimitsConfig,
+    pub udp: UdpConfig,
+    pub log: LogConfig,
+    pub client: ClientConfig,
+}
+
+/// What happens to a member whose outbox is full.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlowConsumerPolicy {
+    /// Disconnect it with reason `slow-consumer`.
+    #[default]
+    Disconnect,
+    /// Drop the frame for that member and count the drop.
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// TCP (and UDP) listen addresses. An IPv6 address that cannot be bound
+    /// (IPv6 disabled) is skipped with a warning if another one was bound.
+    pub listen: Vec<String>,
+    pub backlog: u32,
+    pub reuse_address: bool,
+    pub nodelay: bool,
+    /// SO_SNDBUF / SO_RCVBUF in bytes; 0 keeps the kernel's default (autotuning).
+    pub send_buffer: u32,
+    pub recv_buffer: u32,
+    pub keepalive: bool,
+    pub keepalive_idle_secs: u32,
+    pub keepalive_interval_secs: u32,
+    pub keepalive_count: u32,
+    /// TCP_USER_TIMEOUT in ms; 0 = kernel default.
+    pub user_timeout_ms: u32,
+    pub default_room: String,
+    /// Room messages replayed to a member on join.
+    pub history: usize,
+    /// Frames an outbox holds before its member is a slow consumer.
+    pub outbox_frames: usize,
+    pub slow_consumer: SlowConsumerPolicy,
+    /// How long to wait for a first byte before treating a silent client as
+    /// a text (nc) user and greeting it.
+    pub detect_timeout_ms: u64,
+    pub shutdown_grace_secs: u64,
+    /// Tokio runtime flavour: "multi-thread" or "current-thread".
+    pub runtime: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec!["0.0.0.0:7878".into(), "[::]:7878".into()],
+            backlog: 1024,
+            reuse_address: true,
+            nodelay: true,
+            send_buffer: 0,
+            recv_buffer: 0,
+            keepalive: true,
+            keepalive_idle_secs: 60,
+            keepalive_interval_secs: 10,
+            keepalive_count: 5,
+            user_timeout_ms: 0,
+            default_room: "lobby".into(),
+            history: 50,
+            outbox_frames: 1024,
+            slow_consumer: SlowConsumerPolicy::Disconnect,
+            detect_timeout_ms: 300,
+            shutdown_grace_secs: 5,
+            runtime: "multi-thread".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// A framed client must finish its hello within this time.
+    pub handshake_timeout_secs: u64,
+    /// Framed clients: no traffic and no pong for this long ends the
+    /// connection (`idle-timeout`). 0 = off.
+    pub idle_timeout_secs: u64,
+    /// Framed clients: the server pings after this much silence.
+    pub ping_interval_secs: u64,
+    /// Text (nc) users: idle timeout; 0 = off (TCP keepalive still applies).
+    pub text_idle_timeout_secs: u64,
+    /// Longest chat text in bytes.
+    pub max_message_len: usize,
+    /// Largest frame payload in bytes (checked before allocating).
+    pub max_frame: usize,
+    /// Token bucket: sustained messages per second per connection...
+    pub messages_per_sec: f64,
+    /// ...and the burst allowed on top.
+    pub burst: f64,
+    /// Rate-limit violations in a row before disconnecting (`rate-limited`).
+    pub rate_limit_strikes: u32,
+    pub max_rooms: usize,
+    pub max_rooms_per_user: usize,
+    pub max_nick_len: usize,
+    pub max_room_len: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 20_000,
+            max_connections_per_ip: 256,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 90,
+            ping_interval_secs: 30,
+            text_idle_timeout_secs: 0,
+            max_message_len: 4096,
+            max_frame: crate::proto::DEFAULT_MAX_FRAME,
+            messages_per_sec: 20.0,
+            burst: 40.0,
+            rate_limit_strikes: 20,
+            max_rooms: 1000,
+            max_rooms_per_user: 32,
+            max_nick_len: 24,
+            max_room_len: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpConfig {
+    pub enabled: bool,
+    /// A session with no datagram for this long ends (`idle-timeout`).
+    pub session_timeout_secs: u64,
+    /// Largest UDP payload we send or accept: 1472 = 1500 Ethernet MTU - 20
+    /// IPv4 - 8 UDP. (548 is the Internet-safe figure, 65507 the hard limit.)
+    pub max_payload: usize,
+    pub max_sessions: usize,
+    /// Fault injection for demonstrations, probabilities in 0..=1 (off).
+    pub drop_probability: f64,
+    pub duplicate_probability: f64,
+    pub reorder_probability: f64,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_timeout_secs: 30,
+            max_payload: 1472,
+            max_sessions: 10_000,
+            drop_probability: 0.0,
+            duplicate_probability: 0.0,
+            reorder_probability: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "sockchat_server=debug"; RUST_LOG wins.
+    pub level: String,
+    /// "text" (human-readable) or "json".
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    pub server: String,
+    /// Empty: the server assigns `guestN`.
+    pub nick: String,
+    pub room: String,
+    pub reconnect: bool,
+    pub reconnect_initial_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// TCP_INFO poll period for the socket panel.
+    pub info_poll_ms: u64,
+    /// "auto" (on when the terminal is wide), "on" or "off".
+    pub socket_panel: String,
+    pub colors: bool,
+    pub timestamps: bool,
+    /// Where the client's tracing log goes (never to the screen).
+    pub log_file: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            server: "127.0.0.1:7878".into(),
+            nick: String::new(),
+            room: "lobby".into(),
+            reconnect: true,
+            reconnect_initial_ms: 500,
+            reconnect_max_ms: 30_000,
+            info_poll_ms: 250,
+            socket_panel: "auto".into(),
+            colors: true,
+            timestamps: true,
+            log_file: String::new(),
+        }
+    }
+}
+
+/// Parse a config file's text. The error names the offending key.
+pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
+    toml::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(parse("").expect("empty parses"), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[server]\nlisten = []\nbaclog = 5\n").expect_err("typo");
+        assert!(err.to_string().contains("baclog"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = parse("[limits]\nmax_connections = \"many\"\n").expect_err("bad");
+        assert!(err.to_string().contains("max_connections"), "{err}");
+    }
+
+    /// The documented config.toml at the repository root is exactly the
+    /// built-in defaults.
+    #[test]
+    fn shipped_config_equals_defaults() {
+        let text = include_str!("../../config.toml");
+        assert_eq!(parse(text).expect("config.toml parses"), Config::default());
+    }
+}

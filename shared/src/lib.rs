@@ -1,0 +1,27 @@
+//! sockchat's protocol crate: message types, the wire codec, the disconnect
+//! vocabulary, errno classification, socket-option helpers (TCP_INFO) and
+//! config types.
+//!
+//! **Boundary:** this crate knows nothing about tokio or terminals. The codec
+//! is pure (no sockets, no clock); `sockopt` talks to the kernel through a raw
+//! fd and nothing else.
+
+pub mod codec;
+pub mod config;
+pub mod errno;
+pub mod names;
+pub mod proto;
+pub mod reason;
+pub mod sanitize;
+pub mod sockopt;
+
+pub use proto::{ChatKind, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
+pub use reason::DisconnectReason;
+
+/// Current Unix time in milliseconds (for message timestamps).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,61 @@
+//! Nick and room name rules, shared so a client can check before sending.
+
+/// Why a name was refused; the text is shown to the user as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("{what} is empty")]
+    Empty { what: &'static str },
+    #[error("{what} is longer than {max} characters")]
+    TooLong { what: &'static str, max: usize },
+    #[error("{what} may only contain letters, digits, '-', '_' and '.'")]
+    BadChar { what: &'static str },
+}
+
+fn check(name: &str, what: &'static str, max: usize) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty { what });
+    }
+    if name.chars().count() > max {
+        return Err(NameError::TooLong { what, max });
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(NameError::BadChar { what });
+    }
+    Ok(())
+}
+
+/// A nick: 1..=max letters/digits/`-_.`.
+pub fn check_nick(nick: &str, max: usize) -> Result<(), NameError> {
+    check(nick, "nick", max)
+}
+
+/// A room name: 1..=max letters/digits/`-_.`; a leading `#` is ignored by
+/// [`normalize_room`] before checking.
+pub fn check_room(room: &str, max: usize) -> Result<(), NameError> {
+    check(room, "room name", max)
+}
+
+/// Strip one leading `#` (IRC habit) so `#lobby` and `lobby` are one room.
+pub fn normalize_room(room: &str) -> &str {
+    room.strip_prefix('#').unwrap_or(room)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        assert!(check_nick("alice", 24).is_ok());
+        assert!(check_nick("ælfrida_2", 24).is_ok());
+        assert_eq!(check_nick("", 24), Err(NameError::Empty { what: "nick" }));
+        assert!(check_nick("a b", 24).is_err());
+        assert!(check_nick("a\x1b", 24).is_err());
+        assert!(check_nick(&"x".repeat(25), 24).is_err());
+        assert_eq!(normalize_room("#lobby"), "lobby");
+        assert!(check_room("dev-ops", 32).is_ok());
+    }
+}

@@ -1,0 +1,215 @@
+//! Protocol messages. PROTOCOL.md at the repository root documents the bytes.
+//!
+//! Two directions, two enums: a client can only send [`ClientMsg`], a server
+//! only [`ServerMsg`]. Both are plain data; the codec turns them into bytes.
+
+use crate::reason::DisconnectReason;
+
+/// First byte of the preamble. A text (nc/telnet) user never types a NUL as
+/// the first byte, so this tells framed clients and text users apart.
+pub const MAGIC: [u8; 4] = [0x00, b'S', b'C', b'K'];
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Preamble length: MAGIC + version byte.
+pub const PREAMBLE_LEN: usize = 5;
+/// Default maximum frame payload (bytes after the 4-byte length prefix).
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+
+/// The preamble a framed peer sends first (and the server answers with).
+pub fn preamble() -> [u8; PREAMBLE_LEN] {
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION]
+}
+
+/// Kind of a room message: plain text or an action (`/me`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatKind {
+    Say = 0,
+    Me = 1,
+}
+
+/// Error codes the server puts in [`ServerMsg::Error`]. Unknown codes from a
+/// newer server decode as [`ErrorCode::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    NickTaken,
+    BadName,
+    NoSuchRoom,
+    NoSuchNick,
+    TooManyRooms,
+    MessageTooLong,
+    RateLimited,
+    NotInRoom,
+    BadCommand,
+    Protocol,
+    VersionMismatch,
+    ServerFull,
+    TooManyFromAddress,
+    Other(u16),
+}
+
+impl ErrorCode {
+    pub fn to_u16(self) -> u16 {
+        match self {
+            Self::NickTaken => 1,
+            Self::BadName => 2,
+            Self::NoSuchRoom => 3,
+            Self::NoSuchNick => 4,
+            Self::TooManyRooms => 5,
+            Self::MessageTooLong => 6,
+            Self::RateLimited => 7,
+            Self::NotInRoom => 8,
+            Self::BadCommand => 9,
+            Self::Protocol => 10,
+            Self::VersionMismatch => 11,
+            Self::ServerFull => 12,
+            Self::TooManyFromAddress => 13,
+            Self::Other(n) => n,
+        }
+    }
+
+    pub fn from_u16(n: u16) -> Self {
+        match n {
+            1 => Self::NickTaken,
+            2 => Self::BadName,
+            3 => Self::NoSuchRoom,
+            4 => Self::NoSuchNick,
+            5 => Self::TooManyRooms,
+            6 => Self::MessageTooLong,
+            7 => Self::RateLimited,
+            8 => Self::NotInRoom,
+            9 => Self::BadCommand,
+            10 => Self::Protocol,
+            11 => Self::VersionMismatch,
+            12 => Self::ServerFull,
+            13 => Self::TooManyFromAddress,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// One room in a [`ServerMsg::Rooms`] listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub name: String,
+    pub members: u32,
+}
+
+/// Messages a client sends. An empty `room` means "my current room".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMsg {
+    /// First message after the preamble. Empty nick: the server picks `guestN`.
+    Hello {
+        nick: String,
+    },
+    Nick {
+        nick: String,
+    },
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    Say {
+        room: String,
+        text: String,
+    },
+    Me {
+        room: String,
+        text: String,
+    },
+    Private {
+        to: String,
+        text: String,
+    },
+    Who {
+        room: String,
+    },
+    Rooms,
+    Ping {
+        token: u64,
+    },
+    Pong {
+        token: u64,
+    },
+    Quit {
+        message: String,
+    },
+    /// Ask for the server's view of NICK's socket (TCP_INFO, queues, outbox).
+    SockInfo {
+        nick: String,
+    },
+}
+
+/// Messages a server sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMsg {
+    /// Answer to Hello: the nick we got, the room we were put in.
+    Welcome {
+        nick: String,
+        room: String,
+        server: String,
+    },
+    /// A room message. `ts_ms` is the server's receive time (Unix ms);
+    /// `history` is true when replayed on join.
+    Chat {
+        room: String,
+        from: String,
+        text: String,
+        kind: ChatKind,
+        ts_ms: u64,
+        history: bool,
+    },
+    Private {
+        from: String,
+        to: String,
+        text: String,
+        ts_ms: u64,
+    },
+    Joined {
+        room: String,
+        nick: String,
+    },
+    /// NICK left ROOM. `reason` is None for a voluntary `/leave`, and the
+    /// connection's one disconnect reason when the connection ended.
+    Left {
+        room: String,
+        nick: String,
+        reason: Option<DisconnectReason>,
+    },
+    NickChanged {
+        old: String,
+        new: String,
+    },
+    Who {
+        room: String,
+        nicks: Vec<String>,
+    },
+    Rooms {
+        rooms: Vec<RoomInfo>,
+    },
+    /// A system notice in plain words.
+    Notice {
+        text: String,
+    },
+    Error {
+        code: ErrorCode,
+        text: String,
+    },
+    Ping {
+        token: u64,
+    },
+    Pong {
+        token: u64,
+    },
+    /// The server's view of NICK's socket: ordered key/value pairs
+    /// (`tcpi_rtt_us` = `312`, `outbox_frames` = `0`, ...).
+    SockInfo {
+        nick: String,
+        fields: Vec<(String, String)>,
+    },
+    /// Sent just before the server closes this connection, with the reason.
+    Bye {
+        reason: DisconnectReason,
+    },
+}

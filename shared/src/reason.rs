@@ -1,0 +1,216 @@
+//! The one disconnect vocabulary used everywhere: logs, TUI, text mode, JSON.
+//!
+//! Every connection ends with exactly one [`DisconnectReason`]. Kernel errors
+//! keep their real errno (number and symbolic name) all the way to the user.
+
+use std::fmt;
+use std::io;
+
+use crate::errno;
+
+/// Why a connection ended. The `Display` text is the contract text from
+/// DESIGN.md (e.g. `connection reset by peer (ECONNRESET 104)`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// The user said `/quit`.
+    Quit,
+    /// `read` returned 0: the peer sent FIN.
+    Eof,
+    /// ECONNRESET 104.
+    Reset,
+    /// EPIPE 32.
+    BrokenPipe,
+    /// ETIMEDOUT 110 (keepalive or TCP_USER_TIMEOUT gave up).
+    TimedOut,
+    /// ECONNREFUSED 111.
+    Refused,
+    /// No traffic (or no pong) within the configured time.
+    IdleTimeout { secs: u32 },
+    /// The outbound queue was full (N frames queued).
+    SlowConsumer { frames: u32 },
+    /// Bad frame, oversize frame, bad UTF-8, bad handshake...
+    ProtocolError { detail: String },
+    /// The peer sent faster than its rate limit allows.
+    RateLimited,
+    /// The server is stopping gracefully.
+    ServerShutdown,
+    /// Any other errno, kept with its number and symbolic name.
+    Os { errno: i32 },
+}
+
+impl DisconnectReason {
+    /// The short machine-readable code (`reset`, `eof`, ...). JSON outputs and
+    /// the `errors` map of the bots use it. Other errnos use their lowercase
+    /// symbolic name (`ehostunreach`).
+    pub fn code(&self) -> String {
+        match self {
+            Self::Quit => "quit".into(),
+            Self::Eof => "eof".into(),
+            Self::Reset => "reset".into(),
+            Self::BrokenPipe => "broken-pipe".into(),
+            Self::TimedOut => "timed-out".into(),
+            Self::Refused => "refused".into(),
+            Self::IdleTimeout { .. } => "idle-timeout".into(),
+            Self::SlowConsumer { .. } => "slow-consumer".into(),
+            Self::ProtocolError { .. } => "protocol-error".into(),
+            Self::RateLimited => "rate-limited".into(),
+            Self::ServerShutdown => "server-shutdown".into(),
+            Self::Os { errno } => errno::name(*errno).to_ascii_lowercase(),
+        }
+    }
+
+    /// The errno behind this reason, if the kernel reported one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Self::Reset => Some(libc::ECONNRESET),
+            Self::BrokenPipe => Some(libc::EPIPE),
+            Self::TimedOut => Some(libc::ETIMEDOUT),
+            Self::Refused => Some(libc::ECONNREFUSED),
+            Self::Os { errno } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    /// Classify an errno into the vocabulary.
+    pub fn from_errno(e: i32) -> Self {
+        match e {
+            libc::ECONNRESET => Self::Reset,
+            libc::EPIPE => Self::BrokenPipe,
+            libc::ETIMEDOUT => Self::TimedOut,
+            libc::ECONNREFUSED => Self::Refused,
+            other => Self::Os { errno: other },
+        }
+    }
+
+    /// Classify an I/O error. Errors that carry an errno keep it; the rest
+    /// (only produced by std/tokio wrappers, never by the kernel) map by kind.
+    pub fn from_io_error(err: &io::Error) -> Self {
+        if let Some(e) = err.raw_os_error() {
+            return Self::from_errno(e);
+        }
+        match err.kind() {
+            io::ErrorKind::UnexpectedEof => Self::Eof,
+            io::ErrorKind::ConnectionReset => Self::Reset,
+            io::ErrorKind::BrokenPipe => Self::BrokenPipe,
+            io::ErrorKind::TimedOut => Self::TimedOut,
+            io::ErrorKind::ConnectionRefused => Self::Refused,
+            io::ErrorKind::InvalidData => Self::ProtocolError {
+                detail: err.to_string(),
+            },
+            _ => Self::ProtocolError {
+                detail: format!("i/o error: {err}"),
+            },
+        }
+    }
+
+    /// Parse a code produced by [`DisconnectReason::code`] (parameters are
+    /// not part of the code and come back as zero / empty).
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "quit" => Self::Quit,
+            "eof" => Self::Eof,
+            "reset" => Self::Reset,
+            "broken-pipe" => Self::BrokenPipe,
+            "timed-out" => Self::TimedOut,
+            "refused" => Self::Refused,
+            "idle-timeout" => Self::IdleTimeout { secs: 0 },
+            "slow-consumer" => Self::SlowConsumer { frames: 0 },
+            "protocol-error" => Self::ProtocolError {
+                detail: String::new(),
+            },
+            "rate-limited" => Self::RateLimited,
+            "server-shutdown" => Self::ServerShutdown,
+            other => Self::Os {
+                errno: errno::from_name(&other.to_ascii_uppercase())?,
+            },
+        })
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Quit => f.write_str("quit"),
+            Self::Eof => f.write_str("closed by peer (EOF, FIN received)"),
+            Self::Reset => f.write_str("connection reset by peer (ECONNRESET 104)"),
+            Self::BrokenPipe => f.write_str("broken pipe (EPIPE 32)"),
+            Self::TimedOut => f.write_str("timed out (ETIMEDOUT 110)"),
+            Self::Refused => f.write_str("connection refused (ECONNREFUSED 111)"),
+            Self::IdleTimeout { secs } => write!(f, "idle timeout ({secs} s)"),
+            Self::SlowConsumer { frames } => {
+                write!(f, "slow consumer (queue full: {frames} frames)")
+            }
+            Self::ProtocolError { detail } => write!(f, "protocol error: {detail}"),
+            Self::RateLimited => f.write_str("rate limited"),
+            Self::ServerShutdown => f.write_str("server shutting down"),
+            Self::Os { errno: e } => {
+                write!(f, "{} ({} {})", errno::describe(*e), errno::name(*e), e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_texts() {
+        assert_eq!(
+            DisconnectReason::Reset.to_string(),
+            "connection reset by peer (ECONNRESET 104)"
+        );
+        assert_eq!(
+            DisconnectReason::Eof.to_string(),
+            "closed by peer (EOF, FIN received)"
+        );
+        assert_eq!(
+            DisconnectReason::BrokenPipe.to_string(),
+            "broken pipe (EPIPE 32)"
+        );
+        assert_eq!(
+            DisconnectReason::IdleTimeout { secs: 30 }.to_string(),
+            "idle timeout (30 s)"
+        );
+        assert_eq!(
+            DisconnectReason::SlowConsumer { frames: 1024 }.to_string(),
+            "slow consumer (queue full: 1024 frames)"
+        );
+        assert_eq!(
+            DisconnectReason::Os { errno: 113 }.to_string(),
+            "no route to host (EHOSTUNREACH 113)"
+        );
+    }
+
+    #[test]
+    fn classify_real_errnos() {
+        let e = io::Error::from_raw_os_error(libc::ECONNRESET);
+        assert_eq!(DisconnectReason::from_io_error(&e), DisconnectReason::Reset);
+        let e = io::Error::from_raw_os_error(libc::EPIPE);
+        assert_eq!(
+            DisconnectReason::from_io_error(&e),
+            DisconnectReason::BrokenPipe
+        );
+        let e = io::Error::from_raw_os_error(libc::EHOSTUNREACH);
+        let r = DisconnectReason::from_io_error(&e);
+        assert_eq!(r.errno(), Some(113));
+        assert_eq!(r.code(), "ehostunreach");
+        assert_eq!(DisconnectReason::from_code("ehostunreach"), Some(r));
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for r in [
+            DisconnectReason::Quit,
+            DisconnectReason::Eof,
+            DisconnectReason::Reset,
+            DisconnectReason::BrokenPipe,
+            DisconnectReason::TimedOut,
+            DisconnectReason::Refused,
+            DisconnectReason::RateLimited,
+            DisconnectReason::ServerShutdown,
+        ] {
+            assert_eq!(DisconnectReason::from_code(&r.code()), Some(r));
+        }
+    }
+}

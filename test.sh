@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every check, on a fresh machine: installs what the tests need (tmux for the
+# terminal end-to-end tests, iproute2 for the lab's network namespaces), then
+# formatting, lints and the whole test suite. This is the README's test command.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if ((${#need[@]})); then
+  echo "test.sh: installing ${need[*]}"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# The end-to-end tests in tests/ run the real binaries: build them first.
+cargo build --workspace --bins
+cargo test --workspace

@@ -1,0 +1,1 @@
+//! Harness for end-to-end tests: finds and spawns the real binaries.
