@@ -14,6 +14,7 @@ pub mod proto;
 pub mod reason;
 pub mod sanitize;
 pub mod sockopt;
+pub mod udp;
 
 pub use proto::{ChatKind, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
 pub use reason::DisconnectReason;
