@@ -1,0 +1,376 @@
+//! The actor side against a live sockchat-server (`sockchat lab --server`).
+//!
+//! Two text-mode connections (the server's nc-compatible mode) join a room
+//! of their own: the *actor* ends its connection abruptly, the *observer*
+//! reads the line the server announces (`* NICK left ROOM: REASON`). What
+//! the server's kernel told it is thus observed through the product itself,
+//! in the same vocabulary as everything else.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sockchat_shared::{DisconnectReason, errno, sockopt};
+
+use super::outcome::Outcome;
+use super::procs::ChildProc;
+
+/// How long the observer waits for the server's announcement.
+const ANNOUNCE_LIMIT: Duration = Duration::from_secs(5);
+/// Messages per second a text-mode sender child sends: well under the
+/// server's default rate limit (20/s), so rate limiting never interferes.
+const SEND_EVERY: Duration = Duration::from_millis(100);
+
+/// Fail early, with a clear message, if the server is not there.
+pub fn check_reachable(server: &str) -> anyhow::Result<()> {
+    let addr = resolve(server)?;
+    TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .with_context(|| format!("cannot reach sockchat-server at {server}"))?;
+    Ok(())
+}
+
+fn resolve(server: &str) -> anyhow::Result<std::net::SocketAddr> {
+    server
+        .to_socket_addrs()
+        .with_context(|| format!("bad server address {server:?}"))?
+        .next()
+        .with_context(|| format!("{server:?} resolves to nothing"))
+}
+
+/// Map an announced reason text back to the vocabulary: the exact contract
+/// texts, the parameterised ones by prefix, other errnos by `(ENAME N)`.
+pub fn parse_reason_text(text: &str) -> Option<DisconnectReason> {
+    let text = text.trim();
+    let fixed = [
+        DisconnectReason::Quit,
+        DisconnectReason::Eof,
+        DisconnectReason::Reset,
+        DisconnectReason::BrokenPipe,
+        DisconnectReason::TimedOut,
+        DisconnectReason::Refused,
+        DisconnectReason::RateLimited,
+        DisconnectReason::ServerShutdown,
+    ];
+    if let Some(r) = fixed.into_iter().find(|r| r.to_string() == text) {
+        return Some(r);
+    }
+    if let Some(rest) = text.strip_prefix("idle timeout (") {
+        let secs = rest.trim_end_matches(" s)").parse().ok()?;
+        return Some(DisconnectReason::IdleTimeout { secs });
+    }
+    if let Some(rest) = text.strip_prefix("slow consumer (queue full: ") {
+        let frames = rest.trim_end_matches(" frames)").parse().ok()?;
+        return Some(DisconnectReason::SlowConsumer { frames });
+    }
+    if let Some(detail) = text.strip_prefix("protocol error: ") {
+        return Some(DisconnectReason::ProtocolError {
+            detail: detail.to_string(),
+        });
+    }
+    // "<description> (ENAME N)"
+    let inner = text.strip_suffix(')')?.rsplit_once('(')?.1;
+    let (name, num) = inner.split_once(' ')?;
+    let n: i32 = num.parse().ok()?;
+    (errno::from_name(name) == Some(n)).then_some(DisconnectReason::Os { errno: n })
+}
+
+/// A text-mode (nc-style) connection to the server.
+pub struct TextConn {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    /// Every line received, for the report when something goes wrong.
+    pub seen: Vec<String>,
+}
+
+impl TextConn {
+    pub fn connect(server: &str) -> anyhow::Result<Self> {
+        let addr = resolve(server)?;
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+            .with_context(|| format!("connect {server}"))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(TextConn {
+            stream,
+            reader,
+            seen: Vec::new(),
+        })
+    }
+
+    pub fn send(&mut self, line: &str) -> io::Result<()> {
+        self.stream.write_all(format!("{line}\n").as_bytes())
+    }
+
+    /// The next line, or `None` if none came within `limit` (or the
+    /// connection ended).
+    pub fn line(&mut self, limit: Duration) -> Option<String> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
+            .ok()?;
+        let mut s = String::new();
+        match self.reader.read_line(&mut s) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                let l = s.trim_end_matches(['\r', '\n']).to_string();
+                self.seen.push(l.clone());
+                Some(l)
+            }
+        }
+    }
+
+    /// Read lines until one satisfies `pred`.
+    pub fn wait_for(&mut self, limit: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.line(left) {
+                Some(l) if pred(&l) => return Some(l),
+                Some(_) => {}
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// Read and discard until the server has been quiet for `quiet`, so
+    /// that nothing is left unread in our receive queue.
+    pub fn drain(&mut self, quiet: Duration) {
+        while self.line(quiet).is_some() {}
+    }
+}
+
+/// Unique names for this run: nicks must be letters, digits, `-_.`.
+fn names(tag: &str) -> (String, String, String) {
+    let pid = std::process::id();
+    (
+        format!("lab{pid}{tag}"),
+        format!("obs{pid}{tag}"),
+        format!("lab-{pid}"),
+    )
+}
+
+/// Observer joins the room and is ready to see the actor's departure.
+fn observer(server: &str, nick: &str, room: &str) -> anyhow::Result<TextConn> {
+    let mut o = TextConn::connect(server)?;
+    o.send(&format!("/nick {nick}"))?;
+    o.send(&format!("/join {room}"))?;
+    // Any mention of the room means the server processed our join.
+    o.wait_for(Duration::from_secs(3), |l| l.contains(room))
+        .with_context(|| format!("observer never saw itself join {room}; got {:?}", o.seen))?;
+    Ok(o)
+}
+
+/// The actor's part after connecting: take a nick, join, be seen joining.
+fn actor_join(a: &mut TextConn, o: &mut TextConn, nick: &str, room: &str) -> anyhow::Result<()> {
+    a.send(&format!("/nick {nick}"))?;
+    a.send(&format!("/join {room}"))?;
+    o.wait_for(Duration::from_secs(3), |l| {
+        l.contains(nick) && l.contains("joined")
+    })
+    .with_context(|| format!("observer never saw {nick} join; got {:?}", o.seen))?;
+    Ok(())
+}
+
+/// The observer's verdict: the reason in `* NICK left ROOM: REASON`.
+fn announced(o: &mut TextConn, nick: &str) -> (String, Option<i32>, String) {
+    let prefix = format!("* {nick} left ");
+    match o.wait_for(ANNOUNCE_LIMIT, |l| l.starts_with(&prefix)) {
+        Some(line) => {
+            let text = line.split_once(": ").map(|x| x.1).unwrap_or("");
+            match parse_reason_text(text) {
+                Some(r) => (r.code(), r.errno(), line),
+                None => (format!("unparsed: {text}"), None, line),
+            }
+        }
+        None => (
+            "nothing announced".into(),
+            None,
+            format!("no '{prefix}...' line within {ANNOUNCE_LIMIT:?}"),
+        ),
+    }
+}
+
+/// How the actor ends its connection.
+#[derive(Debug, Clone, Copy)]
+pub enum CloseKind {
+    Normal,
+    Unread,
+    LingerZero,
+}
+
+pub fn close_scenario(server: &str, kind: CloseKind) -> Outcome {
+    let (name, tag, expected, exp_errno) = match kind {
+        CloseKind::Normal => ("normal-close", "n", "eof", None),
+        CloseKind::Unread => ("close-unread", "u", "reset", Some(libc::ECONNRESET)),
+        CloseKind::LingerZero => ("linger-zero", "z", "reset", Some(libc::ECONNRESET)),
+    };
+    let run = || -> anyhow::Result<Outcome> {
+        let (nick, obs_nick, room) = names(tag);
+        let mut o = observer(server, &obs_nick, &room)?;
+        let mut a = TextConn::connect(server)?;
+        actor_join(&mut a, &mut o, &nick, &room)?;
+        a.drain(Duration::from_millis(300));
+        let action = match kind {
+            CloseKind::Normal => "close() with nothing unread",
+            CloseKind::Unread => {
+                // Ask for something the server answers, and leave it unread.
+                a.send("/help")?;
+                super::tcp::wait_recv_queue(a.stream.as_raw_fd(), 1, Duration::from_secs(3))
+                    .context("the server never answered /help")?;
+                "close() with the server's /help reply unread"
+            }
+            CloseKind::LingerZero => {
+                socket2::SockRef::from(&a.stream).set_linger(Some(Duration::ZERO))?;
+                "SO_LINGER {on, 0}, then close()"
+            }
+        };
+        let inq = sockopt::recv_queue(a.stream.as_raw_fd()).unwrap_or(0);
+        drop(a);
+        let (obs, errno, line) = announced(&mut o, &nick);
+        Ok(Outcome::judge(
+            name,
+            action,
+            obs,
+            errno,
+            expected,
+            exp_errno,
+            true,
+            why(kind),
+        )
+        .with_target(server.to_string())
+        .with_details(vec![
+            format!("actor SIOCINQ at close: {inq}"),
+            format!("observer saw: {line}"),
+        ]))
+    };
+    run().unwrap_or_else(|e| {
+        Outcome::setup_failed(name, expected, &e).with_target(server.to_string())
+    })
+}
+
+fn why(kind: CloseKind) -> &'static str {
+    match kind {
+        CloseKind::Normal => "the server's read() returned 0 after our FIN, and it announced EOF",
+        CloseKind::Unread => {
+            "closing with unread data sends RST; the server's read() failed with ECONNRESET"
+        }
+        CloseKind::LingerZero => {
+            "SO_LINGER 0 makes close() abortive: RST, the server's read() failed with ECONNRESET"
+        }
+    }
+}
+
+/// kill -9 of a real process that is chatting through the server.
+pub fn kill9_scenario(server: &str, unread: bool) -> Outcome {
+    let (name, expected, exp_errno) = if unread {
+        ("kill9-unread", "reset", Some(libc::ECONNRESET))
+    } else {
+        ("kill9-sending", "eof", None)
+    };
+    let run = || -> anyhow::Result<Outcome> {
+        let (nick, obs_nick, room) = names(if unread { "ku" } else { "ks" });
+        let mut o = observer(server, &obs_nick, &room)?;
+        let mode = if unread {
+            "text-sender-unread"
+        } else {
+            "text-sender"
+        };
+        let mut child = ChildProc::spawn(mode, server, Some(&nick))?;
+        let ready = child.line(Duration::from_secs(5))?;
+        anyhow::ensure!(ready == "ready", "child said {ready:?}");
+        // Proof the child is mid-send: its messages reach the room.
+        let said = o
+            .wait_for(Duration::from_secs(3), |l| l.contains(&format!("{nick}: ")))
+            .with_context(|| {
+                format!("child's messages never arrived; observer got {:?}", o.seen)
+            })?;
+        let pid = child.pid();
+        let status = child.signal_and_wait(libc::SIGKILL)?;
+        let (obs, errno, line) = announced(&mut o, &nick);
+        Ok(Outcome::judge(
+            name,
+            format!("kill -9 while chatting{}", if unread { ", with unread data" } else { ", nothing unread" }),
+            obs,
+            errno,
+            expected,
+            exp_errno,
+            true,
+            if unread {
+                "process exit closes the socket; unread data makes that an RST, so the server reads ECONNRESET"
+            } else {
+                "process exit closes the socket gracefully (FIN) when nothing is unread; the server just reads EOF"
+            },
+        )
+        .with_target(server.to_string())
+        .with_details(vec![
+            format!("child {pid} was chatting ({said:?}), ended by {status}"),
+            format!("observer saw: {line}"),
+        ]))
+    };
+    run().unwrap_or_else(|e| {
+        Outcome::setup_failed(name, expected, &e).with_target(server.to_string())
+    })
+}
+
+/// Child side (`--child text-sender[-unread]`): join, then chat until killed.
+pub fn child_text_sender(
+    server: &str,
+    nick: Option<&str>,
+    unread: bool,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    let nick = nick.context("text-sender needs --child-nick")?;
+    let room = names("").2;
+    let mut a = TextConn::connect(server)?;
+    a.send(&format!("/nick {nick}"))?;
+    a.send(&format!("/join {room}"))?;
+    a.wait_for(Duration::from_secs(3), |l| l.contains(&room))
+        .context("never joined the lab room")?;
+    a.drain(Duration::from_millis(300));
+    if unread {
+        a.send("/help")?;
+        super::tcp::wait_recv_queue(a.stream.as_raw_fd(), 1, Duration::from_secs(3))?;
+    }
+    let mut out = io::stdout();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    let mut n = 0u64;
+    let mut sink = [0u8; 4096];
+    while Instant::now() < deadline {
+        n += 1;
+        a.send(&format!("message {n}"))?;
+        if !unread {
+            // Keep the receive queue empty: read whatever arrived.
+            a.stream.set_nonblocking(true)?;
+            while let Ok(k) = a.stream.read(&mut sink) {
+                if k == 0 {
+                    break;
+                }
+            }
+            a.stream.set_nonblocking(false)?;
+        }
+        std::thread::sleep(SEND_EVERY);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_contract_texts() {
+        for r in [
+            DisconnectReason::Eof,
+            DisconnectReason::Reset,
+            DisconnectReason::TimedOut,
+            DisconnectReason::IdleTimeout { secs: 30 },
+            DisconnectReason::SlowConsumer { frames: 7 },
+            DisconnectReason::Os { errno: 113 },
+        ] {
+            assert_eq!(parse_reason_text(&r.to_string()), Some(r));
+        }
+        assert_eq!(parse_reason_text("gibberish"), None);
+        assert_eq!(parse_reason_text("x (ECONNRESET 5)"), None);
+    }
+}

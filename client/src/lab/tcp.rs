@@ -1,0 +1,325 @@
+//! Loopback TCP scenarios: how the connection ended decides whether the
+//! kernel sends FIN (peer reads EOF) or RST (peer gets ECONNRESET), and what
+//! a write into a closed connection returns.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sockchat_shared::sockopt;
+
+use super::outcome::{Outcome, code_of};
+use super::{Ctx, remote};
+
+/// Bound for every blocking read in the lab: loopback answers in
+/// microseconds, so anything slower than this is a finding, not a wait.
+pub const READ_LIMIT: Duration = Duration::from_secs(3);
+
+/// A fresh connected pair on loopback: (client, accepted server side).
+pub fn pair() -> anyhow::Result<(TcpStream, TcpStream)> {
+    let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    let c = TcpStream::connect(addr).context("connect")?;
+    let (s, _) = accept_within(&l, READ_LIMIT)?;
+    Ok((c, s))
+}
+
+/// `accept` with a deadline (std's accept has no timeout of its own).
+pub fn accept_within(l: &TcpListener, limit: Duration) -> anyhow::Result<(TcpStream, SocketAddr)> {
+    l.set_nonblocking(true)?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match l.accept() {
+            Ok((s, a)) => {
+                s.set_nonblocking(false)?;
+                l.set_nonblocking(false)?;
+                return Ok((s, a));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    anyhow::bail!("nobody connected within {limit:?}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e).context("accept"),
+        }
+    }
+}
+
+/// How a read loop ended.
+#[derive(Debug)]
+pub struct ReadEnd {
+    /// Payload bytes read before the end.
+    pub bytes: u64,
+    /// `Ok(())` = EOF (read returned 0); `Err` = the error read returned
+    /// (EAGAIN when our own read timeout expired).
+    pub end: io::Result<()>,
+    pub elapsed: Duration,
+}
+
+impl ReadEnd {
+    /// (reason code, errno) of the end.
+    pub fn observed(&self) -> (String, Option<i32>) {
+        match &self.end {
+            Ok(()) => ("eof".into(), None),
+            Err(e) => code_of(e),
+        }
+    }
+}
+
+/// Read until EOF or an error, each read bounded by `limit`.
+pub fn read_until_end(s: &mut TcpStream, limit: Duration) -> ReadEnd {
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = (|| {
+        s.set_read_timeout(Some(limit))?;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => bytes += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })();
+    ReadEnd {
+        bytes,
+        end,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Wait until the kernel has `n` unread bytes queued on `fd` (SIOCINQ).
+pub fn wait_recv_queue(fd: RawFd, n: u32, limit: Duration) -> anyhow::Result<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let q = sockopt::recv_queue(fd).context("SIOCINQ")?;
+        if q >= n {
+            return Ok(q);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("only {q} of {n} bytes arrived within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Wait until TCP_INFO reports `state` (e.g. `CLOSE_WAIT`); returns the
+/// state seen last.
+pub fn wait_state(fd: RawFd, state: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let st = sockopt::tcp_info(fd)
+            .map(|i| i.state_name().to_string())
+            .unwrap_or_else(|e| format!("n/a ({e})"));
+        if st == state || Instant::now() >= deadline {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn scenario(
+    name: &'static str,
+    expected: &str,
+    f: impl FnOnce() -> anyhow::Result<Outcome>,
+) -> Outcome {
+    f().unwrap_or_else(|e| Outcome::setup_failed(name, expected, &e))
+}
+
+pub fn normal_close(ctx: &Ctx) -> Outcome {
+    if let Some(server) = &ctx.server {
+        return remote::close_scenario(server, remote::CloseKind::Normal);
+    }
+    scenario("normal-close", "eof", || {
+        let (mut actor, mut peer) = pair()?;
+        actor.write_all(b"last words\n")?;
+        let inq = sockopt::recv_queue(actor.as_raw_fd())?;
+        drop(actor); // close(): receive queue empty, so the kernel sends FIN
+        let r = read_until_end(&mut peer, READ_LIMIT);
+        let (obs, errno) = r.observed();
+        Ok(Outcome::judge(
+            "normal-close",
+            "close() with nothing unread",
+            obs,
+            errno,
+            "eof",
+            None,
+            r.bytes == 11,
+            "close() with an empty receive queue sends FIN after any queued data; the peer reads the data, then read() returns 0",
+        )
+        .with_details(vec![format!(
+            "actor SIOCINQ at close: {inq} bytes; peer read {} bytes, then EOF after {:?}",
+            r.bytes, r.elapsed
+        )]))
+    })
+}
+
+pub fn close_unread(ctx: &Ctx) -> Outcome {
+    if let Some(server) = &ctx.server {
+        return remote::close_scenario(server, remote::CloseKind::Unread);
+    }
+    scenario("close-unread", "reset", || {
+        let (actor, mut peer) = pair()?;
+        peer.write_all(b"unread")?;
+        let inq = wait_recv_queue(actor.as_raw_fd(), 6, READ_LIMIT)?;
+        drop(actor); // close() with 6 unread bytes: RFC 2525 says RST, Linux does it
+        let r = read_until_end(&mut peer, READ_LIMIT);
+        let (obs, errno) = r.observed();
+        Ok(Outcome::judge(
+            "close-unread",
+            format!("close() with {inq} unread bytes"),
+            obs,
+            errno,
+            "reset",
+            Some(libc::ECONNRESET),
+            true,
+            "closing with data still in the receive queue means data was lost, so Linux sends RST instead of FIN (RFC 2525 2.17)",
+        ))
+    })
+}
+
+pub fn linger_zero(ctx: &Ctx) -> Outcome {
+    if let Some(server) = &ctx.server {
+        return remote::close_scenario(server, remote::CloseKind::LingerZero);
+    }
+    scenario("linger-zero", "reset", || {
+        let (actor, mut peer) = pair()?;
+        socket2::SockRef::from(&actor).set_linger(Some(Duration::ZERO))?;
+        drop(actor);
+        let r = read_until_end(&mut peer, READ_LIMIT);
+        let (obs, errno) = r.observed();
+        Ok(Outcome::judge(
+            "linger-zero",
+            "SO_LINGER {on, 0}, then close()",
+            obs,
+            errno,
+            "reset",
+            Some(libc::ECONNRESET),
+            true,
+            "a zero linger time asks for an abortive close: the kernel drops the send queue and sends RST, skipping FIN and TIME_WAIT",
+        ))
+    })
+}
+
+/// `write(2)` itself, not std's `send(MSG_NOSIGNAL)`: this is the call that
+/// would raise SIGPIPE if the process had not ignored it.
+fn raw_write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for buf.len() bytes for the duration of the call.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Is SIGPIPE's disposition SIG_IGN? (The Rust runtime sets it at startup.)
+pub fn sigpipe_ignored() -> bool {
+    // SAFETY: querying only (act = NULL); old is a valid out-pointer.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+pub fn write_after_close(_ctx: &Ctx) -> Outcome {
+    scenario("write-after-close", "broken-pipe", || {
+        let (actor, peer) = pair()?;
+        drop(peer); // the peer closes: FIN to us, we go to CLOSE_WAIT
+        let fd = actor.as_raw_fd();
+        let st0 = wait_state(fd, "CLOSE_WAIT", READ_LIMIT);
+        let ign = sigpipe_ignored();
+        let first = raw_write(fd, b"first");
+        // The closed peer answers the first write's data with RST; once it
+        // lands our state goes CLOSE_WAIT -> CLOSE and sk_err is EPIPE.
+        let st1 = wait_state(fd, "CLOSE", READ_LIMIT);
+        let second = raw_write(fd, b"second");
+        let (obs, errno) = match &second {
+            Ok(n) => (format!("ok ({n} bytes)"), None),
+            Err(e) => code_of(e),
+        };
+        let first_ok = matches!(first, Ok(5));
+        Ok(Outcome::judge(
+            "write-after-close",
+            "peer closed; we write() twice",
+            obs,
+            errno,
+            "broken-pipe",
+            Some(libc::EPIPE),
+            first_ok && ign,
+            "the first write succeeds (the kernel only queues it) and draws an RST from the closed peer; the second fails with EPIPE, and SIGPIPE is ignored so we live",
+        )
+        .with_details(vec![
+            format!("SIGPIPE disposition: {}", if ign { "SIG_IGN (Rust runtime default)" } else { "NOT ignored" }),
+            format!("state after peer close: {st0}"),
+            format!("write #1: {}", match &first { Ok(n) => format!("ok, {n} bytes"), Err(e) => e.to_string() }),
+            format!("state after write #1: {st1} (RST received)"),
+            format!("write #2: {}", match &second { Ok(n) => format!("ok, {n} bytes"), Err(e) => e.to_string() }),
+        ]))
+    })
+}
+
+pub fn connect_refused(_ctx: &Ctx) -> Outcome {
+    scenario("connect-refused", "refused", || {
+        // A port that was just free: bind, note it, close.
+        let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let r = TcpStream::connect_timeout(&addr, READ_LIMIT);
+        let (obs, errno) = match &r {
+            Ok(_) => ("connected".to_string(), None),
+            Err(e) => code_of(e),
+        };
+        Ok(Outcome::judge(
+            "connect-refused",
+            format!("connect() to {addr}, where nothing listens"),
+            obs,
+            errno,
+            "refused",
+            Some(libc::ECONNREFUSED),
+            true,
+            "the peer's kernel answers a SYN for a port with no listener with RST; connect() returns ECONNREFUSED at once (no retries)",
+        ))
+    })
+}
+
+pub fn half_close(_ctx: &Ctx) -> Outcome {
+    scenario("half-close", "eof", || {
+        let (mut actor, mut peer) = pair()?;
+        actor.write_all(b"request")?;
+        actor.shutdown(Shutdown::Write)?; // FIN: "I am done sending"
+        let r = read_until_end(&mut peer, READ_LIMIT);
+        let (obs, errno) = r.observed();
+        // The peer can still send after reading EOF ...
+        let reply = b"reply after your FIN";
+        let sent = peer
+            .write_all(reply)
+            .and_then(|()| peer.shutdown(Shutdown::Write));
+        // ... and the half-closed actor still receives it.
+        let mut got = Vec::new();
+        actor.set_read_timeout(Some(READ_LIMIT))?;
+        let recv = actor.read_to_end(&mut got);
+        let ok = r.bytes == 7 && sent.is_ok() && recv.is_ok() && got == reply;
+        Ok(Outcome::judge(
+            "half-close",
+            "shutdown(Write) after sending a request",
+            obs,
+            errno,
+            "eof",
+            None,
+            ok,
+            "shutdown(SHUT_WR) sends FIN but keeps the socket open for reading: the peer sees EOF, and its reply still reaches us",
+        )
+        .with_details(vec![
+            format!("peer read {} bytes then EOF", r.bytes),
+            format!("peer write after EOF: {}", match &sent { Ok(()) => "ok".to_string(), Err(e) => e.to_string() }),
+            format!(
+                "actor received after its shutdown: {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        ]))
+    })
+}
