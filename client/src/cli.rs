@@ -48,4 +48,109 @@ pub struct ChatArgs {
     /// Do not reconnect automatically.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// Room to join after connecting. Default: [client] room.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Write the client's tracing log to this file (never to the screen).
+    #[arg(long)]
+    pub log_file: Option<String>,
+}
+
+/// Everything the chat client runs with: the `[client]` config section with
+/// the flags applied on top, and the net task's settings derived from it.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    pub client: sockchat_shared::config::ClientConfig,
+    pub net: crate::net::NetConfig,
+}
+
+/// The per-user config file: `~/.config/sockchat/config.toml`
+/// (`$XDG_CONFIG_HOME/sockchat/config.toml` when that is set).
+pub fn user_config_path() -> Option<std::path::PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return Some(std::path::PathBuf::from(x).join("sockchat/config.toml"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| std::path::PathBuf::from(h).join(".config/sockchat/config.toml"))
+}
+
+impl ChatArgs {
+    /// Load the config (`--config FILE`, else the user's file if present,
+    /// else built-in defaults), then let flags override it.
+    pub fn settings(&self) -> anyhow::Result<ChatSettings> {
+        use anyhow::Context;
+        let path = match &self.config {
+            Some(p) => Some(p.clone()),
+            None => user_config_path().filter(|p| p.exists()),
+        };
+        let mut client = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
+                sockchat_shared::config::parse(&text)
+                    .with_context(|| format!("in config {}", p.display()))?
+                    .client
+            }
+            None => sockchat_shared::config::ClientConfig::default(),
+        };
+        if let Some(s) = &self.server {
+            client.server = s.clone();
+        }
+        if let Some(n) = &self.nick {
+            client.nick = n.clone();
+        }
+        if let Some(r) = &self.room {
+            client.room = r.clone();
+        }
+        if self.no_reconnect {
+            client.reconnect = false;
+        }
+        if let Some(l) = &self.log_file {
+            client.log_file = l.clone();
+        }
+        if self.udp {
+            anyhow::bail!("--udp: the chat client speaks TCP only for now");
+        }
+        if client.info_poll_ms == 0 {
+            anyhow::bail!("[client] info_poll_ms must be at least 1");
+        }
+        let net = crate::net::NetConfig {
+            server: client.server.clone(),
+            nick: client.nick.clone(),
+            room: client.room.clone(),
+            reconnect: client.reconnect,
+            reconnect_initial: std::time::Duration::from_millis(client.reconnect_initial_ms.max(1)),
+            reconnect_max: std::time::Duration::from_millis(
+                client
+                    .reconnect_max_ms
+                    .max(client.reconnect_initial_ms.max(1)),
+            ),
+            info_poll: std::time::Duration::from_millis(client.info_poll_ms),
+            ..crate::net::NetConfig::default()
+        };
+        Ok(ChatSettings { client, net })
+    }
+}
+
+/// Send tracing to `path` (append). Empty path: no log at all. The terminal
+/// is never a log target: it belongs to the UI.
+pub fn init_file_log(path: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if path.is_empty() {
+        return Ok(());
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening log file {path}"))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
 }

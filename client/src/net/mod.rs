@@ -1,2 +1,332 @@
 //! The network task: owns the socket, reports every state change and error
-//! as an event, polls TCP_INFO on a tick.
+//! as a [`SocketEvent`], polls TCP_INFO on a tick, reconnects with backoff.
+//!
+//! **Boundary:** the UI (TUI or plain mode) never touches the socket. It sends
+//! [`NetCmd`]s and receives [`SocketEvent`]s; everything it shows comes from
+//! those events, so tests can replay them without a network.
+//!
+//! **Invariant:** every string inside a [`SocketEvent::Server`] message has
+//! been through `shared::sanitize` before it leaves this module.
+
+pub mod backoff;
+pub mod command;
+mod conn;
+pub mod text;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sockchat_shared::sockopt::TcpSnapshot;
+use sockchat_shared::{DisconnectReason, ServerMsg, errno};
+use tokio::sync::mpsc;
+
+pub use command::{Fault, Input, parse_input};
+
+/// How the net task connects and behaves. Built from config + flags.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// `HOST:PORT`, resolved again on every attempt (DNS may change).
+    pub server: String,
+    /// Nick to ask for; empty lets the server pick `guestN`.
+    pub nick: String,
+    /// Room to join after the welcome if the server put us elsewhere.
+    pub room: String,
+    pub reconnect: bool,
+    pub reconnect_initial: Duration,
+    pub reconnect_max: Duration,
+    /// TCP_INFO poll period.
+    pub info_poll: Duration,
+    /// How often we ping the server to measure application-level latency.
+    pub ping_every: Duration,
+    /// Give up a connect attempt after this long (the kernel's SYN retries
+    /// take minutes; a user wants to see ETIMEDOUT sooner).
+    pub connect_timeout: Duration,
+    /// Client socket keepalive (so a silent dead server is found):
+    /// (idle, interval, count) in seconds; None leaves keepalive off.
+    pub keepalive: Option<(u32, u32, u32)>,
+    /// Longest chat text we send (bytes); longer input is refused locally.
+    pub max_message_len: usize,
+    /// Largest frame we accept from the server.
+    pub max_frame: usize,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        let c = sockchat_shared::config::ClientConfig::default();
+        let l = sockchat_shared::config::LimitsConfig::default();
+        Self {
+            server: c.server,
+            nick: c.nick,
+            room: c.room,
+            reconnect: c.reconnect,
+            reconnect_initial: Duration::from_millis(c.reconnect_initial_ms),
+            reconnect_max: Duration::from_millis(c.reconnect_max_ms),
+            info_poll: Duration::from_millis(c.info_poll_ms),
+            ping_every: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Some((60, 10, 5)),
+            max_message_len: l.max_message_len,
+            max_frame: l.max_frame,
+        }
+    }
+}
+
+/// What the UI asks the net task to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetCmd {
+    /// Send a protocol message (queued while disconnected? no: refused with a
+    /// local error so the user knows it was not sent).
+    Send(sockchat_shared::ClientMsg),
+    /// Demonstrate an abrupt disconnect (see [`Fault`]).
+    Fault(Fault),
+    /// Say goodbye, close cleanly and end the task.
+    Quit(String),
+}
+
+/// Which transport carries the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        })
+    }
+}
+
+/// A failed system call with its real errno: the data behind every line of
+/// the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysError {
+    /// `connect`, `read`, `write`, `setsockopt`...
+    pub syscall: &'static str,
+    pub errno: i32,
+}
+
+impl SysError {
+    /// From an I/O error; errors without an errno (std/tokio wrappers) are
+    /// not kernel errors and return `None`.
+    pub fn from_io(syscall: &'static str, e: &std::io::Error) -> Option<Self> {
+        e.raw_os_error().map(|errno| Self { syscall, errno })
+    }
+    pub fn name(&self) -> String {
+        errno::name(self.errno)
+    }
+    pub fn reason(&self) -> DisconnectReason {
+        DisconnectReason::from_errno(self.errno)
+    }
+}
+
+impl std::fmt::Display for SysError {
+    /// `write: EPIPE (32) broken pipe — peer already closed; ...`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} ({}) {}",
+            self.syscall,
+            errno::name(self.errno),
+            self.errno,
+            errno::describe(self.errno)
+        )?;
+        let why = errno::explain(self.syscall, self.errno);
+        if !why.is_empty() {
+            write!(f, " — {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why our own connection ended: the peer/kernel decided, or we did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The kernel or the server ended it (the one disconnect reason).
+    Peer(DisconnectReason),
+    /// We closed it on purpose (a `/fault` or `/quit`); the text says how.
+    Local(String),
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Peer(r) => write!(f, "{r}"),
+            CloseReason::Local(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Which side of a TCP connection has sent its FIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfClose {
+    WeSentFin,
+    PeerSentFin,
+}
+
+/// Application-level counters kept by the net task for the current
+/// connection (reset on every connect).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// One TCP_INFO poll plus our counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketInfo {
+    pub snap: TcpSnapshot,
+    pub stats: Stats,
+    /// True while `/fault stop-reading` is in effect.
+    pub reading_paused: bool,
+}
+
+/// Everything the net task reports. The UI's whole picture of the socket is
+/// built from these.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SocketEvent {
+    /// A connect attempt starts (attempt 1 is the first).
+    Connecting { addr: String, attempt: u32 },
+    /// The TCP handshake completed.
+    Connected {
+        local: SocketAddr,
+        peer: SocketAddr,
+        transport: Transport,
+    },
+    /// A message from the server (already sanitized).
+    Server(ServerMsg),
+    /// A system call failed (connect, read, write, setsockopt...).
+    Error(SysError),
+    /// One side sent FIN; the connection is half-closed.
+    HalfClosed(HalfClose),
+    /// The connection is over, with its one reason.
+    Closed(CloseReason),
+    /// Waiting before the next attempt.
+    Reconnecting { delay: Duration, attempt: u32 },
+    /// TCP_INFO poll.
+    Info(Box<SocketInfo>),
+    /// The kernel's TCP state changed between two polls.
+    TcpState {
+        from: &'static str,
+        to: &'static str,
+    },
+    /// Round trip of our own Ping/Pong (application latency).
+    Latency(Duration),
+    /// A `/fault` action was carried out.
+    FaultDone {
+        fault: Fault,
+        did: String,
+        peer_sees: String,
+    },
+    /// Something local went wrong or needs saying (not a kernel error).
+    Local(String),
+    /// The task ended (after /quit, or with reconnect off).
+    Finished,
+}
+
+/// Start the net task on the current tokio runtime. The event channel is
+/// bounded: if the UI falls behind, the task stops reading the socket and
+/// TCP flow control pushes back on the server, instead of memory growing.
+pub fn spawn(cfg: NetConfig) -> (mpsc::Sender<NetCmd>, mpsc::Receiver<SocketEvent>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    let (ev_tx, ev_rx) = mpsc::channel(4096);
+    tokio::spawn(conn::run(cfg, cmd_rx, ev_tx));
+    (cmd_tx, ev_rx)
+}
+
+/// Replace every string of a server message with its sanitized form.
+pub fn sanitize_msg(msg: ServerMsg) -> ServerMsg {
+    use sockchat_shared::sanitize::sanitize;
+    fn s(x: String) -> String {
+        match sanitize(&x) {
+            std::borrow::Cow::Borrowed(_) => x,
+            std::borrow::Cow::Owned(o) => o,
+        }
+    }
+    match msg {
+        ServerMsg::Welcome { nick, room, server } => ServerMsg::Welcome {
+            nick: s(nick),
+            room: s(room),
+            server: s(server),
+        },
+        ServerMsg::Chat {
+            room,
+            from,
+            text,
+            kind,
+            ts_ms,
+            history,
+        } => ServerMsg::Chat {
+            room: s(room),
+            from: s(from),
+            text: s(text),
+            kind,
+            ts_ms,
+            history,
+        },
+        ServerMsg::Private {
+            from,
+            to,
+            text,
+            ts_ms,
+        } => ServerMsg::Private {
+            from: s(from),
+            to: s(to),
+            text: s(text),
+            ts_ms,
+        },
+        ServerMsg::Joined { room, nick } => ServerMsg::Joined {
+            room: s(room),
+            nick: s(nick),
+        },
+        ServerMsg::Left { room, nick, reason } => ServerMsg::Left {
+            room: s(room),
+            nick: s(nick),
+            reason: reason.map(|r| match r {
+                DisconnectReason::ProtocolError { detail } => {
+                    DisconnectReason::ProtocolError { detail: s(detail) }
+                }
+                other => other,
+            }),
+        },
+        ServerMsg::NickChanged { old, new } => ServerMsg::NickChanged {
+            old: s(old),
+            new: s(new),
+        },
+        ServerMsg::Who { room, nicks } => ServerMsg::Who {
+            room: s(room),
+            nicks: nicks.into_iter().map(s).collect(),
+        },
+        ServerMsg::Rooms { rooms } => ServerMsg::Rooms {
+            rooms: rooms
+                .into_iter()
+                .map(|r| sockchat_shared::RoomInfo {
+                    name: s(r.name),
+                    members: r.members,
+                })
+                .collect(),
+        },
+        ServerMsg::Notice { text } => ServerMsg::Notice { text: s(text) },
+        ServerMsg::Error { code, text } => ServerMsg::Error {
+            code,
+            text: s(text),
+        },
+        ServerMsg::SockInfo { nick, fields } => ServerMsg::SockInfo {
+            nick: s(nick),
+            fields: fields.into_iter().map(|(k, v)| (s(k), s(v))).collect(),
+        },
+        ServerMsg::Bye { reason } => ServerMsg::Bye {
+            reason: match reason {
+                DisconnectReason::ProtocolError { detail } => {
+                    DisconnectReason::ProtocolError { detail: s(detail) }
+                }
+                other => other,
+            },
+        },
+        m @ (ServerMsg::Ping { .. } | ServerMsg::Pong { .. }) => m,
+    }
+}

@@ -1,5 +1,225 @@
-//! The full-screen chat UI: state + update + view.
+//! The full-screen chat UI: state ([`app::App`]) + `update(Event)` + a pure
+//! view ([`view::render`]). One loop ([`run_loop`]) owns the terminal and
+//! selects over terminal input, socket events and a tick; it is generic over
+//! the ratatui `Backend` and takes its event sources as parameters so tests
+//! replay events into a `TestBackend`.
+//!
+//! **Invariant:** the terminal is restored on every exit path: normal return
+//! (Drop of [`TerminalGuard`]), panic (the hook), and `/fault crash` (restored
+//! by hand just before `abort`).
 
-pub fn run(_args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("the terminal UI is not built yet")
+pub mod app;
+pub mod input;
+pub mod view;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use tokio::sync::mpsc;
+
+use crate::net::{self, NetCmd, SocketEvent};
+use app::{Action, App, Event, PanelMode, UiConfig};
+
+/// How often the screen is refreshed when nothing happens (countdowns).
+const TICK: Duration = Duration::from_millis(250);
+/// After /quit, how long we wait for the net task to close cleanly.
+const QUIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Entry point from the command line.
+pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode> {
+    let settings = args.settings()?;
+    crate::cli::init_file_log(&settings.client.log_file)?;
+    let c = &settings.client;
+    let panel = match c.socket_panel.as_str() {
+        "auto" => PanelMode::Auto,
+        "on" => PanelMode::On,
+        "off" => PanelMode::Off,
+        other => anyhow::bail!(
+            "[client] socket_panel must be \"auto\", \"on\" or \"off\", not {other:?}"
+        ),
+    };
+    let ui = UiConfig {
+        server: c.server.clone(),
+        timestamps: c.timestamps,
+        colors: c.colors,
+        panel,
+        utc_offset_secs: local_utc_offset(),
+        limits: crate::net::command::InputLimits {
+            max_message_len: settings.net.max_message_len,
+            ..Default::default()
+        },
+        info_poll: settings.net.info_poll,
+        room: c.room.clone(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let crash = rt.block_on(async {
+        let (cmd_tx, ev_rx) = net::spawn(settings.net.clone());
+        let guard = TerminalGuard::enter()?;
+        let mut terminal = Terminal::new(ratatui::backend::CrosstermBackend::new(io::stdout()))?;
+        terminal.clear()?;
+        let mut app = App::new(ui, &c.nick, Instant::now(), sockchat_shared::now_ms());
+        if let Ok(s) = terminal.size() {
+            app.size = (s.width, s.height);
+        }
+        let events = crossterm::event::EventStream::new();
+        let r = run_loop(&mut terminal, &mut app, events, ev_rx, cmd_tx).await;
+        drop(guard);
+        r
+    })?;
+    if let Some(Action::Crash { did, peer_sees }) = crash {
+        // The terminal is already restored (guard dropped); nothing else is.
+        eprintln!("sockchat: fault crash: {did}; the peer should see: {peer_sees}");
+        std::process::abort();
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The local time's offset from UTC, for timestamps (0 if unknown).
+fn local_utc_offset() -> i64 {
+    let now = sockchat_shared::now_ms() / 1000;
+    let t = now as libc::time_t;
+    // SAFETY: localtime_r writes into the zeroed tm we own; no shared state.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff
+        }
+    }
+}
+
+/// Raw mode + alternate screen + mouse + bracketed paste, undone on Drop
+/// and by the panic hook.
+pub struct TerminalGuard;
+
+impl TerminalGuard {
+    pub fn enter() -> io::Result<Self> {
+        crossterm::terminal::enable_raw_mode()?;
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            hook(info);
+        }));
+        crossterm::execute!(
+            io::stdout(),
+            crossterm::terminal::EnterAlternateScreen,
+            crossterm::event::EnableMouseCapture,
+            crossterm::event::EnableBracketedPaste
+        )?;
+        Ok(Self)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Put the terminal back the way we found it (safe to call twice).
+pub fn restore_terminal() {
+    let _ = crossterm::terminal::disable_raw_mode();
+    let _ = crossterm::execute!(
+        io::stdout(),
+        crossterm::event::DisableBracketedPaste,
+        crossterm::event::DisableMouseCapture,
+        crossterm::terminal::LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+/// Convert a crossterm event into an app event.
+pub fn from_crossterm(e: crossterm::event::Event) -> Option<Event> {
+    use crossterm::event::Event as C;
+    match e {
+        C::Key(k) => Some(Event::Key(k)),
+        C::Mouse(m) => Some(Event::Mouse(m)),
+        C::Paste(s) => Some(Event::Paste(s)),
+        C::Resize(w, h) => Some(Event::Resize(w, h)),
+        C::FocusGained | C::FocusLost => None,
+    }
+}
+
+/// The loop: draw, wait for input / socket events / tick, update, repeat.
+/// Everything already queued is applied before the next draw. Returns when
+/// the app is done, when every source has ended, or with a crash request.
+pub async fn run_loop<B, S>(
+    terminal: &mut Terminal<B>,
+    app: &mut App,
+    mut input: S,
+    mut socket: mpsc::Receiver<SocketEvent>,
+    net: mpsc::Sender<NetCmd>,
+) -> anyhow::Result<Option<Action>>
+where
+    B: Backend,
+    B::Error: Send + Sync + 'static,
+    S: Stream<Item = io::Result<crossterm::event::Event>> + Unpin,
+{
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut input_open = true;
+    let mut socket_open = true;
+    let mut quit_deadline: Option<Instant> = None;
+    loop {
+        terminal.draw(|f| view::render(app, f))?;
+        if app.done {
+            return Ok(None);
+        }
+        if !input_open && !socket_open {
+            return Ok(None);
+        }
+        if app.quitting && quit_deadline.is_none() {
+            quit_deadline = Some(Instant::now() + QUIT_GRACE);
+        }
+        if let Some(d) = quit_deadline
+            && Instant::now() >= d
+        {
+            return Ok(None);
+        }
+        let mut events: Vec<Event> = Vec::new();
+        tokio::select! {
+            e = input.next(), if input_open => match e {
+                Some(Ok(e)) => events.extend(from_crossterm(e)),
+                Some(Err(e)) => return Err(e.into()),
+                None => input_open = false,
+            },
+            e = socket.recv(), if socket_open => match e {
+                Some(e) => events.push(Event::Socket(e)),
+                None => socket_open = false,
+            },
+            _ = ticker.tick() => events.push(Event::Tick(Instant::now())),
+        }
+        // Everything already queued, then one draw.
+        while socket_open {
+            match socket.try_recv() {
+                Ok(e) => events.push(Event::Socket(e)),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => socket_open = false,
+            }
+            if events.len() > 1024 {
+                break;
+            }
+        }
+        for e in events {
+            for action in app.update(e) {
+                match action {
+                    Action::Net(cmd) => {
+                        // The net task may be gone (reconnect off and ended):
+                        // then there is nobody to tell.
+                        let _ = net.send(cmd).await;
+                    }
+                    crash @ Action::Crash { .. } => return Ok(Some(crash)),
+                }
+            }
+        }
+        if !socket_open && app.quitting {
+            app.done = true;
+        }
+    }
 }

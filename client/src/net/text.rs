@@ -1,0 +1,237 @@
+//! How events read in words: one line of text (plain mode, the TUI's chat
+//! and event log) or one JSON object (`--json`). Chat lines use the same
+//! shapes as the server's text mode (`[lobby] alice: hi`, `* bob joined
+//! lobby`, `! error`), so a person reads one format everywhere.
+
+use serde_json::{Value, json};
+use sockchat_shared::{ChatKind, ServerMsg};
+
+use super::{CloseReason, HalfClose, SocketEvent};
+
+/// `1.2 s`, `350 ms`, `42 µs`.
+pub fn fmt_duration(d: std::time::Duration) -> String {
+    let us = d.as_micros();
+    if us >= 10_000_000 {
+        format!("{} s", d.as_secs())
+    } else if us >= 1_000_000 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else if us >= 1000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{us} µs")
+    }
+}
+
+/// One line for a server message, or `None` for protocol chatter.
+pub fn server_line(msg: &ServerMsg) -> Option<String> {
+    Some(match msg {
+        ServerMsg::Welcome { nick, room, server } => {
+            format!("* welcome {nick}: you are in {room} (server {server})")
+        }
+        ServerMsg::Chat {
+            room,
+            from,
+            text,
+            kind,
+            ..
+        } => match kind {
+            ChatKind::Say => format!("[{room}] {from}: {text}"),
+            ChatKind::Me => format!("[{room}] * {from} {text}"),
+        },
+        ServerMsg::Private { from, to, text, .. } => format!("[pm] {from} -> {to}: {text}"),
+        ServerMsg::Joined { room, nick } => format!("* {nick} joined {room}"),
+        ServerMsg::Left { room, nick, reason } => match reason {
+            Some(r) => format!("* {nick} left {room}: {r}"),
+            None => format!("* {nick} left {room}"),
+        },
+        ServerMsg::NickChanged { old, new } => format!("* {old} is now known as {new}"),
+        ServerMsg::Who { room, nicks } => format!("* {room}: {}", nicks.join(", ")),
+        ServerMsg::Rooms { rooms } => format!(
+            "* rooms: {}",
+            rooms
+                .iter()
+                .map(|r| format!("{} ({})", r.name, r.members))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ServerMsg::Notice { text } => format!("* {text}"),
+        ServerMsg::Error { text, .. } => format!("! {text}"),
+        ServerMsg::SockInfo { nick, fields } => format!(
+            "* sockinfo {nick}: {}",
+            fields
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        ServerMsg::Bye { reason } => format!("* server says bye: {reason}"),
+        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } => return None,
+    })
+}
+
+/// The text of a half-close.
+pub fn half_close_text(h: HalfClose) -> &'static str {
+    match h {
+        HalfClose::PeerSentFin => "read: EOF (peer sent FIN) — HALF-CLOSED (peer sent FIN)",
+        HalfClose::WeSentFin => "HALF-CLOSED (we sent FIN)",
+    }
+}
+
+/// One line for any event; `None` for events that only feed the panel
+/// (TCP_INFO polls, latency) or the end marker.
+pub fn event_line(ev: &SocketEvent) -> Option<String> {
+    Some(match ev {
+        SocketEvent::Connecting { addr, attempt } => {
+            format!("* connecting to {addr} (attempt {attempt})")
+        }
+        SocketEvent::Connected {
+            local,
+            peer,
+            transport,
+        } => format!("* connected {local} -> {peer} ({transport}): ESTABLISHED"),
+        SocketEvent::Server(m) => return server_line(m),
+        SocketEvent::Error(e) => format!("! {e}"),
+        SocketEvent::HalfClosed(h) => format!("* {}", half_close_text(*h)),
+        SocketEvent::Closed(r) => format!("* CLOSED: {r}"),
+        SocketEvent::Reconnecting { delay, attempt } => format!(
+            "* reconnecting in {} (attempt {attempt})",
+            fmt_duration(*delay)
+        ),
+        SocketEvent::TcpState { from, to } => format!("* tcp state {from} -> {to}"),
+        SocketEvent::FaultDone {
+            fault,
+            did,
+            peer_sees,
+        } => format!("* fault {fault}: {did}; the peer should see: {peer_sees}"),
+        SocketEvent::Local(s) => format!("! {s}"),
+        SocketEvent::Info(_) | SocketEvent::Latency(_) | SocketEvent::Finished => return None,
+    })
+}
+
+fn close_json(r: &CloseReason) -> Value {
+    match r {
+        CloseReason::Peer(d) => json!({
+            "by": "peer",
+            "reason": d.code(),
+            "errno": d.errno(),
+            "text": d.to_string(),
+        }),
+        CloseReason::Local(s) => json!({"by": "us", "reason": "local", "text": s}),
+    }
+}
+
+/// One JSON object for an event (`--json`); `None` for TCP_INFO polls.
+pub fn event_json(ev: &SocketEvent) -> Option<Value> {
+    Some(match ev {
+        SocketEvent::Connecting { addr, attempt } => {
+            json!({"event": "connecting", "addr": addr, "attempt": attempt})
+        }
+        SocketEvent::Connected {
+            local,
+            peer,
+            transport,
+        } => json!({
+            "event": "connected",
+            "local": local.to_string(),
+            "peer": peer.to_string(),
+            "transport": transport.to_string(),
+        }),
+        SocketEvent::Server(m) => return server_json(m),
+        SocketEvent::Error(e) => json!({
+            "event": "error",
+            "syscall": e.syscall,
+            "errno": e.errno,
+            "name": e.name(),
+            "reason": e.reason().code(),
+            "text": e.to_string(),
+        }),
+        SocketEvent::HalfClosed(h) => json!({
+            "event": "half-closed",
+            "side": match h { HalfClose::WeSentFin => "we-sent-fin", HalfClose::PeerSentFin => "peer-sent-fin" },
+        }),
+        SocketEvent::Closed(r) => {
+            let mut v = close_json(r);
+            v["event"] = json!("closed");
+            v
+        }
+        SocketEvent::Reconnecting { delay, attempt } => json!({
+            "event": "reconnecting",
+            "delay_ms": delay.as_millis() as u64,
+            "attempt": attempt,
+        }),
+        SocketEvent::TcpState { from, to } => json!({"event": "tcp-state", "from": from, "to": to}),
+        SocketEvent::Latency(d) => json!({"event": "latency", "us": d.as_micros() as u64}),
+        SocketEvent::FaultDone {
+            fault,
+            did,
+            peer_sees,
+        } => json!({"event": "fault", "fault": fault.name(), "did": did, "peer_sees": peer_sees}),
+        SocketEvent::Local(s) => json!({"event": "local-error", "text": s}),
+        SocketEvent::Finished => json!({"event": "finished"}),
+        SocketEvent::Info(_) => return None,
+    })
+}
+
+fn server_json(m: &ServerMsg) -> Option<Value> {
+    Some(match m {
+        ServerMsg::Welcome { nick, room, server } => {
+            json!({"event": "welcome", "nick": nick, "room": room, "server": server})
+        }
+        ServerMsg::Chat {
+            room,
+            from,
+            text,
+            kind,
+            ts_ms,
+            history,
+        } => json!({
+            "event": "chat",
+            "room": room,
+            "from": from,
+            "text": text,
+            "kind": match kind { ChatKind::Say => "say", ChatKind::Me => "me" },
+            "ts_ms": ts_ms,
+            "history": history,
+        }),
+        ServerMsg::Private {
+            from,
+            to,
+            text,
+            ts_ms,
+        } => json!({"event": "private", "from": from, "to": to, "text": text, "ts_ms": ts_ms}),
+        ServerMsg::Joined { room, nick } => json!({"event": "joined", "room": room, "nick": nick}),
+        ServerMsg::Left { room, nick, reason } => json!({
+            "event": "left",
+            "room": room,
+            "nick": nick,
+            "reason": reason.as_ref().map(|r| r.code()),
+            "errno": reason.as_ref().and_then(|r| r.errno()),
+            "text": reason.as_ref().map(|r| r.to_string()),
+        }),
+        ServerMsg::NickChanged { old, new } => {
+            json!({"event": "nick-changed", "old": old, "new": new})
+        }
+        ServerMsg::Who { room, nicks } => json!({"event": "who", "room": room, "nicks": nicks}),
+        ServerMsg::Rooms { rooms } => json!({
+            "event": "rooms",
+            "rooms": rooms.iter().map(|r| json!({"name": r.name, "members": r.members})).collect::<Vec<_>>(),
+        }),
+        ServerMsg::Notice { text } => json!({"event": "notice", "text": text}),
+        ServerMsg::Error { code, text } => {
+            json!({"event": "server-error", "code": code.to_u16(), "text": text})
+        }
+        ServerMsg::SockInfo { nick, fields } => {
+            let map: serde_json::Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            json!({"event": "sockinfo", "nick": nick, "fields": map})
+        }
+        ServerMsg::Bye { reason } => json!({
+            "event": "bye",
+            "reason": reason.code(),
+            "text": reason.to_string(),
+        }),
+        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } => return None,
+    })
+}

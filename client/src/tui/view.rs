@@ -1,0 +1,771 @@
+//! The pure view: draws an [`App`] into a frame. Nothing here changes state
+//! or does I/O, so a `TestBackend` shows exactly what a person would see.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Sparkline};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
+use super::app::{App, ChatLine, ConnState, LineKind};
+use crate::net::HalfClose;
+use crate::net::command::COMMANDS;
+use crate::net::text::fmt_duration;
+
+/// Sidebar width (rooms and members).
+const SIDEBAR: u16 = 18;
+/// Socket panel width.
+const PANEL: u16 = 46;
+/// Below this width the sidebar is hidden.
+const SIDEBAR_MIN_WIDTH: u16 = 64;
+
+const PALETTE: [Color; 12] = [
+    Color::Cyan,
+    Color::Green,
+    Color::Yellow,
+    Color::Magenta,
+    Color::Blue,
+    Color::LightRed,
+    Color::LightGreen,
+    Color::LightCyan,
+    Color::LightMagenta,
+    Color::LightBlue,
+    Color::LightYellow,
+    Color::Red,
+];
+
+/// A nick's colour: the same nick gets the same colour in every session
+/// (FNV-1a of its bytes picks from a fixed palette).
+pub fn nick_color(nick: &str) -> Color {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in nick.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    PALETTE[(h as usize) % PALETTE.len()]
+}
+
+/// `HH:MM:SS` of a Unix ms timestamp shifted by the local UTC offset.
+pub fn hms(ts_ms: u64, offset_secs: i64) -> String {
+    let s = (ts_ms / 1000) as i64 + offset_secs;
+    let d = s.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", d / 3600, (d / 60) % 60, d % 60)
+}
+
+/// Wrap styled text into lines of at most `width` cells, breaking between
+/// characters (so wide CJK/emoji never straddle the edge).
+pub fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut cur: Vec<Span<'static>> = Vec::new();
+    let mut used = 0;
+    for span in spans {
+        let style = span.style;
+        let mut buf = String::new();
+        for c in span.content.chars() {
+            let w = c.width().unwrap_or(0);
+            if used + w > width && used > 0 {
+                if !buf.is_empty() {
+                    cur.push(Span::styled(std::mem::take(&mut buf), style));
+                }
+                lines.push(Line::from(std::mem::take(&mut cur)));
+                used = 0;
+            }
+            buf.push(c);
+            used += w;
+        }
+        if !buf.is_empty() {
+            cur.push(Span::styled(buf, style));
+        }
+    }
+    if !cur.is_empty() || lines.is_empty() {
+        lines.push(Line::from(cur));
+    }
+    lines
+}
+
+fn color(app: &App, c: Color) -> Style {
+    if app.cfg.colors {
+        Style::default().fg(c)
+    } else {
+        Style::default()
+    }
+}
+
+/// The spans of one chat line (before wrapping).
+fn line_spans(app: &App, l: &ChatLine) -> Vec<Span<'static>> {
+    let mut v = Vec::new();
+    if app.cfg.timestamps {
+        v.push(Span::styled(
+            format!("{} ", hms(l.ts_ms, app.cfg.utc_offset_secs)),
+            color(app, Color::DarkGray),
+        ));
+    }
+    let dim = if l.history {
+        Style::default().add_modifier(Modifier::DIM)
+    } else {
+        Style::default()
+    };
+    match &l.kind {
+        LineKind::Chat { from, me } => {
+            let mut ns = color(app, nick_color(from));
+            if *from == app.nick {
+                ns = ns.add_modifier(Modifier::BOLD);
+            }
+            if *me {
+                v.push(Span::styled("* ".to_string(), dim));
+                v.push(Span::styled(from.clone(), ns));
+                v.push(Span::styled(format!(" {}", l.text), dim));
+            } else {
+                v.push(Span::styled(from.clone(), ns));
+                v.push(Span::styled(format!(": {}", l.text), dim));
+            }
+        }
+        LineKind::Private { from, to } => {
+            v.push(Span::styled(
+                format!("[pm] {from} -> {to}: {}", l.text),
+                color(app, Color::Magenta),
+            ));
+        }
+        LineKind::System => v.push(Span::styled(
+            format!("* {}", l.text),
+            color(app, Color::Yellow),
+        )),
+        LineKind::Error => v.push(Span::styled(
+            format!("! {}", l.text),
+            color(app, Color::LightRed).add_modifier(Modifier::BOLD),
+        )),
+    }
+    v
+}
+
+/// Draw the whole screen.
+pub fn render(app: &App, f: &mut Frame) {
+    let area = f.area();
+    let [main, input, status] = Layout::vertical([
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let show_panel = app.panel_visible() && main.width >= PANEL + 30;
+    let show_sidebar = area.width >= SIDEBAR_MIN_WIDTH;
+    let mut chat = main;
+    if show_panel {
+        let [left, right] =
+            Layout::horizontal([Constraint::Min(20), Constraint::Length(PANEL)]).areas(chat);
+        chat = left;
+        render_panel(app, f, right);
+    }
+    if show_sidebar {
+        let [side, rest] =
+            Layout::horizontal([Constraint::Length(SIDEBAR), Constraint::Min(10)]).areas(chat);
+        chat = rest;
+        render_sidebar(app, f, side);
+    }
+    render_chat(app, f, chat);
+    render_input(app, f, input);
+    render_status(app, f, status);
+    if app.show_help {
+        render_help(f, area);
+    }
+}
+
+fn render_chat(app: &App, f: &mut Frame, area: Rect) {
+    let room = app.room();
+    let block = Block::default()
+        .borders(Borders::TOP)
+        .title(format!(" {} ", room.name));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let height = inner.height as usize;
+    let width = inner.width as usize;
+    if height == 0 || width == 0 {
+        return;
+    }
+    let marker = room.scroll > 0 && room.new_below > 0;
+    let rows_avail = if marker { height - 1 } else { height };
+    // Walk back from the last visible logical line, wrapping until full.
+    let end = room.lines.len().saturating_sub(room.scroll);
+    let mut rows: Vec<Line<'static>> = Vec::new();
+    for l in room.lines.iter().take(end).rev() {
+        let mut wrapped = wrap(line_spans(app, l), width);
+        while let Some(last) = wrapped.pop() {
+            rows.push(last);
+            if rows.len() >= rows_avail {
+                break;
+            }
+        }
+        if rows.len() >= rows_avail {
+            break;
+        }
+    }
+    rows.reverse();
+    if marker {
+        rows.push(Line::from(Span::styled(
+            format!(
+                "── {} new message{} below (PgDn/Esc) ──",
+                room.new_below,
+                if room.new_below == 1 { "" } else { "s" }
+            ),
+            color(app, Color::Black).bg(Color::Yellow),
+        )));
+    }
+    // Bottom-align: pad above when there are fewer lines than rows.
+    let pad = height.saturating_sub(rows.len());
+    let mut all = vec![Line::default(); pad];
+    all.extend(rows);
+    f.render_widget(Paragraph::new(all), inner);
+}
+
+fn render_sidebar(app: &App, f: &mut Frame, area: Rect) {
+    let block = Block::default().borders(Borders::RIGHT | Borders::TOP);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let mut lines: Vec<Line> = vec![Line::from(Span::styled(
+        "Rooms",
+        Style::default().add_modifier(Modifier::BOLD),
+    ))];
+    for (i, r) in app.rooms.iter().enumerate() {
+        let mut text = format!(" {}", r.name);
+        if r.unread > 0 {
+            text.push_str(&format!(" ({})", r.unread));
+        }
+        let mut st = Style::default();
+        if i == app.current {
+            st = st.add_modifier(Modifier::REVERSED);
+        } else if r.unread > 0 {
+            st = st.add_modifier(Modifier::BOLD);
+        }
+        if !r.joined {
+            st = st.add_modifier(Modifier::DIM);
+        }
+        lines.push(Line::from(Span::styled(text, st)));
+    }
+    lines.push(Line::default());
+    let members = &app.room().members;
+    lines.push(Line::from(Span::styled(
+        format!("Members ({})", members.len()),
+        Style::default().add_modifier(Modifier::BOLD),
+    )));
+    for m in members {
+        let mut st = color(app, nick_color(m));
+        if *m == app.nick {
+            st = st.add_modifier(Modifier::BOLD);
+        }
+        lines.push(Line::from(Span::styled(format!(" {m}"), st)));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+fn render_input(app: &App, f: &mut Frame, area: Rect) {
+    let prompt = format!("[{}] ", app.room().name);
+    let pw = prompt.width() as u16;
+    if area.width <= pw + 1 {
+        let (text, cur) = app.input.view(area.width as usize);
+        f.render_widget(Paragraph::new(text), area);
+        f.set_cursor_position((area.x + cur as u16, area.y));
+        return;
+    }
+    let avail = (area.width - pw) as usize;
+    let (text, cur) = app.input.view(avail);
+    let line = Line::from(vec![
+        Span::styled(prompt, color(app, Color::Cyan)),
+        Span::raw(text),
+    ]);
+    f.render_widget(Paragraph::new(line), area);
+    f.set_cursor_position((area.x + pw + cur as u16, area.y));
+}
+
+/// The state as a person reads it in the status bar and the panel.
+pub fn state_text(app: &App) -> String {
+    match &app.conn.state {
+        ConnState::Connecting { attempt } => format!("CONNECTING (attempt {attempt})"),
+        ConnState::Established => "ESTABLISHED".into(),
+        ConnState::HalfClosed(HalfClose::WeSentFin) => "HALF-CLOSED (we sent FIN)".into(),
+        ConnState::HalfClosed(HalfClose::PeerSentFin) => "HALF-CLOSED (peer sent FIN)".into(),
+        ConnState::Closed(r) => format!("CLOSED: {r}"),
+        ConnState::Waiting { until, attempt } => {
+            let left = until.saturating_duration_since(app.now);
+            format!(
+                "RECONNECTING in {:.1} s (attempt {attempt})",
+                left.as_secs_f64()
+            )
+        }
+        ConnState::Finished => match &app.conn.last_close {
+            Some(r) => format!("CLOSED: {r}"),
+            None => "CLOSED".into(),
+        },
+    }
+}
+
+fn state_style(app: &App) -> Style {
+    let c = match app.conn.state {
+        ConnState::Established => Color::Green,
+        ConnState::Connecting { .. } | ConnState::Waiting { .. } => Color::Yellow,
+        ConnState::HalfClosed(_) => Color::Magenta,
+        ConnState::Closed(_) | ConnState::Finished => Color::Red,
+    };
+    color(app, c).add_modifier(Modifier::BOLD)
+}
+
+fn render_status(app: &App, f: &mut Frame, area: Rect) {
+    let sep = Span::raw(" │ ");
+    let mut spans = vec![
+        Span::raw(format!(" {}", app.cfg.server)),
+        sep.clone(),
+        Span::styled(
+            if app.nick.is_empty() {
+                "(no nick yet)".to_string()
+            } else {
+                app.nick.clone()
+            },
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        sep.clone(),
+        Span::raw(app.room().name.clone()),
+        sep.clone(),
+        Span::styled(state_text(app), state_style(app)),
+    ];
+    if let Some(l) = app.conn.latency
+        && app.conn.state == ConnState::Established
+    {
+        spans.push(sep.clone());
+        spans.push(Span::raw(format!("ping {}", fmt_duration(l))));
+    }
+    if let ConnState::Waiting { .. } = app.conn.state
+        && let Some(r) = &app.conn.last_close
+    {
+        spans.push(sep.clone());
+        spans.push(Span::raw(format!("last: {r}")));
+    }
+    spans.push(sep);
+    spans.push(Span::styled(
+        "F1 help F2 panel",
+        color(app, Color::DarkGray),
+    ));
+    let bar = Paragraph::new(Line::from(spans)).style(Style::default().bg(if app.cfg.colors {
+        Color::Rgb(30, 30, 46)
+    } else {
+        Color::Reset
+    }));
+    f.render_widget(bar, area);
+}
+
+fn render_help(f: &mut Frame, area: Rect) {
+    let mut lines: Vec<Line> = vec![
+        Line::from(Span::styled(
+            "sockchat — keys",
+            Style::default().add_modifier(Modifier::BOLD),
+        )),
+        Line::from(" Enter send   Up/Down history   Tab complete nick or /command"),
+        Line::from(" PgUp/PgDn or mouse wheel scroll   Esc back to the newest line"),
+        Line::from(" Ctrl-N/Ctrl-P (Alt-←/→) next/previous room   F2 socket panel"),
+        Line::from(" Ctrl-A/E/U/K/W edit the line   Ctrl-C quit"),
+        Line::default(),
+        Line::from(Span::styled(
+            "Commands",
+            Style::default().add_modifier(Modifier::BOLD),
+        )),
+    ];
+    for (c, d) in COMMANDS {
+        lines.push(Line::from(format!(" {c} {d}")));
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(" any key closes this help"));
+    let w = area.width.min(78);
+    let h = area.height.min(lines.len() as u16 + 2);
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(ratatui::widgets::Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" help ")),
+        r,
+    );
+}
+
+/// `n/a` for a field the kernel did not report.
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "n/a".into())
+}
+
+/// Human bytes: `512 B`, `1.5 KiB`, `2.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1024 * 1024 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    }
+}
+
+fn us(v: u32) -> String {
+    if v >= 1000 {
+        format!("{:.1} ms", f64::from(v) / 1000.0)
+    } else {
+        format!("{v} µs")
+    }
+}
+
+/// `1m 50s`.
+fn mins(secs: u64) -> String {
+    if secs >= 60 {
+        format!("{}m {:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// The lines of the socket panel (without the sparklines and diagram).
+pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
+    let c = &app.conn;
+    let key = |k: &str| Span::styled(format!("{k:<9}"), color(app, Color::DarkGray));
+    let mut lines = vec![
+        Line::from(vec![
+            key("state"),
+            Span::styled(state_text(app), state_style(app)),
+        ]),
+        Line::from(vec![
+            key("local"),
+            Span::raw(opt(c.local)),
+            Span::raw(format!("  {}", c.transport)),
+        ]),
+        Line::from(vec![key("peer"), Span::raw(opt(c.peer))]),
+    ];
+    if let Some(r) = &c.last_close {
+        lines.push(Line::from(vec![
+            key("last end"),
+            Span::styled(r.clone(), color(app, Color::LightRed)),
+        ]));
+    }
+    let Some(info) = &c.info else {
+        lines.push(Line::from(vec![
+            key("tcp_info"),
+            Span::raw("n/a (no socket yet)"),
+        ]));
+        return lines;
+    };
+    let s = &info.snap;
+    let live = matches!(c.state, ConnState::Established | ConnState::HalfClosed(_));
+    match &s.info {
+        Some(t) => {
+            let ssthresh = if t.snd_ssthresh >= 0x7fff_ffff {
+                "inf".to_string()
+            } else {
+                t.snd_ssthresh.to_string()
+            };
+            lines.push(Line::from(vec![
+                key("tcpi"),
+                Span::styled(
+                    t.state_name().to_string(),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(format!("  mss {}", t.snd_mss)),
+                Span::styled(
+                    if live { "" } else { "  (last poll)" },
+                    color(app, Color::DarkGray),
+                ),
+            ]));
+            lines.push(Line::from(vec![
+                key("rtt"),
+                Span::raw(format!(
+                    "{} ±{}  min {}",
+                    us(t.rtt_us),
+                    us(t.rttvar_us),
+                    opt(t.min_rtt_us.map(us))
+                )),
+            ]));
+            lines.push(Line::from(vec![
+                key("cwnd"),
+                Span::raw(format!(
+                    "{}  ssthresh {}  unacked {}",
+                    t.snd_cwnd, ssthresh, t.unacked
+                )),
+            ]));
+            lines.push(Line::from(vec![
+                key("retrans"),
+                Span::raw(format!(
+                    "{} now / {} total  rto {}",
+                    t.retransmits,
+                    t.total_retrans,
+                    us(t.rto_us)
+                )),
+            ]));
+            lines.push(Line::from(vec![
+                key("acked"),
+                Span::raw(format!(
+                    "{}  rcvd {}",
+                    opt(t.bytes_acked.map(bytes)),
+                    opt(t.bytes_received.map(bytes))
+                )),
+            ]));
+            lines.push(Line::from(vec![
+                key("notsent"),
+                Span::raw(format!(
+                    "{}  peer wnd {}",
+                    opt(t.notsent_bytes.map(|b| bytes(b.into()))),
+                    opt(t.snd_wnd.map(|b| bytes(b.into())))
+                )),
+            ]));
+        }
+        None => lines.push(Line::from(vec![key("tcp_info"), Span::raw("n/a")])),
+    }
+    lines.push(Line::from(vec![
+        key("buffers"),
+        Span::raw(format!(
+            "snd {}  rcv {}",
+            opt(s.sndbuf.map(|b| bytes(b.into()))),
+            opt(s.rcvbuf.map(|b| bytes(b.into())))
+        )),
+    ]));
+    let mut q = vec![
+        key("queues"),
+        Span::raw(format!(
+            "out {}  in {}",
+            opt(s.send_queue.map(|b| bytes(b.into()))),
+            opt(s.recv_queue.map(|b| bytes(b.into())))
+        )),
+    ];
+    if info.reading_paused {
+        q.push(Span::styled(
+            "  NOT READING",
+            color(app, Color::LightRed).add_modifier(Modifier::BOLD),
+        ));
+    }
+    lines.push(Line::from(q));
+    let st = info.stats;
+    lines.push(Line::from(vec![
+        key("frames"),
+        Span::raw(format!(
+            "in {} / out {}  ({} / {})",
+            st.frames_in,
+            st.frames_out,
+            bytes(st.bytes_in),
+            bytes(st.bytes_out)
+        )),
+    ]));
+    lines.extend(keepalive_lines(app));
+    lines
+}
+
+/// Keepalive and TCP_USER_TIMEOUT with the countdown to when the kernel
+/// would declare a silent peer dead.
+fn keepalive_lines(app: &App) -> Vec<Line<'static>> {
+    let key = |k: &str| Span::styled(format!("{k:<9}"), color(app, Color::DarkGray));
+    let Some(info) = &app.conn.info else {
+        return Vec::new();
+    };
+    let Some(k) = &info.snap.keepalive else {
+        return vec![Line::from(vec![key("keepalv"), Span::raw("n/a")])];
+    };
+    // Time since the peer was last heard from, aged by the time since the
+    // poll (so the countdown moves between polls).
+    let since_poll = app
+        .conn
+        .info_at
+        .map(|t| app.now.saturating_duration_since(t).as_millis() as u64)
+        .unwrap_or(0);
+    let silent_ms = info
+        .snap
+        .info
+        .as_ref()
+        .map(|t| u64::from(t.last_data_recv_ms.min(t.last_ack_recv_ms)) + since_poll);
+    let mut out = Vec::new();
+    match k.dead_after_secs() {
+        Some(dead) => {
+            let left = silent_ms.map(|s| (u64::from(dead) * 1000).saturating_sub(s) / 1000);
+            out.push(Line::from(vec![
+                key("keepalv"),
+                Span::raw(format!(
+                    "{}s idle + {}×{}s  dead in {}",
+                    k.idle_secs,
+                    k.count,
+                    k.interval_secs,
+                    opt(left.map(mins))
+                )),
+            ]));
+        }
+        None => out.push(Line::from(vec![key("keepalv"), Span::raw("off")])),
+    }
+    let ut = if k.user_timeout_ms == 0 {
+        "kernel default (tcp_retries2)".to_string()
+    } else {
+        let unacked = info.snap.info.as_ref().map(|t| t.unacked).unwrap_or(0);
+        if unacked > 0 {
+            let since_ack = info
+                .snap
+                .info
+                .as_ref()
+                .map(|t| u64::from(t.last_ack_recv_ms) + since_poll)
+                .unwrap_or(0);
+            format!(
+                "{} ms  dead in {}",
+                k.user_timeout_ms,
+                mins(u64::from(k.user_timeout_ms).saturating_sub(since_ack) / 1000)
+            )
+        } else {
+            format!("{} ms (nothing unacked)", k.user_timeout_ms)
+        }
+    };
+    out.push(Line::from(vec![key("user_to"), Span::raw(ut)]));
+    out
+}
+
+/// The TCP state diagram, current state lit.
+pub fn diagram_lines(app: &App) -> Vec<Line<'static>> {
+    let current = app
+        .conn
+        .info
+        .as_ref()
+        .and_then(|i| i.snap.info.as_ref())
+        .map(|t| t.state_name())
+        .filter(|_| {
+            matches!(
+                app.conn.state,
+                ConnState::Established | ConnState::HalfClosed(_)
+            )
+        })
+        .unwrap_or(match app.conn.state {
+            ConnState::Connecting { .. } => "SYN_SENT",
+            _ => "CLOSE",
+        });
+    let lit = |name: &'static str, label: &'static str| -> Span<'static> {
+        if name == current {
+            Span::styled(
+                label,
+                Style::default()
+                    .fg(Color::Black)
+                    .bg(Color::Green)
+                    .add_modifier(Modifier::BOLD),
+            )
+        } else {
+            Span::styled(label, color(app, Color::DarkGray))
+        }
+    };
+    let arrow = || Span::raw("→");
+    vec![
+        Line::from(vec![
+            lit("CLOSE", "CLOSED"),
+            arrow(),
+            lit("SYN_SENT", "SYN_SENT"),
+            arrow(),
+            lit("ESTABLISHED", "ESTABLISHED"),
+        ]),
+        Line::from(vec![
+            Span::raw(" we close:  "),
+            lit("FIN_WAIT1", "FIN_WAIT1"),
+            arrow(),
+            lit("FIN_WAIT2", "FIN_WAIT2"),
+            arrow(),
+            lit("TIME_WAIT", "TIME_WAIT"),
+        ]),
+        Line::from(vec![
+            Span::raw(" both:      "),
+            lit("CLOSING", "CLOSING"),
+            arrow(),
+            lit("TIME_WAIT", "TIME_WAIT"),
+        ]),
+        Line::from(vec![
+            Span::raw(" peer first:"),
+            lit("CLOSE_WAIT", "CLOSE_WAIT"),
+            arrow(),
+            lit("LAST_ACK", "LAST_ACK"),
+        ]),
+    ]
+}
+
+fn render_panel(app: &App, f: &mut Frame, area: Rect) {
+    let block = Block::default()
+        .borders(Borders::LEFT | Borders::TOP)
+        .title(" socket ");
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let lines = panel_lines(app);
+    let diagram = diagram_lines(app);
+    let n = lines.len() as u16;
+    let d = diagram.len() as u16;
+    let [info_a, spark_a, diag_a, log_a] = Layout::vertical([
+        Constraint::Length(n),
+        Constraint::Length(2),
+        Constraint::Length(d),
+        Constraint::Min(0),
+    ])
+    .areas(inner);
+    f.render_widget(Paragraph::new(lines), info_a);
+    let [rtt_row, thr_row] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(spark_a);
+    spark(app, f, rtt_row, "rtt", &app.conn.rtt_hist, Color::Cyan);
+    spark(app, f, thr_row, "bytes/t", &app.conn.thr_hist, Color::Green);
+    f.render_widget(Paragraph::new(diagram), diag_a);
+    render_log(app, f, log_a);
+}
+
+fn spark(
+    app: &App,
+    f: &mut Frame,
+    area: Rect,
+    label: &str,
+    data: &std::collections::VecDeque<u64>,
+    c: Color,
+) {
+    if area.width < 12 {
+        return;
+    }
+    let [l, r] = Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(area);
+    f.render_widget(
+        Paragraph::new(Span::styled(
+            format!("{label:<9}"),
+            color(app, Color::DarkGray),
+        )),
+        l,
+    );
+    let w = r.width as usize;
+    let tail: Vec<u64> = data.iter().rev().take(w).rev().copied().collect();
+    f.render_widget(Sparkline::default().data(&tail).style(color(app, c)), r);
+}
+
+fn render_log(app: &App, f: &mut Frame, area: Rect) {
+    if area.height < 2 {
+        return;
+    }
+    let block = Block::default().borders(Borders::TOP).title(" events ");
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let width = inner.width as usize;
+    let height = inner.height as usize;
+    let mut rows: Vec<Line<'static>> = Vec::new();
+    for e in app.log.iter().rev() {
+        let st = if e.error {
+            color(app, Color::LightRed)
+        } else {
+            Style::default()
+        };
+        let spans = vec![
+            Span::styled(
+                format!("{} ", hms(e.ts_ms, app.cfg.utc_offset_secs)),
+                color(app, Color::DarkGray),
+            ),
+            Span::styled(e.text.clone(), st),
+        ];
+        let mut w = wrap(spans, width);
+        while let Some(l) = w.pop() {
+            rows.push(l);
+            if rows.len() >= height {
+                break;
+            }
+        }
+        if rows.len() >= height {
+            break;
+        }
+    }
+    rows.reverse();
+    f.render_widget(Paragraph::new(rows), inner);
+}
