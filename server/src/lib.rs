@@ -1,1 +1,145 @@
 //! sockchat-server library: listeners, connections, rooms, limits, shutdown.
+//!
+//! `main.rs` only parses flags, initialises tracing, binds and calls
+//! [`run`]; tests call [`start`] to run a real server in-process on
+//! `127.0.0.1:0`.
+//!
+//! Code map: [`listener`] binds and accepts; [`connection`] owns one TCP
+//! connection (reader + writer task); [`text`] is the nc/telnet line
+//! protocol; [`hub`] holds rooms, nicks, history and does the fan-out;
+//! [`outbox`] is the bounded per-member queue and its vectored writer;
+//! [`limits`] the token bucket and per-address cap; [`shutdown`] the
+//! two-phase graceful stop; [`sockinfo`] the server's view of a socket;
+//! [`config`] loads and validates settings.
+
+pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod limits;
+pub mod listener;
+pub mod outbox;
+pub mod shutdown;
+pub mod sockinfo;
+pub mod text;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::{ConfigError, Overrides, RuntimeFlavor, Settings};
+pub use listener::BindError;
+
+use crate::connection::Ctx;
+use crate::hub::{Hub, HubConfig};
+use crate::limits::PerIpLimit;
+use crate::listener::AcceptCtx;
+use crate::shutdown::Shutdown;
+
+/// The name the server gives itself in `Welcome`.
+pub fn server_name() -> String {
+    format!("sockchat-server {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Serve on already-bound listeners until `signal` completes, then shut
+/// down gracefully (bounded by `server.shutdown_grace_secs`).
+pub async fn run(
+    settings: Settings,
+    listeners: Vec<std::net::TcpListener>,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let settings = Arc::new(settings);
+    let c = &settings.config;
+    let hub = Arc::new(Hub::new(HubConfig {
+        default_room: c.server.default_room.clone(),
+        history: c.server.history,
+        max_rooms: c.limits.max_rooms,
+        max_nick_len: c.limits.max_nick_len,
+        max_room_len: c.limits.max_room_len,
+        server_name: server_name(),
+    }));
+    let shutdown = Shutdown::new(Duration::from_secs(c.server.shutdown_grace_secs));
+    let ctx = Arc::new(Ctx {
+        settings: settings.clone(),
+        hub,
+        shutdown: shutdown.clone(),
+        next_id: AtomicU64::new(1),
+        server_name: server_name(),
+    });
+    let accept = Arc::new(AcceptCtx {
+        ctx: ctx.clone(),
+        slots: Arc::new(Semaphore::new(
+            c.limits.max_connections.min(Semaphore::MAX_PERMITS),
+        )),
+        per_ip: (!settings.no_rate_limits)
+            .then(|| PerIpLimit::new(c.limits.max_connections_per_ip)),
+        reject_slots: Arc::new(Semaphore::new(64)),
+    });
+    let mut loops = Vec::new();
+    for l in listeners {
+        let l = tokio::net::TcpListener::from_std(l)?;
+        loops.push(tokio::spawn(listener::accept_loop(l, accept.clone())));
+    }
+    signal.await;
+    info!(
+        users = ctx.hub.user_count(),
+        grace_secs = c.server.shutdown_grace_secs,
+        "shutting down: no new connections, telling every client"
+    );
+    let left = shutdown.run().await;
+    for l in loops {
+        let _ = l.await;
+    }
+    if left > 0 {
+        warn!(tasks = left, "grace period over; closing the rest");
+    } else {
+        info!("shutdown complete");
+    }
+    Ok(())
+}
+
+/// A server running in-process (tests, embedding).
+#[derive(Debug)]
+pub struct ServerHandle {
+    /// Bound TCP addresses (with real ports when `:0` was asked).
+    pub addrs: Vec<SocketAddr>,
+    trigger: CancellationToken,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ServerHandle {
+    /// The first bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Graceful shutdown, as on SIGTERM; returns when it is complete.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.trigger.cancel();
+        self.done
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+}
+
+/// Bind and run a server on the current runtime; returns once it accepts.
+pub async fn start(settings: Settings) -> Result<ServerHandle, BindError> {
+    let listeners = listener::bind_all(&settings)?;
+    let addrs = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let trigger = CancellationToken::new();
+    let t = trigger.clone();
+    let done = tokio::spawn(run(settings, listeners, async move { t.cancelled().await }));
+    Ok(ServerHandle {
+        addrs,
+        trigger,
+        done,
+    })
+}

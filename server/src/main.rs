@@ -1,4 +1,125 @@
-fn main() {
-    eprintln!("sockchat-server: not built yet");
-    std::process::exit(2);
+//! `sockchat-server`: parse flags, load config, init tracing, bind, print the
+//! "listening on" lines, serve until Ctrl-C/SIGTERM. The logic lives in the
+//! library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sockchat_server::{Overrides, RuntimeFlavor, Settings};
+use tracing_subscriber::EnvFilter;
+
+/// A LAN chat server that tells the truth about its sockets.
+#[derive(Debug, Parser)]
+#[command(name = "sockchat-server", version, about)]
+struct Args {
+    /// Listen on ADDR:PORT (TCP). Repeatable; replaces `server.listen`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<String>,
+    /// Load settings from this TOML file (see config.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Turn off per-connection message rate limits and per-address caps
+    /// (trusted load tests). The global cap and slow-consumer policy stay.
+    #[arg(long)]
+    no_rate_limits: bool,
+    /// Log filter, e.g. `info` or `sockchat_server=debug` (RUST_LOG wins).
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match Settings::load(
+        args.config.as_deref(),
+        Overrides {
+            listen: args.listen,
+            no_rate_limits: args.no_rate_limits,
+            log: args.log,
+            log_json: args.log_json,
+        },
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sockchat-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings);
+    let rt = match settings.runtime {
+        RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build();
+    let rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sockchat-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sockchat-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(s: &Settings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&s.config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if s.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listeners = sockchat_server::listener::bind_all(&settings)?;
+    {
+        // The stdout contract test harnesses rely on: one line per listener.
+        let mut out = std::io::stdout().lock();
+        for l in &listeners {
+            writeln!(out, "listening on {} (tcp)", l.local_addr()?)?;
+        }
+        out.flush()?;
+    }
+    tracing::info!(runtime = ?settings.runtime, "sockchat-server started");
+    sockchat_server::run(settings, listeners, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

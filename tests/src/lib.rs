@@ -1,1 +1,453 @@
-//! Harness for end-to-end tests: finds and spawns the real binaries.
+//! Harness for end-to-end tests: finds and spawns the real binaries, and
+//! speaks the protocol over real loopback sockets.
+//!
+//! - [`bin`]: path of a built binary (`target/debug/NAME`).
+//! - [`ServerProc`]: the real `sockchat-server` on `127.0.0.1:0`, its
+//!   address parsed from the stdout contract line, killed on drop.
+//! - [`FramedClient`]: a minimal framed-protocol client (preamble, hello,
+//!   send/recv with timeouts).
+//! - [`TextClient`]: a raw TCP line client, exactly what `nc` does.
+//!
+//! Build the binaries first: `cargo build --workspace --bins` (`./test.sh`
+//! does it).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use sockchat_shared::codec;
+use sockchat_shared::{ClientMsg, ServerMsg};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Default bound for one expected event in these helpers.
+pub const STEP: Duration = Duration::from_secs(5);
+
+/// Path of a built binary of this workspace (`sockchat-server`,
+/// `sockchat`). Looks next to the running test executable
+/// (`target/debug/deps/..` -> `target/debug/NAME`), then in
+/// `$CARGO_TARGET_DIR/debug`. Panics with the fix when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let mut tried = Vec::new();
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(deps) = exe.parent()
+    {
+        // Test executables live in target/<profile>/deps.
+        let profile_dir = if deps.ends_with("deps") {
+            deps.parent().map(PathBuf::from)
+        } else {
+            Some(deps.to_path_buf())
+        };
+        if let Some(d) = profile_dir {
+            tried.push(d.join(name));
+        }
+    }
+    if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
+        tried.push(PathBuf::from(t).join("debug").join(name));
+    }
+    tried.push(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/debug")
+            .join(name),
+    );
+    for p in &tried {
+        if p.is_file() {
+            return p.clone();
+        }
+    }
+    panic!(
+        "binary `{name}` not found (looked in {tried:?}). \
+         Build the binaries first: `cargo build --workspace --bins` (./test.sh does this)"
+    );
+}
+
+/// The real `sockchat-server` process, listening on `127.0.0.1:<random>`.
+/// Killed (SIGKILL) and reaped on drop if still running.
+pub struct ServerProc {
+    child: Child,
+    /// The TCP address from the `listening on ADDR (tcp)` stdout line.
+    pub addr: SocketAddr,
+    /// Every `listening on ...` line (tcp, and udp once it exists).
+    pub listen_lines: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl ServerProc {
+    /// Start with `--listen 127.0.0.1:0` plus `extra` arguments. Waits (up
+    /// to 10 s) for the `listening on ... (tcp)` line.
+    pub fn start(extra: &[&str]) -> ServerProc {
+        Self::start_args(&["--listen", "127.0.0.1:0"], extra)
+    }
+
+    /// Start with exactly `base` + `extra` arguments (no implicit --listen).
+    pub fn start_args(base: &[&str], extra: &[&str]) -> ServerProc {
+        let mut child = Command::new(bin("sockchat-server"))
+            .args(base)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sockchat-server");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(err) = child.stderr.take() {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            });
+        }
+        let out = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut listen_lines = Vec::new();
+        let mut addr = None;
+        while addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("listening on ") {
+                        listen_lines.push(line.clone());
+                        if let Some(a) = rest.strip_suffix(" (tcp)") {
+                            addr = a.parse().ok();
+                        }
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "sockchat-server did not print `listening on ... (tcp)` within 10 s; stderr:\n{}",
+                        stderr.lock().unwrap_or_else(|p| p.into_inner())
+                    );
+                }
+            }
+        }
+        // Give a possible UDP line a moment without blocking on it.
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            if line.starts_with("listening on ") {
+                listen_lines.push(line);
+            }
+        }
+        ServerProc {
+            child,
+            addr: addr.expect("parsed above"),
+            listen_lines,
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal (e.g. `libc::SIGTERM`) to the server.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Wait for the process to exit, up to `d`.
+    pub fn wait_timeout(&mut self, d: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + d;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the server logged to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Wait until stderr contains `needle` (up to `d`); returns whether it did.
+    pub fn wait_stderr(&self, needle: &str, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A framed-protocol client over a real TCP socket.
+pub struct FramedClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    /// The nick the server gave us in `Welcome`.
+    pub nick: String,
+    /// The server's 5-byte preamble has been read.
+    preamble_seen: bool,
+}
+
+impl FramedClient {
+    /// Connect, send the preamble, check the server's preamble. No hello yet.
+    pub async fn connect_raw(addr: SocketAddr) -> std::io::Result<FramedClient> {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream
+            .write_all(&sockchat_shared::proto::preamble())
+            .await?;
+        Ok(FramedClient {
+            stream,
+            buf: BytesMut::new(),
+            nick: String::new(),
+            preamble_seen: false,
+        })
+    }
+
+    /// Connect, hello with `nick` ("" = guest) and wait for `Welcome`.
+    /// Panics (test helper) if anything else comes first or it times out.
+    pub async fn connect(addr: SocketAddr, nick: &str) -> FramedClient {
+        let mut c = Self::connect_raw(addr).await.expect("connect");
+        c.send(&ClientMsg::Hello { nick: nick.into() }).await;
+        match c.recv().await {
+            ServerMsg::Welcome { nick, .. } => c.nick = nick,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        c
+    }
+
+    /// Send one message (panics on a write error: use `send_raw` to test
+    /// errors).
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        self.stream
+            .write_all(&codec::client_frame(msg))
+            .await
+            .expect("write frame");
+    }
+
+    /// Write raw bytes.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Next server message, skipping the server preamble; panics after
+    /// [`STEP`] or on EOF/error.
+    pub async fn recv(&mut self) -> ServerMsg {
+        match self.recv_timeout(STEP).await {
+            Ok(Some(m)) => m,
+            Ok(None) => panic!("connection closed while waiting for a message"),
+            Err(e) => panic!("no message: {e}"),
+        }
+    }
+
+    /// Next message within `d`: `Ok(None)` on EOF, `Err` on timeout or an
+    /// I/O / decode error.
+    pub async fn recv_timeout(&mut self, d: Duration) -> std::io::Result<Option<ServerMsg>> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            if !self.preamble_seen {
+                if self.buf.len() >= 5 {
+                    codec::check_preamble(&self.buf[..5])
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                    let _ = self.buf.split_to(5);
+                    self.preamble_seen = true;
+                    continue;
+                }
+            } else if let Some(p) = codec::decode_frame(&mut self.buf, 16 * 1024 * 1024)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+            {
+                return codec::decode_server(&p)
+                    .map(Some)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+            }
+            self.buf.reserve(4096);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "timed out waiting for a message",
+                    ));
+                }
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Receive until `pred` matches (skipping other messages); panics
+    /// after `STEP`.
+    pub async fn recv_until(&mut self, mut pred: impl FnMut(&ServerMsg) -> bool) -> ServerMsg {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.recv_timeout(left).await {
+                Ok(Some(m)) if pred(&m) => return m,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("EOF before the expected message"),
+                Err(e) => panic!("expected message not received: {e}"),
+            }
+        }
+    }
+
+    /// Say `text` in the current room.
+    pub async fn say(&mut self, text: &str) {
+        self.send(&ClientMsg::Say {
+            room: String::new(),
+            text: text.into(),
+        })
+        .await;
+    }
+}
+
+/// A raw TCP line client: what `nc` does.
+pub struct TextClient {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl TextClient {
+    pub async fn connect(addr: SocketAddr) -> TextClient {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        let (r, w) = s.into_split();
+        TextClient {
+            reader: tokio::io::BufReader::new(r),
+            writer: w,
+        }
+    }
+
+    /// Send one line (a `\n` is appended).
+    pub async fn line(&mut self, l: &str) {
+        self.writer
+            .write_all(format!("{l}\n").as_bytes())
+            .await
+            .expect("write line");
+    }
+
+    /// Next line without its `\n`, `Ok(None)` on EOF, `Err` on timeout/error.
+    pub async fn read_line_timeout(&mut self, d: Duration) -> std::io::Result<Option<String>> {
+        let mut s = String::new();
+        match tokio::time::timeout(d, self.reader.read_line(&mut s)).await {
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "timed out waiting for a line",
+            )),
+            Ok(Ok(0)) => Ok(None),
+            Ok(Ok(_)) => Ok(Some(s.trim_end_matches('\n').to_string())),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// Next line; panics after [`STEP`] or on EOF.
+    pub async fn read_line(&mut self) -> String {
+        match self.read_line_timeout(STEP).await {
+            Ok(Some(l)) => l,
+            Ok(None) => panic!("EOF while waiting for a line"),
+            Err(e) => panic!("no line: {e}"),
+        }
+    }
+
+    /// Read lines until one equals `want`; returns the lines skipped.
+    pub async fn expect_line(&mut self, want: &str) -> Vec<String> {
+        let mut skipped = Vec::new();
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read_line_timeout(left).await {
+                Ok(Some(l)) if l == want => return skipped,
+                Ok(Some(l)) => skipped.push(l),
+                Ok(None) => panic!("EOF waiting for {want:?}; got {skipped:?}"),
+                Err(e) => panic!("{e} waiting for {want:?}; got {skipped:?}"),
+            }
+        }
+    }
+
+    /// Read lines until one starts with `prefix`; returns it.
+    pub async fn expect_prefix(&mut self, prefix: &str) -> String {
+        let mut skipped = Vec::new();
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.read_line_timeout(left).await {
+                Ok(Some(l)) if l.starts_with(prefix) => return l,
+                Ok(Some(l)) => skipped.push(l),
+                Ok(None) => panic!("EOF waiting for {prefix:?}; got {skipped:?}"),
+                Err(e) => panic!("{e} waiting for {prefix:?}; got {skipped:?}"),
+            }
+        }
+    }
+
+    /// The welcome line and own join line that start every text session;
+    /// returns the guest nick.
+    pub async fn welcome(&mut self) -> String {
+        let w = self.expect_prefix("* welcome to ").await;
+        // "* welcome to SERVER: you are NICK in ROOM (...)"
+        let nick = w
+            .split(" you are ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or_default()
+            .to_string();
+        self.expect_line(&format!("* {nick} joined lobby")).await;
+        nick
+    }
+
+    /// Assert nothing arrives within `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        if let Ok(Some(l)) = self.read_line_timeout(d).await {
+            panic!("expected silence, got {l:?}");
+        }
+    }
+
+    pub fn into_parts(
+        self,
+    ) -> (
+        tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        (self.reader, self.writer)
+    }
+}
+
+/// A test server in-process on 127.0.0.1:0 with `tweak` applied to the
+/// default settings.
+pub async fn start_server(
+    tweak: impl FnOnce(&mut sockchat_server::Settings),
+) -> sockchat_server::ServerHandle {
+    let mut s = sockchat_server::Settings::with_listen("127.0.0.1:0".parse().expect("addr"));
+    // Text users are detected faster in tests.
+    s.config.server.detect_timeout_ms = 100;
+    // Test clients rarely close on their own after the notice: do not wait
+    // the full default grace for them.
+    s.config.server.shutdown_grace_secs = 1;
+    tweak(&mut s);
+    sockchat_server::start(s).await.expect("start server")
+}

@@ -1,0 +1,276 @@
+//! Server settings: the `[server]`/`[limits]`/`[log]` sections of config.toml
+//! (types and defaults live in `sockchat_shared::config`), plus command-line
+//! overrides, checked once at start-up so a bad value is an error that names
+//! its key instead of a surprise later.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use sockchat_shared::config::Config;
+use thiserror::Error;
+
+/// Why the configuration could not be used. Every variant names the file or
+/// the key, so the user knows what to fix.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The toml error text names the offending key (`unknown field
+    /// \`baclog\``, `invalid type ... for key \`limits.max_connections\``).
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen ADDR:PORT` (repeatable): replaces `server.listen`.
+    pub listen: Vec<String>,
+    /// `--no-rate-limits`: no per-connection message limits, no per-address caps.
+    pub no_rate_limits: bool,
+    /// `--log LEVEL`: replaces `log.level`.
+    pub log: Option<String>,
+    /// `--log-json`: `log.format = "json"`.
+    pub log_json: bool,
+}
+
+/// Which tokio runtime runs the server (`server.runtime`). The benchmark
+/// compares them: on 2 cores a current-thread runtime avoids cross-thread
+/// wake-ups and can be as fast as multi-thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeFlavor {
+    MultiThread,
+    CurrentThread,
+}
+
+/// Validated settings: the parsed config plus what the flags changed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    /// `server.listen`, parsed.
+    pub listen: Vec<SocketAddr>,
+    /// True with `--no-rate-limits` (trusted load tests).
+    pub no_rate_limits: bool,
+    pub runtime: RuntimeFlavor,
+    /// True when logs are JSON (`log.format = "json"` or `--log-json`).
+    pub log_json: bool,
+}
+
+impl Settings {
+    /// Built-in defaults with `listen` replaced (handy for tests: `127.0.0.1:0`).
+    pub fn with_listen(addr: SocketAddr) -> Self {
+        let mut config = Config::default();
+        config.server.listen = vec![addr.to_string()];
+        Self::from_config(config, Overrides::default()).expect("defaults are valid")
+    }
+
+    /// Apply overrides to a parsed config and validate every value.
+    pub fn from_config(mut config: Config, ov: Overrides) -> Result<Self, ConfigError> {
+        if !ov.listen.is_empty() {
+            config.server.listen = ov.listen.clone();
+        }
+        if let Some(level) = ov.log {
+            config.log.level = level;
+        }
+        if ov.log_json {
+            config.log.format = "json".into();
+        }
+        let listen = validate(&config)?;
+        let runtime = match config.server.runtime.as_str() {
+            "multi-thread" => RuntimeFlavor::MultiThread,
+            "current-thread" => RuntimeFlavor::CurrentThread,
+            _ => unreachable!("validated"),
+        };
+        Ok(Self {
+            log_json: config.log.format == "json",
+            config,
+            listen,
+            no_rate_limits: ov.no_rate_limits,
+            runtime,
+        })
+    }
+
+    /// Load `--config FILE` (or the built-in defaults with `None`) and apply
+    /// the overrides.
+    pub fn load(path: Option<&Path>, ov: Overrides) -> Result<Self, ConfigError> {
+        let config = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                sockchat_shared::config::parse(&text).map_err(|e| ConfigError::Parse {
+                    path: p.to_path_buf(),
+                    message: e.to_string().trim_end().to_string(),
+                })?
+            }
+        };
+        Self::from_config(config, ov)
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Check every value the types alone do not constrain. Returns the parsed
+/// listen addresses.
+pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
+    if c.server.listen.is_empty() {
+        return Err(invalid("server.listen", "at least one address is needed"));
+    }
+    let mut listen = Vec::new();
+    for a in &c.server.listen {
+        let addr: SocketAddr = a.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("{a:?} is not an ADDR:PORT (e.g. \"0.0.0.0:7878\" or \"[::]:7878\")"),
+            )
+        })?;
+        listen.push(addr);
+    }
+    if !matches!(c.server.runtime.as_str(), "multi-thread" | "current-thread") {
+        return Err(invalid(
+            "server.runtime",
+            format!(
+                "{:?} (expected \"multi-thread\" or \"current-thread\")",
+                c.server.runtime
+            ),
+        ));
+    }
+    if !matches!(c.log.format.as_str(), "text" | "json") {
+        return Err(invalid(
+            "log.format",
+            format!("{:?} (expected \"text\" or \"json\")", c.log.format),
+        ));
+    }
+    if c.server.backlog == 0 {
+        return Err(invalid("server.backlog", "must be at least 1"));
+    }
+    if c.server.outbox_frames == 0 {
+        return Err(invalid("server.outbox_frames", "must be at least 1"));
+    }
+    if c.server.send_buffer > i32::MAX as u32 {
+        return Err(invalid("server.send_buffer", "too large"));
+    }
+    if c.server.recv_buffer > i32::MAX as u32 {
+        return Err(invalid("server.recv_buffer", "too large"));
+    }
+    if sockchat_shared::names::check_room(&c.server.default_room, c.limits.max_room_len).is_err() {
+        return Err(invalid(
+            "server.default_room",
+            format!(
+                "{:?} is not a valid room name (1..={} letters, digits, '-', '_', '.')",
+                c.server.default_room, c.limits.max_room_len
+            ),
+        ));
+    }
+    let l = &c.limits;
+    if l.max_connections == 0 {
+        return Err(invalid("limits.max_connections", "must be at least 1"));
+    }
+    if l.max_connections_per_ip == 0 {
+        return Err(invalid(
+            "limits.max_connections_per_ip",
+            "must be at least 1",
+        ));
+    }
+    if l.handshake_timeout_secs == 0 {
+        return Err(invalid(
+            "limits.handshake_timeout_secs",
+            "must be at least 1",
+        ));
+    }
+    if l.idle_timeout_secs > 0 && l.ping_interval_secs == 0 {
+        return Err(invalid(
+            "limits.ping_interval_secs",
+            "must be at least 1 when limits.idle_timeout_secs is set",
+        ));
+    }
+    if l.max_message_len == 0 {
+        return Err(invalid("limits.max_message_len", "must be at least 1"));
+    }
+    if l.max_frame < 64 || l.max_frame > 16 * 1024 * 1024 {
+        return Err(invalid(
+            "limits.max_frame",
+            "must be between 64 and 16777216",
+        ));
+    }
+    if !(l.messages_per_sec.is_finite() && l.messages_per_sec > 0.0) {
+        return Err(invalid(
+            "limits.messages_per_sec",
+            "must be a positive number",
+        ));
+    }
+    if !(l.burst.is_finite() && l.burst >= 1.0) {
+        return Err(invalid("limits.burst", "must be at least 1"));
+    }
+    if l.rate_limit_strikes == 0 {
+        return Err(invalid("limits.rate_limit_strikes", "must be at least 1"));
+    }
+    if l.max_rooms == 0 {
+        return Err(invalid("limits.max_rooms", "must be at least 1"));
+    }
+    if l.max_rooms_per_user == 0 {
+        return Err(invalid("limits.max_rooms_per_user", "must be at least 1"));
+    }
+    if l.max_nick_len == 0 || l.max_nick_len > 255 {
+        return Err(invalid("limits.max_nick_len", "must be between 1 and 255"));
+    }
+    if l.max_room_len == 0 || l.max_room_len > 255 {
+        return Err(invalid("limits.max_room_len", "must be between 1 and 255"));
+    }
+    Ok(listen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::load(None, Overrides::default()).expect("defaults");
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.runtime, RuntimeFlavor::MultiThread);
+    }
+
+    #[test]
+    fn overrides_win() {
+        let s = Settings::load(
+            None,
+            Overrides {
+                listen: vec!["127.0.0.1:0".into()],
+                log_json: true,
+                ..Default::default()
+            },
+        )
+        .expect("valid");
+        assert_eq!(s.listen, vec!["127.0.0.1:0".parse().expect("addr")]);
+        assert!(s.log_json);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let mut c = Config::default();
+        c.server.runtime = "fibers".into();
+        let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
+        assert!(e.to_string().contains("server.runtime"), "{e}");
+        let mut c = Config::default();
+        c.server.listen = vec!["nowhere".into()];
+        let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
+        assert!(e.to_string().contains("server.listen"), "{e}");
+        let mut c = Config::default();
+        c.limits.messages_per_sec = 0.0;
+        let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
+        assert!(e.to_string().contains("limits.messages_per_sec"), "{e}");
+    }
+}

@@ -1,0 +1,999 @@
+//! One TCP connection: detect framed vs text by the first byte, then a
+//! reader (this task) and a writer task (draining the outbox).
+//!
+//! The reader reads into a per-thread scratch buffer, parses *every* complete
+//! frame or line of that read, and fans chat messages out as one chunk per
+//! room per read. Only an incomplete trailing frame/line is copied into the
+//! connection's own buffer, and that buffer is freed as soon as it is empty:
+//! an idle connection owns no read buffer.
+//!
+//! Every connection ends with exactly one [`DisconnectReason`] (the first
+//! one recorded on its [`Peer`] wins), logged in the connection's span and
+//! announced to every room it was in.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use sockchat_shared::codec;
+use sockchat_shared::proto::{PREAMBLE_LEN, VERSION};
+use sockchat_shared::sanitize::sanitize;
+use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
+use socket2::SockRef;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info, info_span};
+
+use crate::config::Settings;
+use crate::hub::{Format, Hub, Peer, Room, Transport};
+use crate::limits::{IpSlot, TokenBucket};
+use crate::outbox::{WriterEnd, run_writer};
+use crate::shutdown::{InputGuard, Shutdown};
+use crate::sockinfo::TcpView;
+use crate::text::{self, TextCommand};
+
+/// The preamble the server answers a framed client with.
+static PREAMBLE: [u8; PREAMBLE_LEN] = [0x00, b'S', b'C', b'K', VERSION];
+
+/// Size of the per-thread read buffer.
+const SCRATCH: usize = 64 * 1024;
+
+/// Chat messages from one read are fanned out together, at most this many
+/// per chunk.
+const MAX_BATCH: usize = 256;
+
+thread_local! {
+    /// Reads land here first; only an incomplete tail is copied into the
+    /// connection. One per runtime thread, never held across an await.
+    static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; SCRATCH].into_boxed_slice());
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Ctx {
+    pub settings: Arc<Settings>,
+    pub hub: Arc<Hub>,
+    pub shutdown: Shutdown,
+    pub next_id: AtomicU64,
+    pub server_name: String,
+}
+
+/// Resources a connection holds for its whole life (freed on drop).
+#[derive(Debug)]
+pub struct Guards {
+    pub permit: Option<OwnedSemaphorePermit>,
+    pub ip_slot: Option<IpSlot>,
+    pub input: InputGuard,
+}
+
+/// How the reader loop ended; decides how the socket is closed.
+#[derive(Debug)]
+enum End {
+    /// We end it (quit, idle, protocol error, rate limit, shutdown): tell
+    /// the client why, flush, FIN, drain.
+    Server(DisconnectReason),
+    /// read() returned 0: the peer sent FIN. Flush what is queued, FIN.
+    Eof,
+    /// The kernel reported an error.
+    Io(io::Error),
+    /// Someone else already decided (slow consumer, write error).
+    Doomed,
+}
+
+enum Flow {
+    Continue,
+    Stop(End),
+}
+
+/// Serve one accepted connection until it ends, inside its own span.
+pub async fn serve(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>, guards: Guards) {
+    let span = info_span!("conn", conn_id = id, peer = %addr, transport = "tcp", nick = tracing::field::Empty);
+    serve_inner(stream, addr, id, ctx, guards)
+        .instrument(span)
+        .await
+}
+
+fn configure(stream: &TcpStream, s: &Settings) {
+    let c = &s.config.server;
+    let sock = SockRef::from(stream);
+    if let Err(e) = sock.set_tcp_nodelay(c.nodelay) {
+        debug!(error = %e, "TCP_NODELAY");
+    }
+    if c.keepalive {
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(c.keepalive_idle_secs.max(1).into()))
+            .with_interval(Duration::from_secs(c.keepalive_interval_secs.max(1).into()))
+            .with_retries(c.keepalive_count.max(1));
+        if let Err(e) = sock.set_tcp_keepalive(&ka) {
+            debug!(error = %e, "SO_KEEPALIVE");
+        }
+    }
+    if c.user_timeout_ms > 0
+        && let Err(e) =
+            sock.set_tcp_user_timeout(Some(Duration::from_millis(c.user_timeout_ms.into())))
+    {
+        debug!(error = %e, "TCP_USER_TIMEOUT");
+    }
+}
+
+fn log_end(reason: &DisconnectReason, registered: bool) {
+    info!(
+        reason = %reason,
+        code = %reason.code(),
+        errno = reason.errno(),
+        registered,
+        "disconnected"
+    );
+}
+
+async fn serve_inner(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>, guards: Guards) {
+    configure(&stream, &ctx.settings);
+    debug!("connected");
+    let stream = Arc::new(stream);
+    let mut pending = BytesMut::new();
+    let cfg = &ctx.settings.config;
+
+    // Framed clients start with a NUL byte; a silent client (nc waiting for
+    // a prompt) is greeted as a text user after detect_timeout.
+    let detect = Duration::from_millis(cfg.server.detect_timeout_ms);
+    let first = tokio::select! {
+        r = tokio::time::timeout(detect, read_some(&stream, &mut pending)) => r,
+        _ = ctx.shutdown.input_stopped() => {
+            log_end(&DisconnectReason::ServerShutdown, false);
+            return;
+        }
+    };
+    let format = match first {
+        Err(_) => Format::Text,
+        Ok(Ok(0)) => {
+            log_end(&DisconnectReason::Eof, false);
+            return;
+        }
+        Ok(Ok(_)) if pending.first() == Some(&0) => Format::Framed,
+        Ok(Ok(_)) => Format::Text,
+        Ok(Err(e)) => {
+            log_end(&DisconnectReason::from_io_error(&e), false);
+            return;
+        }
+    };
+
+    let view = Arc::new(TcpView(stream.clone()));
+    let peer = Arc::new(Peer::new(
+        id,
+        addr,
+        Transport::Tcp,
+        format,
+        cfg.server.outbox_frames,
+        cfg.server.slow_consumer,
+        Some(view),
+    ));
+    let writer = ctx
+        .shutdown
+        .tracker
+        .spawn(writer_task(stream.clone(), peer.clone()).instrument(tracing::Span::current()));
+
+    let now = Instant::now();
+    let limits = &cfg.limits;
+    let mut s = Session {
+        ctx: ctx.clone(),
+        stream: stream.clone(),
+        peer: peer.clone(),
+        pending: BytesMut::new(),
+        registered: false,
+        preamble_done: false,
+        rooms: Vec::new(),
+        bucket: (!ctx.settings.no_rate_limits)
+            .then(|| TokenBucket::new(limits.messages_per_sec, limits.burst, now.into_std())),
+        strikes: 0,
+        started: now,
+        last_rx: now,
+        last_ping: now,
+        ping_token: 0,
+        discarding: false,
+        batch_room: None,
+        batch: Vec::new(),
+        max_line: limits.max_message_len + 64,
+        input: Some(guards.input),
+    };
+
+    if format == Format::Text {
+        s.register_text();
+    }
+    let end = if pending.is_empty() {
+        None
+    } else {
+        let data = pending.freeze();
+        match s.process(&data) {
+            (used, Flow::Continue) => {
+                if used < data.len() {
+                    s.pending = BytesMut::from(&data[used..]);
+                }
+                None
+            }
+            (_, Flow::Stop(end)) => Some(end),
+        }
+    };
+    s.flush_batch();
+    let end = match end {
+        Some(e) => e,
+        None => s.run().await,
+    };
+    s.finish(end, writer).await;
+    drop(guards.permit);
+    drop(guards.ip_slot);
+}
+
+/// Read once (waiting for readiness) into `buf`.
+async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    buf.reserve(4096);
+    loop {
+        stream.readable().await?;
+        match stream.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn writer_task(stream: Arc<TcpStream>, peer: Arc<Peer>) {
+    let end = tokio::select! {
+        e = run_writer(&stream, &peer.outbox) => Some(e),
+        _ = peer.cancel_token().cancelled() => None,
+    };
+    if let Some(WriterEnd::Failed(e)) = end {
+        debug!(error = %e, "write failed");
+        peer.fail(DisconnectReason::from_io_error(&e));
+    }
+}
+
+/// The reader side of one connection.
+struct Session {
+    ctx: Arc<Ctx>,
+    stream: Arc<TcpStream>,
+    peer: Arc<Peer>,
+    /// Incomplete frame/line carried over to the next read; empty (no
+    /// allocation) most of the time.
+    pending: BytesMut,
+    registered: bool,
+    preamble_done: bool,
+    /// Rooms this user is in; the last one is the current room.
+    rooms: Vec<Arc<Room>>,
+    bucket: Option<TokenBucket>,
+    /// Rate-limited commands in a row.
+    strikes: u32,
+    started: Instant,
+    last_rx: Instant,
+    last_ping: Instant,
+    ping_token: u64,
+    /// Text mode: skipping the rest of an over-long line.
+    discarding: bool,
+    /// Chat messages of the current read, for one room, not yet fanned out.
+    batch_room: Option<Arc<Room>>,
+    batch: Vec<ServerMsg>,
+    max_line: usize,
+    /// Dropped when this connection stops processing input (shutdown
+    /// phase 1 waits for every guard).
+    input: Option<InputGuard>,
+}
+
+impl Session {
+    fn format(&self) -> Format {
+        self.peer.format
+    }
+
+    fn send(&self, msg: &ServerMsg) {
+        self.peer.send(msg);
+    }
+
+    fn error(&self, code: ErrorCode, text: impl Into<String>) {
+        self.send(&ServerMsg::Error {
+            code,
+            text: text.into(),
+        });
+    }
+
+    fn notice(&self, text: impl Into<String>) {
+        self.send(&ServerMsg::Notice { text: text.into() });
+    }
+
+    fn current_room(&self) -> Option<&Arc<Room>> {
+        self.rooms.last()
+    }
+
+    fn default_room(&self) -> String {
+        self.ctx.settings.config.server.default_room.clone()
+    }
+
+    fn welcome_and_join(&mut self) {
+        let nick = self.peer.nick();
+        tracing::Span::current().record("nick", &*nick);
+        self.registered = true;
+        let room = self.default_room();
+        self.send(&ServerMsg::Welcome {
+            nick: nick.to_string(),
+            room: room.clone(),
+            server: self.ctx.server_name.clone(),
+        });
+        match self.ctx.hub.join(&self.peer, &room) {
+            Ok(r) => self.rooms.push(r),
+            Err(e) => self.error(e.code(), e.to_string()),
+        }
+        info!("registered");
+    }
+
+    fn register_text(&mut self) {
+        match self.ctx.hub.register(&self.peer, "") {
+            Ok(_) => self.welcome_and_join(),
+            Err(e) => self.error(e.code(), e.to_string()),
+        }
+    }
+
+    /// The reader loop: read, parse, handle, until the connection ends.
+    async fn run(&mut self) -> End {
+        let peer = self.peer.clone();
+        let stream = self.stream.clone();
+        let ctx = self.ctx.clone();
+        let timer = tokio::time::sleep_until(self.next_check());
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                biased;
+                _ = peer.cancel_token().cancelled() => return End::Doomed,
+                _ = ctx.shutdown.input_stopped() => {
+                    return End::Server(DisconnectReason::ServerShutdown)
+                }
+                r = stream.readable() => {
+                    if let Err(e) = r {
+                        return End::Io(e);
+                    }
+                    if let Flow::Stop(end) = self.on_readable() {
+                        return end;
+                    }
+                }
+                _ = &mut timer => {
+                    if let Flow::Stop(end) = self.on_timer() {
+                        return end;
+                    }
+                    timer.as_mut().reset(self.next_check());
+                }
+            }
+        }
+    }
+
+    /// Read once into the thread's scratch buffer and handle every complete
+    /// frame/line in it.
+    fn on_readable(&mut self) -> Flow {
+        let flow = SCRATCH_BUF.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let n = match self.stream.try_read(&mut scratch[..]) {
+                Ok(0) => return Flow::Stop(End::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
+                Err(e) => return Flow::Stop(End::Io(e)),
+            };
+            self.last_rx = Instant::now();
+            if self.pending.is_empty() {
+                let data = &scratch[..n];
+                let (used, flow) = self.process(data);
+                if matches!(flow, Flow::Continue) && used < n {
+                    self.pending = BytesMut::from(&data[used..]);
+                }
+                flow
+            } else {
+                let mut buf = std::mem::take(&mut self.pending);
+                buf.extend_from_slice(&scratch[..n]);
+                let (used, flow) = self.process(&buf);
+                buf.advance(used);
+                if !buf.is_empty() {
+                    self.pending = buf;
+                }
+                flow
+            }
+        });
+        self.flush_batch();
+        flow
+    }
+
+    /// Handle every complete unit in `data`; returns how many bytes were used.
+    fn process(&mut self, data: &[u8]) -> (usize, Flow) {
+        match self.format() {
+            Format::Framed => self.process_framed(data),
+            Format::Text => self.process_text(data),
+        }
+    }
+
+    fn process_framed(&mut self, data: &[u8]) -> (usize, Flow) {
+        let mut pos = 0;
+        if !self.preamble_done {
+            if data.len() < PREAMBLE_LEN {
+                return (0, Flow::Continue);
+            }
+            match codec::check_preamble(&data[..PREAMBLE_LEN]) {
+                Ok(_) => {
+                    self.peer.deliver(Bytes::from_static(&PREAMBLE));
+                    self.preamble_done = true;
+                    pos = PREAMBLE_LEN;
+                }
+                Err(e) => {
+                    // Answer with our preamble so the peer can see which
+                    // version we speak, then the error.
+                    self.peer.deliver(Bytes::from_static(&PREAMBLE));
+                    let code = match e {
+                        codec::DecodeError::BadVersion(_) => ErrorCode::VersionMismatch,
+                        _ => ErrorCode::Protocol,
+                    };
+                    self.error(code, e.to_string());
+                    return (PREAMBLE_LEN, Flow::Stop(End::Server(e.into())));
+                }
+            }
+        }
+        let max = self.ctx.settings.config.limits.max_frame;
+        loop {
+            let rest = &data[pos..];
+            if rest.len() < codec::HEADER_LEN {
+                break;
+            }
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let err = if len > max {
+                Some(codec::DecodeError::FrameTooLarge { len, max })
+            } else if len == 0 {
+                Some(codec::DecodeError::EmptyFrame)
+            } else {
+                None
+            };
+            if let Some(e) = err {
+                self.error(ErrorCode::Protocol, e.to_string());
+                return (data.len(), Flow::Stop(End::Server(e.into())));
+            }
+            if rest.len() < codec::HEADER_LEN + len {
+                break;
+            }
+            let payload = &rest[codec::HEADER_LEN..codec::HEADER_LEN + len];
+            pos += codec::HEADER_LEN + len;
+            match codec::decode_client(payload) {
+                Ok(msg) => {
+                    if let Flow::Stop(end) = self.handle(msg) {
+                        return (pos, Flow::Stop(end));
+                    }
+                }
+                Err(e) => {
+                    self.error(ErrorCode::Protocol, e.to_string());
+                    return (pos, Flow::Stop(End::Server(e.into())));
+                }
+            }
+        }
+        (pos, Flow::Continue)
+    }
+
+    fn process_text(&mut self, data: &[u8]) -> (usize, Flow) {
+        let mut pos = 0;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    pos += i + 1;
+                    if self.discarding {
+                        self.discarding = false;
+                        continue;
+                    }
+                    let mut line = &rest[..i];
+                    if let Some(l) = line.strip_suffix(b"\r") {
+                        line = l;
+                    }
+                    if line.len() > self.max_line {
+                        self.line_too_long();
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(line);
+                    if let Flow::Stop(end) = self.text_line(&text) {
+                        return (pos, Flow::Stop(end));
+                    }
+                }
+                None => {
+                    if self.discarding {
+                        return (data.len(), Flow::Continue);
+                    }
+                    if rest.len() > self.max_line {
+                        self.line_too_long();
+                        self.discarding = true;
+                        return (data.len(), Flow::Continue);
+                    }
+                    break;
+                }
+            }
+        }
+        (pos, Flow::Continue)
+    }
+
+    fn line_too_long(&mut self) {
+        self.flush_batch();
+        self.error(
+            ErrorCode::MessageTooLong,
+            format!(
+                "line too long (max {} bytes): ignored",
+                self.ctx.settings.config.limits.max_message_len
+            ),
+        );
+    }
+
+    fn text_line(&mut self, line: &str) -> Flow {
+        match text::parse(line) {
+            TextCommand::Msg(m) => self.handle(m),
+            TextCommand::Help => {
+                self.flush_batch();
+                for l in text::HELP {
+                    self.notice(*l);
+                }
+                Flow::Continue
+            }
+            TextCommand::Nothing => Flow::Continue,
+            TextCommand::Error(e) => {
+                self.flush_batch();
+                self.error(ErrorCode::BadCommand, e);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Rate limit: true when the command may run. After
+    /// `rate_limit_strikes` refusals in a row the connection ends.
+    fn rate_ok(&mut self) -> Result<(), End> {
+        let Some(bucket) = &mut self.bucket else {
+            return Ok(());
+        };
+        if bucket.try_take(std::time::Instant::now()) {
+            self.strikes = 0;
+            return Ok(());
+        }
+        self.strikes += 1;
+        let l = &self.ctx.settings.config.limits;
+        if self.strikes >= l.rate_limit_strikes {
+            return Err(End::Server(DisconnectReason::RateLimited));
+        }
+        if self.strikes == 1 {
+            self.error(
+                ErrorCode::RateLimited,
+                format!(
+                    "rate limited: slow down (at most {} messages/s); message dropped",
+                    l.messages_per_sec
+                ),
+            );
+        }
+        Err(End::Doomed) // sentinel: refused but not fatal
+    }
+
+    /// Check the rate limit; `Some(flow)` means stop handling this command.
+    fn limited(&mut self) -> Option<Flow> {
+        match self.rate_ok() {
+            Ok(()) => None,
+            Err(End::Doomed) => Some(Flow::Continue),
+            Err(end) => Some(Flow::Stop(end)),
+        }
+    }
+
+    fn find_joined(&self, typed: &str) -> Option<usize> {
+        let name = sockchat_shared::names::normalize_room(typed);
+        self.rooms.iter().position(|r| &*r.name == name)
+    }
+
+    /// The room a Say/Me/Who/Leave refers to: `""` = current room.
+    fn target_room(&self, typed: &str) -> Result<Arc<Room>, (ErrorCode, String)> {
+        if typed.is_empty() {
+            return self.current_room().cloned().ok_or((
+                ErrorCode::NotInRoom,
+                "you are not in a room (/join ROOM)".to_string(),
+            ));
+        }
+        match self.find_joined(typed) {
+            Some(i) => Ok(self.rooms[i].clone()),
+            None => Err((
+                ErrorCode::NotInRoom,
+                format!(
+                    "you are not in {}",
+                    sanitize(sockchat_shared::names::normalize_room(typed))
+                ),
+            )),
+        }
+    }
+
+    fn check_len(&self, text: &str) -> bool {
+        let max = self.ctx.settings.config.limits.max_message_len;
+        if text.len() > max {
+            self.error(
+                ErrorCode::MessageTooLong,
+                format!("message too long ({} bytes, max {max})", text.len()),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Queue a chat message for this read's fan-out.
+    fn queue_chat(&mut self, room: Arc<Room>, msg: ServerMsg) {
+        let same = self
+            .batch_room
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &room));
+        if !same || self.batch.len() >= MAX_BATCH {
+            self.flush_batch();
+            self.batch_room = Some(room);
+        }
+        self.batch.push(msg);
+    }
+
+    /// Fan out the queued chat messages (one chunk per format).
+    fn flush_batch(&mut self) {
+        if let Some(room) = self.batch_room.take()
+            && !self.batch.is_empty()
+        {
+            let msgs = std::mem::take(&mut self.batch);
+            room.fan_out_chat(msgs, self.peer.id);
+        }
+    }
+
+    fn handle(&mut self, msg: ClientMsg) -> Flow {
+        if !matches!(msg, ClientMsg::Say { .. } | ClientMsg::Me { .. }) {
+            // Keep order: chat queued before this command goes out first.
+            self.flush_batch();
+        }
+        if !self.registered {
+            return self.handle_handshake(msg);
+        }
+        match msg {
+            ClientMsg::Hello { .. } => {
+                self.error(ErrorCode::BadCommand, "already registered");
+            }
+            ClientMsg::Ping { token } => self.send(&ServerMsg::Pong { token }),
+            ClientMsg::Pong { .. } => {}
+            ClientMsg::Quit { .. } => return Flow::Stop(End::Server(DisconnectReason::Quit)),
+            ClientMsg::Say { room, text } => return self.chat(&room, text, ChatKind::Say),
+            ClientMsg::Me { room, text } => return self.chat(&room, text, ChatKind::Me),
+            other => {
+                if let Some(f) = self.limited() {
+                    return f;
+                }
+                self.command(other);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn handle_handshake(&mut self, msg: ClientMsg) -> Flow {
+        match msg {
+            ClientMsg::Hello { nick } => match self.ctx.hub.register(&self.peer, &nick) {
+                Ok(_) => self.welcome_and_join(),
+                Err(e) => self.error(e.code(), e.to_string()),
+            },
+            ClientMsg::Ping { token } => self.send(&ServerMsg::Pong { token }),
+            ClientMsg::Pong { .. } => {}
+            ClientMsg::Quit { .. } => return Flow::Stop(End::Server(DisconnectReason::Quit)),
+            _ => self.error(ErrorCode::BadCommand, "send Hello first"),
+        }
+        Flow::Continue
+    }
+
+    fn chat(&mut self, room: &str, text: String, kind: ChatKind) -> Flow {
+        if let Some(f) = self.limited() {
+            return f;
+        }
+        if !self.check_len(&text) {
+            return Flow::Continue;
+        }
+        let room = match self.target_room(room) {
+            Ok(r) => r,
+            Err((code, t)) => {
+                self.error(code, t);
+                return Flow::Continue;
+            }
+        };
+        let text = match sanitize(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(s) => s,
+        };
+        let msg = ServerMsg::Chat {
+            room: room.name.to_string(),
+            from: self.peer.nick().to_string(),
+            text,
+            kind,
+            ts_ms: sockchat_shared::now_ms(),
+            history: false,
+        };
+        self.queue_chat(room, msg);
+        Flow::Continue
+    }
+
+    fn command(&mut self, msg: ClientMsg) {
+        let hub = self.ctx.hub.clone();
+        match msg {
+            ClientMsg::Nick { nick } => match hub.rename(&self.peer, &nick) {
+                Ok(old) => {
+                    let new = self.peer.nick();
+                    tracing::Span::current().record("nick", &*new);
+                    if *old != *new {
+                        let m = ServerMsg::NickChanged {
+                            old: old.to_string(),
+                            new: new.to_string(),
+                        };
+                        hub.tell_rooms(&self.rooms, &m, &self.peer);
+                    }
+                }
+                Err(e) => self.error(e.code(), e.to_string()),
+            },
+            ClientMsg::Join { room } => {
+                let name = match hub.room_name(&room) {
+                    Ok(n) => n,
+                    Err(e) => return self.error(e.code(), e.to_string()),
+                };
+                if let Some(i) = self.find_joined(name) {
+                    let r = self.rooms.remove(i);
+                    self.notice(format!("now talking in {}", r.name));
+                    self.rooms.push(r);
+                    return;
+                }
+                let max = self.ctx.settings.config.limits.max_rooms_per_user;
+                if self.rooms.len() >= max {
+                    return self.error(
+                        ErrorCode::TooManyRooms,
+                        format!("you are in too many rooms (max {max}); /leave one first"),
+                    );
+                }
+                match hub.join(&self.peer, name) {
+                    Ok(r) => self.rooms.push(r),
+                    Err(e) => self.error(e.code(), e.to_string()),
+                }
+            }
+            ClientMsg::Leave { room } => {
+                let idx = if room.is_empty() {
+                    self.rooms.len().checked_sub(1)
+                } else {
+                    self.find_joined(&room)
+                };
+                match idx {
+                    Some(i) => {
+                        let r = self.rooms.remove(i);
+                        hub.leave(&self.peer, &r, None, true, true);
+                    }
+                    None => self.error(ErrorCode::NotInRoom, "you are not in that room"),
+                }
+            }
+            ClientMsg::Private { to, text } => {
+                if !self.check_len(&text) {
+                    return;
+                }
+                let Some(target) = hub.find(&to) else {
+                    return self.error(
+                        ErrorCode::NoSuchNick,
+                        format!("no such nick: {}", sanitize(&to)),
+                    );
+                };
+                let text = sanitize(&text).into_owned();
+                let m = ServerMsg::Private {
+                    from: self.peer.nick().to_string(),
+                    to: target.nick().to_string(),
+                    text,
+                    ts_ms: sockchat_shared::now_ms(),
+                };
+                target.send(&m);
+                if self.format() == Format::Framed && target.id != self.peer.id {
+                    self.send(&m);
+                }
+            }
+            ClientMsg::Who { room } => {
+                let r = if room.is_empty() {
+                    self.current_room().cloned()
+                } else {
+                    hub.room(&room)
+                };
+                match r {
+                    Some(r) => self.send(&ServerMsg::Who {
+                        room: r.name.to_string(),
+                        nicks: r.who(),
+                    }),
+                    None if room.is_empty() => {
+                        self.error(ErrorCode::NotInRoom, "you are not in a room (/join ROOM)")
+                    }
+                    None => self.error(
+                        ErrorCode::NoSuchRoom,
+                        format!("no such room: {}", sanitize(&room)),
+                    ),
+                }
+            }
+            ClientMsg::Rooms => self.send(&ServerMsg::Rooms { rooms: hub.rooms() }),
+            ClientMsg::SockInfo { nick } => {
+                let target = if nick.is_empty() {
+                    Some(self.peer.clone())
+                } else {
+                    hub.find(&nick)
+                };
+                match target {
+                    Some(t) => self.send(&ServerMsg::SockInfo {
+                        nick: t.nick().to_string(),
+                        fields: t.sockinfo(),
+                    }),
+                    None => self.error(
+                        ErrorCode::NoSuchNick,
+                        format!("no such nick: {}", sanitize(&nick)),
+                    ),
+                }
+            }
+            // Handled in `handle`.
+            ClientMsg::Hello { .. }
+            | ClientMsg::Say { .. }
+            | ClientMsg::Me { .. }
+            | ClientMsg::Ping { .. }
+            | ClientMsg::Pong { .. }
+            | ClientMsg::Quit { .. } => {}
+        }
+    }
+
+    /// When the timer must next look at this connection.
+    fn next_check(&self) -> Instant {
+        let l = &self.ctx.settings.config.limits;
+        let far = Instant::now() + Duration::from_secs(3600);
+        if !self.registered {
+            return self.started + Duration::from_secs(l.handshake_timeout_secs);
+        }
+        match self.format() {
+            Format::Framed => {
+                let mut t = far;
+                if l.idle_timeout_secs > 0 {
+                    t = t.min(self.last_rx + Duration::from_secs(l.idle_timeout_secs));
+                }
+                if l.ping_interval_secs > 0 {
+                    let base = self.last_rx.max(self.last_ping);
+                    t = t.min(base + Duration::from_secs(l.ping_interval_secs));
+                }
+                t
+            }
+            Format::Text if l.text_idle_timeout_secs > 0 => {
+                self.last_rx + Duration::from_secs(l.text_idle_timeout_secs)
+            }
+            Format::Text => far,
+        }
+    }
+
+    fn on_timer(&mut self) -> Flow {
+        let l = &self.ctx.settings.config.limits;
+        let now = Instant::now();
+        if !self.registered {
+            let secs = l.handshake_timeout_secs;
+            if now >= self.started + Duration::from_secs(secs) {
+                let detail = format!("no hello within {secs} s");
+                self.error(ErrorCode::Protocol, format!("handshake timeout: {detail}"));
+                return Flow::Stop(End::Server(DisconnectReason::ProtocolError { detail }));
+            }
+            return Flow::Continue;
+        }
+        let silence = now.saturating_duration_since(self.last_rx);
+        let idle = match self.format() {
+            Format::Framed => l.idle_timeout_secs,
+            Format::Text => l.text_idle_timeout_secs,
+        };
+        if idle > 0 && silence >= Duration::from_secs(idle) {
+            let secs = idle.min(u32::MAX as u64) as u32;
+            return Flow::Stop(End::Server(DisconnectReason::IdleTimeout { secs }));
+        }
+        if self.format() == Format::Framed && l.ping_interval_secs > 0 {
+            let base = self.last_rx.max(self.last_ping);
+            if now >= base + Duration::from_secs(l.ping_interval_secs) {
+                self.ping_token += 1;
+                self.last_ping = now;
+                self.send(&ServerMsg::Ping {
+                    token: self.ping_token,
+                });
+            }
+        }
+        Flow::Continue
+    }
+
+    /// End the connection: one reason, logged and announced; then close the
+    /// socket the right way for how it ended.
+    async fn finish(mut self, end: End, writer: tokio::task::JoinHandle<()>) {
+        self.flush_batch();
+        // Stop counting as an input: this connection fans nothing out any more.
+        self.input.take();
+        let shutdown = self.ctx.shutdown.clone();
+        let reason = match &end {
+            End::Server(r) => r.clone(),
+            End::Eof => DisconnectReason::Eof,
+            End::Io(e) => DisconnectReason::from_io_error(e),
+            End::Doomed => self
+                .peer
+                .reason()
+                .unwrap_or(DisconnectReason::ProtocolError {
+                    detail: "connection aborted".into(),
+                }),
+        };
+        self.peer.set_reason(reason);
+        let reason = self.peer.reason().unwrap_or(DisconnectReason::Eof);
+        let server_shutdown = reason == DisconnectReason::ServerShutdown;
+        if server_shutdown {
+            // Phase 2 of the shutdown: wait until no connection can fan a
+            // message out any more, so nothing accepted misses us.
+            let _ = tokio::time::timeout_at(shutdown.deadline(), shutdown.bye()).await;
+        }
+        log_end(&reason, self.registered);
+        // Leave every room; announce unless the whole server is stopping
+        // (everyone gets their own notice then).
+        let hub = self.ctx.hub.clone();
+        for r in std::mem::take(&mut self.rooms) {
+            hub.leave(&self.peer, &r, Some(&reason), !server_shutdown, false);
+        }
+        if self.registered {
+            hub.unregister(&self.peer);
+        }
+        let polite = match &end {
+            End::Server(_) => !self.peer.cancel_token().is_cancelled(),
+            End::Eof => !self.peer.cancel_token().is_cancelled(),
+            _ => false,
+        };
+        let flush_by = if server_shutdown {
+            shutdown.deadline()
+        } else {
+            Instant::now() + Duration::from_secs(5)
+        };
+        if polite {
+            if matches!(end, End::Server(_)) {
+                let bye = ServerMsg::Bye {
+                    reason: reason.clone(),
+                };
+                if let Some(b) = crate::hub::encode(&bye, self.format()) {
+                    self.peer.outbox.push_force(b);
+                }
+            }
+            self.peer.outbox.close();
+            let mut writer = writer;
+            if tokio::time::timeout_at(flush_by, &mut writer)
+                .await
+                .is_err()
+            {
+                self.peer.cancel_token().cancel();
+                let _ = writer.await;
+            } else if !self.peer.cancel_token().is_cancelled() {
+                // FIN after everything queued; then read until the client
+                // closes too, so unread data never turns our close into RST.
+                let _ = SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
+                if matches!(end, End::Server(_)) {
+                    let drain_by = if server_shutdown {
+                        shutdown.deadline()
+                    } else {
+                        Instant::now() + Duration::from_secs(2)
+                    };
+                    drain(&self.stream, drain_by).await;
+                }
+            }
+        } else {
+            self.peer.outbox.abort();
+            self.peer.cancel_token().cancel();
+            let _ = writer.await;
+        }
+    }
+}
+
+/// Read and discard until EOF, an error or the deadline. (Reads go to the
+/// thread's scratch buffer: a buffer here would sit in every connection's
+/// future.)
+async fn drain(stream: &TcpStream, until: Instant) {
+    let _ = tokio::time::timeout_at(until, async {
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            let r = SCRATCH_BUF.with(|cell| stream.try_read(&mut cell.borrow_mut()[..]));
+            match r {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,626 @@
+//! Rooms, members, nicks, history and fan-out.
+//!
+//! **Invariant:** the hub knows nothing about TCP. A member is a [`Peer`]: an
+//! [`Outbox`] plus metadata (nick, wire format, address, an optional view of
+//! its socket). TCP connections create peers today; UDP sessions can create
+//! them the same way.
+//!
+//! Locking: the fan-out path takes only the one room's mutex (never a global
+//! lock) and each member's outbox mutex for a push. Joining and leaving take
+//! the room map first, then the room (always in that order). The nick map is
+//! never held while a room is locked. No lock is held across an `.await`:
+//! everything here is synchronous.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use sockchat_shared::config::SlowConsumerPolicy;
+use sockchat_shared::names::{self, NameError};
+use sockchat_shared::{DisconnectReason, ErrorCode, RoomInfo, ServerMsg, codec};
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::{Outbox, Push};
+use crate::text;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a hub lock is a bug, but it must not take every
+    // other connection down with poisoned locks.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How a member wants its bytes: length-prefixed frames or text lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Framed,
+    Text,
+}
+
+/// Which transport carries a member (for logs and sockinfo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+}
+
+/// The server's view of a member's socket, for `/sockinfo`.
+pub trait SocketView: Send + Sync {
+    /// Ordered key/value pairs (TCP_INFO, queues, ...).
+    fn fields(&self) -> Vec<(String, String)>;
+}
+
+/// One connected user: what the hub needs to deliver to it and to end it.
+pub struct Peer {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    pub format: Format,
+    nick: Mutex<Arc<str>>,
+    pub outbox: Outbox,
+    policy: SlowConsumerPolicy,
+    /// The one disconnect reason: the first one set wins.
+    reason: Mutex<Option<DisconnectReason>>,
+    /// Cancelled when the connection is doomed (slow consumer, write error):
+    /// its tasks stop at once.
+    cancel: CancellationToken,
+    socket: Option<Arc<dyn SocketView>>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.id)
+            .field("addr", &self.addr)
+            .field("nick", &self.nick())
+            .finish()
+    }
+}
+
+impl Peer {
+    pub fn new(
+        id: u64,
+        addr: SocketAddr,
+        transport: Transport,
+        format: Format,
+        outbox_frames: usize,
+        policy: SlowConsumerPolicy,
+        socket: Option<Arc<dyn SocketView>>,
+    ) -> Self {
+        Self {
+            id,
+            addr,
+            transport,
+            format,
+            nick: Mutex::new(Arc::from("")),
+            outbox: Outbox::new(outbox_frames),
+            policy,
+            reason: Mutex::new(None),
+            cancel: CancellationToken::new(),
+            socket,
+        }
+    }
+
+    pub fn nick(&self) -> Arc<str> {
+        lock(&self.nick).clone()
+    }
+
+    fn set_nick(&self, n: Arc<str>) {
+        *lock(&self.nick) = n;
+    }
+
+    /// Queue a chunk for this member, applying the slow-consumer policy when
+    /// its outbox is full. Never blocks the caller.
+    pub fn deliver(&self, b: Bytes) {
+        match self.outbox.push(b) {
+            Push::Queued | Push::Closed => {}
+            Push::Full => match self.policy {
+                SlowConsumerPolicy::Disconnect => {
+                    let frames = self.outbox.capacity().min(u32::MAX as usize) as u32;
+                    self.fail(DisconnectReason::SlowConsumer { frames });
+                }
+                SlowConsumerPolicy::Drop => self.outbox.count_drop(),
+            },
+        }
+    }
+
+    /// Record `reason` if none is set yet. Returns true if it was the first.
+    pub fn set_reason(&self, reason: DisconnectReason) -> bool {
+        let mut r = lock(&self.reason);
+        if r.is_none() {
+            *r = Some(reason);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The connection is doomed: record the reason (if first), throw away
+    /// its queue and stop its tasks now.
+    pub fn fail(&self, reason: DisconnectReason) {
+        self.set_reason(reason);
+        self.outbox.abort();
+        self.cancel.cancel();
+    }
+
+    pub fn reason(&self) -> Option<DisconnectReason> {
+        lock(&self.reason).clone()
+    }
+
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Encode `msg` in this member's format and queue it.
+    pub fn send(&self, msg: &ServerMsg) {
+        if let Some(b) = encode(msg, self.format) {
+            self.deliver(b);
+        }
+    }
+
+    /// The server's view of this member's socket plus its outbox.
+    pub fn sockinfo(&self) -> Vec<(String, String)> {
+        let mut f = vec![
+            ("transport".to_string(), self.transport.as_str().to_string()),
+            ("peer".to_string(), self.addr.to_string()),
+        ];
+        if let Some(s) = &self.socket {
+            f.extend(s.fields());
+        }
+        f.push(("outbox_frames".into(), self.outbox.depth().to_string()));
+        f.push(("outbox_capacity".into(), self.outbox.capacity().to_string()));
+        f.push(("outbox_dropped".into(), self.outbox.dropped().to_string()));
+        f
+    }
+}
+
+/// Encode one message for one format. `None`: nothing to send in that
+/// format (e.g. a Ping to a text user).
+pub fn encode(msg: &ServerMsg, format: Format) -> Option<Bytes> {
+    match format {
+        Format::Framed => Some(codec::server_frame(msg)),
+        Format::Text => text::render(msg).map(|mut s| {
+            s.push('\n');
+            Bytes::from(s)
+        }),
+    }
+}
+
+/// A message encoded at most once per format, lazily (only when a member
+/// of that format is met).
+struct Encoded<'a> {
+    msgs: &'a [ServerMsg],
+    framed: Option<Option<Bytes>>,
+    text: Option<Option<Bytes>>,
+}
+
+impl<'a> Encoded<'a> {
+    fn new(msgs: &'a [ServerMsg]) -> Self {
+        Self {
+            msgs,
+            framed: None,
+            text: None,
+        }
+    }
+
+    fn get(&mut self, f: Format) -> Option<Bytes> {
+        let msgs = self.msgs;
+        let slot = match f {
+            Format::Framed => &mut self.framed,
+            Format::Text => &mut self.text,
+        };
+        slot.get_or_insert_with(|| {
+            let mut b = BytesMut::new();
+            for m in msgs {
+                match f {
+                    Format::Framed => codec::encode_server(m, &mut b),
+                    Format::Text => {
+                        if let Some(line) = text::render(m) {
+                            b.extend_from_slice(line.as_bytes());
+                            b.extend_from_slice(b"\n");
+                        }
+                    }
+                }
+            }
+            (!b.is_empty()).then(|| b.freeze())
+        })
+        .clone()
+    }
+}
+
+/// A room: members and the last messages.
+pub struct Room {
+    pub name: Arc<str>,
+    inner: Mutex<RoomInner>,
+}
+
+struct RoomInner {
+    members: Vec<Arc<Peer>>,
+    /// Chat messages (as sent live); replayed with `history = true`.
+    history: VecDeque<ServerMsg>,
+    history_cap: usize,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("name", &self.name).finish()
+    }
+}
+
+impl Room {
+    fn new(name: Arc<str>, history_cap: usize) -> Self {
+        Self {
+            name,
+            inner: Mutex::new(RoomInner {
+                members: Vec::new(),
+                history: VecDeque::new(),
+                history_cap,
+            }),
+        }
+    }
+
+    /// Nicks of the members, sorted.
+    pub fn who(&self) -> Vec<String> {
+        let mut v: Vec<String> = lock(&self.inner)
+            .members
+            .iter()
+            .map(|p| p.nick().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.inner).members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fan a batch of chat messages from `sender` out to every member: each
+    /// format is encoded once (all messages in one chunk) and the same
+    /// `Bytes` is queued to every member of that format. Text senders do not
+    /// get their own messages back; framed senders do (it confirms the server
+    /// accepted the message and carries the server timestamp).
+    pub fn fan_out_chat(&self, msgs: Vec<ServerMsg>, sender_id: u64) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut inner = lock(&self.inner);
+        {
+            let mut enc = Encoded::new(&msgs);
+            for m in &inner.members {
+                if m.format == Format::Text && m.id == sender_id {
+                    continue;
+                }
+                if let Some(b) = enc.get(m.format) {
+                    m.deliver(b);
+                }
+            }
+        }
+        if inner.history_cap > 0 {
+            for m in msgs {
+                if inner.history.len() >= inner.history_cap {
+                    inner.history.pop_front();
+                }
+                inner.history.push_back(m);
+            }
+        }
+    }
+
+    /// Send one event to every member (optionally except one).
+    pub fn broadcast(&self, msg: &ServerMsg, except: Option<u64>) {
+        let inner = lock(&self.inner);
+        let msgs = std::slice::from_ref(msg);
+        let mut enc = Encoded::new(msgs);
+        for m in &inner.members {
+            if Some(m.id) == except {
+                continue;
+            }
+            if let Some(b) = enc.get(m.format) {
+                m.deliver(b);
+            }
+        }
+    }
+
+    fn members_snapshot(&self) -> Vec<Arc<Peer>> {
+        lock(&self.inner).members.clone()
+    }
+}
+
+/// Why a hub operation was refused. The `Display` text is what the user
+/// sees (after `! ` in text mode).
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum HubError {
+    #[error("nick already taken: {0}")]
+    NickTaken(String),
+    #[error("{0}")]
+    BadName(NameError),
+    #[error("no such nick: {0}")]
+    NoSuchNick(String),
+    #[error("no such room: {0}")]
+    NoSuchRoom(String),
+    #[error("too many rooms on this server (max {0})")]
+    TooManyRooms(usize),
+}
+
+impl HubError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NickTaken(_) => ErrorCode::NickTaken,
+            Self::BadName(_) => ErrorCode::BadName,
+            Self::NoSuchNick(_) => ErrorCode::NoSuchNick,
+            Self::NoSuchRoom(_) => ErrorCode::NoSuchRoom,
+            Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
+        }
+    }
+}
+
+/// Limits the hub enforces itself.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub default_room: String,
+    pub history: usize,
+    pub max_rooms: usize,
+    pub max_nick_len: usize,
+    pub max_room_len: usize,
+    pub server_name: String,
+}
+
+/// All rooms and all nicks.
+pub struct Hub {
+    cfg: HubConfig,
+    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    /// Lower-cased nick -> peer: nicks are unique regardless of case.
+    nicks: Mutex<HashMap<String, Arc<Peer>>>,
+    guest_seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Hub {
+    pub fn new(cfg: HubConfig) -> Self {
+        Self {
+            cfg,
+            rooms: Mutex::default(),
+            nicks: Mutex::default(),
+            guest_seq: AtomicU64::new(1),
+        }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.cfg
+    }
+
+    /// Give `peer` a nick: `wanted`, or `guestN` when `wanted` is empty.
+    pub fn register(&self, peer: &Arc<Peer>, wanted: &str) -> Result<Arc<str>, HubError> {
+        if wanted.is_empty() {
+            loop {
+                let n = self.guest_seq.fetch_add(1, Ordering::Relaxed);
+                let nick = format!("guest{n}");
+                let mut nicks = lock(&self.nicks);
+                if let std::collections::hash_map::Entry::Vacant(e) =
+                    nicks.entry(nick.to_lowercase())
+                {
+                    e.insert(peer.clone());
+                    drop(nicks);
+                    let nick: Arc<str> = Arc::from(nick);
+                    peer.set_nick(nick.clone());
+                    return Ok(nick);
+                }
+            }
+        }
+        names::check_nick(wanted, self.cfg.max_nick_len).map_err(HubError::BadName)?;
+        let mut nicks = lock(&self.nicks);
+        match nicks.entry(wanted.to_lowercase()) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                Err(HubError::NickTaken(wanted.to_string()))
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(peer.clone());
+                drop(nicks);
+                let nick: Arc<str> = Arc::from(wanted);
+                peer.set_nick(nick.clone());
+                Ok(nick)
+            }
+        }
+    }
+
+    /// Change `peer`'s nick. Returns the old one. Changing only the case of
+    /// one's own nick is allowed.
+    pub fn rename(&self, peer: &Arc<Peer>, new: &str) -> Result<Arc<str>, HubError> {
+        names::check_nick(new, self.cfg.max_nick_len).map_err(HubError::BadName)?;
+        let old = peer.nick();
+        let (old_key, new_key) = (old.to_lowercase(), new.to_lowercase());
+        let mut nicks = lock(&self.nicks);
+        if let Some(p) = nicks.get(&new_key)
+            && p.id != peer.id
+        {
+            return Err(HubError::NickTaken(new.to_string()));
+        }
+        nicks.remove(&old_key);
+        nicks.insert(new_key, peer.clone());
+        drop(nicks);
+        peer.set_nick(Arc::from(new));
+        Ok(old)
+    }
+
+    /// Forget `peer`'s nick (at disconnect).
+    pub fn unregister(&self, peer: &Peer) {
+        let key = peer.nick().to_lowercase();
+        let mut nicks = lock(&self.nicks);
+        if nicks.get(&key).is_some_and(|p| p.id == peer.id) {
+            nicks.remove(&key);
+        }
+    }
+
+    pub fn find(&self, nick: &str) -> Option<Arc<Peer>> {
+        lock(&self.nicks).get(&nick.to_lowercase()).cloned()
+    }
+
+    /// Number of registered users.
+    pub fn user_count(&self) -> usize {
+        lock(&self.nicks).len()
+    }
+
+    /// Check a room name as typed (a leading `#` is allowed) and return it
+    /// normalized.
+    pub fn room_name<'a>(&self, typed: &'a str) -> Result<&'a str, HubError> {
+        let name = names::normalize_room(typed);
+        names::check_room(name, self.cfg.max_room_len).map_err(HubError::BadName)?;
+        Ok(name)
+    }
+
+    /// An existing room.
+    pub fn room(&self, name: &str) -> Option<Arc<Room>> {
+        lock(&self.rooms).get(names::normalize_room(name)).cloned()
+    }
+
+    /// Add `peer` to room `name` (created if needed, within `max_rooms`),
+    /// announce `Joined` to every member including the joiner, then replay
+    /// the room's history to the joiner. The caller checks that the peer is
+    /// not already a member.
+    pub fn join(&self, peer: &Arc<Peer>, typed: &str) -> Result<Arc<Room>, HubError> {
+        let name = self.room_name(typed)?;
+        let mut rooms = lock(&self.rooms);
+        let room = match rooms.get(name) {
+            Some(r) => r.clone(),
+            None => {
+                if rooms.len() >= self.cfg.max_rooms {
+                    return Err(HubError::TooManyRooms(self.cfg.max_rooms));
+                }
+                let key: Arc<str> = Arc::from(name);
+                let r = Arc::new(Room::new(key.clone(), self.cfg.history));
+                rooms.insert(key, r.clone());
+                r
+            }
+        };
+        let mut inner = lock(&room.inner);
+        drop(rooms);
+        inner.members.push(peer.clone());
+        let joined = ServerMsg::Joined {
+            room: room.name.to_string(),
+            nick: peer.nick().to_string(),
+        };
+        let msgs = std::slice::from_ref(&joined);
+        let mut enc = Encoded::new(msgs);
+        for m in &inner.members {
+            if let Some(b) = enc.get(m.format) {
+                m.deliver(b);
+            }
+        }
+        if !inner.history.is_empty() {
+            let replay: Vec<ServerMsg> = inner
+                .history
+                .iter()
+                .map(|m| {
+                    let mut m = m.clone();
+                    if let ServerMsg::Chat { history, .. } = &mut m {
+                        *history = true;
+                    }
+                    m
+                })
+                .collect();
+            if let Some(b) = Encoded::new(&replay).get(peer.format) {
+                peer.deliver(b);
+            }
+        }
+        drop(inner);
+        Ok(room)
+    }
+
+    /// Remove `peer` from `room`. `announce`: tell the remaining members
+    /// (`Left` with `reason`); `tell_self`: also tell the leaver (a voluntary
+    /// `/leave`). An empty room other than the default one is deleted.
+    pub fn leave(
+        &self,
+        peer: &Peer,
+        room: &Arc<Room>,
+        reason: Option<&DisconnectReason>,
+        announce: bool,
+        tell_self: bool,
+    ) {
+        let mut rooms = lock(&self.rooms);
+        let mut inner = lock(&room.inner);
+        inner.members.retain(|m| m.id != peer.id);
+        let empty = inner.members.is_empty();
+        if empty && &*room.name != self.cfg.default_room.as_str() {
+            rooms.remove(&room.name);
+        }
+        drop(rooms);
+        if announce || tell_self {
+            let left = ServerMsg::Left {
+                room: room.name.to_string(),
+                nick: peer.nick().to_string(),
+                reason: reason.cloned(),
+            };
+            let msgs = std::slice::from_ref(&left);
+            let mut enc = Encoded::new(msgs);
+            if announce {
+                for m in &inner.members {
+                    if let Some(b) = enc.get(m.format) {
+                        m.deliver(b);
+                    }
+                }
+            }
+            if tell_self && let Some(b) = enc.get(peer.format) {
+                peer.deliver(b);
+            }
+        }
+    }
+
+    /// Every room with its member count, sorted by name.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let rooms: Vec<Arc<Room>> = lock(&self.rooms).values().cloned().collect();
+        let mut v: Vec<RoomInfo> = rooms
+            .iter()
+            .map(|r| RoomInfo {
+                name: r.name.to_string(),
+                members: r.len().min(u32::MAX as usize) as u32,
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Send `msg` once to every member of any of `rooms`, plus `also`
+    /// (each peer at most once). Used for nick changes.
+    pub fn tell_rooms(&self, rooms: &[Arc<Room>], msg: &ServerMsg, also: &Arc<Peer>) {
+        let mut seen: HashSet<u64> = HashSet::new();
+        let msgs = std::slice::from_ref(msg);
+        let mut enc = Encoded::new(msgs);
+        seen.insert(also.id);
+        if let Some(b) = enc.get(also.format) {
+            also.deliver(b);
+        }
+        for r in rooms {
+            for m in r.members_snapshot() {
+                if seen.insert(m.id)
+                    && let Some(b) = enc.get(m.format)
+                {
+                    m.deliver(b);
+                }
+            }
+        }
+    }
+}

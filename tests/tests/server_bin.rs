@@ -1,0 +1,125 @@
+//! The real `sockchat-server` binary: stdout contract, nc-style session,
+//! graceful shutdown on SIGTERM (notice, then EOF, never RST), config errors
+//! that name the key.
+
+use std::io::Write;
+use std::time::Duration;
+
+use sockchat_shared::{ClientMsg, DisconnectReason, ServerMsg};
+use sockchat_tests::{FramedClient, ServerProc, TextClient, bin};
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn binary_serves_text_and_framed_users() {
+    timeout(T, async {
+        let srv = ServerProc::start(&[]);
+        assert!(srv.listen_lines[0].starts_with("listening on 127.0.0.1:"));
+        let mut a = FramedClient::connect(srv.addr, "alice").await;
+        let mut t = TextClient::connect(srv.addr).await;
+        let g = t.welcome().await;
+        a.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if *nick == g))
+            .await;
+        t.line("hi from nc").await;
+        a.recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "hi from nc"))
+            .await;
+        a.say("hi from alice").await;
+        t.expect_line("[lobby] alice: hi from alice").await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// SIGTERM: every client gets the shutdown notice after everything the
+/// server accepted, then EOF (FIN) — not ECONNRESET — and the process exits
+/// within the grace period.
+#[tokio::test]
+async fn sigterm_gives_notice_then_eof_without_reset() {
+    timeout(T, async {
+        let mut srv = ServerProc::start(&[]);
+        let mut a = FramedClient::connect(srv.addr, "alice").await;
+        let mut t = TextClient::connect(srv.addr).await;
+        t.welcome().await;
+        // Messages accepted before the signal must all arrive.
+        for i in 0..30 {
+            a.say(&format!("m{i}")).await;
+        }
+        t.expect_line("[lobby] alice: m29").await;
+        // Leave some bytes unread on the framed client side of the server:
+        // the server must drain them rather than RST.
+        a.send(&ClientMsg::Ping { token: 7 }).await;
+        srv.signal(libc::SIGTERM);
+
+        t.expect_line("* server shutting down").await;
+        match t.read_line_timeout(Duration::from_secs(5)).await {
+            Ok(None) => {}
+            other => panic!("text client: expected EOF after the notice, got {other:?}"),
+        }
+        let mut seen = 0;
+        loop {
+            match a.recv_timeout(Duration::from_secs(5)).await {
+                Ok(Some(ServerMsg::Chat { .. })) => seen += 1,
+                Ok(Some(ServerMsg::Bye { reason })) => {
+                    assert_eq!(reason, DisconnectReason::ServerShutdown);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("EOF before Bye"),
+                Err(e) => panic!("framed client: {e} (errno {:?})", e.raw_os_error()),
+            }
+        }
+        assert_eq!(seen, 30, "every accepted message arrives before Bye");
+        match a.recv_timeout(Duration::from_secs(5)).await {
+            Ok(None) => {}
+            other => panic!("framed client: expected EOF after Bye, got {other:?}"),
+        }
+        drop(a);
+        drop(t);
+        let st = srv
+            .wait_timeout(Duration::from_secs(10))
+            .expect("server exits after SIGTERM");
+        assert!(st.success(), "exit status {st:?}");
+        assert!(srv.stderr().contains("shutting down"), "{}", srv.stderr());
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let dir = std::env::temp_dir().join(format!("sockchat-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let cases = [
+        ("[server]\nbaclog = 5\n", "baclog"),
+        ("[limits]\nmax_connections = \"many\"\n", "max_connections"),
+        ("[server]\nruntime = \"fibers\"\n", "server.runtime"),
+        ("[server]\nlisten = [\"nowhere\"]\n", "server.listen"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let p = dir.join(format!("bad{i}.toml"));
+        std::fs::File::create(&p)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .expect("write config");
+        let out = std::process::Command::new(bin("sockchat-server"))
+            .arg("--config")
+            .arg(&p)
+            .output()
+            .expect("run server");
+        assert!(!out.status.success(), "{text:?} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(key),
+            "error for {text:?} must name {key}: {err}"
+        );
+    }
+    // The shipped config.toml is valid.
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.toml");
+    let mut srv = ServerProc::start_args(
+        &["--config", shipped.to_str().expect("utf-8 path")],
+        &["--listen", "127.0.0.1:0"],
+    );
+    srv.signal(libc::SIGTERM);
+    assert!(srv.wait_timeout(Duration::from_secs(10)).is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
