@@ -17,6 +17,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// BotsArgs has many optional flags; the enum is parsed once per process.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the abrupt-disconnect experiments on real sockets.
     Lab(crate::lab::LabArgs),

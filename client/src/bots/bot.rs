@@ -1,0 +1,779 @@
+//! One bot: a task that owns one TCP connection at a time and runs its
+//! group's behaviour (chat, lurk, stop reading, churn, flood) until the
+//! coordinator says stop.
+//!
+//! Each bot is a single task with no split halves: one `select!` over
+//! readable / writable / the send schedule / control, using `try_read` and
+//! `try_write` on the stream. Reads land in the shard's shared scratch buffer
+//! (the shard is one thread, so a `RefCell` suffices), so an idle bot owns no
+//! read buffer at all; only a partial line or frame is kept per bot.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use sockchat_shared::{ClientMsg, DisconnectReason};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use super::plan::{Behaviour, Method, Plan};
+use super::schedule::{Schedule, mono_ns, per_sender, sleep_until_ns};
+use super::seq::{Seen, SeqTracker};
+use super::stats::Stats;
+use super::wire::{self, Event, Mark, Wire};
+
+/// Size of the shard's shared read buffer.
+pub const SCRATCH: usize = 256 * 1024;
+/// A sender stops generating messages while this much is unwritten (the
+/// server is not reading): its schedule falls behind, and the wait shows in
+/// latency (coordinated omission) instead of in our memory.
+const OUT_CAP: usize = 256 * 1024;
+/// Most messages generated in one wake-up (one write).
+const MAX_BATCH: u64 = 1024;
+/// Reads per readiness event before yielding to other bots.
+const READS_PER_WAKE: usize = 4;
+
+/// What the coordinator tells every bot (a `watch` channel: bots see the
+/// latest value).
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Connect on schedule and join; do not send yet.
+    Ramp,
+    /// Send phase from `start_ns` to `end_ns` (monotonic). `members` is the
+    /// number of measured members per room over all shards and workers.
+    Go {
+        start_ns: u64,
+        end_ns: u64,
+        members: Arc<Vec<u32>>,
+    },
+    /// Close everything and report.
+    Stop,
+}
+
+/// What one shard's bots share (one thread: no locks).
+pub struct Shard {
+    pub plan: Arc<Plan>,
+    pub stats: RefCell<Stats>,
+    pub scratch: RefCell<Vec<u8>>,
+    pub control: watch::Receiver<Control>,
+}
+
+/// A bot's identity and its fault mailbox.
+pub struct BotSpec {
+    /// Global bot number (also its sender id and nick `{n}`).
+    pub n: usize,
+    pub group: usize,
+    pub room: usize,
+    /// Index among its group's senders, if it sends.
+    pub sender_k: Option<usize>,
+    pub measured: bool,
+    pub fault: Rc<FaultBox>,
+}
+
+/// A scheduled fault for one bot: the fault task sets it and notifies.
+#[derive(Default)]
+pub struct FaultBox {
+    pub pending: Cell<Option<(Method, Duration)>>,
+    pub notify: Notify,
+}
+
+#[derive(Debug, Clone)]
+struct Go {
+    start_ns: u64,
+    end_ns: u64,
+    members: Arc<Vec<u32>>,
+}
+
+/// How a session ended.
+enum End {
+    Stopped,
+    /// We end it on purpose (churn or fault), then maybe reconnect.
+    Planned(Method, Duration),
+    /// The connection died under us: reason code.
+    Lost(String),
+}
+
+struct Conn {
+    stream: TcpStream,
+    out: BytesMut,
+    /// End offsets (absolute, in bytes queued since connect) of messages not
+    /// yet fully written, and whether each is measured. A message counts as
+    /// sent (and its deliveries as expected) only once all its bytes are in
+    /// the kernel.
+    ends: VecDeque<(u64, bool)>,
+    written: u64,
+    partial: Vec<u8>,
+    /// Framed: bytes of the server's preamble still to check.
+    preamble_left: usize,
+    bye: Option<DisconnectReason>,
+    since_ns: u64,
+}
+
+/// Receiver state that outlives a connection.
+#[derive(Default)]
+struct Rx {
+    trackers: HashMap<u32, SeqTracker>,
+}
+
+fn code(e: &io::Error) -> String {
+    DisconnectReason::from_io_error(e).code()
+}
+
+fn fill(template: &str, n: usize, room: &str) -> String {
+    template
+        .replace("{n}", &n.to_string())
+        .replace("{room}", room)
+}
+
+/// Run one bot to completion.
+pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
+    let mut ctl = sh.control.clone();
+    let group = &sh.plan.groups[spec.group];
+    let behaviour = group.behaviour;
+    let mut go: Option<Go> = None;
+    let mut rx = Rx::default();
+    let mut sched: Option<Schedule> = None;
+
+    // Ramp: wait for our turn (or a stop).
+    tokio::select! {
+        _ = sleep_until_ns(ramp_ns) => {}
+        _ = wait_stop(&mut ctl) => {
+            sh.stats.borrow_mut().attempted += 1;
+            return;
+        }
+    }
+    let mut conn = match connect(&sh, &spec, ramp_ns).await {
+        Ok(c) => {
+            let mut st = sh.stats.borrow_mut();
+            st.attempted += 1;
+            st.connected += 1;
+            if spec.measured {
+                st.members[spec.room] += 1;
+            }
+            drop(st);
+            c
+        }
+        Err(code) => {
+            {
+                let mut st = sh.stats.borrow_mut();
+                st.attempted += 1;
+                st.connect_errors += 1;
+                let g = &mut st.groups[spec.group];
+                g.connect_errors += 1;
+                *g.errors.entry(code).or_default() += 1;
+            }
+            if behaviour != Behaviour::Churner {
+                return;
+            }
+            // A churner keeps trying once the run starts.
+            match reconnect(&sh, &spec, &mut ctl, &mut go, None, String::new()).await {
+                Some(c) => c,
+                None => return,
+            }
+        }
+    };
+
+    let mut session_no: usize = 0;
+    loop {
+        let end = session(
+            &sh, &spec, &mut conn, &mut ctl, &mut go, &mut rx, &mut sched, session_no,
+        )
+        .await;
+        let reconnect_after = match end {
+            End::Stopped => {
+                finish(&sh, &spec, conn);
+                return;
+            }
+            End::Lost(code) => {
+                close_count(&sh, &conn);
+                let mut st = sh.stats.borrow_mut();
+                *st.groups[spec.group].errors.entry(code).or_default() += 1;
+                drop(st);
+                drop(conn);
+                // Measured bots and flooders stay down: their loss is the
+                // measurement. Churners and faulted bots come back.
+                let comes_back = behaviour == Behaviour::Churner
+                    || sh.plan.faults.iter().any(|f| f.group == spec.group);
+                if !comes_back {
+                    return;
+                }
+                Duration::from_millis(100)
+            }
+            End::Planned(method, after) => {
+                close_count(&sh, &conn);
+                hang_up(&sh, conn, method).await;
+                *sh.stats.borrow_mut().groups[spec.group]
+                    .disconnects
+                    .entry(method.name().to_string())
+                    .or_default() += 1;
+                after
+            }
+        };
+        session_no += 1;
+        // Back off (or pace churn), then reconnect while the run lasts.
+        let wake = match (&go, behaviour) {
+            (Some(g), Behaviour::Churner) if group.churn_rate > 0.0 => {
+                // Sessions of the group evenly spread at churn_rate.
+                let (rate, phase) =
+                    per_sender(group.churn_rate, group.count, spec.sender_k.unwrap_or(0));
+                let s = Schedule::new(g.start_ns, rate, phase, g.end_ns);
+                s.at(session_no as u64)
+                    .max(mono_ns() + reconnect_after.as_nanos() as u64)
+            }
+            _ => mono_ns() + reconnect_after.as_nanos() as u64,
+        };
+        tokio::select! {
+            _ = sleep_until_ns(wake) => {}
+            _ = wait_stop(&mut ctl) => return,
+        }
+        match reconnect(&sh, &spec, &mut ctl, &mut go, Some(wake), String::new()).await {
+            Some(c) => conn = c,
+            None => return,
+        }
+    }
+}
+
+/// Connect again (churn, fault, or a failed first connect of a churner).
+/// Gives up when the send phase is over or on Stop.
+async fn reconnect(
+    sh: &Rc<Shard>,
+    spec: &BotSpec,
+    ctl: &mut watch::Receiver<Control>,
+    go: &mut Option<Go>,
+    sched_ns: Option<u64>,
+    first_error: String,
+) -> Option<Conn> {
+    let mut last = first_error;
+    loop {
+        if !last.is_empty() {
+            {
+                let mut st = sh.stats.borrow_mut();
+                let g = &mut st.groups[spec.group];
+                g.connect_errors += 1;
+                *g.errors.entry(std::mem::take(&mut last)).or_default() += 1;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = wait_stop(ctl) => return None,
+            }
+        }
+        // Refresh our view of the phase without waiting.
+        if let Control::Stop = &*ctl.borrow() {
+            return None;
+        }
+        if let Control::Go {
+            start_ns,
+            end_ns,
+            members,
+        } = &*ctl.borrow()
+        {
+            *go = Some(Go {
+                start_ns: *start_ns,
+                end_ns: *end_ns,
+                members: members.clone(),
+            });
+        }
+        if let Some(g) = go
+            && mono_ns() >= g.end_ns
+        {
+            return None;
+        }
+        match connect(sh, spec, sched_ns.unwrap_or_else(mono_ns)).await {
+            Ok(c) => return Some(c),
+            Err(e) => last = e,
+        }
+    }
+}
+
+async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
+    loop {
+        if matches!(&*ctl.borrow_and_update(), Control::Stop) {
+            return;
+        }
+        if ctl.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Bookkeeping when a connection goes away: one fewer open, and what it
+/// had not written is no longer pending.
+fn close_count(sh: &Shard, conn: &Conn) {
+    let mut st = sh.stats.borrow_mut();
+    st.open -= 1;
+    st.pending_out = st.pending_out.saturating_sub(conn.out.len() as u64);
+}
+
+/// End of run: note whether the server had already given up on us.
+fn finish(sh: &Shard, spec: &BotSpec, conn: Conn) {
+    use std::os::fd::AsRawFd;
+    if sh.plan.groups[spec.group].behaviour == Behaviour::SlowReader {
+        let state = sockchat_shared::sockopt::tcp_info(conn.stream.as_raw_fd())
+            .map(|i| i.state)
+            .unwrap_or(0);
+        // 1 = ESTABLISHED; anything else (CLOSE_WAIT after the server's FIN,
+        // CLOSE after its RST) means the server dropped this slow reader.
+        if state != 1 {
+            sh.stats.borrow_mut().groups[spec.group].closed_by_server += 1;
+        }
+    }
+    close_count(sh, &conn);
+}
+
+/// Open a connection (bound to a source address if asked) and queue the
+/// handshake: preamble + Hello + Join (framed) or first line + join lines.
+async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, String> {
+    let plan = &sh.plan;
+    if plan.wire == Wire::Udp {
+        return Err("udp-unsupported".into());
+    }
+    let sock = if plan.server.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| code(&e))?;
+    if !plan.source_ips.is_empty() {
+        use std::os::fd::AsRawFd;
+        let ip = plan.source_ips[spec.n % plan.source_ips.len()];
+        // IP_BIND_ADDRESS_NO_PORT: bind the address now but pick the port at
+        // connect() time, by the full 4-tuple. Without it bind() reserves a
+        // port per socket and ~28k sockets exhaust the range per address.
+        let _ = sockchat_shared::sockopt::setsockopt_int(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            1,
+        );
+        sock.bind(std::net::SocketAddr::new(ip, 0))
+            .map_err(|e| code(&e))?;
+    }
+    let _ = sock.set_nodelay(true);
+    let stream = match tokio::time::timeout(plan.connect_timeout, sock.connect(plan.server)).await {
+        Err(_) => return Err("connect-timeout".into()),
+        Ok(Err(e)) => return Err(code(&e)),
+        Ok(Ok(s)) => s,
+    };
+    let now = mono_ns();
+    let mut conn = Conn {
+        stream,
+        out: BytesMut::new(),
+        ends: VecDeque::new(),
+        written: 0,
+        partial: Vec::new(),
+        preamble_left: 0,
+        bye: None,
+        since_ns: now,
+    };
+    let room = &plan.rooms[spec.room];
+    match plan.wire {
+        Wire::Framed => {
+            conn.out
+                .extend_from_slice(&sockchat_shared::proto::preamble());
+            conn.preamble_left = sockchat_shared::proto::PREAMBLE_LEN;
+            wire::write_frame(
+                &mut conn.out,
+                &ClientMsg::Hello {
+                    nick: fill(&plan.nick, spec.n, room),
+                },
+            );
+            wire::write_frame(&mut conn.out, &ClientMsg::Join { room: room.clone() });
+            if let Some(l) = &plan.leave_room
+                && l != room
+            {
+                wire::write_frame(&mut conn.out, &ClientMsg::Leave { room: l.clone() });
+            }
+        }
+        Wire::Lines | Wire::Udp => {
+            if let Some(first) = &plan.first_line {
+                conn.out
+                    .extend_from_slice(fill(first, spec.n, room).as_bytes());
+                conn.out.extend_from_slice(b"\n");
+            }
+            for l in &plan.join_lines {
+                conn.out.extend_from_slice(fill(l, spec.n, room).as_bytes());
+                conn.out.extend_from_slice(b"\n");
+            }
+        }
+    }
+    {
+        let mut st = sh.stats.borrow_mut();
+        st.connect
+            .saturating_record((now.saturating_sub(sched_ns) / 1000).max(1));
+        st.open += 1;
+        st.groups[spec.group].connects += 1;
+        st.pending_out += conn.out.len() as u64;
+    }
+    flush(sh, spec, &mut conn, None)?;
+    Ok(conn)
+}
+
+/// Write what we can; count fully written messages as sent.
+fn flush(sh: &Shard, spec: &BotSpec, conn: &mut Conn, go: Option<&Go>) -> Result<(), String> {
+    let mut wrote = 0;
+    let mut err = None;
+    while !conn.out.is_empty() {
+        match conn.stream.try_write(&conn.out) {
+            Ok(0) => break,
+            Ok(n) => {
+                conn.out.advance(n);
+                wrote += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                err = Some(code(&e));
+                break;
+            }
+        }
+    }
+    conn.written += wrote as u64;
+    let mut st = sh.stats.borrow_mut();
+    st.bytes_out += wrote as u64;
+    st.pending_out = st.pending_out.saturating_sub(wrote as u64);
+    if !conn.ends.is_empty() {
+        let per_msg = go
+            .and_then(|g| g.members.get(spec.room).copied())
+            .map(|m| {
+                if sh.plan.echo {
+                    m as u64
+                } else {
+                    (m as u64).saturating_sub(1)
+                }
+            })
+            .unwrap_or(0);
+        while let Some(&(end, measured)) = conn.ends.front() {
+            if end > conn.written {
+                break;
+            }
+            conn.ends.pop_front();
+            st.groups[spec.group].sent += 1;
+            if measured {
+                st.sent += 1;
+                st.expected += per_msg;
+            } else {
+                st.sent_unmeasured += 1;
+            }
+        }
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Queue every message due now (at most one batch).
+fn generate(sh: &Shard, spec: &BotSpec, conn: &mut Conn, sched: &mut Schedule) {
+    let plan = &sh.plan;
+    let group = &plan.groups[spec.group];
+    let (first, n) = sched.due(mono_ns(), MAX_BATCH);
+    let before = conn.out.len();
+    let room = &plan.rooms[spec.room];
+    for seq in first..first + n {
+        let mark = Mark {
+            measured: spec.measured,
+            run: plan.run_id,
+            sender: spec.n as u32,
+            seq,
+            sched_us: sched.at(seq) / 1000,
+        };
+        let size = group.size.pick(rand::random::<f64>());
+        match plan.wire {
+            Wire::Framed => wire::write_say_frame(&mut conn.out, room, &mark, size),
+            Wire::Lines | Wire::Udp => wire::write_line_msg(&mut conn.out, &mark, size),
+        }
+        conn.ends
+            .push_back((conn.written + conn.out.len() as u64, spec.measured));
+    }
+    sh.stats.borrow_mut().pending_out += (conn.out.len() - before) as u64;
+}
+
+/// Read what is there; process every complete line/frame.
+/// `Ok(false)` = the peer closed (EOF).
+fn read_ready(sh: &Shard, spec: &BotSpec, conn: &mut Conn, rx: &mut Rx) -> Result<bool, String> {
+    let mut scratch = sh.scratch.borrow_mut();
+    for _ in 0..READS_PER_WAKE {
+        match conn.stream.try_read(&mut scratch[..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => {
+                on_data(sh, spec, conn, rx, &scratch[..n])?;
+                if n < scratch.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(code(&e)),
+        }
+    }
+    Ok(true)
+}
+
+fn on_data(
+    sh: &Shard,
+    spec: &BotSpec,
+    conn: &mut Conn,
+    rx: &mut Rx,
+    mut data: &[u8],
+) -> Result<(), String> {
+    let plan = &sh.plan;
+    let mut st = sh.stats.borrow_mut();
+    st.bytes_in += data.len() as u64;
+    if conn.preamble_left > 0 {
+        let take = conn.preamble_left.min(data.len());
+        let want = sockchat_shared::proto::preamble();
+        let off = want.len() - conn.preamble_left;
+        if data[..take] != want[off..off + take] {
+            return Err("protocol-error".into());
+        }
+        conn.preamble_left -= take;
+        data = &data[take..];
+    }
+    let now = mono_ns();
+    let now_us = now / 1000;
+    let run = plan.run_id;
+    let measured_rx = spec.measured;
+    let mut pongs: Vec<u64> = Vec::new();
+    let mut bye = None;
+    let mut handle = |ev: Event| match ev {
+        Event::Mark { mark, history } => {
+            if history || !mark.measured || mark.run != run || !measured_rx {
+                st.other_deliveries += 1;
+                return;
+            }
+            match rx.trackers.entry(mark.sender).or_default().record(mark.seq) {
+                Seen::Duplicate => st.duplicated += 1,
+                seen => {
+                    if seen == Seen::Reordered {
+                        st.reordered += 1;
+                    }
+                    st.delivered += 1;
+                    st.latency
+                        .saturating_record(now_us.saturating_sub(mark.sched_us).max(1));
+                    st.last_delivery_ns = now;
+                }
+            }
+        }
+        Event::Ping(t) => pongs.push(t),
+        Event::Bye(r) => bye = Some(r),
+        Event::Other => {}
+    };
+    let parse = |buf: &[u8], f: &mut dyn FnMut(Event)| -> Result<usize, String> {
+        match plan.wire {
+            Wire::Framed => {
+                wire::parse_frames(buf, plan.max_frame, f).map_err(|_| "protocol-error".to_string())
+            }
+            Wire::Lines | Wire::Udp => Ok(wire::parse_lines(buf, f)),
+        }
+    };
+    if conn.partial.is_empty() {
+        let used = parse(data, &mut handle)?;
+        conn.partial.extend_from_slice(&data[used..]);
+    } else {
+        conn.partial.extend_from_slice(data);
+        let used = parse(&conn.partial, &mut handle)?;
+        conn.partial.drain(..used);
+    }
+    if conn.partial.len() > wire::MAX_LINE.max(plan.max_frame + 4) {
+        return Err("protocol-error".into());
+    }
+    if conn.partial.is_empty() && conn.partial.capacity() > 4096 {
+        // Give back a big buffer once a large message is done.
+        conn.partial = Vec::new();
+    }
+    drop(st);
+    for token in pongs {
+        wire::write_frame(&mut conn.out, &ClientMsg::Pong { token });
+    }
+    if bye.is_some() {
+        conn.bye = bye;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    sh: &Rc<Shard>,
+    spec: &BotSpec,
+    conn: &mut Conn,
+    ctl: &mut watch::Receiver<Control>,
+    go: &mut Option<Go>,
+    rx: &mut Rx,
+    sched: &mut Option<Schedule>,
+    session_no: usize,
+) -> End {
+    let plan = &sh.plan;
+    let group = &plan.groups[spec.group];
+    let behaviour = group.behaviour;
+    let mut reading = true;
+    // Pick up a Go that happened while we were (re)connecting.
+    let mut ctl_dirty = true;
+    loop {
+        if ctl_dirty {
+            ctl_dirty = false;
+            let c = ctl.borrow_and_update().clone();
+            match c {
+                Control::Stop => return End::Stopped,
+                Control::Go {
+                    start_ns,
+                    end_ns,
+                    members,
+                } => {
+                    if go.is_none() {
+                        *go = Some(Go {
+                            start_ns,
+                            end_ns,
+                            members,
+                        });
+                    }
+                    if sched.is_none()
+                        && let Some(k) = spec.sender_k
+                        && group.rate > 0.0
+                    {
+                        let (rate, phase) = per_sender(group.rate, group.senders, k);
+                        let s = Schedule::new(start_ns, rate, phase, end_ns);
+                        if spec.measured {
+                            sh.stats.borrow_mut().scheduled += s.total();
+                        }
+                        *sched = Some(s);
+                    }
+                }
+                Control::Ramp => {}
+            }
+        }
+        if !spec.measured
+            && session_no > 0
+            && let Some(s) = sched.as_mut()
+        {
+            // Unmeasured bots coming back skip what was due while away.
+            let _ = s.due(mono_ns(), u64::MAX);
+        }
+        let deadline = match (&*go, behaviour) {
+            (Some(g), Behaviour::Churner) => {
+                Some(conn.since_ns.max(g.start_ns) + group.session.as_nanos() as u64)
+            }
+            (Some(g), Behaviour::SlowReader) if reading => {
+                Some(g.start_ns + group.stop_reading_after.as_nanos() as u64)
+            }
+            _ => None,
+        };
+        let send_at = if conn.out.len() < OUT_CAP {
+            sched.as_ref().and_then(|s| s.next_time())
+        } else {
+            None
+        };
+        let want_write = !conn.out.is_empty();
+        tokio::select! {
+            biased;
+            r = ctl.changed() => {
+                if r.is_err() {
+                    return End::Stopped;
+                }
+                ctl_dirty = true;
+            }
+            _ = spec.fault.notify.notified() => {
+                if let Some((m, after)) = spec.fault.pending.take() {
+                    return End::Planned(m, after);
+                }
+            }
+            _ = sleep_until_ns(deadline.unwrap_or(0)), if deadline.is_some() => {
+                if behaviour == Behaviour::SlowReader {
+                    reading = false;
+                } else {
+                    let m = group.methods.get(session_no % group.methods.len().max(1)).copied().unwrap_or(Method::Fin);
+                    return End::Planned(m, group.pause);
+                }
+            }
+            r = conn.stream.readable(), if reading => {
+                if let Err(e) = r {
+                    return End::Lost(code(&e));
+                }
+                match read_ready(sh, spec, conn, rx) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return End::Lost(conn.bye.take().map(|r| r.code()).unwrap_or_else(|| "eof".into()));
+                    }
+                    Err(c) => return End::Lost(c),
+                }
+                if !conn.out.is_empty()
+                    && let Err(c) = flush(sh, spec, conn, go.as_ref())
+                {
+                    return End::Lost(c);
+                }
+            }
+            r = conn.stream.writable(), if want_write => {
+                if let Err(e) = r {
+                    return End::Lost(code(&e));
+                }
+                if let Err(c) = flush(sh, spec, conn, go.as_ref()) {
+                    return End::Lost(c);
+                }
+            }
+            _ = sleep_until_ns(send_at.unwrap_or(0)), if send_at.is_some() => {
+                if let Some(s) = sched.as_mut() {
+                    generate(sh, spec, conn, s);
+                }
+                if let Err(c) = flush(sh, spec, conn, go.as_ref()) {
+                    return End::Lost(c);
+                }
+            }
+        }
+    }
+}
+
+/// End a connection on purpose with the chosen method.
+async fn hang_up(sh: &Shard, mut conn: Conn, method: Method) {
+    let bound = Duration::from_secs(1);
+    match method {
+        Method::Quit => {
+            let mut msg = BytesMut::new();
+            match sh.plan.wire {
+                Wire::Framed => wire::write_frame(
+                    &mut msg,
+                    &ClientMsg::Quit {
+                        message: "bye".into(),
+                    },
+                ),
+                _ => msg.extend_from_slice(b"/quit\n"),
+            }
+            let _ = tokio::time::timeout(bound, async {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                conn.stream.write_all(&msg).await?;
+                // Wait for the server to close (EOF), discarding what it sends.
+                let mut buf = [0u8; 4096];
+                while conn.stream.read(&mut buf).await? > 0 {}
+                Ok::<(), io::Error>(())
+            })
+            .await;
+        }
+        Method::Fin => {
+            // Read what is queued first: close() with unread data would send
+            // RST instead of FIN.
+            let mut buf = [0u8; 4096];
+            while matches!(conn.stream.try_read(&mut buf), Ok(n) if n > 0) {}
+        }
+        Method::Rst => {
+            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+        }
+        Method::CloseUnread => {
+            // Let something arrive without reading it; close() then answers
+            // the unread bytes with RST (RFC 2525 / Linux tcp_close).
+            let _ = tokio::time::timeout(Duration::from_millis(200), conn.stream.readable()).await;
+        }
+        Method::HalfClose => {
+            let _ = socket2::SockRef::from(&conn.stream).shutdown(std::net::Shutdown::Write);
+            let _ = tokio::time::timeout(bound, async {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 4096];
+                while conn.stream.read(&mut buf).await? > 0 {}
+                Ok::<(), io::Error>(())
+            })
+            .await;
+        }
+    }
+    drop(conn);
+}

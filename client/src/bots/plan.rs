@@ -1,0 +1,361 @@
+//! The plan of a run: who the bots are, what each group does, and the
+//! schedule. Built from the command line alone or from a TOML scenario file
+//! with command-line flags on top (a flag given on the command line wins).
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::BotsArgs;
+use super::parse::{self, LossLimit, SizeDist};
+use super::scenario::Scenario;
+use super::wire::Wire;
+
+/// What a group of bots does once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    /// Joins its room and says messages at the group's rate. Measured.
+    Chatter,
+    /// Joins its room and only reads. Measured.
+    Lurker,
+    /// Reads for a while, then stops reading (the server's slow-consumer
+    /// policy should deal with it without slowing anyone else).
+    SlowReader,
+    /// Connects, optionally chats, disconnects with a chosen method,
+    /// reconnects: the churn load.
+    Churner,
+    /// Says messages far faster than a person could (rate limits).
+    Flooder,
+}
+
+impl Behaviour {
+    pub fn name(self) -> &'static str {
+        match self {
+            Behaviour::Chatter => "chatter",
+            Behaviour::Lurker => "lurker",
+            Behaviour::SlowReader => "slow-reader",
+            Behaviour::Churner => "churner",
+            Behaviour::Flooder => "flooder",
+        }
+    }
+}
+
+/// How a bot ends a connection on purpose (churners and faults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Say `/quit` (or send Quit) and wait for the server to close.
+    Quit,
+    /// Plain close(): FIN.
+    Fin,
+    /// SO_LINGER 0 then close(): RST, the server sees ECONNRESET 104.
+    Rst,
+    /// Stop reading, let data arrive, then close(): the kernel answers the
+    /// unread data with RST.
+    CloseUnread,
+    /// shutdown(SHUT_WR): FIN while still reading until the server closes.
+    HalfClose,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Quit => "quit",
+            Method::Fin => "fin",
+            Method::Rst => "rst",
+            Method::CloseUnread => "close-unread",
+            Method::HalfClose => "half-close",
+        }
+    }
+}
+
+/// A group of bots with one behaviour.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub behaviour: Behaviour,
+    pub count: usize,
+    /// Bots of the group that send (chatters/flooders: all; churners: all).
+    pub senders: usize,
+    /// Messages per second for the whole group (split over its senders).
+    pub rate: f64,
+    pub size: SizeDist,
+    /// Rooms (indices into `Plan::rooms`) the group's bots are spread over.
+    pub rooms: std::ops::Range<usize>,
+    /// Counted in expected/delivered/latency (chatters and lurkers that no
+    /// fault touches). Other bots send unmeasured (`~U`) messages.
+    pub measured: bool,
+    pub stop_reading_after: Duration,
+    /// Churners: how long each connection lives before it is ended.
+    pub session: Duration,
+    /// Churners: pause between sessions.
+    pub pause: Duration,
+    /// Churners: sessions per second for the whole group (0: back to back).
+    pub churn_rate: f64,
+    /// Churners: disconnect methods, used in turn.
+    pub methods: Vec<Method>,
+}
+
+/// A scheduled fault: every `every`, `fraction` of `group` end their
+/// connection with `method` and reconnect after `reconnect_after`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub every: Duration,
+    pub group: usize,
+    pub fraction: f64,
+    pub method: Method,
+    pub reconnect_after: Duration,
+}
+
+/// Pass/fail limits (like k6 thresholds): a missed one makes the exit code 1.
+#[derive(Debug, Clone, Default)]
+pub struct Thresholds {
+    pub max_p99: Option<Duration>,
+    pub max_loss: Option<LossLimit>,
+    pub min_connected: Option<usize>,
+}
+
+/// Everything a run needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub server: SocketAddr,
+    pub wire: Wire,
+    /// Lines mode: first line after connecting, `{n}` = bot number.
+    pub first_line: Option<String>,
+    /// Lines mode: lines sent to join the room (`{room}`, `{n}`).
+    pub join_lines: Vec<String>,
+    /// Framed mode: nick in Hello (`{n}`).
+    pub nick: String,
+    /// Framed mode: leave the server's default room after joining ours.
+    pub leave_room: Option<String>,
+    /// The server echoes a sender's own messages back (not sockchat).
+    pub echo: bool,
+    pub source_ips: Vec<IpAddr>,
+    pub connect_rate: f64,
+    pub connect_timeout: Duration,
+    pub duration: Duration,
+    pub settle: Duration,
+    pub drain: Duration,
+    pub rooms: Vec<String>,
+    pub groups: Vec<Group>,
+    pub faults: Vec<Fault>,
+    pub threads: usize,
+    pub workers: usize,
+    pub run_id: u32,
+    pub max_frame: usize,
+    pub thresholds: Thresholds,
+    pub progress: bool,
+}
+
+impl Plan {
+    pub fn total_bots(&self) -> usize {
+        self.groups.iter().map(|g| g.count).sum()
+    }
+
+    /// Build from the command line (and the scenario file it names).
+    pub fn from_args(a: &BotsArgs) -> anyhow::Result<Plan> {
+        let sc = match &a.scenario {
+            Some(path) => Some(Scenario::load(path)?),
+            None => None,
+        };
+        let sc_ref = sc.as_ref();
+        // A flag on the command line wins over the scenario, which wins over
+        // the built-in default.
+        let pick = |cli: &Option<String>, scen: Option<&String>, def: &str| -> String {
+            cli.clone()
+                .or_else(|| scen.cloned())
+                .unwrap_or_else(|| def.to_string())
+        };
+        let server_s = pick(
+            &a.server,
+            sc_ref.and_then(|s| s.server.as_ref()),
+            "127.0.0.1:7878",
+        );
+        let server = server_s
+            .to_socket_addrs()
+            .with_context(|| format!("bad --server {server_s:?}"))?
+            .next()
+            .with_context(|| format!("--server {server_s:?} resolves to nothing"))?;
+        if !server.ip().is_loopback() {
+            bail!("--server {server}: the bots only load this machine (a loopback address)");
+        }
+        let wire = a
+            .wire
+            .or(sc_ref.and_then(|s| s.wire))
+            .unwrap_or(Wire::Framed);
+        let duration = e(parse::duration(&pick(
+            &a.duration,
+            sc_ref.and_then(|s| s.duration.as_ref()),
+            "10s",
+        )))?;
+        let connect_rate = e(parse::rate(&pick(
+            &a.connect_rate,
+            sc_ref.and_then(|s| s.connect_rate.as_ref()),
+            "2000/s",
+        )))?;
+        let connect_timeout = e(parse::duration(&pick(&a.connect_timeout, None, "5s")))?;
+        let settle = e(parse::duration(&pick(
+            &a.settle,
+            sc_ref.and_then(|s| s.settle.as_ref()),
+            "500ms",
+        )))?;
+        let drain = e(parse::duration(&pick(
+            &a.drain,
+            sc_ref.and_then(|s| s.drain.as_ref()),
+            "3s",
+        )))?;
+        let n_rooms = match (a.rooms, sc_ref.and_then(|s| s.rooms)) {
+            (Some(r), _) | (None, Some(r)) => r,
+            _ => 1,
+        };
+        if n_rooms == 0 || n_rooms > 100_000 {
+            bail!("--rooms must be 1..=100000");
+        }
+        let prefix = pick(
+            &a.room_prefix,
+            sc_ref.and_then(|s| s.room_prefix.as_ref()),
+            "bots",
+        );
+        let rooms: Vec<String> = (0..n_rooms).map(|i| format!("{prefix}{i}")).collect();
+        let source_ips = match a
+            .source_ips
+            .as_ref()
+            .or(sc_ref.and_then(|s| s.source_ips.as_ref()))
+        {
+            Some(s) => e(parse::source_ips(s))?,
+            None => Vec::new(),
+        };
+        let mut groups = match sc_ref {
+            Some(s) if !s.group.is_empty() && a.count.is_none() => s.groups(n_rooms)?,
+            _ => simple_groups(a, n_rooms)?,
+        };
+        let faults = match sc_ref {
+            Some(s) => s.faults(&groups)?,
+            None => Vec::new(),
+        };
+        // A group some fault hits is not measured: its members' deliveries
+        // and losses are by design.
+        for f in &faults {
+            groups[f.group].measured = false;
+        }
+        let total: usize = groups.iter().map(|g| g.count).sum();
+        if total == 0 {
+            bail!("no bots: --count (or the scenario's groups) must be > 0");
+        }
+        let join_lines = match (&a.join_line, sc_ref.and_then(|s| s.join_lines.clone())) {
+            (v, _) if !v.is_empty() => v.clone(),
+            (_, Some(v)) => v,
+            _ => vec!["/join {room}".to_string(), "/leave lobby".to_string()],
+        };
+        let join_lines = join_lines
+            .into_iter()
+            .filter(|l| !l.is_empty() && l != "none")
+            .collect();
+        let first_line = a
+            .first_line
+            .clone()
+            .or(sc_ref.and_then(|s| s.first_line.clone()));
+        let threads = a.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        let mut thresholds = Thresholds::default();
+        if let Some(p) = &a.max_p99 {
+            thresholds.max_p99 = Some(e(parse::duration(p))?);
+        }
+        if let Some(l) = &a.max_loss {
+            thresholds.max_loss = Some(e(parse::loss_limit(l))?);
+        }
+        thresholds.min_connected = a.min_connected;
+        if a.workers == 0 || a.workers > 64 {
+            bail!("--workers must be 1..=64");
+        }
+        Ok(Plan {
+            server,
+            wire,
+            first_line,
+            join_lines,
+            nick: a.nick.clone().unwrap_or_else(|| "bot{n}".into()),
+            leave_room: match a.leave_room.as_deref() {
+                Some("") | Some("none") => None,
+                Some(r) => Some(r.to_string()),
+                None => Some("lobby".into()),
+            },
+            echo: a.echo || sc_ref.and_then(|s| s.echo).unwrap_or(false),
+            source_ips,
+            connect_rate,
+            connect_timeout,
+            duration,
+            settle,
+            drain,
+            rooms,
+            groups,
+            faults,
+            threads: threads.clamp(1, 64),
+            workers: a.workers,
+            run_id: a.run_id.unwrap_or_else(rand::random),
+            max_frame: sockchat_shared::proto::DEFAULT_MAX_FRAME,
+            thresholds,
+            progress: !a.no_progress,
+        })
+    }
+}
+
+/// A parse error string as an anyhow error.
+fn e<T>(r: Result<T, String>) -> anyhow::Result<T> {
+    r.map_err(anyhow::Error::msg)
+}
+
+/// The command-line-only load: `--senders` chatters and the rest lurkers.
+fn simple_groups(a: &BotsArgs, n_rooms: usize) -> anyhow::Result<Vec<Group>> {
+    let count = match &a.count {
+        Some(c) => e(parse::count(c))?,
+        None => 10,
+    };
+    let senders = match &a.senders {
+        Some(s) => e(parse::count(s))?,
+        None => count.min(1),
+    };
+    if senders > count {
+        bail!("--senders {senders} is more than --count {count}");
+    }
+    let rate = e(parse::rate(a.rate.as_deref().unwrap_or("100/s")))?;
+    let size = e(SizeDist::parse(a.size.as_deref().unwrap_or("64")))?;
+    let base = Group {
+        name: String::new(),
+        behaviour: Behaviour::Chatter,
+        count: 0,
+        senders: 0,
+        rate: 0.0,
+        size,
+        rooms: 0..n_rooms,
+        measured: true,
+        stop_reading_after: Duration::ZERO,
+        session: Duration::ZERO,
+        pause: Duration::ZERO,
+        churn_rate: 0.0,
+        methods: Vec::new(),
+    };
+    let mut groups = Vec::new();
+    if senders > 0 {
+        groups.push(Group {
+            name: "chatters".into(),
+            count: senders,
+            senders,
+            rate,
+            ..base.clone()
+        });
+    }
+    if count > senders {
+        groups.push(Group {
+            name: "lurkers".into(),
+            behaviour: Behaviour::Lurker,
+            count: count - senders,
+            ..base
+        });
+    }
+    Ok(groups)
+}
