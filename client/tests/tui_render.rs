@@ -128,6 +128,7 @@ fn info() -> SocketInfo {
     }
 }
 
+/// The screen as text, one row per line, wide characters counted once.
 fn screen(a: &App) -> String {
     let (w, h) = a.size;
     let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
@@ -136,8 +137,15 @@ fn screen(a: &App) -> String {
     let mut out = String::new();
     for y in 0..h {
         let mut line = String::new();
+        let mut skip = 0;
         for x in 0..w {
-            line.push_str(buf[(x, y)].symbol());
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            let sym = buf[(x, y)].symbol();
+            skip = unicode_width::UnicodeWidthStr::width(sym).saturating_sub(1);
+            line.push_str(sym);
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -158,6 +166,7 @@ fn chat_lines_sidebar_and_status() {
     assert!(s.contains("Members (2)"), "{s}");
     assert!(s.contains("ESTABLISHED"), "{s}");
     assert!(s.contains("[lobby] hello bob"), "{s}");
+    insta::assert_snapshot!(s);
 }
 
 #[test]
@@ -172,6 +181,10 @@ fn socket_panel_shows_values() {
     assert!(s.contains("ssthresh inf"), "{s}");
     assert!(s.contains("peer wnd n/a"), "{s}");
     assert!(s.contains("mss 32741"), "{s}");
+    assert!(s.contains("sndbuf") || s.contains("snd 2.5 MiB"), "{s}");
+    assert!(s.contains("out 0 B  in 0 B"), "SIOCOUTQ/SIOCINQ: {s}");
+    assert!(s.contains("dead in 1m 49s"), "keepalive countdown: {s}");
+    insta::assert_snapshot!(s);
 }
 
 #[test]
@@ -202,6 +215,8 @@ fn reset_event_and_countdown() {
     println!("{s}");
     assert!(s.contains("read: ECONNRESET (104)"), "{s}");
     assert!(s.contains("RECONNECTING in 1.5 s (attempt 2)"), "{s}");
+    assert!(s.contains("(last poll)"), "stale TCP_INFO is marked: {s}");
+    insta::assert_snapshot!(s);
 }
 
 #[test]
@@ -216,4 +231,150 @@ fn narrow_terminal() {
     );
     let s = screen(&a);
     println!("{s}");
+    // No sidebar, no panel: the chat gets the whole width and wraps.
+    assert!(!s.contains("Members"), "{s}");
+    assert!(!s.contains("socket"), "{s}");
+    assert!(s.contains("世界 wide"), "{s}");
+    for row in s.lines() {
+        assert!(unicode_width::UnicodeWidthStr::width(row) <= 40, "{row:?}");
+    }
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn new_messages_marker_and_unread_counts() {
+    let (mut a, _) = app(80, 12);
+    connected(&mut a);
+    for i in 0..30 {
+        chat(&mut a, "bob", &format!("line {i}"), i);
+    }
+    a.scroll_up(10);
+    chat(&mut a, "bob", "fresh", 40);
+    chat(&mut a, "bob", "fresher", 41);
+    server(
+        &mut a,
+        ServerMsg::Chat {
+            room: "dev".into(),
+            from: "carol".into(),
+            text: "psst".into(),
+            kind: ChatKind::Say,
+            ts_ms: WALL,
+            history: false,
+        },
+    );
+    let s = screen(&a);
+    println!("{s}");
+    assert!(s.contains("2 new messages below"), "{s}");
+    assert!(s.contains(" dev (1)"), "unread count in the sidebar: {s}");
+    assert!(!s.contains("fresher"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn help_overlay() {
+    let (mut a, _) = app(100, 30);
+    connected(&mut a);
+    a.show_help = true;
+    let s = screen(&a);
+    println!("{s}");
+    assert!(
+        s.contains("/fault fin|rst|close-unread|stop-reading|resume|crash"),
+        "{s}"
+    );
+    assert!(s.contains("PgUp/PgDn"), "{s}");
+    insta::assert_snapshot!(s);
+}
+
+#[test]
+fn peer_sent_fin_and_server_view_of_a_socket() {
+    let (mut a, _) = app(120, 20);
+    a.panel_override = Some(false);
+    connected(&mut a);
+    server(
+        &mut a,
+        ServerMsg::SockInfo {
+            nick: "bob".into(),
+            fields: vec![
+                ("tcpi_state".into(), "ESTABLISHED".into()),
+                ("peer_rwnd".into(), "0".into()),
+                ("outbox_frames".into(), "17".into()),
+            ],
+        },
+    );
+    sock(
+        &mut a,
+        SocketEvent::HalfClosed(sockchat::net::HalfClose::PeerSentFin),
+    );
+    let s = screen(&a);
+    println!("{s}");
+    assert!(
+        s.contains("sockinfo bob: tcpi_state=ESTABLISHED peer_rwnd=0 outbox_frames=17"),
+        "{s}"
+    );
+    assert!(s.contains("read: EOF (peer sent FIN)"), "{s}");
+    assert!(s.contains("HALF-CLOSED (peer sent FIN)"), "{s}");
+}
+
+/// The real loop, driven with replayed terminal input and socket events
+/// into a TestBackend: keys become net commands, events become screen.
+#[tokio::test]
+async fn run_loop_replays_events_into_a_test_backend() {
+    use crossterm::event::{Event as CEvent, KeyCode, KeyEvent, KeyModifiers};
+    let (mut a, _) = app(100, 16);
+    let mut term = Terminal::new(TestBackend::new(100, 16)).expect("terminal");
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(64);
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::channel(64);
+    for e in [
+        SocketEvent::Connected {
+            local: addr("127.0.0.1:50123"),
+            peer: addr("127.0.0.1:7878"),
+            transport: Transport::Tcp,
+        },
+        SocketEvent::Server(ServerMsg::Welcome {
+            nick: "alice".into(),
+            room: "lobby".into(),
+            server: "srv".into(),
+        }),
+        SocketEvent::Server(ServerMsg::Left {
+            room: "lobby".into(),
+            nick: "bob".into(),
+            reason: Some(DisconnectReason::Reset),
+        }),
+    ] {
+        ev_tx.send(e).await.expect("queue");
+    }
+    drop(ev_tx);
+    let keys: Vec<std::io::Result<CEvent>> = "hi"
+        .chars()
+        .map(KeyCode::Char)
+        .chain([KeyCode::Enter])
+        .map(|k| Ok(CEvent::Key(KeyEvent::new(k, KeyModifiers::NONE))))
+        .collect();
+    let input = futures::stream::iter(keys);
+    let out = tokio::time::timeout(
+        Duration::from_secs(5),
+        sockchat::tui::run_loop(&mut term, &mut a, input, ev_rx, cmd_tx),
+    )
+    .await
+    .expect("loop ends when its sources end")
+    .expect("no error");
+    assert!(out.is_none());
+    let mut sent = Vec::new();
+    while let Ok(c) = cmd_rx.try_recv() {
+        sent.push(c);
+    }
+    assert!(
+        sent.contains(&sockchat::net::NetCmd::Send(
+            sockchat_shared::ClientMsg::Say {
+                room: "lobby".into(),
+                text: "hi".into()
+            }
+        )),
+        "{sent:?}"
+    );
+    let s = format!("{}", term.backend());
+    assert!(
+        s.contains("bob left lobby: connection reset by peer (ECONNRESET 104)"),
+        "{s}"
+    );
 }

@@ -311,10 +311,15 @@ fn state_style(app: &App) -> Style {
 }
 
 fn render_status(app: &App, f: &mut Frame, area: Rect) {
+    // Narrow terminals drop the least useful parts first.
+    let wide = area.width >= 70;
     let sep = Span::raw(" │ ");
-    let mut spans = vec![
-        Span::raw(format!(" {}", app.cfg.server)),
-        sep.clone(),
+    let mut spans = Vec::new();
+    if wide {
+        spans.push(Span::raw(format!(" {}", app.cfg.server)));
+        spans.push(sep.clone());
+    }
+    spans.extend([
         Span::styled(
             if app.nick.is_empty() {
                 "(no nick yet)".to_string()
@@ -327,7 +332,7 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
         Span::raw(app.room().name.clone()),
         sep.clone(),
         Span::styled(state_text(app), state_style(app)),
-    ];
+    ]);
     if let Some(l) = app.conn.latency
         && app.conn.state == ConnState::Established
     {
@@ -340,11 +345,13 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
         spans.push(sep.clone());
         spans.push(Span::raw(format!("last: {r}")));
     }
-    spans.push(sep);
-    spans.push(Span::styled(
-        "F1 help F2 panel",
-        color(app, Color::DarkGray),
-    ));
+    if wide {
+        spans.push(sep);
+        spans.push(Span::styled(
+            "F1 help F2 panel",
+            color(app, Color::DarkGray),
+        ));
+    }
     let bar = Paragraph::new(Line::from(spans)).style(Style::default().bg(if app.cfg.colors {
         Color::Rgb(30, 30, 46)
     } else {

@@ -1,0 +1,348 @@
+//! App update tests: state in, event in, state (and actions) out.
+
+use std::time::{Duration, Instant};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use sockchat::net::{CloseReason, Fault, NetCmd, SocketEvent, SysError, Transport};
+use sockchat::tui::app::{Action, App, ConnState, Event, LineKind, UiConfig};
+use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ServerMsg};
+
+fn new_app() -> (App, Instant) {
+    let t0 = Instant::now();
+    let mut a = App::new(UiConfig::default(), "alice", t0, 1_795_304_400_000);
+    a.update(Event::Resize(120, 30));
+    (a, t0)
+}
+
+fn key(a: &mut App, code: KeyCode) -> Vec<Action> {
+    a.update(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn ctrl(a: &mut App, c: char) -> Vec<Action> {
+    a.update(Event::Key(KeyEvent::new(
+        KeyCode::Char(c),
+        KeyModifiers::CONTROL,
+    )))
+}
+
+fn type_line(a: &mut App, s: &str) -> Vec<Action> {
+    for c in s.chars() {
+        key(a, KeyCode::Char(c));
+    }
+    key(a, KeyCode::Enter)
+}
+
+fn server(a: &mut App, m: ServerMsg) -> Vec<Action> {
+    a.update(Event::Socket(SocketEvent::Server(m)))
+}
+
+fn welcome(a: &mut App) {
+    a.update(Event::Socket(SocketEvent::Connected {
+        local: "127.0.0.1:40000".parse().expect("addr"),
+        peer: "127.0.0.1:7878".parse().expect("addr"),
+        transport: Transport::Tcp,
+    }));
+    let acts = server(
+        a,
+        ServerMsg::Welcome {
+            nick: "alice".into(),
+            room: "lobby".into(),
+            server: "s".into(),
+        },
+    );
+    assert_eq!(
+        acts,
+        vec![Action::Net(NetCmd::Send(ClientMsg::Who {
+            room: "lobby".into()
+        }))]
+    );
+    server(
+        a,
+        ServerMsg::Who {
+            room: "lobby".into(),
+            nicks: vec!["alice".into(), "bob".into(), "bert".into()],
+        },
+    );
+}
+
+fn chat(room: &str, from: &str, text: &str) -> ServerMsg {
+    ServerMsg::Chat {
+        room: room.into(),
+        from: from.into(),
+        text: text.into(),
+        kind: ChatKind::Say,
+        ts_ms: 1_795_304_401_000,
+        history: false,
+    }
+}
+
+fn last_text(a: &App) -> String {
+    a.room()
+        .lines
+        .back()
+        .map(|l| l.text.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn typing_sends_to_the_current_room_and_history_recalls() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    let acts = type_line(&mut a, "hello there");
+    assert_eq!(
+        acts,
+        vec![Action::Net(NetCmd::Send(ClientMsg::Say {
+            room: "lobby".into(),
+            text: "hello there".into()
+        }))]
+    );
+    assert!(a.input.is_empty());
+    key(&mut a, KeyCode::Up);
+    assert_eq!(a.input.text(), "hello there");
+    // Cursor editing: Home, insert, Ctrl-K.
+    key(&mut a, KeyCode::Home);
+    key(&mut a, KeyCode::Char('>'));
+    assert_eq!(a.input.text(), ">hello there");
+    for _ in 0..5 {
+        key(&mut a, KeyCode::Right);
+    }
+    ctrl(&mut a, 'k');
+    assert_eq!(a.input.text(), ">hello");
+}
+
+#[test]
+fn join_switches_room_and_unread_counts() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    let acts = type_line(&mut a, "/join #dev");
+    assert_eq!(
+        acts,
+        vec![Action::Net(NetCmd::Send(ClientMsg::Join {
+            room: "dev".into()
+        }))]
+    );
+    // The switch happens when the server confirms.
+    assert_eq!(a.room().name, "lobby");
+    let acts = server(
+        &mut a,
+        ServerMsg::Joined {
+            room: "dev".into(),
+            nick: "alice".into(),
+        },
+    );
+    assert_eq!(a.room().name, "dev");
+    assert_eq!(
+        acts,
+        vec![Action::Net(NetCmd::Send(ClientMsg::Who {
+            room: "dev".into()
+        }))]
+    );
+    server(&mut a, chat("lobby", "bob", "one"));
+    server(&mut a, chat("lobby", "bob", "two"));
+    let lobby = a.rooms.iter().find(|r| r.name == "lobby").expect("lobby");
+    assert_eq!(lobby.unread, 2);
+    ctrl(&mut a, 'n');
+    assert_eq!(a.room().name, "lobby");
+    assert_eq!(a.room().unread, 0);
+    // Typing in lobby now goes to lobby.
+    let acts = type_line(&mut a, "/me waves");
+    assert_eq!(
+        acts,
+        vec![Action::Net(NetCmd::Send(ClientMsg::Me {
+            room: "lobby".into(),
+            text: "waves".into()
+        }))]
+    );
+}
+
+#[test]
+fn other_users_disconnect_shows_its_reason() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    assert!(a.room().members.contains("bob"));
+    server(
+        &mut a,
+        ServerMsg::Left {
+            room: "lobby".into(),
+            nick: "bob".into(),
+            reason: Some(DisconnectReason::Reset),
+        },
+    );
+    assert!(!a.room().members.contains("bob"));
+    let l = a.room().lines.back().expect("a line");
+    assert_eq!(
+        l.text,
+        "bob left lobby: connection reset by peer (ECONNRESET 104)"
+    );
+    assert_eq!(l.kind, LineKind::Error, "an abrupt end is highlighted");
+    server(
+        &mut a,
+        ServerMsg::Left {
+            room: "lobby".into(),
+            nick: "bert".into(),
+            reason: None,
+        },
+    );
+    assert_eq!(
+        a.room().lines.back().map(|l| &l.kind),
+        Some(&LineKind::System)
+    );
+}
+
+#[test]
+fn socket_errors_reach_the_event_log_and_state() {
+    let (mut a, t0) = new_app();
+    welcome(&mut a);
+    a.update(Event::Socket(SocketEvent::Error(SysError {
+        syscall: "write",
+        errno: libc::EPIPE,
+    })));
+    a.update(Event::Socket(SocketEvent::Closed(CloseReason::Peer(
+        DisconnectReason::BrokenPipe,
+    ))));
+    let log: Vec<&str> = a.log.iter().map(|e| e.text.as_str()).collect();
+    assert!(
+        log.iter().any(|l| l.starts_with(
+            "write: EPIPE (32) broken pipe — peer already closed; the first write after its close succeeds"
+        )),
+        "{log:?}"
+    );
+    assert!(a.log.iter().any(|e| e.error));
+    assert_eq!(
+        a.conn.state,
+        ConnState::Closed("broken pipe (EPIPE 32)".into())
+    );
+    a.update(Event::Socket(SocketEvent::Reconnecting {
+        delay: Duration::from_secs(4),
+        attempt: 3,
+    }));
+    assert_eq!(
+        a.conn.state,
+        ConnState::Waiting {
+            until: t0 + Duration::from_secs(4),
+            attempt: 3
+        }
+    );
+    assert_eq!(a.conn.last_close.as_deref(), Some("broken pipe (EPIPE 32)"));
+}
+
+#[test]
+fn oversized_input_is_a_local_error() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    a.update(Event::Paste("x".repeat(5000)));
+    let acts = key(&mut a, KeyCode::Enter);
+    assert!(acts.is_empty(), "nothing sent: {acts:?}");
+    assert_eq!(
+        a.room().lines.back().map(|l| &l.kind),
+        Some(&LineKind::Error)
+    );
+    assert!(last_text(&a).contains("message too long: 5000 bytes (max 4096)"));
+}
+
+#[test]
+fn faults_and_crash() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    assert_eq!(
+        type_line(&mut a, "/fault rst"),
+        vec![Action::Net(NetCmd::Fault(Fault::Rst))]
+    );
+    let acts = type_line(&mut a, "/fault crash");
+    assert!(matches!(&acts[..], [Action::Crash { .. }]), "{acts:?}");
+    let acts = type_line(&mut a, "/fault sideways");
+    assert!(acts.is_empty());
+    assert!(last_text(&a).contains("unknown fault"));
+}
+
+#[test]
+fn tab_completes_nicks_and_commands() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    key(&mut a, KeyCode::Char('b'));
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.input.text(), "bert: ");
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.input.text(), "bob: ");
+    ctrl(&mut a, 'u');
+    for c in "/sock".chars() {
+        key(&mut a, KeyCode::Char(c));
+    }
+    key(&mut a, KeyCode::Tab);
+    assert_eq!(a.input.text(), "/sockinfo ");
+}
+
+#[test]
+fn scrollback_and_new_messages_marker() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    for i in 0..100 {
+        server(&mut a, chat("lobby", "bob", &format!("line {i}")));
+    }
+    key(&mut a, KeyCode::PageUp);
+    let s = a.room().scroll;
+    assert!(s > 0);
+    server(&mut a, chat("lobby", "bob", "new one"));
+    assert_eq!(a.room().scroll, s + 1, "the view stays where it was");
+    assert_eq!(a.room().new_below, 1);
+    a.update(Event::Mouse(MouseEvent {
+        kind: MouseEventKind::ScrollUp,
+        column: 0,
+        row: 0,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(a.room().scroll, s + 4);
+    key(&mut a, KeyCode::Esc);
+    assert_eq!(a.room().scroll, 0);
+    assert_eq!(a.room().new_below, 0);
+}
+
+#[test]
+fn quit_waits_for_the_close() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    let acts = ctrl(&mut a, 'c');
+    assert_eq!(acts, vec![Action::Net(NetCmd::Quit(String::new()))]);
+    assert!(a.quitting && !a.done);
+    a.update(Event::Socket(SocketEvent::Closed(CloseReason::Local(
+        "quit".into(),
+    ))));
+    assert!(a.done);
+}
+
+#[test]
+fn help_overlay_opens_and_any_key_closes() {
+    let (mut a, _) = new_app();
+    type_line(&mut a, "/help");
+    assert!(a.show_help);
+    key(&mut a, KeyCode::Char('x'));
+    assert!(!a.show_help);
+    assert!(a.input.is_empty(), "the closing key is not typed");
+    key(&mut a, KeyCode::F(1));
+    assert!(a.show_help);
+}
+
+#[test]
+fn panel_toggles_and_follows_width() {
+    let (mut a, _) = new_app();
+    a.update(Event::Resize(150, 40));
+    assert!(a.panel_visible());
+    a.update(Event::Resize(80, 24));
+    assert!(!a.panel_visible());
+    key(&mut a, KeyCode::F(2));
+    assert!(a.panel_visible());
+}
+
+#[test]
+fn history_replay_after_reconnect_is_not_duplicated() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    server(&mut a, chat("lobby", "bob", "said once"));
+    let n = a.room().lines.len();
+    let mut h = chat("lobby", "bob", "said once");
+    if let ServerMsg::Chat { history, .. } = &mut h {
+        *history = true;
+    }
+    server(&mut a, h);
+    assert_eq!(a.room().lines.len(), n);
+}
