@@ -123,3 +123,43 @@ fn config_errors_name_the_key() {
     assert!(srv.wait_timeout(Duration::from_secs(10)).is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--log-json` gives one JSON object per line on stderr, and a disconnect is
+/// logged once with its reason inside the connection's span; the
+/// current-thread runtime serves the same.
+#[tokio::test]
+async fn json_logs_and_current_thread_runtime() {
+    timeout(T, async {
+        let dir = std::env::temp_dir().join(format!("sockchat-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let cfg = dir.join("ct.toml");
+        std::fs::write(&cfg, "[server]\nruntime = \"current-thread\"\n").expect("write");
+        let srv = ServerProc::start(&["--config", cfg.to_str().expect("utf-8"), "--log-json"]);
+        let mut a = FramedClient::connect(srv.addr, "alice").await;
+        let b = FramedClient::connect(srv.addr, "bob").await;
+        drop(b);
+        a.recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "bob"))
+            .await;
+        assert!(srv.wait_stderr("disconnected", Duration::from_secs(5)));
+        let logs = srv.stderr();
+        let mut found = 0;
+        for line in logs.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if v["fields"]["message"] == "disconnected" {
+                found += 1;
+                assert_eq!(v["fields"]["code"], "eof", "{line}");
+                assert_eq!(v["span"]["nick"], "bob", "{line}");
+                assert_eq!(v["span"]["transport"], "tcp", "{line}");
+            }
+        }
+        assert_eq!(found, 1, "exactly one disconnect line: {logs}");
+        assert!(
+            logs.contains("CurrentThread"),
+            "runtime from config: {logs}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+    .expect("test timed out");
+}
