@@ -174,6 +174,9 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
             ),
         ));
     }
+    if let Err(m) = crate::udp::validate(&c.udp) {
+        return Err(invalid("udp", m));
+    }
     let l = &c.limits;
     if l.max_connections == 0 {
         return Err(invalid("limits.max_connections", "must be at least 1"));

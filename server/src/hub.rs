@@ -335,6 +335,26 @@ impl Room {
         }
     }
 
+    /// Like [`Room::broadcast`], but text members get `text_line` instead
+    /// of the standard rendering of `msg` (e.g. a UDP member's timeout,
+    /// which adds "UDP has no FIN").
+    pub fn broadcast_with_text(&self, msg: &ServerMsg, text_line: &str, except: Option<u64>) {
+        let inner = lock(&self.inner);
+        let framed = codec::server_frame(msg);
+        let mut line = sockchat_shared::sanitize::sanitize(text_line).into_owned();
+        line.push('\n');
+        let line = Bytes::from(line);
+        for m in &inner.members {
+            if Some(m.id) == except {
+                continue;
+            }
+            m.deliver(match m.format {
+                Format::Framed => framed.clone(),
+                Format::Text => line.clone(),
+            });
+        }
+    }
+
     fn members_snapshot(&self) -> Vec<Arc<Peer>> {
         lock(&self.inner).members.clone()
     }

@@ -21,6 +21,7 @@ pub mod outbox;
 pub mod shutdown;
 pub mod sockinfo;
 pub mod text;
+pub mod udp;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,6 +52,17 @@ pub fn server_name() -> String {
 pub async fn run(
     settings: Settings,
     listeners: Vec<std::net::TcpListener>,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    run_with_udp(settings, listeners, Vec::new(), signal).await
+}
+
+/// [`run`] plus already-bound UDP sockets ([`udp::bind_all`]), served by
+/// [`udp::serve`] into the same hub.
+pub async fn run_with_udp(
+    settings: Settings,
+    listeners: Vec<std::net::TcpListener>,
+    udp_sockets: Vec<std::net::UdpSocket>,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let settings = Arc::new(settings);
@@ -85,6 +97,9 @@ pub async fn run(
         let l = tokio::net::TcpListener::from_std(l)?;
         loops.push(tokio::spawn(listener::accept_loop(l, accept.clone())));
     }
+    for u in udp_sockets {
+        shutdown.tracker.spawn(udp::serve(u, ctx.clone()));
+    }
     signal.await;
     info!(
         users = ctx.hub.user_count(),
@@ -108,6 +123,8 @@ pub async fn run(
 pub struct ServerHandle {
     /// Bound TCP addresses (with real ports when `:0` was asked).
     pub addrs: Vec<SocketAddr>,
+    /// Bound UDP addresses (same ports as TCP; empty if UDP is off).
+    pub udp_addrs: Vec<SocketAddr>,
     trigger: CancellationToken,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -130,15 +147,29 @@ impl ServerHandle {
 /// Bind and run a server on the current runtime; returns once it accepts.
 pub async fn start(settings: Settings) -> Result<ServerHandle, BindError> {
     let listeners = listener::bind_all(&settings)?;
-    let addrs = listeners
+    let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
+    let udp_sockets = udp::bind_all(&settings, &listeners).map_err(|source| BindError {
+        addr: addrs
+            .first()
+            .copied()
+            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+        source,
+    })?;
+    let udp_addrs = udp_sockets
+        .iter()
+        .filter_map(|u| u.local_addr().ok())
+        .collect();
     let trigger = CancellationToken::new();
     let t = trigger.clone();
-    let done = tokio::spawn(run(settings, listeners, async move { t.cancelled().await }));
+    let done = tokio::spawn(run_with_udp(settings, listeners, udp_sockets, async move {
+        t.cancelled().await
+    }));
     Ok(ServerHandle {
         addrs,
+        udp_addrs,
         trigger,
         done,
     })

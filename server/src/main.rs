@@ -88,16 +88,21 @@ fn init_tracing(s: &Settings) {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listeners = sockchat_server::listener::bind_all(&settings)?;
+    // UDP on the port each TCP listener got (so `:0` works for both).
+    let udp = sockchat_server::udp::bind_all(&settings, &listeners)?;
     {
         // The stdout contract test harnesses rely on: one line per listener.
         let mut out = std::io::stdout().lock();
         for l in &listeners {
             writeln!(out, "listening on {} (tcp)", l.local_addr()?)?;
         }
+        for u in &udp {
+            writeln!(out, "listening on {} (udp)", u.local_addr()?)?;
+        }
         out.flush()?;
     }
     tracing::info!(runtime = ?settings.runtime, "sockchat-server started");
-    sockchat_server::run(settings, listeners, shutdown_signal()).await?;
+    sockchat_server::run_with_udp(settings, listeners, udp, shutdown_signal()).await?;
     Ok(())
 }
 

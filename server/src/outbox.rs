@@ -124,6 +124,21 @@ impl Outbox {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Wait until something is queued (or the outbox is closed), then move
+    /// everything queued into `into`. Returns true when the outbox is
+    /// closed: after writing `into` the writer should stop. For writers
+    /// other than [`run_writer`] (UDP sessions). Cancel-safe: nothing is
+    /// taken before the wait ends.
+    pub async fn next_batch(&self, into: &mut VecDeque<Bytes>) -> bool {
+        loop {
+            let closed = self.take_all(into);
+            if closed || !into.is_empty() {
+                return closed;
+            }
+            self.notify.notified().await;
+        }
+    }
+
     /// Move everything queued into `into` (swapping buffers, O(1) under the
     /// lock). Returns true when the outbox is closed.
     fn take_all(&self, into: &mut VecDeque<Bytes>) -> bool {

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod command;
 mod conn;
 pub mod text;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::time::Duration;

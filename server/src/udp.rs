@@ -1,0 +1,1053 @@
+//! The UDP transport: one socket per listen address, on the same port as
+//! TCP, carrying UDP users into the same hub (rooms, nicks, private
+//! messages, history) as TCP users.
+//!
+//! - **Sessions** are keyed by the peer's address. A Hello creates one, but
+//!   only once the address is proven: the first Hello gets a 16-byte retry
+//!   with a cookie ([`sockchat_shared::udp::CookieJar`]), and only a Hello
+//!   echoing it is welcomed. Any datagram refreshes the session; a session
+//!   silent for `udp.session_timeout_secs` ends with `idle-timeout`, which
+//!   the room hears as "... idle timeout (30 s) — UDP has no FIN".
+//! - **A UDP member is just another [`Peer`]** with a bounded outbox. Its
+//!   writer task turns each queued frame into one datagram with the
+//!   session's next sequence number; fan-out only pushes to outboxes, so a
+//!   UDP member can never block a TCP member. EAGAIN/ENOBUFS are counted.
+//! - **Abuse resistance:** an address without a session gets at most one
+//!   reply no larger than its datagram (the retry), rate-limited per
+//!   address and globally; malformed datagrams are counted and dropped;
+//!   sessions are capped in total and per address; each session has the
+//!   same message rate limit as a TCP connection.
+//!
+//! One task owns the session map (receive, dispatch, timeouts): no lock
+//! on the receive path.
+//!
+//! **Invariant:** every session ends exactly once, in [`UdpServer::end`],
+//! with one [`DisconnectReason`] that is logged and announced.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sockchat_shared::config::UdpConfig;
+use sockchat_shared::sanitize::sanitize;
+use sockchat_shared::udp::{
+    self, CookieJar, FaultConfig, FaultInjector, SeqStats, SeqTracker, SeqVerdict,
+};
+use sockchat_shared::{
+    ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg, codec, sockopt,
+};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{debug, info, warn};
+
+use crate::config::Settings;
+use crate::connection::Ctx;
+use crate::hub::{Format, Peer, Room, SocketView, Transport};
+use crate::limits::TokenBucket;
+
+/// How often a held-back (reordered) datagram is released at the latest.
+const REORDER_HOLD: Duration = Duration::from_millis(20);
+/// Replies (retries) to addresses without a session: per address...
+const RETRY_PER_ADDR_RATE: f64 = 5.0;
+const RETRY_PER_ADDR_BURST: f64 = 10.0;
+/// ...and in total, so a flood of spoofed sources cannot make us a
+/// reflector of any size.
+const RETRY_GLOBAL_RATE: f64 = 2000.0;
+const RETRY_GLOBAL_BURST: f64 = 2000.0;
+/// The per-address retry buckets are forgotten when this many exist
+/// (bounded memory under a spoofed-source flood).
+const MAX_RETRY_BUCKETS: usize = 4096;
+/// Cookies are valid for one to two epochs.
+const COOKIE_EPOCH_SECS: u64 = 30;
+
+/// Bind one UDP socket (IPV6_V6ONLY like the TCP listener; SO_RCVBUF from
+/// `server.recv_buffer`). No SO_REUSEADDR: on UDP it would let a second
+/// server silently share the port.
+pub fn bind_udp(addr: SocketAddr, s: &Settings) -> io::Result<std::net::UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    let c = &s.config.server;
+    if c.recv_buffer > 0 {
+        sock.set_recv_buffer_size(c.recv_buffer as usize)?;
+    }
+    if c.send_buffer > 0 {
+        sock.set_send_buffer_size(c.send_buffer as usize)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+/// Bind a UDP socket on the address (and so the port) of every bound TCP
+/// listener: with `--listen 127.0.0.1:0` UDP gets the port TCP got.
+/// Empty when `udp.enabled` is false.
+pub fn bind_all(
+    s: &Settings,
+    tcp: &[std::net::TcpListener],
+) -> io::Result<Vec<std::net::UdpSocket>> {
+    if !s.config.udp.enabled {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for l in tcp {
+        let addr = l.local_addr()?;
+        let u = bind_udp(addr, s)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (udp): {e}")))?;
+        out.push(u);
+    }
+    Ok(out)
+}
+
+/// Check the `[udp]` section; the error names the key.
+pub fn validate(c: &UdpConfig) -> Result<(), String> {
+    udp::check_max_payload(c.max_payload).map_err(|e| format!("udp.max_payload: {e}"))?;
+    faults(c)
+        .check()
+        .map_err(|e| format!("udp fault injection: {e}"))?;
+    if c.max_sessions == 0 {
+        return Err("udp.max_sessions must be at least 1".into());
+    }
+    if c.session_timeout_secs == 0 {
+        return Err("udp.session_timeout_secs must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn faults(c: &UdpConfig) -> FaultConfig {
+    FaultConfig {
+        drop: c.drop_probability,
+        duplicate: c.duplicate_probability,
+        reorder: c.reorder_probability,
+    }
+}
+
+/// 128 random bits from the OS (std seeds `RandomState` from getrandom).
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5eed);
+    h.finish()
+}
+
+/// Server-wide UDP counters (one set per socket), for logs and sockinfo.
+#[derive(Debug, Default)]
+pub struct UdpCounters {
+    pub datagrams_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    /// Not a sockchat datagram, bad header or bad payload.
+    pub malformed: AtomicU64,
+    /// Valid datagrams from addresses without a session.
+    pub unknown: AtomicU64,
+    pub retries_sent: AtomicU64,
+    /// Unknown-address datagrams not answered (rate limit, too small).
+    pub retries_suppressed: AtomicU64,
+    /// Hellos with a bad or expired cookie.
+    pub bad_cookies: AtomicU64,
+    pub sessions_refused: AtomicU64,
+    /// recv_from errors (counted; the loop goes on).
+    pub recv_errors: AtomicU64,
+}
+
+/// Per-session numbers shared by the receive task, the writer task and
+/// the sockinfo view.
+#[derive(Debug, Default)]
+struct SessionStats {
+    datagrams_in: AtomicU64,
+    bytes_in: AtomicU64,
+    datagrams_out: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Next server→client sequence number.
+    tx_seq: AtomicU32,
+    send_eagain: AtomicU64,
+    send_enobufs: AtomicU64,
+    send_errors: AtomicU64,
+    /// Messages that did not fit one datagram (replaced by a notice).
+    too_large: AtomicU64,
+    injected_drop: AtomicU64,
+    injected_dup: AtomicU64,
+    injected_reorder: AtomicU64,
+    /// Client→server accounting (snapshot after every datagram).
+    rx: Mutex<SeqStats>,
+    last_rx_ms: AtomicU64,
+}
+
+/// The server's view of a UDP member's "socket", for `/sockinfo`.
+struct UdpView {
+    stats: Arc<SessionStats>,
+    sock: Arc<UdpSocket>,
+    started: Instant,
+    timeout_secs: u64,
+}
+
+impl SocketView for UdpView {
+    fn fields(&self) -> Vec<(String, String)> {
+        let s = &self.stats;
+        let rx = *s.rx.lock().unwrap_or_else(|p| p.into_inner());
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let silent = now_ms.saturating_sub(s.last_rx_ms.load(Ordering::Relaxed));
+        let fd = self.sock.as_raw_fd();
+        let mut f = vec![
+            ("udp_datagrams_in".into(), ld(&s.datagrams_in)),
+            ("udp_datagrams_out".into(), ld(&s.datagrams_out)),
+            ("udp_bytes_in".into(), ld(&s.bytes_in)),
+            ("udp_bytes_out".into(), ld(&s.bytes_out)),
+            ("udp_rx_lost".into(), rx.lost.to_string()),
+            ("udp_rx_duplicated".into(), rx.duplicated.to_string()),
+            ("udp_rx_reordered".into(), rx.reordered.to_string()),
+            ("udp_rx_expected".into(), rx.expected.to_string()),
+            (
+                "udp_tx_seq".into(),
+                s.tx_seq.load(Ordering::Relaxed).to_string(),
+            ),
+            ("udp_send_eagain".into(), ld(&s.send_eagain)),
+            ("udp_send_enobufs".into(), ld(&s.send_enobufs)),
+            ("udp_send_errors".into(), ld(&s.send_errors)),
+            ("udp_too_large".into(), ld(&s.too_large)),
+            ("udp_silent_ms".into(), silent.to_string()),
+            (
+                "udp_session_timeout_s".into(),
+                self.timeout_secs.to_string(),
+            ),
+        ];
+        if let Ok(b) = sockopt::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF) {
+            f.push(("server_so_rcvbuf".into(), b.to_string()));
+        }
+        if let Ok(Some(r)) = udp::procfs::row_for_fd(fd) {
+            f.push(("server_socket_drops".into(), r.drops.to_string()));
+        }
+        let inj =
+            ld(&s.injected_drop) + "/" + &ld(&s.injected_dup) + "/" + &ld(&s.injected_reorder);
+        if inj != "0/0/0" {
+            f.push(("udp_injected_drop/dup/reorder".into(), inj));
+        }
+        f
+    }
+}
+
+/// One UDP user, owned by the receive task.
+struct Session {
+    peer: Arc<Peer>,
+    /// Rooms this user is in; the last one is the current room.
+    rooms: Vec<Arc<Room>>,
+    rx: SeqTracker,
+    bucket: Option<TokenBucket>,
+    strikes: u32,
+    last_rx: Instant,
+    stats: Arc<SessionStats>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+/// The receive task's state for one UDP socket.
+struct UdpServer {
+    sock: Arc<UdpSocket>,
+    local: SocketAddr,
+    ctx: Arc<Ctx>,
+    cfg: UdpConfig,
+    jar: CookieJar,
+    started: Instant,
+    sessions: HashMap<SocketAddr, Session>,
+    per_ip: HashMap<IpAddr, usize>,
+    retry_buckets: HashMap<IpAddr, TokenBucket>,
+    retry_global: TokenBucket,
+    counters: Arc<UdpCounters>,
+}
+
+/// Serve one bound UDP socket until shutdown. Spawn it on the server's
+/// task tracker.
+pub async fn serve(sock: std::net::UdpSocket, ctx: Arc<Ctx>) {
+    let sock = match UdpSocket::from_std(sock) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            warn!(error = %e, "udp socket unusable");
+            return;
+        }
+    };
+    let local = sock
+        .local_addr()
+        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let cfg = ctx.settings.config.udp.clone();
+    let now = Instant::now();
+    let mut s = UdpServer {
+        sock,
+        local,
+        jar: CookieJar::new([random_u64(), random_u64()], COOKIE_EPOCH_SECS),
+        cfg,
+        ctx,
+        started: now,
+        sessions: HashMap::new(),
+        per_ip: HashMap::new(),
+        retry_buckets: HashMap::new(),
+        retry_global: TokenBucket::new(RETRY_GLOBAL_RATE, RETRY_GLOBAL_BURST, now),
+        counters: Arc::default(),
+    };
+    s.run().await;
+}
+
+/// Outcome of handling one message.
+enum Flow {
+    Continue,
+    End(DisconnectReason),
+}
+
+impl UdpServer {
+    fn max(&self) -> usize {
+        self.cfg.max_payload
+    }
+
+    /// Seconds for the cookie epoch: monotonic, offset so that the previous
+    /// epoch always exists.
+    fn cookie_now(&self) -> u64 {
+        self.started.elapsed().as_secs() + COOKIE_EPOCH_SECS * 2
+    }
+
+    async fn run(&mut self) {
+        let shutdown = self.ctx.shutdown.clone();
+        let input = shutdown.input_guard();
+        // 64 KiB: a datagram above max_payload is seen whole and rejected
+        // by its length instead of being silently truncated by recv.
+        let mut buf = vec![0u8; 65536];
+        let timeout = Duration::from_secs(self.cfg.session_timeout_secs.max(1));
+        let mut sweep = tokio::time::interval(
+            (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+        );
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!(local = %self.local, max_payload = self.max(), "udp listening");
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.input_stopped() => break,
+                r = self.sock.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => self.on_datagram(&buf[..n], from),
+                    Err(e) => {
+                        // An unconnected UDP socket reports no ICMP errors,
+                        // so this is rare (ENOMEM...): count, breathe, go on.
+                        self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
+                        debug!(error = %e, "udp recv_from failed");
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                },
+                _ = sweep.tick() => self.sweep(timeout),
+            }
+        }
+        // Phase 1 of the shutdown: we fan nothing out any more.
+        drop(input);
+        let _ = tokio::time::timeout_at(shutdown.deadline(), shutdown.bye()).await;
+        let addrs: Vec<SocketAddr> = self.sessions.keys().copied().collect();
+        for a in addrs {
+            self.end(a, DisconnectReason::ServerShutdown);
+        }
+        let c = &self.counters;
+        info!(
+            datagrams_in = c.datagrams_in.load(Ordering::Relaxed),
+            malformed = c.malformed.load(Ordering::Relaxed),
+            unknown = c.unknown.load(Ordering::Relaxed),
+            retries_sent = c.retries_sent.load(Ordering::Relaxed),
+            "udp stopped"
+        );
+    }
+
+    fn on_datagram(&mut self, d: &[u8], from: SocketAddr) {
+        let c = &self.counters;
+        c.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        c.bytes_in.fetch_add(d.len() as u64, Ordering::Relaxed);
+        let dg = match udp::decode_client(d, self.max()) {
+            Ok(dg) => dg,
+            Err(e) => {
+                c.malformed.fetch_add(1, Ordering::Relaxed);
+                debug!(peer = %from, len = d.len(), error = %e, "malformed datagram dropped");
+                return;
+            }
+        };
+        if self.sessions.contains_key(&from) {
+            self.on_session_datagram(from, dg, d.len());
+            return;
+        }
+        c.unknown.fetch_add(1, Ordering::Relaxed);
+        match (&dg.msg, dg.cookie) {
+            (ClientMsg::Hello { nick }, Some(cookie))
+                if self.jar.verify(&from, cookie, self.cookie_now()) =>
+            {
+                let nick = nick.clone();
+                self.create_session(from, &nick, dg.seq, d.len());
+            }
+            _ => {
+                if dg.cookie.is_some() {
+                    c.bad_cookies.fetch_add(1, Ordering::Relaxed);
+                }
+                self.send_retry(from, d.len());
+            }
+        }
+    }
+
+    /// Answer an address we do not know with a retry: never larger than
+    /// what it sent, rate-limited per address and in total.
+    fn send_retry(&mut self, to: SocketAddr, request_len: usize) {
+        let now = Instant::now();
+        let retry = udp::encode_retry(self.jar.issue(&to, self.cookie_now()));
+        let small_enough = retry.len() <= request_len;
+        if self.retry_buckets.len() >= MAX_RETRY_BUCKETS
+            && !self.retry_buckets.contains_key(&to.ip())
+        {
+            self.retry_buckets.clear();
+        }
+        let per_addr = self
+            .retry_buckets
+            .entry(to.ip())
+            .or_insert_with(|| TokenBucket::new(RETRY_PER_ADDR_RATE, RETRY_PER_ADDR_BURST, now))
+            .try_take(now);
+        if !small_enough || !per_addr || !self.retry_global.try_take(now) {
+            self.counters
+                .retries_suppressed
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // try_send_to: never wait on behalf of an unknown address.
+        match self.sock.try_send_to(&retry, to) {
+            Ok(_) => {
+                self.counters.retries_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => debug!(peer = %to, error = %e, "retry not sent"),
+        }
+    }
+
+    /// A verified Hello: register the nick, welcome, join the default room.
+    fn create_session(&mut self, from: SocketAddr, nick: &str, seq: u32, len: usize) {
+        let limits = &self.ctx.settings.config.limits;
+        let per_ip_max = if self.ctx.settings.no_rate_limits {
+            usize::MAX
+        } else {
+            limits.max_connections_per_ip
+        };
+        let refuse = if self.sessions.len() >= self.cfg.max_sessions {
+            Some((
+                ErrorCode::ServerFull,
+                format!(
+                    "server full ({} UDP sessions); try again later",
+                    self.cfg.max_sessions
+                ),
+            ))
+        } else if self.per_ip.get(&from.ip()).copied().unwrap_or(0) >= per_ip_max {
+            Some((
+                ErrorCode::TooManyFromAddress,
+                format!("too many sessions from {} (max {per_ip_max})", from.ip()),
+            ))
+        } else {
+            None
+        };
+        if let Some((code, text)) = refuse {
+            self.counters
+                .sessions_refused
+                .fetch_add(1, Ordering::Relaxed);
+            info!(peer = %from, %text, "udp session refused");
+            // The address is verified (it echoed our cookie): a reply of
+            // any size is no amplification.
+            self.reply_direct(from, &ServerMsg::Error { code, text });
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+        let stats = Arc::new(SessionStats::default());
+        let view = Arc::new(UdpView {
+            stats: stats.clone(),
+            sock: self.sock.clone(),
+            started: self.started,
+            timeout_secs: self.cfg.session_timeout_secs,
+        });
+        let cfg = &ctx.settings.config;
+        let peer = Arc::new(Peer::new(
+            id,
+            from,
+            Transport::Udp,
+            Format::Framed,
+            cfg.server.outbox_frames,
+            cfg.server.slow_consumer,
+            Some(view),
+        ));
+        if let Err(e) = ctx.hub.register(&peer, nick) {
+            self.reply_direct(
+                from,
+                &ServerMsg::Error {
+                    code: e.code(),
+                    text: e.to_string(),
+                },
+            );
+            return;
+        }
+        let inj = {
+            let f = faults(&self.cfg);
+            (!f.is_off()).then(|| FaultInjector::new(f, random_u64() ^ id))
+        };
+        let writer = ctx.shutdown.tracker.spawn(writer_task(
+            self.sock.clone(),
+            peer.clone(),
+            stats.clone(),
+            self.max(),
+            inj,
+        ));
+        let now = Instant::now();
+        let bucket = (!ctx.settings.no_rate_limits)
+            .then(|| TokenBucket::new(limits.messages_per_sec, limits.burst, now));
+        let mut rx = SeqTracker::expecting(seq);
+        rx.record(seq);
+        stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        stats.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+        *stats.rx.lock().unwrap_or_else(|p| p.into_inner()) = rx.stats();
+        let mut session = Session {
+            peer: peer.clone(),
+            rooms: Vec::new(),
+            rx,
+            bucket,
+            strikes: 0,
+            last_rx: now,
+            stats,
+            writer,
+        };
+        *self.per_ip.entry(from.ip()).or_insert(0) += 1;
+        let nick = peer.nick();
+        let room = cfg.server.default_room.clone();
+        peer.send(&ServerMsg::Welcome {
+            nick: nick.to_string(),
+            room: room.clone(),
+            server: ctx.server_name.clone(),
+        });
+        match ctx.hub.join(&peer, &room) {
+            Ok(r) => session.rooms.push(r),
+            Err(e) => peer.send(&ServerMsg::Error {
+                code: e.code(),
+                text: e.to_string(),
+            }),
+        }
+        info!(conn_id = id, peer = %from, transport = "udp", nick = %nick, "registered");
+        self.sessions.insert(from, session);
+    }
+
+    /// One datagram straight to a verified address, outside any session
+    /// (refusals). Best effort.
+    fn reply_direct(&self, to: SocketAddr, msg: &ServerMsg) {
+        if let Ok(d) = udp::encode_server(0, msg, self.max()) {
+            let _ = self.sock.try_send_to(&d, to);
+        }
+    }
+
+    fn on_session_datagram(&mut self, from: SocketAddr, dg: udp::ClientDatagram, len: usize) {
+        let flow = {
+            let Some(s) = self.sessions.get_mut(&from) else {
+                return;
+            };
+            s.last_rx = Instant::now();
+            s.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+            s.stats.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+            s.stats
+                .last_rx_ms
+                .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            let verdict = s.rx.record(dg.seq);
+            *s.stats.rx.lock().unwrap_or_else(|p| p.into_inner()) = s.rx.stats();
+            if s.peer.cancel_token().is_cancelled() {
+                // Doomed (slow consumer): end it with its reason.
+                let r = s.peer.reason().unwrap_or(DisconnectReason::Quit);
+                Flow::End(r)
+            } else if verdict == SeqVerdict::Duplicate {
+                // The same message twice must not be said twice.
+                Flow::Continue
+            } else {
+                handle(&self.ctx, s, dg.msg)
+            }
+        };
+        if let Flow::End(reason) = flow {
+            self.end(from, reason);
+        }
+    }
+
+    /// End sessions that were silent too long or were doomed elsewhere.
+    fn sweep(&mut self, timeout: Duration) {
+        let now = Instant::now();
+        let mut ended = Vec::new();
+        for (a, s) in &self.sessions {
+            if s.peer.cancel_token().is_cancelled() {
+                let r = s.peer.reason().unwrap_or(DisconnectReason::ProtocolError {
+                    detail: "session aborted".into(),
+                });
+                ended.push((*a, r));
+            } else if now.saturating_duration_since(s.last_rx) >= timeout {
+                let secs = timeout.as_secs().min(u64::from(u32::MAX)) as u32;
+                ended.push((*a, DisconnectReason::IdleTimeout { secs }));
+            }
+        }
+        for (a, r) in ended {
+            self.end(a, r);
+        }
+    }
+
+    /// The one place a session ends: record and log its reason, leave every
+    /// room (announced), forget the nick, say Bye, let the writer flush.
+    fn end(&mut self, addr: SocketAddr, reason: DisconnectReason) {
+        let Some(mut s) = self.sessions.remove(&addr) else {
+            return;
+        };
+        if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&addr.ip());
+            }
+        }
+        let peer = s.peer.clone();
+        peer.set_reason(reason);
+        let reason = peer.reason().unwrap_or(DisconnectReason::Quit);
+        let server_shutdown = reason == DisconnectReason::ServerShutdown;
+        let rx = s.rx.stats();
+        info!(
+            conn_id = peer.id,
+            peer = %addr,
+            transport = "udp",
+            nick = %peer.nick(),
+            reason = %reason,
+            code = %reason.code(),
+            rx_lost = rx.lost,
+            rx_duplicated = rx.duplicated,
+            rx_reordered = rx.reordered,
+            "disconnected"
+        );
+        let hub = self.ctx.hub.clone();
+        let no_fin = matches!(reason, DisconnectReason::IdleTimeout { .. });
+        for r in std::mem::take(&mut s.rooms) {
+            if no_fin {
+                // Everyone gets the standard Left; text users get the line
+                // that says why a UDP departure is only ever a timeout.
+                hub.leave(&peer, &r, Some(&reason), false, false);
+                let left = ServerMsg::Left {
+                    room: r.name.to_string(),
+                    nick: peer.nick().to_string(),
+                    reason: Some(reason.clone()),
+                };
+                let line = format!(
+                    "* {} left {}: {reason} — UDP has no FIN",
+                    peer.nick(),
+                    r.name
+                );
+                r.broadcast_with_text(&left, &line, Some(peer.id));
+            } else {
+                hub.leave(&peer, &r, Some(&reason), !server_shutdown, false);
+            }
+        }
+        hub.unregister(&peer);
+        if !peer.cancel_token().is_cancelled() {
+            // Bye is best effort (UDP), but a live client learns the reason.
+            if let Some(b) = crate::hub::encode(
+                &ServerMsg::Bye {
+                    reason: reason.clone(),
+                },
+                Format::Framed,
+            ) {
+                peer.outbox.push_force(b);
+            }
+            peer.outbox.close();
+        }
+        // The writer flushes and exits on its own; a doomed one was cancelled.
+        drop(s.writer);
+    }
+}
+
+/// Handle one message of an existing session (the UDP twin of the TCP
+/// connection's command handling, on the same hub).
+fn handle(ctx: &Arc<Ctx>, s: &mut Session, msg: ClientMsg) -> Flow {
+    let hub = ctx.hub.clone();
+    let limits = &ctx.settings.config.limits;
+    let peer = s.peer.clone();
+    let error = |code: ErrorCode, text: String| peer.send(&ServerMsg::Error { code, text });
+    // Pings, pongs, hellos and quit are free; everything else costs a token.
+    let costs = !matches!(
+        msg,
+        ClientMsg::Ping { .. }
+            | ClientMsg::Pong { .. }
+            | ClientMsg::Hello { .. }
+            | ClientMsg::Quit { .. }
+    );
+    if costs && let Some(bucket) = &mut s.bucket {
+        if bucket.try_take(Instant::now()) {
+            s.strikes = 0;
+        } else {
+            s.strikes += 1;
+            if s.strikes >= limits.rate_limit_strikes {
+                return Flow::End(DisconnectReason::RateLimited);
+            }
+            if s.strikes == 1 {
+                error(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "rate limited: slow down (at most {} messages/s); message dropped",
+                        limits.messages_per_sec
+                    ),
+                );
+            }
+            return Flow::Continue;
+        }
+    }
+    let check_len = |text: &str| {
+        let max = limits.max_message_len;
+        if text.len() > max {
+            error(
+                ErrorCode::MessageTooLong,
+                format!("message too long ({} bytes, max {max})", text.len()),
+            );
+            false
+        } else {
+            true
+        }
+    };
+    let find_joined = |rooms: &[Arc<Room>], typed: &str| {
+        let name = sockchat_shared::names::normalize_room(typed);
+        rooms.iter().position(|r| &*r.name == name)
+    };
+    match msg {
+        ClientMsg::Hello { .. } => {
+            // Our Welcome was lost and the client asks again: repeat it.
+            peer.send(&ServerMsg::Welcome {
+                nick: peer.nick().to_string(),
+                room: s
+                    .rooms
+                    .last()
+                    .map(|r| r.name.to_string())
+                    .unwrap_or_default(),
+                server: ctx.server_name.clone(),
+            });
+        }
+        ClientMsg::Ping { token } => peer.send(&ServerMsg::Pong { token }),
+        ClientMsg::Pong { .. } => {}
+        ClientMsg::Quit { .. } => return Flow::End(DisconnectReason::Quit),
+        ClientMsg::Say { room, text } => {
+            if check_len(&text) {
+                chat(s, &room, text, ChatKind::Say);
+            }
+        }
+        ClientMsg::Me { room, text } => {
+            if check_len(&text) {
+                chat(s, &room, text, ChatKind::Me);
+            }
+        }
+        ClientMsg::Nick { nick } => match hub.rename(&peer, &nick) {
+            Ok(old) => {
+                let new = peer.nick();
+                if *old != *new {
+                    let m = ServerMsg::NickChanged {
+                        old: old.to_string(),
+                        new: new.to_string(),
+                    };
+                    hub.tell_rooms(&s.rooms, &m, &peer);
+                }
+            }
+            Err(e) => error(e.code(), e.to_string()),
+        },
+        ClientMsg::Join { room } => {
+            let name = match hub.room_name(&room) {
+                Ok(n) => n,
+                Err(e) => {
+                    error(e.code(), e.to_string());
+                    return Flow::Continue;
+                }
+            };
+            if let Some(i) = find_joined(&s.rooms, name) {
+                let r = s.rooms.remove(i);
+                peer.send(&ServerMsg::Notice {
+                    text: format!("now talking in {}", r.name),
+                });
+                s.rooms.push(r);
+                return Flow::Continue;
+            }
+            let max = limits.max_rooms_per_user;
+            if s.rooms.len() >= max {
+                error(
+                    ErrorCode::TooManyRooms,
+                    format!("you are in too many rooms (max {max}); /leave one first"),
+                );
+                return Flow::Continue;
+            }
+            match hub.join(&peer, name) {
+                Ok(r) => s.rooms.push(r),
+                Err(e) => error(e.code(), e.to_string()),
+            }
+        }
+        ClientMsg::Leave { room } => {
+            let idx = if room.is_empty() {
+                s.rooms.len().checked_sub(1)
+            } else {
+                find_joined(&s.rooms, &room)
+            };
+            match idx {
+                Some(i) => {
+                    let r = s.rooms.remove(i);
+                    hub.leave(&peer, &r, None, true, true);
+                }
+                None => error(ErrorCode::NotInRoom, "you are not in that room".into()),
+            }
+        }
+        ClientMsg::Private { to, text } => {
+            if !check_len(&text) {
+                return Flow::Continue;
+            }
+            let Some(target) = hub.find(&to) else {
+                error(
+                    ErrorCode::NoSuchNick,
+                    format!("no such nick: {}", sanitize(&to)),
+                );
+                return Flow::Continue;
+            };
+            let m = ServerMsg::Private {
+                from: peer.nick().to_string(),
+                to: target.nick().to_string(),
+                text: sanitize(&text).into_owned(),
+                ts_ms: sockchat_shared::now_ms(),
+            };
+            target.send(&m);
+            if target.id != peer.id {
+                peer.send(&m);
+            }
+        }
+        ClientMsg::Who { room } => {
+            let r = if room.is_empty() {
+                s.rooms.last().cloned()
+            } else {
+                hub.room(&room)
+            };
+            match r {
+                Some(r) => peer.send(&ServerMsg::Who {
+                    room: r.name.to_string(),
+                    nicks: r.who(),
+                }),
+                None if room.is_empty() => error(
+                    ErrorCode::NotInRoom,
+                    "you are not in a room (/join ROOM)".into(),
+                ),
+                None => error(
+                    ErrorCode::NoSuchRoom,
+                    format!("no such room: {}", sanitize(&room)),
+                ),
+            }
+        }
+        ClientMsg::Rooms => peer.send(&ServerMsg::Rooms { rooms: hub.rooms() }),
+        ClientMsg::SockInfo { nick } => {
+            let target = if nick.is_empty() {
+                Some(peer.clone())
+            } else {
+                hub.find(&nick)
+            };
+            match target {
+                Some(t) => peer.send(&ServerMsg::SockInfo {
+                    nick: t.nick().to_string(),
+                    fields: t.sockinfo(),
+                }),
+                None => error(
+                    ErrorCode::NoSuchNick,
+                    format!("no such nick: {}", sanitize(&nick)),
+                ),
+            }
+        }
+    }
+    Flow::Continue
+}
+
+/// A room message from a UDP member: fanned out like a TCP member's.
+fn chat(s: &mut Session, room: &str, text: String, kind: ChatKind) {
+    let target = if room.is_empty() {
+        s.rooms.last().cloned()
+    } else {
+        let name = sockchat_shared::names::normalize_room(room);
+        s.rooms.iter().find(|r| &*r.name == name).cloned()
+    };
+    let Some(r) = target else {
+        let text = if room.is_empty() {
+            "you are not in a room (/join ROOM)".to_string()
+        } else {
+            format!(
+                "you are not in {}",
+                sanitize(sockchat_shared::names::normalize_room(room))
+            )
+        };
+        s.peer.send(&ServerMsg::Error {
+            code: ErrorCode::NotInRoom,
+            text,
+        });
+        return;
+    };
+    let msg = ServerMsg::Chat {
+        room: r.name.to_string(),
+        from: s.peer.nick().to_string(),
+        text: sanitize(&text).into_owned(),
+        kind,
+        ts_ms: sockchat_shared::now_ms(),
+        history: false,
+    };
+    r.fan_out_chat(vec![msg], s.peer.id);
+}
+
+/// Split a chunk of length-prefixed frames (what the hub queues for a
+/// framed member) into payloads, without copying.
+fn frames(chunk: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let rest = chunk.get(pos..)?;
+        if rest.len() < codec::HEADER_LEN {
+            return None;
+        }
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let start = pos + codec::HEADER_LEN;
+        let end = start.checked_add(len).filter(|&e| e <= chunk.len())?;
+        pos = end;
+        Some(chunk.slice(start..end))
+    })
+}
+
+/// The session's writer: each queued frame becomes one datagram with the
+/// next sequence number, through the fault injector if one is configured.
+/// Ends when the outbox is closed and flushed, or the peer is cancelled.
+async fn writer_task(
+    sock: Arc<UdpSocket>,
+    peer: Arc<Peer>,
+    stats: Arc<SessionStats>,
+    max: usize,
+    mut inj: Option<FaultInjector>,
+) {
+    let addr = peer.addr;
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
+    let mut out: Vec<Bytes> = Vec::new();
+    loop {
+        let holding = inj.as_ref().is_some_and(FaultInjector::holding);
+        let closed = tokio::select! {
+            c = peer.outbox.next_batch(&mut batch) => Some(c),
+            _ = peer.cancel_token().cancelled() => return,
+            _ = tokio::time::sleep(REORDER_HOLD), if holding => None,
+        };
+        let Some(closed) = closed else {
+            if let Some(i) = &mut inj {
+                i.flush(&mut out);
+            }
+            send_all(&sock, addr, &stats, &mut out).await;
+            continue;
+        };
+        for chunk in batch.drain(..) {
+            for payload in frames(&chunk) {
+                let d = if udp::HEADER_LEN + payload.len() <= max {
+                    udp::with_server_header(stats.tx_seq.fetch_add(1, Ordering::Relaxed), &payload)
+                } else {
+                    // Never truncated, never fragmented: the member is told
+                    // what it missed instead.
+                    stats.too_large.fetch_add(1, Ordering::Relaxed);
+                    let notice = ServerMsg::Notice {
+                        text: format!(
+                            "a message of {} bytes did not fit in one UDP datagram (max {max}) and was not delivered; long messages need TCP",
+                            udp::HEADER_LEN + payload.len()
+                        ),
+                    };
+                    match udp::encode_server(stats.tx_seq.load(Ordering::Relaxed), &notice, max) {
+                        Ok(d) => {
+                            stats.tx_seq.fetch_add(1, Ordering::Relaxed);
+                            d
+                        }
+                        Err(_) => continue,
+                    }
+                };
+                match &mut inj {
+                    Some(i) => {
+                        let before = i.stats();
+                        i.process(d, &mut out);
+                        let after = i.stats();
+                        stats
+                            .injected_drop
+                            .fetch_add(after.dropped - before.dropped, Ordering::Relaxed);
+                        stats
+                            .injected_dup
+                            .fetch_add(after.duplicated - before.duplicated, Ordering::Relaxed);
+                        stats
+                            .injected_reorder
+                            .fetch_add(after.reordered - before.reordered, Ordering::Relaxed);
+                    }
+                    None => out.push(d),
+                }
+            }
+            send_all(&sock, addr, &stats, &mut out).await;
+        }
+        if closed {
+            if let Some(i) = &mut inj {
+                i.flush(&mut out);
+            }
+            send_all(&sock, addr, &stats, &mut out).await;
+            return;
+        }
+    }
+}
+
+/// Send datagrams to one member. EAGAIN (socket buffer full) waits for
+/// room and is counted; ENOBUFS and other per-datagram errors lose that
+/// datagram, as UDP may, and are counted: none of them ends the session.
+async fn send_all(sock: &UdpSocket, to: SocketAddr, stats: &SessionStats, out: &mut Vec<Bytes>) {
+    for d in out.drain(..) {
+        loop {
+            match sock.try_send_to(&d, to) {
+                Ok(n) => {
+                    stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    stats.send_eagain.fetch_add(1, Ordering::Relaxed);
+                    if sock.writable().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    stats.send_enobufs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %to, error = %e, "udp send failed");
+                }
+            }
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_without_copy() {
+        let mut b = bytes::BytesMut::new();
+        codec::encode_server(&ServerMsg::Ping { token: 1 }, &mut b);
+        codec::encode_server(&ServerMsg::Pong { token: 2 }, &mut b);
+        let chunk = b.freeze();
+        let got: Vec<ServerMsg> = frames(&chunk)
+            .map(|p| codec::decode_server(&p).expect("valid"))
+            .collect();
+        assert_eq!(
+            got,
+            vec![ServerMsg::Ping { token: 1 }, ServerMsg::Pong { token: 2 }]
+        );
+        // A truncated trailing frame is ignored, never read past the end.
+        let cut = chunk.slice(..chunk.len() - 1);
+        assert_eq!(frames(&cut).count(), 1);
+    }
+
+    #[test]
+    fn validate_names_the_key() {
+        let mut c = UdpConfig::default();
+        assert!(validate(&c).is_ok());
+        c.max_payload = 70000;
+        assert!(
+            validate(&c)
+                .expect_err("too big")
+                .contains("udp.max_payload")
+        );
+        c.max_payload = 1472;
+        c.drop_probability = 2.0;
+        assert!(validate(&c).expect_err("bad p").contains("drop"));
+    }
+}

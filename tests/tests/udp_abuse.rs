@@ -1,0 +1,223 @@
+//! UDP abuse resistance against the real server binary on loopback: no
+//! amplification towards addresses without a session (the spoofed-source
+//! case), per-address limits on those replies, and random or malformed
+//! datagrams that never panic the server or stop it serving.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sockchat::net::udp::{UdpLink, UdpOptions};
+use sockchat_shared::udp::{self, SplitMix64};
+use sockchat_shared::{ClientMsg, ServerMsg};
+use sockchat_tests::{FramedClient, STEP, ServerProc};
+use tokio::net::UdpSocket;
+
+fn udp_addr(srv: &ServerProc) -> SocketAddr {
+    let line = srv
+        .listen_lines
+        .iter()
+        .find(|l| l.ends_with(" (udp)"))
+        .unwrap_or_else(|| panic!("no `(udp)` listening line in {:?}", srv.listen_lines));
+    line.trim_start_matches("listening on ")
+        .trim_end_matches(" (udp)")
+        .parse()
+        .expect("udp address")
+}
+
+/// Send `probe` from a fresh socket (an address the server has never seen,
+/// as a spoofed source would be) and collect every reply for `wait`.
+async fn probe(server: SocketAddr, probe: &[u8], wait: Duration) -> Vec<Vec<u8>> {
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    s.send_to(probe, server).await.expect("send");
+    let mut replies = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(Ok((n, _))) = tokio::time::timeout(wait, s.recv_from(&mut buf)).await {
+        replies.push(buf[..n].to_vec());
+    }
+    replies
+}
+
+#[tokio::test]
+async fn no_reply_to_an_unknown_address_is_larger_than_its_datagram() {
+    let srv = ServerProc::start(&[]);
+    let addr = udp_addr(&srv);
+    let wait = Duration::from_millis(150);
+    let hello = udp::encode_hello(0, "mallory", None, 1472).expect("hello");
+    let say = udp::encode_client(
+        0,
+        &ClientMsg::Say {
+            room: String::new(),
+            text: "hello there".into(),
+        },
+        1472,
+    )
+    .expect("say");
+    let rooms = udp::encode_client(0, &ClientMsg::Rooms, 1472).expect("rooms");
+    let who = udp::encode_client(
+        0,
+        &ClientMsg::Who {
+            room: String::new(),
+        },
+        1472,
+    )
+    .expect("who");
+    let forged = udp::encode_hello(0, "mallory", Some(0x1234_5678), 1472).expect("hello");
+    let probes: Vec<(&str, Vec<u8>)> = vec![
+        ("hello without cookie", hello.to_vec()),
+        ("hello with a forged cookie", forged.to_vec()),
+        ("say without session", say.to_vec()),
+        ("rooms without session (9 bytes)", rooms.to_vec()),
+        ("who without session", who.to_vec()),
+        ("one byte", vec![0x53]),
+        ("garbage", vec![0xAB; 300]),
+        ("server datagram reflected", udp::encode_retry(7).to_vec()),
+    ];
+    let mut answered = 0;
+    for (what, p) in &probes {
+        let replies = probe(addr, p, wait).await;
+        assert!(replies.len() <= 1, "{what}: {} replies", replies.len());
+        for r in &replies {
+            assert!(
+                r.len() <= p.len(),
+                "{what}: reply of {} bytes to a {}-byte datagram (amplification)",
+                r.len(),
+                p.len()
+            );
+            // The only thing an unknown address ever gets is a retry.
+            let d = udp::decode_server(r, 1472).expect("valid server datagram");
+            assert!(
+                matches!(d.body, udp::ServerBody::Retry { .. }),
+                "{what}: {d:?}"
+            );
+            answered += 1;
+        }
+    }
+    // The probes large enough to carry a retry (16 bytes) got one, so the
+    // check above is not vacuous: hello, forged hello, say.
+    assert!(answered >= 3, "only {answered} probes answered");
+
+    // A retry cookie is bound to the address: echoing it from another
+    // socket (another source port) creates no session.
+    let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    a.send_to(&hello, addr).await.expect("send");
+    let mut buf = vec![0u8; 2048];
+    let (n, _) = tokio::time::timeout(STEP, a.recv_from(&mut buf))
+        .await
+        .expect("retry in time")
+        .expect("recv");
+    let cookie = match udp::decode_server(&buf[..n], 1472).expect("valid").body {
+        udp::ServerBody::Retry { cookie } => cookie,
+        other => panic!("expected retry, got {other:?}"),
+    };
+    let stolen = udp::encode_hello(1, "mallory", Some(cookie), 1472).expect("hello");
+    let replies = probe(addr, &stolen, wait).await;
+    for r in &replies {
+        assert!(r.len() <= stolen.len());
+        assert!(matches!(
+            udp::decode_server(r, 1472).expect("valid").body,
+            udp::ServerBody::Retry { .. }
+        ));
+    }
+    // From the right address the cookie works: Welcome.
+    a.send_to(&stolen, addr).await.expect("send");
+    let (n, _) = tokio::time::timeout(STEP, a.recv_from(&mut buf))
+        .await
+        .expect("welcome in time")
+        .expect("recv");
+    let d = udp::decode_server(&buf[..n], 1472).expect("valid");
+    assert!(
+        matches!(d.body, udp::ServerBody::Msg(ServerMsg::Welcome { ref nick, .. }) if nick == "mallory"),
+        "{d:?}"
+    );
+}
+
+#[tokio::test]
+async fn replies_to_one_unknown_address_are_rate_limited() {
+    let srv = ServerProc::start(&[]);
+    let addr = udp_addr(&srv);
+    let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let hello = udp::encode_hello(0, "flood", None, 1472).expect("hello");
+    let started = std::time::Instant::now();
+    let n = 200;
+    for _ in 0..n {
+        s.send_to(&hello, addr).await.expect("send");
+    }
+    let mut got = 0u32;
+    let mut buf = vec![0u8; 2048];
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(200), s.recv_from(&mut buf)).await
+    {
+        got += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Burst 10 plus 5 per second.
+    let allowed = 10 + (5.0 * secs).ceil() as u32;
+    assert!(got >= 1, "no retry at all");
+    assert!(
+        got <= allowed,
+        "{got} replies to {n} hellos in {secs:.2} s (allowed {allowed})"
+    );
+}
+
+#[tokio::test]
+async fn malformed_datagrams_never_panic_the_server() {
+    let srv = ServerProc::start(&[]);
+    let addr = udp_addr(&srv);
+    let mut rng = SplitMix64::new(0xBAD_DA7A);
+    let socks = [
+        UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+        UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+        UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+    ];
+    // One of the sockets has a real session, so malformed datagrams also
+    // reach the session path.
+    let mut link = UdpLink::connect(addr, UdpOptions::default())
+        .await
+        .expect("connect");
+    link.handshake("victim", Duration::from_millis(200), STEP)
+        .await
+        .expect("handshake");
+    let total = 3000;
+    for i in 0..total {
+        let len = (rng.next_u64() % 1600) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        match i % 4 {
+            // A valid header in front of random bytes: reaches the payload
+            // decoder.
+            0 | 1 if d.len() >= 8 => {
+                d[..3].copy_from_slice(&[b'S', b'U', 1]);
+                d[3] &= 0x07;
+            }
+            // Oversize: above max_payload (1472).
+            2 if i % 40 == 2 => d.resize(2000, 0x55),
+            _ => {}
+        }
+        let sock = &socks[i % socks.len()];
+        sock.send_to(&d, addr).await.expect("send");
+        if i % 3 == 0 {
+            // Into the session too.
+            let _ = link.socket().send(&d).await;
+        }
+        if i % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Still alive and still serving both transports.
+    let mut alice = FramedClient::connect(srv.addr, "alice").await;
+    let mut late = UdpLink::connect(addr, UdpOptions::default())
+        .await
+        .expect("connect");
+    late.handshake("late", Duration::from_millis(200), STEP)
+        .await
+        .expect("handshake after the garbage");
+    late.send(&ClientMsg::Say {
+        room: String::new(),
+        text: "still here".into(),
+    })
+    .await
+    .expect("send");
+    alice
+        .recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "still here"))
+        .await;
+    assert!(!srv.stderr().contains("panicked"), "{}", srv.stderr());
+}
