@@ -52,6 +52,9 @@ pub struct LabArgs {
     /// Internal: nick for --child in text mode against a live server.
     #[arg(long, hide = true)]
     pub child_nick: Option<String>,
+    /// Internal: room for --child in text mode against a live server.
+    #[arg(long, hide = true)]
+    pub child_room: Option<String>,
 }
 
 /// Where a scenario runs when `--server` is given.
@@ -171,7 +174,12 @@ pub fn scenario_names() -> Vec<&'static str> {
 
 pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(mode) = &args.child {
-        return procs::child_main(mode, args.child_addr.as_deref(), args.child_nick.as_deref());
+        return procs::child_main(
+            mode,
+            args.child_addr.as_deref(),
+            args.child_nick.as_deref(),
+            args.child_room.as_deref(),
+        );
     }
     if args.list {
         for s in SCENARIOS {

@@ -186,6 +186,9 @@ pub fn render_table(outcomes: &[Outcome]) -> String {
             let _ = writeln!(out, "    skipped: {why}");
         }
         let _ = writeln!(out, "    why: {}", o.explanation);
+        if o.target != "127.0.0.1" {
+            let _ = writeln!(out, "    ran on: {}", o.target);
+        }
         for d in &o.details {
             let _ = writeln!(out, "      {d}");
         }

@@ -35,12 +35,13 @@ pub struct ChildProc {
 
 impl ChildProc {
     /// Re-execute this binary as `sockchat lab --child MODE --child-addr ADDR`.
-    pub fn spawn(mode: &str, addr: &str, nick: Option<&str>) -> anyhow::Result<Self> {
+    /// `chat`: (nick, room) for the text-mode children.
+    pub fn spawn(mode: &str, addr: &str, chat: Option<(&str, &str)>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locate the sockchat binary")?;
         let mut cmd = Command::new(&exe);
         cmd.args(["lab", "--child", mode, "--child-addr", addr]);
-        if let Some(n) = nick {
-            cmd.args(["--child-nick", n]);
+        if let Some((nick, room)) = chat {
+            cmd.args(["--child-nick", nick, "--child-room", room]);
         }
         let mut child = cmd
             .stdin(Stdio::null())
@@ -98,7 +99,12 @@ impl Drop for ChildProc {
 /// `server` (listen on ADDR, print the port, greet and hold each
 /// connection), and `text-sender`/`text-sender-unread` (the same against a
 /// live sockchat-server in text mode, see `remote`).
-pub fn child_main(mode: &str, addr: Option<&str>, nick: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn child_main(
+    mode: &str,
+    addr: Option<&str>,
+    nick: Option<&str>,
+    room: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let addr = addr.context("--child needs --child-addr")?;
     let deadline = Instant::now() + CHILD_MAX_LIFE;
     let mut out = io::stdout();
@@ -122,7 +128,10 @@ pub fn child_main(mode: &str, addr: Option<&str>, nick: Option<&str>) -> anyhow:
             }
         }
         "text-sender" | "text-sender-unread" => {
-            remote::child_text_sender(addr, nick, mode == "text-sender-unread", deadline)?;
+            let chat = nick
+                .zip(room)
+                .context("text-sender needs --child-nick and --child-room")?;
+            remote::child_text_sender(addr, chat, mode == "text-sender-unread", deadline)?;
         }
         "server" => {
             let l = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;

@@ -237,14 +237,14 @@ pub fn close_scenario(server: &str, kind: CloseKind) -> Outcome {
             true,
             why(kind),
         )
-        .with_target(server.to_string())
+        .with_target(format!("live server {server}"))
         .with_details(vec![
             format!("actor SIOCINQ at close: {inq}"),
             format!("observer saw: {line}"),
         ]))
     };
     run().unwrap_or_else(|e| {
-        Outcome::setup_failed(name, expected, &e).with_target(server.to_string())
+        Outcome::setup_failed(name, expected, &e).with_target(format!("live server {server}"))
     })
 }
 
@@ -275,7 +275,7 @@ pub fn kill9_scenario(server: &str, unread: bool) -> Outcome {
         } else {
             "text-sender"
         };
-        let mut child = ChildProc::spawn(mode, server, Some(&nick))?;
+        let mut child = ChildProc::spawn(mode, server, Some((&nick, &room)))?;
         let ready = child.line(Duration::from_secs(5))?;
         anyhow::ensure!(ready == "ready", "child said {ready:?}");
         // Proof the child is mid-send: its messages reach the room.
@@ -301,30 +301,28 @@ pub fn kill9_scenario(server: &str, unread: bool) -> Outcome {
                 "process exit closes the socket gracefully (FIN) when nothing is unread; the server just reads EOF"
             },
         )
-        .with_target(server.to_string())
+        .with_target(format!("live server {server}"))
         .with_details(vec![
             format!("child {pid} was chatting ({said:?}), ended by {status}"),
             format!("observer saw: {line}"),
         ]))
     };
     run().unwrap_or_else(|e| {
-        Outcome::setup_failed(name, expected, &e).with_target(server.to_string())
+        Outcome::setup_failed(name, expected, &e).with_target(format!("live server {server}"))
     })
 }
 
 /// Child side (`--child text-sender[-unread]`): join, then chat until killed.
 pub fn child_text_sender(
     server: &str,
-    nick: Option<&str>,
+    (nick, room): (&str, &str),
     unread: bool,
     deadline: Instant,
 ) -> anyhow::Result<()> {
-    let nick = nick.context("text-sender needs --child-nick")?;
-    let room = names("").2;
     let mut a = TextConn::connect(server)?;
     a.send(&format!("/nick {nick}"))?;
     a.send(&format!("/join {room}"))?;
-    a.wait_for(Duration::from_secs(3), |l| l.contains(&room))
+    a.wait_for(Duration::from_secs(3), |l| l.contains(room))
         .context("never joined the lab room")?;
     a.drain(Duration::from_millis(300));
     if unread {
