@@ -84,9 +84,10 @@ pub struct BotsArgs {
     /// Framed mode: room to leave after joining ours; "none" to stay [default: lobby].
     #[arg(long)]
     pub leave_room: Option<String>,
-    /// The server echoes a sender's own messages back to it.
-    #[arg(long)]
-    pub echo: bool,
+    /// The server echoes a sender's own room messages back to it
+    /// [default: true for framed (sockchat does), false for lines].
+    #[arg(long, value_name = "BOOL")]
+    pub echo: Option<bool>,
     /// Source addresses to spread connections over (`127.0.0.1-127.0.0.16`).
     #[arg(long)]
     pub source_ips: Option<String>,

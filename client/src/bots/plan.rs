@@ -130,7 +130,8 @@ pub struct Plan {
     pub nick: String,
     /// Framed mode: leave the server's default room after joining ours.
     pub leave_room: Option<String>,
-    /// The server echoes a sender's own messages back (not sockchat).
+    /// The server echoes a sender's own messages back (sockchat: framed yes,
+    /// text no).
     pub echo: bool,
     pub source_ips: Vec<IpAddr>,
     pub connect_rate: f64,
@@ -284,7 +285,12 @@ impl Plan {
                 Some(r) => Some(r.to_string()),
                 None => Some("lobby".into()),
             },
-            echo: a.echo || sc_ref.and_then(|s| s.echo).unwrap_or(false),
+            // sockchat echoes room messages to framed senders (their client
+            // shows them) but not to text users (nc shows what they typed).
+            echo: a
+                .echo
+                .or(sc_ref.and_then(|s| s.echo))
+                .unwrap_or(wire == Wire::Framed),
             source_ips,
             connect_rate,
             connect_timeout,

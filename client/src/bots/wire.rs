@@ -200,11 +200,37 @@ pub fn parse_lines(buf: &[u8], mut f: impl FnMut(Event)) -> usize {
                 mark,
                 history: false,
             },
-            None => Event::Other,
+            None => match reason_from_line(line) {
+                Some(r) => Event::Bye(r),
+                None => Event::Other,
+            },
         });
         pos += i + 1;
     }
     pos
+}
+
+/// Text mode tells a user why it is being disconnected in words (`! rate
+/// limited`, `! slow consumer (queue full: 1024 frames)`, `* server shutting
+/// down`). If the connection then ends, that line is the reason. A `! ` line
+/// that is not a disconnect reason (a refused command) gives None.
+pub fn reason_from_line(line: &[u8]) -> Option<DisconnectReason> {
+    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+    if line == "* server shutting down" {
+        return Some(DisconnectReason::ServerShutdown);
+    }
+    let t = line.strip_prefix("! ")?;
+    Some(if t == "rate limited" {
+        DisconnectReason::RateLimited
+    } else if t.starts_with("slow consumer") {
+        DisconnectReason::SlowConsumer { frames: 0 }
+    } else if t.starts_with("idle timeout") {
+        DisconnectReason::IdleTimeout { secs: 0 }
+    } else if let Some(d) = t.strip_prefix("protocol error: ") {
+        DisconnectReason::ProtocolError { detail: d.into() }
+    } else {
+        return None;
+    })
 }
 
 /// Parse complete frames in `buf`, calling `f` per frame's event. Returns the
@@ -339,6 +365,24 @@ mod tests {
             assert_eq!(events.len(), 3);
             assert_eq!(events[1], Event::Other);
         }
+    }
+
+    #[test]
+    fn text_mode_reasons() {
+        assert_eq!(
+            reason_from_line(b"! rate limited"),
+            Some(DisconnectReason::RateLimited)
+        );
+        assert_eq!(
+            reason_from_line(b"! slow consumer (queue full: 1024 frames)").map(|r| r.code()),
+            Some("slow-consumer".into())
+        );
+        assert_eq!(
+            reason_from_line(b"* server shutting down"),
+            Some(DisconnectReason::ServerShutdown)
+        );
+        assert_eq!(reason_from_line(b"! nick already taken: bob"), None);
+        assert_eq!(reason_from_line(b"[r] a: ! rate limited"), None);
     }
 
     #[test]

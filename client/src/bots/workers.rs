@@ -141,14 +141,26 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
         .iter()
         .position(|a| a == "bots")
         .context("worker mode needs the `bots` subcommand in argv")?;
-    let passthrough = &argv[at + 1..];
+    // Our own flags go to the workers, minus the ones we set for them.
+    let mut passthrough = Vec::new();
+    let mut it = argv[at + 1..].iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--no-progress" | "--json" => {}
+            "--run-id" | "--worker-index" | "--worker-t0" => {
+                it.next();
+            }
+            s if s.starts_with("--run-id=") || s.starts_with("--worker-") => {}
+            _ => passthrough.push(a.clone()),
+        }
+    }
     let t0 = mono_ns() + 500_000_000;
     let (tx, rx) = mpsc::channel::<(usize, String)>();
     let mut workers = Vec::new();
     for i in 0..plan.workers {
         let mut child = Command::new(&exe)
             .arg("bots")
-            .args(passthrough)
+            .args(&passthrough)
             .args(["--worker-index", &i.to_string()])
             .args(["--run-id", &plan.run_id.to_string()])
             .args(["--worker-t0", &t0.to_string()])

@@ -1,0 +1,253 @@
+//! `sockchat bots` end to end: the real bots binary against the real server
+//! on loopback, small and bounded (a few seconds each). Checks the JSON
+//! report's accounting (delivered == expected, nothing lost), the
+//! thresholds' exit code, a scenario file, worker processes, and that a
+//! closed port is reported as ECONNREFUSED 111.
+//!
+//! Speed is never asserted here: the benchmarks (bench/run.sh) measure it.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sockchat_tests::{ServerProc, bin};
+
+/// Run `sockchat bots ARGS --json --no-progress`, bounded in time; returns
+/// (exit code, parsed report, stderr).
+fn bots(args: &[&str]) -> (i32, Value, String) {
+    let mut child = Command::new(bin("sockchat"))
+        .arg("bots")
+        .args(args)
+        .args(["--json", "--no-progress"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sockchat bots");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sockchat bots {args:?} did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let line = out.lines().last().unwrap_or("");
+    let report: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): stdout={out:?} stderr={err:?}"));
+    (status.code().unwrap_or(-1), report, err)
+}
+
+fn u(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("report field {key} missing or not a number: {v}"))
+}
+
+/// The accounting every clean run must satisfy.
+fn assert_clean(r: &Value, bots: u64) {
+    assert_eq!(u(r, "connected"), bots, "{r}");
+    assert_eq!(u(r, "connect_errors"), 0, "{r}");
+    assert!(u(r, "sent") > 0, "{r}");
+    assert_eq!(
+        u(r, "sent"),
+        u(r, "scheduled"),
+        "every scheduled message written: {r}"
+    );
+    assert!(u(r, "expected") > 0, "{r}");
+    assert_eq!(u(r, "delivered"), u(r, "expected"), "{r}");
+    assert_eq!(u(r, "lost"), 0, "{r}");
+    assert_eq!(u(r, "duplicated"), 0, "{r}");
+    assert!(r["deliveries_per_sec"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+    let l = &r["latency_us"];
+    let (p50, p90, p99, p999, max) = (
+        u(l, "p50"),
+        u(l, "p90"),
+        u(l, "p99"),
+        u(l, "p999"),
+        u(l, "max"),
+    );
+    assert!(
+        p50 >= 1 && p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= max,
+        "{l}"
+    );
+    assert!(max < 30_000_000, "latency max {max} µs is not sane: {l}");
+    assert_eq!(
+        u(l, "count"),
+        u(r, "delivered"),
+        "one latency sample per delivery: {r}"
+    );
+    assert!(r["errors"].as_object().is_some_and(|m| m.is_empty()), "{r}");
+}
+
+#[test]
+fn framed_and_lines_deliver_everything() {
+    let server = ServerProc::start(&["--no-rate-limits"]);
+    let addr = server.addr.to_string();
+    for wire in ["framed", "lines"] {
+        let (code, r, err) = bots(&[
+            "--server",
+            &addr,
+            "--wire",
+            wire,
+            "--count",
+            "24",
+            "--senders",
+            "4",
+            "--rooms",
+            "3",
+            "--rate",
+            "200/s",
+            "--duration",
+            "2s",
+            "--size",
+            "32..200",
+            "--max-loss",
+            "0",
+        ]);
+        assert_eq!(code, 0, "{wire}: exit {code}, stderr {err}, report {r}");
+        assert_eq!(r["wire"], wire);
+        assert_clean(&r, 24);
+        assert_eq!(r["thresholds"]["passed"], true);
+    }
+}
+
+#[test]
+fn missed_threshold_exits_non_zero() {
+    let server = ServerProc::start(&["--no-rate-limits"]);
+    let addr = server.addr.to_string();
+    // Nothing on loopback is delivered within 1 µs of its scheduled time.
+    let (code, r, _) = bots(&[
+        "--server",
+        &addr,
+        "--count",
+        "4",
+        "--senders",
+        "1",
+        "--rate",
+        "50/s",
+        "--duration",
+        "1s",
+        "--max-p99",
+        "1us",
+    ]);
+    assert_eq!(code, 1, "{r}");
+    assert_eq!(r["thresholds"]["passed"], false);
+    let failed = r["thresholds"]["failed"].to_string();
+    assert!(failed.contains("max-p99"), "{failed}");
+    // Deliveries are still all accounted for.
+    assert_eq!(u(&r, "lost"), 0, "{r}");
+}
+
+#[test]
+fn closed_port_reports_econnrefused() {
+    // A port that was just ours and is now closed: connect gets RST.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let (code, r, _) = bots(&[
+        "--server",
+        &addr,
+        "--count",
+        "5",
+        "--duration",
+        "1s",
+        "--min-connected",
+        "1",
+    ]);
+    assert_eq!(code, 1, "min-connected missed: {r}");
+    assert_eq!(u(&r, "connected"), 0);
+    assert_eq!(u(&r, "connect_errors"), 5);
+    assert_eq!(u(&r["errors"], "refused"), 5, "{r}");
+    let d = &r["errors_detail"][0];
+    assert_eq!(d["errno"], 111, "{d}");
+    assert!(
+        d["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ECONNREFUSED 111"),
+        "{d}"
+    );
+}
+
+#[test]
+fn scenario_file_runs_every_behaviour() {
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/bots/mixed.toml");
+    let (code, r, err) = bots(&[
+        "--server",
+        &addr,
+        "--scenario",
+        file.to_str().unwrap_or_default(),
+        "--duration",
+        "2s",
+        "--max-loss",
+        "0",
+    ]);
+    assert_eq!(code, 0, "stderr {err}, report {r}");
+    // The measured groups (chatters, lurkers) lost nothing.
+    assert!(u(&r, "expected") > 0, "{r}");
+    assert_eq!(u(&r, "delivered"), u(&r, "expected"), "{r}");
+    let groups = r["groups"].as_array().expect("groups");
+    let g = |name: &str| {
+        groups
+            .iter()
+            .find(|g| g["name"] == name)
+            .unwrap_or_else(|| panic!("group {name} missing: {r}"))
+    };
+    // Churners really churned, with more than one disconnect method.
+    let churn = g("churners");
+    assert!(u(churn, "connects") > 6, "{churn}");
+    let methods = churn["disconnects"].as_object().expect("disconnects");
+    assert!(methods.len() >= 2, "{churn}");
+    // The fault schedule reset some unlucky chatters.
+    assert!(
+        g("unlucky")["disconnects"]["rst"].as_u64().unwrap_or(0) > 0,
+        "{r}"
+    );
+    // The flooder met the server's rate limit (default limits are on).
+    let flood = g("flooders");
+    assert_eq!(flood["errors"]["rate-limited"], 1, "{flood}");
+}
+
+#[test]
+fn worker_processes_share_one_report() {
+    let server = ServerProc::start(&["--no-rate-limits"]);
+    let addr = server.addr.to_string();
+    let (code, r, err) = bots(&[
+        "--server",
+        &addr,
+        "--count",
+        "30",
+        "--senders",
+        "3",
+        "--rate",
+        "150/s",
+        "--duration",
+        "2s",
+        "--workers",
+        "2",
+        "--source-ips",
+        "127.0.0.1-127.0.0.4",
+    ]);
+    assert_eq!(code, 0, "stderr {err}, report {r}");
+    assert_eq!(u(&r, "workers"), 2);
+    assert_clean(&r, 30);
+}
