@@ -1,0 +1,230 @@
+//! Plain mode driven through pipes: the real `sockchat` binary (stdin lines
+//! in, one line per event out) against the real `sockchat-server`, on
+//! loopback. Each client is killed on drop; every wait is bounded.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sockchat_tests::{ServerProc, bin};
+
+const STEP: Duration = Duration::from_secs(10);
+
+/// One `sockchat --plain` process.
+struct Plain {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Plain {
+    fn start(args: &[&str]) -> Plain {
+        let mut child = Command::new(bin("sockchat"))
+            .args(args)
+            .env("HOME", "/nonexistent") // never pick up a user config
+            .env_remove("XDG_CONFIG_HOME")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn sockchat");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Plain {
+            name: args.join(" "),
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    fn chat(server: &ServerProc, nick: &str, extra: &[&str]) -> Plain {
+        let addr = server.addr.to_string();
+        let mut args = vec!["--plain", "--server", &addr, "--nick", nick];
+        args.extend_from_slice(extra);
+        let mut p = Plain::start(&args);
+        p.expect(&format!("* welcome {nick}: you are in lobby"));
+        p
+    }
+
+    fn send(&mut self, line: &str) {
+        let w = self.stdin.as_mut().expect("stdin open");
+        writeln!(w, "{line}").expect("write stdin");
+        w.flush().expect("flush");
+    }
+
+    /// Wait for a line containing `needle`; returns it.
+    fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "[{}] no line containing {needle:?} within {STEP:?}; saw:\n{}",
+                    self.name,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Close stdin and wait for the exit code.
+    fn finish(&mut self) -> i32 {
+        self.stdin = None;
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                // Drain what is left so `seen` is complete.
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(l);
+                }
+                return st.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "[{}] did not exit", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_clients_chat_and_see_each_others_faults() {
+    let server = ServerProc::start(&[]);
+    let mut alice = Plain::chat(&server, "alice", &["--no-reconnect"]);
+    let mut bob = Plain::chat(&server, "bob", &["--no-reconnect"]);
+    alice.expect("* bob joined lobby");
+
+    bob.send("hello from bob");
+    alice.expect("[lobby] bob: hello from bob");
+    // Framed senders get their own message back (delivery confirmed).
+    bob.expect("[lobby] bob: hello from bob");
+
+    alice.send("/msg bob psst");
+    bob.expect("[pm] alice -> bob: psst");
+    alice.send("/me waves");
+    bob.expect("[lobby] * alice waves");
+
+    // Oversized input never leaves the client.
+    alice.send(&"x".repeat(5000));
+    alice.expect("! message too long: 5000 bytes (max 4096); not sent");
+
+    // The server's view of bob's socket.
+    alice.send("/sockinfo bob");
+    let info = alice.expect("* sockinfo bob:");
+    assert!(info.contains("tcpi_state=ESTABLISHED"), "{info}");
+
+    // bob resets his connection: alice sees the server's reason for it.
+    bob.send("/fault rst");
+    let done = bob.expect("* fault rst:");
+    assert!(done.contains("SO_LINGER"), "{done}");
+    bob.expect("* CLOSED: we reset the connection (fault rst)");
+    alice.expect("* bob left lobby: connection reset by peer (ECONNRESET 104)");
+    assert_eq!(bob.finish(), 1, "reconnect off: the connection ended");
+
+    // carol half-closes: the server reads EOF.
+    let mut carol = Plain::chat(&server, "carol", &["--no-reconnect"]);
+    alice.expect("* carol joined lobby");
+    carol.send("/fault fin");
+    carol.expect("* fault fin: shutdown(SHUT_WR)");
+    alice.expect("* carol left lobby: closed by peer (EOF, FIN received)");
+
+    // End of input is a clean /quit.
+    assert_eq!(alice.finish(), 0);
+    assert!(
+        alice.seen.iter().any(|l| l == "* CLOSED: quit"),
+        "{:?}",
+        alice.seen
+    );
+}
+
+#[test]
+fn close_with_unread_data_resets_and_json_mode() {
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let mut watcher = Plain::start(&[
+        "--json",
+        "--server",
+        &addr,
+        "--nick",
+        "watcher",
+        "--no-reconnect",
+    ]);
+    let mut dave = Plain::chat(&server, "dave", &["--no-reconnect"]);
+    // --json: one object per line; find dave's join.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let l = watcher.expect("\"event\"");
+        let v: serde_json::Value = serde_json::from_str(&l).expect("each line is JSON");
+        if v["event"] == "joined" && v["nick"] == "dave" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no joined event");
+    }
+    dave.send("/fault close-unread");
+    let done = dave.expect("* fault close-unread:");
+    assert!(done.contains("unread bytes"), "{done}");
+    let l = watcher.expect("\"left\"");
+    let v: serde_json::Value = serde_json::from_str(&l).expect("JSON");
+    assert_eq!(v["nick"], "dave");
+    assert_eq!(v["reason"], "reset", "{l}");
+    assert_eq!(v["errno"], 104, "{l}");
+    assert_eq!(v["text"], "connection reset by peer (ECONNRESET 104)");
+}
+
+#[test]
+fn server_gone_then_refused_then_back() {
+    let mut server = ServerProc::start(&[]);
+    let addr = server.addr;
+    let dir = std::env::temp_dir().join(format!("sockchat-plain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let cfg = dir.join("client.toml");
+    std::fs::write(
+        &cfg,
+        "[client]\nreconnect_initial_ms = 100\nreconnect_max_ms = 300\n",
+    )
+    .expect("write config");
+    let a = addr.to_string();
+    let c = cfg.to_string_lossy().to_string();
+    let mut eve = Plain::start(&[
+        "--plain", "--server", &a, "--nick", "eve", "--room", "dev", "--config", &c,
+    ]);
+    eve.expect("* welcome eve");
+    eve.expect("* eve joined dev");
+    // SIGKILL with nothing unread: the kernel closes the socket with FIN.
+    server.signal(libc::SIGKILL);
+    let _ = server.wait_timeout(STEP);
+    eve.expect("read: EOF (peer sent FIN)");
+    eve.expect("* CLOSED: closed by peer (EOF, FIN received)");
+    eve.expect("! connect: ECONNREFUSED (111) connection refused");
+    eve.expect("* reconnecting in");
+    // The server comes back on the same port: nick and room are restored.
+    let _server2 = ServerProc::start_args(&["--listen", &a], &[]);
+    eve.expect("* welcome eve: you are in lobby");
+    eve.expect("* eve joined dev");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,284 @@
+//! End-to-end in real terminals: the `sockchat` TUI in tmux sessions
+//! (send-keys in, capture-pane out) against the real server. One client is
+//! killed with SIGKILL; the other's screen must show the disconnect with the
+//! reason the kernel really produced.
+//!
+//! Which reason is deterministic: a process killed with nothing unread in
+//! its receive queue closes with FIN (the server reads EOF); killed while
+//! bytes wait unread, the kernel sends RST (the server reads ECONNRESET).
+//! The test builds each situation on purpose and checks the kernel's queue
+//! in /proc/net/tcp before killing.
+//!
+//! Uses a private tmux server (`tmux -L <unique>`), killed at the end. Skips
+//! (with the reason printed) only when tmux is not installed.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sockchat_tests::{ServerProc, bin};
+
+const STEP: Duration = Duration::from_secs(15);
+
+/// A private tmux server for this test.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    fn new(tag: &str) -> Tmux {
+        Tmux {
+            socket: format!("sockchat-test-{}-{tag}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Start `sockchat` in a new detached session of the given size.
+    fn client(&self, session: &str, w: u16, h: u16, args: &str) {
+        // `exec` so the pane's pid is sockchat itself (we SIGKILL it).
+        let cmd = format!(
+            "exec env HOME=/nonexistent TERM=xterm-256color {} {args}",
+            bin("sockchat").display()
+        );
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            &w.to_string(),
+            "-y",
+            &h.to_string(),
+            &cmd,
+        ]);
+        self.run(&["set-option", "-t", session, "remain-on-exit", "on"]);
+    }
+
+    fn capture(&self, session: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", session])
+    }
+
+    fn keys(&self, session: &str, keys: &[&str]) {
+        let mut a = vec!["send-keys", "-t", session];
+        a.extend_from_slice(keys);
+        self.run(&a);
+    }
+
+    /// Type a line literally, then Enter.
+    fn line(&self, session: &str, text: &str) {
+        self.run(&["send-keys", "-t", session, "-l", text]);
+        self.keys(session, &["Enter"]);
+    }
+
+    fn pane(&self, session: &str, fmt: &str) -> String {
+        self.run(&["display-message", "-p", "-t", session, fmt])
+            .trim()
+            .to_string()
+    }
+
+    /// Wait until the screen contains `needle`; returns the screen.
+    fn wait_for(&self, session: &str, needle: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let s = self.capture(session);
+            if s.contains(needle) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!("[{session}] screen never showed {needle:?}; it shows:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Our private tmux server only (and the clients it still runs).
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// Unread bytes in the receive queue of the TCP socket bound to local port
+/// `port` on 127.0.0.1 (from /proc/net/tcp: `tx_queue:rx_queue`).
+fn rx_queue(port: u16) -> Option<u64> {
+    let t = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let want = format!("0100007F:{port:04X}");
+    for l in t.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.get(1) == Some(&want.as_str()) {
+            let rx = f.get(4)?.split(':').nth(1)?;
+            return u64::from_str_radix(rx, 16).ok();
+        }
+    }
+    None
+}
+
+/// The local port from the chat line `connected 127.0.0.1:PORT -> ...`.
+fn local_port(screen: &str) -> u16 {
+    let i = screen.find("connected 127.0.0.1:").expect("connected line") + 20;
+    screen[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .expect("port")
+}
+
+fn kill9(pid: &str) {
+    let pid: i32 = pid.parse().expect("pane pid");
+    // SAFETY: kill(2) on the pid of the sockchat process this test started.
+    let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill -9 {pid}");
+}
+
+#[test]
+fn sigkill_shows_the_real_reason_on_the_other_screen() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it; ./test.sh does too)");
+        return;
+    }
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let tmux = Tmux::new("kill");
+    tmux.client("alice", 150, 40, &format!("--server {addr} --nick alice"));
+    tmux.wait_for("alice", "welcome alice");
+    tmux.client("bob", 100, 30, &format!("--server {addr} --nick bob"));
+    tmux.wait_for("alice", "bob joined lobby");
+    let bob_screen = tmux.wait_for("bob", "welcome bob");
+    // The socket panel is on by default on a wide terminal.
+    let a = tmux.wait_for("alice", "ESTABLISHED");
+    assert!(a.contains(" socket "), "panel shown when wide:\n{a}");
+    assert!(a.contains("cwnd"), "{a}");
+
+    // Chat both ways, with wide characters.
+    tmux.line("bob", "hello alice 世界");
+    tmux.wait_for("alice", "bob: hello alice 世界");
+    tmux.line("alice", "hi bob");
+    tmux.wait_for("bob", "alice: hi bob");
+
+    // 1. bob stops reading, alice talks: bytes wait unread in bob's socket.
+    tmux.line("bob", "/fault stop-reading");
+    tmux.wait_for("bob", "fault stop-reading");
+    let port = local_port(&bob_screen);
+    let deadline = Instant::now() + STEP;
+    let mut n = 0;
+    while rx_queue(port).unwrap_or(0) == 0 {
+        tmux.line("alice", &format!("are you there? {n}"));
+        n += 1;
+        assert!(
+            Instant::now() < deadline,
+            "bob's receive queue stayed empty"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SIGKILL with unread data: the kernel answers with RST.
+    kill9(&tmux.pane("bob", "#{pane_pid}"));
+    let a = tmux.wait_for(
+        "alice",
+        "bob left lobby: connection reset by peer (ECONNRESET 104)",
+    );
+    assert!(a.contains("ESTABLISHED"), "alice herself is fine:\n{a}");
+
+    // 2. carol has read everything: SIGKILL closes with FIN, the server
+    //    reads EOF.
+    tmux.client("carol", 100, 30, &format!("--server {addr} --nick carol"));
+    tmux.wait_for("alice", "carol joined lobby");
+    tmux.line("alice", "bye carol");
+    tmux.wait_for("carol", "alice: bye carol");
+    let carol_port = local_port(&tmux.capture("carol"));
+    let deadline = Instant::now() + STEP;
+    while rx_queue(carol_port).unwrap_or(1) != 0 {
+        assert!(Instant::now() < deadline, "carol never drained her queue");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill9(&tmux.pane("carol", "#{pane_pid}"));
+    tmux.wait_for(
+        "alice",
+        "carol left lobby: closed by peer (EOF, FIN received)",
+    );
+
+    // Ctrl-C quits cleanly with exit status 0.
+    tmux.keys("alice", &["C-c"]);
+    let deadline = Instant::now() + STEP;
+    while tmux.pane("alice", "#{pane_dead}") != "1" {
+        assert!(Instant::now() < deadline, "alice did not exit on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(tmux.pane("alice", "#{pane_dead_status}"), "0");
+}
+
+#[test]
+fn server_restart_refused_countdown_and_narrow_terminal() {
+    if !Tmux::available() {
+        eprintln!("SKIPPED: tmux is not installed (CI installs it; ./test.sh does too)");
+        return;
+    }
+    let mut server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let tmux = Tmux::new("restart");
+    // Narrow: no sidebar, no panel; the chat still works.
+    tmux.client("dana", 50, 16, &format!("--server {addr} --nick dana"));
+    tmux.wait_for("dana", "welcome dana");
+    let s = tmux.wait_for("dana", "ESTABLISHED");
+    assert!(!s.contains("Members"), "no sidebar when narrow:\n{s}");
+    for row in s.lines() {
+        assert!(row.chars().count() <= 50, "{row:?}");
+    }
+    // The server dies (SIGKILL, nothing unread): dana reads EOF, then each
+    // reconnect attempt is refused, with the countdown in the status bar.
+    server.signal(libc::SIGKILL);
+    let _ = server.wait_timeout(STEP);
+    tmux.wait_for("dana", "read: EOF (peer sent FIN)");
+    tmux.wait_for("dana", "connect: ECONNREFUSED (111)");
+    tmux.wait_for("dana", "RECONNECTING in");
+    // Back on the same port: ESTABLISHED again, nick restored.
+    let _server2 = ServerProc::start_args(&["--listen", &addr], &[]);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let s = tmux.capture("dana");
+        let after_refused = s.rfind("ECONNREFUSED").map(|i| &s[i..]).unwrap_or("");
+        if s.lines().last().is_some_and(|l| l.contains("ESTABLISHED"))
+            && after_refused.contains("welcome dana")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reconnected:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // /fault crash aborts without cleanup (SIGABRT); the terminal was
+    // restored first, so the pane shows the message on the normal screen.
+    tmux.line("dana", "/fault crash");
+    let deadline = Instant::now() + STEP;
+    while tmux.pane("dana", "#{pane_dead}") != "1" {
+        assert!(Instant::now() < deadline, "crash did not end the process");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Joined lines (-J) with scrollback (-S): the message is long.
+    let s = tmux.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "dana"]);
+    assert!(s.contains("sockchat: fault crash: abort"), "{s}");
+    assert!(s.contains("signal 6"), "SIGABRT: {s}");
+}
