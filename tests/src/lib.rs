@@ -85,7 +85,40 @@ impl ServerProc {
 
     /// Start with exactly `base` + `extra` arguments (no implicit --listen).
     pub fn start_args(base: &[&str], extra: &[&str]) -> ServerProc {
-        let mut child = Command::new(bin("sockchat-server"))
+        Self::start_cmd(base, extra, |_| {})
+    }
+
+    /// Start with `--listen 127.0.0.1:0` + `extra` and RLIMIT_NOFILE set to
+    /// `limit` in the child (to provoke EMFILE on purpose).
+    pub fn start_with_fd_limit(limit: u64, extra: &[&str]) -> ServerProc {
+        Self::start_cmd(&["--listen", "127.0.0.1:0"], extra, |cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let r = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    /// Start with `base` + `extra`, letting `configure` adjust the command.
+    pub fn start_cmd(
+        base: &[&str],
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> ServerProc {
+        let mut cmd = Command::new(bin("sockchat-server"));
+        configure(&mut cmd);
+        let mut child = cmd
             .args(base)
             .args(extra)
             .stdin(Stdio::null())

@@ -163,3 +163,42 @@ async fn json_logs_and_current_thread_runtime() {
     .await
     .expect("test timed out");
 }
+
+/// Out of file descriptors (EMFILE) the server logs it clearly, keeps
+/// serving the connections it has, and accepts again once fds free up.
+#[tokio::test]
+async fn emfile_is_survived_with_a_clear_log_line() {
+    timeout(T, async {
+        let srv = ServerProc::start_with_fd_limit(48, &[]);
+        let mut a = TextClient::connect(srv.addr).await;
+        a.welcome().await;
+        let mut b = FramedClient::connect(srv.addr, "bob").await;
+        // The kernel completes handshakes in the backlog even when the
+        // server cannot accept: these connects succeed, the accepts fail.
+        let mut extra = Vec::new();
+        for _ in 0..60 {
+            extra.push(
+                tokio::net::TcpStream::connect(srv.addr)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        assert!(
+            srv.wait_stderr("EMFILE 24", Duration::from_secs(10)),
+            "no EMFILE log line: {}",
+            srv.stderr()
+        );
+        assert!(srv.stderr().contains("backing off"), "{}", srv.stderr());
+        // Existing users still chat.
+        a.line("still here").await;
+        b.recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "still here"))
+            .await;
+        // Free descriptors: the server accepts again.
+        extra.clear();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut c = TextClient::connect(srv.addr).await;
+        c.welcome().await;
+    })
+    .await
+    .expect("test timed out");
+}

@@ -342,3 +342,32 @@ async fn eof_and_reset_are_announced_with_their_reason() {
     .await
     .expect("test timed out");
 }
+
+/// IPv4 and IPv6 listeners side by side (IPV6_V6ONLY): users on both chat.
+#[tokio::test]
+async fn ipv4_and_ipv6_listeners_share_rooms() {
+    timeout(T, async {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("SKIP: IPv6 loopback (::1) is not available on this host");
+            return;
+        }
+        let srv = start_server(|s| {
+            s.listen = vec![
+                "127.0.0.1:0".parse().expect("v4"),
+                "[::1]:0".parse().expect("v6"),
+            ];
+        })
+        .await;
+        assert_eq!(srv.addrs.len(), 2);
+        assert!(srv.addrs[1].is_ipv6());
+        let mut a = FramedClient::connect(srv.addrs[0], "four").await;
+        let mut b = FramedClient::connect(srv.addrs[1], "six").await;
+        a.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "six"))
+            .await;
+        b.say("over v6").await;
+        a.recv_until(is_chat_from("six", "over v6")).await;
+        srv.shutdown().await.expect("shutdown");
+    })
+    .await
+    .expect("test timed out");
+}
