@@ -346,3 +346,67 @@ fn history_replay_after_reconnect_is_not_duplicated() {
     server(&mut a, h);
     assert_eq!(a.room().lines.len(), n);
 }
+
+#[test]
+fn reconnect_keeps_the_view_on_the_room_being_restored() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    type_line(&mut a, "/join dev");
+    server(
+        &mut a,
+        ServerMsg::Joined {
+            room: "dev".into(),
+            nick: "alice".into(),
+        },
+    );
+    assert_eq!(a.room().name, "dev");
+    a.update(Event::Socket(SocketEvent::Closed(CloseReason::Peer(
+        DisconnectReason::Eof,
+    ))));
+    assert!(a.room().members.is_empty(), "members unknown while away");
+    // The new connection starts in lobby; the net task rejoins dev.
+    server(
+        &mut a,
+        ServerMsg::Welcome {
+            nick: "alice".into(),
+            room: "lobby".into(),
+            server: "s".into(),
+        },
+    );
+    assert_eq!(a.room().name, "dev", "the view does not jump to lobby");
+    server(
+        &mut a,
+        ServerMsg::Joined {
+            room: "dev".into(),
+            nick: "alice".into(),
+        },
+    );
+    assert_eq!(a.room().name, "dev");
+    assert!(a.room().joined);
+}
+
+#[test]
+fn configured_room_is_where_the_user_lands() {
+    let t0 = Instant::now();
+    let cfg = UiConfig {
+        room: "dev".into(),
+        ..UiConfig::default()
+    };
+    let mut a = App::new(cfg, "alice", t0, 0);
+    server(
+        &mut a,
+        ServerMsg::Welcome {
+            nick: "alice".into(),
+            room: "lobby".into(),
+            server: "s".into(),
+        },
+    );
+    server(
+        &mut a,
+        ServerMsg::Joined {
+            room: "dev".into(),
+            nick: "alice".into(),
+        },
+    );
+    assert_eq!(a.room().name, "dev");
+}

@@ -221,14 +221,40 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
         "carol left lobby: closed by peer (EOF, FIN received)",
     );
 
+    // SIGTERM: a clean /quit, and the terminal is restored (the pane
+    // leaves the alternate screen).
+    tmux.client("erin", 100, 30, &format!("--server {addr} --nick erin"));
+    tmux.wait_for("alice", "erin joined lobby");
+    assert_eq!(tmux.pane("erin", "#{alternate_on}"), "1");
+    let pid: i32 = tmux.pane("erin", "#{pane_pid}").parse().expect("pid");
+    // SAFETY: kill(2) on the sockchat process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    tmux.wait_for("alice", "erin left lobby: quit");
+    wait_dead(&tmux, "erin");
+    assert_eq!(tmux.pane("erin", "#{pane_dead_status}"), "0");
+    assert_eq!(
+        tmux.pane("erin", "#{alternate_on}"),
+        "0",
+        "terminal restored"
+    );
+
     // Ctrl-C quits cleanly with exit status 0.
     tmux.keys("alice", &["C-c"]);
+    wait_dead(&tmux, "alice");
+    assert_eq!(tmux.pane("alice", "#{pane_dead_status}"), "0");
+    assert_eq!(
+        tmux.pane("alice", "#{alternate_on}"),
+        "0",
+        "terminal restored"
+    );
+}
+
+fn wait_dead(tmux: &Tmux, session: &str) {
     let deadline = Instant::now() + STEP;
-    while tmux.pane("alice", "#{pane_dead}") != "1" {
-        assert!(Instant::now() < deadline, "alice did not exit on Ctrl-C");
+    while tmux.pane(session, "#{pane_dead}") != "1" {
+        assert!(Instant::now() < deadline, "{session} did not exit");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(tmux.pane("alice", "#{pane_dead_status}"), "0");
 }
 
 #[test]
@@ -272,11 +298,12 @@ fn server_restart_refused_countdown_and_narrow_terminal() {
     // /fault crash aborts without cleanup (SIGABRT); the terminal was
     // restored first, so the pane shows the message on the normal screen.
     tmux.line("dana", "/fault crash");
-    let deadline = Instant::now() + STEP;
-    while tmux.pane("dana", "#{pane_dead}") != "1" {
-        assert!(Instant::now() < deadline, "crash did not end the process");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_dead(&tmux, "dana");
+    assert_eq!(
+        tmux.pane("dana", "#{alternate_on}"),
+        "0",
+        "terminal restored"
+    );
     // Joined lines (-J) with scrollback (-S): the message is long.
     let s = tmux.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "dana"]);
     assert!(s.contains("sockchat: fault crash: abort"), "{s}");

@@ -31,6 +31,21 @@ struct UiGone;
 type Events = mpsc::Sender<SocketEvent>;
 
 async fn emit(ev: &Events, e: SocketEvent) -> Result<(), UiGone> {
+    // The tracing log (a file, never the screen) gets the same story.
+    match &e {
+        SocketEvent::Error(se) => {
+            tracing::warn!(syscall = se.syscall, errno = se.errno, name = %se.name(), "socket error")
+        }
+        SocketEvent::Closed(r) => tracing::info!(reason = %r, "connection closed"),
+        SocketEvent::Connected { local, peer, .. } => {
+            tracing::info!(%local, %peer, "connected")
+        }
+        SocketEvent::FaultDone { fault, did, .. } => tracing::info!(%fault, did, "fault"),
+        SocketEvent::Reconnecting { delay, attempt } => {
+            tracing::info!(?delay, attempt, "reconnecting")
+        }
+        _ => {}
+    }
     ev.send(e).await.map_err(|_| UiGone)
 }
 

@@ -152,6 +152,9 @@ pub struct Room {
     pub unread: usize,
     pub members: BTreeSet<String>,
     pub joined: bool,
+    /// We were in this room when the connection dropped: the net task will
+    /// rejoin it after reconnecting, so the view stays on it.
+    pub rejoin: bool,
     /// Lines scrolled up from the bottom (0: following new lines).
     pub scroll: usize,
     /// New lines that arrived below the view while scrolled up.
@@ -166,6 +169,7 @@ impl Room {
             unread: 0,
             members: BTreeSet::new(),
             joined: false,
+            rejoin: false,
             scroll: 0,
             new_below: 0,
         }
@@ -223,11 +227,12 @@ pub struct App {
 
 impl App {
     pub fn new(cfg: UiConfig, nick: &str, now: Instant, wall_ms: u64) -> Self {
-        let first = Room::new(if cfg.room.is_empty() {
-            "lobby"
+        let first_name = if cfg.room.is_empty() {
+            "lobby".to_string()
         } else {
-            &cfg.room
-        });
+            cfg.room.clone()
+        };
+        let first = Room::new(&first_name);
         Self {
             cfg,
             nick: nick.to_string(),
@@ -257,7 +262,9 @@ impl App {
             started: now,
             quitting: false,
             done: false,
-            pending_switch: None,
+            // The configured room is where the user wants to be once the
+            // net task has joined it.
+            pending_switch: Some(first_name),
             auto_who: BTreeSet::new(),
         }
     }
@@ -568,6 +575,7 @@ impl App {
                 self.conn.state = ConnState::Closed(text.clone());
                 self.conn.last_close = Some(text.clone());
                 for room in &mut self.rooms {
+                    room.rejoin = room.joined || room.rejoin;
                     room.joined = false;
                     room.members.clear();
                 }
@@ -627,8 +635,10 @@ impl App {
                 self.server_name = server.clone();
                 let i = self.room_index(&room);
                 self.rooms[i].joined = true;
+                self.rooms[i].rejoin = false;
                 self.rooms[i].members.insert(nick.clone());
-                if !self.rooms[self.current].joined {
+                let cur = &self.rooms[self.current];
+                if !cur.joined && !cur.rejoin {
                     self.switch_to(i);
                 }
                 self.system(format!("welcome {nick}: you are in {room} ({server})"));
@@ -689,6 +699,7 @@ impl App {
                 self.rooms[i].members.insert(nick.clone());
                 if nick == self.nick {
                     self.rooms[i].joined = true;
+                    self.rooms[i].rejoin = false;
                     let switch = self.pending_switch.as_deref() == Some(room.as_str())
                         || !self.rooms[self.current].joined;
                     if switch {

@@ -66,7 +66,9 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         if let Ok(s) = terminal.size() {
             app.size = (s.width, s.height);
         }
-        let events = crossterm::event::EventStream::new();
+        // SIGTERM/SIGHUP become a Ctrl-C: quit cleanly and restore the
+        // terminal instead of dying with it in raw mode.
+        let events = futures::stream::select(crossterm::event::EventStream::new(), quit_signals());
         let r = run_loop(&mut terminal, &mut app, events, ev_rx, cmd_tx).await;
         drop(guard);
         r
@@ -77,6 +79,34 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         std::process::abort();
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// A stream that yields a Ctrl-C key event for each SIGTERM or SIGHUP.
+fn quit_signals() -> impl Stream<Item = io::Result<crossterm::event::Event>> + Unpin {
+    use crossterm::event::{Event as C, KeyCode, KeyEvent, KeyModifiers};
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate()).ok();
+    let hup = signal(SignalKind::hangup()).ok();
+    Box::pin(futures::stream::unfold(
+        (term, hup),
+        |(mut t, mut h)| async move {
+            let got = async {
+                match (&mut t, &mut h) {
+                    (Some(t), Some(h)) => tokio::select! {
+                        r = t.recv() => r,
+                        r = h.recv() => r,
+                    },
+                    (Some(t), None) => t.recv().await,
+                    (None, Some(h)) => h.recv().await,
+                    (None, None) => std::future::pending().await,
+                }
+            }
+            .await;
+            got?;
+            let ctrl_c = C::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+            Some((Ok(ctrl_c), (t, h)))
+        },
+    ))
 }
 
 /// The local time's offset from UTC, for timestamps (0 if unknown).
