@@ -307,8 +307,9 @@ fn peer_sent_fin_and_server_view_of_a_socket() {
     );
     let s = screen(&a);
     println!("{s}");
+    assert!(s.contains("server's view of bob's socket:"), "{s}");
     assert!(
-        s.contains("sockinfo bob: tcpi_state=ESTABLISHED peer_rwnd=0 outbox_frames=17"),
+        s.contains("tcpi_state=ESTABLISHED  peer_rwnd=0  outbox_frames=17"),
         "{s}"
     );
     assert!(s.contains("read: EOF (peer sent FIN)"), "{s}");
@@ -377,4 +378,35 @@ async fn run_loop_replays_events_into_a_test_backend() {
         s.contains("bob left lobby: connection reset by peer (ECONNRESET 104)"),
         "{s}"
     );
+}
+
+/// A nick has one colour, in every session and every line.
+#[test]
+fn nick_colours_are_stable() {
+    let draw = |a: &App| {
+        let mut t = Terminal::new(TestBackend::new(80, 12)).expect("terminal");
+        t.draw(|f| view::render(a, f)).expect("draw");
+        t.backend().buffer().clone()
+    };
+    let find = |buf: &ratatui::buffer::Buffer, word: &str| {
+        let area = buf.area;
+        for y in 0..area.height {
+            let row: String = (0..area.width).map(|x| buf[(x, y)].symbol()).collect();
+            if let Some(i) = row.find(word) {
+                return buf[(row[..i].chars().count() as u16, y)].fg;
+            }
+        }
+        panic!("{word} not on screen");
+    };
+    let (mut a, _) = app(80, 12);
+    connected(&mut a);
+    chat(&mut a, "bob", "one", 1);
+    let (mut b, _) = app(80, 12);
+    connected(&mut b);
+    chat(&mut b, "bob", "two", 2);
+    let ca = find(&draw(&a), "bob: one");
+    let cb = find(&draw(&b), "bob: two");
+    assert_eq!(ca, cb);
+    assert_eq!(ca, view::nick_color("bob"));
+    assert_ne!(view::nick_color("bob"), view::nick_color("alice"));
 }

@@ -794,6 +794,18 @@ impl App {
                     self.system(format!("{room}: {}", nicks.join(", ")));
                 }
             }
+            ServerMsg::SockInfo { nick, fields } => {
+                // A block: a header, then a few fields per line.
+                self.system(format!("server's view of {nick}'s socket:"));
+                for chunk in fields.chunks(4) {
+                    let line = chunk
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("  ");
+                    self.system(format!("  {line}"));
+                }
+            }
             other => {
                 // Notices, errors, room lists, sockinfo, bye: one line each.
                 if let Some(line) = crate::net::text::server_line(&other) {

@@ -1,0 +1,70 @@
+//! Client settings: `[client]` in a config file, flags on top, clear errors.
+
+use clap::Parser;
+use sockchat::cli::Cli;
+
+fn settings(args: &[&str]) -> anyhow::Result<sockchat::cli::ChatSettings> {
+    let mut argv = vec!["sockchat"];
+    argv.extend_from_slice(args);
+    Cli::try_parse_from(argv)
+        .expect("valid command line")
+        .chat
+        .settings()
+}
+
+fn write(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sockchat-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[test]
+fn file_then_flags() {
+    let p = write(
+        "a.toml",
+        "[client]\nserver = \"10.0.0.5:7878\"\nnick = \"fromfile\"\nreconnect_initial_ms = 50\ninfo_poll_ms = 100\n",
+    );
+    let path = p.to_string_lossy().to_string();
+    let s = settings(&["--config", &path]).expect("loads");
+    assert_eq!(s.net.server, "10.0.0.5:7878");
+    assert_eq!(s.net.nick, "fromfile");
+    assert!(s.net.reconnect);
+    assert_eq!(s.net.reconnect_initial.as_millis(), 50);
+    assert_eq!(s.net.info_poll.as_millis(), 100);
+    let s = settings(&[
+        "--config",
+        &path,
+        "--nick",
+        "flag",
+        "--server",
+        "127.0.0.1:9",
+        "--no-reconnect",
+    ])
+    .expect("loads");
+    assert_eq!(s.net.nick, "flag", "flags override the file");
+    assert_eq!(s.net.server, "127.0.0.1:9");
+    assert!(!s.net.reconnect);
+}
+
+#[test]
+fn defaults_without_any_file() {
+    // With --config the user's own file is not read: an empty file means
+    // the built-in defaults.
+    let p = write("empty.toml", "");
+    let s = settings(&["--config", &p.to_string_lossy()]).expect("loads");
+    assert_eq!(s.net.server, "127.0.0.1:7878");
+    assert_eq!(s.net.info_poll.as_millis(), 250);
+    assert_eq!(s.client.socket_panel, "auto");
+}
+
+#[test]
+fn a_typo_is_named() {
+    let p = write("typo.toml", "[client]\nreconect = false\n");
+    let err = settings(&["--config", &p.to_string_lossy()]).expect_err("typo");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("reconect"), "{msg}");
+    let missing = settings(&["--config", "/nonexistent/sockchat.toml"]).expect_err("missing");
+    assert!(format!("{missing:#}").contains("/nonexistent/sockchat.toml"));
+}
