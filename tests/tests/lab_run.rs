@@ -24,6 +24,11 @@ fn sockchat_bin() -> PathBuf {
 /// Run `sockchat ARGS` with a hard deadline: killed (and the test fails) if
 /// it takes longer.
 fn run(args: &[&str], limit: Duration) -> Output {
+    run_pid(args, limit).0
+}
+
+/// [`run`], also returning the process id it had.
+fn run_pid(args: &[&str], limit: Duration) -> (Output, u32) {
     let mut child = Command::new(sockchat_bin())
         .args(args)
         .stdin(Stdio::null())
@@ -31,6 +36,7 @@ fn run(args: &[&str], limit: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sockchat");
+    let pid = child.id();
     // Drain the pipes on threads so a chatty child never blocks on them.
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
@@ -56,11 +62,12 @@ fn run(args: &[&str], limit: Duration) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output {
+    let out = Output {
         status,
         stdout: t_out.join().expect("stdout thread"),
         stderr: t_err.join().expect("stderr thread"),
-    }
+    };
+    (out, pid)
 }
 
 fn is_root() -> bool {
@@ -108,7 +115,7 @@ fn lab_json_every_scenario_passes() {
         );
     }
 
-    let out = run(&["lab", "--json"], Duration::from_secs(90));
+    let (out, pid) = run_pid(&["lab", "--json"], Duration::from_secs(90));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let mut seen = Vec::new();
@@ -185,11 +192,15 @@ fn lab_json_every_scenario_passes() {
         assert_eq!(get("cable-pulled-send")["errno"], 110);
         assert_eq!(get("cable-pulled-idle")["errno"], 110);
     }
-    // No namespace of ours may outlive the run.
+    // No namespace of this run may outlive it (other labs may be running:
+    // names carry the lab's pid).
     if let Ok(dir) = std::fs::read_dir("/run/netns") {
         for e in dir.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            assert!(!n.starts_with("sclab-"), "namespace {n} left behind");
+            assert!(
+                !(n.starts_with("sclab-") && n.contains(&format!("-{pid}-"))),
+                "namespace {n} left behind"
+            );
         }
     }
 }
