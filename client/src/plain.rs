@@ -50,9 +50,11 @@ impl Where {
     }
 }
 
-fn out_line(out: &mut impl Write, json: bool, text: String, value: serde_json::Value) {
+fn out_line(out: &mut impl Write, json: bool, text: String, mut value: serde_json::Value) {
     // A closed stdout (reader went away) is not worth a panic: ignore.
     let _ = if json {
+        // When we saw it (Unix ms), so scripts can time events.
+        value["at_ms"] = serde_json::json!(sockchat_shared::now_ms());
         writeln!(out, "{value}")
     } else {
         writeln!(out, "{text}")
