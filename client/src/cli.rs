@@ -50,6 +50,19 @@ pub struct ChatArgs {
     /// Do not reconnect automatically.
     #[arg(long)]
     pub no_reconnect: bool,
+    /// TCP keepalive of our socket: `IDLE,INTERVAL,COUNT` in seconds, or
+    /// `off`. The kernel declares a silent server dead after
+    /// IDLE + COUNT x INTERVAL seconds (ETIMEDOUT).
+    #[arg(
+        long,
+        value_name = "IDLE,INTERVAL,COUNT|off",
+        default_value = "60,10,5"
+    )]
+    pub keepalive: String,
+    /// TCP_USER_TIMEOUT in ms: unacknowledged data older than this ends the
+    /// connection with ETIMEDOUT (0: the kernel's default, ~15 min).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub user_timeout_ms: u32,
     /// Room to join after connecting. Default: [client] room.
     #[arg(long)]
     pub room: Option<String>,
@@ -117,7 +130,10 @@ impl ChatArgs {
         if client.info_poll_ms == 0 {
             anyhow::bail!("[client] info_poll_ms must be at least 1");
         }
+        let keepalive = parse_keepalive(&self.keepalive)?;
         let net = crate::net::NetConfig {
+            keepalive,
+            user_timeout_ms: self.user_timeout_ms,
             server: client.server.clone(),
             nick: client.nick.clone(),
             room: client.room.clone(),
@@ -132,6 +148,24 @@ impl ChatArgs {
             ..crate::net::NetConfig::default()
         };
         Ok(ChatSettings { client, net })
+    }
+}
+
+/// `off` or `IDLE,INTERVAL,COUNT` (seconds, each at least 1).
+pub fn parse_keepalive(s: &str) -> anyhow::Result<Option<(u32, u32, u32)>> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let parts: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--keepalive {s:?}: expected IDLE,INTERVAL,COUNT or off"))?;
+    match parts[..] {
+        [i, n, c] if i > 0 && n > 0 && c > 0 => Ok(Some((i, n, c))),
+        _ => anyhow::bail!(
+            "--keepalive {s:?}: expected three numbers >= 1 (IDLE,INTERVAL,COUNT) or off"
+        ),
     }
 }
 

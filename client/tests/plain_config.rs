@@ -68,3 +68,29 @@ fn a_typo_is_named() {
     let missing = settings(&["--config", "/nonexistent/sockchat.toml"]).expect_err("missing");
     assert!(format!("{missing:#}").contains("/nonexistent/sockchat.toml"));
 }
+
+#[test]
+fn keepalive_and_user_timeout_flags() {
+    let p = write("k.toml", "");
+    let c = p.to_string_lossy().to_string();
+    let s = settings(&["--config", &c]).expect("defaults");
+    assert_eq!(s.net.keepalive, Some((60, 10, 5)));
+    assert_eq!(s.net.user_timeout_ms, 0);
+    let s = settings(&[
+        "--config",
+        &c,
+        "--keepalive",
+        "5,2,3",
+        "--user-timeout-ms",
+        "8000",
+    ])
+    .expect("flags");
+    assert_eq!(s.net.keepalive, Some((5, 2, 3)));
+    assert_eq!(s.net.user_timeout_ms, 8000);
+    let s = settings(&["--config", &c, "--keepalive", "off"]).expect("off");
+    assert_eq!(s.net.keepalive, None);
+    for bad in ["5,2", "a,b,c", "0,1,1"] {
+        let e = settings(&["--config", &c, "--keepalive", bad]).expect_err(bad);
+        assert!(format!("{e}").contains("--keepalive"), "{e}");
+    }
+}

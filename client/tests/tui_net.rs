@@ -131,7 +131,10 @@ async fn start() -> (TcpListener, SocketAddr) {
 #[tokio::test]
 async fn handshake_ping_and_sanitized_chat() {
     let (l, addr) = start().await;
-    let (tx, mut rx) = net::spawn(cfg(addr));
+    let mut c = cfg(addr);
+    c.keepalive = Some((5, 2, 3));
+    c.user_timeout_ms = 7000;
+    let (tx, mut rx) = net::spawn(c);
     let (mut p, asked) = Peer::accept(&l, "alice").await;
     assert_eq!(asked, "alice");
     expect(&mut rx, "connected", |e| {
@@ -188,6 +191,12 @@ async fn handshake_ping_and_sanitized_chat() {
     let t = info.snap.info.expect("tcp_info on Linux");
     assert_eq!(t.state_name(), "ESTABLISHED");
     assert!(t.snd_mss > 0);
+    // Our keepalive and TCP_USER_TIMEOUT, as the kernel reports them.
+    let k = info.snap.keepalive.expect("keepalive readable");
+    assert!(k.enabled);
+    assert_eq!((k.idle_secs, k.interval_secs, k.count), (5, 2, 3));
+    assert_eq!(k.user_timeout_ms, 7000);
+    assert_eq!(k.dead_after_secs(), Some(11));
 }
 
 #[tokio::test]

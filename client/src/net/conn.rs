@@ -253,6 +253,11 @@ async fn connect(cfg: &NetConfig) -> Result<TcpStream, ConnectError> {
             .set_tcp_keepalive(&ka)
             .map_err(|e| sys_or_local("setsockopt", &e))?;
     }
+    if cfg.user_timeout_ms > 0 {
+        socket2::SockRef::from(&sock)
+            .set_tcp_user_timeout(Some(Duration::from_millis(cfg.user_timeout_ms.into())))
+            .map_err(|e| sys_or_local("setsockopt", &e))?;
+    }
     match tokio::time::timeout(cfg.connect_timeout, sock.connect(addr)).await {
         Ok(Ok(s)) => {
             // Chat lines are small: send them at once (no Nagle delay).

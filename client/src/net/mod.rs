@@ -45,6 +45,9 @@ pub struct NetConfig {
     /// Client socket keepalive (so a silent dead server is found):
     /// (idle, interval, count) in seconds; None leaves keepalive off.
     pub keepalive: Option<(u32, u32, u32)>,
+    /// TCP_USER_TIMEOUT in ms (0: the kernel's default): how long sent data
+    /// may stay unacknowledged before the kernel gives up with ETIMEDOUT.
+    pub user_timeout_ms: u32,
     /// Longest chat text we send (bytes); longer input is refused locally.
     pub max_message_len: usize,
     /// Largest frame we accept from the server.
@@ -66,6 +69,7 @@ impl Default for NetConfig {
             ping_every: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(10),
             keepalive: Some((60, 10, 5)),
+            user_timeout_ms: 0,
             max_message_len: l.max_message_len,
             max_frame: l.max_frame,
         }
