@@ -142,7 +142,7 @@ async fn serve_inner(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>
     // a prompt) is greeted as a text user after detect_timeout.
     let detect = Duration::from_millis(cfg.server.detect_timeout_ms);
     let first = tokio::select! {
-        r = tokio::time::timeout(detect, read_some(&stream, &mut pending)) => r,
+        r = Box::pin(tokio::time::timeout(detect, read_some(&stream, &mut pending))) => r,
         _ = ctx.shutdown.input_stopped() => {
             log_end(&DisconnectReason::ServerShutdown, false);
             return;
@@ -223,7 +223,9 @@ async fn serve_inner(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>
         Some(e) => e,
         None => s.run().await,
     };
-    s.finish(end, writer).await;
+    // Boxed: the closing sequence is big and runs once; keep it out of
+    // the future every idle connection carries.
+    Box::pin(s.finish(end, writer)).await;
     drop(guards.permit);
     drop(guards.ip_slot);
 }
@@ -340,12 +342,18 @@ impl Session {
         let stream = self.stream.clone();
         let ctx = self.ctx.clone();
         let timer = tokio::time::sleep_until(self.next_check());
-        tokio::pin!(timer);
+        // Created once, outside the loop: a cancellation future registers
+        // with its token when first polled, and the shutdown token is shared
+        // by every connection — re-creating it per read would take that
+        // token's lock on every read of every connection.
+        let doomed = peer.cancel_token().cancelled();
+        let stopping = ctx.shutdown.input_stopped();
+        tokio::pin!(timer, doomed, stopping);
         loop {
             tokio::select! {
                 biased;
-                _ = peer.cancel_token().cancelled() => return End::Doomed,
-                _ = ctx.shutdown.input_stopped() => {
+                _ = &mut doomed => return End::Doomed,
+                _ = &mut stopping => {
                     return End::Server(DisconnectReason::ServerShutdown)
                 }
                 r = stream.readable() => {

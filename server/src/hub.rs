@@ -393,6 +393,8 @@ impl HubError {
 pub struct HubConfig {
     pub default_room: String,
     pub history: usize,
+    /// Joins/leaves are announced only in rooms up to this size.
+    pub announce_max_members: usize,
     pub max_rooms: usize,
     pub max_nick_len: usize,
     pub max_room_len: usize,
@@ -540,10 +542,15 @@ impl Hub {
         };
         let msgs = std::slice::from_ref(&joined);
         let mut enc = Encoded::new(msgs);
-        for m in &inner.members {
-            if let Some(b) = enc.get(m.format) {
-                m.deliver(b);
+        if inner.members.len() <= self.cfg.announce_max_members {
+            for m in &inner.members {
+                if let Some(b) = enc.get(m.format) {
+                    m.deliver(b);
+                }
             }
+        } else if let Some(b) = enc.get(peer.format) {
+            // A big room: only the joiner hears about it.
+            peer.deliver(b);
         }
         if !inner.history.is_empty() {
             let replay: Vec<ServerMsg> = inner
@@ -578,6 +585,7 @@ impl Hub {
     ) {
         let mut rooms = lock(&self.rooms);
         let mut inner = lock(&room.inner);
+        let announce = announce && inner.members.len() <= self.cfg.announce_max_members;
         inner.members.retain(|m| m.id != peer.id);
         let empty = inner.members.is_empty();
         if empty && &*room.name != self.cfg.default_room.as_str() {

@@ -70,6 +70,7 @@ pub async fn run_with_udp(
     let hub = Arc::new(Hub::new(HubConfig {
         default_room: c.server.default_room.clone(),
         history: c.server.history,
+        announce_max_members: c.server.announce_max_members,
         max_rooms: c.limits.max_rooms,
         max_nick_len: c.limits.max_nick_len,
         max_room_len: c.limits.max_room_len,

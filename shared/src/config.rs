@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub default_room: String,
     /// Room messages replayed to a member on join.
     pub history: usize,
+    /// Rooms with more members than this do not announce joins and leaves
+    /// (each one would cost a frame per member: members² for a ramp).
+    /// Disconnects are still logged with their reason.
+    pub announce_max_members: usize,
     /// Frames an outbox holds before its member is a slow consumer.
     pub outbox_frames: usize,
     pub slow_consumer: SlowConsumerPolicy,
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             user_timeout_ms: 0,
             default_room: "lobby".into(),
             history: 50,
+            announce_max_members: 1000,
             outbox_frames: 1024,
             slow_consumer: SlowConsumerPolicy::Disconnect,
             detect_timeout_ms: 300,

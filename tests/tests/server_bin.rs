@@ -136,7 +136,10 @@ async fn json_logs_and_current_thread_runtime() {
         std::fs::write(&cfg, "[server]\nruntime = \"current-thread\"\n").expect("write");
         let srv = ServerProc::start(&["--config", cfg.to_str().expect("utf-8"), "--log-json"]);
         let mut a = FramedClient::connect(srv.addr, "alice").await;
-        let b = FramedClient::connect(srv.addr, "bob").await;
+        let mut b = FramedClient::connect(srv.addr, "bob").await;
+        // Read all that was sent (unread data would turn the close into RST).
+        b.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "bob"))
+            .await;
         drop(b);
         a.recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "bob"))
             .await;

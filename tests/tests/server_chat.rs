@@ -299,8 +299,12 @@ async fn eof_and_reset_are_announced_with_their_reason() {
         let mut t = TextClient::connect(srv.addr()).await;
         t.welcome().await;
 
-        let fin = FramedClient::connect(srv.addr(), "finn").await;
+        let mut fin = FramedClient::connect(srv.addr(), "finn").await;
         t.expect_line("* finn joined lobby").await;
+        // Read everything the server sent first: a close with unread data
+        // in the receive buffer is an RST, not a FIN.
+        fin.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "finn"))
+            .await;
         drop(fin);
         t.expect_line("* finn left lobby: closed by peer (EOF, FIN received)")
             .await;
@@ -366,6 +370,49 @@ async fn ipv4_and_ipv6_listeners_share_rooms() {
             .await;
         b.say("over v6").await;
         a.recv_until(is_chat_from("six", "over v6")).await;
+        srv.shutdown().await.expect("shutdown");
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Rooms bigger than `announce_max_members` stay quiet about joins and
+/// leaves (each would cost a frame per member); smaller rooms announce.
+#[tokio::test]
+async fn big_rooms_do_not_announce_joins_and_leaves() {
+    timeout(T, async {
+        let srv = start_server(|s| s.config.server.announce_max_members = 2).await;
+        let mut a = FramedClient::connect(srv.addr(), "a").await;
+        let b = FramedClient::connect(srv.addr(), "b").await;
+        a.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "b"))
+            .await;
+        let mut c = FramedClient::connect(srv.addr(), "c").await;
+        // c hears its own join; a does not (3 members > 2).
+        c.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "c"))
+            .await;
+        drop(b);
+        a.say("marker").await;
+        loop {
+            match a.recv().await {
+                ServerMsg::Joined { nick, .. } => panic!("{nick}'s join was announced"),
+                ServerMsg::Left { nick, .. } => panic!("{nick}'s leave was announced"),
+                ServerMsg::Chat { text, .. } if text == "marker" => break,
+                _ => {}
+            }
+        }
+        // Down to 2 members: c's departure is announced again. (c reads
+        // the marker first: closing with unread data would send RST.)
+        c.recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "marker"))
+            .await;
+        drop(c);
+        assert_eq!(
+            a.recv_until(|m| matches!(m, ServerMsg::Left { .. })).await,
+            ServerMsg::Left {
+                room: "lobby".into(),
+                nick: "c".into(),
+                reason: Some(DisconnectReason::Eof)
+            }
+        );
         srv.shutdown().await.expect("shutdown");
     })
     .await
