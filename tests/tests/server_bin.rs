@@ -205,3 +205,37 @@ async fn emfile_is_survived_with_a_clear_log_line() {
     .await
     .expect("test timed out");
 }
+
+/// A client that ignores the shutdown notice and never closes does not keep
+/// the server alive past `shutdown_grace_secs`.
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_grace_period() {
+    timeout(T, async {
+        let dir = std::env::temp_dir().join(format!("sockchat-grace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let cfg = dir.join("grace.toml");
+        std::fs::write(&cfg, "[server]\nshutdown_grace_secs = 1\n").expect("write");
+        let mut srv = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+        let _stubborn = FramedClient::connect(srv.addr, "stubborn").await;
+        let mut t = TextClient::connect(srv.addr).await;
+        t.welcome().await;
+        t.line("/sockinfo stubborn").await;
+        let info = t.expect_prefix("* sockinfo stubborn: ").await;
+        assert!(info.contains("tcpi_state=ESTABLISHED"), "{info}");
+        assert!(info.contains("outbox_frames="), "{info}");
+        let start = std::time::Instant::now();
+        srv.signal(libc::SIGTERM);
+        let st = srv
+            .wait_timeout(Duration::from_secs(6))
+            .expect("server exits within the grace period");
+        assert!(st.success(), "{st:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(4),
+            "took {:?}",
+            start.elapsed()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await
+    .expect("test timed out");
+}
