@@ -38,9 +38,23 @@ pub struct ChatArgs {
     /// Config file (default: ~/.config/sockchat/config.toml if present).
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
-    /// Use UDP instead of TCP.
+    /// Use UDP instead of TCP (connected UDP socket, sequence numbers,
+    /// loss/dup/reorder counts in the socket panel).
     #[arg(long)]
     pub udp: bool,
+    /// With --udp: drop this fraction (0..=1) of our outgoing datagrams.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub udp_drop: f64,
+    /// With --udp: duplicate this fraction of our outgoing datagrams.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub udp_dup: f64,
+    /// With --udp: reorder (hold back one) this fraction of our datagrams.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    pub udp_reorder: f64,
+    /// With --udp: largest datagram we send (1472 Ethernet-safe, 548
+    /// Internet-safe, 65507 the hard limit). Larger messages are refused.
+    #[arg(long, value_name = "BYTES", default_value_t = sockchat_shared::udp::DEFAULT_MAX_PAYLOAD)]
+    pub udp_max_payload: usize,
     /// Plain mode: stdin lines are sent, every event is printed as one line.
     #[arg(long)]
     pub plain: bool,
@@ -124,9 +138,24 @@ impl ChatArgs {
         if let Some(l) = &self.log_file {
             client.log_file = l.clone();
         }
-        if self.udp {
-            anyhow::bail!("--udp: the chat client speaks TCP only for now");
-        }
+        let udp = if self.udp {
+            let faults = sockchat_shared::udp::FaultConfig {
+                drop: self.udp_drop,
+                duplicate: self.udp_dup,
+                reorder: self.udp_reorder,
+            }
+            .check()
+            .map_err(|e| anyhow::anyhow!("--udp-drop/--udp-dup/--udp-reorder: {e}"))?;
+            let max_payload = sockchat_shared::udp::check_max_payload(self.udp_max_payload)
+                .map_err(|e| anyhow::anyhow!("--udp-max-payload: {e}"))?;
+            Some(crate::net::udp::UdpOptions {
+                max_payload,
+                faults,
+                ..Default::default()
+            })
+        } else {
+            None
+        };
         if client.info_poll_ms == 0 {
             anyhow::bail!("[client] info_poll_ms must be at least 1");
         }
@@ -145,6 +174,7 @@ impl ChatArgs {
                     .max(client.reconnect_initial_ms.max(1)),
             ),
             info_poll: std::time::Duration::from_millis(client.info_poll_ms),
+            udp,
             ..crate::net::NetConfig::default()
         };
         Ok(ChatSettings { client, net })

@@ -52,6 +52,8 @@ pub struct NetConfig {
     pub max_message_len: usize,
     /// Largest frame we accept from the server.
     pub max_frame: usize,
+    /// `Some`: chat over UDP (`--udp`) with these options instead of TCP.
+    pub udp: Option<udp::UdpOptions>,
 }
 
 impl Default for NetConfig {
@@ -72,6 +74,7 @@ impl Default for NetConfig {
             user_timeout_ms: 0,
             max_message_len: l.max_message_len,
             max_frame: l.max_frame,
+            udp: None,
         }
     }
 }
@@ -214,6 +217,9 @@ pub enum SocketEvent {
     Reconnecting { delay: Duration, attempt: u32 },
     /// TCP_INFO poll.
     Info(Box<SocketInfo>),
+    /// UDP poll (instead of TCP_INFO): datagrams, loss/dup/reorder, RTT,
+    /// SO_RCVBUF, kernel drops.
+    UdpInfo(Box<udp::UdpInfo>),
     /// The kernel's TCP state changed between two polls.
     TcpState {
         from: &'static str,
@@ -239,7 +245,11 @@ pub enum SocketEvent {
 pub fn spawn(cfg: NetConfig) -> (mpsc::Sender<NetCmd>, mpsc::Receiver<SocketEvent>) {
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
-    tokio::spawn(conn::run(cfg, cmd_rx, ev_tx));
+    if cfg.udp.is_some() {
+        tokio::spawn(udp::run(cfg, cmd_rx, ev_tx));
+    } else {
+        tokio::spawn(conn::run(cfg, cmd_rx, ev_tx));
+    }
     (cmd_tx, ev_rx)
 }
 

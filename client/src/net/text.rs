@@ -104,7 +104,10 @@ pub fn event_line(ev: &SocketEvent) -> Option<String> {
             peer_sees,
         } => format!("* fault {fault}: {did}; the peer should see: {peer_sees}"),
         SocketEvent::Local(s) => format!("! {s}"),
-        SocketEvent::Info(_) | SocketEvent::Latency(_) | SocketEvent::Finished => return None,
+        SocketEvent::Info(_)
+        | SocketEvent::UdpInfo(_)
+        | SocketEvent::Latency(_)
+        | SocketEvent::Finished => return None,
     })
 }
 
@@ -168,7 +171,7 @@ pub fn event_json(ev: &SocketEvent) -> Option<Value> {
         } => json!({"event": "fault", "fault": fault.name(), "did": did, "peer_sees": peer_sees}),
         SocketEvent::Local(s) => json!({"event": "local-error", "text": s}),
         SocketEvent::Finished => json!({"event": "finished"}),
-        SocketEvent::Info(_) => return None,
+        SocketEvent::Info(_) | SocketEvent::UdpInfo(_) => return None,
     })
 }
 

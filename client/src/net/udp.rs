@@ -13,6 +13,7 @@
 //! server host answers our datagram with ICMP port unreachable and our next
 //! `recv` fails with ECONNREFUSED (111): the only sign UDP ever gives.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -24,9 +25,15 @@ use sockchat_shared::udp::{
     self, EncodeError, FaultConfig, FaultInjector, FaultStats, SeqStats, SeqTracker, SeqVerdict,
     ServerBody, SplitMix64,
 };
-use sockchat_shared::{ClientMsg, ErrorCode, ServerMsg};
+use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
 use thiserror::Error;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use super::{
+    CloseReason, NetCmd, NetConfig, SocketEvent, SysError, Transport, backoff, sanitize_msg,
+};
 
 /// How the UDP link behaves (flags and config).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -491,59 +498,450 @@ impl UdpLink {
     }
 }
 
-/// Key/value lines for the socket panel (same shape as the server's
-/// sockinfo fields), so the UI can show UDP without knowing its details.
-pub fn info_fields(i: &UdpInfo) -> Vec<(String, String)> {
+/// The socket panel's lines for UDP (short keys, compact values), so the
+/// UI shows UDP without knowing its details.
+pub fn panel_fields(i: &UdpInfo) -> Vec<(&'static str, String)> {
     let pct = |r: f64| format!("{:.1}%", r * 100.0);
-    let dur = |d: Option<Duration>| {
-        d.map_or("-".to_string(), |d| {
-            format!("{:.3} ms", d.as_secs_f64() * 1e3)
-        })
-    };
-    let opt = |v: Option<i64>| v.map_or("n/a".to_string(), |v| v.to_string());
+    let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1e3);
+    let opt = |v: Option<u64>| v.map_or("n/a".to_string(), |v| v.to_string());
     let c = &i.counters;
     let mut f = vec![
-        ("transport".into(), "udp (connected)".into()),
         (
-            "datagrams in/out".into(),
-            format!("{} / {}", c.datagrams_in, c.datagrams_out),
+            "dgrams",
+            format!("in {} / out {}", c.datagrams_in, c.datagrams_out),
+        ),
+        ("bytes", format!("in {} / out {}", c.bytes_in, c.bytes_out)),
+        (
+            "lost",
+            format!(
+                "{} of {} ({})",
+                i.rx.lost,
+                i.rx.expected,
+                pct(i.rx.loss_rate())
+            ),
         ),
         (
-            "bytes in/out".into(),
-            format!("{} / {}", c.bytes_in, c.bytes_out),
-        ),
-        (
-            "rx lost".into(),
-            format!("{} ({})", i.rx.lost, pct(i.rx.loss_rate())),
-        ),
-        (
-            "rx duplicated".into(),
+            "dup",
             format!("{} ({})", i.rx.duplicated, pct(i.rx.dup_rate())),
         ),
         (
-            "rx reordered".into(),
+            "reorder",
             format!("{} ({})", i.rx.reordered, pct(i.rx.reorder_rate())),
         ),
-        ("rtt".into(), dur(i.rtt)),
-        ("srtt".into(), dur(i.srtt)),
-        ("pings/pongs".into(), format!("{} / {}", i.pings, i.pongs)),
-        ("SO_RCVBUF".into(), opt(i.rcvbuf.map(i64::from))),
-        ("SO_SNDBUF".into(), opt(i.sndbuf.map(i64::from))),
-        ("rx queue".into(), opt(i.rx_queue.map(i64::from))),
-        ("kernel drops".into(), opt(i.kernel_drops.map(|d| d as i64))),
-        ("malformed".into(), c.malformed.to_string()),
-        ("max datagram".into(), i.max_payload.to_string()),
+        (
+            "rtt",
+            match (i.rtt, i.srtt, i.rtt_min) {
+                (Some(r), Some(s), Some(m)) => {
+                    format!("{} ms (srtt {}, min {})", ms(r), ms(s), ms(m))
+                }
+                _ => "- (no pong yet)".to_string(),
+            },
+        ),
+        ("pings", format!("{} sent / {} answered", i.pings, i.pongs)),
+        (
+            "rcvbuf",
+            format!(
+                "{} (SO_RCVBUF)",
+                opt(i.rcvbuf.map(|b| u64::try_from(b).unwrap_or(0)))
+            ),
+        ),
+        ("rx queue", opt(i.rx_queue.map(u64::from))),
+        (
+            "k drops",
+            format!("{} (/proc/net/udp)", opt(i.kernel_drops)),
+        ),
+        ("max dgram", format!("{} B", i.max_payload)),
     ];
+    if c.malformed > 0 {
+        f.push(("bad dgram", c.malformed.to_string()));
+    }
+    if c.too_large > 0 {
+        f.push(("too big", format!("{} refused locally", c.too_large)));
+    }
     if let Some(fs) = &i.faults {
         f.push((
-            "injected".into(),
+            "injected",
             format!(
-                "drop {} dup {} reorder {} of {}",
+                "drop {} dup {} reord {} of {}",
                 fs.dropped, fs.duplicated, fs.reordered, fs.offered
             ),
         ));
     }
     f
+}
+
+// ------------------------------------------------------------ the net task
+
+/// The UI went away: nobody is listening, the task ends.
+struct UiGone;
+
+type Events = mpsc::Sender<SocketEvent>;
+
+async fn emit(ev: &Events, e: SocketEvent) -> Result<(), UiGone> {
+    ev.send(e).await.map_err(|_| UiGone)
+}
+
+/// How often a reordered (held-back) datagram is released at the latest.
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// How long the handshake repeats its Hello before giving up.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
+const HELLO_EVERY: Duration = Duration::from_millis(500);
+/// Pings unanswered (no datagram at all) before we call the server gone:
+/// UDP has no FIN, silence is the only sign.
+const SILENT_PINGS: u32 = 5;
+
+/// How one session ended.
+enum Outcome {
+    Quit,
+    Closed { welcomed: bool },
+}
+
+/// The UDP net task: same commands in, same events out as the TCP task,
+/// plus [`SocketEvent::UdpInfo`] instead of TCP_INFO polls.
+pub(super) async fn run(cfg: NetConfig, mut cmds: mpsc::Receiver<NetCmd>, ev: Events) {
+    let _ = run_inner(cfg, &mut cmds, &ev).await;
+}
+
+async fn run_inner(
+    cfg: NetConfig,
+    cmds: &mut mpsc::Receiver<NetCmd>,
+    ev: &Events,
+) -> Result<(), UiGone> {
+    let opts = cfg.udp.unwrap_or_default();
+    let mut session = Session {
+        nick: cfg.nick.clone(),
+        rooms: BTreeSet::new(),
+        first_room: cfg.room.clone(),
+        welcomed_once: false,
+    };
+    let mut failures: u32 = 0;
+    loop {
+        emit(
+            ev,
+            SocketEvent::Connecting {
+                addr: cfg.server.clone(),
+                attempt: failures + 1,
+            },
+        )
+        .await?;
+        match one_session(&cfg, opts, &mut session, cmds, ev).await? {
+            Outcome::Quit => {
+                emit(ev, SocketEvent::Finished).await?;
+                return Ok(());
+            }
+            Outcome::Closed { welcomed } => {
+                if welcomed {
+                    failures = 0;
+                }
+            }
+        }
+        if !cfg.reconnect {
+            emit(ev, SocketEvent::Local("reconnect is off".into())).await?;
+            emit(ev, SocketEvent::Finished).await?;
+            return Ok(());
+        }
+        failures += 1;
+        let delay = backoff::delay(
+            cfg.reconnect_initial,
+            cfg.reconnect_max,
+            failures,
+            backoff::jitter(),
+        );
+        emit(
+            ev,
+            SocketEvent::Reconnecting {
+                delay,
+                attempt: failures + 1,
+            },
+        )
+        .await?;
+        let wake = tokio::time::sleep(delay);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                _ = &mut wake => break,
+                cmd = cmds.recv() => match cmd {
+                    None | Some(NetCmd::Quit(_)) => {
+                        emit(ev, SocketEvent::Finished).await?;
+                        return Ok(());
+                    }
+                    Some(_) => {
+                        emit(ev, SocketEvent::Local("not connected: not sent".into())).await?;
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// What we remember across sessions so the user gets nick and rooms back.
+struct Session {
+    nick: String,
+    rooms: BTreeSet<String>,
+    first_room: String,
+    welcomed_once: bool,
+}
+
+async fn resolve(server: &str) -> Result<SocketAddr, String> {
+    match tokio::net::lookup_host(server).await {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("{server} resolves to no address")),
+        Err(e) => Err(format!("cannot resolve {server}: {e}")),
+    }
+}
+
+/// Report a kernel error with its errno (the UI explains it) and the close.
+async fn sys_close(ev: &Events, syscall: &'static str, e: &io::Error) -> Result<(), UiGone> {
+    match SysError::from_io(syscall, e) {
+        Some(se) => {
+            let reason = se.reason();
+            emit(ev, SocketEvent::Error(se)).await?;
+            if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                emit(
+                    ev,
+                    SocketEvent::Local(
+                        "UDP has no handshake: this ICMP error, reported because our UDP socket \
+                         is connected, is the only sign that no server listens on that UDP port"
+                            .into(),
+                    ),
+                )
+                .await?;
+            }
+            emit(ev, SocketEvent::Closed(CloseReason::Peer(reason))).await
+        }
+        None => {
+            let text = format!("{syscall}: {e}");
+            emit(ev, SocketEvent::Local(text.clone())).await?;
+            emit(ev, SocketEvent::Closed(CloseReason::Local(text))).await
+        }
+    }
+}
+
+/// Connect, say hello, then chat until the session ends.
+async fn one_session(
+    cfg: &NetConfig,
+    opts: UdpOptions,
+    session: &mut Session,
+    cmds: &mut mpsc::Receiver<NetCmd>,
+    ev: &Events,
+) -> Result<Outcome, UiGone> {
+    let closed = Ok(Outcome::Closed { welcomed: false });
+    let addr = match resolve(&cfg.server).await {
+        Ok(a) => a,
+        Err(text) => {
+            emit(ev, SocketEvent::Local(text.clone())).await?;
+            emit(ev, SocketEvent::Closed(CloseReason::Local(text))).await?;
+            return closed;
+        }
+    };
+    let mut link = match UdpLink::connect(addr, opts).await {
+        Ok(l) => l,
+        Err(e) => {
+            sys_close(ev, "connect", &e).await?;
+            return closed;
+        }
+    };
+    // The handshake, interruptible by /quit.
+    let hs = {
+        let h = link.handshake(&session.nick, HELLO_EVERY, HANDSHAKE_LIMIT);
+        tokio::pin!(h);
+        loop {
+            tokio::select! {
+                r = &mut h => break Some(r),
+                cmd = cmds.recv() => match cmd {
+                    None | Some(NetCmd::Quit(_)) => break None,
+                    Some(_) => emit(ev, SocketEvent::Local("not connected yet: not sent".into())).await?,
+                },
+            }
+        }
+    };
+    let welcome = match hs {
+        None => {
+            emit(ev, SocketEvent::Closed(CloseReason::Local("quit".into()))).await?;
+            return Ok(Outcome::Quit);
+        }
+        Some(Ok(w)) => w,
+        Some(Err(HandshakeError::Io(e))) => {
+            sys_close(ev, "recv", &e).await?;
+            return closed;
+        }
+        Some(Err(HandshakeError::Refused { code, text })) => {
+            emit(
+                ev,
+                SocketEvent::Server(sanitize_msg(ServerMsg::Error {
+                    code,
+                    text: text.clone(),
+                })),
+            )
+            .await?;
+            emit(
+                ev,
+                SocketEvent::Closed(CloseReason::Local(format!("refused: {text}"))),
+            )
+            .await?;
+            return closed;
+        }
+        Some(Err(e)) => {
+            let text = e.to_string();
+            emit(ev, SocketEvent::Local(text.clone())).await?;
+            emit(ev, SocketEvent::Closed(CloseReason::Local(text))).await?;
+            return closed;
+        }
+    };
+    emit(
+        ev,
+        SocketEvent::Connected {
+            local: link.local,
+            peer: link.peer,
+            transport: Transport::Udp,
+        },
+    )
+    .await?;
+    on_welcome(&mut link, session, &welcome.nick, &welcome.room).await;
+    emit(
+        ev,
+        SocketEvent::Server(sanitize_msg(ServerMsg::Welcome {
+            nick: welcome.nick,
+            room: welcome.room,
+            server: welcome.server,
+        })),
+    )
+    .await?;
+
+    let mut ping = tokio::time::interval(cfg.ping_every.max(Duration::from_millis(100)));
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut info = tokio::time::interval(cfg.info_poll.max(Duration::from_millis(10)));
+    info.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let silent_limit = cfg.ping_every.max(Duration::from_millis(100)) * SILENT_PINGS;
+    let mut last_rx = Instant::now();
+    let welcomed = Ok(Outcome::Closed { welcomed: true });
+    loop {
+        tokio::select! {
+            r = link.recv() => {
+                last_rx = Instant::now();
+                match r {
+                    Ok(Received::Msg(m)) => match m {
+                        ServerMsg::Ping { .. } => {}
+                        ServerMsg::Pong { .. } => {
+                            if let Some(rtt) = link.rtt() {
+                                emit(ev, SocketEvent::Latency(rtt)).await?;
+                            }
+                        }
+                        ServerMsg::Bye { reason } => {
+                            emit(ev, SocketEvent::Server(sanitize_msg(ServerMsg::Bye { reason: reason.clone() }))).await?;
+                            emit(ev, SocketEvent::Closed(CloseReason::Peer(reason))).await?;
+                            return welcomed;
+                        }
+                        m => {
+                            track(&mut link, session, &m).await;
+                            emit(ev, SocketEvent::Server(sanitize_msg(m))).await?;
+                        }
+                    },
+                    Ok(Received::Retry { cookie }) => {
+                        // The server no longer knows us (it restarted, or
+                        // timed us out): prove our address and say hello again.
+                        emit(ev, SocketEvent::Local("the server does not know this UDP session any more (restarted or timed out?): saying hello again".into())).await?;
+                        link.set_cookie(cookie);
+                        let _ = link.send(&ClientMsg::Hello { nick: session.nick.clone() }).await;
+                    }
+                    Err(e) => {
+                        sys_close(ev, "recv", &e).await?;
+                        return welcomed;
+                    }
+                }
+            }
+            cmd = cmds.recv() => match cmd {
+                None => return Ok(Outcome::Quit),
+                Some(NetCmd::Quit(message)) => {
+                    let _ = link.send(&ClientMsg::Quit { message }).await;
+                    let _ = link.flush_faults().await;
+                    emit(ev, SocketEvent::Closed(CloseReason::Local("quit (UDP: one Quit datagram, no FIN; if it is lost the server times us out)".into()))).await?;
+                    return Ok(Outcome::Quit);
+                }
+                Some(NetCmd::Send(m)) => match link.send(&m).await {
+                    Ok(()) => {}
+                    Err(SendError::TooLarge(e)) => {
+                        emit(ev, SocketEvent::Local(e.to_string())).await?;
+                    }
+                    Err(SendError::Io(e)) => {
+                        sys_close(ev, "send", &e).await?;
+                        return welcomed;
+                    }
+                },
+                Some(NetCmd::Fault(f)) => {
+                    emit(ev, SocketEvent::Local(format!(
+                        "/fault {f} is a TCP experiment; over UDP use --udp-drop/--udp-dup/--udp-reorder"
+                    ))).await?;
+                }
+            },
+            _ = ping.tick() => {
+                if last_rx.elapsed() >= silent_limit {
+                    let secs = silent_limit.as_secs().min(u64::from(u32::MAX)) as u32;
+                    emit(ev, SocketEvent::Local(format!(
+                        "no datagram from the server for {} s: UDP has no FIN, so silence is the only sign it is gone",
+                        silent_limit.as_secs()
+                    ))).await?;
+                    emit(ev, SocketEvent::Closed(CloseReason::Peer(DisconnectReason::IdleTimeout { secs }))).await?;
+                    return welcomed;
+                }
+                if let Err(SendError::Io(e)) = link.ping().await {
+                    sys_close(ev, "send", &e).await?;
+                    return welcomed;
+                }
+            }
+            _ = info.tick() => {
+                emit(ev, SocketEvent::UdpInfo(Box::new(link.info()))).await?;
+            }
+            _ = flush.tick(), if link.holding() => {
+                if let Err(e) = link.flush_faults().await {
+                    sys_close(ev, "send", &e).await?;
+                    return welcomed;
+                }
+            }
+        }
+    }
+}
+
+/// After a Welcome: remember the nick and get our rooms back (all of them
+/// after a reconnect, the configured one the first time).
+async fn on_welcome(link: &mut UdpLink, session: &mut Session, nick: &str, room: &str) {
+    session.nick = nick.to_owned();
+    let wanted: Vec<String> = if session.welcomed_once {
+        session.rooms.iter().cloned().collect()
+    } else if !session.first_room.is_empty() {
+        vec![session.first_room.clone()]
+    } else {
+        Vec::new()
+    };
+    session.welcomed_once = true;
+    session.rooms.clear();
+    session.rooms.insert(room.to_owned());
+    for r in wanted.into_iter().filter(|r| r != room) {
+        let _ = link.send(&ClientMsg::Join { room: r }).await;
+    }
+}
+
+/// Keep nick and rooms in step with what the server says about us.
+async fn track(link: &mut UdpLink, session: &mut Session, m: &ServerMsg) {
+    match m {
+        ServerMsg::Welcome { nick, room, .. } => {
+            let (nick, room) = (nick.clone(), room.clone());
+            on_welcome(link, session, &nick, &room).await;
+        }
+        ServerMsg::Joined { room, nick } if *nick == session.nick => {
+            session.rooms.insert(room.clone());
+        }
+        ServerMsg::Left { room, nick, .. } if *nick == session.nick => {
+            session.rooms.remove(room);
+        }
+        ServerMsg::NickChanged { old, new } if *old == session.nick => {
+            session.nick = new.clone();
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -699,7 +1097,12 @@ mod tests {
         assert_eq!(i.rcvbuf, Some(2 * rmem_max.min(65536)));
         assert_eq!(i.kernel_drops, Some(0));
         assert_eq!(i.rx_queue, Some(0));
-        let fields = info_fields(&i);
-        assert!(fields.iter().any(|(k, v)| k == "kernel drops" && v == "0"));
+        let fields = panel_fields(&i);
+        assert!(
+            fields
+                .iter()
+                .any(|(k, v)| *k == "k drops" && v.starts_with("0 ")),
+            "{fields:?}"
+        );
     }
 }

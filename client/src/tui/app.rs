@@ -113,6 +113,8 @@ pub struct ConnView {
     pub peer: Option<SocketAddr>,
     pub transport: Transport,
     pub info: Option<SocketInfo>,
+    /// The UDP numbers (with `--udp`), instead of TCP_INFO.
+    pub udp: Option<crate::net::udp::UdpInfo>,
     /// When the last poll arrived (for keepalive countdowns).
     pub info_at: Option<Instant>,
     /// Smoothed RTT samples (µs) from TCP_INFO.
@@ -245,6 +247,7 @@ impl App {
                 peer: None,
                 transport: Transport::Tcp,
                 info: None,
+                udp: None,
                 info_at: None,
                 rtt_hist: VecDeque::new(),
                 thr_hist: VecDeque::new(),
@@ -547,6 +550,7 @@ impl App {
                 self.conn.state = ConnState::Connecting { attempt };
                 // A new socket: the old one's numbers no longer apply.
                 self.conn.info = None;
+                self.conn.udp = None;
                 self.conn.info_at = None;
                 self.conn.rtt_hist.clear();
                 self.conn.thr_hist.clear();
@@ -603,6 +607,19 @@ impl App {
                     push_capped(&mut self.conn.rtt_hist, u64::from(i.rtt_us));
                 }
                 self.conn.info = Some(*info);
+                self.conn.info_at = Some(self.now);
+            }
+            SocketEvent::UdpInfo(info) => {
+                let c = info.counters;
+                let total = c.bytes_in + c.bytes_out;
+                if let Some(prev) = self.conn.last_total {
+                    push_capped(&mut self.conn.thr_hist, total.saturating_sub(prev));
+                }
+                self.conn.last_total = Some(total);
+                if let Some(r) = info.srtt {
+                    push_capped(&mut self.conn.rtt_hist, r.as_micros() as u64);
+                }
+                self.conn.udp = Some(*info);
                 self.conn.info_at = Some(self.now);
             }
             SocketEvent::TcpState { .. } => {}

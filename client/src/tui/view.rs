@@ -453,6 +453,14 @@ pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
             Span::styled(r.clone(), color(app, Color::LightRed)),
         ]));
     }
+    if let Some(u) = &c.udp {
+        // UDP has no TCP_INFO: our own counts, the sequence accounting and
+        // what the kernel says about the socket.
+        for (k, v) in crate::net::udp::panel_fields(u) {
+            lines.push(Line::from(vec![key(k), Span::raw(v)]));
+        }
+        return lines;
+    }
     let Some(info) = &c.info else {
         lines.push(Line::from(vec![
             key("tcp_info"),
