@@ -122,6 +122,9 @@ pub struct Report {
     pub groups: Vec<GroupReport>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// CPU seconds the bots themselves used (this process and its workers):
+    /// on a shared machine, the load generator's share matters.
+    pub bots_cpu_s: f64,
     pub thresholds: Thresholds,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -217,6 +220,7 @@ impl Report {
             groups,
             bytes_in: st.bytes_in,
             bytes_out: st.bytes_out,
+            bots_cpu_s: cpu_seconds(),
             thresholds: Thresholds {
                 passed: true,
                 failed: Vec::new(),
@@ -303,8 +307,8 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  throughput    {:.0} deliveries/s, {:.0} sent/s over {:.2} s",
-            self.deliveries_per_sec, self.sent_per_sec, self.duration_s
+            "  throughput    {:.0} deliveries/s, {:.0} sent/s over {:.2} s (bots used {:.2} CPU s)",
+            self.deliveries_per_sec, self.sent_per_sec, self.duration_s, self.bots_cpu_s
         );
         let l = &self.latency_us;
         let _ = writeln!(
@@ -365,6 +369,20 @@ impl Report {
         }
         s
     }
+}
+
+/// User + system CPU of this process and its reaped children (workers).
+pub fn cpu_seconds() -> f64 {
+    let mut total = 0.0;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: getrusage fills the struct we own.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut ru) } == 0 {
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            total += tv(ru.ru_utime) + tv(ru.ru_stime);
+        }
+    }
+    (total * 100.0).round() / 100.0
 }
 
 /// `1234` µs -> `1.23ms`.
