@@ -172,13 +172,22 @@ w("")
 # (e) UDP
 w("### (e) UDP fan-out")
 w("")
-r, m = load("e-udp")
-if r:
-    l = r["latency_us"]
-    w(f"- {r['deliveries_per_sec']:,.0f} datagram deliveries/s, p99 {ms(l['p99'])} ms, lost {r['lost']}")
+e_names = sorted((os.path.basename(p)[:-5] for p in glob.glob(os.path.join(out_dir, "e-udp-*.json"))),
+                 key=lambda n: int(n.rsplit("-", 1)[1]))
+if e_names:
+    w("1,000 UDP members in one room, 10 senders, 64-byte messages, one source address per bot.")
+    w("")
+    w("| rate (msg/s) | connected | datagram deliveries/s | p50 ms | p99 ms | p99.9 ms | lost | errors | server CPU s | bots CPU s |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for name in e_names:
+        r, m = load(name)
+        if not r:
+            continue
+        l = r["latency_us"]
+        w(f"| {name.rsplit('-', 1)[1]} | {r['connected']} | {r['deliveries_per_sec']:,.0f} | {ms(l['p50'])} | {ms(l['p99'])} | "
+          f"{ms(l['p999'])} | {r['lost']} ({r['loss_pct']}%) | {errs(r)} | {m.get('server_cpu_s', '?')} | {r.get('bots_cpu_s', '?')} |")
 else:
-    w("- not measured: the bots' `--wire udp` mode is not implemented yet (the server's UDP transport, "
-      "issue 4, was not on main when the bots were built); `sockchat bots --wire udp` says so and exits 2.")
+    w("- not measured in this run (the server printed no UDP listener, or load e was not selected).")
 w("")
 
 text = "\n".join(lines)

@@ -147,8 +147,13 @@ fi
 if want e; then
     start_server
     if grep -q "(udp)" "$OUT/server.out"; then
-        run "e-udp" "$SRV_PID" -- --server "$ADDR" --wire udp --count 1000 --senders 10 \
-            --rate 1000/s --duration "$DUR"
+        # One source address per bot: the server rate-limits its cookie
+        # retries per address (anti-reflection) and 2,000/s in total.
+        for rate in ${RATES_E:-500 1000}; do
+            run "e-udp-$rate" "$SRV_PID" -- --server "$ADDR" --wire udp --count 1000 \
+                --senders 10 --rate "$rate/s" --size 64 --duration "$DUR" --connect-rate 1000/s \
+                --settle 1s --source-ips 127.0.4.1-127.0.7.250
+        done
     else
         echo "== e: the server has no UDP listener yet; skipped"
     fi

@@ -251,3 +251,70 @@ fn worker_processes_share_one_report() {
     assert_eq!(u(&r, "workers"), 2);
     assert_clean(&r, 30);
 }
+
+#[test]
+fn udp_bots_measure_injected_loss() {
+    let server = ServerProc::start(&["--no-rate-limits"]);
+    if !server.listen_lines.iter().any(|l| l.ends_with("(udp)")) {
+        panic!(
+            "the server printed no UDP listener: {:?}",
+            server.listen_lines
+        );
+    }
+    let addr = server.addr.to_string();
+    // Clean UDP run: every datagram delivered on loopback.
+    let (code, r, err) = bots(&[
+        "--server",
+        &addr,
+        "--wire",
+        "udp",
+        "--count",
+        "12",
+        "--senders",
+        "3",
+        "--rate",
+        "90/s",
+        "--duration",
+        "2s",
+        "--source-ips",
+        "127.0.3.1-127.0.3.12",
+        "--max-loss",
+        "0",
+    ]);
+    assert_eq!(code, 0, "stderr {err}, report {r}");
+    assert_clean(&r, 12);
+    // 20% of the senders' datagrams dropped on purpose: the loss found is
+    // exactly the dropped messages times the members each would reach.
+    let (code, r, err) = bots(&[
+        "--server",
+        &addr,
+        "--wire",
+        "udp",
+        "--count",
+        "12",
+        "--senders",
+        "3",
+        "--rate",
+        "90/s",
+        "--duration",
+        "2s",
+        "--source-ips",
+        "127.0.3.1-127.0.3.12",
+        "--udp-drop",
+        "0.2",
+        "--max-loss",
+        "0",
+    ]);
+    assert_eq!(
+        code, 1,
+        "loss must fail --max-loss 0: stderr {err}, report {r}"
+    );
+    let dropped = u(&r, "injected_drops");
+    assert!(dropped > 0, "{r}");
+    // 12 members, framed-style echo: each message reaches all 12. Loopback
+    // UDP itself loses nothing at this rate; allow 1% for a starved CPU.
+    let lost = u(&r, "lost");
+    assert!(lost >= dropped * 12, "{r}");
+    assert!(lost - dropped * 12 <= u(&r, "expected") / 100, "{r}");
+    assert_eq!(u(&r, "delivered") + u(&r, "lost"), u(&r, "expected"), "{r}");
+}

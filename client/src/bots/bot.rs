@@ -82,10 +82,10 @@ pub struct FaultBox {
 }
 
 #[derive(Debug, Clone)]
-struct Go {
-    start_ns: u64,
-    end_ns: u64,
-    members: Arc<Vec<u32>>,
+pub(super) struct Go {
+    pub(super) start_ns: u64,
+    pub(super) end_ns: u64,
+    pub(super) members: Arc<Vec<u32>>,
 }
 
 /// How a session ended.
@@ -119,11 +119,11 @@ struct Rx {
     trackers: HashMap<u32, SeqTracker>,
 }
 
-fn code(e: &io::Error) -> String {
+pub(super) fn code(e: &io::Error) -> String {
     DisconnectReason::from_io_error(e).code()
 }
 
-fn fill(template: &str, n: usize, room: &str) -> String {
+pub(super) fn fill(template: &str, n: usize, room: &str) -> String {
     template
         .replace("{n}", &n.to_string())
         .replace("{room}", room)
@@ -289,7 +289,7 @@ async fn reconnect(
     }
 }
 
-async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
+pub(super) async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
     loop {
         if matches!(&*ctl.borrow_and_update(), Control::Stop) {
             return;

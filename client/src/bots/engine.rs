@@ -19,6 +19,7 @@ use super::bot::{self, BotSpec, Control, FaultBox, Shard};
 use super::plan::Plan;
 use super::schedule::{mono_ns, ramp_at};
 use super::stats::Stats;
+use super::wire::Wire;
 
 /// Which bots this process runs: `n % workers == index`.
 #[derive(Debug, Clone, Copy)]
@@ -172,11 +173,11 @@ fn run_shard(
                 measured: p.measured,
                 fault: fb,
             };
-            handles.push(tokio::task::spawn_local(bot::run_bot(
-                sh.clone(),
-                spec,
-                ramp,
-            )));
+            handles.push(if plan.wire == Wire::Udp {
+                tokio::task::spawn_local(super::udp::run_udp_bot(sh.clone(), spec, ramp))
+            } else {
+                tokio::task::spawn_local(bot::run_bot(sh.clone(), spec, ramp))
+            });
         }
         for f in plan.faults.clone() {
             let boxes = std::mem::take(&mut fault_boxes[f.group]);

@@ -21,14 +21,13 @@ pub mod scenario;
 pub mod schedule;
 pub mod seq;
 mod stats;
+mod udp;
 pub mod wire;
 mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-use anyhow::bail;
 
 /// `sockchat bots` flags. Values like rates and durations are parsed by
 /// [`parse`] so the scenario files accept the same spellings. Flags left out
@@ -84,8 +83,12 @@ pub struct BotsArgs {
     /// Framed mode: room to leave after joining ours; "none" to stay [default: lobby].
     #[arg(long)]
     pub leave_room: Option<String>,
+    /// UDP: drop this fraction (0..1) of the bots' outgoing datagrams on
+    /// purpose; the loss report should find them.
+    #[arg(long)]
+    pub udp_drop: Option<f64>,
     /// The server echoes a sender's own room messages back to it
-    /// [default: true for framed (sockchat does), false for lines].
+    /// [default: true for framed and udp (sockchat does), false for lines].
     #[arg(long, value_name = "BOOL")]
     pub echo: Option<bool>,
     /// Source addresses to spread connections over (`127.0.0.1-127.0.0.16`).
@@ -132,12 +135,6 @@ pub struct BotsArgs {
 /// Run the bots; exit 0 when every threshold passed, 1 when one failed.
 pub fn run(args: BotsArgs) -> anyhow::Result<ExitCode> {
     let plan = plan::Plan::from_args(&args)?;
-    if plan.wire == wire::Wire::Udp {
-        bail!(
-            "--wire udp is not supported yet: the sockchat server has no UDP transport \
-             (issue 4); use --wire framed or --wire lines"
-        );
-    }
     let (soft, hard) = limits::raise_nofile();
     let per_process = (plan.total_bots() as u64).div_ceil(plan.workers as u64);
     let mut notes = Vec::new();

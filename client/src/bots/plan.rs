@@ -96,6 +96,8 @@ pub struct Group {
     pub churn_rate: f64,
     /// Churners: disconnect methods, used in turn.
     pub methods: Vec<Method>,
+    /// UDP: fraction of outgoing datagrams dropped on purpose.
+    pub udp_drop: f64,
 }
 
 /// A scheduled fault: every `every`, `fraction` of `group` end their
@@ -271,6 +273,30 @@ impl Plan {
             thresholds.max_loss = Some(e(parse::loss_limit(l))?);
         }
         thresholds.min_connected = a.min_connected;
+        if let Some(d) = a.udp_drop {
+            if !(0.0..=1.0).contains(&d) {
+                bail!("--udp-drop must be in 0..=1");
+            }
+            for g in &mut groups {
+                g.udp_drop = d;
+            }
+        }
+        if wire == Wire::Udp {
+            // One message per datagram: the text must fit in 1472 bytes
+            // with the header, the room name and the Say fields.
+            let room_len = rooms.iter().map(String::len).max().unwrap_or(0);
+            for g in &groups {
+                let need = g.size.max() + room_len + 8 + 1 + 2 + 2;
+                if need > sockchat_shared::udp::DEFAULT_MAX_PAYLOAD {
+                    bail!(
+                        "group {:?}: {}-byte messages do not fit in one {}-byte datagram; use a smaller --size",
+                        g.name,
+                        g.size.max(),
+                        sockchat_shared::udp::DEFAULT_MAX_PAYLOAD
+                    );
+                }
+            }
+        }
         if a.workers == 0 || a.workers > 64 {
             bail!("--workers must be 1..=64");
         }
@@ -290,7 +316,7 @@ impl Plan {
             echo: a
                 .echo
                 .or(sc_ref.and_then(|s| s.echo))
-                .unwrap_or(wire == Wire::Framed),
+                .unwrap_or(wire != Wire::Lines),
             source_ips,
             connect_rate,
             connect_timeout,
@@ -344,6 +370,7 @@ fn simple_groups(a: &BotsArgs, n_rooms: usize) -> anyhow::Result<Vec<Group>> {
         pause: Duration::ZERO,
         churn_rate: 0.0,
         methods: Vec::new(),
+        udp_drop: 0.0,
     };
     let mut groups = Vec::new();
     if senders > 0 {

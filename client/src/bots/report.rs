@@ -111,6 +111,10 @@ pub struct Report {
     pub duplicated: u64,
     pub reordered: u64,
     pub other_deliveries: u64,
+    /// UDP: messages the bots dropped on purpose (`--udp-drop`) and sends
+    /// the kernel refused; both count as sent, so they show up as lost.
+    pub injected_drops: u64,
+    pub send_errors: u64,
     pub deliveries_per_sec: f64,
     pub sent_per_sec: f64,
     pub connects_per_sec: f64,
@@ -209,6 +213,8 @@ impl Report {
             duplicated: st.duplicated,
             reordered: st.reordered,
             other_deliveries: st.other_deliveries,
+            injected_drops: st.injected_drops,
+            send_errors: st.send_errors,
             deliveries_per_sec: per_s(st.delivered),
             sent_per_sec: per_s(st.sent),
             connects_per_sec: per_s(connects.saturating_sub(st.connected + st.connect_errors)),
@@ -305,6 +311,13 @@ impl Report {
             self.duplicated,
             self.reordered
         );
+        if self.injected_drops > 0 || self.send_errors > 0 {
+            let _ = writeln!(
+                s,
+                "  udp           {} datagrams dropped on purpose (--udp-drop), {} refused by the kernel",
+                self.injected_drops, self.send_errors
+            );
+        }
         let _ = writeln!(
             s,
             "  throughput    {:.0} deliveries/s, {:.0} sent/s over {:.2} s (bots used {:.2} CPU s)",

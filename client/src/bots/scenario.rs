@@ -68,6 +68,8 @@ pub struct GroupSpec {
     /// Churners: sessions per second for the whole group.
     pub churn_rate: Option<String>,
     pub disconnect: Option<Vec<Method>>,
+    /// UDP: fraction of this group's outgoing datagrams dropped on purpose.
+    pub udp_drop: Option<f64>,
 }
 
 /// `size = 64` or `size = "32..512"` / `"64:90,1024:10"`.
@@ -155,6 +157,11 @@ impl Scenario {
                     .with_context(ctx)?,
                 None => 0.0,
             };
+            let udp_drop = match g.udp_drop {
+                Some(d) if (0.0..=1.0).contains(&d) => d,
+                Some(_) => bail!("{}: udp_drop must be in 0..=1", ctx()),
+                None => 0.0,
+            };
             out.push(Group {
                 name,
                 behaviour: g.behaviour,
@@ -168,6 +175,7 @@ impl Scenario {
                 session: dur(&g.session, Duration::from_millis(100))?,
                 pause: dur(&g.pause, Duration::ZERO)?,
                 churn_rate,
+                udp_drop,
                 methods: g.disconnect.clone().unwrap_or_else(|| {
                     vec![
                         Method::Fin,

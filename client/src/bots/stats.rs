@@ -62,6 +62,11 @@ pub struct Stats {
     pub other_deliveries: u64,
     /// Bytes written by senders that are still waiting in their buffers.
     pub pending_out: u64,
+    /// UDP: datagrams the bots dropped on purpose (`udp_drop`), counted
+    /// as sent: the loss report should find them.
+    pub injected_drops: u64,
+    /// UDP: sends the kernel refused (EAGAIN/ENOBUFS), counted as sent.
+    pub send_errors: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Measured members per room at the start of the send phase.
@@ -89,6 +94,8 @@ impl Stats {
             reordered: 0,
             other_deliveries: 0,
             pending_out: 0,
+            injected_drops: 0,
+            send_errors: 0,
             bytes_in: 0,
             bytes_out: 0,
             members: vec![0; rooms],
@@ -121,6 +128,8 @@ impl Stats {
             reordered: self.reordered,
             other_deliveries: self.other_deliveries,
             pending_out: self.pending_out,
+            injected_drops: self.injected_drops,
+            send_errors: self.send_errors,
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             members: Vec::new(),
@@ -148,6 +157,8 @@ impl Stats {
         self.reordered += o.reordered;
         self.other_deliveries += o.other_deliveries;
         self.pending_out += o.pending_out;
+        self.injected_drops += o.injected_drops;
+        self.send_errors += o.send_errors;
         self.bytes_in += o.bytes_in;
         self.bytes_out += o.bytes_out;
         if self.members.len() < o.members.len() {

@@ -103,6 +103,24 @@ pub fn write_line_msg(dst: &mut BytesMut, m: &Mark, size: usize) {
 pub fn write_say_frame(dst: &mut BytesMut, room: &str, m: &Mark, size: usize) {
     let start = dst.len();
     dst.put_u32(0);
+    write_say_payload(dst, room, m, size);
+    let len = (dst.len() - start - HEADER_LEN) as u32;
+    dst[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Append one UDP datagram carrying a `Say`: the 8-byte sockchat UDP header
+/// (magic, version, no flags, sequence) and the payload, as
+/// `shared::udp::encode_client` would make it.
+pub fn write_say_datagram(dst: &mut BytesMut, seq: u32, room: &str, m: &Mark, size: usize) {
+    dst.put_slice(&sockchat_shared::udp::MAGIC);
+    dst.put_u8(sockchat_shared::udp::VERSION);
+    dst.put_u8(0);
+    dst.put_u32(seq);
+    write_say_payload(dst, room, m, size);
+}
+
+/// The `Say` payload: tag, room, text (no length prefix).
+fn write_say_payload(dst: &mut BytesMut, room: &str, m: &Mark, size: usize) {
     dst.put_u8(0x05);
     dst.put_u16(room.len() as u16);
     dst.put_slice(room.as_bytes());
@@ -111,8 +129,6 @@ pub fn write_say_frame(dst: &mut BytesMut, room: &str, m: &Mark, size: usize) {
     write_text(dst, m, size);
     let text_len = (dst.len() - len_at - 2) as u16;
     dst[len_at..len_at + 2].copy_from_slice(&text_len.to_be_bytes());
-    let len = (dst.len() - start - HEADER_LEN) as u32;
-    dst[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Append a framed client message through the shared codec.
@@ -259,7 +275,7 @@ pub fn parse_frames(
     Ok(pos)
 }
 
-fn frame_event(p: &[u8]) -> Result<Event, DecodeError> {
+pub fn frame_event(p: &[u8]) -> Result<Event, DecodeError> {
     if p.first() == Some(&0x82) {
         // Chat: room, from, text (u16-prefixed), kind u8, ts u64, history u8.
         let mut at = 1;
@@ -347,6 +363,24 @@ mod tests {
             &mut theirs,
         );
         assert_eq!(mine, theirs);
+    }
+
+    #[test]
+    fn say_datagram_matches_shared_udp() {
+        let mut mine = BytesMut::new();
+        write_say_datagram(&mut mine, 77, "r1", &mark(), 90);
+        let mut text = BytesMut::new();
+        write_text(&mut text, &mark(), 90);
+        let theirs = sockchat_shared::udp::encode_client(
+            77,
+            &ClientMsg::Say {
+                room: "r1".into(),
+                text: String::from_utf8(text.to_vec()).expect("ascii"),
+            },
+            1472,
+        )
+        .expect("fits");
+        assert_eq!(&mine[..], &theirs[..]);
     }
 
     #[test]

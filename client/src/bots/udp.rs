@@ -1,0 +1,388 @@
+//! A UDP bot: the sockchat protocol over a *connected* UDP socket, one
+//! message per datagram (`shared::udp`).
+//!
+//! Handshake: Hello (padded to 64 bytes) -> the server's 16-byte retry with
+//! an address cookie -> Hello echoing the cookie -> Welcome. Retries are
+//! rate-limited per source address by the server (anti-reflection), so
+//! many UDP bots need many source addresses (`--source-ips`); a lost hello
+//! or retry is simply sent again until `--connect-timeout`.
+//!
+//! Measurement is the same as over TCP (marker in the text), plus what only
+//! UDP has: `udp_drop` drops a fraction of the bot's own outgoing datagrams
+//! on purpose, and the report's loss must find them. UDP has no FIN: a bot
+//! that goes away says Quit (or is timed out by the server).
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sockchat_shared::udp::{self, ServerBody};
+use sockchat_shared::{ClientMsg, ServerMsg};
+use tokio::net::UdpSocket;
+
+use super::bot::{BotSpec, Control, Go, Shard, code, fill, wait_stop};
+use super::plan::Behaviour;
+use super::schedule::{Schedule, mono_ns, per_sender, sleep_until_ns};
+use super::seq::{Seen, SeqTracker};
+use super::wire::{self, Event, Mark};
+
+/// Datagrams read per readiness event before yielding.
+const RECVS_PER_WAKE: usize = 64;
+/// Most messages sent in one wake-up.
+const MAX_BATCH: u64 = 256;
+/// Keepalive: the server ends a session silent for 30 s by default.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+struct Link {
+    sock: UdpSocket,
+    seq: u32,
+    max: usize,
+}
+
+impl Link {
+    fn next_seq(&mut self) -> u32 {
+        let s = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        s
+    }
+
+    fn send_msg(&mut self, msg: &ClientMsg) -> Result<(), String> {
+        let seq = self.next_seq();
+        let d = udp::encode_client(seq, msg, self.max).map_err(|e| format!("udp-encode: {e}"))?;
+        match self.sock.try_send(&d) {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(()),
+            Err(e) => Err(code(&e)),
+        }
+    }
+}
+
+/// Run one UDP bot to completion.
+pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
+    let mut ctl = sh.control.clone();
+    let group = &sh.plan.groups[spec.group];
+    tokio::select! {
+        _ = sleep_until_ns(ramp_ns) => {}
+        _ = wait_stop(&mut ctl) => {
+            sh.stats.borrow_mut().attempted += 1;
+            return;
+        }
+    }
+    let mut link = match handshake(&sh, &spec, ramp_ns).await {
+        Ok(l) => {
+            let mut st = sh.stats.borrow_mut();
+            st.attempted += 1;
+            st.connected += 1;
+            st.open += 1;
+            st.groups[spec.group].connects += 1;
+            if spec.measured {
+                st.members[spec.room] += 1;
+            }
+            l
+        }
+        Err(c) => {
+            let mut st = sh.stats.borrow_mut();
+            st.attempted += 1;
+            st.connect_errors += 1;
+            let g = &mut st.groups[spec.group];
+            g.connect_errors += 1;
+            *g.errors.entry(c).or_default() += 1;
+            return;
+        }
+    };
+    let mut go: Option<Go> = None;
+    let mut sched: Option<Schedule> = None;
+    let mut trackers: std::collections::HashMap<u32, SeqTracker> = Default::default();
+    let mut reading = true;
+    let mut keepalive = mono_ns() + KEEPALIVE.as_nanos() as u64;
+    let mut dirty = true;
+    let end = loop {
+        if dirty {
+            dirty = false;
+            let c = ctl.borrow_and_update().clone();
+            match c {
+                Control::Stop => break None,
+                Control::Go {
+                    start_ns,
+                    end_ns,
+                    members,
+                } => {
+                    if go.is_none() {
+                        go = Some(Go {
+                            start_ns,
+                            end_ns,
+                            members,
+                        });
+                    }
+                    if sched.is_none()
+                        && let Some(k) = spec.sender_k
+                        && group.rate > 0.0
+                    {
+                        let (rate, phase) = per_sender(group.rate, group.senders, k);
+                        let s = Schedule::new(start_ns, rate, phase, end_ns);
+                        if spec.measured {
+                            sh.stats.borrow_mut().scheduled += s.total();
+                        }
+                        sched = Some(s);
+                    }
+                }
+                Control::Ramp => {}
+            }
+        }
+        let stop_reading_at = match (&go, group.behaviour) {
+            (Some(g), Behaviour::SlowReader) if reading => {
+                Some(g.start_ns + group.stop_reading_after.as_nanos() as u64)
+            }
+            _ => None,
+        };
+        let send_at = sched.as_ref().and_then(|s| s.next_time());
+        tokio::select! {
+            biased;
+            r = ctl.changed() => {
+                if r.is_err() {
+                    break None;
+                }
+                dirty = true;
+            }
+            _ = sleep_until_ns(stop_reading_at.unwrap_or(0)), if stop_reading_at.is_some() => {
+                reading = false;
+            }
+            r = link.sock.readable(), if reading => {
+                if let Err(e) = r {
+                    break Some(code(&e));
+                }
+                if let Err(c) = recv_ready(&sh, &spec, &mut link, &mut trackers) {
+                    break Some(c);
+                }
+            }
+            _ = sleep_until_ns(send_at.unwrap_or(0)), if send_at.is_some() => {
+                if let Some(s) = sched.as_mut()
+                    && let Err(c) = send_due(&sh, &spec, &mut link, s, go.as_ref())
+                {
+                    break Some(c);
+                }
+            }
+            _ = sleep_until_ns(keepalive) => {
+                keepalive = mono_ns() + KEEPALIVE.as_nanos() as u64;
+                if let Err(c) = link.send_msg(&ClientMsg::Ping { token: keepalive }) {
+                    break Some(c);
+                }
+            }
+        }
+    };
+    let mut st = sh.stats.borrow_mut();
+    st.open -= 1;
+    match end {
+        // End of run: say goodbye so the server ends the session now
+        // instead of timing it out (UDP has no FIN).
+        None => {
+            drop(st);
+            let _ = link.send_msg(&ClientMsg::Quit {
+                message: "bye".into(),
+            });
+        }
+        Some(c) => {
+            *st.groups[spec.group].errors.entry(c).or_default() += 1;
+        }
+    }
+}
+
+/// Hello, retry with cookie, Welcome; then Join (and leave the default room).
+async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, String> {
+    let plan = &sh.plan;
+    let local: SocketAddr = match plan.source_ips.get(spec.n % plan.source_ips.len().max(1)) {
+        Some(ip) => SocketAddr::new(*ip, 0),
+        None if plan.server.is_ipv4() => "127.0.0.1:0".parse().map_err(|_| "bad address")?,
+        None => "[::1]:0".parse().map_err(|_| "bad address")?,
+    };
+    let sock = UdpSocket::bind(local).await.map_err(|e| code(&e))?;
+    sock.connect(plan.server).await.map_err(|e| code(&e))?;
+    let room = &plan.rooms[spec.room];
+    let nick = fill(&plan.nick, spec.n, room);
+    let mut link = Link {
+        sock,
+        seq: 0,
+        max: udp::DEFAULT_MAX_PAYLOAD,
+    };
+    let deadline = mono_ns() + plan.connect_timeout.as_nanos() as u64;
+    let mut cookie: Option<u64> = None;
+    let mut wait = Duration::from_millis(100);
+    let mut buf = vec![0u8; 2048];
+    'outer: loop {
+        let seq = link.next_seq();
+        let hello = udp::encode_hello(seq, &nick, cookie, link.max)
+            .map_err(|e| format!("udp-encode: {e}"))?;
+        link.sock.send(&hello).await.map_err(|e| code(&e))?;
+        let until = (mono_ns() + wait.as_nanos() as u64).min(deadline);
+        loop {
+            let left = until.saturating_sub(mono_ns());
+            let n = match tokio::time::timeout(Duration::from_nanos(left), link.sock.recv(&mut buf))
+                .await
+            {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(code(&e)),
+                Ok(Ok(n)) => n,
+            };
+            match udp::decode_server(&buf[..n], link.max) {
+                Ok(d) => match d.body {
+                    ServerBody::Retry { cookie: c } => {
+                        cookie = Some(c);
+                        continue 'outer;
+                    }
+                    ServerBody::Msg(ServerMsg::Welcome { .. }) => break 'outer,
+                    ServerBody::Msg(ServerMsg::Error { text, .. }) => {
+                        return Err(format!("refused-by-server: {text}"));
+                    }
+                    ServerBody::Msg(_) => {}
+                },
+                Err(_) => return Err("protocol-error".into()),
+            }
+        }
+        if mono_ns() >= deadline {
+            return Err("connect-timeout".into());
+        }
+        // Back off: the server limits retries per source address.
+        wait = (wait * 2).min(Duration::from_secs(1));
+    }
+    sh.stats
+        .borrow_mut()
+        .connect
+        .saturating_record((mono_ns().saturating_sub(sched_ns) / 1000).max(1));
+    link.send_msg(&ClientMsg::Join { room: room.clone() })?;
+    if let Some(l) = &plan.leave_room
+        && l != room
+    {
+        link.send_msg(&ClientMsg::Leave { room: l.clone() })?;
+    }
+    Ok(link)
+}
+
+fn send_due(
+    sh: &Shard,
+    spec: &BotSpec,
+    link: &mut Link,
+    sched: &mut Schedule,
+    go: Option<&Go>,
+) -> Result<(), String> {
+    let plan = &sh.plan;
+    let group = &plan.groups[spec.group];
+    let room = &plan.rooms[spec.room];
+    let (first, n) = sched.due(mono_ns(), MAX_BATCH);
+    let per_msg = go
+        .and_then(|g| g.members.get(spec.room).copied())
+        .map(|m| {
+            if plan.echo {
+                m as u64
+            } else {
+                (m as u64).saturating_sub(1)
+            }
+        })
+        .unwrap_or(0);
+    let mut d = BytesMut::with_capacity(256);
+    let mut st = sh.stats.borrow_mut();
+    for seq in first..first + n {
+        let mark = Mark {
+            measured: spec.measured,
+            run: plan.run_id,
+            sender: spec.n as u32,
+            seq,
+            sched_us: sched.at(seq) / 1000,
+        };
+        d.clear();
+        let size = group.size.pick(rand::random::<f64>());
+        let dseq = link.next_seq();
+        wire::write_say_datagram(&mut d, dseq, room, &mark, size);
+        // The message counts as sent whether the network (or we) lose it.
+        st.groups[spec.group].sent += 1;
+        if spec.measured {
+            st.sent += 1;
+            st.expected += per_msg;
+        } else {
+            st.sent_unmeasured += 1;
+        }
+        if group.udp_drop > 0.0 && rand::random_bool(group.udp_drop) {
+            st.injected_drops += 1;
+            continue;
+        }
+        match link.sock.try_send(&d) {
+            Ok(n) => st.bytes_out += n as u64,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.raw_os_error() == Some(libc::ENOBUFS) =>
+            {
+                st.send_errors += 1;
+            }
+            Err(e) => return Err(code(&e)),
+        }
+    }
+    Ok(())
+}
+
+fn recv_ready(
+    sh: &Shard,
+    spec: &BotSpec,
+    link: &mut Link,
+    trackers: &mut std::collections::HashMap<u32, SeqTracker>,
+) -> Result<(), String> {
+    let scratch: &RefCell<Vec<u8>> = &sh.scratch;
+    let mut buf = scratch.borrow_mut();
+    let mut pongs = Vec::new();
+    let mut bye = None;
+    {
+        let mut st = sh.stats.borrow_mut();
+        let now = mono_ns();
+        let now_us = now / 1000;
+        for _ in 0..RECVS_PER_WAKE {
+            let n = match link.sock.try_recv(&mut buf[..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ECONNREFUSED here: an ICMP port-unreachable came back for
+                // one of our datagrams: the server is gone.
+                Err(e) => return Err(code(&e)),
+            };
+            st.bytes_in += n as u64;
+            let Ok((h, payload)) = udp::decode_header(&buf[..n], link.max.max(n)) else {
+                continue;
+            };
+            if !h.from_server || payload.is_empty() {
+                continue;
+            }
+            match wire::frame_event(payload) {
+                Ok(Event::Mark { mark, history }) => {
+                    if history || !mark.measured || mark.run != sh.plan.run_id || !spec.measured {
+                        st.other_deliveries += 1;
+                        continue;
+                    }
+                    match trackers.entry(mark.sender).or_default().record(mark.seq) {
+                        Seen::Duplicate => st.duplicated += 1,
+                        seen => {
+                            if seen == Seen::Reordered {
+                                st.reordered += 1;
+                            }
+                            st.delivered += 1;
+                            st.latency
+                                .saturating_record(now_us.saturating_sub(mark.sched_us).max(1));
+                            st.last_delivery_ns = now;
+                        }
+                    }
+                }
+                Ok(Event::Ping(t)) => pongs.push(t),
+                Ok(Event::Bye(r)) => bye = Some(r),
+                Ok(Event::Other) | Err(_) => {}
+            }
+        }
+    }
+    drop(buf);
+    for token in pongs {
+        link.send_msg(&ClientMsg::Pong { token })?;
+    }
+    match bye {
+        Some(r) => Err(r.code()),
+        None => Ok(()),
+    }
+}
