@@ -83,16 +83,27 @@ pub async fn run_with(
     let mut lines = BufReader::new(input).lines();
     let mut input_open = true;
     let mut quitting = false;
+    // A command the net task had no room for yet. While one waits, stdin is
+    // not read (back-pressure on the writer of our stdin), but events keep
+    // flowing: the net task may be waiting for us to take them, so we never
+    // block on it.
+    let mut pending: Option<NetCmd> = None;
     loop {
         tokio::select! {
-            line = lines.next_line(), if input_open => {
+            permit = cmd_tx.reserve(), if pending.is_some() => {
+                // If the net task is gone, its Finished event ends us.
+                if let (Ok(p), Some(cmd)) = (permit, pending.take()) {
+                    p.send(cmd);
+                }
+            }
+            line = lines.next_line(), if input_open && pending.is_none() => {
                 let line = match line {
                     Ok(Some(l)) => l,
                     Ok(None) | Err(_) => {
                         // End of input: say goodbye properly.
                         input_open = false;
                         quitting = true;
-                        let _ = cmd_tx.send(NetCmd::Quit(String::new())).await;
+                        pending = Some(NetCmd::Quit(String::new()));
                         continue;
                     }
                 };
@@ -118,9 +129,7 @@ pub async fn run_with(
                             quitting = true;
                             input_open = false;
                         }
-                        if let Some(cmd) = input.to_net(&here.room) {
-                            let _ = cmd_tx.send(cmd).await;
-                        }
+                        pending = input.to_net(&here.room);
                     }
                 }
             }

@@ -174,6 +174,7 @@ fn close_with_unread_data_resets_and_json_mode() {
         "watcher",
         "--no-reconnect",
     ]);
+    watcher.expect("\"event\":\"welcome\"");
     let mut dave = Plain::chat(&server, "dave", &["--no-reconnect"]);
     // --json: one object per line; find dave's join.
     let deadline = Instant::now() + STEP;
@@ -227,4 +228,31 @@ fn server_gone_then_refused_then_back() {
     eve.expect("* welcome eve: you are in lobby");
     eve.expect("* eve joined dev");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A script pouring thousands of lines in at once: nothing deadlocks,
+/// nothing is lost, end of input is a clean quit.
+#[test]
+fn a_flood_on_stdin_is_sent_in_order_then_quits() {
+    let server = ServerProc::start(&["--no-rate-limits"]);
+    let mut flood = Plain::chat(&server, "flood", &["--no-reconnect"]);
+    let mut w = flood.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        for i in 0..3000 {
+            if writeln!(w, "line {i}").is_err() {
+                break;
+            }
+        }
+        // Dropping w closes stdin: end of input.
+    });
+    flood.expect("[lobby] flood: line 0");
+    flood.expect("[lobby] flood: line 2999");
+    writer.join().expect("writer");
+    assert_eq!(flood.finish(), 0);
+    let echoed = flood
+        .seen
+        .iter()
+        .filter(|l| l.starts_with("[lobby] flood: line "))
+        .count();
+    assert_eq!(echoed, 3000, "every line sent and echoed once, in order");
 }

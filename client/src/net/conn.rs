@@ -372,9 +372,15 @@ impl<'a> Conn<'a> {
         self.reading = true;
     }
 
+    /// How this connection ended, as far as reconnecting goes: after a
+    /// /quit, whatever ended it, we do not come back.
     fn closed_outcome(&self) -> Outcome {
-        Outcome::Closed {
-            welcomed: self.welcomed,
+        if self.quit_by.is_some() {
+            Outcome::Quit
+        } else {
+            Outcome::Closed {
+                welcomed: self.welcomed,
+            }
         }
     }
 
@@ -488,22 +494,11 @@ impl<'a> Conn<'a> {
                     CloseReason::Peer(self.bye.clone().unwrap_or(DisconnectReason::Eof))
                 };
                 emit(ev, SocketEvent::Closed(reason)).await?;
-                return Ok(Some(if self.quit_by.is_some() {
-                    Outcome::Quit
-                } else {
-                    self.closed_outcome()
-                }));
+                return Ok(Some(self.closed_outcome()));
             }
             Ok(n) => self.stats.bytes_in += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => {
-                let out = self.fail("read", &e, ev).await?;
-                return Ok(Some(if self.quit_by.is_some() {
-                    Outcome::Quit
-                } else {
-                    out
-                }));
-            }
+            Err(e) => return self.fail("read", &e, ev).await.map(Some),
         }
         if !self.got_preamble {
             if self.rbuf.len() < PREAMBLE_LEN {

@@ -342,6 +342,11 @@ impl App {
         );
     }
 
+    /// Show a local error in the current room (used by the loop).
+    pub fn note_error(&mut self, text: String) {
+        self.error(text);
+    }
+
     fn log(&mut self, text: String, error: bool) {
         let ts = self.wall_ms();
         self.log.push_back(LogEntry {

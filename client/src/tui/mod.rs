@@ -240,9 +240,16 @@ where
             for action in app.update(e) {
                 match action {
                     Action::Net(cmd) => {
-                        // The net task may be gone (reconnect off and ended):
-                        // then there is nobody to tell.
-                        let _ = net.send(cmd).await;
+                        // Never wait on the net task here: it may itself be
+                        // waiting for us to take its events.
+                        match net.try_send(cmd) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => app.note_error(
+                                "too many commands waiting for the network; not sent".into(),
+                            ),
+                            // The net task ended (reconnect off): nobody to tell.
+                            Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        }
                     }
                     crash @ Action::Crash { .. } => return Ok(Some(crash)),
                 }
