@@ -874,6 +874,16 @@ mod tests {
         assert_eq!(got.cookie, None);
     }
 
+    /// The example in PROTOCOL.md.
+    #[test]
+    fn documented_example_bytes() {
+        let d = encode_client(7, &ClientMsg::Rooms, MAX).expect("fits");
+        assert_eq!(
+            &d[..],
+            &[0x53, 0x55, 0x01, 0x00, 0x00, 0x00, 0x00, 0x07, 0x09]
+        );
+    }
+
     #[test]
     fn server_round_trip_and_direction() {
         let msg = ServerMsg::Chat {
