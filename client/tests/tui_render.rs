@@ -454,3 +454,27 @@ fn tiny_and_odd_sizes_never_panic() {
         let _ = screen(&a);
     }
 }
+
+/// F3 shows the event log on a terminal too narrow for the panel.
+#[test]
+fn event_log_overlay_on_a_narrow_terminal() {
+    let (mut a, _) = app(60, 14);
+    connected(&mut a);
+    sock(
+        &mut a,
+        SocketEvent::Error(SysError {
+            syscall: "write",
+            errno: 32,
+        }),
+    );
+    assert!(!screen(&a).contains(" event log "));
+    a.update(Event::Key(crossterm::event::KeyEvent::new(
+        crossterm::event::KeyCode::F(3),
+        crossterm::event::KeyModifiers::NONE,
+    )));
+    let s = screen(&a);
+    println!("{s}");
+    assert!(s.contains(" event log "), "{s}");
+    assert!(s.contains("write: EPIPE (32) broken pipe"), "{s}");
+    assert!(s.contains("connecting to 127.0.0.1:7878"), "{s}");
+}

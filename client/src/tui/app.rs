@@ -210,6 +210,8 @@ pub struct App {
     pub log: VecDeque<LogEntry>,
     pub input: LineEditor,
     pub show_help: bool,
+    /// F3: the event log full-screen (for terminals too narrow for the panel).
+    pub show_log: bool,
     /// F2 toggles; None follows [`PanelMode`].
     pub panel_override: Option<bool>,
     pub size: (u16, u16),
@@ -258,6 +260,7 @@ impl App {
             log: VecDeque::new(),
             input: LineEditor::default(),
             show_help: false,
+            show_log: false,
             panel_override: None,
             size: (80, 24),
             now,
@@ -428,9 +431,10 @@ impl App {
         if k.kind == KeyEventKind::Release {
             return Vec::new();
         }
-        if self.show_help {
-            // Any key closes the overlay.
+        if self.show_help || self.show_log {
+            // Any key closes an overlay.
             self.show_help = false;
+            self.show_log = false;
             return Vec::new();
         }
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
@@ -465,6 +469,7 @@ impl App {
             KeyCode::Esc => self.scroll_down(usize::MAX),
             KeyCode::F(1) => self.show_help = true,
             KeyCode::F(2) => self.panel_override = Some(!self.panel_visible()),
+            KeyCode::F(3) => self.show_log = true,
             KeyCode::Tab => {
                 let cmds: Vec<&str> = COMMANDS.iter().map(|(c, _)| *c).collect();
                 let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();

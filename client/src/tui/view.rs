@@ -169,6 +169,14 @@ pub fn render(app: &App, f: &mut Frame) {
     render_status(app, f, status);
     if app.show_help {
         render_help(f, area);
+    } else if app.show_log {
+        f.render_widget(Clear, main);
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .title(" event log (any key closes) ");
+        let inner = block.inner(main);
+        f.render_widget(block, main);
+        render_log(app, f, inner);
     }
 }
 
@@ -348,7 +356,7 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
     if wide {
         spans.push(sep);
         spans.push(Span::styled(
-            "F1 help F2 panel",
+            "F1 help F2 panel F3 log",
             color(app, Color::DarkGray),
         ));
     }
@@ -368,7 +376,8 @@ fn render_help(f: &mut Frame, area: Rect) {
         )),
         Line::from(" Enter send   Up/Down history   Tab complete nick or /command"),
         Line::from(" PgUp/PgDn or mouse wheel scroll   Esc back to the newest line"),
-        Line::from(" Ctrl-N/Ctrl-P (Alt-←/→) next/previous room   F2 socket panel"),
+        Line::from(" Ctrl-N/Ctrl-P (Alt-←/→) next/previous room"),
+        Line::from(" F2 socket panel   F3 event log"),
         Line::from(" Ctrl-A/E/U/K/W edit the line   Ctrl-C quit"),
         Line::default(),
         Line::from(Span::styled(
@@ -434,7 +443,7 @@ fn mins(secs: u64) -> String {
 /// The lines of the socket panel (without the sparklines and diagram).
 pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
     let c = &app.conn;
-    let key = |k: &str| Span::styled(format!("{k:<9}"), color(app, Color::DarkGray));
+    let key = |k: &str| Span::styled(format!("{k:<8} "), color(app, Color::DarkGray));
     let mut lines = vec![
         Line::from(vec![
             key("state"),
@@ -574,7 +583,7 @@ pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
 /// Keepalive and TCP_USER_TIMEOUT with the countdown to when the kernel
 /// would declare a silent peer dead.
 fn keepalive_lines(app: &App) -> Vec<Line<'static>> {
-    let key = |k: &str| Span::styled(format!("{k:<9}"), color(app, Color::DarkGray));
+    let key = |k: &str| Span::styled(format!("{k:<8} "), color(app, Color::DarkGray));
     let Some(info) = &app.conn.info else {
         return Vec::new();
     };
@@ -704,7 +713,21 @@ fn render_panel(app: &App, f: &mut Frame, area: Rect) {
     let inner = block.inner(area);
     f.render_widget(block, area);
     let lines = panel_lines(app);
-    let diagram = diagram_lines(app);
+    // The TCP state machine means nothing for UDP: say what UDP has instead.
+    let diagram = if app.conn.transport == crate::net::Transport::Udp {
+        vec![
+            Line::from(Span::styled(
+                "UDP: no handshake, no FIN, no RST.",
+                color(app, Color::DarkGray),
+            )),
+            Line::from(Span::styled(
+                "A peer that vanishes is noticed only by timeout.",
+                color(app, Color::DarkGray),
+            )),
+        ]
+    } else {
+        diagram_lines(app)
+    };
     let n = lines.len() as u16;
     let d = diagram.len() as u16;
     let [info_a, spark_a, diag_a, log_a] = Layout::vertical([
@@ -720,7 +743,7 @@ fn render_panel(app: &App, f: &mut Frame, area: Rect) {
     spark(app, f, rtt_row, "rtt", &app.conn.rtt_hist, Color::Cyan);
     spark(app, f, thr_row, "bytes/t", &app.conn.thr_hist, Color::Green);
     f.render_widget(Paragraph::new(diagram), diag_a);
-    render_log(app, f, log_a);
+    render_panel_log(app, f, log_a);
 }
 
 fn spark(
@@ -747,13 +770,19 @@ fn spark(
     f.render_widget(Sparkline::default().data(&tail).style(color(app, c)), r);
 }
 
-fn render_log(app: &App, f: &mut Frame, area: Rect) {
+/// The event log section at the bottom of the socket panel.
+fn render_panel_log(app: &App, f: &mut Frame, area: Rect) {
     if area.height < 2 {
         return;
     }
     let block = Block::default().borders(Borders::TOP).title(" events ");
     let inner = block.inner(area);
     f.render_widget(block, area);
+    render_log(app, f, inner);
+}
+
+/// The newest event log entries that fit, oldest at the top.
+fn render_log(app: &App, f: &mut Frame, inner: Rect) {
     let width = inner.width as usize;
     let height = inner.height as usize;
     let mut rows: Vec<Line<'static>> = Vec::new();
