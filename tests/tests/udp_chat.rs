@@ -365,3 +365,94 @@ async fn injected_faults_are_counted_by_the_other_end() {
     // RTT was measured from pongs that made it.
     assert!(info.rtt.is_some() && info.pongs > n / 2, "{info:?}");
 }
+
+#[tokio::test]
+async fn graceful_shutdown_says_bye_over_udp() {
+    let mut srv = ServerProc::start(&[]);
+    let uaddr = udp_addr(&srv);
+    let mut carol = udp_join(uaddr, "carol", UdpOptions::default()).await;
+    srv.signal(libc::SIGTERM);
+    let m = udp_until(&mut carol, |m| matches!(m, ServerMsg::Bye { .. })).await;
+    assert_eq!(
+        m,
+        ServerMsg::Bye {
+            reason: DisconnectReason::ServerShutdown
+        }
+    );
+    let st = srv.wait_timeout(STEP).expect("server exits after SIGTERM");
+    assert!(st.success(), "{st:?}\n{}", srv.stderr());
+}
+
+#[tokio::test]
+async fn a_flooding_udp_session_is_rate_limited_and_announced() {
+    let srv = ServerProc::start(&[]);
+    let uaddr = udp_addr(&srv);
+    let mut alice = FramedClient::connect(srv.addr, "alice").await;
+    let mut flood = udp_join(uaddr, "flood", UdpOptions::default()).await;
+    // Defaults: burst 40, 20/s, 20 refusals in a row end the session.
+    for i in 0..120 {
+        flood
+            .send(&ClientMsg::Say {
+                room: String::new(),
+                text: format!("spam {i}"),
+            })
+            .await
+            .expect("send");
+    }
+    let m = udp_until(&mut flood, |m| matches!(m, ServerMsg::Error { .. })).await;
+    assert!(
+        matches!(
+            &m,
+            ServerMsg::Error {
+                code: sockchat_shared::ErrorCode::RateLimited,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    let m = udp_until(&mut flood, |m| matches!(m, ServerMsg::Bye { .. })).await;
+    assert_eq!(
+        m,
+        ServerMsg::Bye {
+            reason: DisconnectReason::RateLimited
+        }
+    );
+    let m = alice
+        .recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "flood"))
+        .await;
+    assert!(
+        matches!(
+            &m,
+            ServerMsg::Left {
+                reason: Some(DisconnectReason::RateLimited),
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+}
+
+#[tokio::test]
+async fn udp_over_ipv6_loopback() {
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIP udp_over_ipv6_loopback: no IPv6 loopback (::1) on this host");
+        return;
+    }
+    let srv = ServerProc::start_args(&["--listen", "[::1]:0"], &[]);
+    let uaddr = udp_addr(&srv);
+    assert!(
+        uaddr.is_ipv6() && uaddr.port() == srv.addr.port(),
+        "{uaddr}"
+    );
+    let mut v6 = udp_join(uaddr, "six", UdpOptions::default()).await;
+    let mut alice = FramedClient::connect(srv.addr, "alice").await;
+    v6.send(&ClientMsg::Say {
+        room: String::new(),
+        text: "over ::1".into(),
+    })
+    .await
+    .expect("send");
+    alice
+        .recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "over ::1"))
+        .await;
+}
