@@ -105,6 +105,18 @@ async fn udp_and_tcp_users_chat_both_ways() {
         "{m:?}"
     );
 
+    // A TCP user's message too large for one datagram is not truncated
+    // for the UDP member: it gets a notice saying what it missed.
+    alice.say(&"y".repeat(2000)).await;
+    let m = udp_until(&mut carol, |m| {
+        matches!(m, ServerMsg::Notice { .. } | ServerMsg::Chat { .. })
+    })
+    .await;
+    assert!(
+        matches!(&m, ServerMsg::Notice { text } if text.contains("did not fit in one UDP datagram") && text.contains("1472")),
+        "{m:?}"
+    );
+
     // Private messages both ways, nicks shared across transports.
     alice
         .send(&ClientMsg::Private {
