@@ -11,8 +11,10 @@
 //! cases), `procs` (cases that need a real process to die: kill -9, server
 //! restart, and the hidden child entry point), `window` (zero window),
 //! `netns` (pulled cable across two namespaces), `udp`, `remote` (the actor
-//! side against a live sockchat-server, observed by a second chat client).
+//! side against a live sockchat-server, observed by a second chat client),
+//! `cleanup` (nothing outlives the lab, not even on Ctrl-C).
 
+mod cleanup;
 mod netns;
 pub mod outcome;
 mod procs;
@@ -202,6 +204,8 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(server) = &args.server {
         remote::check_reachable(server)?;
     }
+    // Before any thread exists: Ctrl-C must not leave namespaces behind.
+    cleanup::install();
     let ctx = Ctx {
         server: args.server.clone(),
     };
@@ -211,7 +215,17 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let mut outcomes = Vec::new();
     let mut stdout = std::io::stdout();
     for s in selected {
-        let o = (s.run)(&ctx);
+        // A panicking scenario is a failed scenario, not a failed lab; its
+        // guards have already cleaned up while unwinding.
+        let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (s.run)(&ctx)))
+            .unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Outcome::setup_failed(s.name, "no-panic", &anyhow::anyhow!("panicked: {msg}"))
+            });
         if args.json {
             // Streamed: one line per scenario as soon as it finishes.
             writeln!(stdout, "{}", o.to_json())?;

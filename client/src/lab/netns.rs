@@ -11,7 +11,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use sockchat_shared::sockopt;
 
 use super::Ctx;
+use super::cleanup::{self, Resource};
 use super::outcome::{Outcome, Status, code_of};
 
 const PREFIX: &str = "sclab-";
@@ -36,7 +37,7 @@ const WAIT_LIMIT: Duration = Duration::from_secs(12);
 
 /// Run `ip ARGS`, failing with its stderr.
 fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
+    let out = cleanup::child_command("ip")
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -56,7 +57,7 @@ fn skip_reason() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("needs root (CAP_NET_ADMIN) to create network namespaces; run as root".into());
     }
-    match Command::new("ip")
+    match cleanup::child_command("ip")
         .arg("-V")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -99,6 +100,9 @@ impl NetnsPair {
         let far_dev = format!("scb{pid}{tag}");
         let bridge = format!("br{pid}{tag}");
         for ns in [&pair.near, &pair.switch, &pair.far] {
+            // Registered before it exists: an interrupt mid-setup still
+            // removes it (deleting a missing namespace is harmless).
+            cleanup::register(Resource::Netns(ns.clone()));
             ip(&["netns", "add", ns])?;
         }
         let sw = pair.switch.as_str();
@@ -150,6 +154,7 @@ impl Drop for NetnsPair {
         // the peer end. Errors are ignored: a half-built pair has less to do.
         for ns in [&self.near, &self.switch, &self.far] {
             let _ = ip(&["netns", "del", ns]);
+            cleanup::unregister(&Resource::Netns(ns.clone()));
         }
     }
 }

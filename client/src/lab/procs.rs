@@ -7,13 +7,14 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sockchat_shared::sockopt;
 
+use super::cleanup::{self, Resource};
 use super::outcome::{Outcome, code_of};
 use super::tcp::{READ_LIMIT, accept_within, read_until_end};
 use super::{Ctx, remote};
@@ -37,8 +38,13 @@ impl ChildProc {
     /// Re-execute this binary as `sockchat lab --child MODE --child-addr ADDR`.
     /// `chat`: (nick, room) for the text-mode children.
     pub fn spawn(mode: &str, addr: &str, chat: Option<(&str, &str)>) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe().context("locate the sockchat binary")?;
-        let mut cmd = Command::new(&exe);
+        // /proc/self/exe still works if the binary was replaced on disk
+        // (a rebuild while the lab runs); current_exe() is the fallback.
+        let exe = match std::path::Path::new("/proc/self/exe") {
+            p if p.exists() => p.to_path_buf(),
+            _ => std::env::current_exe().context("locate the sockchat binary")?,
+        };
+        let mut cmd = cleanup::child_command(&exe);
         cmd.args(["lab", "--child", mode, "--child-addr", addr]);
         if let Some((nick, room)) = chat {
             cmd.args(["--child-nick", nick, "--child-room", room]);
@@ -49,6 +55,7 @@ impl ChildProc {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("spawn {} lab --child {mode}", exe.display()))?;
+        cleanup::register(Resource::Pid(child.id()));
         let stdout = child.stdout.take().context("child stdout")?;
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -79,7 +86,10 @@ impl ChildProc {
         if unsafe { libc::kill(self.child.id() as libc::pid_t, sig) } != 0 {
             return Err(io::Error::last_os_error()).context("kill");
         }
-        Ok(self.child.wait()?)
+        let status = self.child.wait()?;
+        // Reaped: the pid may be reused from now on, so forget it.
+        cleanup::unregister(&Resource::Pid(self.child.id()));
+        Ok(status)
     }
 }
 
@@ -89,6 +99,7 @@ impl Drop for ChildProc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        cleanup::unregister(&Resource::Pid(self.child.id()));
     }
 }
 
