@@ -533,10 +533,17 @@ pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
             ]));
             lines.push(Line::from(vec![
                 key("notsent"),
+                Span::raw(opt(t.notsent_bytes.map(|b| bytes(b.into())))),
+            ]));
+            // Advertised receive windows (Linux 6.2+ reports them): the
+            // peer's limits what we may send; ours drops to 0 when we stop
+            // reading.
+            lines.push(Line::from(vec![
+                key("window"),
                 Span::raw(format!(
-                    "{}  peer wnd {}",
-                    opt(t.notsent_bytes.map(|b| bytes(b.into()))),
-                    opt(t.snd_wnd.map(|b| bytes(b.into())))
+                    "peer {}  ours {}",
+                    opt(t.snd_wnd.map(|b| bytes(b.into()))),
+                    opt(t.rcv_wnd.map(|b| bytes(b.into())))
                 )),
             ]));
         }
