@@ -556,8 +556,11 @@ impl UdpServer {
                 // Doomed (slow consumer): end it with its reason.
                 let r = s.peer.reason().unwrap_or(DisconnectReason::Quit);
                 Flow::End(r)
-            } else if verdict == SeqVerdict::Duplicate {
-                // The same message twice must not be said twice.
+            } else if verdict == SeqVerdict::Duplicate && !matches!(dg.msg, ClientMsg::Hello { .. })
+            {
+                // The same message twice must not be said twice. (A Hello
+                // is idempotent and always answered: a client that
+                // restarted on the same port numbers from 0 again.)
                 Flow::Continue
             } else {
                 handle(&self.ctx, s, dg.msg)

@@ -468,3 +468,52 @@ async fn udp_over_ipv6_loopback() {
         .recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "over ::1"))
         .await;
 }
+
+/// The server restarts between two datagrams (no ICMP error in between):
+/// the new server does not know the session and answers with a retry; the
+/// client says hello again and the new session's numbering (from 0 again)
+/// is not mistaken for duplicates.
+#[tokio::test]
+async fn session_survives_a_server_restart_through_a_retry() {
+    let mut first = ServerProc::start(&[]);
+    let uaddr = udp_addr(&first);
+    let mut carol = udp_join(uaddr, "carol", UdpOptions::default()).await;
+    // Take the first session's own Joined, so nothing of it is left queued.
+    udp_until(&mut carol, |m| matches!(m, ServerMsg::Joined { .. })).await;
+    first.signal(libc::SIGKILL);
+    first.wait_timeout(STEP).expect("killed");
+    let listen = format!("127.0.0.1:{}", uaddr.port());
+    let second = ServerProc::start_args(&["--listen", &listen], &[]);
+    assert_eq!(udp_addr(&second), uaddr);
+    // A ping (17 bytes): big enough for the 16-byte retry. (A 9-byte
+    // `Rooms` would get no answer at all: no reply outgrows its request.)
+    carol.ping().await.expect("send to the new server");
+    let cookie = match tokio::time::timeout(STEP, carol.recv()).await {
+        Ok(Ok(Received::Retry { cookie })) => cookie,
+        other => panic!("expected a retry from the new server, got {other:?}"),
+    };
+    carol.new_session(cookie);
+    carol
+        .send(&ClientMsg::Hello {
+            nick: "carol".into(),
+        })
+        .await
+        .expect("hello");
+    let m = udp_until(&mut carol, |m| matches!(m, ServerMsg::Welcome { .. })).await;
+    assert!(
+        matches!(&m, ServerMsg::Welcome { nick, .. } if nick == "carol"),
+        "{m:?}"
+    );
+    let mut alice = FramedClient::connect(second.addr, "alice").await;
+    carol
+        .send(&ClientMsg::Say {
+            room: String::new(),
+            text: "back".into(),
+        })
+        .await
+        .expect("send");
+    alice
+        .recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "back"))
+        .await;
+    assert_eq!(carol.rx_stats().duplicated, 0, "{:?}", carol.rx_stats());
+}

@@ -150,7 +150,8 @@ pub struct Welcome {
     pub nick: String,
     pub room: String,
     pub server: String,
-    /// Messages that arrived during the handshake (after the Welcome).
+    /// Messages that arrived before the Welcome (the first Welcome was
+    /// lost and the server repeated it), in arrival order, at most 256.
     pub early: Vec<ServerMsg>,
 }
 
@@ -341,9 +342,13 @@ impl UdpLink {
         self.rtt
     }
 
-    /// Remember the cookie from a retry; the next Hello carries it.
-    pub fn set_cookie(&mut self, cookie: u64) {
+    /// A retry came: the server has no session for us (first contact, or
+    /// it restarted or timed us out). Remember the cookie for the next
+    /// Hello, and expect the new session's numbering to start again at 0
+    /// (otherwise its first datagrams would look like duplicates).
+    pub fn new_session(&mut self, cookie: u64) {
         self.cookie = Some(cookie);
+        self.rx = SeqTracker::expecting(0);
     }
 
     /// Wait for the next message from the server. Malformed datagrams and
@@ -408,6 +413,7 @@ impl UdpLink {
             SendError::Io(e) => HandshakeError::Io(e),
         })?;
         let mut next = tokio::time::Instant::now() + every;
+        let mut early = Vec::new();
         loop {
             if start.elapsed() >= limit {
                 return Err(HandshakeError::NoAnswer {
@@ -422,7 +428,7 @@ impl UdpLink {
             let resend = match got {
                 None => true,
                 Some(Received::Retry { cookie }) => {
-                    self.set_cookie(cookie);
+                    self.new_session(cookie);
                     true
                 }
                 Some(Received::Msg(ServerMsg::Welcome { nick, room, server })) => {
@@ -430,7 +436,7 @@ impl UdpLink {
                         nick,
                         room,
                         server,
-                        early: Vec::new(),
+                        early,
                     });
                 }
                 Some(Received::Msg(ServerMsg::Error { code, text })) => {
@@ -442,7 +448,14 @@ impl UdpLink {
                         text: reason.to_string(),
                     });
                 }
-                Some(Received::Msg(_)) => false,
+                Some(Received::Msg(m)) => {
+                    if early.len() < 256
+                        && !matches!(m, ServerMsg::Ping { .. } | ServerMsg::Pong { .. })
+                    {
+                        early.push(m);
+                    }
+                    false
+                }
             };
             if resend {
                 self.send(&hello).await.map_err(|e| match e {
@@ -808,6 +821,10 @@ async fn one_session(
         })),
     )
     .await?;
+    for m in welcome.early {
+        track(&mut link, session, &m).await;
+        emit(ev, SocketEvent::Server(sanitize_msg(m))).await?;
+    }
 
     let mut ping = tokio::time::interval(cfg.ping_every.max(Duration::from_millis(100)));
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -844,7 +861,7 @@ async fn one_session(
                         // The server no longer knows us (it restarted, or
                         // timed us out): prove our address and say hello again.
                         emit(ev, SocketEvent::Local("the server does not know this UDP session any more (restarted or timed out?): saying hello again".into())).await?;
-                        link.set_cookie(cookie);
+                        link.new_session(cookie);
                         let _ = link.send(&ClientMsg::Hello { nick: session.nick.clone() }).await;
                     }
                     Err(e) => {
