@@ -221,3 +221,65 @@ async fn malformed_datagrams_never_panic_the_server() {
         .await;
     assert!(!srv.stderr().contains("panicked"), "{}", srv.stderr());
 }
+
+#[tokio::test]
+async fn the_session_cap_refuses_with_server_full() {
+    let cfg = std::env::temp_dir().join(format!("sockchat-udp-{}-cap.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[udp]\nmax_sessions = 2\n",
+    )
+    .expect("write config");
+    let srv = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let addr = udp_addr(&srv);
+    let mut held = Vec::new();
+    for nick in ["one", "two"] {
+        let mut l = UdpLink::connect(addr, UdpOptions::default())
+            .await
+            .expect("connect");
+        l.handshake(nick, Duration::from_millis(200), STEP)
+            .await
+            .expect("within the cap");
+        held.push(l);
+    }
+    let mut third = UdpLink::connect(addr, UdpOptions::default())
+        .await
+        .expect("connect");
+    match third
+        .handshake("three", Duration::from_millis(200), STEP)
+        .await
+    {
+        Err(sockchat::net::udp::HandshakeError::Refused { code, text }) => {
+            assert_eq!(code, sockchat_shared::ErrorCode::ServerFull, "{text}");
+            assert!(text.contains("2 UDP sessions"), "{text}");
+        }
+        other => panic!("expected ServerFull, got {other:?}"),
+    }
+    // A slot frees when a session quits.
+    held[0]
+        .send(&ClientMsg::Quit {
+            message: String::new(),
+        })
+        .await
+        .expect("quit");
+    let mut fourth = UdpLink::connect(addr, UdpOptions::default())
+        .await
+        .expect("connect");
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        match fourth
+            .handshake("four", Duration::from_millis(200), Duration::from_secs(1))
+            .await
+        {
+            Ok(w) => {
+                assert_eq!(w.nick, "four");
+                break;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("slot not freed after a quit: {e}"),
+        }
+    }
+}
