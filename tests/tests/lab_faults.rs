@@ -53,6 +53,16 @@ impl PlainClient {
         }
     }
 
+    /// The last lines printed, shortened, for failure messages.
+    fn tail(&self) -> String {
+        let from = self.seen.len().saturating_sub(8);
+        let lines: Vec<String> = self.seen[from..]
+            .iter()
+            .map(|l| l.chars().take(160).collect())
+            .collect();
+        format!("(last {} of {}) {lines:#?}", lines.len(), self.seen.len())
+    }
+
     async fn send(&mut self, line: &str) {
         self.stdin
             .write_all(format!("{line}\n").as_bytes())
@@ -75,11 +85,11 @@ impl PlainClient {
                 }
                 Ok(Ok(None)) | Ok(Err(_)) => {
                     panic!(
-                        "client output ended waiting for {what}; printed {:?}",
-                        self.seen
+                        "client output ended waiting for {what}; printed {}",
+                        self.tail()
                     )
                 }
-                Err(_) => panic!("client never printed {what}; printed {:?}", self.seen),
+                Err(_) => panic!("client never printed {what}; printed {}", self.tail()),
             }
         }
     }
@@ -348,4 +358,76 @@ async fn lab_against_the_real_server() {
         );
     }
     assert!(out.status.success(), "{:?}", out.status);
+}
+
+/// The value of `key=VALUE` in a `* sockinfo` line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// `/fault stop-reading` is the zero-window scenario through the product:
+/// the server's own TCP_INFO for bob's socket (`/sockinfo bob`) shows bob's
+/// advertised window at 0 and its send queue holding what bob will not
+/// read; `/fault resume` opens the window again and everything arrives.
+#[tokio::test]
+async fn fault_stop_reading_closes_the_window_the_server_sees() {
+    let server = ServerProc::start(&["--no-rate-limits"]);
+    let mut alice = TextClient::connect(server.addr).await;
+    let alice_nick = alice.welcome().await;
+    let mut bob = bob_joins(&server, &mut alice, "bob", false).await;
+    bob.send("/fault stop-reading").await;
+    bob.expect("the fault line", |l| l.starts_with("* fault stop-reading:"))
+        .await;
+    // Several times bob's receive buffer (bounded: 300 lines of 1 kB).
+    let text = "z".repeat(1000);
+    let sent = 300;
+    for n in 0..sent {
+        alice.line(&format!("{n} {text}")).await;
+    }
+    // The window does not necessarily close at once: with a window left
+    // that is smaller than half the largest one seen, the sender holds back
+    // (sender-side silly-window avoidance) and only its persist timer
+    // (a few hundred ms) pushes the last bytes that close it. Poll.
+    let deadline = tokio::time::Instant::now() + STEP;
+    let mut samples = Vec::new();
+    let info = loop {
+        alice.line("/sockinfo bob").await;
+        let info = alice.expect_prefix("* sockinfo bob: ").await;
+        samples.push(format!(
+            "peer_rwnd={:?} send_queue={:?}",
+            field(&info, "peer_rwnd"),
+            field(&info, "send_queue")
+        ));
+        if field(&info, "peer_rwnd") == Some("0") {
+            break info;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bob's window never reached 0: {samples:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let queued: u64 = field(&info, "send_queue")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no send_queue in {info}"));
+    assert!(queued > 0, "zero window but nothing queued: {info}");
+    assert_eq!(field(&info, "tcpi_state"), Some("ESTABLISHED"), "{info}");
+
+    // Resume: everything alice said reaches bob, in order.
+    bob.send("/fault resume").await;
+    let last = format!("[lobby] {alice_nick}: {} ", sent - 1);
+    timeout(
+        Duration::from_secs(20),
+        bob.expect("alice's last line", |l| l.starts_with(&last)),
+    )
+    .await
+    .expect("bob never caught up after resume");
+    alice.line("/sockinfo bob").await;
+    let after = alice.expect_prefix("* sockinfo bob: ").await;
+    assert_ne!(
+        field(&after, "peer_rwnd"),
+        Some("0"),
+        "window still closed: {after}"
+    );
 }
