@@ -28,6 +28,9 @@ use std::process::ExitCode;
 
 use outcome::{Outcome, Status};
 
+/// `sockchat lab` flags. The hidden `--child*` flags exist because the
+/// kill -9 and restart scenarios need a real process of their own to kill:
+/// the lab re-executes its own binary with them.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LabArgs {
     /// Print one JSON object per scenario (one per line).
