@@ -250,6 +250,17 @@ async fn peer_fin_is_eof_with_bye_reason() {
         matches!(e, SocketEvent::HalfClosed(HalfClose::PeerSentFin)).then_some(())
     })
     .await;
+    // We linger in CLOSE_WAIT long enough for the panel to show it.
+    expect(&mut rx, "CLOSE_WAIT", |e| match e {
+        SocketEvent::Info(i) => i
+            .snap
+            .info
+            .as_ref()
+            .filter(|t| t.state_name() == "CLOSE_WAIT")
+            .map(|_| ()),
+        _ => None,
+    })
+    .await;
     let closed = expect(&mut rx, "closed", |e| match e {
         SocketEvent::Closed(r) => Some(r.clone()),
         _ => None,
@@ -525,4 +536,47 @@ async fn oversized_frame_is_a_protocol_error() {
         panic!("expected a protocol error, got {closed:?}");
     };
     assert!(detail.contains("exceeds the maximum"), "{detail}");
+}
+
+/// Writing to a peer that has closed: the first write succeeds (and draws
+/// an RST), the second fails with EPIPE. The kernel, not folklore.
+#[tokio::test]
+async fn second_write_after_peer_close_is_epipe() {
+    let (l, addr) = start().await;
+    let (tx, mut rx) = net::spawn(cfg(addr));
+    let (p, _) = Peer::accept(&l, "alice").await;
+    expect(&mut rx, "welcome", |e| {
+        matches!(e, SocketEvent::Server(ServerMsg::Welcome { .. })).then_some(())
+    })
+    .await;
+    drop(p); // full close: FIN now, RST for anything that arrives later
+    expect(&mut rx, "half-closed", |e| {
+        matches!(e, SocketEvent::HalfClosed(HalfClose::PeerSentFin)).then_some(())
+    })
+    .await;
+    let say = |t: &str| {
+        NetCmd::Send(ClientMsg::Say {
+            room: "lobby".into(),
+            text: t.into(),
+        })
+    };
+    tx.send(say("first")).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(100)).await; // the RST comes back
+    tx.send(say("second")).await.expect("send");
+    let err = expect(&mut rx, "EPIPE", |e| match e {
+        SocketEvent::Error(se) => Some(se.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!((err.syscall, err.errno), ("write", libc::EPIPE), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the first write after its close succeeds")
+    );
+    let closed = expect(&mut rx, "closed", |e| match e {
+        SocketEvent::Closed(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(closed, CloseReason::Peer(DisconnectReason::BrokenPipe));
 }

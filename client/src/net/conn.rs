@@ -69,6 +69,10 @@ enum Outcome {
     Closed { welcomed: bool },
 }
 
+/// How long we stay in CLOSE_WAIT after the peer's FIN before closing our
+/// side too, so a person can see the state (the server is gone anyway).
+const PEER_FIN_LINGER: Duration = Duration::from_secs(1);
+
 /// Most bytes we queue for the server before refusing more input; the
 /// server only stops reading us if something is badly wrong.
 const MAX_PENDING_WRITE: usize = 1 << 20;
@@ -305,6 +309,8 @@ struct Conn<'a> {
     close_unread_by: Option<Instant>,
     /// `/quit` in progress: give the server until then to close.
     quit_by: Option<Instant>,
+    /// When the peer's FIN arrived (we linger in CLOSE_WAIT briefly).
+    peer_fin_at: Option<Instant>,
 }
 
 /// What woke the loop.
@@ -356,6 +362,7 @@ impl<'a> Conn<'a> {
             last_tcp_state: None,
             close_unread_by: None,
             quit_by: None,
+            peer_fin_at: None,
         })
     }
 
@@ -396,7 +403,9 @@ impl<'a> Conn<'a> {
         // The Hello counts as a frame out (the preamble is not a frame).
         self.stats.frames_out = 1;
         loop {
-            let checking = self.close_unread_by.is_some() || self.quit_by.is_some();
+            let checking = self.close_unread_by.is_some()
+                || self.quit_by.is_some()
+                || self.peer_fin_at.is_some();
             let wake = tokio::select! {
                 c = cmds.recv() => Wake::Cmd(c),
                 r = self.stream.readable(), if self.reading => Wake::Readable(r),
@@ -485,16 +494,18 @@ impl<'a> Conn<'a> {
             Ok(0) => {
                 // read() returned 0: the peer sent FIN.
                 emit(ev, SocketEvent::HalfClosed(HalfClose::PeerSentFin)).await?;
-                // Let the panel show CLOSE_WAIT (or TIME_WAIT-bound states
-                // after our own FIN) before we close.
                 self.poll_info(ev).await?;
-                let reason = if self.quit_by.is_some() {
-                    CloseReason::Local("quit".into())
-                } else {
-                    CloseReason::Peer(self.bye.clone().unwrap_or(DisconnectReason::Eof))
-                };
-                emit(ev, SocketEvent::Closed(reason)).await?;
-                return Ok(Some(self.closed_outcome()));
+                if self.quit_by.is_some() {
+                    emit(ev, SocketEvent::Closed(CloseReason::Local("quit".into()))).await?;
+                    return Ok(Some(self.closed_outcome()));
+                }
+                // Stay half-closed for a moment so the panel shows
+                // CLOSE_WAIT (nothing more can arrive: stop reading). A write
+                // now still "succeeds" once and draws an RST; the next one
+                // fails with EPIPE, and that becomes the reason.
+                self.reading = false;
+                self.peer_fin_at = Some(Instant::now());
+                return Ok(None);
             }
             Ok(n) => self.stats.bytes_in += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
@@ -613,6 +624,14 @@ impl<'a> Conn<'a> {
     /// Periodic check while a close-unread or quit is in progress.
     async fn check(&mut self, ev: &Events) -> Result<Option<Outcome>, UiGone> {
         let now = Instant::now();
+        if let Some(at) = self.peer_fin_at
+            && now >= at + PEER_FIN_LINGER
+        {
+            self.poll_info(ev).await?;
+            let reason = self.bye.clone().unwrap_or(DisconnectReason::Eof);
+            emit(ev, SocketEvent::Closed(CloseReason::Peer(reason))).await?;
+            return Ok(Some(self.closed_outcome()));
+        }
         if let Some(by) = self.quit_by
             && now >= by
         {
@@ -683,7 +702,7 @@ impl<'a> Conn<'a> {
                 }
             }
             NetCmd::Quit(message) => {
-                if self.we_sent_fin {
+                if self.we_sent_fin || self.peer_fin_at.is_some() {
                     // Cannot say goodbye on a half-closed socket: just go.
                     emit(ev, SocketEvent::Closed(CloseReason::Local("quit".into()))).await?;
                     return Ok(Some(Outcome::Quit));
