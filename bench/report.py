@@ -101,7 +101,7 @@ s_lines = best.get(("sockchat", "lines"))
 n_lines = best.get(("ncat --broker --chat", "lines"))
 if s_lines and n_lines:
     w(f"- ratio sockchat / ncat (best sustained, lines): **{s_lines[0] / n_lines[0]:.2f}x**")
-for path in sorted(glob.glob(os.path.join(out_dir, "ncat-*.json"))):
+for path in sorted(glob.glob(os.path.join(out_dir, "ncat-*.json")), key=lambda p: int(p.rsplit("-", 1)[1].split(".")[0])):
     name = os.path.basename(path)[:-5]
     r, _ = load(name)
     if not r:
@@ -112,6 +112,12 @@ for path in sorted(glob.glob(os.path.join(out_dir, "ncat-*.json"))):
         w(f"- at {rate} msg/s: sockchat/ncat deliveries ratio {s['deliveries_per_sec'] / r['deliveries_per_sec']:.2f}, "
           f"p99 {ms(s['latency_us']['p99'])} ms vs {ms(r['latency_us']['p99'])} ms, ncat lost {r['lost']} "
           f"(lines cut or merged by its relay are not attributed), errors: {errs(r)}")
+        try:
+            quit_line = [l for l in open(os.path.join(out_dir, f"ncat-{rate}.log")) if "QUITTING" in l]
+        except OSError:
+            quit_line = []
+        if quit_line:
+            w(f"  - ncat exited during this run: `{quit_line[0].strip()[:160]}`")
 w("")
 
 # (b) rooms
@@ -131,15 +137,15 @@ w("")
 # (c) idle
 w("### (c) Idle capacity (bots: 2 worker processes, 16 source addresses)")
 w("")
-w("| wire | connected | connect errors | server RSS before | server RSS peak | RSS per connection | server fds peak |")
-w("|---|---|---|---|---|---|---|")
+w("| wire | connected | connect errors | server RSS before | server RSS peak | RSS per connection |")
+w("|---|---|---|---|---|---|")
 for wire in ("lines", "framed"):
     r, m = load(f"c-{wire}")
     if not r:
         continue
     per = (m.get("rss_peak_kb", 0) - m.get("rss0_kb", 0)) * 1024 / max(r["connected"], 1)
     w(f"| {wire} | {r['connected']} | {r['connect_errors']} ({errs(r)}) | {m.get('rss0_kb', 0) / 1024:.1f} MiB | "
-      f"{m.get('rss_peak_kb', 0) / 1024:.1f} MiB | **{per / 1024:.2f} KiB** | - |")
+      f"{m.get('rss_peak_kb', 0) / 1024:.1f} MiB | **{per / 1024:.2f} KiB** |")
 r, m = load("c-emfile")
 if r:
     log = ""

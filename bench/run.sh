@@ -145,32 +145,36 @@ if want d; then
 fi
 
 if want e; then
-    start_server
-    if grep -q "(udp)" "$OUT/server.out"; then
-        # One source address per bot: the server rate-limits its cookie
-        # retries per address (anti-reflection) and 2,000/s in total.
-        for rate in ${RATES_E:-500 1000}; do
-            run "e-udp-$rate" "$SRV_PID" -- --server "$ADDR" --wire udp --count 1000 \
-                --senders 10 --rate "$rate/s" --size 64 --duration "$DUR" --connect-rate 1000/s \
-                --settle 1s --source-ips 127.0.4.1-127.0.7.250
-        done
-    else
-        echo "== e: the server has no UDP listener yet; skipped"
-    fi
-    stop_server
+    # One source address per bot: the server rate-limits its cookie
+    # retries per address (anti-reflection) and 2,000/s in total. A fresh
+    # server per rate: UDP sessions of an overloaded run linger until their
+    # timeout (UDP has no FIN; a lost Quit is never seen).
+    for rate in ${RATES_E:-100 250 500}; do
+        start_server
+        if ! grep -q "(udp)" "$OUT/server.out"; then
+            echo "== e: the server has no UDP listener; skipped"
+            stop_server
+            break
+        fi
+        run "e-udp-$rate" "$SRV_PID" -- --server "$ADDR" --wire udp --count 1000 \
+            --senders 10 --rate "$rate/s" --size 64 --duration "$DUR" --connect-rate 1000/s \
+            --settle 1s --source-ips 127.0.4.1-127.0.7.250
+        stop_server
+    done
 fi
 
 if want ncat; then
     if command -v ncat > /dev/null; then
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
         for rate in $RATES_A; do
-            ncat --broker --chat -l 127.0.0.1 "$port" > /dev/null 2> "$OUT/ncat.err" &
+            # -m: ncat accepts only 100 clients by default (--max-conns).
+            # It uses select(2), so FD_SETSIZE 1024 caps it near 1,020.
+            ncat --broker --chat -m 2000 -l 127.0.0.1 "$port" > /dev/null 2> "$OUT/ncat-$rate.log" &
             NCAT_PID=$!
             sleep 0.3
-            # ncat uses select(2): FD_SETSIZE 1024 caps it near 1,020 clients.
             run "ncat-$rate" "$NCAT_PID" -- --server "127.0.0.1:$port" --wire lines \
                 --join-line none --count 1000 --senders 10 --rate "$rate/s" --size 64 \
-                --duration "$DUR" --connect-rate 5000/s --settle 1s
+                --duration "$DUR" --connect-rate 1000/s --settle 1s
             kill "$NCAT_PID" 2>/dev/null; wait "$NCAT_PID" 2>/dev/null; NCAT_PID=
         done
     else

@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -116,17 +117,65 @@ struct Conn {
 /// Receiver state that outlives a connection.
 #[derive(Default)]
 struct Rx {
-    trackers: HashMap<u32, SeqTracker>,
+    trackers: SenderMap,
+}
+
+/// Per-sender trackers, keyed by bot number. Keys are small integers we
+/// made ourselves, so a multiplicative hash is enough (SipHash showed up in
+/// the receive-path profile).
+pub(super) type SenderMap = HashMap<u32, SeqTracker, BuildHasherDefault<IdHash>>;
+
+#[derive(Default)]
+pub(super) struct IdHash(u64);
+
+impl Hasher for IdHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 pub(super) fn code(e: &io::Error) -> String {
     DisconnectReason::from_io_error(e).code()
 }
 
-pub(super) fn fill(template: &str, n: usize, room: &str) -> String {
+/// A server refusal (`ServerMsg::Error`) as an errors-map key:
+/// `nick-taken`, `server-full`, ... (the text stays out of the key so the
+/// map groups them).
+pub(super) fn error_code_name(c: sockchat_shared::ErrorCode) -> String {
+    use sockchat_shared::ErrorCode as E;
+    match c {
+        E::NickTaken => "nick-taken".into(),
+        E::BadName => "bad-name".into(),
+        E::NoSuchRoom => "no-such-room".into(),
+        E::NoSuchNick => "no-such-nick".into(),
+        E::TooManyRooms => "too-many-rooms".into(),
+        E::MessageTooLong => "message-too-long".into(),
+        E::RateLimited => "rate-limited".into(),
+        E::NotInRoom => "not-in-room".into(),
+        E::BadCommand => "bad-command".into(),
+        E::Protocol => "protocol-error".into(),
+        E::VersionMismatch => "version-mismatch".into(),
+        E::ServerFull => "server-full".into(),
+        E::TooManyFromAddress => "too-many-from-address".into(),
+        E::Other(n) => format!("server-error-{n}"),
+    }
+}
+
+/// Expand a template: `{n}` bot number, `{room}`, `{run}` (4 hex digits of
+/// the run id).
+pub(super) fn fill(template: &str, n: usize, room: &str, run: u32) -> String {
     template
         .replace("{n}", &n.to_string())
         .replace("{room}", room)
+        .replace("{run}", &format!("{:04x}", run & 0xffff))
 }
 
 /// Run one bot to completion.
@@ -378,7 +427,7 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
             wire::write_frame(
                 &mut conn.out,
                 &ClientMsg::Hello {
-                    nick: fill(&plan.nick, spec.n, room),
+                    nick: fill(&plan.nick, spec.n, room, plan.run_id),
                 },
             );
             wire::write_frame(&mut conn.out, &ClientMsg::Join { room: room.clone() });
@@ -391,11 +440,12 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
         Wire::Lines | Wire::Udp => {
             if let Some(first) = &plan.first_line {
                 conn.out
-                    .extend_from_slice(fill(first, spec.n, room).as_bytes());
+                    .extend_from_slice(fill(first, spec.n, room, plan.run_id).as_bytes());
                 conn.out.extend_from_slice(b"\n");
             }
             for l in &plan.join_lines {
-                conn.out.extend_from_slice(fill(l, spec.n, room).as_bytes());
+                conn.out
+                    .extend_from_slice(fill(l, spec.n, room, plan.run_id).as_bytes());
                 conn.out.extend_from_slice(b"\n");
             }
         }
@@ -610,6 +660,7 @@ async fn session(
     let group = &plan.groups[spec.group];
     let behaviour = group.behaviour;
     let mut reading = true;
+    let has_faults = plan.faults.iter().any(|f| f.group == spec.group);
     // Pick up a Go that happened while we were (re)connecting.
     let mut ctl_dirty = true;
     loop {
@@ -675,7 +726,7 @@ async fn session(
                 }
                 ctl_dirty = true;
             }
-            _ = spec.fault.notify.notified() => {
+            _ = spec.fault.notify.notified(), if has_faults => {
                 if let Some((m, after)) = spec.fault.pending.take() {
                     return End::Planned(m, after);
                 }

@@ -15,6 +15,9 @@ use super::stats::Stats;
 pub struct Outcome {
     pub stats: Stats,
     pub window_s: f64,
+    /// The drain hit `--drain` while deliveries were still arriving: part
+    /// of `lost` may be late rather than lost.
+    pub drain_timed_out: bool,
 }
 
 /// Poll period of the coordinator loops.
@@ -120,6 +123,7 @@ pub fn run_local(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
     let drain_end = mono_ns() + plan.drain.as_nanos() as u64;
     let mut last = engine.live();
     let mut last_change = mono_ns();
+    let mut drain_timed_out = false;
     loop {
         std::thread::sleep(TICK);
         let s = engine.live();
@@ -131,7 +135,11 @@ pub fn run_local(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
         if s.delivered != last.delivered || s.pending_out != last.pending_out {
             last_change = now;
         }
-        if now - last_change >= QUIET.as_nanos() as u64 || now >= drain_end {
+        if now - last_change >= QUIET.as_nanos() as u64 {
+            break;
+        }
+        if now >= drain_end {
+            drain_timed_out = true;
             break;
         }
         last = s;
@@ -142,5 +150,6 @@ pub fn run_local(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         window_s: (last_ns.saturating_sub(start)) as f64 / 1e9,
         stats,
+        drain_timed_out,
     })
 }

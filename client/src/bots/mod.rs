@@ -70,14 +70,14 @@ pub struct BotsArgs {
     /// Wire: framed (sockchat protocol), lines (text), udp [default: framed].
     #[arg(long, value_enum)]
     pub wire: Option<wire::Wire>,
-    /// Lines mode: a first line to send, `{n}` = bot number (e.g. "/nick bot{n}").
+    /// Lines mode: a first line to send; `{n}` bot number, `{run}` run tag (e.g. "/nick bot{n}").
     #[arg(long)]
     pub first_line: Option<String>,
     /// Lines mode: line(s) that join the room; `{room}`, `{n}`; "none" for
     /// servers without rooms [default: "/join {room}" "/leave lobby"].
     #[arg(long)]
     pub join_line: Vec<String>,
-    /// Framed mode: nick template [default: bot{n}].
+    /// Framed/UDP: nick template; `{n}` bot number, `{run}` run tag [default: b{run}-{n}].
     #[arg(long)]
     pub nick: Option<String>,
     /// Framed mode: room to leave after joining ours; "none" to stay [default: lobby].
@@ -106,7 +106,9 @@ pub struct BotsArgs {
     /// Pause between the end of the ramp and the first message [default: 500ms].
     #[arg(long)]
     pub settle: Option<String>,
-    /// Longest wait for in-flight deliveries after the send phase [default: 3s].
+    /// Longest wait for in-flight deliveries after the send phase; it ends
+    /// earlier once all expected deliveries arrived or nothing arrives for
+    /// 500 ms [default: 10s].
     #[arg(long)]
     pub drain: Option<String>,
     /// Fail (exit 1) if p99 latency is above this (`5ms`).
@@ -153,6 +155,13 @@ pub fn run(args: BotsArgs) -> anyhow::Result<ExitCode> {
     } else {
         coord::run_local(Arc::new(plan.clone()))?
     };
+    if outcome.drain_timed_out {
+        notes.push(format!(
+            "the drain ended at --drain {:?} while deliveries were still arriving: \
+             part of `lost` is late (still in flight), not lost",
+            plan.drain
+        ));
+    }
     let report = report::Report::build(&plan, &outcome.stats, outcome.window_s, notes);
     if args.json {
         println!("{}", report.json());

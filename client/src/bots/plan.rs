@@ -207,7 +207,7 @@ impl Plan {
         let drain = e(parse::duration(&pick(
             &a.drain,
             sc_ref.and_then(|s| s.drain.as_ref()),
-            "3s",
+            "10s",
         )))?;
         let n_rooms = match (a.rooms, sc_ref.and_then(|s| s.rooms)) {
             (Some(r), _) | (None, Some(r)) => r,
@@ -305,7 +305,9 @@ impl Plan {
             wire,
             first_line,
             join_lines,
-            nick: a.nick.clone().unwrap_or_else(|| "bot{n}".into()),
+            // The run tag keeps nicks unique against sessions a previous
+            // run left behind (UDP sessions linger until their timeout).
+            nick: a.nick.clone().unwrap_or_else(|| "b{run}-{n}".into()),
             leave_room: match a.leave_room.as_deref() {
                 Some("") | Some("none") => None,
                 Some(r) => Some(r.to_string()),

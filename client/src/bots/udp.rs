@@ -23,10 +23,10 @@ use sockchat_shared::udp::{self, ServerBody};
 use sockchat_shared::{ClientMsg, ServerMsg};
 use tokio::net::UdpSocket;
 
-use super::bot::{BotSpec, Control, Go, Shard, code, fill, wait_stop};
+use super::bot::{BotSpec, Control, Go, SenderMap, Shard, code, fill, wait_stop};
 use super::plan::Behaviour;
 use super::schedule::{Schedule, mono_ns, per_sender, sleep_until_ns};
-use super::seq::{Seen, SeqTracker};
+use super::seq::Seen;
 use super::wire::{self, Event, Mark};
 
 /// Datagrams read per readiness event before yielding.
@@ -96,7 +96,7 @@ pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
     };
     let mut go: Option<Go> = None;
     let mut sched: Option<Schedule> = None;
-    let mut trackers: std::collections::HashMap<u32, SeqTracker> = Default::default();
+    let mut trackers = SenderMap::default();
     let mut reading = true;
     let mut keepalive = mono_ns() + KEEPALIVE.as_nanos() as u64;
     let mut dirty = true;
@@ -202,7 +202,7 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
     let sock = UdpSocket::bind(local).await.map_err(|e| code(&e))?;
     sock.connect(plan.server).await.map_err(|e| code(&e))?;
     let room = &plan.rooms[spec.room];
-    let nick = fill(&plan.nick, spec.n, room);
+    let nick = fill(&plan.nick, spec.n, room, plan.run_id);
     let mut link = Link {
         sock,
         seq: 0,
@@ -234,8 +234,8 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
                         continue 'outer;
                     }
                     ServerBody::Msg(ServerMsg::Welcome { .. }) => break 'outer,
-                    ServerBody::Msg(ServerMsg::Error { text, .. }) => {
-                        return Err(format!("refused-by-server: {text}"));
+                    ServerBody::Msg(ServerMsg::Error { code, .. }) => {
+                        return Err(super::bot::error_code_name(code));
                     }
                     ServerBody::Msg(_) => {}
                 },
@@ -326,7 +326,7 @@ fn recv_ready(
     sh: &Shard,
     spec: &BotSpec,
     link: &mut Link,
-    trackers: &mut std::collections::HashMap<u32, SeqTracker>,
+    trackers: &mut SenderMap,
 ) -> Result<(), String> {
     let scratch: &RefCell<Vec<u8>> = &sh.scratch;
     let mut buf = scratch.borrow_mut();

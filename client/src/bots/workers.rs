@@ -203,6 +203,7 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
     let mut go_sent: Option<(u64, u64)> = None;
     let mut stop_sent = false;
     let mut drain_deadline = u64::MAX;
+    let mut drain_timed_out = false;
     let mut last_delivered = 0;
     let mut last_pending = 0;
     let mut last_change = mono_ns();
@@ -288,6 +289,9 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
                     last_change = now;
                 }
                 let done = s.delivered >= s.expected && s.pending_out == 0;
+                if !done && now - last_change < QUIET.as_nanos() as u64 && now >= drain_deadline {
+                    drain_timed_out = true;
+                }
                 if done || now - last_change >= QUIET.as_nanos() as u64 || now >= drain_deadline {
                     for w in &mut workers {
                         let _ = writeln!(w.stdin, "STOP");
@@ -322,5 +326,6 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
     Ok(Outcome {
         window_s: stats.last_delivery_ns.max(end).saturating_sub(start) as f64 / 1e9,
         stats,
+        drain_timed_out,
     })
 }
