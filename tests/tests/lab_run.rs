@@ -334,3 +334,75 @@ fn cable_skipped_without_root() {
     }
     assert!(out.status.success(), "{:?}", out.status);
 }
+
+/// Namespaces of lab process `pid` that exist right now.
+fn namespaces_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("sclab-") && n.contains(&format!("-{pid}-")))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Ctrl-C in the middle of the pulled cable: no destructor runs on a
+/// signal, so the lab's signal thread must remove the namespaces itself.
+#[test]
+fn interrupted_lab_leaves_no_namespace_behind() {
+    if !is_root() {
+        eprintln!(
+            "interrupted_lab_leaves_no_namespace_behind: not root, the lab creates no namespaces here"
+        );
+        return;
+    }
+    let mut child = Command::new(sockchat_bin())
+        .args(["lab", "--json", "--only", "cable-pulled-idle"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lab");
+    let pid = child.id();
+    // Wait for its three namespaces (host, switch, host) to exist.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while namespaces_of(pid).len() < 3 {
+        if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the lab never had its namespaces up: {:?}",
+                namespaces_of(pid)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the lab did not exit after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "{status:?} {err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(
+        namespaces_of(pid),
+        Vec::<String>::new(),
+        "left behind after SIGINT"
+    );
+}

@@ -24,8 +24,23 @@ fn live() -> std::sync::MutexGuard<'static, Vec<Resource>> {
     LIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub fn register(r: Resource) {
-    live().push(r);
+/// Register `r`, then run `create` (which makes it exist) while still
+/// holding the registry: an interrupt cannot slip in between, so the signal
+/// thread never deletes a namespace that an `ip netns add` still running
+/// would create a moment later, nor misses a child just spawned.
+pub fn create_registered<T>(r: Resource, create: impl FnOnce() -> T) -> T {
+    let mut g = live();
+    g.push(r);
+    create()
+}
+
+/// Like [`create_registered`] when the resource is only known after
+/// creation (a child's pid).
+pub fn create_then_register<T>(create: impl FnOnce() -> (T, Option<Resource>)) -> T {
+    let mut g = live();
+    let (t, r) = create();
+    g.extend(r);
+    t
 }
 
 pub fn unregister(r: &Resource) {

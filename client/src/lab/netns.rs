@@ -102,8 +102,7 @@ impl NetnsPair {
         for ns in [&pair.near, &pair.switch, &pair.far] {
             // Registered before it exists: an interrupt mid-setup still
             // removes it (deleting a missing namespace is harmless).
-            cleanup::register(Resource::Netns(ns.clone()));
-            ip(&["netns", "add", ns])?;
+            cleanup::create_registered(Resource::Netns(ns.clone()), || ip(&["netns", "add", ns]))?;
         }
         let sw = pair.switch.as_str();
         ip(&["-n", sw, "link", "add", &bridge, "type", "bridge"])?;

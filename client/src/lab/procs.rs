@@ -49,13 +49,17 @@ impl ChildProc {
         if let Some((nick, room)) = chat {
             cmd.args(["--child-nick", nick, "--child-room", room]);
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("spawn {} lab --child {mode}", exe.display()))?;
-        cleanup::register(Resource::Pid(child.id()));
+            .stderr(Stdio::inherit());
+        let mut child = cleanup::create_then_register(|| match cmd.spawn() {
+            Ok(c) => {
+                let pid = c.id();
+                (Ok(c), Some(Resource::Pid(pid)))
+            }
+            Err(e) => (Err(e), None),
+        })
+        .with_context(|| format!("spawn {} lab --child {mode}", exe.display()))?;
         let stdout = child.stdout.take().context("child stdout")?;
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
