@@ -122,14 +122,16 @@ impl Drop for Tmux {
     }
 }
 
-/// Unread bytes in the receive queue of the TCP socket bound to local port
-/// `port` on 127.0.0.1 (from /proc/net/tcp: `tx_queue:rx_queue`).
+/// Unread bytes in the receive queue of the ESTABLISHED TCP socket bound to
+/// local port `port` on 127.0.0.1 (from /proc/net/tcp: `tx_queue:rx_queue`;
+/// state `01` is ESTABLISHED).
 fn rx_queue(port: u16) -> Option<u64> {
     let t = std::fs::read_to_string("/proc/net/tcp").ok()?;
     let want = format!("0100007F:{port:04X}");
     for l in t.lines().skip(1) {
         let f: Vec<&str> = l.split_whitespace().collect();
-        if f.get(1) == Some(&want.as_str()) {
+        // Only the live socket: an old TIME_WAIT entry may share the port.
+        if f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"01") {
             let rx = f.get(4)?.split(':').nth(1)?;
             return u64::from_str_radix(rx, 16).ok();
         }
