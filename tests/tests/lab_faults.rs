@@ -147,12 +147,18 @@ async fn announced(alice: &mut TextClient, nick: &str) -> String {
 
 /// Bytes waiting unread in the receive queue of the TCP socket bound to
 /// 127.0.0.1:`port`, straight from the kernel (/proc/net/tcp rx_queue).
-fn rx_queue(port: u16) -> Option<u64> {
+fn rx_queue(port: u16, server_port: u16) -> Option<u64> {
     let tab = std::fs::read_to_string("/proc/net/tcp").ok()?;
     let local = format!("0100007F:{port:04X}");
+    let remote = format!("0100007F:{server_port:04X}");
     tab.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        if f.get(1) == Some(&local.as_str()) {
+        // Exactly bob's live connection: a local port can be shared by
+        // connections to other servers and by old TIME_WAIT entries.
+        if f.get(1) == Some(&local.as_str())
+            && f.get(2) == Some(&remote.as_str())
+            && f.get(3) == Some(&"01")
+        {
             let rx = f.get(4)?.split(':').nth(1)?;
             u64::from_str_radix(rx, 16).ok()
         } else {
@@ -166,13 +172,13 @@ fn rx_queue(port: u16) -> Option<u64> {
 /// what the client asks after connecting come first). The client's own
 /// latency ping goes out only every 2 s, so a kill right after this finds
 /// an empty receive queue.
-async fn wait_quiet(port: u16) {
+async fn wait_quiet(port: u16, server_port: u16) {
     const QUIET: Duration = Duration::from_millis(300);
     let deadline = tokio::time::Instant::now() + STEP;
     let mut empty_since = None;
     loop {
         let now = tokio::time::Instant::now();
-        match rx_queue(port) {
+        match rx_queue(port, server_port) {
             Some(0) => {
                 let since = *empty_since.get_or_insert(now);
                 if now - since >= QUIET {
@@ -251,7 +257,7 @@ async fn fault_crash_without_unread_data_is_eof() {
     let (server, mut alice) = server_and_alice().await;
     let mut bob = bob_joins(&server, &mut alice, "bob", true).await;
     let port = bob.local_port().await;
-    wait_quiet(port).await;
+    wait_quiet(port, server.addr.port()).await;
     bob.send("/fault crash").await;
     bob.expect("the crash line", |l| l.contains(r#""fault":"crash""#))
         .await;
@@ -278,7 +284,7 @@ async fn kill9_with_unread_data_is_reset() {
     alice.line("are you still reading, bob?").await;
     // Wait until the kernel holds it unread in bob's receive queue.
     let deadline = tokio::time::Instant::now() + STEP;
-    while rx_queue(port).unwrap_or(0) == 0 {
+    while rx_queue(port, server.addr.port()).unwrap_or(0) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "alice's line never reached bob's receive queue"
@@ -300,7 +306,7 @@ async fn kill9_without_unread_data_is_eof() {
     let (server, mut alice) = server_and_alice().await;
     let mut bob = bob_joins(&server, &mut alice, "bob", true).await;
     let port = bob.local_port().await;
-    wait_quiet(port).await;
+    wait_quiet(port, server.addr.port()).await;
     bob.child.start_kill().expect("SIGKILL bob");
     bob.exit_status().await;
     assert_eq!(

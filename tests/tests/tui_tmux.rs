@@ -122,16 +122,21 @@ impl Drop for Tmux {
     }
 }
 
-/// Unread bytes in the receive queue of the ESTABLISHED TCP socket bound to
-/// local port `port` on 127.0.0.1 (from /proc/net/tcp: `tx_queue:rx_queue`;
-/// state `01` is ESTABLISHED).
-fn rx_queue(port: u16) -> Option<u64> {
+/// Unread bytes in the receive queue of the ESTABLISHED connection from
+/// 127.0.0.1:`port` to 127.0.0.1:`server_port` (from /proc/net/tcp:
+/// `tx_queue:rx_queue`; state `01` is ESTABLISHED).
+fn rx_queue(port: u16, server_port: u16) -> Option<u64> {
     let t = std::fs::read_to_string("/proc/net/tcp").ok()?;
     let want = format!("0100007F:{port:04X}");
+    let remote = format!("0100007F:{server_port:04X}");
     for l in t.lines().skip(1) {
         let f: Vec<&str> = l.split_whitespace().collect();
-        // Only the live socket: an old TIME_WAIT entry may share the port.
-        if f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"01") {
+        // Only this live connection: a local port can be shared by
+        // connections to other servers and by old TIME_WAIT entries.
+        if f.get(1) == Some(&want.as_str())
+            && f.get(2) == Some(&remote.as_str())
+            && f.get(3) == Some(&"01")
+        {
             let rx = f.get(4)?.split(':').nth(1)?;
             return u64::from_str_radix(rx, 16).ok();
         }
@@ -188,7 +193,7 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
     let port = local_port(&bob_screen);
     let deadline = Instant::now() + STEP;
     let mut n = 0;
-    while rx_queue(port).unwrap_or(0) == 0 {
+    while rx_queue(port, server.addr.port()).unwrap_or(0) == 0 {
         tmux.line("alice", &format!("are you there? {n}"));
         n += 1;
         assert!(
@@ -213,7 +218,7 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
     tmux.wait_for("carol", "alice: bye carol");
     let carol_port = local_port(&tmux.capture("carol"));
     let deadline = Instant::now() + STEP;
-    while rx_queue(carol_port).unwrap_or(1) != 0 {
+    while rx_queue(carol_port, server.addr.port()).unwrap_or(1) != 0 {
         assert!(Instant::now() < deadline, "carol never drained her queue");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -232,8 +237,7 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
     // SAFETY: kill(2) on the sockchat process this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     tmux.wait_for("alice", "erin left lobby: quit");
-    wait_dead(&tmux, "erin");
-    assert_eq!(tmux.pane("erin", "#{pane_dead_status}"), "0");
+    assert_eq!(exit_status(&tmux, "erin"), "0");
     assert_eq!(
         tmux.pane("erin", "#{alternate_on}"),
         "0",
@@ -242,8 +246,7 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
 
     // Ctrl-C quits cleanly with exit status 0.
     tmux.keys("alice", &["C-c"]);
-    wait_dead(&tmux, "alice");
-    assert_eq!(tmux.pane("alice", "#{pane_dead_status}"), "0");
+    assert_eq!(exit_status(&tmux, "alice"), "0");
     assert_eq!(
         tmux.pane("alice", "#{alternate_on}"),
         "0",
@@ -251,10 +254,27 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
     );
 }
 
+/// Wait until the pane's process has exited and tmux has reaped it.
 fn wait_dead(tmux: &Tmux, session: &str) {
     let deadline = Instant::now() + STEP;
     while tmux.pane(session, "#{pane_dead}") != "1" {
         assert!(Instant::now() < deadline, "{session} did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The exit status of a pane whose process exited normally. tmux marks the
+/// pane dead when the pty closes, and knows the status once it has reaped
+/// the process, a moment later.
+fn exit_status(tmux: &Tmux, session: &str) -> String {
+    wait_dead(tmux, session);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let st = tmux.pane(session, "#{pane_dead_status}");
+        if !st.is_empty() {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "{session}: no exit status");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -306,8 +326,16 @@ fn server_restart_refused_countdown_and_narrow_terminal() {
         "0",
         "terminal restored"
     );
-    // Joined lines (-J) with scrollback (-S): the message is long.
-    let s = tmux.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "dana"]);
+    // Joined lines (-J) with scrollback (-S): the message is long. tmux
+    // adds its "Pane is dead (signal 6, ...)" line once it has reaped it.
+    let deadline = Instant::now() + STEP;
+    let s = loop {
+        let s = tmux.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "dana"]);
+        if s.contains("signal 6") || Instant::now() >= deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(s.contains("sockchat: fault crash: abort"), "{s}");
     assert!(s.contains("signal 6"), "SIGABRT: {s}");
 }
