@@ -329,6 +329,7 @@ async fn lab_against_the_real_server() {
         "linger-zero",
         "kill9-sending",
         "kill9-unread",
+        "half-close",
     ];
     for r in remote {
         args.extend(["--only", r]);

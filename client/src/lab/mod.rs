@@ -131,7 +131,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "half-close",
         summary: "shutdown(Write): peer reads EOF but can still send, and we still receive",
-        remote: Remote::LocalOnly,
+        remote: Remote::Supported,
         run: tcp::half_close,
     },
     Scenario {

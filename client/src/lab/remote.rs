@@ -260,6 +260,53 @@ fn why(kind: CloseKind) -> &'static str {
     }
 }
 
+/// Half-close against the server: we send `/who`, then shutdown(Write).
+/// The server reads our command, then EOF (and announces it), and we still
+/// receive its answer on the half that is open.
+pub fn half_close(server: &str) -> Outcome {
+    const NAME: &str = "half-close";
+    let run = || -> anyhow::Result<Outcome> {
+        let (nick, obs_nick, room) = names("h");
+        let mut o = observer(server, &obs_nick, &room)?;
+        let mut a = TextConn::connect(server)?;
+        actor_join(&mut a, &mut o, &nick, &room)?;
+        a.drain(Duration::from_millis(300));
+        a.send("/who")?;
+        a.stream.shutdown(std::net::Shutdown::Write)?;
+        let (obs, errno, line) = announced(&mut o, &nick);
+        // Our read half still works: the /who answer arrives, then the
+        // server's own FIN.
+        let who = format!("* {room} (");
+        let mut got = Vec::new();
+        while let Some(l) = a.line(Duration::from_secs(3)) {
+            got.push(l);
+        }
+        let answered = got.iter().any(|l| l.starts_with(&who));
+        Ok(Outcome::judge(
+            NAME,
+            "sent /who, then shutdown(Write)",
+            obs,
+            errno,
+            "eof",
+            None,
+            answered,
+            "shutdown(SHUT_WR) sends FIN but leaves our read half open: the server read our command, then EOF, and its answer still reached us",
+        )
+        .with_target(format!("live server {server}"))
+        .with_details(vec![
+            format!("observer saw: {line}"),
+            format!(
+                "after our FIN we received {} line(s){}",
+                got.len(),
+                if answered { ", including the /who answer" } else { ", but no /who answer" }
+            ),
+        ]))
+    };
+    run().unwrap_or_else(|e| {
+        Outcome::setup_failed(NAME, "eof", &e).with_target(format!("live server {server}"))
+    })
+}
+
 /// kill -9 of a real process that is chatting through the server.
 pub fn kill9_scenario(server: &str, unread: bool) -> Outcome {
     let (name, expected, exp_errno) = if unread {

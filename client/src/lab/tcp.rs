@@ -286,7 +286,10 @@ pub fn connect_refused(_ctx: &Ctx) -> Outcome {
     })
 }
 
-pub fn half_close(_ctx: &Ctx) -> Outcome {
+pub fn half_close(ctx: &Ctx) -> Outcome {
+    if let Some(server) = &ctx.server {
+        return remote::half_close(server);
+    }
     scenario("half-close", "eof", || {
         let (mut actor, mut peer) = pair()?;
         actor.write_all(b"request")?;
