@@ -6,6 +6,10 @@ use unicode_width::UnicodeWidthChar;
 
 /// Most lines kept in the input history.
 const HISTORY_MAX: usize = 500;
+/// Most characters the line holds: far above any message the server
+/// accepts (those get a clear "too long" error on Enter), but a pasted
+/// file cannot grow the editor without bound.
+pub const LINE_MAX_CHARS: usize = 64 * 1024;
 
 /// An in-progress Tab completion: repeated Tab cycles the candidates.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,7 +67,7 @@ impl LineEditor {
         } else {
             c
         };
-        if c.is_control() {
+        if c.is_control() || self.chars.len() >= LINE_MAX_CHARS {
             return;
         }
         self.chars.insert(self.cursor, c);
@@ -350,6 +354,17 @@ mod tests {
         e.set("/fault cl");
         e.complete(&["/fault"], &["fin", "close-unread"], &nicks);
         assert_eq!(e.text(), "/fault close-unread");
+    }
+
+    #[test]
+    fn a_huge_paste_is_capped() {
+        let mut e = LineEditor::default();
+        e.insert_str(&"y".repeat(LINE_MAX_CHARS + 1000));
+        assert_eq!(e.text().len(), LINE_MAX_CHARS);
+        // Control characters from a paste never enter the line.
+        let mut e = LineEditor::default();
+        e.insert_str("a\x1b[2Jb\tc");
+        assert_eq!(e.text(), "a[2Jb c");
     }
 
     #[test]
