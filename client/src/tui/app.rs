@@ -455,7 +455,8 @@ impl App {
             KeyCode::Left if alt => self.next_room(-1),
             KeyCode::Left if ctrl => self.input.word_left(),
             KeyCode::Right if ctrl => self.input.word_right(),
-            KeyCode::Char(c) if !ctrl => self.input.insert(c),
+            // Ctrl+Alt is how many terminals report AltGr (`@`, `{`...).
+            KeyCode::Char(c) if !ctrl || alt => self.input.insert(c),
             KeyCode::Backspace => self.input.backspace(),
             KeyCode::Delete => self.input.delete(),
             KeyCode::Left => self.input.left(),

@@ -223,7 +223,7 @@ where
                 Some(e) => events.push(Event::Socket(e)),
                 None => socket_open = false,
             },
-            _ = ticker.tick() => events.push(Event::Tick(Instant::now())),
+            _ = ticker.tick() => {}
         }
         // Everything already queued, then one draw.
         while socket_open {
@@ -236,6 +236,8 @@ where
                 break;
             }
         }
+        // "Now" first, so countdowns these events start are exact.
+        app.update(Event::Tick(Instant::now()));
         for e in events {
             for action in app.update(e) {
                 match action {
