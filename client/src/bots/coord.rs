@@ -24,6 +24,8 @@ pub struct Outcome {
 const TICK: Duration = Duration::from_millis(50);
 /// The drain ends early once nothing has arrived for this long.
 const QUIET: Duration = Duration::from_millis(500);
+/// A live snapshot older than this is stale.
+pub const STALE: Duration = Duration::from_millis(200);
 
 pub fn progress_bar(plan: &Plan, total: u64) -> ProgressBar {
     if !plan.progress {
@@ -132,7 +134,12 @@ pub fn run_local(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
         if s.delivered >= s.expected && s.pending_out == 0 {
             break;
         }
-        if s.delivered != last.delivered || s.pending_out != last.pending_out {
+        // A stale snapshot (a starved shard thread) proves nothing: only
+        // fresh numbers that stopped moving count as quiet.
+        if s.delivered != last.delivered
+            || s.pending_out != last.pending_out
+            || now.saturating_sub(s.published_ns) > STALE.as_nanos() as u64
+        {
             last_change = now;
         }
         if now - last_change >= QUIET.as_nanos() as u64 {

@@ -212,8 +212,10 @@ fn run_shard(
         let pub_live = live.clone();
         let publisher = tokio::task::spawn_local(async move {
             loop {
+                let mut snap = pub_sh.stats.borrow().counters();
+                snap.published_ns = mono_ns();
                 if let Ok(mut slot) = pub_live[si].lock() {
-                    *slot = pub_sh.stats.borrow().counters();
+                    *slot = snap;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -73,6 +73,10 @@ pub struct Stats {
     pub members: Vec<u32>,
     /// Monotonic ns of the last measured delivery.
     pub last_delivery_ns: u64,
+    /// Live view: when the oldest of the merged snapshots was published
+    /// (0 = unknown). A busy shard thread publishes late; the drain must
+    /// not mistake a stale snapshot for "nothing is arriving any more".
+    pub published_ns: u64,
     pub groups: Vec<GroupStats>,
 }
 
@@ -100,6 +104,7 @@ impl Stats {
             bytes_out: 0,
             members: vec![0; rooms],
             last_delivery_ns: 0,
+            published_ns: 0,
             groups: vec![GroupStats::default(); groups],
         }
     }
@@ -134,6 +139,7 @@ impl Stats {
             bytes_out: self.bytes_out,
             members: Vec::new(),
             last_delivery_ns: self.last_delivery_ns,
+            published_ns: self.published_ns,
             groups: Vec::new(),
         }
     }
@@ -168,6 +174,11 @@ impl Stats {
             *a += b;
         }
         self.last_delivery_ns = self.last_delivery_ns.max(o.last_delivery_ns);
+        self.published_ns = match (self.published_ns, o.published_ns) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
         if self.groups.len() < o.groups.len() {
             self.groups.resize(o.groups.len(), GroupStats::default());
         }

@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::BotsArgs;
-use super::coord::{Outcome, progress_bar, ramp_msg, run_msg};
+use super::coord::{Outcome, STALE, progress_bar, ramp_msg, run_msg};
 use super::engine::{Engine, Slice};
 use super::plan::Plan;
 use super::schedule::mono_ns;
@@ -283,7 +283,11 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
                     continue;
                 }
                 pb.set_prefix("drain");
-                if s.delivered != last_delivered || s.pending_out != last_pending {
+                // Worker snapshots travel through a pipe: allow for that.
+                if s.delivered != last_delivered
+                    || s.pending_out != last_pending
+                    || now.saturating_sub(s.published_ns) > 2 * STALE.as_nanos() as u64
+                {
                     last_delivered = s.delivered;
                     last_pending = s.pending_out;
                     last_change = now;
