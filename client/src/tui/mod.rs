@@ -25,6 +25,8 @@ use app::{Action, App, Event, PanelMode, UiConfig};
 
 /// How often the screen is refreshed when nothing happens (countdowns).
 const TICK: Duration = Duration::from_millis(250);
+/// Shortest time between two draws (60 per second at most).
+const FRAME: Duration = Duration::from_millis(16);
 /// After /quit, how long we wait for the net task to close cleanly.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -196,8 +198,18 @@ where
     let mut input_open = true;
     let mut socket_open = true;
     let mut quit_deadline: Option<Instant> = None;
+    // Draw at most once per FRAME: under a flood of messages the screen
+    // still updates 60 times a second, but not once per message.
+    let mut last_draw: Option<Instant> = None;
+    let mut dirty = true;
     loop {
-        terminal.draw(|f| view::render(app, f))?;
+        let finishing = app.done || (!input_open && !socket_open);
+        let due = last_draw.is_none_or(|t| t.elapsed() >= FRAME);
+        if dirty && (due || finishing) {
+            terminal.draw(|f| view::render(app, f))?;
+            last_draw = Some(Instant::now());
+            dirty = false;
+        }
         if app.done {
             return Ok(None);
         }
@@ -212,6 +224,9 @@ where
         {
             return Ok(None);
         }
+        let redraw_in = last_draw
+            .map(|t| FRAME.saturating_sub(t.elapsed()))
+            .unwrap_or_default();
         let mut events: Vec<Event> = Vec::new();
         tokio::select! {
             e = input.next(), if input_open => match e {
@@ -224,7 +239,10 @@ where
                 None => socket_open = false,
             },
             _ = ticker.tick() => {}
+            // A frame is owed: wake up to draw it.
+            _ = tokio::time::sleep(redraw_in), if dirty => {}
         }
+        dirty = true;
         // Everything already queued, then one draw.
         while socket_open {
             match socket.try_recv() {
