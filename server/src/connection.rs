@@ -91,11 +91,27 @@ enum Flow {
 }
 
 /// Serve one accepted connection until it ends, inside its own span.
-pub async fn serve(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>, guards: Guards) {
+///
+/// Memory matters here (an idle connection should cost ~2 KB): the setup
+/// and the closing sequence are boxed futures built in plain functions, so
+/// neither they nor the arguments stay in the future that every connection
+/// carries while idle (an async fn keeps its arguments, and often its
+/// temporaries, for its whole life).
+pub fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: u64,
+    ctx: Arc<Ctx>,
+    guards: Guards,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let span = info_span!("conn", conn_id = id, peer = %addr, transport = "tcp", nick = tracing::field::Empty);
-    serve_inner(stream, addr, id, ctx, guards)
-        .instrument(span)
-        .await
+    let setup = Box::pin(setup(stream, addr, id, ctx, guards));
+    async move {
+        if let Some(conn) = setup.await {
+            drive(conn).await;
+        }
+    }
+    .instrument(span)
 }
 
 fn configure(stream: &TcpStream, s: &Settings) {
@@ -131,7 +147,59 @@ fn log_end(reason: &DisconnectReason, registered: bool) {
     );
 }
 
-async fn serve_inner(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>, guards: Guards) {
+/// A set-up connection: its session, its writer task and what it holds.
+struct Conn {
+    s: Session,
+    writer: tokio::task::JoinHandle<()>,
+    /// Set when the first bytes already ended it (e.g. a bad preamble).
+    early_end: Option<End>,
+    permit: Option<OwnedSemaphorePermit>,
+    ip_slot: Option<IpSlot>,
+}
+
+async fn drive(mut conn: Box<Conn>) {
+    let end = match conn.early_end.take() {
+        Some(e) => e,
+        None => conn.s.run().await,
+    };
+    closing(conn, end).await;
+}
+
+/// The closing sequence as a boxed future (built outside any async fn, so
+/// its size never counts in the idle connection's future).
+fn closing(
+    conn: Box<Conn>,
+    end: End,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    let Conn {
+        s,
+        writer,
+        permit,
+        ip_slot,
+        ..
+    } = *conn;
+    Box::pin(async move {
+        s.finish(end, writer).await;
+        drop(permit);
+        drop(ip_slot);
+    })
+}
+
+/// Detect the format, create the peer and its writer, greet a text user and
+/// handle whatever arrived with the first bytes. `None`: the connection
+/// ended before that (logged here).
+async fn setup(
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: u64,
+    ctx: Arc<Ctx>,
+    guards: Guards,
+) -> Option<Box<Conn>> {
+    let Guards {
+        permit,
+        ip_slot,
+        input,
+    } = guards;
     configure(&stream, &ctx.settings);
     debug!("connected");
     let stream = Arc::new(stream);
@@ -142,23 +210,23 @@ async fn serve_inner(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>
     // a prompt) is greeted as a text user after detect_timeout.
     let detect = Duration::from_millis(cfg.server.detect_timeout_ms);
     let first = tokio::select! {
-        r = Box::pin(tokio::time::timeout(detect, read_some(&stream, &mut pending))) => r,
+        r = tokio::time::timeout(detect, read_some(&stream, &mut pending)) => r,
         _ = ctx.shutdown.input_stopped() => {
             log_end(&DisconnectReason::ServerShutdown, false);
-            return;
+            return None;
         }
     };
     let format = match first {
         Err(_) => Format::Text,
         Ok(Ok(0)) => {
             log_end(&DisconnectReason::Eof, false);
-            return;
+            return None;
         }
         Ok(Ok(_)) if pending.first() == Some(&0) => Format::Framed,
         Ok(Ok(_)) => Format::Text,
         Ok(Err(e)) => {
             log_end(&DisconnectReason::from_io_error(&e), false);
-            return;
+            return None;
         }
     };
 
@@ -175,14 +243,14 @@ async fn serve_inner(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>
     let writer = ctx
         .shutdown
         .tracker
-        .spawn(writer_task(stream.clone(), peer.clone()).instrument(tracing::Span::current()));
+        .spawn(writer_task(stream.clone(), peer.clone()));
 
     let now = Instant::now();
     let limits = &cfg.limits;
     let mut s = Session {
         ctx: ctx.clone(),
-        stream: stream.clone(),
-        peer: peer.clone(),
+        stream,
+        peer,
         pending: BytesMut::new(),
         registered: false,
         preamble_done: false,
@@ -198,7 +266,7 @@ async fn serve_inner(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>
         batch_room: None,
         batch: Vec::new(),
         max_line: limits.max_message_len + 64,
-        input: Some(guards.input),
+        input: Some(input),
     };
 
     if format == Format::Text {
@@ -219,20 +287,20 @@ async fn serve_inner(stream: TcpStream, addr: SocketAddr, id: u64, ctx: Arc<Ctx>
         }
     };
     s.flush_batch();
-    let end = match end {
-        Some(e) => e,
-        None => s.run().await,
-    };
-    // Boxed: the closing sequence is big and runs once; keep it out of
-    // the future every idle connection carries.
-    Box::pin(s.finish(end, writer)).await;
-    drop(guards.permit);
-    drop(guards.ip_slot);
+    Some(Box::new(Conn {
+        s,
+        writer,
+        early_end: end,
+        permit,
+        ip_slot,
+    }))
 }
 
 /// Read once (waiting for readiness) into `buf`.
 async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    buf.reserve(4096);
+    // Small: a framed client's preamble + hello or a typed line. More stays
+    // in the kernel for the next read.
+    buf.reserve(512);
     loop {
         stream.readable().await?;
         match stream.try_read_buf(buf) {
@@ -243,13 +311,12 @@ async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> 
     }
 }
 
+/// The writer task: drain the outbox until it is closed and flushed, or a
+/// write fails (then the connection is doomed with that errno). A writer
+/// stuck on a peer that does not read is aborted by the reader's close.
 async fn writer_task(stream: Arc<TcpStream>, peer: Arc<Peer>) {
-    let end = tokio::select! {
-        e = run_writer(&stream, &peer.outbox) => Some(e),
-        _ = peer.cancel_token().cancelled() => None,
-    };
-    if let Some(WriterEnd::Failed(e)) = end {
-        debug!(error = %e, "write failed");
+    if let WriterEnd::Failed(e) = run_writer(&stream, &peer.outbox).await {
+        debug!(conn_id = peer.id, error = %e, "write failed");
         peer.fail(DisconnectReason::from_io_error(&e));
     }
 }
@@ -356,7 +423,10 @@ impl Session {
                 _ = &mut stopping => {
                     return End::Server(DisconnectReason::ServerShutdown)
                 }
-                r = stream.readable() => {
+                // poll_read_ready in a poll_fn rather than `readable()`: the
+                // same readiness, a much smaller future (only this task ever
+                // waits for read readiness on this socket).
+                r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => {
                     if let Err(e) = r {
                         return End::Io(e);
                     }
@@ -962,7 +1032,7 @@ impl Session {
                 .await
                 .is_err()
             {
-                self.peer.cancel_token().cancel();
+                writer.abort();
                 let _ = writer.await;
             } else if !self.peer.cancel_token().is_cancelled() {
                 // FIN after everything queued; then read until the client
@@ -980,6 +1050,7 @@ impl Session {
         } else {
             self.peer.outbox.abort();
             self.peer.cancel_token().cancel();
+            writer.abort();
             let _ = writer.await;
         }
     }

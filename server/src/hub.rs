@@ -652,3 +652,124 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockchat_shared::ChatKind;
+
+    fn hub() -> Hub {
+        Hub::new(HubConfig {
+            default_room: "lobby".into(),
+            history: 2,
+            announce_max_members: 1000,
+            max_rooms: 10,
+            max_nick_len: 24,
+            max_room_len: 32,
+            server_name: "test".into(),
+        })
+    }
+
+    fn peer(id: u64, format: Format) -> Arc<Peer> {
+        Arc::new(Peer::new(
+            id,
+            "127.0.0.1:1".parse().expect("addr"),
+            Transport::Tcp,
+            format,
+            16,
+            SlowConsumerPolicy::Disconnect,
+            None,
+        ))
+    }
+
+    async fn drain(p: &Peer) -> Vec<Bytes> {
+        let mut q = VecDeque::new();
+        p.outbox.close();
+        p.outbox.next_batch(&mut q).await;
+        q.into_iter().collect()
+    }
+
+    fn chat(text: &str) -> ServerMsg {
+        ServerMsg::Chat {
+            room: "lobby".into(),
+            from: "a".into(),
+            text: text.into(),
+            kind: ChatKind::Say,
+            ts_ms: 0,
+            history: false,
+        }
+    }
+
+    /// One chunk per format per batch, and every member of a format gets the
+    /// very same bytes (one encoding, shared).
+    #[tokio::test]
+    async fn a_batch_is_encoded_once_per_format_and_shared() {
+        let h = hub();
+        let (a, b, t1, t2) = (
+            peer(1, Format::Framed),
+            peer(2, Format::Framed),
+            peer(3, Format::Text),
+            peer(4, Format::Text),
+        );
+        let mut room = None;
+        for (p, n) in [(&a, "a"), (&b, "b"), (&t1, "t1"), (&t2, "t2")] {
+            h.register(p, n).expect("nick");
+            room = Some(h.join(p, "lobby").expect("join"));
+        }
+        let room = room.expect("room");
+        // Throw away the join notices.
+        for p in [&a, &b, &t1, &t2] {
+            let mut q = VecDeque::new();
+            p.outbox.take_all(&mut q);
+        }
+        room.fan_out_chat(vec![chat("one"), chat("two")], t1.id);
+        let (qa, qb, q1, q2) = (
+            drain(&a).await,
+            drain(&b).await,
+            drain(&t1).await,
+            drain(&t2).await,
+        );
+        assert_eq!(qa.len(), 1, "one chunk for the whole batch");
+        assert_eq!(
+            qa[0].as_ptr(),
+            qb[0].as_ptr(),
+            "framed members share one buffer"
+        );
+        assert!(q1.is_empty(), "a text sender gets no echo");
+        assert_eq!(&q2[0][..], b"[lobby] a: one\n[lobby] a: two\n");
+        // History keeps the last 2, replayed with history = true.
+        room.fan_out_chat(vec![chat("three")], a.id);
+        let c = peer(5, Format::Text);
+        h.register(&c, "c").expect("nick");
+        h.join(&c, "lobby").expect("join");
+        let got = drain(&c).await;
+        let all: Vec<u8> = got.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(
+            String::from_utf8(all).expect("utf-8"),
+            "* c joined lobby\n[lobby] a: two\n[lobby] a: three\n"
+        );
+    }
+
+    /// A full outbox makes its member a slow consumer without blocking the
+    /// sender or the other members.
+    #[tokio::test]
+    async fn full_outbox_fails_only_that_member() {
+        let h = hub();
+        let (slow, ok) = (peer(1, Format::Framed), peer(2, Format::Framed));
+        h.register(&slow, "slow").expect("nick");
+        h.register(&ok, "ok").expect("nick");
+        let room = h.join(&slow, "lobby").expect("join");
+        h.join(&ok, "lobby").expect("join");
+        for i in 0..20 {
+            room.fan_out_chat(vec![chat(&i.to_string())], 99);
+            let mut q = VecDeque::new();
+            ok.outbox.take_all(&mut q); // `ok` keeps up
+        }
+        assert_eq!(
+            slow.reason(),
+            Some(DisconnectReason::SlowConsumer { frames: 16 })
+        );
+        assert!(slow.cancel_token().is_cancelled());
+        assert_eq!(ok.reason(), None);
+    }
+}

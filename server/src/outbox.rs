@@ -141,17 +141,17 @@ impl Outbox {
 
     /// Move everything queued into `into` (swapping buffers, O(1) under the
     /// lock). Returns true when the outbox is closed.
-    fn take_all(&self, into: &mut VecDeque<Bytes>) -> bool {
+    pub(crate) fn take_all(&self, into: &mut VecDeque<Bytes>) -> bool {
         let mut s = self.lock();
         if into.is_empty() {
-            std::mem::swap(&mut s.q, into);
+            // Take the queue's buffer with its items: the outbox is left with
+            // an unallocated deque, so an idle member holds no queue memory.
+            *into = std::mem::take(&mut s.q);
         } else {
             into.extend(s.q.drain(..));
-        }
-        // Give back a big buffer left by a burst, so an idle member does
-        // not keep it.
-        if s.q.capacity() > 64 {
-            s.q = VecDeque::new();
+            if s.q.capacity() > 64 {
+                s.q = VecDeque::new();
+            }
         }
         s.closed
     }
@@ -179,6 +179,9 @@ pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
             if closed {
                 return WriterEnd::Flushed;
             }
+            // Parking: free the batch buffer (idle connections own no
+            // queue memory; a busy writer rarely parks).
+            batch = VecDeque::new();
             outbox.notify.notified().await;
             continue;
         }
@@ -186,9 +189,6 @@ pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
             if let Err(e) = write_some(stream, &mut batch).await {
                 return WriterEnd::Failed(e);
             }
-        }
-        if batch.capacity() > 64 {
-            batch = VecDeque::new();
         }
     }
 }
@@ -201,7 +201,11 @@ async fn write_some(stream: &TcpStream, batch: &mut VecDeque<Bytes>) -> std::io:
                 consume(batch, n);
                 return Ok(());
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.writable().await?,
+            // Only the writer waits for write readiness on this socket, so
+            // the small poll_fn future is enough.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await?
+            }
             Err(e) => return Err(e),
         }
     }
