@@ -54,11 +54,13 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Start `sockchat` in a new detached session of the given size.
+    /// Start `sockchat` in a new detached session of the given size. The
+    /// pane's shell runs it in the foreground, then prints its exit status
+    /// and stays (tmux's own dead-pane status is not reliable: it sometimes
+    /// leaves the exited process unreaped).
     fn client(&self, session: &str, w: u16, h: u16, args: &str) {
-        // `exec` so the pane's pid is sockchat itself (we SIGKILL it).
         let cmd = format!(
-            "exec env HOME=/nonexistent TERM=xterm-256color {} {args}",
+            "env HOME=/nonexistent TERM=xterm-256color {} {args}; echo \"sockchat exited: $?\"; sleep 600",
             bin("sockchat").display()
         );
         self.run(&[
@@ -72,7 +74,36 @@ impl Tmux {
             &h.to_string(),
             &cmd,
         ]);
-        self.run(&["set-option", "-t", session, "remain-on-exit", "on"]);
+    }
+
+    /// The pid of the sockchat process: the child of the pane's shell.
+    fn client_pid(&self, session: &str) -> i32 {
+        let sh = self.pane(session, "#{pane_pid}");
+        let deadline = Instant::now() + STEP;
+        loop {
+            let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children"))
+                .unwrap_or_default();
+            if let Some(pid) = children
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+            {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "{session}: no sockchat process");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for the shell's `sockchat exited: N` line; returns N (128 + the
+    /// signal number when a signal ended it).
+    fn exit_status(&self, session: &str) -> String {
+        let line = self.wait_for(session, "sockchat exited: ");
+        let i = line.find("sockchat exited: ").unwrap_or(0) + "sockchat exited: ".len();
+        line[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect()
     }
 
     fn capture(&self, session: &str) -> String {
@@ -155,8 +186,7 @@ fn local_port(screen: &str) -> u16 {
         .expect("port")
 }
 
-fn kill9(pid: &str) {
-    let pid: i32 = pid.parse().expect("pane pid");
+fn kill9(pid: i32) {
     // SAFETY: kill(2) on the pid of the sockchat process this test started.
     let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
     assert_eq!(rc, 0, "kill -9 {pid}");
@@ -203,7 +233,7 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // SIGKILL with unread data: the kernel answers with RST.
-    kill9(&tmux.pane("bob", "#{pane_pid}"));
+    kill9(tmux.client_pid("bob"));
     let a = tmux.wait_for(
         "alice",
         "bob left lobby: connection reset by peer (ECONNRESET 104)",
@@ -222,7 +252,7 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
         assert!(Instant::now() < deadline, "carol never drained her queue");
         std::thread::sleep(Duration::from_millis(50));
     }
-    kill9(&tmux.pane("carol", "#{pane_pid}"));
+    kill9(tmux.client_pid("carol"));
     tmux.wait_for(
         "alice",
         "carol left lobby: closed by peer (EOF, FIN received)",
@@ -233,11 +263,11 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
     tmux.client("erin", 100, 30, &format!("--server {addr} --nick erin"));
     tmux.wait_for("alice", "erin joined lobby");
     assert_eq!(tmux.pane("erin", "#{alternate_on}"), "1");
-    let pid: i32 = tmux.pane("erin", "#{pane_pid}").parse().expect("pid");
+    let pid = tmux.client_pid("erin");
     // SAFETY: kill(2) on the sockchat process this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     tmux.wait_for("alice", "erin left lobby: quit");
-    assert_eq!(exit_status(&tmux, "erin"), "0");
+    assert_eq!(tmux.exit_status("erin"), "0");
     assert_eq!(
         tmux.pane("erin", "#{alternate_on}"),
         "0",
@@ -246,37 +276,12 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
 
     // Ctrl-C quits cleanly with exit status 0.
     tmux.keys("alice", &["C-c"]);
-    assert_eq!(exit_status(&tmux, "alice"), "0");
+    assert_eq!(tmux.exit_status("alice"), "0");
     assert_eq!(
         tmux.pane("alice", "#{alternate_on}"),
         "0",
         "terminal restored"
     );
-}
-
-/// Wait until the pane's process has exited and tmux has reaped it.
-fn wait_dead(tmux: &Tmux, session: &str) {
-    let deadline = Instant::now() + STEP;
-    while tmux.pane(session, "#{pane_dead}") != "1" {
-        assert!(Instant::now() < deadline, "{session} did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The exit status of a pane whose process exited normally. tmux marks the
-/// pane dead when the pty closes, and knows the status once it has reaped
-/// the process, a moment later.
-fn exit_status(tmux: &Tmux, session: &str) -> String {
-    wait_dead(tmux, session);
-    let deadline = Instant::now() + STEP;
-    loop {
-        let st = tmux.pane(session, "#{pane_dead_status}");
-        if !st.is_empty() {
-            return st;
-        }
-        assert!(Instant::now() < deadline, "{session}: no exit status");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -320,22 +325,13 @@ fn server_restart_refused_countdown_and_narrow_terminal() {
     // /fault crash aborts without cleanup (SIGABRT); the terminal was
     // restored first, so the pane shows the message on the normal screen.
     tmux.line("dana", "/fault crash");
-    wait_dead(&tmux, "dana");
+    assert_eq!(tmux.exit_status("dana"), "134", "128 + SIGABRT (6)");
     assert_eq!(
         tmux.pane("dana", "#{alternate_on}"),
         "0",
         "terminal restored"
     );
-    // Joined lines (-J) with scrollback (-S): the message is long. tmux
-    // adds its "Pane is dead (signal 6, ...)" line once it has reaped it.
-    let deadline = Instant::now() + STEP;
-    let s = loop {
-        let s = tmux.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "dana"]);
-        if s.contains("signal 6") || Instant::now() >= deadline {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Joined lines (-J) with scrollback (-S): the message is long.
+    let s = tmux.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "dana"]);
     assert!(s.contains("sockchat: fault crash: abort"), "{s}");
-    assert!(s.contains("signal 6"), "SIGABRT: {s}");
 }
