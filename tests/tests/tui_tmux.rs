@@ -59,8 +59,13 @@ impl Tmux {
     /// and stays (tmux's own dead-pane status is not reliable: it sometimes
     /// leaves the exited process unreaped).
     fn client(&self, session: &str, w: u16, h: u16, args: &str) {
+        self.client_env(session, w, h, "", args);
+    }
+
+    /// [`Tmux::client`] with extra `NAME=value` environment settings.
+    fn client_env(&self, session: &str, w: u16, h: u16, env: &str, args: &str) {
         let cmd = format!(
-            "env HOME=/nonexistent TERM=xterm-256color {} {args}; echo \"sockchat exited: $?\"; sleep 600",
+            "env HOME=/nonexistent TERM=xterm-256color {env} {} {args}; echo \"sockchat exited: $?\"; sleep 600",
             bin("sockchat").display()
         );
         self.run(&[
@@ -324,6 +329,20 @@ fn server_restart_refused_countdown_and_narrow_terminal() {
     }
     // /fault crash aborts without cleanup (SIGABRT); the terminal was
     // restored first, so the pane shows the message on the normal screen.
+    // A panic restores the terminal too (the panic hook), and the panic
+    // message lands on the normal screen.
+    tmux.client_env(
+        "panicky",
+        80,
+        20,
+        "SOCKCHAT_DEBUG_PANIC=1",
+        &format!("--server {addr} --nick panicky"),
+    );
+    tmux.wait_for("panicky", "sockchat exited: 101");
+    assert_eq!(tmux.pane("panicky", "#{alternate_on}"), "0", "restored");
+    let s = tmux.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "panicky"]);
+    assert!(s.contains("deliberate panic"), "{s}");
+
     tmux.line("dana", "/fault crash");
     assert_eq!(tmux.exit_status("dana"), "134", "128 + SIGABRT (6)");
     assert_eq!(

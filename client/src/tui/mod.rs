@@ -70,6 +70,13 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         }
         // SIGTERM/SIGHUP become a Ctrl-C: quit cleanly and restore the
         // terminal instead of dying with it in raw mode.
+        if std::env::var_os("SOCKCHAT_DEBUG_PANIC").is_some() {
+            // Test seam for the restore-on-panic guarantee (the tmux test
+            // uses it): draw once in raw mode on the alternate screen, then
+            // panic. The hook must leave the terminal as it was found.
+            terminal.draw(|f| view::render(&app, f))?;
+            panic!("SOCKCHAT_DEBUG_PANIC is set: deliberate panic");
+        }
         let events = futures::stream::select(crossterm::event::EventStream::new(), quit_signals());
         let r = run_loop(&mut terminal, &mut app, events, ev_rx, cmd_tx).await;
         drop(guard);
