@@ -126,6 +126,7 @@ impl ChatArgs {
         if let Some(s) = &self.server {
             client.server = s.clone();
         }
+        client.server = with_default_port(&client.server);
         if let Some(n) = &self.nick {
             client.nick = n.clone();
         }
@@ -178,6 +179,19 @@ impl ChatArgs {
             ..crate::net::NetConfig::default()
         };
         Ok(ChatSettings { client, net })
+    }
+}
+
+/// `HOST` or a bare IP address gets the default port 7878; `HOST:PORT`,
+/// `IPv4:PORT` and `[IPv6]:PORT` stay as they are.
+pub fn with_default_port(server: &str) -> String {
+    if let Ok(ip) = server.parse::<std::net::IpAddr>() {
+        return std::net::SocketAddr::new(ip, 7878).to_string();
+    }
+    if server.contains(':') {
+        server.to_string()
+    } else {
+        format!("{server}:7878")
     }
 }
 

@@ -94,3 +94,16 @@ fn keepalive_and_user_timeout_flags() {
         assert!(format!("{e}").contains("--keepalive"), "{e}");
     }
 }
+
+#[test]
+fn the_port_defaults_to_7878() {
+    use sockchat::cli::with_default_port as p;
+    assert_eq!(p("chat.lan"), "chat.lan:7878");
+    assert_eq!(p("192.168.1.10"), "192.168.1.10:7878");
+    assert_eq!(p("::1"), "[::1]:7878");
+    assert_eq!(p("[::1]:9000"), "[::1]:9000");
+    assert_eq!(p("10.0.0.1:9000"), "10.0.0.1:9000");
+    let f = write("port.toml", "");
+    let s = settings(&["--config", &f.to_string_lossy(), "--server", "localhost"]).expect("ok");
+    assert_eq!(s.net.server, "localhost:7878");
+}
