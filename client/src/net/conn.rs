@@ -133,7 +133,7 @@ async fn run_inner(
         };
         match connected {
             Ok(stream) => {
-                let mut conn = Conn::new(stream, &cfg, &mut session)?;
+                let mut conn = Conn::new(stream, &cfg, &mut session);
                 for m in &pending {
                     conn.queue(m);
                 }
@@ -324,11 +324,7 @@ enum Wake {
 }
 
 impl<'a> Conn<'a> {
-    fn new(
-        stream: TcpStream,
-        cfg: &'a NetConfig,
-        session: &'a mut Session,
-    ) -> Result<Self, UiGone> {
+    fn new(stream: TcpStream, cfg: &'a NetConfig, session: &'a mut Session) -> Self {
         let local = stream
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -343,7 +339,7 @@ impl<'a> Conn<'a> {
             },
             &mut wbuf,
         );
-        Ok(Self {
+        Self {
             stream,
             cfg,
             session,
@@ -363,7 +359,7 @@ impl<'a> Conn<'a> {
             close_unread_by: None,
             quit_by: None,
             peer_fin_at: None,
-        })
+        }
     }
 
     fn queue(&mut self, msg: &ClientMsg) {
