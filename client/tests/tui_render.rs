@@ -481,3 +481,43 @@ fn event_log_overlay_on_a_narrow_terminal() {
     assert!(s.contains("write: EPIPE (32) broken pipe"), "{s}");
     assert!(s.contains("connecting to 127.0.0.1:7878"), "{s}");
 }
+
+/// The TCP state diagram lights the kernel's current state: CLOSE_WAIT
+/// after the peer's FIN, nothing else.
+#[test]
+fn state_diagram_lights_close_wait() {
+    let (mut a, _) = app(140, 40);
+    connected(&mut a);
+    let mut i = info();
+    if let Some(t) = i.snap.info.as_mut() {
+        t.state = 8; // CLOSE_WAIT
+    }
+    sock(
+        &mut a,
+        SocketEvent::HalfClosed(sockchat::net::HalfClose::PeerSentFin),
+    );
+    sock(&mut a, SocketEvent::Info(Box::new(i)));
+    let mut t = Terminal::new(TestBackend::new(140, 40)).expect("terminal");
+    t.draw(|f| view::render(&a, f)).expect("draw");
+    let buf = t.backend().buffer().clone();
+    let lit = |word: &str| -> bool {
+        for y in 0..40u16 {
+            let row: String = (0..140u16).map(|x| buf[(x, y)].symbol()).collect();
+            // The diagram row, not the "tcpi" line above it.
+            if let Some(i) = row
+                .find(&format!("{word}→"))
+                .or_else(|| row.find(&format!("→{word}")))
+            {
+                let col = row[..i].chars().count() as u16 + u16::from(row[i..].starts_with('→'));
+                return buf[(col, y)].bg == ratatui::style::Color::Green;
+            }
+        }
+        panic!("{word} not in the diagram");
+    };
+    assert!(lit("CLOSE_WAIT"), "CLOSE_WAIT lit");
+    assert!(!lit("ESTABLISHED"), "ESTABLISHED not lit");
+    assert!(!lit("FIN_WAIT2"), "FIN_WAIT2 not lit");
+    let s = screen(&a);
+    assert!(s.contains("HALF-CLOSED (peer sent FIN)"), "{s}");
+    assert!(s.contains("tcpi     CLOSE_WAIT"), "{s}");
+}
