@@ -416,6 +416,7 @@ impl Session {
         let doomed = peer.cancel_token().cancelled();
         let stopping = ctx.shutdown.input_stopped();
         tokio::pin!(timer, doomed, stopping);
+        let mut reads: u32 = 0;
         loop {
             tokio::select! {
                 biased;
@@ -432,6 +433,13 @@ impl Session {
                     }
                     if let Flow::Stop(end) = self.on_readable() {
                         return end;
+                    }
+                    // poll_read_ready does not take part in tokio's
+                    // cooperative budget: a peer that keeps the socket full
+                    // must not keep this worker thread from everyone else.
+                    reads += 1;
+                    if reads.is_multiple_of(16) {
+                        tokio::task::yield_now().await;
                     }
                 }
                 _ = &mut timer => {

@@ -524,7 +524,10 @@ impl Hub {
         let room = match rooms.get(name) {
             Some(r) => r.clone(),
             None => {
-                if rooms.len() >= self.cfg.max_rooms {
+                // The default room does not count against the cap.
+                let created =
+                    rooms.len() - usize::from(rooms.contains_key(self.cfg.default_room.as_str()));
+                if created >= self.cfg.max_rooms {
                     return Err(HubError::TooManyRooms(self.cfg.max_rooms));
                 }
                 let key: Arc<str> = Arc::from(name);

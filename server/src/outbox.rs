@@ -173,6 +173,7 @@ const MAX_IOV: usize = 256;
 /// closed and empty, or a write fails.
 pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
     let mut batch: VecDeque<Bytes> = VecDeque::new();
+    let mut rounds: u32 = 0;
     loop {
         let closed = outbox.take_all(&mut batch);
         if batch.is_empty() {
@@ -189,6 +190,12 @@ pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
             if let Err(e) = write_some(stream, &mut batch).await {
                 return WriterEnd::Failed(e);
             }
+        }
+        // Writing without ever parking (producers keep the queue full) would
+        // bypass tokio's cooperative budget: give other tasks a turn.
+        rounds += 1;
+        if rounds.is_multiple_of(16) {
+            tokio::task::yield_now().await;
         }
     }
 }

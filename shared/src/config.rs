@@ -112,6 +112,7 @@ pub struct LimitsConfig {
     pub burst: f64,
     /// Rate-limit violations in a row before disconnecting (`rate-limited`).
     pub rate_limit_strikes: u32,
+    /// Rooms users may create (the default room does not count).
     pub max_rooms: usize,
     pub max_rooms_per_user: usize,
     pub max_nick_len: usize,

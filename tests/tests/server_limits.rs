@@ -449,6 +449,9 @@ async fn names_lengths_and_room_caps_give_clear_errors() {
         t.line("/join r1").await;
         t.expect_line("* guest1 joined r1").await;
         t.line("/join r2").await;
+        t.expect_line("* guest1 joined r2").await;
+        // lobby (the default room, not counted) + r1 + r2: a third is refused.
+        t.line("/join r3").await;
         t.expect_line("! too many rooms on this server (max 2)")
             .await;
         t.line("/join bad\u{7}room").await;
@@ -460,7 +463,7 @@ async fn names_lengths_and_room_caps_give_clear_errors() {
             .await;
         // Still usable after every error.
         t.line("/who").await;
-        t.expect_line("* r1 (1): guest1").await;
+        t.expect_line("* r2 (1): guest1").await;
         let mut f = FramedClient::connect(srv.addr(), "f").await;
         f.say("0123456789A").await;
         assert!(matches!(
