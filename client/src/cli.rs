@@ -66,17 +66,15 @@ pub struct ChatArgs {
     pub no_reconnect: bool,
     /// TCP keepalive of our socket: `IDLE,INTERVAL,COUNT` in seconds, or
     /// `off`. The kernel declares a silent server dead after
-    /// IDLE + COUNT x INTERVAL seconds (ETIMEDOUT).
-    #[arg(
-        long,
-        value_name = "IDLE,INTERVAL,COUNT|off",
-        default_value = "60,10,5"
-    )]
-    pub keepalive: String,
+    /// IDLE + COUNT x INTERVAL seconds (ETIMEDOUT). Default: [client]
+    /// keepalive ("60,10,5").
+    #[arg(long, value_name = "IDLE,INTERVAL,COUNT|off")]
+    pub keepalive: Option<String>,
     /// TCP_USER_TIMEOUT in ms: unacknowledged data older than this ends the
     /// connection with ETIMEDOUT (0: the kernel's default, ~15 min).
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    pub user_timeout_ms: u32,
+    /// Default: [client] user_timeout_ms.
+    #[arg(long, value_name = "MS")]
+    pub user_timeout_ms: Option<u32>,
     /// Room to join after connecting. Default: [client] room.
     #[arg(long)]
     pub room: Option<String>,
@@ -160,10 +158,16 @@ impl ChatArgs {
         if client.info_poll_ms == 0 {
             anyhow::bail!("[client] info_poll_ms must be at least 1");
         }
-        let keepalive = parse_keepalive(&self.keepalive)?;
+        if let Some(k) = &self.keepalive {
+            client.keepalive = k.clone();
+        }
+        if let Some(u) = self.user_timeout_ms {
+            client.user_timeout_ms = u;
+        }
+        let keepalive = parse_keepalive(&client.keepalive)?;
         let net = crate::net::NetConfig {
             keepalive,
-            user_timeout_ms: self.user_timeout_ms,
+            user_timeout_ms: client.user_timeout_ms,
             server: client.server.clone(),
             nick: client.nick.clone(),
             room: client.room.clone(),
@@ -204,11 +208,11 @@ pub fn parse_keepalive(s: &str) -> anyhow::Result<Option<(u32, u32, u32)>> {
         .split(',')
         .map(|p| p.trim().parse::<u32>())
         .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("--keepalive {s:?}: expected IDLE,INTERVAL,COUNT or off"))?;
+        .map_err(|_| anyhow::anyhow!("keepalive {s:?}: expected IDLE,INTERVAL,COUNT or off"))?;
     match parts[..] {
         [i, n, c] if i > 0 && n > 0 && c > 0 => Ok(Some((i, n, c))),
         _ => anyhow::bail!(
-            "--keepalive {s:?}: expected three numbers >= 1 (IDLE,INTERVAL,COUNT) or off"
+            "keepalive {s:?}: expected three numbers >= 1 (IDLE,INTERVAL,COUNT) or off"
         ),
     }
 }

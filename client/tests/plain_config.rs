@@ -89,9 +89,19 @@ fn keepalive_and_user_timeout_flags() {
     assert_eq!(s.net.user_timeout_ms, 8000);
     let s = settings(&["--config", &c, "--keepalive", "off"]).expect("off");
     assert_eq!(s.net.keepalive, None);
+    // The config file sets them too; flags win.
+    let f = write(
+        "k2.toml",
+        "[client]\nkeepalive = \"off\"\nuser_timeout_ms = 4000\n",
+    );
+    let f = f.to_string_lossy().to_string();
+    let s = settings(&["--config", &f]).expect("file");
+    assert_eq!((s.net.keepalive, s.net.user_timeout_ms), (None, 4000));
+    let s = settings(&["--config", &f, "--keepalive", "9,9,9"]).expect("file+flag");
+    assert_eq!(s.net.keepalive, Some((9, 9, 9)));
     for bad in ["5,2", "a,b,c", "0,1,1"] {
         let e = settings(&["--config", &c, "--keepalive", bad]).expect_err(bad);
-        assert!(format!("{e}").contains("--keepalive"), "{e}");
+        assert!(format!("{e}").contains("keepalive"), "{e}");
     }
 }
 

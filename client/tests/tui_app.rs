@@ -410,3 +410,37 @@ fn configured_room_is_where_the_user_lands() {
     );
     assert_eq!(a.room().name, "dev");
 }
+
+#[test]
+fn keys_can_be_rebound() {
+    let t0 = Instant::now();
+    let mut c = sockchat_shared::config::ClientConfig::default();
+    c.key_panel = "F5".into();
+    c.key_next_room = "M-j".into();
+    let cfg = UiConfig {
+        keys: sockchat::tui::keys::KeyMap::from_config(&c).expect("valid keys"),
+        ..UiConfig::default()
+    };
+    let mut a = App::new(cfg, "alice", t0, 0);
+    a.update(Event::Resize(80, 24));
+    assert!(!a.panel_visible());
+    key(&mut a, KeyCode::F(2));
+    assert!(!a.panel_visible(), "F2 is no longer the panel key");
+    key(&mut a, KeyCode::F(5));
+    assert!(a.panel_visible());
+    welcome(&mut a);
+    server(
+        &mut a,
+        ServerMsg::Joined {
+            room: "dev".into(),
+            nick: "alice".into(),
+        },
+    );
+    let before = a.room().name.clone();
+    a.update(Event::Key(KeyEvent::new(KeyCode::Char('j'), KeyModifiers::ALT)));
+    assert_ne!(a.room().name, before, "Alt-J switches rooms");
+    assert!(a.input.is_empty(), "the key is not typed");
+    c.key_log = "Q".into();
+    let err = sockchat::tui::keys::KeyMap::from_config(&c).expect_err("bad key");
+    assert!(err.contains("key_log"), "{err}");
+}

@@ -207,6 +207,17 @@ pub struct ClientConfig {
     pub timestamps: bool,
     /// Where the client's tracing log goes (never to the screen).
     pub log_file: String,
+    /// TCP keepalive of the client's socket: "IDLE,INTERVAL,COUNT" in
+    /// seconds, or "off".
+    pub keepalive: String,
+    /// TCP_USER_TIMEOUT of the client's socket in ms; 0 = kernel default.
+    pub user_timeout_ms: u32,
+    /// Keys of the terminal UI: "F1".."F12", "C-x" (Ctrl) or "M-x" (Alt).
+    pub key_help: String,
+    pub key_panel: String,
+    pub key_log: String,
+    pub key_next_room: String,
+    pub key_prev_room: String,
 }
 
 impl Default for ClientConfig {
@@ -223,6 +234,13 @@ impl Default for ClientConfig {
             colors: true,
             timestamps: true,
             log_file: String::new(),
+            keepalive: "60,10,5".into(),
+            user_timeout_ms: 0,
+            key_help: "F1".into(),
+            key_panel: "F2".into(),
+            key_log: "F3".into(),
+            key_next_room: "C-n".into(),
+            key_prev_room: "C-p".into(),
         }
     }
 }

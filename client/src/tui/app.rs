@@ -70,6 +70,8 @@ pub struct UiConfig {
     /// The TCP_INFO poll period (to turn byte deltas into rates).
     pub info_poll: Duration,
     pub room: String,
+    /// The rebindable keys (`[client] key_*`).
+    pub keys: super::keys::KeyMap,
 }
 
 impl Default for UiConfig {
@@ -83,6 +85,7 @@ impl Default for UiConfig {
             limits: InputLimits::default(),
             info_poll: Duration::from_millis(250),
             room: "lobby".into(),
+            keys: super::keys::KeyMap::default(),
         }
     }
 }
@@ -437,6 +440,28 @@ impl App {
             self.show_log = false;
             return Vec::new();
         }
+        // The rebindable keys first (they may shadow an editing key).
+        let keys = self.cfg.keys;
+        if keys.help.matches(&k) {
+            self.show_help = true;
+            return Vec::new();
+        }
+        if keys.panel.matches(&k) {
+            self.panel_override = Some(!self.panel_visible());
+            return Vec::new();
+        }
+        if keys.log.matches(&k) {
+            self.show_log = true;
+            return Vec::new();
+        }
+        if keys.next_room.matches(&k) {
+            self.next_room(1);
+            return Vec::new();
+        }
+        if keys.prev_room.matches(&k) {
+            self.next_room(-1);
+            return Vec::new();
+        }
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         let alt = k.modifiers.contains(KeyModifiers::ALT);
         match k.code {
@@ -449,8 +474,6 @@ impl App {
             KeyCode::Char('u') if ctrl => self.input.kill_to_start(),
             KeyCode::Char('k') if ctrl => self.input.kill_to_end(),
             KeyCode::Char('w') if ctrl => self.input.delete_word(),
-            KeyCode::Char('n') if ctrl => self.next_room(1),
-            KeyCode::Char('p') if ctrl => self.next_room(-1),
             KeyCode::Right if alt => self.next_room(1),
             KeyCode::Left if alt => self.next_room(-1),
             KeyCode::Left if ctrl => self.input.word_left(),
@@ -468,9 +491,6 @@ impl App {
             KeyCode::PageUp => self.scroll_up(self.page()),
             KeyCode::PageDown => self.scroll_down(self.page()),
             KeyCode::Esc => self.scroll_down(usize::MAX),
-            KeyCode::F(1) => self.show_help = true,
-            KeyCode::F(2) => self.panel_override = Some(!self.panel_visible()),
-            KeyCode::F(3) => self.show_log = true,
             KeyCode::Tab => {
                 let cmds: Vec<&str> = COMMANDS.iter().map(|(c, _)| *c).collect();
                 let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod input;
+pub mod keys;
 pub mod view;
 
 use std::io;
@@ -55,6 +56,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         },
         info_poll: settings.net.info_poll,
         room: c.room.clone(),
+        keys: keys::KeyMap::from_config(c).map_err(|e| anyhow::anyhow!(e))?,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

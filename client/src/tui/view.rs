@@ -168,7 +168,7 @@ pub fn render(app: &App, f: &mut Frame) {
     render_input(app, f, input);
     render_status(app, f, status);
     if app.show_help {
-        render_help(f, area);
+        render_help(app, f, area);
     } else if app.show_log {
         f.render_widget(Clear, main);
         let block = Block::default()
@@ -355,8 +355,15 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
     }
     if wide {
         spans.push(sep);
+        let k = &app.cfg.keys;
+        let l = super::keys::KeyMap::label;
         spans.push(Span::styled(
-            "F1 help F2 panel F3 log",
+            format!(
+                "{} help {} panel {} log",
+                l(&k.help),
+                l(&k.panel),
+                l(&k.log)
+            ),
             color(app, Color::DarkGray),
         ));
     }
@@ -368,7 +375,9 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(bar, area);
 }
 
-fn render_help(f: &mut Frame, area: Rect) {
+fn render_help(app: &App, f: &mut Frame, area: Rect) {
+    let k = &app.cfg.keys;
+    let l = super::keys::KeyMap::label;
     let mut lines: Vec<Line> = vec![
         Line::from(Span::styled(
             "sockchat — keys",
@@ -376,8 +385,17 @@ fn render_help(f: &mut Frame, area: Rect) {
         )),
         Line::from(" Enter send   Up/Down history   Tab complete nick or /command"),
         Line::from(" PgUp/PgDn or mouse wheel scroll   Esc back to the newest line"),
-        Line::from(" Ctrl-N/Ctrl-P (Alt-←/→) next/previous room"),
-        Line::from(" F2 socket panel   F3 event log"),
+        Line::from(format!(
+            " {}/{} (Alt-←/→) next/previous room",
+            l(&k.next_room),
+            l(&k.prev_room)
+        )),
+        Line::from(format!(
+            " {} this help   {} socket panel   {} event log",
+            l(&k.help),
+            l(&k.panel),
+            l(&k.log)
+        )),
         Line::from(" Ctrl-A/E/U/K/W edit the line   Ctrl-C quit"),
         Line::default(),
         Line::from(Span::styled(
