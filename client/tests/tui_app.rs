@@ -414,9 +414,11 @@ fn configured_room_is_where_the_user_lands() {
 #[test]
 fn keys_can_be_rebound() {
     let t0 = Instant::now();
-    let mut c = sockchat_shared::config::ClientConfig::default();
-    c.key_panel = "F5".into();
-    c.key_next_room = "M-j".into();
+    let mut c = sockchat_shared::config::ClientConfig {
+        key_panel: "F5".into(),
+        key_next_room: "M-j".into(),
+        ..Default::default()
+    };
     let cfg = UiConfig {
         keys: sockchat::tui::keys::KeyMap::from_config(&c).expect("valid keys"),
         ..UiConfig::default()
@@ -437,7 +439,10 @@ fn keys_can_be_rebound() {
         },
     );
     let before = a.room().name.clone();
-    a.update(Event::Key(KeyEvent::new(KeyCode::Char('j'), KeyModifiers::ALT)));
+    a.update(Event::Key(KeyEvent::new(
+        KeyCode::Char('j'),
+        KeyModifiers::ALT,
+    )));
     assert_ne!(a.room().name, before, "Alt-J switches rooms");
     assert!(a.input.is_empty(), "the key is not typed");
     c.key_log = "Q".into();
