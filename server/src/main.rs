@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&settings);
+    raise_fd_limit();
     let rt = match settings.runtime {
         RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -69,6 +70,37 @@ fn main() -> ExitCode {
             eprintln!("sockchat-server: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit: every connection is a
+/// descriptor, and the usual soft default (1024) would hit EMFILE long
+/// before `limits.max_connections`.
+fn raise_fd_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return;
+        }
+        let before = r.rlim_cur;
+        // An "unlimited" hard limit is still capped by fs.nr_open.
+        let target = r.rlim_max.min(1 << 20);
+        if r.rlim_cur < target {
+            r.rlim_cur = target;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                tracing::warn!(soft = before, "could not raise the open file limit");
+                return;
+            }
+        }
+        tracing::info!(
+            soft = r.rlim_cur,
+            was = before,
+            "open file limit (each connection uses one descriptor)"
+        );
     }
 }
 
