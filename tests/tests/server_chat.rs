@@ -418,3 +418,56 @@ async fn big_rooms_do_not_announce_joins_and_leaves() {
     .await
     .expect("test timed out");
 }
+
+/// A user in several rooms: each room is told, once, with the one reason.
+#[tokio::test]
+async fn disconnect_is_announced_in_every_room_of_the_user() {
+    timeout(T, async {
+        let srv = start_server(|_| {}).await;
+        let mut lobby_watch = TextClient::connect(srv.addr()).await;
+        lobby_watch.welcome().await;
+        let mut dev_watch = FramedClient::connect(srv.addr(), "devwatch").await;
+        dev_watch.send(&ClientMsg::Join { room: "dev".into() }).await;
+        dev_watch
+            .recv_until(|m| matches!(m, ServerMsg::Joined { room, .. } if room == "dev"))
+            .await;
+        let mut multi = FramedClient::connect(srv.addr(), "multi").await;
+        multi.send(&ClientMsg::Join { room: "dev".into() }).await;
+        multi
+            .recv_until(|m| matches!(m, ServerMsg::Joined { room, nick } if room == "dev" && nick == "multi"))
+            .await;
+        dev_watch
+            .recv_until(|m| matches!(m, ServerMsg::Joined { room, nick } if room == "dev" && nick == "multi"))
+            .await;
+        let std = multi.stream.into_std().expect("into_std");
+        socket2::SockRef::from(&std)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+        drop(std);
+        lobby_watch
+            .expect_line("* multi left lobby: connection reset by peer (ECONNRESET 104)")
+            .await;
+        let mut lefts = Vec::new();
+        loop {
+            match dev_watch.recv_timeout(Duration::from_millis(500)).await {
+                Ok(Some(ServerMsg::Left { room, nick, reason })) if nick == "multi" => {
+                    lefts.push((room, reason))
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        // devwatch is in lobby and dev: one Left per room, same reason.
+        lefts.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            lefts,
+            vec![
+                ("dev".to_string(), Some(DisconnectReason::Reset)),
+                ("lobby".to_string(), Some(DisconnectReason::Reset)),
+            ]
+        );
+        srv.shutdown().await.expect("shutdown");
+    })
+    .await
+    .expect("test timed out");
+}
