@@ -441,6 +441,17 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A compact byte rate for a sparkline label: `950B`, `12K`, `3.4M`.
+fn rate(bps: f64) -> String {
+    if bps < 1000.0 {
+        format!("{bps:.0}B")
+    } else if bps < 1_000_000.0 {
+        format!("{:.0}K", bps / 1024.0)
+    } else {
+        format!("{:.1}M", bps / (1024.0 * 1024.0))
+    }
+}
+
 fn us(v: u32) -> String {
     if v >= 1000 {
         format!("{:.1} ms", f64::from(v) / 1000.0)
@@ -765,8 +776,19 @@ fn render_panel(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(Paragraph::new(lines), info_a);
     let [rtt_row, thr_row] =
         Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(spark_a);
-    spark(app, f, rtt_row, "rtt", &app.conn.rtt_hist, Color::Cyan);
-    spark(app, f, thr_row, "bytes/t", &app.conn.thr_hist, Color::Green);
+    // Each sparkline is labelled with its latest value.
+    let rtt_label = match app.conn.rtt_hist.back() {
+        Some(v) if *v >= 1000 => format!("rtt {:.1}ms", *v as f64 / 1000.0),
+        Some(v) => format!("rtt {v}µs"),
+        None => "rtt".into(),
+    };
+    let poll_s = app.cfg.info_poll.as_secs_f64().max(0.001);
+    let thr_label = match app.conn.thr_hist.back() {
+        Some(v) => format!("io {}/s", rate(*v as f64 / poll_s)),
+        None => "io".into(),
+    };
+    spark(app, f, rtt_row, &rtt_label, &app.conn.rtt_hist, Color::Cyan);
+    spark(app, f, thr_row, &thr_label, &app.conn.thr_hist, Color::Green);
     f.render_widget(Paragraph::new(diagram), diag_a);
     render_panel_log(app, f, log_a);
 }
@@ -779,13 +801,13 @@ fn spark(
     data: &std::collections::VecDeque<u64>,
     c: Color,
 ) {
-    if area.width < 12 {
+    if area.width < 16 {
         return;
     }
-    let [l, r] = Layout::horizontal([Constraint::Length(9), Constraint::Min(1)]).areas(area);
+    let [l, r] = Layout::horizontal([Constraint::Length(12), Constraint::Min(1)]).areas(area);
     f.render_widget(
         Paragraph::new(Span::styled(
-            format!("{label:<9}"),
+            format!("{label:<11} "),
             color(app, Color::DarkGray),
         )),
         l,
