@@ -788,7 +788,14 @@ fn render_panel(app: &App, f: &mut Frame, area: Rect) {
         None => "io".into(),
     };
     spark(app, f, rtt_row, &rtt_label, &app.conn.rtt_hist, Color::Cyan);
-    spark(app, f, thr_row, &thr_label, &app.conn.thr_hist, Color::Green);
+    spark(
+        app,
+        f,
+        thr_row,
+        &thr_label,
+        &app.conn.thr_hist,
+        Color::Green,
+    );
     f.render_widget(Paragraph::new(diagram), diag_a);
     render_panel_log(app, f, log_a);
 }
