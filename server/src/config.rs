@@ -177,6 +177,35 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
     if let Err(m) = crate::udp::validate(&c.udp) {
         return Err(invalid("udp", m));
     }
+    // Durations are added to clock readings: bound them so an absurd value
+    // is a config error, not an overflow later.
+    const YEAR_SECS: u64 = 365 * 24 * 3600;
+    let durations: [(&'static str, u64); 7] = [
+        ("server.shutdown_grace_secs", c.server.shutdown_grace_secs),
+        (
+            "server.detect_timeout_ms",
+            c.server.detect_timeout_ms / 1000,
+        ),
+        (
+            "limits.handshake_timeout_secs",
+            c.limits.handshake_timeout_secs,
+        ),
+        ("limits.idle_timeout_secs", c.limits.idle_timeout_secs),
+        ("limits.ping_interval_secs", c.limits.ping_interval_secs),
+        (
+            "limits.text_idle_timeout_secs",
+            c.limits.text_idle_timeout_secs,
+        ),
+        (
+            "server.keepalive_idle_secs",
+            u64::from(c.server.keepalive_idle_secs),
+        ),
+    ];
+    for (key, v) in durations {
+        if v > YEAR_SECS {
+            return Err(invalid(key, format!("{v} s is more than a year")));
+        }
+    }
     let l = &c.limits;
     if l.max_connections == 0 {
         return Err(invalid("limits.max_connections", "must be at least 1"));
@@ -271,6 +300,10 @@ mod tests {
         c.server.listen = vec!["nowhere".into()];
         let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
         assert!(e.to_string().contains("server.listen"), "{e}");
+        let mut c = Config::default();
+        c.limits.idle_timeout_secs = u64::MAX;
+        let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
+        assert!(e.to_string().contains("limits.idle_timeout_secs"), "{e}");
         let mut c = Config::default();
         c.limits.messages_per_sec = 0.0;
         let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
