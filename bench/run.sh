@@ -6,7 +6,7 @@
 #
 #   bench/run.sh                 # everything (~6-8 minutes)
 #   DUR=5s bench/run.sh          # shorter send phases
-#   ONLY="a c" bench/run.sh      # some loads only: a b c d e ncat
+#   ONLY="a c" bench/run.sh      # some loads only: a act a100 b c d e ncat
 #
 # Loads (see docs/BENCHMARKS.md): (a) fan-out 1,000 members / 1 room / 10
 # senders at rising rates; (b) 10,000 clients in 1,000 rooms of 10; (c) idle
@@ -18,8 +18,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DUR=${DUR:-10s}
-ONLY=${ONLY:-"a b c d e ncat"}
+ONLY=${ONLY:-"a act a100 b c d e ncat"}
 RATES_A=${RATES_A:-"1000 2000 3000 4500"}
+RATES_A100=${RATES_A100:-"10000 25000 45000"}
 OUT=${OUT:-$ROOT/target/bench}
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.meta "$OUT"/*.err
@@ -106,6 +107,36 @@ if want a; then
     done
 fi
 
+if want act; then
+    # The same fan-out with the server's current-thread runtime.
+    printf '[server]\nruntime = "current-thread"\n' > "$OUT/bench-ct.toml"
+    cat "$CONF" >> "$OUT/bench-ct.toml"
+    CONF_SAVED=$CONF; CONF=$OUT/bench-ct.toml
+    for wire in framed; do
+        start_server
+        for rate in ${RATES_ACT:-2000 4500}; do
+            run "act-$wire-$rate" "$SRV_PID" -- --server "$ADDR" --wire "$wire" --count 1000 \
+                --senders 10 --rooms 1 --rate "$rate/s" --size 64 --duration "$DUR" \
+                --connect-rate 5000/s --settle 1s
+        done
+        stop_server
+    done
+    CONF=$CONF_SAVED
+fi
+
+if want a100; then
+    # The issue's reference figures for (a) were taken with 100 clients /
+    # 10 senders; the same shape here, for a like-for-like comparison.
+    for wire in lines framed; do
+        start_server
+        for rate in $RATES_A100; do
+            run "a100-$wire-$rate" "$SRV_PID" -- --server "$ADDR" --wire "$wire" --count 100 \
+                --senders 10 --rooms 1 --rate "$rate/s" --size 64 --duration "$DUR" --settle 1s
+        done
+        stop_server
+    done
+fi
+
 if want b; then
     for wire in lines framed; do
         start_server
@@ -175,6 +206,15 @@ if want ncat; then
             run "ncat-$rate" "$NCAT_PID" -- --server "127.0.0.1:$port" --wire lines \
                 --join-line none --count 1000 --senders 10 --rate "$rate/s" --size 64 \
                 --duration "$DUR" --connect-rate 1000/s --settle 1s
+            kill "$NCAT_PID" 2>/dev/null; wait "$NCAT_PID" 2>/dev/null; NCAT_PID=
+        done
+        for rate in $RATES_A100; do
+            ncat --broker --chat -m 2000 -l 127.0.0.1 "$port" > /dev/null 2> "$OUT/ncat100-$rate.log" &
+            NCAT_PID=$!
+            sleep 0.3
+            run "ncat100-$rate" "$NCAT_PID" -- --server "127.0.0.1:$port" --wire lines \
+                --join-line none --count 100 --senders 10 --rate "$rate/s" --size 64 \
+                --duration "$DUR" --settle 1s
             kill "$NCAT_PID" 2>/dev/null; wait "$NCAT_PID" 2>/dev/null; NCAT_PID=
         done
     else
