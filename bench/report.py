@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -163,17 +164,19 @@ if r:
     w(f"Past the limit: {r['bots']} connections tried, {r['connected']} held, errors: {errs(r)}. "
       f"Server still running afterwards: **{'yes' if m.get('alive') else 'NO'}**; "
       f"a fresh run after it: " + (f"{after['delivered']}/{after['expected']} delivered" if after else "not run") + ".")
-    w(f"Server log: `{log[:200]}`")
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    w(f"Server log: `{log[:220]}`")
 w("")
 
 # (d) churn
-w("### (d) Churn: 200 churners (connect, handshake, hang up: FIN, RST, quit, half-close, close-unread), 200 measured bots chatting")
+w("### (d) Churn: 300 churners (connect, hello, hang up: mostly FIN and RST, some quit, half-close, close-unread; no room join), 200 measured bots chatting in 10 rooms")
 w("")
 r, m = load("d-churn")
 if r:
     w(f"- connects per second (churn): **{r['connects_per_sec']:,.0f}**; planned disconnects: "
       + ", ".join(f"{k} {v}" for k, v in r["disconnects"].items()))
-    w(f"- errors: {errs(r)}")
+    w(f"- errors: {errs(r)}; connect latency (from the scheduled reconnect) p50 {ms(r['connect_us']['p50'])} ms, "
+      f"p99 {ms(r['connect_us']['p99'])} ms, max {ms(r['connect_us']['max'])} ms")
     l = r["latency_us"]
     w(f"- chatters meanwhile: {r['delivered']}/{r['expected']} delivered, lost {r['lost']}, p99 {ms(l['p99'])} ms")
     w(f"- server fds before/after: {m.get('fds0')} / {m.get('fds1')} (leak check); server CPU {m.get('server_cpu_s')} s, bots CPU {r.get('bots_cpu_s')} s")

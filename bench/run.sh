@@ -18,12 +18,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DUR=${DUR:-10s}
+ONLY_SET=${ONLY:-}
 ONLY=${ONLY:-"a act a100 b c d e ncat"}
 RATES_A=${RATES_A:-"1000 2000 3000 4500"}
 RATES_A100=${RATES_A100:-"10000 25000 45000"}
 OUT=${OUT:-$ROOT/target/bench}
 mkdir -p "$OUT"
-rm -f "$OUT"/*.json "$OUT"/*.meta "$OUT"/*.err
+# A full run starts clean; a partial run (ONLY=...) keeps the other loads'
+# results so the table stays complete.
+[ -z "${ONLY_SET:-}" ] && rm -f "$OUT"/*.json "$OUT"/*.meta "$OUT"/*.err "$OUT"/*.log
 
 echo "== building release binaries"
 cargo build --release -p sockchat -p sockchat-server 2>&1 | tail -1

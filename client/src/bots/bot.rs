@@ -419,6 +419,7 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
         since_ns: now,
     };
     let room = &plan.rooms[spec.room];
+    let join = plan.groups[spec.group].join;
     match plan.wire {
         Wire::Framed => {
             conn.out
@@ -430,11 +431,13 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
                     nick: fill(&plan.nick, spec.n, room, plan.run_id),
                 },
             );
-            wire::write_frame(&mut conn.out, &ClientMsg::Join { room: room.clone() });
-            if let Some(l) = &plan.leave_room
-                && l != room
-            {
-                wire::write_frame(&mut conn.out, &ClientMsg::Leave { room: l.clone() });
+            if join {
+                wire::write_frame(&mut conn.out, &ClientMsg::Join { room: room.clone() });
+                if let Some(l) = &plan.leave_room
+                    && l != room
+                {
+                    wire::write_frame(&mut conn.out, &ClientMsg::Leave { room: l.clone() });
+                }
             }
         }
         Wire::Lines | Wire::Udp => {
@@ -443,7 +446,7 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
                     .extend_from_slice(fill(first, spec.n, room, plan.run_id).as_bytes());
                 conn.out.extend_from_slice(b"\n");
             }
-            for l in &plan.join_lines {
+            for l in plan.join_lines.iter().filter(|_| join) {
                 conn.out
                     .extend_from_slice(fill(l, spec.n, room, plan.run_id).as_bytes());
                 conn.out.extend_from_slice(b"\n");

@@ -98,6 +98,9 @@ pub struct Group {
     pub methods: Vec<Method>,
     /// UDP: fraction of outgoing datagrams dropped on purpose.
     pub udp_drop: f64,
+    /// Join the group's room after connecting (false: connect-only churn,
+    /// which measures the accept/close path without room announcements).
+    pub join: bool,
 }
 
 /// A scheduled fault: every `every`, `fraction` of `group` end their
@@ -373,6 +376,7 @@ fn simple_groups(a: &BotsArgs, n_rooms: usize) -> anyhow::Result<Vec<Group>> {
         churn_rate: 0.0,
         methods: Vec::new(),
         udp_drop: 0.0,
+        join: true,
     };
     let mut groups = Vec::new();
     if senders > 0 {

@@ -70,6 +70,9 @@ pub struct GroupSpec {
     pub disconnect: Option<Vec<Method>>,
     /// UDP: fraction of this group's outgoing datagrams dropped on purpose.
     pub udp_drop: Option<f64>,
+    /// Join a room after connecting (default true). Churners with
+    /// `join = false` only connect, say hello and hang up.
+    pub join: Option<bool>,
 }
 
 /// `size = 64` or `size = "32..512"` / `"64:90,1024:10"`.
@@ -176,6 +179,7 @@ impl Scenario {
                 pause: dur(&g.pause, Duration::ZERO)?,
                 churn_rate,
                 udp_drop,
+                join: g.join.unwrap_or(true),
                 methods: g.disconnect.clone().unwrap_or_else(|| {
                     vec![
                         Method::Fin,
@@ -241,6 +245,7 @@ mod tests {
             behaviour = "churner"
             count = 3
             session = "50ms"
+            join = false
             disconnect = ["rst", "half-close"]
             [[fault]]
             every = "1s"
@@ -258,6 +263,7 @@ mod tests {
         assert_eq!(g[1].rooms, 0..2);
         assert_eq!(g[1].senders, 0);
         assert_eq!(g[2].methods, vec![Method::Rst, Method::HalfClose]);
+        assert!(!g[2].join && g[0].join);
         let f = s.faults(&g).expect("faults");
         assert_eq!(f[0].group, 0);
         assert_eq!(f[0].method, Method::CloseUnread);

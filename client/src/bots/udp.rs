@@ -252,11 +252,13 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
         .borrow_mut()
         .connect
         .saturating_record((mono_ns().saturating_sub(sched_ns) / 1000).max(1));
-    link.send_msg(&ClientMsg::Join { room: room.clone() })?;
-    if let Some(l) = &plan.leave_room
-        && l != room
-    {
-        link.send_msg(&ClientMsg::Leave { room: l.clone() })?;
+    if plan.groups[spec.group].join {
+        link.send_msg(&ClientMsg::Join { room: room.clone() })?;
+        if let Some(l) = &plan.leave_room
+            && l != room
+        {
+            link.send_msg(&ClientMsg::Leave { room: l.clone() })?;
+        }
     }
     Ok(link)
 }
