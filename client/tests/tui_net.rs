@@ -580,3 +580,60 @@ async fn second_write_after_peer_close_is_epipe() {
     .await;
     assert_eq!(closed, CloseReason::Peer(DisconnectReason::BrokenPipe));
 }
+
+/// A refused Hello (nick taken) is retried as NICK_, the server waiting in
+/// its handshake for the next Hello.
+#[tokio::test]
+async fn taken_nick_is_retried_with_underscore() {
+    let (l, addr) = start().await;
+    let (_tx, mut rx) = net::spawn(cfg(addr));
+    let (mut s, _) = timeout(STEP, l.accept())
+        .await
+        .expect("in time")
+        .expect("accept");
+    let mut pre = [0u8; 5];
+    timeout(STEP, s.read_exact(&mut pre))
+        .await
+        .expect("in time")
+        .expect("preamble");
+    s.write_all(&preamble()).await.expect("preamble back");
+    let mut p = Peer {
+        s,
+        buf: BytesMut::new(),
+    };
+    assert_eq!(
+        p.recv().await,
+        ClientMsg::Hello {
+            nick: "alice".into()
+        }
+    );
+    p.send(&ServerMsg::Error {
+        code: sockchat_shared::ErrorCode::NickTaken,
+        text: "nick already taken: alice".into(),
+    })
+    .await;
+    assert_eq!(
+        p.recv().await,
+        ClientMsg::Hello {
+            nick: "alice_".into()
+        }
+    );
+    p.send(&ServerMsg::Welcome {
+        nick: "alice_".into(),
+        room: "lobby".into(),
+        server: "test-peer".into(),
+    })
+    .await;
+    expect(&mut rx, "the refusal, shown", |e| match e {
+        SocketEvent::Server(ServerMsg::Error { text, .. }) => {
+            (text == "nick already taken: alice").then_some(())
+        }
+        _ => None,
+    })
+    .await;
+    expect(&mut rx, "welcome as alice_", |e| match e {
+        SocketEvent::Server(ServerMsg::Welcome { nick, .. }) => (nick == "alice_").then_some(()),
+        _ => None,
+    })
+    .await;
+}

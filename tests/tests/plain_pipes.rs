@@ -256,3 +256,23 @@ fn a_flood_on_stdin_is_sent_in_order_then_quits() {
         .count();
     assert_eq!(echoed, 3000, "every line sent and echoed once, in order");
 }
+
+/// Two clients asking for one nick: the second gets NICK_ (the server
+/// refuses the Hello and waits for another).
+#[test]
+fn a_taken_nick_becomes_nick_underscore() {
+    let server = ServerProc::start(&[]);
+    let _first = Plain::chat(&server, "twin", &["--no-reconnect"]);
+    let addr = server.addr.to_string();
+    let mut second = Plain::start(&[
+        "--plain",
+        "--server",
+        &addr,
+        "--nick",
+        "twin",
+        "--no-reconnect",
+    ]);
+    second.expect("! nick already taken: twin");
+    second.expect("! trying nick twin_");
+    second.expect("* welcome twin_: you are in lobby");
+}

@@ -15,7 +15,7 @@ use bytes::{Buf, BytesMut};
 use sockchat_shared::codec::{self, decode_frame, decode_server};
 use sockchat_shared::proto::{PREAMBLE_LEN, preamble};
 use sockchat_shared::sockopt::{recv_queue, tcp_snapshot};
-use sockchat_shared::{ClientMsg, DisconnectReason, ServerMsg};
+use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -68,6 +68,10 @@ enum Outcome {
     /// the backoff starts over).
     Closed { welcomed: bool },
 }
+
+/// Longest nick we try when adding `_` to a taken one (the server's default
+/// limit).
+const MAX_NICK_CHARS: usize = 24;
 
 /// How long we stay in CLOSE_WAIT after the peer's FIN before closing our
 /// side too, so a person can see the state (the server is gone anyway).
@@ -311,6 +315,8 @@ struct Conn<'a> {
     quit_by: Option<Instant>,
     /// When the peer's FIN arrived (we linger in CLOSE_WAIT briefly).
     peer_fin_at: Option<Instant>,
+    /// Hellos refused so far (nick taken or invalid) on this connection.
+    hello_refusals: u32,
 }
 
 /// What woke the loop.
@@ -359,6 +365,7 @@ impl<'a> Conn<'a> {
             close_unread_by: None,
             quit_by: None,
             peer_fin_at: None,
+            hello_refusals: 0,
         }
     }
 
@@ -583,6 +590,39 @@ impl<'a> Conn<'a> {
                 self.session.nick = new.clone();
             }
             ServerMsg::Bye { reason } => self.bye = Some(reason.clone()),
+            ServerMsg::Error { code, .. }
+                if !self.welcomed && matches!(code, ErrorCode::NickTaken | ErrorCode::BadName) =>
+            {
+                // The server refused our Hello and waits for another one
+                // (after a reconnect our old session may still hold the
+                // nick until the server notices it is dead). Try NICK_,
+                // NICK__, then let the server pick a guest name.
+                let err = msg.clone();
+                emit(ev, SocketEvent::Server(err)).await?;
+                self.hello_refusals += 1;
+                let next = if *code == ErrorCode::NickTaken && self.hello_refusals <= 2 {
+                    format!("{}_", self.session.nick)
+                } else {
+                    String::new()
+                };
+                if !next.is_empty() && next.chars().count() <= MAX_NICK_CHARS {
+                    self.session.nick = next;
+                } else {
+                    self.session.nick = String::new();
+                }
+                let nick = self.session.nick.clone();
+                emit(
+                    ev,
+                    SocketEvent::Local(if nick.is_empty() {
+                        "asking the server for a guest nick".into()
+                    } else {
+                        format!("trying nick {nick}")
+                    }),
+                )
+                .await?;
+                self.queue(&ClientMsg::Hello { nick });
+                return Ok(());
+            }
             _ => {}
         }
         emit(ev, SocketEvent::Server(msg)).await
