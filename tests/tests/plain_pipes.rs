@@ -199,7 +199,8 @@ fn close_with_unread_data_resets_and_json_mode() {
 
 #[test]
 fn server_gone_then_refused_then_back() {
-    let mut server = ServerProc::start(&[]);
+    let port = restartable_port();
+    let mut server = ServerProc::start_args(&["--listen", &format!("127.0.0.1:{port}")], &[]);
     let addr = server.addr;
     let dir = std::env::temp_dir().join(format!("sockchat-plain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
@@ -275,4 +276,19 @@ fn a_taken_nick_becomes_nick_underscore() {
     second.expect("! nick already taken: twin");
     second.expect("! trying nick twin_");
     second.expect("* welcome twin_: you are in lobby");
+}
+
+/// A free port below the kernel's ephemeral range (32768+): after the
+/// server is killed, no outgoing connection elsewhere on the machine can
+/// take it as its source port before the restarted server binds it again.
+fn restartable_port() -> u16 {
+    let base = 20_000 + (std::process::id() % 10_000) as u16;
+    for p in (base..32_000).chain(20_000..base) {
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }

@@ -295,7 +295,8 @@ fn server_restart_refused_countdown_and_narrow_terminal() {
         eprintln!("SKIPPED: tmux is not installed (CI installs it; ./test.sh does too)");
         return;
     }
-    let mut server = ServerProc::start(&[]);
+    let port = restartable_port();
+    let mut server = ServerProc::start_args(&["--listen", &format!("127.0.0.1:{port}")], &[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("restart");
     // Narrow: no sidebar, no panel; the chat still works.
@@ -353,4 +354,19 @@ fn server_restart_refused_countdown_and_narrow_terminal() {
     // Joined lines (-J) with scrollback (-S): the message is long.
     let s = tmux.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "dana"]);
     assert!(s.contains("sockchat: fault crash: abort"), "{s}");
+}
+
+/// A free port below the kernel's ephemeral range (32768+): after the
+/// server is killed, no outgoing connection elsewhere on the machine can
+/// take it as its source port before the restarted server binds it again.
+fn restartable_port() -> u16 {
+    let base = 20_000 + (std::process::id() % 10_000) as u16;
+    for p in (base..32_000).chain(20_000..base) {
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
