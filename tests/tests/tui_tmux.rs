@@ -151,10 +151,26 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        // Our private tmux server only (and the clients it still runs).
+        // Our private tmux server only (and the clients it still runs), and
+        // its socket file, which tmux may leave behind.
+        let path = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "display-message",
+                "-p",
+                "#{socket_path}",
+            ])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|p| !p.is_empty());
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
+        if let Some(p) = path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
