@@ -144,16 +144,25 @@ impl Outbox {
     pub(crate) fn take_all(&self, into: &mut VecDeque<Bytes>) -> bool {
         let mut s = self.lock();
         if into.is_empty() {
-            // Take the queue's buffer with its items: the outbox is left with
-            // an unallocated deque, so an idle member holds no queue memory.
-            *into = std::mem::take(&mut s.q);
+            // Swap buffers: while the member is busy the two deques trade
+            // places and no allocation happens per wake-up.
+            std::mem::swap(&mut s.q, into);
         } else {
             into.extend(s.q.drain(..));
-            if s.q.capacity() > 64 {
-                s.q = VecDeque::new();
-            }
+        }
+        if s.q.capacity() > 64 {
+            s.q = VecDeque::new();
         }
         s.closed
+    }
+
+    /// Free the queue's buffer if it is empty (the writer is about to park:
+    /// an idle member holds no queue memory).
+    fn release_if_empty(&self) {
+        let mut s = self.lock();
+        if s.q.is_empty() && s.q.capacity() > 0 {
+            s.q = VecDeque::new();
+        }
     }
 }
 
@@ -183,6 +192,7 @@ pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
             // Parking: free the batch buffer (idle connections own no
             // queue memory; a busy writer rarely parks).
             batch = VecDeque::new();
+            outbox.release_if_empty();
             outbox.notify.notified().await;
             continue;
         }
