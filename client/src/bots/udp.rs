@@ -253,7 +253,38 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
         .connect
         .saturating_record((mono_ns().saturating_sub(sched_ns) / 1000).max(1));
     if plan.groups[spec.group].join {
-        link.send_msg(&ClientMsg::Join { room: room.clone() })?;
+        // A Join datagram can be lost like any other: wait for the server's
+        // Joined for our room and send it again until then (a member that
+        // silently never joined would count as loss in the report).
+        let mut wait = Duration::from_millis(100);
+        'join: loop {
+            link.send_msg(&ClientMsg::Join { room: room.clone() })?;
+            let until = (mono_ns() + wait.as_nanos() as u64).min(deadline.max(mono_ns() + 1));
+            loop {
+                let left = until.saturating_sub(mono_ns());
+                let n = match tokio::time::timeout(
+                    Duration::from_nanos(left),
+                    link.sock.recv(&mut buf),
+                )
+                .await
+                {
+                    Err(_) => break,
+                    Ok(Err(e)) => return Err(code(&e)),
+                    Ok(Ok(n)) => n,
+                };
+                if let Ok(d) = udp::decode_server(&buf[..n], link.max)
+                    && let ServerBody::Msg(ServerMsg::Joined { room: r, nick: who }) = d.body
+                    && r == *room
+                    && who == nick
+                {
+                    break 'join;
+                }
+            }
+            if mono_ns() >= deadline {
+                return Err("join-timeout".into());
+            }
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
         if let Some(l) = &plan.leave_room
             && l != room
         {
