@@ -150,7 +150,7 @@ fn log_end(reason: &DisconnectReason, registered: bool) {
 /// A set-up connection: its session, its writer task and what it holds.
 struct Conn {
     s: Session,
-    writer: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<bool>,
     /// Set when the first bytes already ended it (e.g. a bad preamble).
     early_end: Option<End>,
     permit: Option<OwnedSemaphorePermit>,
@@ -314,10 +314,14 @@ async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> 
 /// The writer task: drain the outbox until it is closed and flushed, or a
 /// write fails (then the connection is doomed with that errno). A writer
 /// stuck on a peer that does not read is aborted by the reader's close.
-async fn writer_task(stream: Arc<TcpStream>, peer: Arc<Peer>) {
-    if let WriterEnd::Failed(e) = run_writer(&stream, &peer.outbox).await {
-        debug!(conn_id = peer.id, error = %e, "write failed");
-        peer.fail(DisconnectReason::from_io_error(&e));
+async fn writer_task(stream: Arc<TcpStream>, peer: Arc<Peer>) -> bool {
+    match run_writer(&stream, &peer.outbox).await {
+        WriterEnd::Flushed => true,
+        WriterEnd::Failed(e) => {
+            debug!(conn_id = peer.id, error = %e, "write failed");
+            peer.fail(DisconnectReason::from_io_error(&e));
+            false
+        }
     }
 }
 
@@ -981,7 +985,7 @@ impl Session {
 
     /// End the connection: one reason, logged and announced; then close the
     /// socket the right way for how it ended.
-    async fn finish(mut self, end: End, writer: tokio::task::JoinHandle<()>) {
+    async fn finish(mut self, end: End, writer: tokio::task::JoinHandle<bool>) {
         self.flush_batch();
         // Stop counting as an input: this connection fans nothing out any more.
         self.input.take();
@@ -1015,18 +1019,25 @@ impl Session {
         if self.registered {
             hub.unregister(&self.peer);
         }
+        // A slow consumer's writer is still running: it may yet deliver a
+        // last notice to a peer that is slow rather than gone.
+        let slow =
+            matches!(end, End::Doomed) && matches!(reason, DisconnectReason::SlowConsumer { .. });
         let polite = match &end {
-            End::Server(_) => !self.peer.cancel_token().is_cancelled(),
-            End::Eof => !self.peer.cancel_token().is_cancelled(),
-            _ => false,
+            End::Server(_) | End::Eof => !self.peer.cancel_token().is_cancelled(),
+            End::Doomed => slow,
+            End::Io(_) => false,
         };
+        let tell = matches!(end, End::Server(_)) || slow;
         let flush_by = if server_shutdown {
             shutdown.deadline()
+        } else if slow {
+            Instant::now() + Duration::from_secs(2)
         } else {
             Instant::now() + Duration::from_secs(5)
         };
         if polite {
-            if matches!(end, End::Server(_)) {
+            if tell {
                 let bye = ServerMsg::Bye {
                     reason: reason.clone(),
                 };
@@ -1036,23 +1047,25 @@ impl Session {
             }
             self.peer.outbox.close();
             let mut writer = writer;
-            if tokio::time::timeout_at(flush_by, &mut writer)
-                .await
-                .is_err()
-            {
-                writer.abort();
-                let _ = writer.await;
-            } else if !self.peer.cancel_token().is_cancelled() {
-                // FIN after everything queued; then read until the client
-                // closes too, so unread data never turns our close into RST.
-                let _ = SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
-                if matches!(end, End::Server(_)) {
-                    let drain_by = if server_shutdown {
-                        shutdown.deadline()
-                    } else {
-                        Instant::now() + Duration::from_secs(2)
-                    };
-                    drain(&self.stream, drain_by).await;
+            match tokio::time::timeout_at(flush_by, &mut writer).await {
+                Ok(Ok(true)) => {
+                    // FIN after everything queued; then read until the
+                    // client closes too, so unread data never turns our
+                    // close into RST.
+                    let _ = SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
+                    if tell {
+                        let drain_by = if server_shutdown {
+                            shutdown.deadline()
+                        } else {
+                            Instant::now() + Duration::from_secs(2)
+                        };
+                        drain(&self.stream, drain_by).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    writer.abort();
+                    let _ = writer.await;
                 }
             }
         } else {

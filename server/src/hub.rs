@@ -128,7 +128,12 @@ impl Peer {
             Push::Full => match self.policy {
                 SlowConsumerPolicy::Disconnect => {
                     let frames = self.outbox.capacity().min(u32::MAX as usize) as u32;
-                    self.fail(DisconnectReason::SlowConsumer { frames });
+                    // Not `fail`: the queue is dropped but the writer keeps
+                    // going, so the connection's close can still try to
+                    // tell a peer that is only slow why it is cut off.
+                    self.set_reason(DisconnectReason::SlowConsumer { frames });
+                    self.outbox.cut_off();
+                    self.cancel.cancel();
                 }
                 SlowConsumerPolicy::Drop => self.outbox.count_drop(),
             },

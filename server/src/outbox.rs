@@ -31,7 +31,11 @@ pub enum Push {
 #[derive(Debug, Default)]
 struct State {
     q: VecDeque<Bytes>,
+    /// The writer stops once the queue is empty.
     closed: bool,
+    /// Ordinary pushes are refused (the member was cut off as a slow
+    /// consumer); only the final notice may still be queued.
+    refuse: bool,
 }
 
 /// A bounded queue of encoded chunks for one member.
@@ -61,7 +65,7 @@ impl Outbox {
     /// Queue a chunk unless the queue is full or closed. Never blocks.
     pub fn push(&self, b: Bytes) -> Push {
         let mut s = self.lock();
-        if s.closed {
+        if s.closed || s.refuse {
             return Push::Closed;
         }
         if s.q.len() >= self.cap {
@@ -90,6 +94,15 @@ impl Outbox {
         if was_empty {
             self.notify.notify_one();
         }
+    }
+
+    /// Slow consumer: drop what is queued (whole chunks, so the stream stays
+    /// well-formed) and refuse further pushes, but keep the writer going so
+    /// a final notice can still reach a peer that is merely slow.
+    pub fn cut_off(&self) {
+        let mut s = self.lock();
+        s.q = VecDeque::new();
+        s.refuse = true;
     }
 
     /// No more pushes; the writer finishes what is queued and stops.

@@ -478,3 +478,77 @@ async fn names_lengths_and_room_caps_give_clear_errors() {
     .await
     .expect("test timed out");
 }
+
+/// A member that is slow rather than gone: after it is cut off, a reader
+/// that resumes within the flush window still learns why (the last line is
+/// `! slow consumer ...`), then EOF; nothing after the cut is half-written.
+#[tokio::test]
+async fn a_slow_but_alive_reader_is_told_why() {
+    timeout(T, async {
+        let srv = start_server(|s| {
+            s.no_rate_limits = true;
+            s.config.server.outbox_frames = 8;
+            s.config.server.send_buffer = 4096;
+        })
+        .await;
+        let addr = srv.addr();
+        let mut watcher = TextClient::connect(addr).await;
+        watcher.welcome().await;
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        sock.set_recv_buffer_size(2048).expect("SO_RCVBUF");
+        sock.connect(&addr.into()).expect("connect");
+        sock.set_nonblocking(true).expect("nonblocking");
+        let slow = tokio::net::TcpStream::from_std(sock.into()).expect("tokio");
+        let (slow_r, mut slow_w) = slow.into_split();
+        slow_w.write_all(b"/nick sloth\n").await.expect("nick");
+        watcher.expect_line("* guest2 is now known as sloth").await;
+        let mut sender = TextClient::connect(addr).await;
+        sender.welcome().await;
+        let body = "z".repeat(1000);
+        let mut i = 0;
+        // Flood until the watcher hears that sloth was cut off.
+        let left = loop {
+            sender.line(&format!("{i} {body}")).await;
+            i += 1;
+            if i % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if let Ok(Some(l)) = watcher.read_line_timeout(Duration::from_millis(1)).await
+                && l.starts_with("* sloth left")
+            {
+                break l;
+            }
+            assert!(i < 5000, "sloth was never cut off");
+        };
+        assert_eq!(
+            left,
+            "* sloth left lobby: slow consumer (queue full: 8 frames)"
+        );
+        // sloth reads now: whole lines only, the notice last, then EOF.
+        let mut r = tokio::io::BufReader::new(slow_r);
+        let mut last = String::new();
+        loop {
+            let mut l = String::new();
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::io::AsyncBufReadExt::read_line(&mut r, &mut l),
+            )
+            .await
+            {
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => {
+                    assert!(l.ends_with('\n'), "half-written line: {l:?}");
+                    last = l;
+                }
+                Ok(Err(e)) => panic!("read error {e} after {last:?}"),
+                Err(_) => panic!("no EOF; last line {last:?}"),
+            }
+        }
+        assert_eq!(last, "! slow consumer (queue full: 8 frames)\n");
+        drop(sender);
+        srv.shutdown().await.expect("shutdown");
+    })
+    .await
+    .expect("test timed out");
+}
