@@ -63,6 +63,17 @@ w(f"Machine: {os.cpu_count()} vCPU ({cpu_model()}), Linux {platform.release()}, 
   f"{int(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB RAM, "
   f"hard RLIMIT_NOFILE {sh('ulimit -Hn')}. Load average before/after: {load0} / {load1}.")
 w("")
+groups = {}
+for p in glob.glob(os.path.join(out_dir, "*.json")):
+    key = os.path.basename(p).split("-")[0]
+    t = os.path.getmtime(p)
+    lo, hi = groups.get(key, (t, t))
+    groups[key] = (min(lo, t), max(hi, t))
+if groups:
+    when = ", ".join(f"{k} {time.strftime('%H:%M', time.gmtime(lo))}-{time.strftime('%H:%M', time.gmtime(hi))}"
+                     for k, (lo, hi) in sorted(groups.items(), key=lambda kv: kv[1][0]))
+    w(f"When each load ran (UTC, end of each run): {when}.")
+    w("")
 w("**A shared 2-core VM**: the bots and the server share the two cores, and other "
   "engineers' builds were running at the same time, so absolute numbers are noisy "
   "and pessimistic; `server CPU` and `bots CPU` columns show who used what.")

@@ -424,6 +424,111 @@ mod tests {
         assert_eq!(detail("connect-timeout", 1).errno, None);
     }
 
+    fn plan_with(t: crate::bots::plan::Thresholds) -> Plan {
+        let args = crate::bots::BotsArgs {
+            count: Some("4".into()),
+            workers: 1,
+            ..Default::default()
+        };
+        let mut plan = Plan::from_args(&args).expect("plan");
+        plan.thresholds = t;
+        plan
+    }
+
+    fn stats_with(expected: u64, delivered: u64, latencies_us: &[u64]) -> Stats {
+        let mut st = Stats::new(1, 2);
+        st.connected = 4;
+        st.expected = expected;
+        st.delivered = delivered;
+        for &v in latencies_us {
+            st.latency.saturating_record(v);
+        }
+        st
+    }
+
+    #[test]
+    fn thresholds_pass_and_fail() {
+        use crate::bots::plan::Thresholds as T;
+        use std::time::Duration;
+        let lat: Vec<u64> = (1..=1000).collect(); // p99 = 990 µs
+        // Within limits.
+        let p = plan_with(T {
+            max_p99: Some(Duration::from_millis(1)),
+            max_loss: Some(LossLimit::Count(0)),
+            min_connected: Some(4),
+        });
+        let r = Report::build(&p, &stats_with(100, 100, &lat), 1.0, vec![]);
+        assert!(r.thresholds.passed, "{:?}", r.thresholds);
+        // p99 over, one delivery lost, too few connected.
+        let p = plan_with(T {
+            max_p99: Some(Duration::from_micros(500)),
+            max_loss: Some(LossLimit::Count(0)),
+            min_connected: Some(5),
+        });
+        let r = Report::build(&p, &stats_with(100, 99, &lat), 1.0, vec![]);
+        assert_eq!(r.lost, 1);
+        assert_eq!(r.thresholds.failed.len(), 3, "{:?}", r.thresholds);
+        // A percentage: 1 of 100 is 1 %, allowed by 2 %, refused by 0.5 %.
+        let p = plan_with(T {
+            max_loss: Some(LossLimit::Percent(2.0)),
+            ..T::default()
+        });
+        assert!(
+            Report::build(&p, &stats_with(100, 99, &lat), 1.0, vec![])
+                .thresholds
+                .passed
+        );
+        let p = plan_with(T {
+            max_loss: Some(LossLimit::Percent(0.5)),
+            ..T::default()
+        });
+        assert!(
+            !Report::build(&p, &stats_with(100, 99, &lat), 1.0, vec![])
+                .thresholds
+                .passed
+        );
+        // No samples at all cannot pass a latency threshold.
+        let p = plan_with(T {
+            max_p99: Some(Duration::from_secs(1)),
+            ..T::default()
+        });
+        assert!(
+            !Report::build(&p, &stats_with(0, 0, &[]), 1.0, vec![])
+                .thresholds
+                .passed
+        );
+    }
+
+    #[test]
+    fn plan_refuses_bad_flags() {
+        let bad = |a: crate::bots::BotsArgs| {
+            let a = crate::bots::BotsArgs { workers: 1, ..a };
+            Plan::from_args(&a).expect_err("must be refused")
+        };
+        let e = bad(crate::bots::BotsArgs {
+            count: Some("3".into()),
+            senders: Some("5".into()),
+            ..Default::default()
+        });
+        assert!(e.to_string().contains("--senders"), "{e}");
+        let e = bad(crate::bots::BotsArgs {
+            server: Some("192.0.2.1:7878".into()),
+            ..Default::default()
+        });
+        assert!(e.to_string().contains("loopback"), "{e}");
+        let e = bad(crate::bots::BotsArgs {
+            wire: Some(crate::bots::wire::Wire::Udp),
+            size: Some("2000".into()),
+            ..Default::default()
+        });
+        assert!(e.to_string().contains("datagram"), "{e}");
+        let e = bad(crate::bots::BotsArgs {
+            rate: Some("lots".into()),
+            ..Default::default()
+        });
+        assert!(e.to_string().contains("bad rate"), "{e}");
+    }
+
     #[test]
     fn durations_print_readably() {
         assert_eq!(fmt_us(850), "850µs");

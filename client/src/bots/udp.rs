@@ -33,13 +33,19 @@ use super::wire::{self, Event, Mark};
 const RECVS_PER_WAKE: usize = 64;
 /// Most messages sent in one wake-up.
 const MAX_BATCH: u64 = 256;
-/// Keepalive: the server ends a session silent for 30 s by default.
-const KEEPALIVE: Duration = Duration::from_secs(10);
+/// Keepalive ping period. The server ends a session silent for 30 s by
+/// default; we ping far more often so that a session the server ended
+/// without our hearing it (UDP has no FIN; a Bye can be lost or stuck
+/// behind a full queue) is noticed: no Pong for SILENT -> `idle-timeout`.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+const SILENT: Duration = Duration::from_secs(5);
 
 struct Link {
     sock: UdpSocket,
     seq: u32,
     max: usize,
+    /// When we last received any datagram from the server.
+    last_rx_ns: u64,
 }
 
 impl Link {
@@ -167,7 +173,12 @@ pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
                 }
             }
             _ = sleep_until_ns(keepalive) => {
-                keepalive = mono_ns() + KEEPALIVE.as_nanos() as u64;
+                let now = mono_ns();
+                keepalive = now + KEEPALIVE.as_nanos() as u64;
+                // A slow reader stops reading on purpose: it cannot hear pongs.
+                if reading && now.saturating_sub(link.last_rx_ns) > SILENT.as_nanos() as u64 {
+                    break Some("idle-timeout".to_string());
+                }
                 if let Err(c) = link.send_msg(&ClientMsg::Ping { token: keepalive }) {
                     break Some(c);
                 }
@@ -207,6 +218,7 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
         sock,
         seq: 0,
         max: udp::DEFAULT_MAX_PAYLOAD,
+        last_rx_ns: mono_ns(),
     };
     let deadline = mono_ns() + plan.connect_timeout.as_nanos() as u64;
     let mut cookie: Option<u64> = None;
@@ -291,6 +303,7 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
             link.send_msg(&ClientMsg::Leave { room: l.clone() })?;
         }
     }
+    link.last_rx_ns = mono_ns();
     Ok(link)
 }
 
@@ -379,6 +392,7 @@ fn recv_ready(
                 Err(e) => return Err(code(&e)),
             };
             st.bytes_in += n as u64;
+            link.last_rx_ns = now;
             let Ok((h, payload)) = udp::decode_header(&buf[..n], link.max.max(n)) else {
                 continue;
             };
