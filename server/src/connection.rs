@@ -34,7 +34,6 @@ use crate::hub::{Format, Hub, Peer, Room, Transport};
 use crate::limits::{IpSlot, TokenBucket};
 use crate::outbox::{WriterEnd, run_writer};
 use crate::shutdown::{InputGuard, Shutdown};
-use crate::sockinfo::TcpView;
 use crate::text::{self, TextCommand};
 
 /// The preamble the server answers a framed client with.
@@ -230,7 +229,7 @@ async fn setup(
         }
     };
 
-    let view = Arc::new(TcpView(stream.clone()));
+    let view: Arc<dyn crate::hub::SocketView> = stream.clone();
     let peer = Arc::new(Peer::new(
         id,
         addr,
