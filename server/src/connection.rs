@@ -27,7 +27,7 @@ use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{debug, info, info_span};
 
 use crate::config::Settings;
 use crate::hub::{Format, Hub, Peer, Room, Transport};
@@ -103,14 +103,20 @@ pub fn serve(
     ctx: Arc<Ctx>,
     guards: Guards,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let span = info_span!("conn", conn_id = id, peer = %addr, transport = "tcp", nick = tracing::field::Empty);
     let setup = Box::pin(setup(stream, addr, id, ctx, guards));
     async move {
         if let Some(conn) = setup.await {
             drive(conn).await;
         }
     }
-    .instrument(span)
+}
+
+/// The connection's span (conn_id, peer, transport, nick). It is built
+/// when something is logged rather than held for the connection's life: a
+/// live span costs the subscriber a few hundred bytes, which would be most
+/// of an idle connection's budget. Every connection log line is inside it.
+fn conn_span(id: u64, addr: SocketAddr, nick: &str) -> tracing::Span {
+    info_span!("conn", conn_id = id, peer = %addr, transport = "tcp", nick = %nick)
 }
 
 fn configure(stream: &TcpStream, s: &Settings) {
@@ -136,7 +142,8 @@ fn configure(stream: &TcpStream, s: &Settings) {
     }
 }
 
-fn log_end(reason: &DisconnectReason, registered: bool) {
+fn log_end(span: &tracing::Span, reason: &DisconnectReason, registered: bool) {
+    let _in = span.enter();
     info!(
         reason = %reason,
         code = %reason.code(),
@@ -200,7 +207,7 @@ async fn setup(
         input,
     } = guards;
     configure(&stream, &ctx.settings);
-    debug!("connected");
+    debug!(conn_id = id, peer = %addr, "connected");
     let stream = Arc::new(stream);
     let mut pending = BytesMut::new();
     let cfg = &ctx.settings.config;
@@ -211,20 +218,24 @@ async fn setup(
     let first = tokio::select! {
         r = tokio::time::timeout(detect, read_some(&stream, &mut pending)) => r,
         _ = ctx.shutdown.input_stopped() => {
-            log_end(&DisconnectReason::ServerShutdown, false);
+            log_end(&conn_span(id, addr, ""), &DisconnectReason::ServerShutdown, false);
             return None;
         }
     };
     let format = match first {
         Err(_) => Format::Text,
         Ok(Ok(0)) => {
-            log_end(&DisconnectReason::Eof, false);
+            log_end(&conn_span(id, addr, ""), &DisconnectReason::Eof, false);
             return None;
         }
         Ok(Ok(_)) if pending.first() == Some(&0) => Format::Framed,
         Ok(Ok(_)) => Format::Text,
         Ok(Err(e)) => {
-            log_end(&DisconnectReason::from_io_error(&e), false);
+            log_end(
+                &conn_span(id, addr, ""),
+                &DisconnectReason::from_io_error(&e),
+                false,
+            );
             return None;
         }
     };
@@ -363,6 +374,10 @@ impl Session {
         self.peer.send(msg);
     }
 
+    fn span(&self) -> tracing::Span {
+        conn_span(self.peer.id, self.peer.addr, &self.peer.nick())
+    }
+
     fn error(&self, code: ErrorCode, text: impl Into<String>) {
         self.send(&ServerMsg::Error {
             code,
@@ -384,7 +399,6 @@ impl Session {
 
     fn welcome_and_join(&mut self) {
         let nick = self.peer.nick();
-        tracing::Span::current().record("nick", &*nick);
         self.registered = true;
         let room = self.default_room();
         self.send(&ServerMsg::Welcome {
@@ -396,6 +410,7 @@ impl Session {
             Ok(r) => self.rooms.push(r),
             Err(e) => self.error(e.code(), e.to_string()),
         }
+        let _in = self.span().entered();
         info!("registered");
     }
 
@@ -804,7 +819,6 @@ impl Session {
             ClientMsg::Nick { nick } => match hub.rename(&self.peer, &nick) {
                 Ok(old) => {
                     let new = self.peer.nick();
-                    tracing::Span::current().record("nick", &*new);
                     if *old != *new {
                         let m = ServerMsg::NickChanged {
                             old: old.to_string(),
@@ -1008,7 +1022,7 @@ impl Session {
             // message out any more, so nothing accepted misses us.
             let _ = tokio::time::timeout_at(shutdown.deadline(), shutdown.bye()).await;
         }
-        log_end(&reason, self.registered);
+        log_end(&self.span(), &reason, self.registered);
         // Leave every room; announce unless the whole server is stopping
         // (everyone gets their own notice then).
         let hub = self.ctx.hub.clone();
