@@ -410,8 +410,12 @@ impl Session {
             Ok(r) => self.rooms.push(r),
             Err(e) => self.error(e.code(), e.to_string()),
         }
-        let _in = self.span().entered();
-        info!("registered");
+        // One INFO line per connection (its end); the rest is DEBUG, so a
+        // churn of thousands of connections per second is not mostly logging.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let _in = self.span().entered();
+            debug!("registered");
+        }
     }
 
     fn register_text(&mut self) {
