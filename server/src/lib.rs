@@ -4,7 +4,8 @@
 //! [`run`]; tests call [`start`] to run a real server in-process on
 //! `127.0.0.1:0`.
 //!
-//! Code map: [`listener`] binds and accepts; [`connection`] owns one TCP
+//! Code map: [`bind`] binds the TCP listeners and UDP on the same ports
+//! (retrying port-0 collisions); [`listener`] binds TCP and accepts; [`connection`] owns one TCP
 //! connection (reader + writer task); [`text`] is the nc/telnet line
 //! protocol; [`hub`] holds rooms, nicks, history and does the fan-out;
 //! [`outbox`] is the bounded per-member queue and its vectored writer;
@@ -12,6 +13,7 @@
 //! two-phase graceful stop; [`sockinfo`] the server's view of a socket;
 //! [`config`] loads and validates settings.
 
+pub mod bind;
 pub mod config;
 pub mod connection;
 pub mod hub;
@@ -57,7 +59,7 @@ pub async fn run(
     run_with_udp(settings, listeners, Vec::new(), signal).await
 }
 
-/// [`run`] plus already-bound UDP sockets ([`udp::bind_all`]), served by
+/// [`run`] plus already-bound UDP sockets ([`bind::bind_listen_set`]), served by
 /// [`udp::serve`] into the same hub.
 pub async fn run_with_udp(
     settings: Settings,
@@ -147,18 +149,14 @@ impl ServerHandle {
 
 /// Bind and run a server on the current runtime; returns once it accepts.
 pub async fn start(settings: Settings) -> Result<ServerHandle, BindError> {
-    let listeners = listener::bind_all(&settings)?;
+    let bind::Bound {
+        tcp: listeners,
+        udp: udp_sockets,
+    } = bind::bind_listen_set(&settings)?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    let udp_sockets = udp::bind_all(&settings, &listeners).map_err(|source| BindError {
-        addr: addrs
-            .first()
-            .copied()
-            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
-        source,
-    })?;
     let udp_addrs = udp_sockets
         .iter()
         .filter_map(|u| u.local_addr().ok())

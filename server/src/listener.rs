@@ -23,11 +23,13 @@ use crate::config::Settings;
 use crate::connection::{self, Ctx, Guards};
 use crate::limits::PerIpLimit;
 
-/// A listener could not be bound.
+/// A listener (TCP) or its UDP socket could not be bound.
 #[derive(Debug, Error)]
-#[error("cannot listen on {addr} (tcp): {source}")]
+#[error("cannot listen on {addr} ({transport}): {source}")]
 pub struct BindError {
     pub addr: SocketAddr,
+    /// "tcp" or "udp".
+    pub transport: &'static str,
     pub source: io::Error,
 }
 
@@ -73,9 +75,19 @@ pub fn bind_all(s: &Settings) -> Result<Vec<std::net::TcpListener>, BindError> {
                         Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
                     ) =>
             {
-                v6_failures.push(BindError { addr, source: e })
+                v6_failures.push(BindError {
+                    addr,
+                    transport: "tcp",
+                    source: e,
+                })
             }
-            Err(source) => return Err(BindError { addr, source }),
+            Err(source) => {
+                return Err(BindError {
+                    addr,
+                    transport: "tcp",
+                    source,
+                });
+            }
         }
     }
     if out.is_empty() && !v6_failures.is_empty() {

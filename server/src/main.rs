@@ -121,9 +121,12 @@ fn init_tracing(s: &Settings) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listeners = sockchat_server::listener::bind_all(&settings)?;
-    // UDP on the port each TCP listener got (so `:0` works for both).
-    let udp = sockchat_server::udp::bind_all(&settings, &listeners)?;
+    // TCP, then UDP on the port each TCP listener got (so `:0` works for
+    // both; a port-0 collision on UDP is retried on fresh ports).
+    let sockchat_server::bind::Bound {
+        tcp: listeners,
+        udp,
+    } = sockchat_server::bind::bind_listen_set(&settings)?;
     {
         // The stdout contract test harnesses rely on: one line per listener.
         let mut out = std::io::stdout().lock();

@@ -50,6 +50,7 @@ use crate::config::Settings;
 use crate::connection::Ctx;
 use crate::hub::{Format, Peer, Room, SocketView, Transport};
 use crate::limits::TokenBucket;
+use crate::listener::BindError;
 
 /// How often a held-back (reordered) datagram is released at the latest.
 const REORDER_HOLD: Duration = Duration::from_millis(20);
@@ -89,19 +90,27 @@ pub fn bind_udp(addr: SocketAddr, s: &Settings) -> io::Result<std::net::UdpSocke
 
 /// Bind a UDP socket on the address (and so the port) of every bound TCP
 /// listener: with `--listen 127.0.0.1:0` UDP gets the port TCP got.
-/// Empty when `udp.enabled` is false.
+/// Empty when `udp.enabled` is false. Use [`crate::bind::bind_listen_set`],
+/// which retries when that port is already taken for UDP.
 pub fn bind_all(
     s: &Settings,
     tcp: &[std::net::TcpListener],
-) -> io::Result<Vec<std::net::UdpSocket>> {
+) -> Result<Vec<std::net::UdpSocket>, BindError> {
     if !s.config.udp.enabled {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for l in tcp {
-        let addr = l.local_addr()?;
-        let u = bind_udp(addr, s)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr} (udp): {e}")))?;
+        let addr = l.local_addr().map_err(|source| BindError {
+            addr: ([0, 0, 0, 0], 0).into(),
+            transport: "tcp",
+            source,
+        })?;
+        let u = bind_udp(addr, s).map_err(|source| BindError {
+            addr,
+            transport: "udp",
+            source,
+        })?;
         out.push(u);
     }
     Ok(out)
