@@ -21,7 +21,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use sockchat_shared::codec;
 use sockchat_shared::proto::{PREAMBLE_LEN, VERSION};
-use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
 use socket2::SockRef;
 use tokio::net::TcpStream;
@@ -31,8 +30,9 @@ use tracing::{debug, info, info_span};
 
 use crate::config::Settings;
 use crate::hub::{Format, Hub, Peer, Room, Transport};
-use crate::limits::{IpSlot, TokenBucket};
+use crate::limits::IpSlot;
 use crate::outbox::{WriterEnd, run_writer};
+use crate::session::{Member, Rate, RateLimit};
 use crate::shutdown::{InputGuard, Shutdown};
 use crate::text::{self, TextCommand};
 
@@ -265,9 +265,7 @@ async fn setup(
         registered: false,
         preamble_done: false,
         rooms: Vec::new(),
-        bucket: (!ctx.settings.no_rate_limits)
-            .then(|| TokenBucket::new(limits.messages_per_sec, limits.burst, now.into_std())),
-        strikes: 0,
+        rate: RateLimit::new(&ctx, now.into_std()),
         started: now,
         last_rx: now,
         last_ping: now,
@@ -347,9 +345,7 @@ struct Session {
     preamble_done: bool,
     /// Rooms this user is in; the last one is the current room.
     rooms: Vec<Arc<Room>>,
-    bucket: Option<TokenBucket>,
-    /// Rate-limited commands in a row.
-    strikes: u32,
+    rate: RateLimit,
     started: Instant,
     last_rx: Instant,
     last_ping: Instant,
@@ -389,27 +385,18 @@ impl Session {
         self.send(&ServerMsg::Notice { text: text.into() });
     }
 
-    fn current_room(&self) -> Option<&Arc<Room>> {
-        self.rooms.last()
-    }
-
-    fn default_room(&self) -> String {
-        self.ctx.settings.config.server.default_room.clone()
+    /// The transport-neutral half of this session, for one command.
+    fn member(&mut self) -> Member<'_> {
+        Member {
+            ctx: &self.ctx,
+            peer: &self.peer,
+            rooms: &mut self.rooms,
+        }
     }
 
     fn welcome_and_join(&mut self) {
-        let nick = self.peer.nick();
         self.registered = true;
-        let room = self.default_room();
-        self.send(&ServerMsg::Welcome {
-            nick: nick.to_string(),
-            room: room.clone(),
-            server: self.ctx.server_name.clone(),
-        });
-        match self.ctx.hub.join(&self.peer, &room) {
-            Ok(r) => self.rooms.push(r),
-            Err(e) => self.error(e.code(), e.to_string()),
-        }
+        self.member().welcome_and_join();
         // One INFO line per connection (its end); the rest is DEBUG, so a
         // churn of thousands of connections per second is not mostly logging.
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -649,77 +636,12 @@ impl Session {
         }
     }
 
-    /// Rate limit: true when the command may run. After
-    /// `rate_limit_strikes` refusals in a row the connection ends.
-    fn rate_ok(&mut self) -> Result<(), End> {
-        let Some(bucket) = &mut self.bucket else {
-            return Ok(());
-        };
-        if bucket.try_take(std::time::Instant::now()) {
-            self.strikes = 0;
-            return Ok(());
-        }
-        self.strikes += 1;
-        let l = &self.ctx.settings.config.limits;
-        if self.strikes >= l.rate_limit_strikes {
-            return Err(End::Server(DisconnectReason::RateLimited));
-        }
-        if self.strikes == 1 {
-            self.error(
-                ErrorCode::RateLimited,
-                format!(
-                    "rate limited: slow down (at most {} messages/s); message dropped",
-                    l.messages_per_sec
-                ),
-            );
-        }
-        Err(End::Doomed) // sentinel: refused but not fatal
-    }
-
     /// Check the rate limit; `Some(flow)` means stop handling this command.
     fn limited(&mut self) -> Option<Flow> {
-        match self.rate_ok() {
-            Ok(()) => None,
-            Err(End::Doomed) => Some(Flow::Continue),
-            Err(end) => Some(Flow::Stop(end)),
-        }
-    }
-
-    fn find_joined(&self, typed: &str) -> Option<usize> {
-        let name = sockchat_shared::names::normalize_room(typed);
-        self.rooms.iter().position(|r| &*r.name == name)
-    }
-
-    /// The room a Say/Me/Who/Leave refers to: `""` = current room.
-    fn target_room(&self, typed: &str) -> Result<Arc<Room>, (ErrorCode, String)> {
-        if typed.is_empty() {
-            return self.current_room().cloned().ok_or((
-                ErrorCode::NotInRoom,
-                "you are not in a room (/join ROOM)".to_string(),
-            ));
-        }
-        match self.find_joined(typed) {
-            Some(i) => Ok(self.rooms[i].clone()),
-            None => Err((
-                ErrorCode::NotInRoom,
-                format!(
-                    "you are not in {}",
-                    sanitize(sockchat_shared::names::normalize_room(typed))
-                ),
-            )),
-        }
-    }
-
-    fn check_len(&self, text: &str) -> bool {
-        let max = self.ctx.settings.config.limits.max_message_len;
-        if text.len() > max {
-            self.error(
-                ErrorCode::MessageTooLong,
-                format!("message too long ({} bytes, max {max})", text.len()),
-            );
-            false
-        } else {
-            true
+        match self.rate.check(&self.ctx, &self.peer) {
+            Rate::Allowed => None,
+            Rate::Dropped => Some(Flow::Continue),
+            Rate::Exceeded => Some(Flow::Stop(End::Server(DisconnectReason::RateLimited))),
         }
     }
 
@@ -767,7 +689,7 @@ impl Session {
                 if let Some(f) = self.limited() {
                     return f;
                 }
-                self.command(other);
+                self.member().command(other);
             }
         }
         Flow::Continue
@@ -791,153 +713,10 @@ impl Session {
         if let Some(f) = self.limited() {
             return f;
         }
-        if !self.check_len(&text) {
-            return Flow::Continue;
+        if let Some((room, msg)) = self.member().chat(room, text, kind) {
+            self.queue_chat(room, msg);
         }
-        let room = match self.target_room(room) {
-            Ok(r) => r,
-            Err((code, t)) => {
-                self.error(code, t);
-                return Flow::Continue;
-            }
-        };
-        let text = match sanitize(&text) {
-            std::borrow::Cow::Borrowed(_) => text,
-            std::borrow::Cow::Owned(s) => s,
-        };
-        let msg = ServerMsg::Chat {
-            room: room.name.to_string(),
-            from: self.peer.nick().to_string(),
-            text,
-            kind,
-            ts_ms: sockchat_shared::now_ms(),
-            history: false,
-        };
-        self.queue_chat(room, msg);
         Flow::Continue
-    }
-
-    fn command(&mut self, msg: ClientMsg) {
-        let hub = self.ctx.hub.clone();
-        match msg {
-            ClientMsg::Nick { nick } => match hub.rename(&self.peer, &nick) {
-                Ok(old) => {
-                    let new = self.peer.nick();
-                    if *old != *new {
-                        let m = ServerMsg::NickChanged {
-                            old: old.to_string(),
-                            new: new.to_string(),
-                        };
-                        hub.tell_rooms(&self.rooms, &m, &self.peer);
-                    }
-                }
-                Err(e) => self.error(e.code(), e.to_string()),
-            },
-            ClientMsg::Join { room } => {
-                let name = match hub.room_name(&room) {
-                    Ok(n) => n,
-                    Err(e) => return self.error(e.code(), e.to_string()),
-                };
-                if let Some(i) = self.find_joined(name) {
-                    let r = self.rooms.remove(i);
-                    self.notice(format!("now talking in {}", r.name));
-                    self.rooms.push(r);
-                    return;
-                }
-                let max = self.ctx.settings.config.limits.max_rooms_per_user;
-                if self.rooms.len() >= max {
-                    return self.error(
-                        ErrorCode::TooManyRooms,
-                        format!("you are in too many rooms (max {max}); /leave one first"),
-                    );
-                }
-                match hub.join(&self.peer, name) {
-                    Ok(r) => self.rooms.push(r),
-                    Err(e) => self.error(e.code(), e.to_string()),
-                }
-            }
-            ClientMsg::Leave { room } => {
-                let idx = if room.is_empty() {
-                    self.rooms.len().checked_sub(1)
-                } else {
-                    self.find_joined(&room)
-                };
-                match idx {
-                    Some(i) => {
-                        let r = self.rooms.remove(i);
-                        hub.leave(&self.peer, &r, None, true, true);
-                    }
-                    None => self.error(ErrorCode::NotInRoom, "you are not in that room"),
-                }
-            }
-            ClientMsg::Private { to, text } => {
-                if !self.check_len(&text) {
-                    return;
-                }
-                let Some(target) = hub.find(&to) else {
-                    return self.error(
-                        ErrorCode::NoSuchNick,
-                        format!("no such nick: {}", sanitize(&to)),
-                    );
-                };
-                let text = sanitize(&text).into_owned();
-                let m = ServerMsg::Private {
-                    from: self.peer.nick().to_string(),
-                    to: target.nick().to_string(),
-                    text,
-                    ts_ms: sockchat_shared::now_ms(),
-                };
-                target.send(&m);
-                if self.format() == Format::Framed && target.id != self.peer.id {
-                    self.send(&m);
-                }
-            }
-            ClientMsg::Who { room } => {
-                let r = if room.is_empty() {
-                    self.current_room().cloned()
-                } else {
-                    hub.room(&room)
-                };
-                match r {
-                    Some(r) => self.send(&ServerMsg::Who {
-                        room: r.name.to_string(),
-                        nicks: r.who(),
-                    }),
-                    None if room.is_empty() => {
-                        self.error(ErrorCode::NotInRoom, "you are not in a room (/join ROOM)")
-                    }
-                    None => self.error(
-                        ErrorCode::NoSuchRoom,
-                        format!("no such room: {}", sanitize(&room)),
-                    ),
-                }
-            }
-            ClientMsg::Rooms => self.send(&ServerMsg::Rooms { rooms: hub.rooms() }),
-            ClientMsg::SockInfo { nick } => {
-                let target = if nick.is_empty() {
-                    Some(self.peer.clone())
-                } else {
-                    hub.find(&nick)
-                };
-                match target {
-                    Some(t) => self.send(&ServerMsg::SockInfo {
-                        nick: t.nick().to_string(),
-                        fields: t.sockinfo(),
-                    }),
-                    None => self.error(
-                        ErrorCode::NoSuchNick,
-                        format!("no such nick: {}", sanitize(&nick)),
-                    ),
-                }
-            }
-            // Handled in `handle`.
-            ClientMsg::Hello { .. }
-            | ClientMsg::Say { .. }
-            | ClientMsg::Me { .. }
-            | ClientMsg::Ping { .. }
-            | ClientMsg::Pong { .. }
-            | ClientMsg::Quit { .. } => {}
-        }
     }
 
     /// When the timer must next look at this connection.

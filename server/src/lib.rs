@@ -6,7 +6,8 @@
 //!
 //! Code map: [`bind`] binds the TCP listeners and UDP on the same ports
 //! (retrying port-0 collisions); [`listener`] binds TCP and accepts; [`connection`] owns one TCP
-//! connection (reader + writer task); [`text`] is the nc/telnet line
+//! connection (reader + writer task); [`session`] the chat commands both
+//! transports share; [`text`] is the nc/telnet line
 //! protocol; [`hub`] holds rooms, nicks, history and does the fan-out;
 //! [`outbox`] is the bounded per-member queue and its vectored writer;
 //! [`limits`] the token bucket and per-address cap; [`shutdown`] the
@@ -20,6 +21,7 @@ pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod outbox;
+pub mod session;
 pub mod shutdown;
 pub mod sockinfo;
 pub mod text;

@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sockchat_shared::config::UdpConfig;
-use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::udp::{
     self, CookieJar, FaultConfig, FaultInjector, SeqStats, SeqTracker, SeqVerdict,
 };
@@ -51,6 +50,7 @@ use crate::connection::Ctx;
 use crate::hub::{Format, Peer, Room, SocketView, Transport};
 use crate::limits::TokenBucket;
 use crate::listener::BindError;
+use crate::session::{Member, Rate, RateLimit};
 
 /// How often a held-back (reordered) datagram is released at the latest.
 const REORDER_HOLD: Duration = Duration::from_millis(20);
@@ -248,8 +248,7 @@ struct Session {
     /// Rooms this user is in; the last one is the current room.
     rooms: Vec<Arc<Room>>,
     rx: SeqTracker,
-    bucket: Option<TokenBucket>,
-    strikes: u32,
+    rate: RateLimit,
     last_rx: Instant,
     stats: Arc<SessionStats>,
     writer: tokio::task::JoinHandle<()>,
@@ -504,8 +503,6 @@ impl UdpServer {
             inj,
         ));
         let now = Instant::now();
-        let bucket = (!ctx.settings.no_rate_limits)
-            .then(|| TokenBucket::new(limits.messages_per_sec, limits.burst, now));
         let mut rx = SeqTracker::expecting(seq);
         rx.record(seq);
         stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
@@ -515,27 +512,14 @@ impl UdpServer {
             peer: peer.clone(),
             rooms: Vec::new(),
             rx,
-            bucket,
-            strikes: 0,
+            rate: RateLimit::new(&ctx, now),
             last_rx: now,
             stats,
             writer,
         };
         *self.per_ip.entry(from.ip()).or_insert(0) += 1;
+        session.member(&ctx).welcome_and_join();
         let nick = peer.nick();
-        let room = cfg.server.default_room.clone();
-        peer.send(&ServerMsg::Welcome {
-            nick: nick.to_string(),
-            room: room.clone(),
-            server: ctx.server_name.clone(),
-        });
-        match ctx.hub.join(&peer, &room) {
-            Ok(r) => session.rooms.push(r),
-            Err(e) => peer.send(&ServerMsg::Error {
-                code: e.code(),
-                text: e.to_string(),
-            }),
-        }
         info!(conn_id = id, peer = %from, transport = "udp", nick = %nick, "registered");
         self.sessions.insert(from, session);
     }
@@ -669,13 +653,20 @@ impl UdpServer {
     }
 }
 
-/// Handle one message of an existing session (the UDP twin of the TCP
-/// connection's command handling, on the same hub).
+impl Session {
+    /// The transport-neutral half of this session, for one command.
+    fn member<'a>(&'a mut self, ctx: &'a Ctx) -> Member<'a> {
+        Member {
+            ctx,
+            peer: &self.peer,
+            rooms: &mut self.rooms,
+        }
+    }
+}
+
+/// Handle one message of an existing session: the session-level messages
+/// here, chat and commands in [`crate::session`], as for TCP.
 fn handle(ctx: &Arc<Ctx>, s: &mut Session, msg: ClientMsg) -> Flow {
-    let hub = ctx.hub.clone();
-    let limits = &ctx.settings.config.limits;
-    let peer = s.peer.clone();
-    let error = |code: ErrorCode, text: String| peer.send(&ServerMsg::Error { code, text });
     // Pings, pongs, hellos and quit are free; everything else costs a token.
     let costs = !matches!(
         msg,
@@ -684,47 +675,18 @@ fn handle(ctx: &Arc<Ctx>, s: &mut Session, msg: ClientMsg) -> Flow {
             | ClientMsg::Hello { .. }
             | ClientMsg::Quit { .. }
     );
-    if costs && let Some(bucket) = &mut s.bucket {
-        if bucket.try_take(Instant::now()) {
-            s.strikes = 0;
-        } else {
-            s.strikes += 1;
-            if s.strikes >= limits.rate_limit_strikes {
-                return Flow::End(DisconnectReason::RateLimited);
-            }
-            if s.strikes == 1 {
-                error(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "rate limited: slow down (at most {} messages/s); message dropped",
-                        limits.messages_per_sec
-                    ),
-                );
-            }
-            return Flow::Continue;
+    if costs {
+        match s.rate.check(ctx, &s.peer) {
+            Rate::Allowed => {}
+            Rate::Dropped => return Flow::Continue,
+            Rate::Exceeded => return Flow::End(DisconnectReason::RateLimited),
         }
     }
-    let check_len = |text: &str| {
-        let max = limits.max_message_len;
-        if text.len() > max {
-            error(
-                ErrorCode::MessageTooLong,
-                format!("message too long ({} bytes, max {max})", text.len()),
-            );
-            false
-        } else {
-            true
-        }
-    };
-    let find_joined = |rooms: &[Arc<Room>], typed: &str| {
-        let name = sockchat_shared::names::normalize_room(typed);
-        rooms.iter().position(|r| &*r.name == name)
-    };
     match msg {
         ClientMsg::Hello { .. } => {
             // Our Welcome was lost and the client asks again: repeat it.
-            peer.send(&ServerMsg::Welcome {
-                nick: peer.nick().to_string(),
+            s.peer.send(&ServerMsg::Welcome {
+                nick: s.peer.nick().to_string(),
                 room: s
                     .rooms
                     .last()
@@ -733,172 +695,22 @@ fn handle(ctx: &Arc<Ctx>, s: &mut Session, msg: ClientMsg) -> Flow {
                 server: ctx.server_name.clone(),
             });
         }
-        ClientMsg::Ping { token } => peer.send(&ServerMsg::Pong { token }),
+        ClientMsg::Ping { token } => s.peer.send(&ServerMsg::Pong { token }),
         ClientMsg::Pong { .. } => {}
         ClientMsg::Quit { .. } => return Flow::End(DisconnectReason::Quit),
-        ClientMsg::Say { room, text } => {
-            if check_len(&text) {
-                chat(s, &room, text, ChatKind::Say);
-            }
-        }
-        ClientMsg::Me { room, text } => {
-            if check_len(&text) {
-                chat(s, &room, text, ChatKind::Me);
-            }
-        }
-        ClientMsg::Nick { nick } => match hub.rename(&peer, &nick) {
-            Ok(old) => {
-                let new = peer.nick();
-                if *old != *new {
-                    let m = ServerMsg::NickChanged {
-                        old: old.to_string(),
-                        new: new.to_string(),
-                    };
-                    hub.tell_rooms(&s.rooms, &m, &peer);
-                }
-            }
-            Err(e) => error(e.code(), e.to_string()),
-        },
-        ClientMsg::Join { room } => {
-            let name = match hub.room_name(&room) {
-                Ok(n) => n,
-                Err(e) => {
-                    error(e.code(), e.to_string());
-                    return Flow::Continue;
-                }
-            };
-            if let Some(i) = find_joined(&s.rooms, name) {
-                let r = s.rooms.remove(i);
-                peer.send(&ServerMsg::Notice {
-                    text: format!("now talking in {}", r.name),
-                });
-                s.rooms.push(r);
-                return Flow::Continue;
-            }
-            let max = limits.max_rooms_per_user;
-            if s.rooms.len() >= max {
-                error(
-                    ErrorCode::TooManyRooms,
-                    format!("you are in too many rooms (max {max}); /leave one first"),
-                );
-                return Flow::Continue;
-            }
-            match hub.join(&peer, name) {
-                Ok(r) => s.rooms.push(r),
-                Err(e) => error(e.code(), e.to_string()),
-            }
-        }
-        ClientMsg::Leave { room } => {
-            let idx = if room.is_empty() {
-                s.rooms.len().checked_sub(1)
-            } else {
-                find_joined(&s.rooms, &room)
-            };
-            match idx {
-                Some(i) => {
-                    let r = s.rooms.remove(i);
-                    hub.leave(&peer, &r, None, true, true);
-                }
-                None => error(ErrorCode::NotInRoom, "you are not in that room".into()),
-            }
-        }
-        ClientMsg::Private { to, text } => {
-            if !check_len(&text) {
-                return Flow::Continue;
-            }
-            let Some(target) = hub.find(&to) else {
-                error(
-                    ErrorCode::NoSuchNick,
-                    format!("no such nick: {}", sanitize(&to)),
-                );
-                return Flow::Continue;
-            };
-            let m = ServerMsg::Private {
-                from: peer.nick().to_string(),
-                to: target.nick().to_string(),
-                text: sanitize(&text).into_owned(),
-                ts_ms: sockchat_shared::now_ms(),
-            };
-            target.send(&m);
-            if target.id != peer.id {
-                peer.send(&m);
-            }
-        }
-        ClientMsg::Who { room } => {
-            let r = if room.is_empty() {
-                s.rooms.last().cloned()
-            } else {
-                hub.room(&room)
-            };
-            match r {
-                Some(r) => peer.send(&ServerMsg::Who {
-                    room: r.name.to_string(),
-                    nicks: r.who(),
-                }),
-                None if room.is_empty() => error(
-                    ErrorCode::NotInRoom,
-                    "you are not in a room (/join ROOM)".into(),
-                ),
-                None => error(
-                    ErrorCode::NoSuchRoom,
-                    format!("no such room: {}", sanitize(&room)),
-                ),
-            }
-        }
-        ClientMsg::Rooms => peer.send(&ServerMsg::Rooms { rooms: hub.rooms() }),
-        ClientMsg::SockInfo { nick } => {
-            let target = if nick.is_empty() {
-                Some(peer.clone())
-            } else {
-                hub.find(&nick)
-            };
-            match target {
-                Some(t) => peer.send(&ServerMsg::SockInfo {
-                    nick: t.nick().to_string(),
-                    fields: t.sockinfo(),
-                }),
-                None => error(
-                    ErrorCode::NoSuchNick,
-                    format!("no such nick: {}", sanitize(&nick)),
-                ),
-            }
-        }
+        ClientMsg::Say { room, text } => chat(ctx, s, &room, text, ChatKind::Say),
+        ClientMsg::Me { room, text } => chat(ctx, s, &room, text, ChatKind::Me),
+        other => s.member(ctx).command(other),
     }
     Flow::Continue
 }
 
-/// A room message from a UDP member: fanned out like a TCP member's.
-fn chat(s: &mut Session, room: &str, text: String, kind: ChatKind) {
-    let target = if room.is_empty() {
-        s.rooms.last().cloned()
-    } else {
-        let name = sockchat_shared::names::normalize_room(room);
-        s.rooms.iter().find(|r| &*r.name == name).cloned()
-    };
-    let Some(r) = target else {
-        let text = if room.is_empty() {
-            "you are not in a room (/join ROOM)".to_string()
-        } else {
-            format!(
-                "you are not in {}",
-                sanitize(sockchat_shared::names::normalize_room(room))
-            )
-        };
-        s.peer.send(&ServerMsg::Error {
-            code: ErrorCode::NotInRoom,
-            text,
-        });
-        return;
-    };
-    let msg = ServerMsg::Chat {
-        room: r.name.to_string(),
-        from: s.peer.nick().to_string(),
-        text: sanitize(&text).into_owned(),
-        kind,
-        ts_ms: sockchat_shared::now_ms(),
-        history: false,
-    };
-    r.fan_out_chat(vec![msg], s.peer.id);
+/// A room message from a UDP member: fanned out like a TCP member's (one
+/// datagram's worth, so no batching).
+fn chat(ctx: &Ctx, s: &mut Session, room: &str, text: String, kind: ChatKind) {
+    if let Some((r, msg)) = s.member(ctx).chat(room, text, kind) {
+        r.fan_out_chat(vec![msg], s.peer.id);
+    }
 }
 
 /// Split a chunk of length-prefixed frames (what the hub queues for a
