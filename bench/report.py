@@ -70,9 +70,16 @@ for p in glob.glob(os.path.join(out_dir, "*.json")):
     lo, hi = groups.get(key, (t, t))
     groups[key] = (min(lo, t), max(hi, t))
 if groups:
-    when = ", ".join(f"{k} {time.strftime('%H:%M', time.gmtime(lo))}-{time.strftime('%H:%M', time.gmtime(hi))}"
+    def commit_of(prefix):
+        for mp in glob.glob(os.path.join(out_dir, prefix + "-*.meta")):
+            try:
+                return json.load(open(mp)).get("commit", "?")
+            except (OSError, ValueError):
+                pass
+        return "?"
+    when = ", ".join(f"{k} {time.strftime('%H:%M', time.gmtime(lo))}-{time.strftime('%H:%M', time.gmtime(hi))} (`{commit_of(k)}`)"
                      for k, (lo, hi) in sorted(groups.items(), key=lambda kv: kv[1][0]))
-    w(f"When each load ran (UTC, end of each run): {when}.")
+    w(f"When each load ran (UTC, end of each run) and on which commit: {when}.")
     w("")
 w("**A shared 2-core VM**: the bots and the server share the two cores, and other "
   "engineers' builds were running at the same time, so absolute numbers are noisy "

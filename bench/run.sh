@@ -33,6 +33,7 @@ cargo build --release -p sockchat -p sockchat-server 2>&1 | tail -1
 BOTS=$ROOT/target/release/sockchat
 SRV=$ROOT/target/release/sockchat-server
 HZ=$(getconf CLK_TCK)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 # The server's limits for load tests: enough rooms for (b) (1,000 + lobby)
 # and the global cap at the fd limit. --no-rate-limits turns off the
@@ -87,8 +88,8 @@ run() {
     local c1 f1 alive=1
     c1=$(cpu_ticks "$pid"); f1=$(nfds "$pid")
     kill -0 "$pid" 2>/dev/null || alive=0
-    printf '{"rc":%d,"server_cpu_s":%s,"rss0_kb":%s,"rss_peak_kb":%s,"fds0":%s,"fds1":%s,"alive":%d,"args":"%s"}\n' \
-        "$rc" "$(echo "scale=2; ($c1 - $c0) / $HZ" | bc)" "${r0:-0}" "${peak:-0}" "$f0" "$f1" "$alive" "$*" \
+    printf '{"rc":%d,"server_cpu_s":%s,"rss0_kb":%s,"rss_peak_kb":%s,"fds0":%s,"fds1":%s,"alive":%d,"commit":"%s","args":"%s"}\n' \
+        "$rc" "$(echo "scale=2; ($c1 - $c0) / $HZ" | bc)" "${r0:-0}" "${peak:-0}" "$f0" "$f1" "$alive" "$COMMIT" "$*" \
         > "$OUT/$name.meta"
     jq -c '{connected, delivered, expected, lost, deliveries_per_sec, p99: .latency_us.p99, errors}' \
         "$OUT/$name.json" 2>/dev/null || { echo "   (no report)"; tail -3 "$OUT/$name.err"; }

@@ -108,7 +108,7 @@ pub struct BotsArgs {
     pub settle: Option<String>,
     /// Longest wait for in-flight deliveries after the send phase; it ends
     /// earlier once all expected deliveries arrived or nothing arrives for
-    /// 500 ms [default: 10s].
+    /// 2 s [default: 10s].
     #[arg(long)]
     pub drain: Option<String>,
     /// Fail (exit 1) if p99 latency is above this (`5ms`).

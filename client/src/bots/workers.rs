@@ -25,14 +25,13 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::BotsArgs;
-use super::coord::{Outcome, STALE, progress_bar, ramp_msg, run_msg};
+use super::coord::{Outcome, QUIET, STALE, progress_bar, ramp_msg, run_msg};
 use super::engine::{Engine, Slice};
 use super::plan::Plan;
 use super::schedule::mono_ns;
 use super::stats::{Stats, hist_from_string, hist_to_string};
 
 const TICK: Duration = Duration::from_millis(100);
-const QUIET: Duration = Duration::from_millis(500);
 
 #[derive(Serialize, Deserialize)]
 struct WorkerResult {
