@@ -6,7 +6,6 @@
 //! nothing is half-done when another branch wins: the read buffer and the
 //! write buffer live in [`Conn`], not in a future.
 
-use std::collections::BTreeSet;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -21,44 +20,9 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use super::{
-    CloseReason, Fault, HalfClose, NetCmd, NetConfig, SocketEvent, SocketInfo, Stats, SysError,
-    Transport, backoff, sanitize_msg,
+    CloseReason, Events, Fault, HalfClose, NetCmd, NetConfig, Session, SocketEvent, SocketInfo,
+    Stats, SysError, Transport, UiGone, emit, sanitize_msg, wait_to_reconnect,
 };
-
-/// The UI went away: nobody is listening, the task ends.
-struct UiGone;
-
-type Events = mpsc::Sender<SocketEvent>;
-
-async fn emit(ev: &Events, e: SocketEvent) -> Result<(), UiGone> {
-    // The tracing log (a file, never the screen) gets the same story.
-    match &e {
-        SocketEvent::Error(se) => {
-            tracing::warn!(syscall = se.syscall, errno = se.errno, name = %se.name(), "socket error")
-        }
-        SocketEvent::Closed(r) => tracing::info!(reason = %r, "connection closed"),
-        SocketEvent::Connected { local, peer, .. } => {
-            tracing::info!(%local, %peer, "connected")
-        }
-        SocketEvent::FaultDone { fault, did, .. } => tracing::info!(%fault, did, "fault"),
-        SocketEvent::Reconnecting { delay, attempt } => {
-            tracing::info!(?delay, attempt, "reconnecting")
-        }
-        _ => {}
-    }
-    ev.send(e).await.map_err(|_| UiGone)
-}
-
-/// What we remember across reconnects so the user gets their nick and rooms
-/// back.
-#[derive(Debug, Default)]
-struct Session {
-    nick: String,
-    rooms: BTreeSet<String>,
-    /// The room we ask for after the welcome on the very first connect.
-    first_room: String,
-    welcomed_once: bool,
-}
 
 /// How one connection ended.
 enum Outcome {
@@ -185,41 +149,9 @@ async fn run_inner(
                 emit(ev, SocketEvent::Closed(CloseReason::Local(s))).await?;
             }
         }
-        if !cfg.reconnect {
-            emit(ev, SocketEvent::Local("reconnect is off".into())).await?;
-            emit(ev, SocketEvent::Finished).await?;
-            return Ok(());
-        }
         failures += 1;
-        let delay = backoff::delay(
-            cfg.reconnect_initial,
-            cfg.reconnect_max,
-            failures,
-            backoff::jitter(),
-        );
-        emit(
-            ev,
-            SocketEvent::Reconnecting {
-                delay,
-                attempt: failures + 1,
-            },
-        )
-        .await?;
-        let wake = tokio::time::sleep(delay);
-        tokio::pin!(wake);
-        loop {
-            tokio::select! {
-                _ = &mut wake => break,
-                cmd = cmds.recv() => match cmd {
-                    None | Some(NetCmd::Quit(_)) => {
-                        emit(ev, SocketEvent::Finished).await?;
-                        return Ok(());
-                    }
-                    Some(_) => {
-                        emit(ev, SocketEvent::Local("not connected: not sent".into())).await?;
-                    }
-                },
-            }
+        if !wait_to_reconnect(&cfg, failures, cmds, ev).await? {
+            return Ok(());
         }
     }
 }

@@ -14,6 +14,7 @@ mod conn;
 pub mod text;
 pub mod udp;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -251,6 +252,90 @@ pub fn spawn(cfg: NetConfig) -> (mpsc::Sender<NetCmd>, mpsc::Receiver<SocketEven
         tokio::spawn(conn::run(cfg, cmd_rx, ev_tx));
     }
     (cmd_tx, ev_rx)
+}
+
+// ------------------------------------------- shared by the TCP and UDP tasks
+
+/// The UI went away: nobody is listening, the task ends.
+struct UiGone;
+
+type Events = mpsc::Sender<SocketEvent>;
+
+async fn emit(ev: &Events, e: SocketEvent) -> Result<(), UiGone> {
+    // The tracing log (a file, never the screen) gets the same story.
+    match &e {
+        SocketEvent::Error(se) => {
+            tracing::warn!(syscall = se.syscall, errno = se.errno, name = %se.name(), "socket error")
+        }
+        SocketEvent::Closed(r) => tracing::info!(reason = %r, "connection closed"),
+        SocketEvent::Connected { local, peer, .. } => {
+            tracing::info!(%local, %peer, "connected")
+        }
+        SocketEvent::FaultDone { fault, did, .. } => tracing::info!(%fault, did, "fault"),
+        SocketEvent::Reconnecting { delay, attempt } => {
+            tracing::info!(?delay, attempt, "reconnecting")
+        }
+        _ => {}
+    }
+    ev.send(e).await.map_err(|_| UiGone)
+}
+
+/// What we remember across reconnects so the user gets their nick and rooms
+/// back.
+#[derive(Debug, Default)]
+struct Session {
+    nick: String,
+    rooms: BTreeSet<String>,
+    /// The room we ask for after the welcome on the very first connect.
+    first_room: String,
+    welcomed_once: bool,
+}
+
+/// After a connection or session ended (`failures` so far, this one
+/// included): stop if reconnect is off, else announce the back-off delay
+/// and wait it out, answering commands typed meanwhile. `Ok(true)`: connect
+/// again; `Ok(false)`: finished (the UI was told).
+async fn wait_to_reconnect(
+    cfg: &NetConfig,
+    failures: u32,
+    cmds: &mut mpsc::Receiver<NetCmd>,
+    ev: &Events,
+) -> Result<bool, UiGone> {
+    if !cfg.reconnect {
+        emit(ev, SocketEvent::Local("reconnect is off".into())).await?;
+        emit(ev, SocketEvent::Finished).await?;
+        return Ok(false);
+    }
+    let delay = backoff::delay(
+        cfg.reconnect_initial,
+        cfg.reconnect_max,
+        failures,
+        backoff::jitter(),
+    );
+    emit(
+        ev,
+        SocketEvent::Reconnecting {
+            delay,
+            attempt: failures + 1,
+        },
+    )
+    .await?;
+    let wake = tokio::time::sleep(delay);
+    tokio::pin!(wake);
+    loop {
+        tokio::select! {
+            _ = &mut wake => return Ok(true),
+            cmd = cmds.recv() => match cmd {
+                None | Some(NetCmd::Quit(_)) => {
+                    emit(ev, SocketEvent::Finished).await?;
+                    return Ok(false);
+                }
+                Some(_) => {
+                    emit(ev, SocketEvent::Local("not connected: not sent".into())).await?;
+                }
+            },
+        }
+    }
 }
 
 /// Replace every string of a server message with its sanitized form.

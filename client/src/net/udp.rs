@@ -32,7 +32,8 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use super::{
-    CloseReason, NetCmd, NetConfig, SocketEvent, SysError, Transport, backoff, sanitize_msg,
+    CloseReason, Events, NetCmd, NetConfig, Session, SocketEvent, SysError, Transport, UiGone,
+    emit, sanitize_msg, wait_to_reconnect,
 };
 
 /// How the UDP link behaves (flags and config).
@@ -585,15 +586,6 @@ pub fn panel_fields(i: &UdpInfo) -> Vec<(&'static str, String)> {
 
 // ------------------------------------------------------------ the net task
 
-/// The UI went away: nobody is listening, the task ends.
-struct UiGone;
-
-type Events = mpsc::Sender<SocketEvent>;
-
-async fn emit(ev: &Events, e: SocketEvent) -> Result<(), UiGone> {
-    ev.send(e).await.map_err(|_| UiGone)
-}
-
 /// How often a reordered (held-back) datagram is released at the latest.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// How long the handshake repeats its Hello before giving up.
@@ -648,51 +640,11 @@ async fn run_inner(
                 }
             }
         }
-        if !cfg.reconnect {
-            emit(ev, SocketEvent::Local("reconnect is off".into())).await?;
-            emit(ev, SocketEvent::Finished).await?;
+        failures += 1;
+        if !wait_to_reconnect(&cfg, failures, cmds, ev).await? {
             return Ok(());
         }
-        failures += 1;
-        let delay = backoff::delay(
-            cfg.reconnect_initial,
-            cfg.reconnect_max,
-            failures,
-            backoff::jitter(),
-        );
-        emit(
-            ev,
-            SocketEvent::Reconnecting {
-                delay,
-                attempt: failures + 1,
-            },
-        )
-        .await?;
-        let wake = tokio::time::sleep(delay);
-        tokio::pin!(wake);
-        loop {
-            tokio::select! {
-                _ = &mut wake => break,
-                cmd = cmds.recv() => match cmd {
-                    None | Some(NetCmd::Quit(_)) => {
-                        emit(ev, SocketEvent::Finished).await?;
-                        return Ok(());
-                    }
-                    Some(_) => {
-                        emit(ev, SocketEvent::Local("not connected: not sent".into())).await?;
-                    }
-                },
-            }
-        }
     }
-}
-
-/// What we remember across sessions so the user gets nick and rooms back.
-struct Session {
-    nick: String,
-    rooms: BTreeSet<String>,
-    first_room: String,
-    welcomed_once: bool,
 }
 
 async fn resolve(server: &str) -> Result<SocketAddr, String> {
