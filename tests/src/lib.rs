@@ -7,6 +7,8 @@
 //! - [`FramedClient`]: a minimal framed-protocol client (preamble, hello,
 //!   send/recv with timeouts).
 //! - [`TextClient`]: a raw TCP line client, exactly what `nc` does.
+//! - [`Plain`]: a child process driven through pipes (stdin lines in,
+//!   stdout lines out), e.g. `sockchat --plain`, killed on drop.
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (`./test.sh`
 //! does it).
@@ -14,7 +16,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -483,4 +485,123 @@ pub async fn start_server(
     s.config.server.shutdown_grace_secs = 1;
     tweak(&mut s);
     sockchat_server::start(s).await.expect("start server")
+}
+
+/// A child process driven through pipes: lines written to its stdin, its
+/// stdout lines collected on a channel by a reader thread. Used for
+/// `sockchat --plain` (TCP, UDP, inside a network namespace). Killed on
+/// drop if still running; every wait is bounded by `step`.
+pub struct Plain {
+    /// For failure messages (the arguments it was started with).
+    pub name: String,
+    pub child: Child,
+    /// `None` once closed (end of input for the child).
+    pub stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// Every stdout line received so far, in order.
+    pub seen: Vec<String>,
+    /// Bound for one [`Plain::expect`] and for [`Plain::finish`].
+    pub step: Duration,
+}
+
+/// `sockchat ARGS` that never picks up the user's config file.
+pub fn sockchat_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("sockchat"));
+    cmd.args(args)
+        .env("HOME", "/nonexistent")
+        .env_remove("XDG_CONFIG_HOME");
+    cmd
+}
+
+impl Plain {
+    /// Spawn `cmd` with piped stdin and stdout (stderr as `cmd` says).
+    pub fn spawn(cmd: &mut Command, name: impl Into<String>, step: Duration) -> Plain {
+        let name = name.into();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let out = child.stdout.take().expect("stdout piped");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Plain {
+            name,
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+            step,
+        }
+    }
+
+    /// Write one line to the child's stdin.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let w = self.stdin.as_mut().expect("stdin open");
+        writeln!(w, "{line}").expect("write stdin");
+        w.flush().expect("flush stdin");
+    }
+
+    /// Wait (up to `step`) for a stdout line containing `needle`; returns it.
+    pub fn expect(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + self.step;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "[{}] no line containing {needle:?} within {:?}; saw:\n{}",
+                    self.name,
+                    self.step,
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Wait up to `d` for the child to exit.
+    pub fn wait_exit(&mut self, d: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + d;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Close stdin and wait (up to `step`) for the exit code; the lines
+    /// still in flight are collected into `seen`.
+    pub fn finish(&mut self) -> i32 {
+        self.stdin = None;
+        let Some(st) = self.wait_exit(self.step) else {
+            panic!("[{}] did not exit", self.name);
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(l);
+        }
+        st.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
 }

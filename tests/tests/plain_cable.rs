@@ -9,12 +9,10 @@
 //! otherwise (CI runs as root with iproute2). Traffic stays inside the
 //! namespaces this test creates; they are deleted on drop.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sockchat_tests::bin;
+use sockchat_tests::{Plain, bin};
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -83,70 +81,18 @@ impl Drop for Net {
 }
 
 /// A process inside a namespace, its stdout lines collected.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn start(ns: &str, program: &std::path::Path, args: &[&str]) -> Proc {
-        // `ip netns exec` execs the program: the pid is the program's.
-        let mut child = Command::new("ip")
+fn in_netns(ns: &str, program: &std::path::Path, args: &[&str]) -> Plain {
+    // `ip netns exec` execs the program: the pid is the program's.
+    Plain::spawn(
+        Command::new("ip")
             .args(["netns", "exec", ns])
             .arg(program)
             .args(args)
             .env("HOME", "/nonexistent")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn in namespace");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line containing {needle:?} within {STEP:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
+            .stderr(Stdio::null()),
+        format!("{ns}: {}", program.display()),
+        STEP,
+    )
 }
 
 #[test]
@@ -163,7 +109,7 @@ fn pulled_cable_is_etimedout_from_keepalive() {
             return;
         }
     };
-    let mut server = Proc::start(
+    let mut server = in_netns(
         &net.a,
         &bin("sockchat-server"),
         &["--listen", "169.254.77.1:7878"],
@@ -172,7 +118,7 @@ fn pulled_cable_is_etimedout_from_keepalive() {
     // Short timers so the kernel gives up within seconds: keepalive 1 s
     // idle + 2 probes 1 s apart, and 3 s for unacknowledged data (our own
     // pings put data in flight every 2 s).
-    let mut bob = Proc::start(
+    let mut bob = in_netns(
         &net.b,
         &bin("sockchat"),
         &[

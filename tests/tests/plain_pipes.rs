@@ -2,121 +2,38 @@
 //! in, one line per event out) against the real `sockchat-server`, on
 //! loopback. Each client is killed on drop; every wait is bounded.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::io::Write;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use sockchat_tests::{ServerProc, bin};
+use sockchat_tests::{Plain, ServerProc, sockchat_command};
 
 const STEP: Duration = Duration::from_secs(10);
 
-/// One `sockchat --plain` process.
-struct Plain {
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+/// One `sockchat --plain` process (its stderr shown with the test's).
+fn plain(args: &[&str]) -> Plain {
+    Plain::spawn(
+        sockchat_command(args).stderr(Stdio::inherit()),
+        args.join(" "),
+        STEP,
+    )
 }
 
-impl Plain {
-    fn start(args: &[&str]) -> Plain {
-        let mut child = Command::new(bin("sockchat"))
-            .args(args)
-            .env("HOME", "/nonexistent") // never pick up a user config
-            .env_remove("XDG_CONFIG_HOME")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn sockchat");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Plain {
-            name: args.join(" "),
-            stdin: child.stdin.take(),
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn chat(server: &ServerProc, nick: &str, extra: &[&str]) -> Plain {
-        let addr = server.addr.to_string();
-        let mut args = vec!["--plain", "--server", &addr, "--nick", nick];
-        args.extend_from_slice(extra);
-        let mut p = Plain::start(&args);
-        p.expect(&format!("* welcome {nick}: you are in lobby"));
-        p
-    }
-
-    fn send(&mut self, line: &str) {
-        let w = self.stdin.as_mut().expect("stdin open");
-        writeln!(w, "{line}").expect("write stdin");
-        w.flush().expect("flush");
-    }
-
-    /// Wait for a line containing `needle`; returns it.
-    fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(needle) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!(
-                    "[{}] no line containing {needle:?} within {STEP:?}; saw:\n{}",
-                    self.name,
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Close stdin and wait for the exit code.
-    fn finish(&mut self) -> i32 {
-        self.stdin = None;
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                // Drain what is left so `seen` is complete.
-                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.push(l);
-                }
-                return st.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "[{}] did not exit", self.name);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Plain {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
+/// A plain client of `server` as `nick`, once welcomed.
+fn chat(server: &ServerProc, nick: &str, extra: &[&str]) -> Plain {
+    let addr = server.addr.to_string();
+    let mut args = vec!["--plain", "--server", &addr, "--nick", nick];
+    args.extend_from_slice(extra);
+    let mut p = plain(&args);
+    p.expect(&format!("* welcome {nick}: you are in lobby"));
+    p
 }
 
 #[test]
 fn two_clients_chat_and_see_each_others_faults() {
     let server = ServerProc::start(&[]);
-    let mut alice = Plain::chat(&server, "alice", &["--no-reconnect"]);
-    let mut bob = Plain::chat(&server, "bob", &["--no-reconnect"]);
+    let mut alice = chat(&server, "alice", &["--no-reconnect"]);
+    let mut bob = chat(&server, "bob", &["--no-reconnect"]);
     alice.expect("* bob joined lobby");
 
     bob.send("hello from bob");
@@ -147,7 +64,7 @@ fn two_clients_chat_and_see_each_others_faults() {
     assert_eq!(bob.finish(), 1, "reconnect off: the connection ended");
 
     // carol half-closes: the server reads EOF.
-    let mut carol = Plain::chat(&server, "carol", &["--no-reconnect"]);
+    let mut carol = chat(&server, "carol", &["--no-reconnect"]);
     alice.expect("* carol joined lobby");
     carol.send("/fault fin");
     carol.expect("* fault fin: shutdown(SHUT_WR)");
@@ -166,7 +83,7 @@ fn two_clients_chat_and_see_each_others_faults() {
 fn close_with_unread_data_resets_and_json_mode() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
-    let mut watcher = Plain::start(&[
+    let mut watcher = plain(&[
         "--json",
         "--server",
         &addr,
@@ -175,7 +92,7 @@ fn close_with_unread_data_resets_and_json_mode() {
         "--no-reconnect",
     ]);
     watcher.expect("\"event\":\"welcome\"");
-    let mut dave = Plain::chat(&server, "dave", &["--no-reconnect"]);
+    let mut dave = chat(&server, "dave", &["--no-reconnect"]);
     // --json: one object per line; find dave's join.
     let deadline = Instant::now() + STEP;
     loop {
@@ -212,7 +129,7 @@ fn server_gone_then_refused_then_back() {
     .expect("write config");
     let a = addr.to_string();
     let c = cfg.to_string_lossy().to_string();
-    let mut eve = Plain::start(&[
+    let mut eve = plain(&[
         "--plain", "--server", &a, "--nick", "eve", "--room", "dev", "--config", &c,
     ]);
     eve.expect("* welcome eve");
@@ -236,7 +153,7 @@ fn server_gone_then_refused_then_back() {
 #[test]
 fn a_flood_on_stdin_is_sent_in_order_then_quits() {
     let server = ServerProc::start(&["--no-rate-limits"]);
-    let mut flood = Plain::chat(&server, "flood", &["--no-reconnect"]);
+    let mut flood = chat(&server, "flood", &["--no-reconnect"]);
     let mut w = flood.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || {
         for i in 0..3000 {
@@ -263,9 +180,9 @@ fn a_flood_on_stdin_is_sent_in_order_then_quits() {
 #[test]
 fn a_taken_nick_becomes_nick_underscore() {
     let server = ServerProc::start(&[]);
-    let _first = Plain::chat(&server, "twin", &["--no-reconnect"]);
+    let _first = chat(&server, "twin", &["--no-reconnect"]);
     let addr = server.addr.to_string();
-    let mut second = Plain::start(&[
+    let mut second = plain(&[
         "--plain",
         "--server",
         &addr,
