@@ -338,6 +338,18 @@ impl FramedClient {
         }
     }
 
+    /// Read while messages keep coming (each within `quiet`); panics if
+    /// one matches `forbidden`: proves nothing of that kind arrives.
+    pub async fn expect_none(&mut self, quiet: Duration, forbidden: impl Fn(&ServerMsg) -> bool) {
+        loop {
+            match self.recv_timeout(quiet).await {
+                Ok(Some(m)) if forbidden(&m) => panic!("{} got {m:?}", self.nick),
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    }
+
     /// Receive until `pred` matches (skipping other messages); panics
     /// after `STEP`.
     pub async fn recv_until(&mut self, mut pred: impl FnMut(&ServerMsg) -> bool) -> ServerMsg {
@@ -485,6 +497,22 @@ pub async fn start_server(
     s.config.server.shutdown_grace_secs = 1;
     tweak(&mut s);
     sockchat_server::start(s).await.expect("start server")
+}
+
+/// Run `test` against [`start_server`]`(tweak)`, all within `limit`, then
+/// shut the server down gracefully (that must complete too).
+pub async fn with_server(
+    limit: Duration,
+    tweak: impl FnOnce(&mut sockchat_server::Settings),
+    test: impl AsyncFnOnce(&sockchat_server::ServerHandle),
+) {
+    tokio::time::timeout(limit, async {
+        let srv = start_server(tweak).await;
+        test(&srv).await;
+        srv.shutdown().await.expect("shutdown");
+    })
+    .await
+    .expect("test timed out");
 }
 
 /// A child process driven through pipes: lines written to its stdin, its

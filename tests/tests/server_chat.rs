@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
-use sockchat_tests::{FramedClient, TextClient, start_server};
+use sockchat_tests::{FramedClient, TextClient, start_server, with_server};
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(20);
@@ -16,81 +16,79 @@ fn is_chat_from<'a>(from: &'a str, text: &'a str) -> impl Fn(&ServerMsg) -> bool
 
 #[tokio::test]
 async fn broadcast_reaches_every_member() {
-    timeout(T, async {
-        let srv = start_server(|_| {}).await;
-        let mut a = FramedClient::connect(srv.addr(), "alice").await;
-        let mut b = FramedClient::connect(srv.addr(), "bob").await;
-        let mut c = FramedClient::connect(srv.addr(), "carol").await;
-        a.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "carol"))
-            .await;
-        b.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "carol"))
-            .await;
-        a.say("hello all").await;
-        for cl in [&mut a, &mut b, &mut c] {
-            match cl.recv_until(is_chat_from("alice", "hello all")).await {
-                ServerMsg::Chat {
-                    room,
-                    kind,
-                    history,
-                    ..
-                } => {
-                    assert_eq!(room, "lobby");
-                    assert_eq!(kind, ChatKind::Say);
-                    assert!(!history);
+    with_server(
+        T,
+        |_| {},
+        async |srv| {
+            let mut a = FramedClient::connect(srv.addr(), "alice").await;
+            let mut b = FramedClient::connect(srv.addr(), "bob").await;
+            let mut c = FramedClient::connect(srv.addr(), "carol").await;
+            a.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "carol"))
+                .await;
+            b.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "carol"))
+                .await;
+            a.say("hello all").await;
+            for cl in [&mut a, &mut b, &mut c] {
+                match cl.recv_until(is_chat_from("alice", "hello all")).await {
+                    ServerMsg::Chat {
+                        room,
+                        kind,
+                        history,
+                        ..
+                    } => {
+                        assert_eq!(room, "lobby");
+                        assert_eq!(kind, ChatKind::Say);
+                        assert!(!history);
+                    }
+                    _ => unreachable!(),
                 }
-                _ => unreachable!(),
             }
-        }
-        srv.shutdown().await.expect("shutdown");
-    })
-    .await
-    .expect("test timed out");
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn rooms_are_isolated() {
-    timeout(T, async {
-        let srv = start_server(|_| {}).await;
-        let mut a = FramedClient::connect(srv.addr(), "alice").await;
-        let mut b = FramedClient::connect(srv.addr(), "bob").await;
-        let mut c = FramedClient::connect(srv.addr(), "carol").await;
-        for cl in [&mut a, &mut b] {
-            cl.send(&ClientMsg::Join { room: "dev".into() }).await;
-            cl.recv_until(|m| matches!(m, ServerMsg::Joined { room, .. } if room == "dev"))
+    with_server(
+        T,
+        |_| {},
+        async |srv| {
+            let mut a = FramedClient::connect(srv.addr(), "alice").await;
+            let mut b = FramedClient::connect(srv.addr(), "bob").await;
+            let mut c = FramedClient::connect(srv.addr(), "carol").await;
+            for cl in [&mut a, &mut b] {
+                cl.send(&ClientMsg::Join { room: "dev".into() }).await;
+                cl.recv_until(|m| matches!(m, ServerMsg::Joined { room, .. } if room == "dev"))
+                    .await;
+            }
+            // Both leave the lobby: carol is alone there.
+            for cl in [&mut a, &mut b] {
+                cl.send(&ClientMsg::Leave {
+                    room: "lobby".into(),
+                })
                 .await;
-        }
-        // Both leave the lobby: carol is alone there.
-        for cl in [&mut a, &mut b] {
-            cl.send(&ClientMsg::Leave {
-                room: "lobby".into(),
+            }
+            a.say("dev only").await;
+            b.recv_until(is_chat_from("alice", "dev only")).await;
+            c.say("lobby only").await;
+            c.recv_until(is_chat_from("carol", "lobby only")).await;
+            // Neither side saw the other room's message.
+            a.say("marker").await;
+            let m = b.recv_until(|m| matches!(m, ServerMsg::Chat { .. })).await;
+            assert!(is_chat_from("alice", "marker")(&m), "leak into dev: {m:?}");
+            c.expect_none(Duration::from_millis(300), |m| {
+                matches!(m, ServerMsg::Chat { .. })
             })
             .await;
-        }
-        a.say("dev only").await;
-        b.recv_until(is_chat_from("alice", "dev only")).await;
-        c.say("lobby only").await;
-        c.recv_until(is_chat_from("carol", "lobby only")).await;
-        // Neither side saw the other room's message.
-        a.say("marker").await;
-        let m = b.recv_until(|m| matches!(m, ServerMsg::Chat { .. })).await;
-        assert!(is_chat_from("alice", "marker")(&m), "leak into dev: {m:?}");
-        loop {
-            match c.recv_timeout(Duration::from_millis(300)).await {
-                Ok(Some(ServerMsg::Chat { text, .. })) => panic!("carol got {text:?}"),
-                Ok(Some(_)) => {}
-                _ => break,
-            }
-        }
-        srv.shutdown().await.expect("shutdown");
-    })
-    .await
-    .expect("test timed out");
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn private_messages_reach_only_the_target() {
-    timeout(T, async {
-        let srv = start_server(|_| {}).await;
+    with_server(T, |_| {}, async |srv| {
         let mut a = FramedClient::connect(srv.addr(), "alice").await;
         let mut b = FramedClient::connect(srv.addr(), "bob").await;
         let mut t = TextClient::connect(srv.addr()).await;
@@ -139,212 +137,211 @@ async fn private_messages_reach_only_the_target() {
             "{e:?}"
         );
         // bob never saw the guest's pm.
-        loop {
-            match b.recv_timeout(Duration::from_millis(300)).await {
-                Ok(Some(ServerMsg::Private { text, .. })) => panic!("bob got {text:?}"),
-                Ok(Some(_)) => {}
-                _ => break,
-            }
-        }
-        srv.shutdown().await.expect("shutdown");
+        b.expect_none(Duration::from_millis(300), |m| {
+            matches!(m, ServerMsg::Private { .. })
+        })
+        .await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn nick_collision_is_refused() {
-    timeout(T, async {
-        let srv = start_server(|_| {}).await;
-        let _a = FramedClient::connect(srv.addr(), "alice").await;
-        let mut b = FramedClient::connect_raw(srv.addr())
-            .await
-            .expect("connect");
-        b.send(&ClientMsg::Hello {
-            nick: "Alice".into(),
-        })
-        .await;
-        match b.recv().await {
-            ServerMsg::Error { code, text } => {
-                assert_eq!(code, ErrorCode::NickTaken);
-                assert_eq!(text, "nick already taken: Alice");
+    with_server(
+        T,
+        |_| {},
+        async |srv| {
+            let _a = FramedClient::connect(srv.addr(), "alice").await;
+            let mut b = FramedClient::connect_raw(srv.addr())
+                .await
+                .expect("connect");
+            b.send(&ClientMsg::Hello {
+                nick: "Alice".into(),
+            })
+            .await;
+            match b.recv().await {
+                ServerMsg::Error { code, text } => {
+                    assert_eq!(code, ErrorCode::NickTaken);
+                    assert_eq!(text, "nick already taken: Alice");
+                }
+                other => panic!("expected NickTaken, got {other:?}"),
             }
-            other => panic!("expected NickTaken, got {other:?}"),
-        }
-        // Still in the handshake: another hello works.
-        b.send(&ClientMsg::Hello { nick: "bob".into() }).await;
-        assert!(matches!(b.recv().await, ServerMsg::Welcome { nick, .. } if nick == "bob"));
-        // Renaming onto a taken nick fails too; a free one is announced.
-        let mut t = TextClient::connect(srv.addr()).await;
-        let guest = t.welcome().await;
-        t.line("/nick alice").await;
-        t.expect_line("! nick already taken: alice").await;
-        t.line("/nick dave").await;
-        t.expect_line(&format!("* {guest} is now known as dave"))
-            .await;
-        b.recv_until(|m| matches!(m, ServerMsg::NickChanged { new, .. } if new == "dave"))
-            .await;
-        srv.shutdown().await.expect("shutdown");
-    })
-    .await
-    .expect("test timed out");
+            // Still in the handshake: another hello works.
+            b.send(&ClientMsg::Hello { nick: "bob".into() }).await;
+            assert!(matches!(b.recv().await, ServerMsg::Welcome { nick, .. } if nick == "bob"));
+            // Renaming onto a taken nick fails too; a free one is announced.
+            let mut t = TextClient::connect(srv.addr()).await;
+            let guest = t.welcome().await;
+            t.line("/nick alice").await;
+            t.expect_line("! nick already taken: alice").await;
+            t.line("/nick dave").await;
+            t.expect_line(&format!("* {guest} is now known as dave"))
+                .await;
+            b.recv_until(|m| matches!(m, ServerMsg::NickChanged { new, .. } if new == "dave"))
+                .await;
+        },
+    )
+    .await;
 }
 
 /// Drive text mode with a raw TcpStream exactly as nc would, checking the
 /// exact line formats of DESIGN.md.
 #[tokio::test]
 async fn text_mode_lines_are_exact() {
-    timeout(T, async {
-        let srv = start_server(|_| {}).await;
-        let mut t1 = TextClient::connect(srv.addr()).await;
-        let g1 = t1.welcome().await;
-        assert!(g1.starts_with("guest"), "{g1}");
-        let mut t2 = TextClient::connect(srv.addr()).await;
-        let g2 = t2.welcome().await;
-        t1.expect_line(&format!("* {g2} joined lobby")).await;
-        t1.line("/nick alice").await;
-        t1.expect_line(&format!("* {g1} is now known as alice"))
-            .await;
-        t2.expect_line(&format!("* {g1} is now known as alice"))
-            .await;
-        t2.line("/nick bob").await;
-        t1.expect_line(&format!("* {g2} is now known as bob")).await;
-        t2.expect_line(&format!("* {g2} is now known as bob")).await;
+    with_server(
+        T,
+        |_| {},
+        async |srv| {
+            let mut t1 = TextClient::connect(srv.addr()).await;
+            let g1 = t1.welcome().await;
+            assert!(g1.starts_with("guest"), "{g1}");
+            let mut t2 = TextClient::connect(srv.addr()).await;
+            let g2 = t2.welcome().await;
+            t1.expect_line(&format!("* {g2} joined lobby")).await;
+            t1.line("/nick alice").await;
+            t1.expect_line(&format!("* {g1} is now known as alice"))
+                .await;
+            t2.expect_line(&format!("* {g1} is now known as alice"))
+                .await;
+            t2.line("/nick bob").await;
+            t1.expect_line(&format!("* {g2} is now known as bob")).await;
+            t2.expect_line(&format!("* {g2} is now known as bob")).await;
 
-        t1.line("hello").await;
-        t2.expect_line("[lobby] alice: hello").await;
-        t1.line("/me waves").await;
-        t2.expect_line("[lobby] * alice waves").await;
-        // Telnet sends CRLF; the CR is not part of the text.
-        t2.line("hi\r").await;
-        t1.expect_line("[lobby] bob: hi").await;
-        t1.line("/msg bob psst").await;
-        t2.expect_line("[pm] alice: psst").await;
-        t1.line("/msg nobody x").await;
-        t1.expect_line("! no such nick: nobody").await;
-        t1.line("/who").await;
-        t1.expect_line("* lobby (2): alice, bob").await;
-        t1.line("/join dev").await;
-        t1.expect_line("* alice joined dev").await;
-        t1.line("/rooms").await;
-        t1.expect_line("* rooms (2): dev (1), lobby (2)").await;
-        t1.line("/frob").await;
-        t1.expect_line("! unknown command: /frob (try /help)").await;
-        t1.line("/help").await;
-        t1.expect_line("* commands:").await;
-        // Control characters never reach a text user.
-        t2.line("evil \x1b[2J\x07 text").await;
-        let l = t1.expect_prefix("[lobby] bob: evil").await;
-        assert!(!l.chars().any(|c| c.is_control()), "{l:?}");
-        // Own room messages are not echoed: alice (in dev now) talks, only
-        // the marker after it arrives.
-        t1.line("/leave dev").await;
-        t1.expect_line("* alice left dev").await;
-        t1.line("back in lobby").await;
-        t2.expect_line("[lobby] alice: back in lobby").await;
-        t1.line("/who").await;
-        t1.expect_line("* lobby (2): alice, bob").await;
+            t1.line("hello").await;
+            t2.expect_line("[lobby] alice: hello").await;
+            t1.line("/me waves").await;
+            t2.expect_line("[lobby] * alice waves").await;
+            // Telnet sends CRLF; the CR is not part of the text.
+            t2.line("hi\r").await;
+            t1.expect_line("[lobby] bob: hi").await;
+            t1.line("/msg bob psst").await;
+            t2.expect_line("[pm] alice: psst").await;
+            t1.line("/msg nobody x").await;
+            t1.expect_line("! no such nick: nobody").await;
+            t1.line("/who").await;
+            t1.expect_line("* lobby (2): alice, bob").await;
+            t1.line("/join dev").await;
+            t1.expect_line("* alice joined dev").await;
+            t1.line("/rooms").await;
+            t1.expect_line("* rooms (2): dev (1), lobby (2)").await;
+            t1.line("/frob").await;
+            t1.expect_line("! unknown command: /frob (try /help)").await;
+            t1.line("/help").await;
+            t1.expect_line("* commands:").await;
+            // Control characters never reach a text user.
+            t2.line("evil \x1b[2J\x07 text").await;
+            let l = t1.expect_prefix("[lobby] bob: evil").await;
+            assert!(!l.chars().any(|c| c.is_control()), "{l:?}");
+            // Own room messages are not echoed: alice (in dev now) talks, only
+            // the marker after it arrives.
+            t1.line("/leave dev").await;
+            t1.expect_line("* alice left dev").await;
+            t1.line("back in lobby").await;
+            t2.expect_line("[lobby] alice: back in lobby").await;
+            t1.line("/who").await;
+            t1.expect_line("* lobby (2): alice, bob").await;
 
-        t2.line("/quit").await;
-        t2.expect_line("* bye").await;
-        assert!(matches!(
-            t2.read_line_timeout(Duration::from_secs(5)).await,
-            Ok(None)
-        ));
-        t1.expect_line("* bob left lobby: quit").await;
-        srv.shutdown().await.expect("shutdown");
-    })
-    .await
-    .expect("test timed out");
+            t2.line("/quit").await;
+            t2.expect_line("* bye").await;
+            assert!(matches!(
+                t2.read_line_timeout(Duration::from_secs(5)).await,
+                Ok(None)
+            ));
+            t1.expect_line("* bob left lobby: quit").await;
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn history_is_replayed_on_join() {
-    timeout(T, async {
-        let srv = start_server(|s| s.config.server.history = 3).await;
-        let mut a = FramedClient::connect(srv.addr(), "alice").await;
-        for i in 0..5 {
-            a.say(&format!("m{i}")).await;
-        }
-        a.recv_until(is_chat_from("alice", "m4")).await;
-        let mut b = FramedClient::connect(srv.addr(), "bob").await;
-        let mut got = Vec::new();
-        while got.len() < 3 {
-            if let ServerMsg::Chat { text, history, .. } = b.recv().await {
-                assert!(history, "replayed messages are marked history");
-                got.push(text);
+    with_server(
+        T,
+        |s| s.config.server.history = 3,
+        async |srv| {
+            let mut a = FramedClient::connect(srv.addr(), "alice").await;
+            for i in 0..5 {
+                a.say(&format!("m{i}")).await;
             }
-        }
-        assert_eq!(got, ["m2", "m3", "m4"]);
-        // Text users get the same lines.
-        let mut t = TextClient::connect(srv.addr()).await;
-        t.expect_prefix("* welcome to ").await;
-        t.expect_prefix("* guest").await;
-        t.expect_line("[lobby] alice: m2").await;
-        t.expect_line("[lobby] alice: m3").await;
-        t.expect_line("[lobby] alice: m4").await;
-        srv.shutdown().await.expect("shutdown");
-    })
-    .await
-    .expect("test timed out");
+            a.recv_until(is_chat_from("alice", "m4")).await;
+            let mut b = FramedClient::connect(srv.addr(), "bob").await;
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                if let ServerMsg::Chat { text, history, .. } = b.recv().await {
+                    assert!(history, "replayed messages are marked history");
+                    got.push(text);
+                }
+            }
+            assert_eq!(got, ["m2", "m3", "m4"]);
+            // Text users get the same lines.
+            let mut t = TextClient::connect(srv.addr()).await;
+            t.expect_prefix("* welcome to ").await;
+            t.expect_prefix("* guest").await;
+            t.expect_line("[lobby] alice: m2").await;
+            t.expect_line("[lobby] alice: m3").await;
+            t.expect_line("[lobby] alice: m4").await;
+        },
+    )
+    .await;
 }
 
 /// A client that closes normally is announced as EOF; one that closes with
 /// SO_LINGER=0 (RST) as ECONNRESET 104 — to framed and text members alike.
 #[tokio::test]
 async fn eof_and_reset_are_announced_with_their_reason() {
-    timeout(T, async {
-        let srv = start_server(|_| {}).await;
-        let mut a = FramedClient::connect(srv.addr(), "alice").await;
-        let mut t = TextClient::connect(srv.addr()).await;
-        t.welcome().await;
+    with_server(
+        T,
+        |_| {},
+        async |srv| {
+            let mut a = FramedClient::connect(srv.addr(), "alice").await;
+            let mut t = TextClient::connect(srv.addr()).await;
+            t.welcome().await;
 
-        let mut fin = FramedClient::connect(srv.addr(), "finn").await;
-        t.expect_line("* finn joined lobby").await;
-        // Read everything the server sent first: a close with unread data
-        // in the receive buffer is an RST, not a FIN.
-        fin.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "finn"))
-            .await;
-        drop(fin);
-        t.expect_line("* finn left lobby: closed by peer (EOF, FIN received)")
-            .await;
-        let m = a
-            .recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "finn"))
-            .await;
-        assert_eq!(
-            m,
-            ServerMsg::Left {
-                room: "lobby".into(),
-                nick: "finn".into(),
-                reason: Some(DisconnectReason::Eof)
-            }
-        );
+            let mut fin = FramedClient::connect(srv.addr(), "finn").await;
+            t.expect_line("* finn joined lobby").await;
+            // Read everything the server sent first: a close with unread data
+            // in the receive buffer is an RST, not a FIN.
+            fin.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "finn"))
+                .await;
+            drop(fin);
+            t.expect_line("* finn left lobby: closed by peer (EOF, FIN received)")
+                .await;
+            let m = a
+                .recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "finn"))
+                .await;
+            assert_eq!(
+                m,
+                ServerMsg::Left {
+                    room: "lobby".into(),
+                    nick: "finn".into(),
+                    reason: Some(DisconnectReason::Eof)
+                }
+            );
 
-        let rst = FramedClient::connect(srv.addr(), "rusty").await;
-        t.expect_line("* rusty joined lobby").await;
-        let std = rst.stream.into_std().expect("into_std");
-        socket2::SockRef::from(&std)
-            .set_linger(Some(Duration::ZERO))
-            .expect("SO_LINGER 0");
-        drop(std);
-        t.expect_line("* rusty left lobby: connection reset by peer (ECONNRESET 104)")
-            .await;
-        let m = a
-            .recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "rusty"))
-            .await;
-        match m {
-            ServerMsg::Left {
-                reason: Some(r), ..
-            } => {
-                assert_eq!(r, DisconnectReason::Reset);
-                assert_eq!(r.errno(), Some(104));
+            let rst = FramedClient::connect(srv.addr(), "rusty").await;
+            t.expect_line("* rusty joined lobby").await;
+            let std = rst.stream.into_std().expect("into_std");
+            socket2::SockRef::from(&std)
+                .set_linger(Some(Duration::ZERO))
+                .expect("SO_LINGER 0");
+            drop(std);
+            t.expect_line("* rusty left lobby: connection reset by peer (ECONNRESET 104)")
+                .await;
+            let m = a
+                .recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "rusty"))
+                .await;
+            match m {
+                ServerMsg::Left {
+                    reason: Some(r), ..
+                } => {
+                    assert_eq!(r, DisconnectReason::Reset);
+                    assert_eq!(r.errno(), Some(104));
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
-        }
-        srv.shutdown().await.expect("shutdown");
-    })
-    .await
-    .expect("test timed out");
+        },
+    )
+    .await;
 }
 
 /// IPv4 and IPv6 listeners side by side (IPV6_V6ONLY): users on both chat.
@@ -380,50 +377,50 @@ async fn ipv4_and_ipv6_listeners_share_rooms() {
 /// leaves (each would cost a frame per member); smaller rooms announce.
 #[tokio::test]
 async fn big_rooms_do_not_announce_joins_and_leaves() {
-    timeout(T, async {
-        let srv = start_server(|s| s.config.server.announce_max_members = 2).await;
-        let mut a = FramedClient::connect(srv.addr(), "a").await;
-        let b = FramedClient::connect(srv.addr(), "b").await;
-        a.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "b"))
-            .await;
-        let mut c = FramedClient::connect(srv.addr(), "c").await;
-        // c hears its own join; a does not (3 members > 2).
-        c.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "c"))
-            .await;
-        drop(b);
-        a.say("marker").await;
-        loop {
-            match a.recv().await {
-                ServerMsg::Joined { nick, .. } => panic!("{nick}'s join was announced"),
-                ServerMsg::Left { nick, .. } => panic!("{nick}'s leave was announced"),
-                ServerMsg::Chat { text, .. } if text == "marker" => break,
-                _ => {}
+    with_server(
+        T,
+        |s| s.config.server.announce_max_members = 2,
+        async |srv| {
+            let mut a = FramedClient::connect(srv.addr(), "a").await;
+            let b = FramedClient::connect(srv.addr(), "b").await;
+            a.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "b"))
+                .await;
+            let mut c = FramedClient::connect(srv.addr(), "c").await;
+            // c hears its own join; a does not (3 members > 2).
+            c.recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "c"))
+                .await;
+            drop(b);
+            a.say("marker").await;
+            loop {
+                match a.recv().await {
+                    ServerMsg::Joined { nick, .. } => panic!("{nick}'s join was announced"),
+                    ServerMsg::Left { nick, .. } => panic!("{nick}'s leave was announced"),
+                    ServerMsg::Chat { text, .. } if text == "marker" => break,
+                    _ => {}
+                }
             }
-        }
-        // Down to 2 members: c's departure is announced again. (c reads
-        // the marker first: closing with unread data would send RST.)
-        c.recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "marker"))
-            .await;
-        drop(c);
-        assert_eq!(
-            a.recv_until(|m| matches!(m, ServerMsg::Left { .. })).await,
-            ServerMsg::Left {
-                room: "lobby".into(),
-                nick: "c".into(),
-                reason: Some(DisconnectReason::Eof)
-            }
-        );
-        srv.shutdown().await.expect("shutdown");
-    })
-    .await
-    .expect("test timed out");
+            // Down to 2 members: c's departure is announced again. (c reads
+            // the marker first: closing with unread data would send RST.)
+            c.recv_until(|m| matches!(m, ServerMsg::Chat { text, .. } if text == "marker"))
+                .await;
+            drop(c);
+            assert_eq!(
+                a.recv_until(|m| matches!(m, ServerMsg::Left { .. })).await,
+                ServerMsg::Left {
+                    room: "lobby".into(),
+                    nick: "c".into(),
+                    reason: Some(DisconnectReason::Eof)
+                }
+            );
+        },
+    )
+    .await;
 }
 
 /// A user in several rooms: each room is told, once, with the one reason.
 #[tokio::test]
 async fn disconnect_is_announced_in_every_room_of_the_user() {
-    timeout(T, async {
-        let srv = start_server(|_| {}).await;
+    with_server(T, |_| {}, async |srv| {
         let mut lobby_watch = TextClient::connect(srv.addr()).await;
         lobby_watch.welcome().await;
         let mut dev_watch = FramedClient::connect(srv.addr(), "devwatch").await;
@@ -466,8 +463,6 @@ async fn disconnect_is_announced_in_every_room_of_the_user() {
                 ("lobby".to_string(), Some(DisconnectReason::Reset)),
             ]
         );
-        srv.shutdown().await.expect("shutdown");
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
