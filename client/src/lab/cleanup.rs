@@ -101,12 +101,31 @@ fn remove_all() -> usize {
             Resource::Pid(pid) => unsafe {
                 libc::kill(*pid as libc::pid_t, libc::SIGKILL);
             },
-            Resource::Netns(name) => {
-                let _ = child_command("ip").args(["netns", "del", name]).status();
-            }
+            Resource::Netns(name) => delete_netns(name),
         }
     }
     all.len()
+}
+
+/// Delete a namespace, retrying for up to 2 s: a signal can land while an
+/// `ip -n NS ...` of the setup is still inside it, and then the kernel
+/// refuses to remove the namespace file for a moment ("Cannot remove
+/// namespace file ... Device or resource busy").
+fn delete_netns(name: &str) {
+    let path = std::path::Path::new("/run/netns").join(name);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let ok = child_command("ip")
+            .args(["netns", "del", name])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok || !path.exists() || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// A `Command` whose process starts with no signals blocked (it must not
