@@ -169,10 +169,12 @@ pub(super) fn error_code_name(c: sockchat_shared::ErrorCode) -> String {
     }
 }
 
-/// Expand a template: `{n}` bot number, `{room}`, `{run}` (4 hex digits of
-/// the run id).
+/// Expand a template: `{id}` (or `{n}`) bot number, `{room}`, `{run}` (4
+/// hex digits of the run id). `{id}` exists because clap turns a literal
+/// `{n}` in help text into a line break, so the help can only show `{id}`.
 pub(super) fn fill(template: &str, n: usize, room: &str, run: u32) -> String {
     template
+        .replace("{id}", &n.to_string())
         .replace("{n}", &n.to_string())
         .replace("{room}", room)
         .replace("{run}", &format!("{:04x}", run & 0xffff))
@@ -830,4 +832,16 @@ async fn hang_up(sh: &Shard, mut conn: Conn, method: Method) {
         }
     }
     drop(conn);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill;
+
+    #[test]
+    fn templates_expand_id_n_room_and_run() {
+        assert_eq!(fill("b{run}-{id}", 7, "r1", 0x1_abcd), "babcd-7");
+        assert_eq!(fill("/nick bot{n}", 12, "r1", 0), "/nick bot12");
+        assert_eq!(fill("/join {room}", 0, "bots3", 0), "/join bots3");
+    }
 }

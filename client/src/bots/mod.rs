@@ -70,14 +70,14 @@ pub struct BotsArgs {
     /// Wire: framed (sockchat protocol), lines (text), udp [default: framed].
     #[arg(long, value_enum)]
     pub wire: Option<wire::Wire>,
-    /// Lines mode: a first line to send; `{n}` bot number, `{run}` run tag (e.g. "/nick bot{n}").
+    /// Lines mode: a first line to send; `{id}` bot number, `{run}` run tag (e.g. "/nick bot{id}").
     #[arg(long)]
     pub first_line: Option<String>,
-    /// Lines mode: line(s) that join the room; `{room}`, `{n}`; "none" for
+    /// Lines mode: line(s) that join the room; `{room}`, `{id}`; "none" for
     /// servers without rooms [default: "/join {room}" "/leave lobby"].
     #[arg(long)]
     pub join_line: Vec<String>,
-    /// Framed/UDP: nick template; `{n}` bot number, `{run}` run tag [default: b{run}-{n}].
+    /// Framed/UDP: nick template; `{id}` bot number, `{run}` run tag [default: b{run}-{id}].
     #[arg(long)]
     pub nick: Option<String>,
     /// Framed mode: room to leave after joining ours; "none" to stay [default: lobby].

@@ -310,7 +310,7 @@ impl Plan {
             join_lines,
             // The run tag keeps nicks unique against sessions a previous
             // run left behind (UDP sessions linger until their timeout).
-            nick: a.nick.clone().unwrap_or_else(|| "b{run}-{n}".into()),
+            nick: a.nick.clone().unwrap_or_else(|| "b{run}-{id}".into()),
             leave_room: match a.leave_room.as_deref() {
                 Some("") | Some("none") => None,
                 Some(r) => Some(r.to_string()),
