@@ -59,6 +59,14 @@ impl Transport {
 pub trait SocketView: Send + Sync {
     /// Ordered key/value pairs (TCP_INFO, queues, ...).
     fn fields(&self) -> Vec<(String, String)>;
+
+    /// A non-blocking write straight to the socket, for the outbox's fast
+    /// path ([`Outbox::push_or_write`]). Sockets that cannot (UDP members
+    /// share one socket and have their own writer) say `WouldBlock`, so
+    /// every chunk goes through the queue.
+    fn try_write_now(&self, _buf: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
 }
 
 /// One connected user: what the hub needs to deliver to it and to end it.
@@ -123,7 +131,11 @@ impl Peer {
     /// Queue a chunk for this member, applying the slow-consumer policy when
     /// its outbox is full. Never blocks the caller.
     pub fn deliver(&self, b: Bytes) {
-        match self.outbox.push(b) {
+        let pushed = match &self.socket {
+            Some(sock) => self.outbox.push_or_write(b, |buf| sock.try_write_now(buf)),
+            None => self.outbox.push(b),
+        };
+        match pushed {
             Push::Queued | Push::Closed => {}
             Push::Full => match self.policy {
                 SlowConsumerPolicy::Disconnect => {

@@ -7,6 +7,14 @@
 //! writes it with vectored writes (one `writev` per wake-up in the common
 //! case).
 //!
+//! Fast path ([`Outbox::push_or_write`]): when nothing is queued and the
+//! writer holds nothing unwritten, the producer writes the chunk to the
+//! socket itself (non-blocking), under the outbox lock. That keeps the byte
+//! order (nobody can queue or write this member's bytes meanwhile) and saves
+//! the writer task's wake-up, which at low per-member rates (many small
+//! rooms) cost more CPU than the write. Whatever the socket does not take
+//! at once is queued and the writer takes over, as before.
+//!
 //! An idle outbox owns no heap memory (an empty `VecDeque` does not allocate).
 
 use std::collections::VecDeque;
@@ -36,6 +44,13 @@ struct State {
     /// Ordinary pushes are refused (the member was cut off as a slow
     /// consumer); only the final notice may still be queued.
     refuse: bool,
+    /// The writer holds chunks it took but has not fully written: a
+    /// producer must not write past them (see [`Outbox::push_or_write`]).
+    busy: bool,
+    /// A hard error from a producer's direct write, kept for the writer so
+    /// the connection ends with that errno (the kernel reports some errors,
+    /// e.g. ECONNRESET, only once; the next write would say EPIPE).
+    error: Option<std::io::Error>,
 }
 
 /// A bounded queue of encoded chunks for one member.
@@ -77,6 +92,48 @@ impl Outbox {
         if was_empty {
             // Only the empty -> non-empty edge wakes the writer: it drains
             // everything when it runs.
+            self.notify.notify_one();
+        }
+        Push::Queued
+    }
+
+    /// Like [`Outbox::push`], but when nothing is queued and the writer is
+    /// idle, first try to hand the chunk to the socket with `write` (a
+    /// non-blocking write returning the bytes taken). The lock is held
+    /// during the write, so per-member order and the one-writer-at-a-time
+    /// invariant hold. A partial write queues the rest; `WouldBlock` queues
+    /// the whole chunk; another error is kept for the writer (which stops
+    /// with it) and the chunk is queued. In every fallback the writer is
+    /// woken, exactly as by `push`.
+    pub fn push_or_write(
+        &self,
+        b: Bytes,
+        write: impl FnOnce(&[u8]) -> std::io::Result<usize>,
+    ) -> Push {
+        let mut s = self.lock();
+        if s.closed || s.refuse {
+            return Push::Closed;
+        }
+        if s.q.len() >= self.cap {
+            return Push::Full;
+        }
+        let was_empty = s.q.is_empty();
+        let rest = if was_empty && !s.busy && s.error.is_none() && !b.is_empty() {
+            match write(&b) {
+                Ok(n) if n >= b.len() => return Push::Queued,
+                Ok(n) => b.slice(n..),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => b,
+                Err(e) => {
+                    s.error = Some(e);
+                    b
+                }
+            }
+        } else {
+            b
+        };
+        s.q.push_back(rest);
+        drop(s);
+        if was_empty {
             self.notify.notify_one();
         }
         Push::Queued
@@ -166,7 +223,15 @@ impl Outbox {
         if s.q.capacity() > 64 {
             s.q = VecDeque::new();
         }
+        // Taking nothing (the writer's previous batch is fully written)
+        // makes the member idle again: producers may write directly.
+        s.busy = !into.is_empty();
         s.closed
+    }
+
+    /// The error a producer's direct write hit, if any (taken once).
+    fn take_error(&self) -> Option<std::io::Error> {
+        self.lock().error.take()
     }
 
     /// Free the queue's buffer if it is empty (the writer is about to park:
@@ -198,6 +263,9 @@ pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
     let mut rounds: u32 = 0;
     loop {
         let closed = outbox.take_all(&mut batch);
+        if let Some(e) = outbox.take_error() {
+            return WriterEnd::Failed(e);
+        }
         if batch.is_empty() {
             if closed {
                 return WriterEnd::Flushed;
@@ -289,5 +357,77 @@ mod tests {
         let mut v = VecDeque::new();
         assert!(o.take_all(&mut v));
         assert_eq!(v.len(), 3);
+    }
+
+    /// The direct-write fast path: used only when nothing is queued and the
+    /// writer holds nothing; a partial write queues the rest, WouldBlock the
+    /// whole chunk, a hard error is kept for the writer.
+    #[test]
+    fn push_or_write_keeps_order_and_errors() {
+        let o = Outbox::new(4);
+        let mut written = Vec::new();
+        let full = |buf: &[u8], out: &mut Vec<u8>| {
+            out.extend_from_slice(buf);
+            Ok(buf.len())
+        };
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"ab"), |b| full(b, &mut written)),
+            Push::Queued
+        );
+        assert_eq!(written, b"ab");
+        assert_eq!(o.depth(), 0);
+
+        // Partial write: the rest is queued, and later chunks queue behind
+        // it without touching the socket.
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"cdef"), |b| {
+                written.extend_from_slice(&b[..1]);
+                Ok(1)
+            }),
+            Push::Queued
+        );
+        let mut called = false;
+        o.push_or_write(Bytes::from_static(b"gh"), |_| {
+            called = true;
+            Ok(0)
+        });
+        assert!(!called, "wrote past queued bytes");
+        let mut v = VecDeque::new();
+        assert!(!o.take_all(&mut v));
+        assert_eq!(v, [Bytes::from_static(b"def"), Bytes::from_static(b"gh")]);
+
+        // The writer holds a batch (busy): producers must queue.
+        o.push_or_write(Bytes::from_static(b"ij"), |_| {
+            called = true;
+            Ok(2)
+        });
+        assert!(!called, "wrote while the writer holds unwritten bytes");
+        v.clear();
+        o.take_all(&mut v);
+        assert_eq!(v, [Bytes::from_static(b"ij")]);
+        v.clear();
+        o.take_all(&mut v); // nothing left: idle again
+        assert!(v.is_empty());
+
+        o.push_or_write(Bytes::from_static(b"kl"), |_| {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        });
+        assert_eq!(o.depth(), 1);
+        o.take_all(&mut v);
+        v.clear();
+        o.take_all(&mut v);
+
+        o.push_or_write(Bytes::from_static(b"mn"), |_| {
+            Err(std::io::Error::from_raw_os_error(libc::ECONNRESET))
+        });
+        assert_eq!(o.depth(), 1);
+        let e = o.take_error().map(|e| e.raw_os_error());
+        assert_eq!(e, Some(Some(libc::ECONNRESET)));
+
+        o.close();
+        assert_eq!(
+            o.push_or_write(Bytes::from_static(b"op"), |_| Ok(2)),
+            Push::Closed
+        );
     }
 }

@@ -16,4 +16,11 @@ impl SocketView for TcpStream {
     fn fields(&self) -> Vec<(String, String)> {
         sockopt::tcp_snapshot(self.as_raw_fd()).to_fields()
     }
+
+    /// tokio's `try_write`: one `write` if the socket is known writable,
+    /// else `WouldBlock` without a syscall (the writer task then waits for
+    /// readiness as usual).
+    fn try_write_now(&self, buf: &[u8]) -> std::io::Result<usize> {
+        self.try_write(buf)
+    }
 }

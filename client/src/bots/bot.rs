@@ -557,6 +557,16 @@ fn read_ready(sh: &Shard, spec: &BotSpec, conn: &mut Conn, rx: &mut Rx) -> Resul
             Ok(n) => {
                 on_data(sh, spec, conn, rx, &scratch[..n])?;
                 if n < scratch.len() {
+                    // A short read emptied the socket, but tokio clears its
+                    // cached readiness only on WouldBlock: without this the
+                    // next `readable()` returns at once and costs one more
+                    // select round and one EAGAIN `recv` per delivery. Safe
+                    // here: the shard is single-threaded, so the IO driver
+                    // cannot have recorded a newer epoll edge since the
+                    // read; data arriving from now on raises a new edge.
+                    let _ = conn.stream.try_io(tokio::io::Interest::READABLE, || {
+                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                    });
                     break;
                 }
             }
