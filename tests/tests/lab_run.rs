@@ -40,12 +40,22 @@ fn run_cmd(mut cmd: Command, limit: Duration) -> (Output, u32) {
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let mut child = cmd
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sockchat");
+        .stderr(Stdio::piped());
+    // A freshly copied binary can be "busy" (ETXTBSY) for a moment: another
+    // test thread may fork while our copy's write descriptor is open, and the
+    // forked child holds it until its own exec. Retry briefly.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.expect("spawn sockchat"),
+        }
+    };
     let pid = child.id();
     // Drain the pipes on threads so a chatty child never blocks on them.
     let mut out = child.stdout.take().expect("stdout");

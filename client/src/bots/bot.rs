@@ -89,6 +89,38 @@ pub(super) struct Go {
     pub(super) members: Arc<Vec<u32>>,
 }
 
+/// A `Go` arrived: remember the phase (the first one wins) and, for a
+/// sender, build its send schedule once. Shared by the TCP and UDP bots.
+pub(super) fn on_go(
+    sh: &Shard,
+    spec: &BotSpec,
+    go: &mut Option<Go>,
+    sched: &mut Option<Schedule>,
+    start_ns: u64,
+    end_ns: u64,
+    members: Arc<Vec<u32>>,
+) {
+    if go.is_none() {
+        *go = Some(Go {
+            start_ns,
+            end_ns,
+            members,
+        });
+    }
+    let group = &sh.plan.groups[spec.group];
+    if sched.is_none()
+        && let Some(k) = spec.sender_k
+        && group.rate > 0.0
+    {
+        let (rate, phase) = per_sender(group.rate, group.senders, k);
+        let s = Schedule::new(start_ns, rate, phase, end_ns);
+        if spec.measured {
+            sh.stats.borrow_mut().scheduled += s.total();
+        }
+        *sched = Some(s);
+    }
+}
+
 /// How a session ended.
 enum End {
     Stopped,
@@ -689,24 +721,7 @@ async fn session(
                     end_ns,
                     members,
                 } => {
-                    if go.is_none() {
-                        *go = Some(Go {
-                            start_ns,
-                            end_ns,
-                            members,
-                        });
-                    }
-                    if sched.is_none()
-                        && let Some(k) = spec.sender_k
-                        && group.rate > 0.0
-                    {
-                        let (rate, phase) = per_sender(group.rate, group.senders, k);
-                        let s = Schedule::new(start_ns, rate, phase, end_ns);
-                        if spec.measured {
-                            sh.stats.borrow_mut().scheduled += s.total();
-                        }
-                        *sched = Some(s);
-                    }
+                    on_go(sh, spec, go, sched, start_ns, end_ns, members);
                 }
                 Control::Ramp => {}
             }

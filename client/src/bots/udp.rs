@@ -23,9 +23,9 @@ use sockchat_shared::udp::{self, ServerBody};
 use sockchat_shared::{ClientMsg, ServerMsg};
 use tokio::net::UdpSocket;
 
-use super::bot::{BotSpec, Control, Go, SenderMap, Shard, code, fill, wait_stop};
+use super::bot::{BotSpec, Control, Go, SenderMap, Shard, code, fill, on_go, wait_stop};
 use super::plan::Behaviour;
-use super::schedule::{Schedule, mono_ns, per_sender, sleep_until_ns};
+use super::schedule::{Schedule, mono_ns, sleep_until_ns};
 use super::seq::Seen;
 use super::wire::{self, Event, Mark};
 
@@ -117,24 +117,7 @@ pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
                     end_ns,
                     members,
                 } => {
-                    if go.is_none() {
-                        go = Some(Go {
-                            start_ns,
-                            end_ns,
-                            members,
-                        });
-                    }
-                    if sched.is_none()
-                        && let Some(k) = spec.sender_k
-                        && group.rate > 0.0
-                    {
-                        let (rate, phase) = per_sender(group.rate, group.senders, k);
-                        let s = Schedule::new(start_ns, rate, phase, end_ns);
-                        if spec.measured {
-                            sh.stats.borrow_mut().scheduled += s.total();
-                        }
-                        sched = Some(s);
-                    }
+                    on_go(&sh, &spec, &mut go, &mut sched, start_ns, end_ns, members);
                 }
                 Control::Ramp => {}
             }
