@@ -79,6 +79,19 @@ pub struct ServerProc {
 }
 
 impl ServerProc {
+    /// The UDP address from the `listening on ADDR (udp)` stdout line.
+    pub fn udp_addr(&self) -> SocketAddr {
+        let line = self
+            .listen_lines
+            .iter()
+            .find(|l| l.ends_with(" (udp)"))
+            .unwrap_or_else(|| panic!("no `(udp)` listening line in {:?}", self.listen_lines));
+        line.trim_start_matches("listening on ")
+            .trim_end_matches(" (udp)")
+            .parse()
+            .expect("udp address")
+    }
+
     /// Start with `--listen 127.0.0.1:0` plus `extra` arguments. Waits (up
     /// to 10 s) for the `listening on ... (tcp)` line.
     pub fn start(extra: &[&str]) -> ServerProc {

@@ -12,18 +12,6 @@ use sockchat_shared::{ClientMsg, ServerMsg};
 use sockchat_tests::{FramedClient, STEP, ServerProc};
 use tokio::net::UdpSocket;
 
-fn udp_addr(srv: &ServerProc) -> SocketAddr {
-    let line = srv
-        .listen_lines
-        .iter()
-        .find(|l| l.ends_with(" (udp)"))
-        .unwrap_or_else(|| panic!("no `(udp)` listening line in {:?}", srv.listen_lines));
-    line.trim_start_matches("listening on ")
-        .trim_end_matches(" (udp)")
-        .parse()
-        .expect("udp address")
-}
-
 /// Send `probe` from a fresh socket (an address the server has never seen,
 /// as a spoofed source would be) and collect every reply for `wait`.
 async fn probe(server: SocketAddr, probe: &[u8], wait: Duration) -> Vec<Vec<u8>> {
@@ -40,7 +28,7 @@ async fn probe(server: SocketAddr, probe: &[u8], wait: Duration) -> Vec<Vec<u8>>
 #[tokio::test]
 async fn no_reply_to_an_unknown_address_is_larger_than_its_datagram() {
     let srv = ServerProc::start(&[]);
-    let addr = udp_addr(&srv);
+    let addr = srv.udp_addr();
     let wait = Duration::from_millis(150);
     let hello = udp::encode_hello(0, "mallory", None, 1472).expect("hello");
     let say = udp::encode_client(
@@ -134,7 +122,7 @@ async fn no_reply_to_an_unknown_address_is_larger_than_its_datagram() {
 #[tokio::test]
 async fn replies_to_one_unknown_address_are_rate_limited() {
     let srv = ServerProc::start(&[]);
-    let addr = udp_addr(&srv);
+    let addr = srv.udp_addr();
     let s = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let hello = udp::encode_hello(0, "flood", None, 1472).expect("hello");
     let started = std::time::Instant::now();
@@ -162,7 +150,7 @@ async fn replies_to_one_unknown_address_are_rate_limited() {
 #[tokio::test]
 async fn malformed_datagrams_never_panic_the_server() {
     let srv = ServerProc::start(&[]);
-    let addr = udp_addr(&srv);
+    let addr = srv.udp_addr();
     let mut rng = SplitMix64::new(0xBAD_DA7A);
     let socks = [
         UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
@@ -231,7 +219,7 @@ async fn the_session_cap_refuses_with_server_full() {
     )
     .expect("write config");
     let srv = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
-    let addr = udp_addr(&srv);
+    let addr = srv.udp_addr();
     let mut held = Vec::new();
     for nick in ["one", "two"] {
         let mut l = UdpLink::connect(addr, UdpOptions::default())

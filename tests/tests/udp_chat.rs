@@ -27,19 +27,6 @@ fn start_with(name: &str, config: &str) -> (ServerProc, PathBuf) {
     (srv, p)
 }
 
-/// The UDP address from the stdout contract line.
-fn udp_addr(srv: &ServerProc) -> SocketAddr {
-    let line = srv
-        .listen_lines
-        .iter()
-        .find(|l| l.ends_with(" (udp)"))
-        .unwrap_or_else(|| panic!("no `(udp)` listening line in {:?}", srv.listen_lines));
-    line.trim_start_matches("listening on ")
-        .trim_end_matches(" (udp)")
-        .parse()
-        .expect("udp address")
-}
-
 async fn udp_join(addr: SocketAddr, nick: &str, opts: UdpOptions) -> UdpLink {
     let mut link = UdpLink::connect(addr, opts).await.expect("udp connect");
     let w = link
@@ -68,7 +55,7 @@ async fn udp_until(link: &mut UdpLink, mut pred: impl FnMut(&ServerMsg) -> bool)
 async fn udp_and_tcp_users_chat_both_ways() {
     let srv = ServerProc::start(&[]);
     // Same port as TCP, printed on stdout.
-    let uaddr = udp_addr(&srv);
+    let uaddr = srv.udp_addr();
     assert_eq!(uaddr, srv.addr, "UDP binds the port TCP got");
 
     let mut alice = FramedClient::connect(srv.addr, "alice").await;
@@ -220,7 +207,7 @@ async fn silent_udp_peer_times_out_and_is_announced() {
         "timeout",
         "[server]\nlisten = [\"127.0.0.1:0\"]\ndetect_timeout_ms = 100\n[udp]\nsession_timeout_secs = 1\n",
     );
-    let uaddr = udp_addr(&srv);
+    let uaddr = srv.udp_addr();
     let mut text = TextClient::connect(srv.addr).await;
     text.welcome().await;
     let mut framed = FramedClient::connect(srv.addr, "alice").await;
@@ -302,7 +289,7 @@ async fn injected_faults_are_counted_by_the_other_end() {
         "faults",
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[udp]\ndrop_probability = 0.1\nduplicate_probability = 0.05\nreorder_probability = 0.05\n",
     );
-    let uaddr = udp_addr(&srv);
+    let uaddr = srv.udp_addr();
     let faults = FaultConfig {
         drop: 0.1,
         duplicate: 0.05,
@@ -381,7 +368,7 @@ async fn injected_faults_are_counted_by_the_other_end() {
 #[tokio::test]
 async fn graceful_shutdown_says_bye_over_udp() {
     let mut srv = ServerProc::start(&[]);
-    let uaddr = udp_addr(&srv);
+    let uaddr = srv.udp_addr();
     let mut carol = udp_join(uaddr, "carol", UdpOptions::default()).await;
     srv.signal(libc::SIGTERM);
     let m = udp_until(&mut carol, |m| matches!(m, ServerMsg::Bye { .. })).await;
@@ -398,7 +385,7 @@ async fn graceful_shutdown_says_bye_over_udp() {
 #[tokio::test]
 async fn a_flooding_udp_session_is_rate_limited_and_announced() {
     let srv = ServerProc::start(&[]);
-    let uaddr = udp_addr(&srv);
+    let uaddr = srv.udp_addr();
     let mut alice = FramedClient::connect(srv.addr, "alice").await;
     let mut flood = udp_join(uaddr, "flood", UdpOptions::default()).await;
     // Defaults: burst 40, 20/s, 20 refusals in a row end the session.
@@ -451,7 +438,7 @@ async fn udp_over_ipv6_loopback() {
         return;
     }
     let srv = ServerProc::start_args(&["--listen", "[::1]:0"], &[]);
-    let uaddr = udp_addr(&srv);
+    let uaddr = srv.udp_addr();
     assert!(
         uaddr.is_ipv6() && uaddr.port() == srv.addr.port(),
         "{uaddr}"
@@ -476,7 +463,7 @@ async fn udp_over_ipv6_loopback() {
 #[tokio::test]
 async fn session_survives_a_server_restart_through_a_retry() {
     let mut first = ServerProc::start(&[]);
-    let uaddr = udp_addr(&first);
+    let uaddr = first.udp_addr();
     let mut carol = udp_join(uaddr, "carol", UdpOptions::default()).await;
     // Take the first session's own Joined, so nothing of it is left queued.
     udp_until(&mut carol, |m| matches!(m, ServerMsg::Joined { .. })).await;
@@ -484,7 +471,7 @@ async fn session_survives_a_server_restart_through_a_retry() {
     first.wait_timeout(STEP).expect("killed");
     let listen = format!("127.0.0.1:{}", uaddr.port());
     let second = ServerProc::start_args(&["--listen", &listen], &[]);
-    assert_eq!(udp_addr(&second), uaddr);
+    assert_eq!(second.udp_addr(), uaddr);
     // A ping (17 bytes): big enough for the 16-byte retry. (A 9-byte
     // `Rooms` would get no answer at all: no reply outgrows its request.)
     carol.ping().await.expect("send to the new server");
