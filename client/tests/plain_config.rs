@@ -1,5 +1,11 @@
 //! Client settings: `[client]` in a config file, flags on top, clear errors.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use clap::Parser;
 use sockchat::cli::Cli;
 

@@ -3,6 +3,12 @@
 //! (RST, FIN, refuse, fill a window) and check what the client reports.
 //! Real sockets, real errnos; every wait is bounded.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

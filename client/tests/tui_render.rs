@@ -2,6 +2,12 @@
 //! the main states (chat, socket panel, ECONNRESET, reconnect countdown,
 //! narrow terminal).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -63,6 +63,10 @@ pub struct Settings {
 
 impl Settings {
     /// Built-in defaults with `listen` replaced (handy for tests: `127.0.0.1:0`).
+    #[allow(
+        clippy::expect_used,
+        reason = "the built-in defaults pass validation (unit-tested)"
+    )]
     pub fn with_listen(addr: SocketAddr) -> Self {
         let mut config = Config::default();
         config.server.listen = vec![addr.to_string()];

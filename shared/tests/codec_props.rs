@@ -1,6 +1,12 @@
 //! Property tests: decode(encode(x)) == x for every message, frames survive
 //! any chunking, and random bytes never panic the decoders.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use bytes::BytesMut;
 use proptest::prelude::*;
 use sockchat_shared::codec::{self, DecodeError};

@@ -3,6 +3,12 @@
 //! the sequence tracker's counts equal an unbounded reference model for any
 //! arrival order inside its window.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::collections::HashSet;
 
 use proptest::prelude::*;

@@ -13,6 +13,12 @@
 //! Build the binaries first: `cargo build --workspace --bins` (`./test.sh`
 //! does it).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test harness: a panic fails the test that called it, with its message"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;

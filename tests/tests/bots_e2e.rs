@@ -6,6 +6,12 @@
 //!
 //! Speed is never asserted here: the benchmarks (bench/run.sh) measure it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

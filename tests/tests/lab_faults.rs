@@ -10,6 +10,12 @@
 //!
 //! Needs the built binaries (`cargo build --workspace --bins`; ./test.sh).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::process::Stdio;
 use std::time::Duration;
 

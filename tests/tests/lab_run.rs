@@ -6,6 +6,12 @@
 //! are reported as skipped (and this test says so); CI runs as root, where
 //! nothing may be skipped.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

@@ -12,6 +12,12 @@
 //! Uses a private tmux server (`tmux -L <unique>`), killed at the end. Skips
 //! (with the reason printed) only when tmux is not installed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,12 @@
 //! case), per-address limits on those replies, and random or malformed
 //! datagrams that never panic the server or stop it serving.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

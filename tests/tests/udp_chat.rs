@@ -4,6 +4,12 @@
 //! no FIN"), and injected loss/duplication/reordering counted by the other
 //! end within tolerance.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

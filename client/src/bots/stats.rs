@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 /// clamped (saturating) rather than lost.
 const MAX_US: u64 = 3_600_000_000;
 
+#[allow(
+    clippy::expect_used,
+    reason = "constant bounds 1 <= MAX_US with 3 sigfig are valid"
+)]
 pub fn new_hist() -> Histogram<u64> {
     // 3 significant figures: p99.9 of 1.234 ms is reported as 1.23x ms.
     Histogram::new_with_bounds(1, MAX_US, 3).expect("constant, valid histogram bounds")
