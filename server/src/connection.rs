@@ -32,7 +32,7 @@ use crate::config::Settings;
 use crate::hub::{Format, Hub, Peer, Room, Transport};
 use crate::limits::IpSlot;
 use crate::outbox::{WriterEnd, run_writer};
-use crate::session::{Member, Rate, RateLimit};
+use crate::session::{Member, Rate, RateLimit, quit_reason};
 use crate::shutdown::{InputGuard, Shutdown};
 use crate::text::{self, TextCommand};
 
@@ -682,7 +682,9 @@ impl Session {
             }
             ClientMsg::Ping { token } => self.send(&ServerMsg::Pong { token }),
             ClientMsg::Pong { .. } => {}
-            ClientMsg::Quit { .. } => return Flow::Stop(End::Server(DisconnectReason::Quit)),
+            ClientMsg::Quit { message } => {
+                return Flow::Stop(End::Server(quit_reason(&self.ctx, &message)));
+            }
             ClientMsg::Say { room, text } => return self.chat(&room, text, ChatKind::Say),
             ClientMsg::Me { room, text } => return self.chat(&room, text, ChatKind::Me),
             other => {
@@ -703,7 +705,9 @@ impl Session {
             },
             ClientMsg::Ping { token } => self.send(&ServerMsg::Pong { token }),
             ClientMsg::Pong { .. } => {}
-            ClientMsg::Quit { .. } => return Flow::Stop(End::Server(DisconnectReason::Quit)),
+            ClientMsg::Quit { message } => {
+                return Flow::Stop(End::Server(quit_reason(&self.ctx, &message)));
+            }
             _ => self.error(ErrorCode::BadCommand, "send Hello first"),
         }
         Flow::Continue

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use sockchat_shared::names::normalize_room;
 use sockchat_shared::sanitize::sanitize;
-use sockchat_shared::{ChatKind, ClientMsg, ErrorCode, ServerMsg};
+use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
 
 use crate::connection::Ctx;
 use crate::hub::{Format, Peer, Room};
@@ -73,6 +73,22 @@ impl RateLimit {
             );
         }
         Rate::Dropped
+    }
+}
+
+/// The reason for a `Quit`: its message sanitised (as chat text is) and cut
+/// to `limits.max_message_len` bytes at a character boundary (the user is
+/// leaving: there is no one to send an error to). Rooms see it in `Left`.
+pub(crate) fn quit_reason(ctx: &Ctx, message: &str) -> DisconnectReason {
+    let message = sanitize(message.trim());
+    let mut end = message
+        .len()
+        .min(ctx.settings.config.limits.max_message_len);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    DisconnectReason::Quit {
+        message: message[..end].to_string(),
     }
 }
 

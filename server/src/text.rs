@@ -159,7 +159,7 @@ pub fn render(msg: &ServerMsg) -> Option<String> {
         }
         ServerMsg::Bye { reason } => match reason {
             DisconnectReason::ServerShutdown => "* server shutting down".to_string(),
-            DisconnectReason::Quit => "* bye".to_string(),
+            DisconnectReason::Quit { .. } => "* bye".to_string(),
             other => format!("! {other}"),
         },
     };

@@ -50,7 +50,7 @@ use crate::connection::Ctx;
 use crate::hub::{Format, Peer, Room, SocketView, Transport};
 use crate::limits::TokenBucket;
 use crate::listener::BindError;
-use crate::session::{Member, Rate, RateLimit};
+use crate::session::{Member, Rate, RateLimit, quit_reason};
 
 /// How often a held-back (reordered) datagram is released at the latest.
 const REORDER_HOLD: Duration = Duration::from_millis(20);
@@ -547,7 +547,7 @@ impl UdpServer {
             *s.stats.rx.lock().unwrap_or_else(|p| p.into_inner()) = s.rx.stats();
             if s.peer.cancel_token().is_cancelled() {
                 // Doomed (slow consumer): end it with its reason.
-                let r = s.peer.reason().unwrap_or(DisconnectReason::Quit);
+                let r = s.peer.reason().unwrap_or_else(DisconnectReason::quit);
                 Flow::End(r)
             } else if verdict == SeqVerdict::Duplicate && !matches!(dg.msg, ClientMsg::Hello { .. })
             {
@@ -598,7 +598,7 @@ impl UdpServer {
         }
         let peer = s.peer.clone();
         peer.set_reason(reason);
-        let reason = peer.reason().unwrap_or(DisconnectReason::Quit);
+        let reason = peer.reason().unwrap_or_else(DisconnectReason::quit);
         let server_shutdown = reason == DisconnectReason::ServerShutdown;
         let rx = s.rx.stats();
         info!(
@@ -697,7 +697,7 @@ fn handle(ctx: &Arc<Ctx>, s: &mut Session, msg: ClientMsg) -> Flow {
         }
         ClientMsg::Ping { token } => s.peer.send(&ServerMsg::Pong { token }),
         ClientMsg::Pong { .. } => {}
-        ClientMsg::Quit { .. } => return Flow::End(DisconnectReason::Quit),
+        ClientMsg::Quit { message } => return Flow::End(quit_reason(ctx, &message)),
         ClientMsg::Say { room, text } => chat(ctx, s, &room, text, ChatKind::Say),
         ClientMsg::Me { room, text } => chat(ctx, s, &room, text, ChatKind::Me),
         other => s.member(ctx).command(other),

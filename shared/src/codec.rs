@@ -117,7 +117,7 @@ impl W<'_> {
     }
     fn reason(&mut self, r: &DisconnectReason) {
         let (code, param, detail): (u8, u32, &str) = match r {
-            DisconnectReason::Quit => (1, 0, ""),
+            DisconnectReason::Quit { message } => (1, 0, message.as_str()),
             DisconnectReason::Eof => (2, 0, ""),
             DisconnectReason::Reset => (3, 0, ""),
             DisconnectReason::BrokenPipe => (4, 0, ""),
@@ -398,7 +398,7 @@ impl R<'_> {
         let param = self.u32("reason")?;
         let detail = self.str("reason detail")?;
         Ok(match code {
-            1 => DisconnectReason::Quit,
+            1 => DisconnectReason::Quit { message: detail },
             2 => DisconnectReason::Eof,
             3 => DisconnectReason::Reset,
             4 => DisconnectReason::BrokenPipe,

@@ -12,8 +12,10 @@ use crate::errno;
 /// DESIGN.md (e.g. `connection reset by peer (ECONNRESET 104)`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DisconnectReason {
-    /// The user said `/quit`.
-    Quit,
+    /// The user said `/quit`, with its message (may be empty; the server
+    /// sanitises it and cuts it to `limits.max_message_len`). Rooms see it:
+    /// `* byer left lobby: quit: goodbye everyone`.
+    Quit { message: String },
     /// `read` returned 0: the peer sent FIN.
     Eof,
     /// ECONNRESET 104.
@@ -39,12 +41,19 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// `Quit` without a message.
+    pub fn quit() -> Self {
+        Self::Quit {
+            message: String::new(),
+        }
+    }
+
     /// The short machine-readable code (`reset`, `eof`, ...). JSON outputs and
     /// the `errors` map of the bots use it. Other errnos use their lowercase
     /// symbolic name (`ehostunreach`).
     pub fn code(&self) -> String {
         match self {
-            Self::Quit => "quit".into(),
+            Self::Quit { .. } => "quit".into(),
             Self::Eof => "eof".into(),
             Self::Reset => "reset".into(),
             Self::BrokenPipe => "broken-pipe".into(),
@@ -107,7 +116,9 @@ impl DisconnectReason {
     /// not part of the code and come back as zero / empty).
     pub fn from_code(code: &str) -> Option<Self> {
         Some(match code {
-            "quit" => Self::Quit,
+            "quit" => Self::Quit {
+                message: String::new(),
+            },
             "eof" => Self::Eof,
             "reset" => Self::Reset,
             "broken-pipe" => Self::BrokenPipe,
@@ -130,7 +141,8 @@ impl DisconnectReason {
 impl fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Quit => f.write_str("quit"),
+            Self::Quit { message } if message.is_empty() => f.write_str("quit"),
+            Self::Quit { message } => write!(f, "quit: {message}"),
             Self::Eof => f.write_str("closed by peer (EOF, FIN received)"),
             Self::Reset => f.write_str("connection reset by peer (ECONNRESET 104)"),
             Self::BrokenPipe => f.write_str("broken pipe (EPIPE 32)"),
@@ -201,7 +213,7 @@ mod tests {
     #[test]
     fn codes_round_trip() {
         for r in [
-            DisconnectReason::Quit,
+            DisconnectReason::quit(),
             DisconnectReason::Eof,
             DisconnectReason::Reset,
             DisconnectReason::BrokenPipe,

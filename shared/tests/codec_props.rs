@@ -20,7 +20,7 @@ fn text() -> impl Strategy<Value = String> {
 
 fn reason() -> impl Strategy<Value = DisconnectReason> {
     prop_oneof![
-        Just(DisconnectReason::Quit),
+        text().prop_map(|message| DisconnectReason::Quit { message }),
         Just(DisconnectReason::Eof),
         Just(DisconnectReason::Reset),
         Just(DisconnectReason::BrokenPipe),

@@ -466,3 +466,63 @@ async fn disconnect_is_announced_in_every_room_of_the_user() {
     })
     .await;
 }
+
+/// Issue 15 item 8: `/quit MESSAGE` reaches the rooms — text users see
+/// `* byer left lobby: quit: goodbye everyone`, framed users a `Left` whose
+/// reason is `quit` with the message; the quitter's `Bye` carries it too.
+/// The message is sanitised like chat text.
+#[tokio::test]
+async fn quit_message_reaches_the_room() {
+    with_server(
+        T,
+        |_| {},
+        async |srv| {
+            let mut watcher = TextClient::connect(srv.addr()).await;
+            watcher.welcome().await;
+            let mut framed = FramedClient::connect(srv.addr(), "framed").await;
+            let mut byer = TextClient::connect(srv.addr()).await;
+            byer.welcome().await;
+            byer.line("/nick byer").await;
+            watcher.expect_line("* guest2 is now known as byer").await;
+            byer.line("/quit goodbye  everyone\x1b[2J").await;
+            byer.expect_line("* bye").await;
+            watcher
+                .expect_line("* byer left lobby: quit: goodbye  everyone\u{fffd}[2J")
+                .await;
+            let left = framed
+                .recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "byer"))
+                .await;
+            assert_eq!(
+                left,
+                ServerMsg::Left {
+                    room: "lobby".into(),
+                    nick: "byer".into(),
+                    reason: Some(DisconnectReason::Quit {
+                        message: "goodbye  everyone\u{fffd}[2J".into()
+                    }),
+                }
+            );
+            // A framed quitter: its Bye carries the message, the room hears it.
+            framed
+                .send(&ClientMsg::Quit {
+                    message: "see you".into(),
+                })
+                .await;
+            let bye = framed
+                .recv_until(|m| matches!(m, ServerMsg::Bye { .. }))
+                .await;
+            assert_eq!(
+                bye,
+                ServerMsg::Bye {
+                    reason: DisconnectReason::Quit {
+                        message: "see you".into()
+                    }
+                }
+            );
+            watcher
+                .expect_line("* framed left lobby: quit: see you")
+                .await;
+        },
+    )
+    .await;
+}

@@ -192,9 +192,9 @@ async fn udp_and_tcp_users_chat_both_ways() {
         matches!(
             &m,
             ServerMsg::Left {
-                reason: Some(DisconnectReason::Quit),
+                reason: Some(DisconnectReason::Quit { message }),
                 ..
-            }
+            } if message == "bye"
         ),
         "{m:?}"
     );
@@ -202,7 +202,9 @@ async fn udp_and_tcp_users_chat_both_ways() {
     assert_eq!(
         m,
         ServerMsg::Bye {
-            reason: DisconnectReason::Quit
+            reason: DisconnectReason::Quit {
+                message: "bye".into()
+            }
         }
     );
 }

@@ -67,7 +67,7 @@ async fn udp_client_binary_chats_with_a_tcp_user() {
         matches!(
             m,
             ServerMsg::Left {
-                reason: Some(sockchat_shared::DisconnectReason::Quit),
+                reason: Some(sockchat_shared::DisconnectReason::Quit { .. }),
                 ..
             }
         ),

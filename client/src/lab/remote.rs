@@ -44,7 +44,7 @@ fn resolve(server: &str) -> anyhow::Result<std::net::SocketAddr> {
 pub fn parse_reason_text(text: &str) -> Option<DisconnectReason> {
     let text = text.trim();
     let fixed = [
-        DisconnectReason::Quit,
+        DisconnectReason::quit(),
         DisconnectReason::Eof,
         DisconnectReason::Reset,
         DisconnectReason::BrokenPipe,
