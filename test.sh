@@ -2,6 +2,9 @@
 # Every check, on a fresh machine: installs what the tests need (tmux for the
 # terminal end-to-end tests, iproute2 for the lab's network namespaces), then
 # formatting, lints and the whole test suite. This is the README's test command.
+# With CI set (CI=true, as .ci/run and CI services do) a test whose host
+# precondition is missing (root, tmux, ip, ::1) fails instead of skipping:
+# run it as root on a machine with IPv6 loopback.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -10,6 +13,10 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: please install ${need[*]} (no apt-get here)" >&2
+    exit 1
+  fi
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null

@@ -9,6 +9,9 @@
 //! - [`TextClient`]: a raw TCP line client, exactly what `nc` does.
 //! - [`Plain`]: a child process driven through pipes (stdin lines in,
 //!   stdout lines out), e.g. `sockchat --plain`, killed on drop.
+//! - [`require!`] / [`require`]: a missing host precondition (root, tmux,
+//!   `ip`, `::1`) fails under CI and skips with its reason locally
+//!   ([`precondition`]).
 //!
 //! Build the binaries first: `cargo build --workspace --bins` (`./test.sh`
 //! does it).
@@ -33,6 +36,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Default bound for one expected event in these helpers.
+pub mod precondition;
+pub use precondition::{have_ipv6_loopback, in_ci, is_root, on_path, require};
+
 pub const STEP: Duration = Duration::from_secs(5);
 
 /// Path of a built binary of this workspace (`sockchat-server`,

@@ -3,8 +3,9 @@
 //!
 //! Needs the built binary (`cargo build --bins`, as `./test.sh` does). The
 //! pulled-cable scenarios need root for network namespaces: without root they
-//! are reported as skipped (and this test says so); CI runs as root, where
-//! nothing may be skipped.
+//! are reported as skipped, which this test prints locally and treats as a
+//! failure under CI (`sockchat_tests::require`; CI runs as root, where
+//! nothing may be skipped).
 
 #![allow(
     clippy::unwrap_used,
@@ -16,6 +17,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use sockchat_tests::{is_root, require};
 
 fn sockchat_bin() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sockchat");
@@ -96,17 +99,6 @@ fn run_cmd(mut cmd: Command, limit: Duration) -> (Output, u32) {
     (out, pid)
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn listed_names() -> Vec<String> {
     let out = run(&["lab", "--list"], Duration::from_secs(10));
     assert!(out.status.success(), "lab --list failed");
@@ -176,9 +168,14 @@ fn lab_json_every_scenario_passes() {
         if !pass {
             let skipped = v["status"] == "skipped";
             if skipped && !is_root() {
-                eprintln!(
-                    "lab_run: {scenario} skipped here (not root): {}; CI runs as root and must not skip",
-                    v["skip_reason"]
+                // The lab skips what needs root; fine locally, a failure
+                // under CI (which runs as root, where nothing may skip).
+                require(
+                    false,
+                    &format!(
+                        "lab_run: {scenario} skipped (not root): {}",
+                        v["skip_reason"]
+                    ),
                 );
             } else {
                 failures.push(line.to_string());
@@ -321,13 +318,11 @@ fn cable_skipped_without_iproute2() {
 #[test]
 fn cable_skipped_without_root() {
     use std::os::unix::process::CommandExt as _;
-    if !is_root() {
-        // Already not root: the main test sees the skip; nothing to drop.
-        eprintln!(
-            "cable_skipped_without_root: not root, covered by lab_json_every_scenario_passes"
-        );
-        return;
-    }
+    // Already not root: nothing to drop (the main test sees the skip).
+    sockchat_tests::require!(
+        is_root(),
+        "cable_skipped_without_root: needs root to drop to `nobody`"
+    );
     let dir = std::env::temp_dir().join(format!("sockchat-lab-nobody-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let exe = dir.join("sockchat");
@@ -367,12 +362,10 @@ fn namespaces_of(pid: u32) -> Vec<String> {
 /// signal, so the lab's signal thread must remove the namespaces itself.
 #[test]
 fn interrupted_lab_leaves_no_namespace_behind() {
-    if !is_root() {
-        eprintln!(
-            "interrupted_lab_leaves_no_namespace_behind: not root, the lab creates no namespaces here"
-        );
-        return;
-    }
+    sockchat_tests::require!(
+        is_root(),
+        "interrupted_lab_leaves_no_namespace_behind: not root, the lab creates no namespaces here"
+    );
     let mut child = Command::new(sockchat_bin())
         .args(["lab", "--json", "--only", "cable-pulled-idle"])
         .stdin(Stdio::null())

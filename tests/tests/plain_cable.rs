@@ -5,8 +5,8 @@
 //! only the client's keepalive / TCP_USER_TIMEOUT can find out: the kernel
 //! reports ETIMEDOUT (110) and the client shows it.
 //!
-//! Needs root (CAP_NET_ADMIN) and iproute2; skips with the reason printed
-//! otherwise (CI runs as root with iproute2). Traffic stays inside the
+//! Needs root (CAP_NET_ADMIN) and iproute2: without them it skips with the
+//! reason locally and fails under CI (`sockchat_tests::require!`). Traffic stays inside the
 //! namespaces this test creates; they are deleted on drop.
 
 use std::process::{Command, Stdio};
@@ -97,18 +97,16 @@ fn in_netns(ns: &str, program: &std::path::Path, args: &[&str]) -> Plain {
 
 #[test]
 fn pulled_cable_is_etimedout_from_keepalive() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root (CAP_NET_ADMIN) for network namespaces; CI runs as root");
-        return;
-    }
-    let net = match Net::new() {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("SKIPPED: cannot build network namespaces ({e}); CI has iproute2");
-            return;
-        }
-    };
+    sockchat_tests::require!(
+        sockchat_tests::is_root(),
+        "needs root (CAP_NET_ADMIN) for network namespaces"
+    );
+    sockchat_tests::require!(
+        sockchat_tests::on_path("ip"),
+        "needs `ip` (iproute2; ./test.sh installs it)"
+    );
+    // With root and `ip`, a namespace that cannot be built is a failure.
+    let net = Net::new().unwrap_or_else(|e| panic!("cannot build network namespaces: {e}"));
     let mut server = in_netns(
         &net.a,
         &bin("sockchat-server"),

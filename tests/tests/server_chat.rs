@@ -348,10 +348,10 @@ async fn eof_and_reset_are_announced_with_their_reason() {
 #[tokio::test]
 async fn ipv4_and_ipv6_listeners_share_rooms() {
     timeout(T, async {
-        if std::net::TcpListener::bind("[::1]:0").is_err() {
-            eprintln!("SKIP: IPv6 loopback (::1) is not available on this host");
-            return;
-        }
+        sockchat_tests::require!(
+            sockchat_tests::have_ipv6_loopback(),
+            "IPv6 loopback (::1) is not available on this host"
+        );
         let srv = start_server(|s| {
             s.listen = vec![
                 "127.0.0.1:0".parse().expect("v4"),

@@ -9,8 +9,9 @@
 //! The test builds each situation on purpose and checks the kernel's queue
 //! in /proc/net/tcp before killing.
 //!
-//! Uses a private tmux server (`tmux -L <unique>`), killed at the end. Skips
-//! (with the reason printed) only when tmux is not installed.
+//! Uses a private tmux server (`tmux -L <unique>`), killed at the end. Needs
+//! tmux: without it the tests skip with the reason locally and fail under CI
+//! (`sockchat_tests::require!`).
 
 #![allow(
     clippy::unwrap_used,
@@ -221,10 +222,10 @@ fn kill9(pid: i32) {
 
 #[test]
 fn sigkill_shows_the_real_reason_on_the_other_screen() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED: tmux is not installed (CI installs it; ./test.sh does too)");
-        return;
-    }
+    sockchat_tests::require!(
+        Tmux::available(),
+        "tmux is not installed (./test.sh installs it)"
+    );
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("kill");
@@ -313,10 +314,10 @@ fn sigkill_shows_the_real_reason_on_the_other_screen() {
 
 #[test]
 fn server_restart_refused_countdown_and_narrow_terminal() {
-    if !Tmux::available() {
-        eprintln!("SKIPPED: tmux is not installed (CI installs it; ./test.sh does too)");
-        return;
-    }
+    sockchat_tests::require!(
+        Tmux::available(),
+        "tmux is not installed (./test.sh installs it)"
+    );
     let port = restartable_port();
     let mut server = ServerProc::start_args(&["--listen", &format!("127.0.0.1:{port}")], &[]);
     let addr = server.addr.to_string();

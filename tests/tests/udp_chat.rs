@@ -441,10 +441,10 @@ async fn a_flooding_udp_session_is_rate_limited_and_announced() {
 
 #[tokio::test]
 async fn udp_over_ipv6_loopback() {
-    if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("SKIP udp_over_ipv6_loopback: no IPv6 loopback (::1) on this host");
-        return;
-    }
+    sockchat_tests::require!(
+        sockchat_tests::have_ipv6_loopback(),
+        "udp_over_ipv6_loopback: no IPv6 loopback (::1) on this host"
+    );
     let srv = ServerProc::start_args(&["--listen", "[::1]:0"], &[]);
     let uaddr = srv.udp_addr();
     assert!(
