@@ -1,4 +1,6 @@
-//! Binding the whole listen set: the TCP listeners, then a UDP socket on the
+//! Binding: one TCP listener (socket2: SO_REUSEADDR, IPV6_V6ONLY, buffer
+//! sizes, backlog) and one UDP socket per listen address, and the whole
+//! listen set: the TCP listeners, then a UDP socket on the
 //! port each of them got. With `--listen 127.0.0.1:0` the kernel picks the
 //! TCP port without looking at UDP, so another process may already hold
 //! that port for UDP (EADDRINUSE): then the set is dropped and bound again
@@ -13,9 +15,11 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use tracing::debug;
 
+use socket2::{Domain, Protocol, Socket, Type};
+use thiserror::Error;
+use tracing::warn;
+
 use crate::config::Settings;
-use crate::listener::{self, BindError};
-use crate::udp;
 
 /// How many times the set is bound again after a UDP port collision. Each
 /// attempt gets a fresh ephemeral port, so a repeated collision means the
@@ -33,7 +37,7 @@ pub struct Bound {
 /// Bind the configured TCP listeners and UDP on the same ports, retrying
 /// with fresh ports when a port-0 address collides on UDP.
 pub fn bind_listen_set(s: &Settings) -> Result<Bound, BindError> {
-    bind_listen_set_with(s, MAX_BIND_ATTEMPTS, listener::bind_all)
+    bind_listen_set_with(s, MAX_BIND_ATTEMPTS, bind_tcp_all)
 }
 
 /// [`bind_listen_set`] with the TCP step supplied by the caller (tests make
@@ -47,7 +51,7 @@ pub fn bind_listen_set_with(
     let mut attempt = 1;
     loop {
         let tcp = bind_tcp(s)?;
-        match udp::bind_all(s, &tcp) {
+        match bind_udp_all(s, &tcp) {
             Ok(udp) => return Ok(Bound { tcp, udp }),
             Err(e) if attempt < attempts && port_was_chosen_by_kernel(s, &e) => {
                 // Dropping `tcp` here closes the listeners (nothing was
@@ -58,6 +62,127 @@ pub fn bind_listen_set_with(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A listener (TCP) or its UDP socket could not be bound.
+#[derive(Debug, Error)]
+#[error("cannot listen on {addr} ({transport}): {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    /// "tcp" or "udp".
+    pub transport: &'static str,
+    pub source: io::Error,
+}
+
+/// Bind one TCP listener with the configured socket options.
+pub fn bind_tcp(addr: SocketAddr, s: &Settings) -> io::Result<TcpListener> {
+    let c = &s.config.server;
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        // "[::]:7878" must not also grab IPv4: "0.0.0.0:7878" is its own
+        // listener, and with dual-stack the second bind would fail.
+        sock.set_only_v6(true)?;
+    }
+    // Restart without waiting out TIME_WAIT from the previous run.
+    sock.set_reuse_address(c.reuse_address)?;
+    // Accepted sockets inherit the buffer sizes; the receive buffer must be
+    // set before listen() for the window scale to match it.
+    if c.send_buffer > 0 {
+        sock.set_send_buffer_size(c.send_buffer as usize)?;
+    }
+    if c.recv_buffer > 0 {
+        sock.set_recv_buffer_size(c.recv_buffer as usize)?;
+    }
+    sock.set_tcp_nodelay(c.nodelay)?;
+    sock.bind(&addr.into())?;
+    sock.listen(c.backlog.min(i32::MAX as u32) as i32)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+/// Bind every configured address. An IPv6 address that cannot be bound
+/// (IPv6 disabled on this host) is skipped with a warning when another
+/// address was bound.
+pub fn bind_tcp_all(s: &Settings) -> Result<Vec<TcpListener>, BindError> {
+    let mut out = Vec::new();
+    let mut v6_failures = Vec::new();
+    for &addr in &s.listen {
+        match bind_tcp(addr, s) {
+            Ok(l) => out.push(l),
+            Err(e)
+                if addr.is_ipv6()
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                    ) =>
+            {
+                v6_failures.push(BindError {
+                    addr,
+                    transport: "tcp",
+                    source: e,
+                })
+            }
+            Err(source) => {
+                return Err(BindError {
+                    addr,
+                    transport: "tcp",
+                    source,
+                });
+            }
+        }
+    }
+    if out.is_empty() && !v6_failures.is_empty() {
+        return Err(v6_failures.swap_remove(0));
+    }
+    for e in v6_failures {
+        warn!(addr = %e.addr, error = %e.source, "IPv6 listener skipped");
+    }
+    Ok(out)
+}
+
+/// Bind one UDP socket (IPV6_V6ONLY like the TCP listener; SO_RCVBUF from
+/// `server.recv_buffer`). No SO_REUSEADDR: on UDP it would let a second
+/// server silently share the port.
+pub fn bind_udp(addr: SocketAddr, s: &Settings) -> io::Result<UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    let c = &s.config.server;
+    if c.recv_buffer > 0 {
+        sock.set_recv_buffer_size(c.recv_buffer as usize)?;
+    }
+    if c.send_buffer > 0 {
+        sock.set_send_buffer_size(c.send_buffer as usize)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+/// Bind a UDP socket on the address (and so the port) of every bound TCP
+/// listener: with `--listen 127.0.0.1:0` UDP gets the port TCP got.
+/// Empty when `udp.enabled` is false. Use [`crate::bind::bind_listen_set`],
+/// which retries when that port is already taken for UDP.
+pub fn bind_udp_all(s: &Settings, tcp: &[TcpListener]) -> Result<Vec<UdpSocket>, BindError> {
+    if !s.config.udp.enabled {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for l in tcp {
+        let addr = l.local_addr().map_err(|source| BindError {
+            addr: ([0, 0, 0, 0], 0).into(),
+            transport: "tcp",
+            source,
+        })?;
+        let u = bind_udp(addr, s).map_err(|source| BindError {
+            addr,
+            transport: "udp",
+            source,
+        })?;
+        out.push(u);
+    }
+    Ok(out)
 }
 
 /// The UDP bind failed with EADDRINUSE on an address that was configured
@@ -89,14 +214,14 @@ mod tests {
             *calls += 1;
             if *calls == 1 {
                 let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-                let l = listener::bind_tcp(addr, s).map_err(|source| BindError {
+                let l = bind_tcp(addr, s).map_err(|source| BindError {
                     addr,
                     transport: "tcp",
                     source,
                 })?;
                 Ok(vec![l])
             } else {
-                listener::bind_all(s)
+                bind_tcp_all(s)
             }
         }
     }
@@ -141,7 +266,7 @@ mod tests {
         let mut calls = 0;
         let e = bind_listen_set_with(&s, MAX_BIND_ATTEMPTS, |s| {
             calls += 1;
-            listener::bind_all(s)
+            bind_tcp_all(s)
         })
         .expect_err("port is taken for udp");
         assert_eq!(calls, 1);

@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use sockchat_shared::config::Config;
+use sockchat_shared::config::{Config, UdpConfig};
+use sockchat_shared::udp::FaultConfig;
 use thiserror::Error;
 
 /// Why the configuration could not be used. Every variant names the file or
@@ -178,9 +179,7 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
             ),
         ));
     }
-    if let Err(m) = crate::udp::validate(&c.udp) {
-        return Err(invalid("udp", m));
-    }
+    validate_udp(&c.udp)?;
     // Durations are added to clock readings: bound them so an absurd value
     // is a config error, not an overflow later.
     const YEAR_SECS: u64 = 365 * 24 * 3600;
@@ -268,6 +267,31 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
     Ok(listen)
 }
 
+/// Check the `[udp]` section; the error names the key.
+fn validate_udp(c: &UdpConfig) -> Result<(), ConfigError> {
+    sockchat_shared::udp::check_max_payload(c.max_payload)
+        .map_err(|e| invalid("udp.max_payload", e.to_string()))?;
+    udp_faults(c)
+        .check()
+        .map_err(|e| invalid("udp fault injection", e.to_string()))?;
+    if c.max_sessions == 0 {
+        return Err(invalid("udp.max_sessions", "must be at least 1"));
+    }
+    if c.session_timeout_secs == 0 {
+        return Err(invalid("udp.session_timeout_secs", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The `[udp]` fault-injection probabilities as the injector takes them.
+pub fn udp_faults(c: &UdpConfig) -> FaultConfig {
+    FaultConfig {
+        drop: c.drop_probability,
+        duplicate: c.duplicate_probability,
+        reorder: c.reorder_probability,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +316,19 @@ mod tests {
         .expect("valid");
         assert_eq!(s.listen, vec!["127.0.0.1:0".parse().expect("addr")]);
         assert!(s.log_json);
+    }
+
+    #[test]
+    fn udp_values_name_the_key() {
+        let mut c = UdpConfig::default();
+        assert!(validate_udp(&c).is_ok());
+        c.max_payload = 70000;
+        let e = validate_udp(&c).expect_err("too big").to_string();
+        assert!(e.contains("udp.max_payload"), "{e}");
+        c.max_payload = 1472;
+        c.drop_probability = 2.0;
+        let e = validate_udp(&c).expect_err("bad p").to_string();
+        assert!(e.contains("drop"), "{e}");
     }
 
     #[test]

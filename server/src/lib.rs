@@ -4,19 +4,21 @@
 //! [`run`]; tests call [`start`] to run a real server in-process on
 //! `127.0.0.1:0`.
 //!
-//! Code map: [`bind`] binds the TCP listeners and UDP on the same ports
-//! (retrying port-0 collisions); [`listener`] binds TCP and accepts; [`connection`] owns one TCP
-//! connection (reader + writer task); [`session`] the chat commands both
-//! transports share; [`text`] is the nc/telnet line
-//! protocol; [`hub`] holds rooms, nicks, history and does the fan-out;
-//! [`outbox`] is the bounded per-member queue and its vectored writer;
-//! [`limits`] the token bucket and per-address cap; [`shutdown`] the
-//! two-phase graceful stop; [`sockinfo`] the server's view of a socket;
-//! [`config`] loads and validates settings.
+//! Code map (ARCHITECTURE.md has the long form): [`bind`] binds TCP and
+//! UDP; [`listener`] accepts TCP; [`ctx`] is the shared state and
+//! admission; [`connection`] is a TCP socket and its framing; [`tcp`] one
+//! TCP user from accept to close; [`session`] the transport-neutral session
+//! (every command, and the one end of a session); [`udp`] the UDP
+//! transport; [`text`] the nc/telnet line protocol; [`hub`] rooms, nicks,
+//! history and fan-out; [`outbox`] the bounded per-member queue and its
+//! vectored writer; [`limits`] the token bucket and per-address cap;
+//! [`shutdown`] the two-phase graceful stop; [`sockinfo`] the server's view
+//! of a socket; [`config`] loads and validates settings.
 
 pub mod bind;
 pub mod config;
 pub mod connection;
+pub mod ctx;
 pub mod hub;
 pub mod limits;
 pub mod listener;
@@ -24,32 +26,27 @@ pub mod outbox;
 pub mod session;
 pub mod shutdown;
 pub mod sockinfo;
+pub mod tcp;
 pub mod text;
 pub mod udp;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use bind::BindError;
 pub use config::{ConfigError, Overrides, RuntimeFlavor, Settings};
-pub use listener::BindError;
+pub use ctx::server_name;
 
-use crate::connection::Ctx;
+use crate::ctx::Ctx;
 use crate::hub::{Hub, HubConfig};
-use crate::limits::PerIpLimit;
 use crate::listener::AcceptCtx;
 use crate::shutdown::Shutdown;
-
-/// The name the server gives itself in `Welcome`.
-pub fn server_name() -> String {
-    format!("sockchat-server {}", env!("CARGO_PKG_VERSION"))
-}
 
 /// Serve on already-bound listeners until `signal` completes, then shut
 /// down gracefully (bounded by `server.shutdown_grace_secs`).
@@ -81,20 +78,9 @@ pub async fn run_with_udp(
         server_name: server_name(),
     }));
     let shutdown = Shutdown::new(Duration::from_secs(c.server.shutdown_grace_secs));
-    let ctx = Arc::new(Ctx {
-        settings: settings.clone(),
-        hub,
-        shutdown: shutdown.clone(),
-        next_id: AtomicU64::new(1),
-        server_name: server_name(),
-    });
+    let ctx = Arc::new(Ctx::new(settings.clone(), hub, shutdown.clone()));
     let accept = Arc::new(AcceptCtx {
         ctx: ctx.clone(),
-        slots: Arc::new(Semaphore::new(
-            c.limits.max_connections.min(Semaphore::MAX_PERMITS),
-        )),
-        per_ip: (!settings.no_rate_limits)
-            .then(|| PerIpLimit::new(c.limits.max_connections_per_ip)),
         reject_slots: Arc::new(Semaphore::new(64)),
     });
     let mut loops = Vec::new();

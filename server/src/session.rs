@@ -1,10 +1,13 @@
-//! The transport-neutral half of a user's session: the chat commands
-//! (nick, join, leave, private, who, rooms, sockinfo), room messages, the
-//! message rate limit and the welcome. The TCP connection
-//! ([`crate::connection`]) and the UDP transport ([`crate::udp`]) both call
-//! it, so a command behaves the same whichever socket it came in on; each
-//! transport keeps only what really differs (framing, handshake, batching,
-//! how a session ends).
+//! One user's session, whatever its transport: [`Session::handle`] takes a
+//! decoded [`ClientMsg`] (registration, chat, commands, ping, quit, the
+//! rate limit) and [`Session::end`] is the only place a session ends (the
+//! one reason logged, rooms left and told, the nick freed, `Bye`). The TCP
+//! session ([`crate::tcp`]) and the UDP transport ([`crate::udp`]) only
+//! move bytes and decide *when* a session ends, so a command behaves the
+//! same whichever socket it came in on.
+//!
+//! **Invariant:** every session ends exactly once, in [`Session::end`],
+//! with one [`DisconnectReason`] (the first recorded on its [`Peer`] wins).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,14 +16,218 @@ use sockchat_shared::names::normalize_room;
 use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
 
-use crate::connection::Ctx;
-use crate::hub::{Format, Peer, Room};
+use tracing::{debug, info, info_span};
+
+use crate::ctx::Ctx;
+use crate::hub::{Format, HubError, Peer, Room, Transport};
 use crate::limits::TokenBucket;
+
+/// What [`Session::handle`] leaves to the transport.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Continue,
+    /// A room message to fan out (TCP batches a read's worth per room).
+    Chat(Arc<Room>, ServerMsg),
+    /// End the session with this reason ([`Session::end`]).
+    End(DisconnectReason),
+}
+
+/// One user's session: its peer (outbox, nick, socket view), its rooms and
+/// its rate limit.
+pub(crate) struct Session {
+    pub ctx: Arc<Ctx>,
+    pub peer: Arc<Peer>,
+    /// Rooms this user is in; the last one is the current room.
+    rooms: Vec<Arc<Room>>,
+    rate: RateLimit,
+    registered: bool,
+}
+
+impl Session {
+    pub(crate) fn new(ctx: Arc<Ctx>, peer: Arc<Peer>, now: Instant) -> Self {
+        let rate = RateLimit::new(&ctx, now);
+        Session {
+            ctx,
+            peer,
+            rooms: Vec::new(),
+            rate,
+            registered: false,
+        }
+    }
+
+    pub(crate) fn registered(&self) -> bool {
+        self.registered
+    }
+
+    /// The connection's log span (conn_id, peer, transport, nick). Built
+    /// when something is logged rather than held for the session's life:
+    /// a live span costs the subscriber a few hundred bytes, most of an idle
+    /// connection's budget.
+    pub(crate) fn span(&self) -> tracing::Span {
+        span(&self.peer)
+    }
+
+    /// Take `wanted` (empty: `guestN`), send Welcome and join the default
+    /// room. On error nothing is sent: the caller tells the client.
+    pub(crate) fn register(&mut self, wanted: &str) -> Result<(), HubError> {
+        self.ctx.hub.register(&self.peer, wanted)?;
+        self.registered = true;
+        self.member().welcome_and_join();
+        // One INFO line per session (its end); the rest is DEBUG, so a
+        // churn of thousands of connections per second is not mostly logging.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let _in = self.span().entered();
+            debug!("registered");
+        }
+        Ok(())
+    }
+
+    fn member(&mut self) -> Member<'_> {
+        Member {
+            ctx: &self.ctx,
+            peer: &self.peer,
+            rooms: &mut self.rooms,
+        }
+    }
+
+    fn error(&self, code: ErrorCode, text: impl Into<String>) {
+        error(&self.peer, code, text);
+    }
+
+    /// Handle one message from the client.
+    pub(crate) fn handle(&mut self, msg: ClientMsg) -> Step {
+        if !self.registered {
+            return self.handle_unregistered(msg);
+        }
+        // Pings, pongs, hellos and quit are free; everything else costs a token.
+        if !matches!(
+            msg,
+            ClientMsg::Ping { .. }
+                | ClientMsg::Pong { .. }
+                | ClientMsg::Hello { .. }
+                | ClientMsg::Quit { .. }
+        ) {
+            match self.rate.check(&self.ctx, &self.peer) {
+                Rate::Allowed => {}
+                Rate::Dropped => return Step::Continue,
+                Rate::Exceeded => return Step::End(DisconnectReason::RateLimited),
+            }
+        }
+        match msg {
+            ClientMsg::Hello { .. } if self.peer.transport == Transport::Udp => {
+                // Our Welcome was lost and the client asks again: repeat it
+                // (the nick stays; a different one in this Hello is ignored).
+                self.peer.send(&ServerMsg::Welcome {
+                    nick: self.peer.nick().to_string(),
+                    room: self
+                        .rooms
+                        .last()
+                        .map(|r| r.name.to_string())
+                        .unwrap_or_default(),
+                    server: self.ctx.server_name.clone(),
+                });
+            }
+            ClientMsg::Hello { .. } => self.error(ErrorCode::BadCommand, "already registered"),
+            ClientMsg::Ping { token } => self.peer.send(&ServerMsg::Pong { token }),
+            ClientMsg::Pong { .. } => {}
+            ClientMsg::Quit { message } => return Step::End(quit_reason(&self.ctx, &message)),
+            ClientMsg::Say { room, text } => return self.chat(&room, text, ChatKind::Say),
+            ClientMsg::Me { room, text } => return self.chat(&room, text, ChatKind::Me),
+            other => self.member().command(other),
+        }
+        Step::Continue
+    }
+
+    fn handle_unregistered(&mut self, msg: ClientMsg) -> Step {
+        match msg {
+            ClientMsg::Hello { nick } => {
+                if let Err(e) = self.register(&nick) {
+                    self.error(e.code(), e.to_string());
+                }
+            }
+            ClientMsg::Ping { token } => self.peer.send(&ServerMsg::Pong { token }),
+            ClientMsg::Pong { .. } => {}
+            ClientMsg::Quit { message } => return Step::End(quit_reason(&self.ctx, &message)),
+            _ => self.error(ErrorCode::BadCommand, "send Hello first"),
+        }
+        Step::Continue
+    }
+
+    fn chat(&mut self, room: &str, text: String, kind: ChatKind) -> Step {
+        match self.member().chat(room, text, kind) {
+            Some((room, msg)) => Step::Chat(room, msg),
+            None => Step::Continue,
+        }
+    }
+
+    /// End the session: record the reason (the first one recorded on the
+    /// peer wins; that one is returned), log it (the session's one INFO
+    /// line), leave every room and tell the members (not during a server
+    /// shutdown: everyone gets their own Bye then), free the nick, and queue
+    /// `Bye` when `bye` (the transport knows whether the client can still
+    /// read it). Closing the socket is the transport's.
+    pub(crate) fn end(&mut self, reason: DisconnectReason, bye: bool) -> DisconnectReason {
+        self.peer.set_reason(reason);
+        let reason = self.peer.reason().unwrap_or_else(DisconnectReason::quit);
+        {
+            let _in = self.span().entered();
+            info!(
+                reason = %reason,
+                code = %reason.code(),
+                errno = reason.errno(),
+                registered = self.registered,
+                "disconnected"
+            );
+        }
+        let server_shutdown = reason == DisconnectReason::ServerShutdown;
+        // UDP has no FIN: a UDP user who went silent is only ever a timeout,
+        // and the text line says so.
+        let no_fin = self.peer.transport == Transport::Udp
+            && matches!(reason, DisconnectReason::IdleTimeout { .. });
+        let hub = self.ctx.hub.clone();
+        for r in std::mem::take(&mut self.rooms) {
+            if no_fin {
+                hub.leave(&self.peer, &r, Some(&reason), false, false);
+                let left = ServerMsg::Left {
+                    room: r.name.to_string(),
+                    nick: self.peer.nick().to_string(),
+                    reason: Some(reason.clone()),
+                };
+                let line = format!(
+                    "* {} left {}: {reason} — UDP has no FIN",
+                    self.peer.nick(),
+                    r.name
+                );
+                r.broadcast_with_text(&left, &line, Some(self.peer.id));
+            } else {
+                hub.leave(&self.peer, &r, Some(&reason), !server_shutdown, false);
+            }
+        }
+        if self.registered {
+            hub.unregister(&self.peer);
+            self.registered = false;
+        }
+        if bye {
+            let msg = ServerMsg::Bye {
+                reason: reason.clone(),
+            };
+            if let Some(b) = crate::hub::encode(&msg, self.peer.format) {
+                self.peer.outbox.push_force(b);
+            }
+        }
+        reason
+    }
+}
+
+/// The log span of a session (see [`Session::span`]).
+pub(crate) fn span(peer: &Peer) -> tracing::Span {
+    info_span!("conn", conn_id = peer.id, peer = %peer.addr, transport = peer.transport.as_str(), nick = %peer.nick())
+}
 
 /// The per-session message rate limit (off with `--no-rate-limits`): a
 /// token bucket and the count of refusals in a row.
 #[derive(Debug)]
-pub(crate) struct RateLimit {
+struct RateLimit {
     bucket: Option<TokenBucket>,
     /// Rate-limited commands in a row.
     strikes: u32,
@@ -28,7 +235,7 @@ pub(crate) struct RateLimit {
 
 /// What [`RateLimit::check`] decided about one command.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Rate {
+enum Rate {
     Allowed,
     /// Refused (the user was told on the first refusal); the session goes on.
     Dropped,
@@ -38,7 +245,7 @@ pub(crate) enum Rate {
 }
 
 impl RateLimit {
-    pub(crate) fn new(ctx: &Ctx, now: Instant) -> Self {
+    fn new(ctx: &Ctx, now: Instant) -> Self {
         let l = &ctx.settings.config.limits;
         RateLimit {
             bucket: (!ctx.settings.no_rate_limits)
@@ -49,7 +256,7 @@ impl RateLimit {
 
     /// Take a token for one command. The first refusal of a run tells the
     /// user; the run's length decides whether the session ends.
-    pub(crate) fn check(&mut self, ctx: &Ctx, peer: &Peer) -> Rate {
+    fn check(&mut self, ctx: &Ctx, peer: &Peer) -> Rate {
         let Some(bucket) = &mut self.bucket else {
             return Rate::Allowed;
         };
@@ -79,7 +286,7 @@ impl RateLimit {
 /// The reason for a `Quit`: its message sanitised (as chat text is) and cut
 /// to `limits.max_message_len` bytes at a character boundary (the user is
 /// leaving: there is no one to send an error to). Rooms see it in `Left`.
-pub(crate) fn quit_reason(ctx: &Ctx, message: &str) -> DisconnectReason {
+fn quit_reason(ctx: &Ctx, message: &str) -> DisconnectReason {
     let message = sanitize(message.trim());
     let mut end = message
         .len()
@@ -99,17 +306,17 @@ fn error(peer: &Peer, code: ErrorCode, text: impl Into<String>) {
     });
 }
 
-/// One registered user as the commands see it, borrowed from the
-/// transport's session for the length of one command.
-pub(crate) struct Member<'a> {
-    pub ctx: &'a Ctx,
-    pub peer: &'a Arc<Peer>,
+/// One registered user as the commands see it, borrowed from its
+/// [`Session`] for the length of one command.
+struct Member<'a> {
+    ctx: &'a Ctx,
+    peer: &'a Arc<Peer>,
     /// Rooms this user is in; the last one is the current room.
-    pub rooms: &'a mut Vec<Arc<Room>>,
+    rooms: &'a mut Vec<Arc<Room>>,
 }
 
 impl Member<'_> {
-    pub(crate) fn error(&self, code: ErrorCode, text: impl Into<String>) {
+    fn error(&self, code: ErrorCode, text: impl Into<String>) {
         error(self.peer, code, text);
     }
 
@@ -154,7 +361,7 @@ impl Member<'_> {
     }
 
     /// Send Welcome and join the default room (a just-registered user).
-    pub(crate) fn welcome_and_join(&mut self) {
+    fn welcome_and_join(&mut self) {
         let room = self.ctx.settings.config.server.default_room.clone();
         self.peer.send(&ServerMsg::Welcome {
             nick: self.peer.nick().to_string(),
@@ -170,12 +377,7 @@ impl Member<'_> {
     /// A Say/Me (rate limit already taken): the sanitized room message and
     /// the room it goes to, or `None` when the user was told why not. The
     /// transport fans it out (TCP batches a read's worth, UDP sends each).
-    pub(crate) fn chat(
-        &self,
-        room: &str,
-        text: String,
-        kind: ChatKind,
-    ) -> Option<(Arc<Room>, ServerMsg)> {
+    fn chat(&self, room: &str, text: String, kind: ChatKind) -> Option<(Arc<Room>, ServerMsg)> {
         if !self.check_len(&text) {
             return None;
         }
@@ -204,7 +406,7 @@ impl Member<'_> {
     /// Nick, Join, Leave, Private, Who, Rooms, SockInfo (rate limit already
     /// taken). The session-level messages (Hello, Say, Me, Ping, Pong,
     /// Quit) are the transport's and are ignored here.
-    pub(crate) fn command(&mut self, msg: ClientMsg) {
+    fn command(&mut self, msg: ClientMsg) {
         let hub = self.ctx.hub.clone();
         match msg {
             ClientMsg::Nick { nick } => match hub.rename(self.peer, &nick) {

@@ -21,8 +21,8 @@
 //! One task owns the session map (receive, dispatch, timeouts): no lock
 //! on the receive path.
 //!
-//! **Invariant:** every session ends exactly once, in [`UdpServer::end`],
-//! with one [`DisconnectReason`] that is logged and announced.
+//! **Invariant:** every session ends exactly once, through
+//! [`UdpServer::end`] into [`Session::end`], with one [`DisconnectReason`].
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
@@ -35,22 +35,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sockchat_shared::config::UdpConfig;
-use sockchat_shared::udp::{
-    self, CookieJar, FaultConfig, FaultInjector, SeqStats, SeqTracker, SeqVerdict,
-};
-use sockchat_shared::{
-    ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg, codec, sockopt,
-};
-use socket2::{Domain, Protocol, Socket, Type};
+use sockchat_shared::udp::{self, CookieJar, FaultInjector, SeqStats, SeqTracker, SeqVerdict};
+use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg, codec, sockopt};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
-use crate::config::Settings;
-use crate::connection::Ctx;
-use crate::hub::{Format, Peer, Room, SocketView, Transport};
+use crate::ctx::{Admission, Ctx, Refusal};
+use crate::hub::{Format, Peer, SocketView, Transport};
 use crate::limits::TokenBucket;
-use crate::listener::BindError;
-use crate::session::{Member, Rate, RateLimit, quit_reason};
+use crate::session::{Session, Step};
 
 /// How often a held-back (reordered) datagram is released at the latest.
 const REORDER_HOLD: Duration = Duration::from_millis(20);
@@ -67,77 +60,6 @@ const RETRY_GLOBAL_BURST: f64 = 2000.0;
 const MAX_RETRY_BUCKETS: usize = 4096;
 /// Cookies are valid for one to two epochs.
 const COOKIE_EPOCH_SECS: u64 = 30;
-
-/// Bind one UDP socket (IPV6_V6ONLY like the TCP listener; SO_RCVBUF from
-/// `server.recv_buffer`). No SO_REUSEADDR: on UDP it would let a second
-/// server silently share the port.
-pub fn bind_udp(addr: SocketAddr, s: &Settings) -> io::Result<std::net::UdpSocket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        sock.set_only_v6(true)?;
-    }
-    let c = &s.config.server;
-    if c.recv_buffer > 0 {
-        sock.set_recv_buffer_size(c.recv_buffer as usize)?;
-    }
-    if c.send_buffer > 0 {
-        sock.set_send_buffer_size(c.send_buffer as usize)?;
-    }
-    sock.bind(&addr.into())?;
-    sock.set_nonblocking(true)?;
-    Ok(sock.into())
-}
-
-/// Bind a UDP socket on the address (and so the port) of every bound TCP
-/// listener: with `--listen 127.0.0.1:0` UDP gets the port TCP got.
-/// Empty when `udp.enabled` is false. Use [`crate::bind::bind_listen_set`],
-/// which retries when that port is already taken for UDP.
-pub fn bind_all(
-    s: &Settings,
-    tcp: &[std::net::TcpListener],
-) -> Result<Vec<std::net::UdpSocket>, BindError> {
-    if !s.config.udp.enabled {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for l in tcp {
-        let addr = l.local_addr().map_err(|source| BindError {
-            addr: ([0, 0, 0, 0], 0).into(),
-            transport: "tcp",
-            source,
-        })?;
-        let u = bind_udp(addr, s).map_err(|source| BindError {
-            addr,
-            transport: "udp",
-            source,
-        })?;
-        out.push(u);
-    }
-    Ok(out)
-}
-
-/// Check the `[udp]` section; the error names the key.
-pub fn validate(c: &UdpConfig) -> Result<(), String> {
-    udp::check_max_payload(c.max_payload).map_err(|e| format!("udp.max_payload: {e}"))?;
-    faults(c)
-        .check()
-        .map_err(|e| format!("udp fault injection: {e}"))?;
-    if c.max_sessions == 0 {
-        return Err("udp.max_sessions must be at least 1".into());
-    }
-    if c.session_timeout_secs == 0 {
-        return Err("udp.session_timeout_secs must be at least 1".into());
-    }
-    Ok(())
-}
-
-fn faults(c: &UdpConfig) -> FaultConfig {
-    FaultConfig {
-        drop: c.drop_probability,
-        duplicate: c.duplicate_probability,
-        reorder: c.reorder_probability,
-    }
-}
 
 /// 128 random bits from the OS (std seeds `RandomState` from getrandom).
 fn random_u64() -> u64 {
@@ -242,16 +164,17 @@ impl SocketView for UdpView {
     }
 }
 
-/// One UDP user, owned by the receive task.
-struct Session {
-    peer: Arc<Peer>,
-    /// Rooms this user is in; the last one is the current room.
-    rooms: Vec<Arc<Room>>,
+/// One UDP user, owned by the receive task: the transport-neutral session
+/// plus what only UDP has (sequence accounting, silence, its writer).
+struct UdpSession {
+    s: Session,
     rx: SeqTracker,
-    rate: RateLimit,
     last_rx: Instant,
     stats: Arc<SessionStats>,
     writer: tokio::task::JoinHandle<()>,
+    /// The `limits.max_connections` permit and per-address slot, shared
+    /// with TCP; released when the session ends.
+    _admission: Admission,
 }
 
 /// The receive task's state for one UDP socket.
@@ -262,8 +185,7 @@ struct UdpServer {
     cfg: UdpConfig,
     jar: CookieJar,
     started: Instant,
-    sessions: HashMap<SocketAddr, Session>,
-    per_ip: HashMap<IpAddr, usize>,
+    sessions: HashMap<SocketAddr, UdpSession>,
     retry_buckets: HashMap<IpAddr, TokenBucket>,
     retry_global: TokenBucket,
     counters: Arc<UdpCounters>,
@@ -292,18 +214,11 @@ pub async fn serve(sock: std::net::UdpSocket, ctx: Arc<Ctx>) {
         ctx,
         started: now,
         sessions: HashMap::new(),
-        per_ip: HashMap::new(),
         retry_buckets: HashMap::new(),
         retry_global: TokenBucket::new(RETRY_GLOBAL_RATE, RETRY_GLOBAL_BURST, now),
         counters: Arc::default(),
     };
     s.run().await;
-}
-
-/// Outcome of handling one message.
-enum Flow {
-    Continue,
-    End(DisconnectReason),
 }
 
 impl UdpServer {
@@ -428,40 +343,34 @@ impl UdpServer {
         }
     }
 
-    /// A verified Hello: register the nick, welcome, join the default room.
+    /// A verified Hello: admit (the global and per-address caps, shared
+    /// with TCP, and `udp.max_sessions`), register the nick, welcome, join
+    /// the default room.
     fn create_session(&mut self, from: SocketAddr, nick: &str, seq: u32, len: usize) {
-        let limits = &self.ctx.settings.config.limits;
-        let per_ip_max = if self.ctx.settings.no_rate_limits {
-            usize::MAX
-        } else {
-            limits.max_connections_per_ip
-        };
-        let refuse = if self.sessions.len() >= self.cfg.max_sessions {
-            Some((
-                ErrorCode::ServerFull,
-                format!(
+        let admitted = if self.sessions.len() >= self.cfg.max_sessions {
+            Err(Refusal {
+                code: ErrorCode::ServerFull,
+                text: format!(
                     "server full ({} UDP sessions); try again later",
                     self.cfg.max_sessions
                 ),
-            ))
-        } else if self.per_ip.get(&from.ip()).copied().unwrap_or(0) >= per_ip_max {
-            Some((
-                ErrorCode::TooManyFromAddress,
-                format!("too many sessions from {} (max {per_ip_max})", from.ip()),
-            ))
+            })
         } else {
-            None
+            self.ctx.admit(from.ip())
         };
-        if let Some((code, text)) = refuse {
-            self.counters
-                .sessions_refused
-                .fetch_add(1, Ordering::Relaxed);
-            info!(peer = %from, %text, "udp session refused");
-            // The address is verified (it echoed our cookie): a reply of
-            // any size is no amplification.
-            self.reply_direct(from, &ServerMsg::Error { code, text });
-            return;
-        }
+        let admission = match admitted {
+            Ok(a) => a,
+            Err(Refusal { code, text }) => {
+                self.counters
+                    .sessions_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                info!(peer = %from, %text, "udp session refused");
+                // The address is verified (it echoed our cookie): a reply of
+                // any size is no amplification.
+                self.reply_direct(from, &ServerMsg::Error { code, text });
+                return;
+            }
+        };
         let ctx = self.ctx.clone();
         let id = ctx.next_id.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(SessionStats::default());
@@ -481,7 +390,11 @@ impl UdpServer {
             cfg.server.slow_consumer,
             Some(view),
         ));
-        if let Err(e) = ctx.hub.register(&peer, nick) {
+        let now = Instant::now();
+        let mut session = Session::new(ctx.clone(), peer.clone(), now);
+        // Registering queues the Welcome, Joined and history in the
+        // outbox; the writer below sends them.
+        if let Err(e) = session.register(nick) {
             self.reply_direct(
                 from,
                 &ServerMsg::Error {
@@ -492,7 +405,7 @@ impl UdpServer {
             return;
         }
         let inj = {
-            let f = faults(&self.cfg);
+            let f = crate::config::udp_faults(&self.cfg);
             (!f.is_off()).then(|| FaultInjector::new(f, random_u64() ^ id))
         };
         let writer = ctx.shutdown.tracker.spawn(writer_task(
@@ -502,26 +415,22 @@ impl UdpServer {
             self.max(),
             inj,
         ));
-        let now = Instant::now();
         let mut rx = SeqTracker::expecting(seq);
         rx.record(seq);
         stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
         stats.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
         *stats.rx.lock().unwrap_or_else(|p| p.into_inner()) = rx.stats();
-        let mut session = Session {
-            peer: peer.clone(),
-            rooms: Vec::new(),
-            rx,
-            rate: RateLimit::new(&ctx, now),
-            last_rx: now,
-            stats,
-            writer,
-        };
-        *self.per_ip.entry(from.ip()).or_insert(0) += 1;
-        session.member(&ctx).welcome_and_join();
-        let nick = peer.nick();
-        info!(conn_id = id, peer = %from, transport = "udp", nick = %nick, "registered");
-        self.sessions.insert(from, session);
+        self.sessions.insert(
+            from,
+            UdpSession {
+                s: session,
+                rx,
+                last_rx: now,
+                stats,
+                writer,
+                _admission: admission,
+            },
+        );
     }
 
     /// One datagram straight to a verified address, outside any session
@@ -533,7 +442,7 @@ impl UdpServer {
     }
 
     fn on_session_datagram(&mut self, from: SocketAddr, dg: udp::ClientDatagram, len: usize) {
-        let flow = {
+        let ended = {
             let Some(s) = self.sessions.get_mut(&from) else {
                 return;
             };
@@ -545,21 +454,29 @@ impl UdpServer {
                 .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
             let verdict = s.rx.record(dg.seq);
             *s.stats.rx.lock().unwrap_or_else(|p| p.into_inner()) = s.rx.stats();
-            if s.peer.cancel_token().is_cancelled() {
+            if s.s.peer.cancel_token().is_cancelled() {
                 // Doomed (slow consumer): end it with its reason.
-                let r = s.peer.reason().unwrap_or_else(DisconnectReason::quit);
-                Flow::End(r)
+                let r = s.s.peer.reason().unwrap_or_else(DisconnectReason::quit);
+                Some(r)
             } else if verdict == SeqVerdict::Duplicate && !matches!(dg.msg, ClientMsg::Hello { .. })
             {
                 // The same message twice must not be said twice. (A Hello
                 // is idempotent and always answered: a client that
                 // restarted on the same port numbers from 0 again.)
-                Flow::Continue
+                None
             } else {
-                handle(&self.ctx, s, dg.msg)
+                match s.s.handle(dg.msg) {
+                    Step::Continue => None,
+                    // One datagram's worth: no batching.
+                    Step::Chat(room, msg) => {
+                        room.fan_out_chat(vec![msg], s.s.peer.id);
+                        None
+                    }
+                    Step::End(r) => Some(r),
+                }
             }
         };
-        if let Flow::End(reason) = flow {
+        if let Some(reason) = ended {
             self.end(from, reason);
         }
     }
@@ -569,10 +486,13 @@ impl UdpServer {
         let now = Instant::now();
         let mut ended = Vec::new();
         for (a, s) in &self.sessions {
-            if s.peer.cancel_token().is_cancelled() {
-                let r = s.peer.reason().unwrap_or(DisconnectReason::ProtocolError {
-                    detail: "session aborted".into(),
-                });
+            if s.s.peer.cancel_token().is_cancelled() {
+                let r =
+                    s.s.peer
+                        .reason()
+                        .unwrap_or(DisconnectReason::ProtocolError {
+                            detail: "session aborted".into(),
+                        });
                 ended.push((*a, r));
             } else if now.saturating_duration_since(s.last_rx) >= timeout {
                 let secs = timeout.as_secs().min(u64::from(u32::MAX)) as u32;
@@ -584,132 +504,29 @@ impl UdpServer {
         }
     }
 
-    /// The one place a session ends: record and log its reason, leave every
-    /// room (announced), forget the nick, say Bye, let the writer flush.
+    /// End a session ([`Session::end`]: reason, rooms, nick, Bye) and
+    /// forget its address. Bye is best effort (UDP), but a live client
+    /// learns the reason; the writer flushes and exits on its own (a doomed
+    /// one was cancelled).
     fn end(&mut self, addr: SocketAddr, reason: DisconnectReason) {
-        let Some(mut s) = self.sessions.remove(&addr) else {
+        let Some(mut u) = self.sessions.remove(&addr) else {
             return;
         };
-        if let Some(n) = self.per_ip.get_mut(&addr.ip()) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_ip.remove(&addr.ip());
-            }
-        }
-        let peer = s.peer.clone();
-        peer.set_reason(reason);
-        let reason = peer.reason().unwrap_or_else(DisconnectReason::quit);
-        let server_shutdown = reason == DisconnectReason::ServerShutdown;
-        let rx = s.rx.stats();
-        info!(
-            conn_id = peer.id,
+        let rx = u.rx.stats();
+        debug!(
+            conn_id = u.s.peer.id,
             peer = %addr,
-            transport = "udp",
-            nick = %peer.nick(),
-            reason = %reason,
-            code = %reason.code(),
             rx_lost = rx.lost,
             rx_duplicated = rx.duplicated,
             rx_reordered = rx.reordered,
-            "disconnected"
+            "udp session accounting"
         );
-        let hub = self.ctx.hub.clone();
-        let no_fin = matches!(reason, DisconnectReason::IdleTimeout { .. });
-        for r in std::mem::take(&mut s.rooms) {
-            if no_fin {
-                // Everyone gets the standard Left; text users get the line
-                // that says why a UDP departure is only ever a timeout.
-                hub.leave(&peer, &r, Some(&reason), false, false);
-                let left = ServerMsg::Left {
-                    room: r.name.to_string(),
-                    nick: peer.nick().to_string(),
-                    reason: Some(reason.clone()),
-                };
-                let line = format!(
-                    "* {} left {}: {reason} — UDP has no FIN",
-                    peer.nick(),
-                    r.name
-                );
-                r.broadcast_with_text(&left, &line, Some(peer.id));
-            } else {
-                hub.leave(&peer, &r, Some(&reason), !server_shutdown, false);
-            }
+        let live = !u.s.peer.cancel_token().is_cancelled();
+        u.s.end(reason, live);
+        if live {
+            u.s.peer.outbox.close();
         }
-        hub.unregister(&peer);
-        if !peer.cancel_token().is_cancelled() {
-            // Bye is best effort (UDP), but a live client learns the reason.
-            if let Some(b) = crate::hub::encode(
-                &ServerMsg::Bye {
-                    reason: reason.clone(),
-                },
-                Format::Framed,
-            ) {
-                peer.outbox.push_force(b);
-            }
-            peer.outbox.close();
-        }
-        // The writer flushes and exits on its own; a doomed one was cancelled.
-        drop(s.writer);
-    }
-}
-
-impl Session {
-    /// The transport-neutral half of this session, for one command.
-    fn member<'a>(&'a mut self, ctx: &'a Ctx) -> Member<'a> {
-        Member {
-            ctx,
-            peer: &self.peer,
-            rooms: &mut self.rooms,
-        }
-    }
-}
-
-/// Handle one message of an existing session: the session-level messages
-/// here, chat and commands in [`crate::session`], as for TCP.
-fn handle(ctx: &Arc<Ctx>, s: &mut Session, msg: ClientMsg) -> Flow {
-    // Pings, pongs, hellos and quit are free; everything else costs a token.
-    let costs = !matches!(
-        msg,
-        ClientMsg::Ping { .. }
-            | ClientMsg::Pong { .. }
-            | ClientMsg::Hello { .. }
-            | ClientMsg::Quit { .. }
-    );
-    if costs {
-        match s.rate.check(ctx, &s.peer) {
-            Rate::Allowed => {}
-            Rate::Dropped => return Flow::Continue,
-            Rate::Exceeded => return Flow::End(DisconnectReason::RateLimited),
-        }
-    }
-    match msg {
-        ClientMsg::Hello { .. } => {
-            // Our Welcome was lost and the client asks again: repeat it.
-            s.peer.send(&ServerMsg::Welcome {
-                nick: s.peer.nick().to_string(),
-                room: s
-                    .rooms
-                    .last()
-                    .map(|r| r.name.to_string())
-                    .unwrap_or_default(),
-                server: ctx.server_name.clone(),
-            });
-        }
-        ClientMsg::Ping { token } => s.peer.send(&ServerMsg::Pong { token }),
-        ClientMsg::Pong { .. } => {}
-        ClientMsg::Quit { message } => return Flow::End(quit_reason(ctx, &message)),
-        ClientMsg::Say { room, text } => chat(ctx, s, &room, text, ChatKind::Say),
-        ClientMsg::Me { room, text } => chat(ctx, s, &room, text, ChatKind::Me),
-        other => s.member(ctx).command(other),
-    }
-    Flow::Continue
-}
-
-/// A room message from a UDP member: fanned out like a TCP member's (one
-/// datagram's worth, so no batching).
-fn chat(ctx: &Ctx, s: &mut Session, room: &str, text: String, kind: ChatKind) {
-    if let Some((r, msg)) = s.member(ctx).chat(room, text, kind) {
-        r.fan_out_chat(vec![msg], s.peer.id);
+        drop(u.writer);
     }
 }
 
@@ -860,20 +677,5 @@ mod tests {
         // A truncated trailing frame is ignored, never read past the end.
         let cut = chunk.slice(..chunk.len() - 1);
         assert_eq!(frames(&cut).count(), 1);
-    }
-
-    #[test]
-    fn validate_names_the_key() {
-        let mut c = UdpConfig::default();
-        assert!(validate(&c).is_ok());
-        c.max_payload = 70000;
-        assert!(
-            validate(&c)
-                .expect_err("too big")
-                .contains("udp.max_payload")
-        );
-        c.max_payload = 1472;
-        c.drop_probability = 2.0;
-        assert!(validate(&c).expect_err("bad p").contains("drop"));
     }
 }

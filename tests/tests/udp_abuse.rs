@@ -277,3 +277,87 @@ async fn the_session_cap_refuses_with_server_full() {
         }
     }
 }
+
+/// UDP sessions take a `limits.max_connections` permit and count against
+/// `limits.max_connections_per_ip` together with TCP connections (one
+/// budget per address, as config.toml says).
+#[tokio::test]
+async fn udp_sessions_count_against_the_tcp_connection_caps() {
+    let cfg = std::env::temp_dir().join(format!("sockchat-udp-{}-ipcap.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[limits]\nmax_connections_per_ip = 2\nmax_connections = 3\n",
+    )
+    .expect("write config");
+    let srv = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let udp_addr = srv.udp_addr();
+    // One TCP connection and one UDP session from 127.0.0.1: the cap (2).
+    let _tcp = FramedClient::connect(srv.addr, "tcpuser").await;
+    let mut first = UdpLink::connect(udp_addr, UdpOptions::default())
+        .await
+        .expect("connect");
+    first
+        .handshake("udpone", Duration::from_millis(200), STEP)
+        .await
+        .expect("within the per-address cap");
+    let mut second = UdpLink::connect(udp_addr, UdpOptions::default())
+        .await
+        .expect("connect");
+    match second
+        .handshake("udptwo", Duration::from_millis(200), STEP)
+        .await
+    {
+        Err(sockchat::net::udp::HandshakeError::Refused { code, text }) => {
+            assert_eq!(
+                code,
+                sockchat_shared::ErrorCode::TooManyFromAddress,
+                "{text}"
+            );
+            assert!(text.contains("(max 2)"), "{text}");
+        }
+        other => panic!("expected TooManyFromAddress, got {other:?}"),
+    }
+    // And a TCP connection is refused while UDP holds the address's slot.
+    let mut third = FramedClient::connect_raw(srv.addr).await.expect("tcp");
+    match third.recv().await {
+        ServerMsg::Error { code, text } => {
+            assert_eq!(
+                code,
+                sockchat_shared::ErrorCode::TooManyFromAddress,
+                "{text}"
+            );
+        }
+        other => panic!("expected TooManyFromAddress, got {other:?}"),
+    }
+    let _ = std::fs::remove_file(&cfg);
+
+    // The global cap: one TCP connection and one UDP session fill 2.
+    let cfg = std::env::temp_dir().join(format!("sockchat-udp-{}-cap2.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[limits]\nmax_connections = 2\n",
+    )
+    .expect("write config");
+    let srv = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let _tcp = FramedClient::connect(srv.addr, "tcpuser").await;
+    let mut one = UdpLink::connect(srv.udp_addr(), UdpOptions::default())
+        .await
+        .expect("connect");
+    one.handshake("udpone", Duration::from_millis(200), STEP)
+        .await
+        .expect("within the cap");
+    let mut two = UdpLink::connect(srv.udp_addr(), UdpOptions::default())
+        .await
+        .expect("connect");
+    match two
+        .handshake("udptwo", Duration::from_millis(200), STEP)
+        .await
+    {
+        Err(sockchat::net::udp::HandshakeError::Refused { code, text }) => {
+            assert_eq!(code, sockchat_shared::ErrorCode::ServerFull, "{text}");
+            assert!(text.contains("server full (2 connections)"), "{text}");
+        }
+        other => panic!("expected ServerFull, got {other:?}"),
+    }
+    let _ = std::fs::remove_file(&cfg);
+}

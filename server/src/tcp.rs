@@ -1,0 +1,587 @@
+//! One TCP user from accept to close: detect the format, create the peer
+//! and its writer task, then the reader loop ([`Connection`] frames and
+//! lines into [`Session::handle`]; handshake timeout, idle timeout and
+//! pings; chat of one read fanned out together), and the close that fits
+//! how it ended (Bye, flush, FIN, drain — or abort). The session's end
+//! itself (reason, rooms, nick, Bye) is [`Session::end`].
+
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sockchat_shared::codec::DecodeError;
+use sockchat_shared::proto::{PREAMBLE_LEN, VERSION};
+use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
+use socket2::SockRef;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{debug, info, info_span};
+
+use crate::config::Settings;
+use crate::connection::{Connection, Detected, Frame, Read, detect};
+use crate::ctx::{Admission, Ctx};
+use crate::hub::{Format, Peer, Room, Transport};
+use crate::outbox::{WriterEnd, run_writer};
+use crate::session::{Session, Step};
+use crate::shutdown::InputGuard;
+use crate::text::{self, TextCommand};
+
+/// The preamble the server answers a framed client with.
+static PREAMBLE: [u8; PREAMBLE_LEN] = [0x00, b'S', b'C', b'K', VERSION];
+
+/// Chat messages from one read are fanned out together, at most this many
+/// per chunk.
+const MAX_BATCH: usize = 256;
+
+/// Resources a connection holds for its whole life (freed on drop, after
+/// the socket is closed).
+#[derive(Debug)]
+pub struct Guards {
+    pub admission: Option<Admission>,
+    pub input: InputGuard,
+}
+
+/// How the reader loop ended; decides how the socket is closed.
+#[derive(Debug)]
+enum End {
+    /// We end it (quit, idle, protocol error, rate limit, shutdown): tell
+    /// the client why, flush, FIN, drain.
+    Server(DisconnectReason),
+    /// read() returned 0: the peer sent FIN. Flush what is queued, FIN.
+    Eof,
+    /// The kernel reported an error.
+    Io(std::io::Error),
+    /// Someone else already decided (slow consumer, write error).
+    Doomed,
+}
+
+/// Serve one accepted connection until it ends.
+///
+/// Memory matters here (an idle connection should cost ~2 KB): the setup
+/// and the closing sequence are boxed futures built in plain functions, so
+/// neither they nor the arguments stay in the future that every connection
+/// carries while idle (an async fn keeps its arguments, and often its
+/// temporaries, for its whole life).
+pub fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: u64,
+    ctx: Arc<Ctx>,
+    guards: Guards,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let setup = Box::pin(setup(stream, addr, id, ctx, guards));
+    async move {
+        if let Some(conn) = setup.await {
+            drive(conn).await;
+        }
+    }
+}
+
+/// A connection that ended before it had a session (EOF or an error on
+/// the first read, shutdown meanwhile): its one log line.
+fn log_early_end(id: u64, addr: SocketAddr, reason: &DisconnectReason) {
+    let _in =
+        info_span!("conn", conn_id = id, peer = %addr, transport = "tcp", nick = "").entered();
+    info!(reason = %reason, code = %reason.code(), errno = reason.errno(), registered = false, "disconnected");
+}
+
+fn configure(stream: &TcpStream, s: &Settings) {
+    let c = &s.config.server;
+    let sock = SockRef::from(stream);
+    if let Err(e) = sock.set_tcp_nodelay(c.nodelay) {
+        debug!(error = %e, "TCP_NODELAY");
+    }
+    if c.keepalive {
+        // The values are at least 1 (config validation).
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(c.keepalive_idle_secs.into()))
+            .with_interval(Duration::from_secs(c.keepalive_interval_secs.into()))
+            .with_retries(c.keepalive_count);
+        if let Err(e) = sock.set_tcp_keepalive(&ka) {
+            debug!(error = %e, "SO_KEEPALIVE");
+        }
+    }
+    if c.user_timeout_ms > 0
+        && let Err(e) =
+            sock.set_tcp_user_timeout(Some(Duration::from_millis(c.user_timeout_ms.into())))
+    {
+        debug!(error = %e, "TCP_USER_TIMEOUT");
+    }
+}
+
+/// A set-up connection: its reader, its writer task and what it holds.
+struct Conn {
+    t: TcpSession,
+    writer: tokio::task::JoinHandle<bool>,
+    /// Set when the first bytes already ended it (e.g. a bad preamble).
+    early_end: Option<End>,
+    admission: Option<Admission>,
+}
+
+async fn drive(mut conn: Box<Conn>) {
+    let end = match conn.early_end.take() {
+        Some(e) => e,
+        None => conn.t.run().await,
+    };
+    closing(conn, end).await;
+}
+
+/// The closing sequence as a boxed future (built outside any async fn, so
+/// its size never counts in the idle connection's future).
+fn closing(
+    conn: Box<Conn>,
+    end: End,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    let Conn {
+        t,
+        writer,
+        admission,
+        ..
+    } = *conn;
+    Box::pin(async move {
+        t.finish(end, writer).await;
+        drop(admission);
+    })
+}
+
+/// Detect the format, create the peer and its writer, greet a text user and
+/// handle whatever arrived with the first bytes. `None`: the connection
+/// ended before that (logged here).
+async fn setup(
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: u64,
+    ctx: Arc<Ctx>,
+    guards: Guards,
+) -> Option<Box<Conn>> {
+    let Guards { admission, input } = guards;
+    configure(&stream, &ctx.settings);
+    debug!(conn_id = id, peer = %addr, "connected");
+    let stream = Arc::new(stream);
+    let cfg = &ctx.settings.config;
+
+    let wait = Duration::from_millis(cfg.server.detect_timeout_ms);
+    let detected = tokio::select! {
+        d = detect(&stream, wait) => d,
+        _ = ctx.shutdown.input_stopped() => {
+            log_early_end(id, addr, &DisconnectReason::ServerShutdown);
+            return None;
+        }
+    };
+    let (format, first) = match detected {
+        Detected::Format(f, first) => (f, first),
+        Detected::Eof => {
+            log_early_end(id, addr, &DisconnectReason::Eof);
+            return None;
+        }
+        Detected::Failed(e) => {
+            log_early_end(id, addr, &DisconnectReason::from_io_error(&e));
+            return None;
+        }
+    };
+
+    let view: Arc<dyn crate::hub::SocketView> = stream.clone();
+    let peer = Arc::new(Peer::new(
+        id,
+        addr,
+        Transport::Tcp,
+        format,
+        cfg.server.outbox_frames,
+        cfg.server.slow_consumer,
+        Some(view),
+    ));
+    let writer = ctx
+        .shutdown
+        .tracker
+        .spawn(writer_task(stream.clone(), peer.clone()));
+
+    let now = Instant::now();
+    let limits = &cfg.limits;
+    let conn = Connection::new(
+        stream,
+        format,
+        first,
+        limits.max_message_len + 64,
+        limits.max_frame,
+    );
+    let mut t = TcpSession {
+        conn,
+        r: Reader {
+            s: Session::new(ctx.clone(), peer, now.into_std()),
+            started: now,
+            last_rx: now,
+            last_ping: now,
+            ping_token: 0,
+            batch_room: None,
+            batch: Vec::new(),
+            input: Some(input),
+        },
+    };
+
+    if format == Format::Text
+        && let Err(e) = t.r.s.register("")
+    {
+        t.r.error(e.code(), e.to_string());
+    }
+    let r = &mut t.r;
+    let end = t.conn.process_buffered(|f| r.on_frame(f)).break_value();
+    t.r.flush_batch();
+    Some(Box::new(Conn {
+        t,
+        writer,
+        early_end: end,
+        admission,
+    }))
+}
+
+/// The writer task: drain the outbox until it is closed and flushed, or a
+/// write fails (then the connection is doomed with that errno). A writer
+/// stuck on a peer that does not read is aborted by the reader's close.
+async fn writer_task(stream: Arc<TcpStream>, peer: Arc<Peer>) -> bool {
+    match run_writer(&stream, &peer.outbox).await {
+        WriterEnd::Flushed => true,
+        WriterEnd::Failed(e) => {
+            debug!(conn_id = peer.id, error = %e, "write failed");
+            peer.fail(DisconnectReason::from_io_error(&e));
+            false
+        }
+    }
+}
+
+/// One TCP user: the socket and its framing, and everything else.
+struct TcpSession {
+    conn: Connection,
+    r: Reader,
+}
+
+/// The reader's state apart from the socket (so a read can hand frames to
+/// it while the [`Connection`] is borrowed).
+struct Reader {
+    s: Session,
+    started: Instant,
+    last_rx: Instant,
+    last_ping: Instant,
+    ping_token: u64,
+    /// Chat messages of the current read, for one room, not yet fanned out.
+    batch_room: Option<Arc<Room>>,
+    batch: Vec<ServerMsg>,
+    /// Dropped when this connection stops processing input (shutdown
+    /// phase 1 waits for every guard).
+    input: Option<InputGuard>,
+}
+
+impl TcpSession {
+    /// The reader loop: read, parse, handle, until the connection ends.
+    async fn run(&mut self) -> End {
+        let peer = self.r.s.peer.clone();
+        let stream = self.conn.stream().clone();
+        let ctx = self.r.s.ctx.clone();
+        let timer = tokio::time::sleep_until(self.r.next_check());
+        // Created once, outside the loop: a cancellation future registers
+        // with its token when first polled, and the shutdown token is shared
+        // by every connection — re-creating it per read would take that
+        // token's lock on every read of every connection.
+        let doomed = peer.cancel_token().cancelled();
+        let stopping = ctx.shutdown.input_stopped();
+        tokio::pin!(timer, doomed, stopping);
+        let mut reads: u32 = 0;
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut doomed => return End::Doomed,
+                _ = &mut stopping => {
+                    return End::Server(DisconnectReason::ServerShutdown)
+                }
+                // poll_read_ready in a poll_fn rather than `readable()`: the
+                // same readiness, a much smaller future (only this task ever
+                // waits for read readiness on this socket).
+                r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => {
+                    if let Err(e) = r {
+                        return End::Io(e);
+                    }
+                    if let Some(end) = self.on_readable() {
+                        return end;
+                    }
+                    // poll_read_ready does not take part in tokio's
+                    // cooperative budget: a peer that keeps the socket full
+                    // must not keep this worker thread from everyone else.
+                    reads += 1;
+                    if reads.is_multiple_of(16) {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                _ = &mut timer => {
+                    if let ControlFlow::Break(end) = self.r.on_timer() {
+                        return end;
+                    }
+                    timer.as_mut().reset(self.r.next_check());
+                }
+            }
+        }
+    }
+
+    /// Read once and handle every complete frame/line in it.
+    fn on_readable(&mut self) -> Option<End> {
+        let r = &mut self.r;
+        let read = self.conn.on_readable(|f| r.on_frame(f));
+        let end = match read {
+            Read::Nothing => return None,
+            Read::Handled => None,
+            Read::Stopped(end) => Some(end),
+            Read::Eof => Some(End::Eof),
+            Read::Failed(e) => Some(End::Io(e)),
+        };
+        self.r.last_rx = Instant::now();
+        self.r.flush_batch();
+        end
+    }
+
+    /// End the connection: one reason, through [`Session::end`]; then close
+    /// the socket the right way for how it ended.
+    async fn finish(mut self, end: End, writer: tokio::task::JoinHandle<bool>) {
+        self.r.flush_batch();
+        // Stop counting as an input: this connection fans nothing out any more.
+        self.r.input.take();
+        let peer = self.r.s.peer.clone();
+        let shutdown = self.r.s.ctx.shutdown.clone();
+        let reason = match &end {
+            End::Server(r) => r.clone(),
+            End::Eof => DisconnectReason::Eof,
+            End::Io(e) => DisconnectReason::from_io_error(e),
+            End::Doomed => peer.reason().unwrap_or(DisconnectReason::ProtocolError {
+                detail: "connection aborted".into(),
+            }),
+        };
+        if reason == DisconnectReason::ServerShutdown {
+            // Phase 2 of the shutdown: wait until no connection can fan a
+            // message out any more, so nothing accepted misses us.
+            let _ = tokio::time::timeout_at(shutdown.deadline(), shutdown.bye()).await;
+        }
+        // A slow consumer's writer is still running: it may yet deliver a
+        // last notice to a peer that is slow rather than gone.
+        let slow = matches!(end, End::Doomed)
+            && matches!(peer.reason(), Some(DisconnectReason::SlowConsumer { .. }));
+        let polite = match &end {
+            End::Server(_) | End::Eof => !peer.cancel_token().is_cancelled(),
+            End::Doomed => slow,
+            End::Io(_) => false,
+        };
+        let tell = matches!(end, End::Server(_)) || slow;
+        let reason = self.r.s.end(reason, polite && tell);
+        let server_shutdown = reason == DisconnectReason::ServerShutdown;
+        let flush_by = if server_shutdown {
+            shutdown.deadline()
+        } else if slow {
+            Instant::now() + Duration::from_secs(2)
+        } else {
+            Instant::now() + Duration::from_secs(5)
+        };
+        if polite {
+            peer.outbox.close();
+            let mut writer = writer;
+            match tokio::time::timeout_at(flush_by, &mut writer).await {
+                Ok(Ok(true)) => {
+                    // FIN after everything queued; then read until the
+                    // client closes too, so unread data never turns our
+                    // close into RST.
+                    let _ =
+                        SockRef::from(&**self.conn.stream()).shutdown(std::net::Shutdown::Write);
+                    if tell {
+                        let drain_by = if server_shutdown {
+                            shutdown.deadline()
+                        } else {
+                            Instant::now() + Duration::from_secs(2)
+                        };
+                        self.conn.drain(drain_by).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    writer.abort();
+                    let _ = writer.await;
+                }
+            }
+        } else {
+            peer.outbox.abort();
+            peer.cancel_token().cancel();
+            writer.abort();
+            let _ = writer.await;
+        }
+    }
+}
+
+impl Reader {
+    fn format(&self) -> Format {
+        self.s.peer.format
+    }
+
+    fn send(&self, msg: &ServerMsg) {
+        self.s.peer.send(msg);
+    }
+
+    fn error(&self, code: ErrorCode, text: impl Into<String>) {
+        self.send(&ServerMsg::Error {
+            code,
+            text: text.into(),
+        });
+    }
+
+    /// One unit of input from the [`Connection`].
+    fn on_frame(&mut self, f: Frame<'_>) -> ControlFlow<End> {
+        match f {
+            Frame::Preamble(Ok(())) => {
+                self.s.peer.deliver(Bytes::from_static(&PREAMBLE));
+                ControlFlow::Continue(())
+            }
+            Frame::Preamble(Err(e)) => {
+                // Answer with our preamble so the peer can see which
+                // version we speak, then the error.
+                self.s.peer.deliver(Bytes::from_static(&PREAMBLE));
+                let code = match e {
+                    DecodeError::BadVersion(_) => ErrorCode::VersionMismatch,
+                    _ => ErrorCode::Protocol,
+                };
+                self.error(code, e.to_string());
+                ControlFlow::Break(End::Server(e.into()))
+            }
+            Frame::Msg(m) => self.handle(m),
+            Frame::Line(l) => self.text_line(&l),
+            Frame::LineTooLong => {
+                self.flush_batch();
+                let max = self.s.ctx.settings.config.limits.max_message_len;
+                self.error(
+                    ErrorCode::MessageTooLong,
+                    format!("line too long (max {max} bytes): ignored"),
+                );
+                ControlFlow::Continue(())
+            }
+            Frame::Bad(e) => {
+                self.flush_batch();
+                self.error(ErrorCode::Protocol, e.to_string());
+                ControlFlow::Break(End::Server(e.into()))
+            }
+        }
+    }
+
+    fn text_line(&mut self, line: &str) -> ControlFlow<End> {
+        match text::parse(line) {
+            TextCommand::Msg(m) => self.handle(m),
+            TextCommand::Help => {
+                self.flush_batch();
+                for l in text::HELP {
+                    self.send(&ServerMsg::Notice {
+                        text: (*l).to_string(),
+                    });
+                }
+                ControlFlow::Continue(())
+            }
+            TextCommand::Nothing => ControlFlow::Continue(()),
+            TextCommand::Error(e) => {
+                self.flush_batch();
+                self.error(ErrorCode::BadCommand, e);
+                ControlFlow::Continue(())
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: ClientMsg) -> ControlFlow<End> {
+        if !matches!(msg, ClientMsg::Say { .. } | ClientMsg::Me { .. }) {
+            // Keep order: chat queued before this command goes out first.
+            self.flush_batch();
+        }
+        match self.s.handle(msg) {
+            Step::Continue => ControlFlow::Continue(()),
+            Step::Chat(room, msg) => {
+                self.queue_chat(room, msg);
+                ControlFlow::Continue(())
+            }
+            Step::End(r) => ControlFlow::Break(End::Server(r)),
+        }
+    }
+
+    /// Queue a chat message for this read's fan-out.
+    fn queue_chat(&mut self, room: Arc<Room>, msg: ServerMsg) {
+        let same = self
+            .batch_room
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, &room));
+        if !same || self.batch.len() >= MAX_BATCH {
+            self.flush_batch();
+            self.batch_room = Some(room);
+        }
+        self.batch.push(msg);
+    }
+
+    /// Fan out the queued chat messages (one chunk per format).
+    fn flush_batch(&mut self) {
+        if let Some(room) = self.batch_room.take()
+            && !self.batch.is_empty()
+        {
+            let msgs = std::mem::take(&mut self.batch);
+            room.fan_out_chat(msgs, self.s.peer.id);
+        }
+    }
+
+    /// When the timer must next look at this connection.
+    fn next_check(&self) -> Instant {
+        let l = &self.s.ctx.settings.config.limits;
+        let far = Instant::now() + Duration::from_secs(3600);
+        if !self.s.registered() {
+            return self.started + Duration::from_secs(l.handshake_timeout_secs);
+        }
+        match self.format() {
+            Format::Framed => {
+                let mut t = far;
+                if l.idle_timeout_secs > 0 {
+                    t = t.min(self.last_rx + Duration::from_secs(l.idle_timeout_secs));
+                }
+                if l.ping_interval_secs > 0 {
+                    let base = self.last_rx.max(self.last_ping);
+                    t = t.min(base + Duration::from_secs(l.ping_interval_secs));
+                }
+                t
+            }
+            Format::Text if l.text_idle_timeout_secs > 0 => {
+                self.last_rx + Duration::from_secs(l.text_idle_timeout_secs)
+            }
+            Format::Text => far,
+        }
+    }
+
+    fn on_timer(&mut self) -> ControlFlow<End> {
+        let l = &self.s.ctx.settings.config.limits;
+        let now = Instant::now();
+        if !self.s.registered() {
+            let secs = l.handshake_timeout_secs;
+            if now >= self.started + Duration::from_secs(secs) {
+                let detail = format!("no hello within {secs} s");
+                self.error(ErrorCode::Protocol, format!("handshake timeout: {detail}"));
+                return ControlFlow::Break(End::Server(DisconnectReason::ProtocolError { detail }));
+            }
+            return ControlFlow::Continue(());
+        }
+        let silence = now.saturating_duration_since(self.last_rx);
+        let idle = match self.format() {
+            Format::Framed => l.idle_timeout_secs,
+            Format::Text => l.text_idle_timeout_secs,
+        };
+        if idle > 0 && silence >= Duration::from_secs(idle) {
+            // At most a year (config validation), so it fits a u32.
+            let secs = u32::try_from(idle).unwrap_or(u32::MAX);
+            return ControlFlow::Break(End::Server(DisconnectReason::IdleTimeout { secs }));
+        }
+        if self.format() == Format::Framed && l.ping_interval_secs > 0 {
+            let base = self.last_rx.max(self.last_ping);
+            if now >= base + Duration::from_secs(l.ping_interval_secs) {
+                self.ping_token += 1;
+                self.last_ping = now;
+                self.send(&ServerMsg::Ping {
+                    token: self.ping_token,
+                });
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
