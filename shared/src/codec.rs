@@ -48,27 +48,49 @@ impl From<DecodeError> for DisconnectReason {
     }
 }
 
-/// Take one complete frame payload out of `buf`, if there is one.
+/// Find the first complete frame at the start of `buf` without copying or
+/// allocating: `Ok(Some((payload, used)))` where `payload` borrows `buf` and
+/// `used` is the header plus payload length to consume; `Ok(None)` when more
+/// bytes are needed. The announced length is checked against `max` as soon
+/// as the 4 header bytes are there, *before* waiting for (or reserving room
+/// for) the payload, so a peer cannot make anyone buffer a huge frame.
 ///
-/// Returns `Ok(None)` when more bytes are needed (the buffer is left as is, so
-/// this is safe to call after every read and cancel-safe inside `select!`).
-/// Many frames in one read: call it in a loop until `Ok(None)`.
-pub fn decode_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, DecodeError> {
-    if buf.len() < HEADER_LEN {
+/// This is the one frame splitter: [`decode_frame`], the server (TCP, and
+/// each UDP datagram's payload), the client and the bots all call it.
+/// Many frames in one buffer: call it again on `&buf[used..]`.
+pub fn split_frame(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, DecodeError> {
+    let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
-    }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    };
+    let len = u32::from_be_bytes(*header) as usize;
     if len > max {
         return Err(DecodeError::FrameTooLarge { len, max });
     }
     if len == 0 {
         return Err(DecodeError::EmptyFrame);
     }
-    if buf.len() < HEADER_LEN + len {
-        // Reserve only what this (bounded) frame still needs.
-        buf.reserve(HEADER_LEN + len - buf.len());
-        return Ok(None);
-    }
+    let used = HEADER_LEN + len;
+    Ok(buf.get(HEADER_LEN..used).map(|payload| (payload, used)))
+}
+
+/// Take one complete frame payload out of `buf`, if there is one (the
+/// owned-buffer form of [`split_frame`]).
+///
+/// Returns `Ok(None)` when more bytes are needed (the buffer is left as is, so
+/// this is safe to call after every read and cancel-safe inside `select!`).
+/// Many frames in one read: call it in a loop until `Ok(None)`.
+pub fn decode_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, DecodeError> {
+    let len = match split_frame(buf, max)? {
+        Some((payload, _)) => payload.len(),
+        None => {
+            if let Some(header) = buf.first_chunk::<HEADER_LEN>() {
+                // Reserve only what this (bounded, checked) frame still needs.
+                let want = HEADER_LEN + u32::from_be_bytes(*header) as usize;
+                buf.reserve(want.saturating_sub(buf.len()));
+            }
+            return Ok(None);
+        }
+    };
     buf.advance(HEADER_LEN);
     Ok(Some(buf.split_to(len).freeze()))
 }

@@ -14,10 +14,11 @@ pub mod proto;
 pub mod reason;
 pub mod sanitize;
 pub mod sockopt;
+pub mod text;
 pub mod udp;
 
 pub use proto::{ChatKind, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
-pub use reason::DisconnectReason;
+pub use reason::{DisconnectReason, ParseReasonError};
 
 /// Current Unix time in milliseconds (for message timestamps).
 pub fn now_ms() -> u64 {

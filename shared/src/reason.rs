@@ -162,9 +162,125 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
+/// A text that is not the [`Display`](fmt::Display) of any reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a disconnect reason: {0:?}")]
+pub struct ParseReasonError(pub String);
+
+/// The inverse of `Display`: the contract text back to the reason, parameters
+/// included (`idle timeout (30 s)` -> `IdleTimeout { secs: 30 }`, `no route
+/// to host (EHOSTUNREACH 113)` -> `Os { errno: 113 }`). An errno with a
+/// variant of its own comes back as that variant (`... (ECONNRESET 104)` is
+/// `Reset`). Exact: no whitespace is trimmed and nothing is guessed (the
+/// caller trims a line ending).
+impl std::str::FromStr for DisconnectReason {
+    type Err = ParseReasonError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let err = || ParseReasonError(text.to_string());
+        if let Some(message) = text.strip_prefix("quit: ") {
+            return Ok(Self::Quit {
+                message: message.to_string(),
+            });
+        }
+        const FIXED: [DisconnectReason; 8] = [
+            DisconnectReason::Quit {
+                message: String::new(),
+            },
+            DisconnectReason::Eof,
+            DisconnectReason::Reset,
+            DisconnectReason::BrokenPipe,
+            DisconnectReason::TimedOut,
+            DisconnectReason::Refused,
+            DisconnectReason::RateLimited,
+            DisconnectReason::ServerShutdown,
+        ];
+        if let Some(r) = FIXED.into_iter().find(|r| r.to_string() == text) {
+            return Ok(r);
+        }
+        if let Some(detail) = text.strip_prefix("protocol error: ") {
+            return Ok(Self::ProtocolError {
+                detail: detail.to_string(),
+            });
+        }
+        if let Some(n) = text
+            .strip_prefix("idle timeout (")
+            .and_then(|r| r.strip_suffix(" s)"))
+        {
+            let secs = n.parse().map_err(|_| err())?;
+            return Ok(Self::IdleTimeout { secs });
+        }
+        if let Some(n) = text
+            .strip_prefix("slow consumer (queue full: ")
+            .and_then(|r| r.strip_suffix(" frames)"))
+        {
+            let frames = n.parse().map_err(|_| err())?;
+            return Ok(Self::SlowConsumer { frames });
+        }
+        // "<description> (ENAME N)": all three must be this errno's.
+        let (desc, inner) = text
+            .strip_suffix(')')
+            .and_then(|t| t.rsplit_once(" ("))
+            .ok_or_else(err)?;
+        let (name, num) = inner.split_once(' ').ok_or_else(err)?;
+        let n: i32 = num.parse().map_err(|_| err())?;
+        if errno::name(n) != name || errno::describe(n) != desc {
+            return Err(err());
+        }
+        Ok(Self::from_errno(n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_parse_back() {
+        for r in [
+            DisconnectReason::quit(),
+            DisconnectReason::Quit {
+                message: "see you (EPIPE 32)".into(),
+            },
+            DisconnectReason::Eof,
+            DisconnectReason::Reset,
+            DisconnectReason::BrokenPipe,
+            DisconnectReason::TimedOut,
+            DisconnectReason::Refused,
+            DisconnectReason::RateLimited,
+            DisconnectReason::ServerShutdown,
+            DisconnectReason::IdleTimeout { secs: 30 },
+            DisconnectReason::SlowConsumer { frames: 1024 },
+            DisconnectReason::ProtocolError {
+                detail: "bad (EPIPE 32)".into(),
+            },
+            DisconnectReason::Os { errno: 113 },
+            DisconnectReason::Os { errno: 9999 },
+        ] {
+            assert_eq!(r.to_string().parse::<DisconnectReason>(), Ok(r.clone()));
+        }
+        assert!(
+            " timed out (ETIMEDOUT 110)"
+                .parse::<DisconnectReason>()
+                .is_err()
+        );
+        // An errno with its own variant comes back as that variant.
+        assert_eq!(
+            DisconnectReason::Os { errno: 104 }.to_string().parse(),
+            Ok(DisconnectReason::Reset)
+        );
+        for bad in [
+            "",
+            "nick already taken: alice",
+            "idle timeout (x s)",
+            "slow consumer (queue full: -1 frames)",
+            "no route (EHOSTUNREACH 999)",
+            "(EHOSTUNREACH 113)",
+            "whatever (E12 13)",
+        ] {
+            assert!(bad.parse::<DisconnectReason>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn contract_texts() {

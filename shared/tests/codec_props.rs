@@ -10,106 +10,9 @@
 use bytes::BytesMut;
 use proptest::prelude::*;
 use sockchat_shared::codec::{self, DecodeError};
-use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ErrorCode, RoomInfo, ServerMsg};
 
-fn text() -> impl Strategy<Value = String> {
-    // Any Unicode, including control characters: the codec carries bytes;
-    // sanitizing is the display layer's job.
-    proptest::string::string_regex(".{0,40}").expect("regex")
-}
-
-fn reason() -> impl Strategy<Value = DisconnectReason> {
-    prop_oneof![
-        text().prop_map(|message| DisconnectReason::Quit { message }),
-        Just(DisconnectReason::Eof),
-        Just(DisconnectReason::Reset),
-        Just(DisconnectReason::BrokenPipe),
-        Just(DisconnectReason::TimedOut),
-        Just(DisconnectReason::Refused),
-        any::<u32>().prop_map(|secs| DisconnectReason::IdleTimeout { secs }),
-        any::<u32>().prop_map(|frames| DisconnectReason::SlowConsumer { frames }),
-        text().prop_map(|detail| DisconnectReason::ProtocolError { detail }),
-        Just(DisconnectReason::RateLimited),
-        Just(DisconnectReason::ServerShutdown),
-        (0i32..4096).prop_map(|errno| DisconnectReason::Os { errno }),
-    ]
-}
-
-fn client_msg() -> impl Strategy<Value = ClientMsg> {
-    prop_oneof![
-        text().prop_map(|nick| ClientMsg::Hello { nick }),
-        text().prop_map(|nick| ClientMsg::Nick { nick }),
-        text().prop_map(|room| ClientMsg::Join { room }),
-        text().prop_map(|room| ClientMsg::Leave { room }),
-        (text(), text()).prop_map(|(room, text)| ClientMsg::Say { room, text }),
-        (text(), text()).prop_map(|(room, text)| ClientMsg::Me { room, text }),
-        (text(), text()).prop_map(|(to, text)| ClientMsg::Private { to, text }),
-        text().prop_map(|room| ClientMsg::Who { room }),
-        Just(ClientMsg::Rooms),
-        any::<u64>().prop_map(|token| ClientMsg::Ping { token }),
-        any::<u64>().prop_map(|token| ClientMsg::Pong { token }),
-        text().prop_map(|message| ClientMsg::Quit { message }),
-        text().prop_map(|nick| ClientMsg::SockInfo { nick }),
-    ]
-}
-
-fn server_msg() -> impl Strategy<Value = ServerMsg> {
-    prop_oneof![
-        (text(), text(), text()).prop_map(|(nick, room, server)| ServerMsg::Welcome {
-            nick,
-            room,
-            server
-        }),
-        (
-            text(),
-            text(),
-            text(),
-            any::<bool>(),
-            any::<u64>(),
-            any::<bool>()
-        )
-            .prop_map(|(room, from, text, me, ts_ms, history)| ServerMsg::Chat {
-                room,
-                from,
-                text,
-                kind: if me { ChatKind::Me } else { ChatKind::Say },
-                ts_ms,
-                history
-            }),
-        (text(), text(), text(), any::<u64>()).prop_map(|(from, to, text, ts_ms)| {
-            ServerMsg::Private {
-                from,
-                to,
-                text,
-                ts_ms,
-            }
-        }),
-        (text(), text()).prop_map(|(room, nick)| ServerMsg::Joined { room, nick }),
-        (text(), text(), proptest::option::of(reason()))
-            .prop_map(|(room, nick, reason)| ServerMsg::Left { room, nick, reason }),
-        (text(), text()).prop_map(|(old, new)| ServerMsg::NickChanged { old, new }),
-        (text(), proptest::collection::vec(text(), 0..10))
-            .prop_map(|(room, nicks)| ServerMsg::Who { room, nicks }),
-        proptest::collection::vec((text(), any::<u32>()), 0..10).prop_map(|v| {
-            ServerMsg::Rooms {
-                rooms: v
-                    .into_iter()
-                    .map(|(name, members)| RoomInfo { name, members })
-                    .collect(),
-            }
-        }),
-        text().prop_map(|text| ServerMsg::Notice { text }),
-        (any::<u16>(), text()).prop_map(|(c, text)| ServerMsg::Error {
-            code: ErrorCode::from_u16(c),
-            text
-        }),
-        any::<u64>().prop_map(|token| ServerMsg::Ping { token }),
-        any::<u64>().prop_map(|token| ServerMsg::Pong { token }),
-        (text(), proptest::collection::vec((text(), text()), 0..10))
-            .prop_map(|(nick, fields)| ServerMsg::SockInfo { nick, fields }),
-        reason().prop_map(|reason| ServerMsg::Bye { reason }),
-    ]
-}
+mod strategies;
+use strategies::{client_msg, server_msg};
 
 proptest! {
     #[test]
@@ -152,6 +55,65 @@ proptest! {
                 Err(DecodeError::FrameTooLarge { len, .. }) => { prop_assert!(len > 256); break }
                 Err(_) => break,
             }
+        }
+    }
+
+    #[test]
+    fn split_frame_finds_every_frame_at_any_cut(
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 1..10),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut wire = Vec::new();
+        for p in &payloads {
+            wire.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            wire.extend_from_slice(p);
+        }
+        let max = payloads.iter().map(Vec::len).max().unwrap_or(1);
+        // All at once: each frame in order, nothing left over.
+        let mut at = 0;
+        let mut got = Vec::new();
+        while let Some((frame, used)) = codec::split_frame(&wire[at..], max).expect("valid") {
+            prop_assert_eq!(used, codec::HEADER_LEN + frame.len());
+            got.push(frame.to_vec());
+            at += used;
+        }
+        prop_assert_eq!(at, wire.len());
+        prop_assert_eq!(&got, &payloads);
+        // Any prefix that cuts the first frame short: more bytes needed.
+        let first = codec::HEADER_LEN + payloads[0].len();
+        let short = cut.index(first);
+        prop_assert_eq!(codec::split_frame(&wire[..short], max), Ok(None));
+        // One byte under the largest payload is too small a limit.
+        if max > 1 {
+            let too_small = codec::split_frame(&wire, max - 1);
+            let first_ok = payloads[0].len() < max;
+            prop_assert!(first_ok == too_small.is_ok(), "{:?}", too_small);
+        }
+    }
+
+    #[test]
+    fn split_frame_on_random_bytes_agrees_with_decode_frame(
+        bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        max in 1usize..300,
+    ) {
+        // Random bytes never panic; a found frame is within the limit and
+        // the buffer; decode_frame (the owned form) says the same.
+        let split = codec::split_frame(&bytes, max);
+        if let Ok(Some((frame, used))) = split {
+            prop_assert!(!frame.is_empty() && frame.len() <= max);
+            prop_assert!(used <= bytes.len());
+            prop_assert_eq!(frame, &bytes[codec::HEADER_LEN..used]);
+        }
+        let mut buf = BytesMut::from(&bytes[..]);
+        let owned = codec::decode_frame(&mut buf, max);
+        match (&split, owned) {
+            (Ok(Some((frame, used))), Ok(Some(p))) => {
+                prop_assert_eq!(&p[..], *frame);
+                prop_assert_eq!(buf.len(), bytes.len() - used);
+            }
+            (Ok(None), Ok(None)) => prop_assert_eq!(buf.len(), bytes.len()),
+            (Err(a), Err(b)) => prop_assert_eq!(a, &b),
+            (a, b) => prop_assert!(false, "split {:?} vs decode {:?}", a, b),
         }
     }
 }

@@ -41,6 +41,18 @@ pub use precondition::{have_ipv6_loopback, in_ci, is_root, on_path, require};
 
 pub const STEP: Duration = Duration::from_secs(5);
 
+/// The nick in a text-mode welcome line: `* welcome NICK: you are in ROOM
+/// on SERVER (...)` (`shared::text::render`), or the older server shape
+/// `* welcome to SERVER: you are NICK in ROOM (...)` until the server uses
+/// the shared renderer.
+pub fn welcome_nick(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("* welcome ")?;
+    if rest.starts_with("to ") {
+        return rest.split(" you are ").nth(1)?.split(' ').next();
+    }
+    rest.split(':').next()
+}
+
 /// Path of a built binary of this workspace (`sockchat-server`,
 /// `sockchat`). Looks next to the running test executable
 /// (`target/debug/deps/..` -> `target/debug/NAME`), then in
@@ -480,14 +492,8 @@ impl TextClient {
     /// The welcome line and own join line that start every text session;
     /// returns the guest nick.
     pub async fn welcome(&mut self) -> String {
-        let w = self.expect_prefix("* welcome to ").await;
-        // "* welcome to SERVER: you are NICK in ROOM (...)"
-        let nick = w
-            .split(" you are ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .unwrap_or_default()
-            .to_string();
+        let w = self.expect_prefix("* welcome ").await;
+        let nick = welcome_nick(&w).unwrap_or_default().to_string();
         self.expect_line(&format!("* {nick} joined lobby")).await;
         nick
     }
@@ -656,5 +662,23 @@ impl Drop for Plain {
             let _ = self.child.kill();
         }
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::welcome_nick;
+
+    #[test]
+    fn welcome_nick_in_both_shapes() {
+        assert_eq!(
+            welcome_nick("* welcome guest3: you are in lobby on s 0.1 (type /help for commands)"),
+            Some("guest3")
+        );
+        assert_eq!(
+            welcome_nick("* welcome to s 0.1: you are guest3 in lobby (x)"),
+            Some("guest3")
+        );
+        assert_eq!(welcome_nick("* bob joined lobby"), None);
     }
 }

@@ -1,0 +1,314 @@
+//! The one renderer of server messages to text-mode lines (DESIGN.md "Text
+//! mode"): `[room] nick: text` for chat, `* ...` for notices, `! ...` for
+//! errors. The severity comes with the line as data, so a UI styles it
+//! without looking at the prefix.
+//!
+//! **Invariant:** a rendered line never contains a control character or a
+//! bidi override: the whole line passes through [`sanitize`] last (the
+//! caller appends the one `\n`).
+
+use crate::sanitize::sanitize;
+use crate::{ChatKind, DisconnectReason, ServerMsg};
+
+/// What kind of line this is, for styling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// A room message (`[room] nick: text`, `[room] * nick text`).
+    Chat,
+    /// A private message (`[pm] ...`).
+    Private,
+    /// A system notice (`* ...`).
+    Notice,
+    /// An error, or the reason a connection is being closed (`! ...`).
+    Error,
+}
+
+/// One rendered line: its full text (prefix included, no line ending) and
+/// its severity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub severity: Severity,
+    pub text: String,
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The line for `msg` as seen by the user `me` (their nick; used only to
+/// tell a private message *from* them, `[pm] -> bob: text`, from one *to*
+/// them, `[pm] alice: text`). `None` for protocol chatter a person does not
+/// see (ping, pong).
+pub fn render(msg: &ServerMsg, me: &str) -> Option<Line> {
+    use Severity::*;
+    let (severity, text) = match msg {
+        ServerMsg::Welcome { nick, room, server } => (
+            Notice,
+            format!("* welcome {nick}: you are in {room} on {server} (type /help for commands)"),
+        ),
+        ServerMsg::Chat {
+            room,
+            from,
+            text,
+            kind: ChatKind::Say,
+            ..
+        } => (Chat, format!("[{room}] {from}: {text}")),
+        ServerMsg::Chat {
+            room,
+            from,
+            text,
+            kind: ChatKind::Me,
+            ..
+        } => (Chat, format!("[{room}] * {from} {text}")),
+        ServerMsg::Private { from, to, text, .. } => {
+            // Nicks compare by plain lowercasing (PROTOCOL.md).
+            if from.to_lowercase() == me.to_lowercase() && to.to_lowercase() != me.to_lowercase() {
+                (Private, format!("[pm] -> {to}: {text}"))
+            } else {
+                (Private, format!("[pm] {from}: {text}"))
+            }
+        }
+        ServerMsg::Joined { room, nick } => (Notice, format!("* {nick} joined {room}")),
+        ServerMsg::Left {
+            room,
+            nick,
+            reason: None,
+        } => (Notice, format!("* {nick} left {room}")),
+        ServerMsg::Left {
+            room,
+            nick,
+            reason: Some(r),
+        } => (Notice, format!("* {nick} left {room}: {r}")),
+        ServerMsg::NickChanged { old, new } => (Notice, format!("* {old} is now known as {new}")),
+        ServerMsg::Who { room, nicks } => (
+            Notice,
+            format!("* {room} ({}): {}", nicks.len(), nicks.join(", ")),
+        ),
+        ServerMsg::Rooms { rooms } => {
+            let list: Vec<String> = rooms
+                .iter()
+                .map(|r| format!("{} ({})", r.name, r.members))
+                .collect();
+            (
+                Notice,
+                format!("* rooms ({}): {}", rooms.len(), list.join(", ")),
+            )
+        }
+        ServerMsg::Notice { text } => (Notice, format!("* {text}")),
+        ServerMsg::Error { text, .. } => (Error, format!("! {text}")),
+        ServerMsg::SockInfo { nick, fields } => {
+            let kv: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            (Notice, format!("* sockinfo {nick}: {}", kv.join(" ")))
+        }
+        ServerMsg::Bye { reason } => match reason {
+            DisconnectReason::ServerShutdown => (Notice, "* server shutting down".to_string()),
+            DisconnectReason::Quit { .. } => (Notice, "* bye".to_string()),
+            other => (Error, format!("! {other}")),
+        },
+        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } => return None,
+    };
+    Some(Line {
+        severity,
+        text: sanitize(&text).into_owned(),
+    })
+}
+
+/// The disconnect reason a text-mode line announces, if it is the line the
+/// server renders for a `Bye` (the inverse of [`render`] for `Bye`):
+/// `* server shutting down`, `* bye` (quit; its own message is not shown to
+/// the quitter), or `! <reason text>`. A `! `
+/// line that is not a reason text (a refused command) gives `None`. A
+/// trailing `\r` is ignored.
+pub fn bye_reason(line: &str) -> Option<DisconnectReason> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    match line {
+        "* server shutting down" => Some(DisconnectReason::ServerShutdown),
+        "* bye" => Some(DisconnectReason::quit()),
+        _ => line.strip_prefix("! ")?.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ErrorCode, RoomInfo};
+
+    fn line(msg: &ServerMsg) -> String {
+        render(msg, "me").map(|l| l.text).unwrap_or_default()
+    }
+
+    fn chat(kind: ChatKind) -> ServerMsg {
+        ServerMsg::Chat {
+            room: "lobby".into(),
+            from: "alice".into(),
+            text: "hello".into(),
+            kind,
+            ts_ms: 1,
+            history: false,
+        }
+    }
+
+    #[test]
+    fn contract_lines() {
+        assert_eq!(line(&chat(ChatKind::Say)), "[lobby] alice: hello");
+        assert_eq!(line(&chat(ChatKind::Me)), "[lobby] * alice hello");
+        let pm = |from: &str, to: &str| ServerMsg::Private {
+            from: from.into(),
+            to: to.into(),
+            text: "psst".into(),
+            ts_ms: 0,
+        };
+        assert_eq!(line(&pm("alice", "me")), "[pm] alice: psst");
+        assert_eq!(line(&pm("Me", "bob")), "[pm] -> bob: psst");
+        assert_eq!(line(&pm("me", "ME")), "[pm] me: psst");
+        assert_eq!(
+            line(&ServerMsg::Welcome {
+                nick: "alice".into(),
+                room: "lobby".into(),
+                server: "sockchat-server 0.1.0".into()
+            }),
+            "* welcome alice: you are in lobby on sockchat-server 0.1.0 (type /help for commands)"
+        );
+        assert_eq!(
+            line(&ServerMsg::Joined {
+                room: "lobby".into(),
+                nick: "bob".into()
+            }),
+            "* bob joined lobby"
+        );
+        assert_eq!(
+            line(&ServerMsg::Left {
+                room: "lobby".into(),
+                nick: "bob".into(),
+                reason: Some(DisconnectReason::Reset)
+            }),
+            "* bob left lobby: connection reset by peer (ECONNRESET 104)"
+        );
+        assert_eq!(
+            line(&ServerMsg::Left {
+                room: "dev".into(),
+                nick: "bob".into(),
+                reason: None
+            }),
+            "* bob left dev"
+        );
+        assert_eq!(
+            line(&ServerMsg::NickChanged {
+                old: "guest1".into(),
+                new: "dave".into()
+            }),
+            "* guest1 is now known as dave"
+        );
+        assert_eq!(
+            line(&ServerMsg::Who {
+                room: "lobby".into(),
+                nicks: vec!["alice".into(), "bob".into()]
+            }),
+            "* lobby (2): alice, bob"
+        );
+        assert_eq!(
+            line(&ServerMsg::Rooms {
+                rooms: vec![
+                    RoomInfo {
+                        name: "dev".into(),
+                        members: 1
+                    },
+                    RoomInfo {
+                        name: "lobby".into(),
+                        members: 2
+                    }
+                ]
+            }),
+            "* rooms (2): dev (1), lobby (2)"
+        );
+        assert_eq!(
+            line(&ServerMsg::SockInfo {
+                nick: "bob".into(),
+                fields: vec![("a".into(), "1".into()), ("b".into(), "x y".into())]
+            }),
+            "* sockinfo bob: a=1 b=x y"
+        );
+        assert_eq!(line(&ServerMsg::Notice { text: "hi".into() }), "* hi");
+        let err = render(
+            &ServerMsg::Error {
+                code: ErrorCode::NickTaken,
+                text: "nick already taken: alice".into(),
+            },
+            "me",
+        );
+        assert_eq!(
+            err,
+            Some(Line {
+                severity: Severity::Error,
+                text: "! nick already taken: alice".into()
+            })
+        );
+        assert_eq!(render(&ServerMsg::Ping { token: 1 }, "me"), None);
+        assert_eq!(render(&ServerMsg::Pong { token: 1 }, "me"), None);
+    }
+
+    #[test]
+    fn severities() {
+        let sev = |m: &ServerMsg| render(m, "me").map(|l| l.severity);
+        assert_eq!(sev(&chat(ChatKind::Me)), Some(Severity::Chat));
+        assert_eq!(
+            sev(&ServerMsg::Private {
+                from: "a".into(),
+                to: "me".into(),
+                text: "t".into(),
+                ts_ms: 0
+            }),
+            Some(Severity::Private)
+        );
+        assert_eq!(
+            sev(&ServerMsg::Bye {
+                reason: DisconnectReason::quit()
+            }),
+            Some(Severity::Notice)
+        );
+        assert_eq!(
+            sev(&ServerMsg::Bye {
+                reason: DisconnectReason::RateLimited
+            }),
+            Some(Severity::Error)
+        );
+    }
+
+    #[test]
+    fn bye_lines_round_trip() {
+        for reason in [
+            DisconnectReason::ServerShutdown,
+            DisconnectReason::quit(),
+            DisconnectReason::RateLimited,
+            DisconnectReason::IdleTimeout { secs: 30 },
+            DisconnectReason::SlowConsumer { frames: 1024 },
+            DisconnectReason::ProtocolError {
+                detail: "line too long".into(),
+            },
+        ] {
+            let l = line(&ServerMsg::Bye {
+                reason: reason.clone(),
+            });
+            assert_eq!(bye_reason(&format!("{l}\r")), Some(reason), "{l}");
+        }
+        assert_eq!(bye_reason("! nick already taken: alice"), None);
+        assert_eq!(bye_reason("[lobby] alice: * bye"), None);
+    }
+
+    #[test]
+    fn no_control_characters_escape() {
+        let evil = ServerMsg::Chat {
+            room: "lobby".into(),
+            from: "mallory\u{202E}".into(),
+            text: "hi\x1b[2J\r\nfake line\x07".into(),
+            kind: ChatKind::Say,
+            ts_ms: 0,
+            history: false,
+        };
+        let l = line(&evil);
+        assert!(crate::sanitize::is_clean(&l), "{l:?}");
+        assert!(l.starts_with("[lobby] mallory"), "{l:?}");
+    }
+}
