@@ -275,7 +275,7 @@ fn write_server(w: &mut W<'_>, msg: &ServerMsg) {
             ts_ms,
             history,
         } => {
-            w.u8(0x82);
+            w.u8(TAG_CHAT);
             w.str(room);
             w.str(from);
             w.str(text);
@@ -373,13 +373,13 @@ fn write_server(w: &mut W<'_>, msg: &ServerMsg) {
 
 struct R<'a>(&'a [u8]);
 
-impl R<'_> {
+impl<'a> R<'a> {
     fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         let (&b, rest) = self.0.split_first().ok_or(DecodeError::Truncated(what))?;
         self.0 = rest;
         Ok(b)
     }
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&[u8], DecodeError> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError::Truncated(what));
         }
@@ -401,12 +401,13 @@ impl R<'_> {
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
-    fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
+    fn str_ref(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
         let n = self.u16(what)? as usize;
         let b = self.take(n, what)?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| DecodeError::BadUtf8(what))
+        std::str::from_utf8(b).map_err(|_| DecodeError::BadUtf8(what))
+    }
+    fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        self.str_ref(what).map(str::to_owned)
     }
     fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
         match self.u8(what)? {
@@ -496,6 +497,53 @@ pub fn decode_client(payload: &[u8]) -> Result<ClientMsg, DecodeError> {
     r.finish(msg)
 }
 
+/// Tag of the server's `Chat` message.
+const TAG_CHAT: u8 = 0x82;
+
+/// A `Chat` message borrowed from its payload: what [`decode_chat`] gives
+/// without allocating (the bots read millions of these per second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatRef<'a> {
+    pub room: &'a str,
+    pub from: &'a str,
+    pub text: &'a str,
+    pub kind: ChatKind,
+    pub ts_ms: u64,
+    pub history: bool,
+}
+
+/// The fields of a `Chat` payload after its tag, checked exactly as
+/// [`decode_server`] checks them (it calls this).
+fn chat_fields<'a>(r: &mut R<'a>) -> Result<ChatRef<'a>, DecodeError> {
+    Ok(ChatRef {
+        room: r.str_ref("room")?,
+        from: r.str_ref("from")?,
+        text: r.str_ref("text")?,
+        kind: match r.u8("kind")? {
+            0 => ChatKind::Say,
+            1 => ChatKind::Me,
+            _ => return Err(DecodeError::BadValue("kind")),
+        },
+        ts_ms: r.u64("ts_ms")?,
+        history: r.bool("history")?,
+    })
+}
+
+/// A server payload read as a `Chat` without allocating: `Ok(None)` when it
+/// is another message (decode those with [`decode_server`]), an error when
+/// it is a malformed `Chat` (the same error `decode_server` gives).
+pub fn decode_chat(payload: &[u8]) -> Result<Option<ChatRef<'_>>, DecodeError> {
+    let mut r = R(payload);
+    match r.u8("tag") {
+        Ok(TAG_CHAT) => {
+            let c = chat_fields(&mut r)?;
+            r.finish(Some(c))
+        }
+        Ok(_) => Ok(None),
+        Err(_) => Err(DecodeError::EmptyFrame),
+    }
+}
+
 /// Decode a server message payload (tag + fields).
 pub fn decode_server(payload: &[u8]) -> Result<ServerMsg, DecodeError> {
     let mut r = R(payload);
@@ -506,18 +554,17 @@ pub fn decode_server(payload: &[u8]) -> Result<ServerMsg, DecodeError> {
             room: r.str("room")?,
             server: r.str("server")?,
         },
-        0x82 => ServerMsg::Chat {
-            room: r.str("room")?,
-            from: r.str("from")?,
-            text: r.str("text")?,
-            kind: match r.u8("kind")? {
-                0 => ChatKind::Say,
-                1 => ChatKind::Me,
-                _ => return Err(DecodeError::BadValue("kind")),
-            },
-            ts_ms: r.u64("ts_ms")?,
-            history: r.bool("history")?,
-        },
+        TAG_CHAT => {
+            let c = chat_fields(&mut r)?;
+            ServerMsg::Chat {
+                room: c.room.to_owned(),
+                from: c.from.to_owned(),
+                text: c.text.to_owned(),
+                kind: c.kind,
+                ts_ms: c.ts_ms,
+                history: c.history,
+            }
+        }
         0x83 => ServerMsg::Private {
             from: r.str("from")?,
             to: r.str("to")?,

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use sockchat_shared::codec::{self, DecodeError};
 
 mod strategies;
+use sockchat_shared::ServerMsg;
 use strategies::{client_msg, server_msg};
 
 proptest! {
@@ -115,5 +116,41 @@ proptest! {
             (Err(a), Err(b)) => prop_assert_eq!(a, &b),
             (a, b) => prop_assert!(false, "split {:?} vs decode {:?}", a, b),
         }
+    }
+
+    #[test]
+    fn decode_chat_agrees_with_decode_server(msg in server_msg()) {
+        let frame = codec::server_frame(&msg);
+        let payload = &frame[codec::HEADER_LEN..];
+        let chat = codec::decode_chat(payload).expect("valid");
+        match (&msg, chat) {
+            (ServerMsg::Chat { room, from, text, kind, ts_ms, history }, Some(c)) => {
+                prop_assert_eq!((c.room, c.from, c.text), (room.as_str(), from.as_str(), text.as_str()));
+                prop_assert_eq!((c.kind, c.ts_ms, c.history), (*kind, *ts_ms, *history));
+            }
+            (ServerMsg::Chat { .. }, None) => prop_assert!(false, "chat not seen"),
+            (_, Some(c)) => prop_assert!(false, "not a chat: {:?}", c),
+            (_, None) => {}
+        }
+    }
+
+    #[test]
+    fn decode_chat_on_random_bytes_errs_like_decode_server(
+        tail in proptest::collection::vec(any::<u8>(), 0..80),
+        chat_tag in any::<bool>(),
+    ) {
+        let mut p = vec![if chat_tag { 0x82 } else { 0x81 }];
+        p.extend_from_slice(&tail);
+        let chat = codec::decode_chat(&p);
+        let full = codec::decode_server(&p);
+        if chat_tag {
+            prop_assert_eq!(chat.is_ok(), full.is_ok());
+            if let (Err(a), Err(b)) = (&chat, &full) {
+                prop_assert_eq!(a, b);
+            }
+        } else {
+            prop_assert_eq!(chat, Ok(None));
+        }
+        prop_assert_eq!(codec::decode_chat(&[]), Err(DecodeError::EmptyFrame));
     }
 }

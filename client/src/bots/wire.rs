@@ -14,12 +14,15 @@
 //! process) from being counted as deliveries. Receivers find the marker
 //! anywhere in a line, so they need not understand the server's formatting.
 //!
-//! Framed mode: the parser reads `Chat` frames without allocating (the
+//! Framed mode: frames are split by `shared::codec::split_frame` and `Chat`
+//! read by `shared::codec::decode_chat`, both without allocating (the
 //! fan-out receive path runs millions of times per second); other frames go
-//! through `shared::codec::decode_server`.
+//! through `shared::codec::decode_server`. Text mode's disconnect lines are
+//! read by `shared::text::bye_reason`.
 
 use bytes::{BufMut, BytesMut};
 use sockchat_shared::codec::{self, DecodeError, HEADER_LEN};
+use sockchat_shared::text;
 use sockchat_shared::{ClientMsg, DisconnectReason, ServerMsg};
 
 /// The wire a bot speaks.
@@ -236,7 +239,7 @@ pub fn parse_lines(buf: &[u8], mut f: impl FnMut(Event)) -> usize {
                 mark,
                 history: false,
             },
-            None => match reason_from_line(line) {
+            None => match std::str::from_utf8(line).ok().and_then(text::bye_reason) {
                 Some(r) => Event::Bye(r),
                 None => Event::Other,
             },
@@ -246,71 +249,32 @@ pub fn parse_lines(buf: &[u8], mut f: impl FnMut(Event)) -> usize {
     pos
 }
 
-/// Text mode tells a user why it is being disconnected in words (`! rate
-/// limited`, `! slow consumer (queue full: 1024 frames)`, `* server shutting
-/// down`). If the connection then ends, that line is the reason. A `! ` line
-/// that is not a disconnect reason (a refused command) gives None.
-pub fn reason_from_line(line: &[u8]) -> Option<DisconnectReason> {
-    let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
-    if line == "* server shutting down" {
-        return Some(DisconnectReason::ServerShutdown);
-    }
-    let t = line.strip_prefix("! ")?;
-    Some(if t == "rate limited" {
-        DisconnectReason::RateLimited
-    } else if t.starts_with("slow consumer") {
-        DisconnectReason::SlowConsumer { frames: 0 }
-    } else if t.starts_with("idle timeout") {
-        DisconnectReason::IdleTimeout { secs: 0 }
-    } else if let Some(d) = t.strip_prefix("protocol error: ") {
-        DisconnectReason::ProtocolError { detail: d.into() }
-    } else {
-        return None;
-    })
-}
-
-/// Parse complete frames in `buf`, calling `f` per frame's event. Returns the
-/// bytes consumed, or the protocol error that makes the stream unusable.
+/// Parse complete frames in `buf` (split by the shared
+/// `codec::split_frame`), calling `f` per frame's event. Returns the bytes
+/// consumed, or the protocol error that makes the stream unusable.
 pub fn parse_frames(
     buf: &[u8],
     max: usize,
     mut f: impl FnMut(Event),
 ) -> Result<usize, DecodeError> {
     let mut pos = 0;
-    while buf.len() - pos >= HEADER_LEN {
-        let len = u32::from_be_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]) as usize;
-        if len > max {
-            return Err(DecodeError::FrameTooLarge { len, max });
-        }
-        if len == 0 {
-            return Err(DecodeError::EmptyFrame);
-        }
-        if buf.len() - pos - HEADER_LEN < len {
-            break;
-        }
-        let payload = &buf[pos + HEADER_LEN..pos + HEADER_LEN + len];
+    while let Some((payload, used)) = codec::split_frame(&buf[pos..], max)? {
         f(frame_event(payload)?);
-        pos += HEADER_LEN + len;
+        pos += used;
     }
     Ok(pos)
 }
 
+/// The event in one server payload. `Chat` goes through the shared
+/// non-allocating `codec::decode_chat` (the hot path); the rest through
+/// `codec::decode_server`.
 pub fn frame_event(p: &[u8]) -> Result<Event, DecodeError> {
-    if p.first() == Some(&0x82) {
-        // Chat: room, from, text (u16-prefixed), kind u8, ts u64, history u8.
-        let mut at = 1;
-        let mut text: &[u8] = &[];
-        for _ in 0..3 {
-            let l = p.get(at..at + 2).ok_or(DecodeError::Truncated("chat"))?;
-            let l = u16::from_be_bytes([l[0], l[1]]) as usize;
-            text = p
-                .get(at + 2..at + 2 + l)
-                .ok_or(DecodeError::Truncated("chat"))?;
-            at += 2 + l;
-        }
-        let history = p.get(at + 9).copied().unwrap_or(0) != 0;
-        return Ok(match find_mark(text) {
-            Some(mark) => Event::Mark { mark, history },
+    if let Some(chat) = codec::decode_chat(p)? {
+        return Ok(match find_mark(chat.text.as_bytes()) {
+            Some(mark) => Event::Mark {
+                mark,
+                history: chat.history,
+            },
             None => Event::Other,
         });
     }
@@ -431,20 +395,24 @@ mod tests {
 
     #[test]
     fn text_mode_reasons() {
+        let events = |text: &[u8]| {
+            let mut v = Vec::new();
+            let used = parse_lines(text, |e| v.push(e));
+            (used, v)
+        };
+        let text = b"! rate limited\r\n! slow consumer (queue full: 1024 frames)\n* server shutting down\n";
+        let (used, ev) = events(&text[..]);
+        assert_eq!(used, text.len());
         assert_eq!(
-            reason_from_line(b"! rate limited"),
-            Some(DisconnectReason::RateLimited)
+            ev,
+            [
+                Event::Bye(DisconnectReason::RateLimited),
+                Event::Bye(DisconnectReason::SlowConsumer { frames: 1024 }),
+                Event::Bye(DisconnectReason::ServerShutdown),
+            ]
         );
-        assert_eq!(
-            reason_from_line(b"! slow consumer (queue full: 1024 frames)").map(|r| r.code()),
-            Some("slow-consumer".into())
-        );
-        assert_eq!(
-            reason_from_line(b"* server shutting down"),
-            Some(DisconnectReason::ServerShutdown)
-        );
-        assert_eq!(reason_from_line(b"! nick already taken: bob"), None);
-        assert_eq!(reason_from_line(b"[r] a: ! rate limited"), None);
+        let (_, ev) = events(b"! nick already taken: bob\n[r] a: ! rate limited\n\xff! x\n");
+        assert_eq!(ev, [Event::Other, Event::Other, Event::Other]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use sockchat_shared::{DisconnectReason, errno, sockopt};
+use sockchat_shared::{DisconnectReason, sockopt};
 
 use super::outcome::Outcome;
 use super::procs::ChildProc;
@@ -37,43 +37,6 @@ fn resolve(server: &str) -> anyhow::Result<std::net::SocketAddr> {
         .with_context(|| format!("bad server address {server:?}"))?
         .next()
         .with_context(|| format!("{server:?} resolves to nothing"))
-}
-
-/// Map an announced reason text back to the vocabulary: the exact contract
-/// texts, the parameterised ones by prefix, other errnos by `(ENAME N)`.
-pub fn parse_reason_text(text: &str) -> Option<DisconnectReason> {
-    let text = text.trim();
-    let fixed = [
-        DisconnectReason::quit(),
-        DisconnectReason::Eof,
-        DisconnectReason::Reset,
-        DisconnectReason::BrokenPipe,
-        DisconnectReason::TimedOut,
-        DisconnectReason::Refused,
-        DisconnectReason::RateLimited,
-        DisconnectReason::ServerShutdown,
-    ];
-    if let Some(r) = fixed.into_iter().find(|r| r.to_string() == text) {
-        return Some(r);
-    }
-    if let Some(rest) = text.strip_prefix("idle timeout (") {
-        let secs = rest.trim_end_matches(" s)").parse().ok()?;
-        return Some(DisconnectReason::IdleTimeout { secs });
-    }
-    if let Some(rest) = text.strip_prefix("slow consumer (queue full: ") {
-        let frames = rest.trim_end_matches(" frames)").parse().ok()?;
-        return Some(DisconnectReason::SlowConsumer { frames });
-    }
-    if let Some(detail) = text.strip_prefix("protocol error: ") {
-        return Some(DisconnectReason::ProtocolError {
-            detail: detail.to_string(),
-        });
-    }
-    // "<description> (ENAME N)"
-    let inner = text.strip_suffix(')')?.rsplit_once('(')?.1;
-    let (name, num) = inner.split_once(' ')?;
-    let n: i32 = num.parse().ok()?;
-    (errno::from_name(name) == Some(n)).then_some(DisconnectReason::Os { errno: n })
 }
 
 /// A text-mode (nc-style) connection to the server.
@@ -177,9 +140,11 @@ fn announced(o: &mut TextConn, nick: &str) -> (String, Option<i32>, String) {
     match o.wait_for(ANNOUNCE_LIMIT, |l| l.starts_with(&prefix)) {
         Some(line) => {
             let text = line.split_once(": ").map(|x| x.1).unwrap_or("");
-            match parse_reason_text(text) {
-                Some(r) => (r.code(), r.errno(), line),
-                None => (format!("unparsed: {text}"), None, line),
+            // The reason's contract text, parsed back by the shared
+            // `DisconnectReason: FromStr`.
+            match text.trim().parse::<DisconnectReason>() {
+                Ok(r) => (r.code(), r.errno(), line),
+                Err(_) => (format!("unparsed: {text}"), None, line),
             }
         }
         None => (
@@ -397,25 +362,4 @@ pub fn child_text_sender(
         std::thread::sleep(SEND_EVERY);
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_contract_texts() {
-        for r in [
-            DisconnectReason::Eof,
-            DisconnectReason::Reset,
-            DisconnectReason::TimedOut,
-            DisconnectReason::IdleTimeout { secs: 30 },
-            DisconnectReason::SlowConsumer { frames: 7 },
-            DisconnectReason::Os { errno: 113 },
-        ] {
-            assert_eq!(parse_reason_text(&r.to_string()), Some(r));
-        }
-        assert_eq!(parse_reason_text("gibberish"), None);
-        assert_eq!(parse_reason_text("x (ECONNRESET 5)"), None);
-    }
 }
