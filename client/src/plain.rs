@@ -5,12 +5,15 @@
 
 use std::io::Write;
 
-use sockchat_shared::ServerMsg;
+use std::collections::BTreeMap;
+
+use sockchat_shared::names::normalize_room;
+use sockchat_shared::{ClientMsg, ServerMsg};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use crate::net::command::{Fault, Input, InputLimits, help_lines, parse_input};
 use crate::net::text::{event_json, event_line};
-use crate::net::{self, NetCmd, NetConfig, SocketEvent};
+use crate::net::{self, LineId, NetCmd, NetConfig, SocketEvent};
 
 /// Entry point from the command line.
 pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -32,20 +35,56 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
 /// Where the user is, as far as plain mode needs to know.
 struct Where {
     nick: String,
+    /// The focused room: where a typed line goes. `/join` moves it at once
+    /// (the line after it is meant for the new room); a Welcome moves it
+    /// only the first time (after a reconnect the driver rejoins our rooms
+    /// and the focus stays where the user put it).
     room: String,
+    welcomed: bool,
 }
 
 impl Where {
-    /// Follow our nick and current room from what the server says.
+    /// Follow our nick (and the first room) from what the server says.
     fn follow(&mut self, msg: &ServerMsg) {
         match msg {
             ServerMsg::Welcome { nick, room, .. } => {
                 self.nick = nick.clone();
-                self.room = room.clone();
+                if !self.welcomed && self.room.is_empty() {
+                    self.room = room.clone();
+                }
+                self.welcomed = true;
             }
-            ServerMsg::Joined { room, nick } if *nick == self.nick => self.room = room.clone(),
             ServerMsg::NickChanged { old, new } if *old == self.nick => self.nick = new.clone(),
             _ => {}
+        }
+    }
+}
+
+/// The lines typed and not yet confirmed or failed, and whether any failed:
+/// what the exit status is made of.
+#[derive(Default)]
+struct Outcomes {
+    next: u64,
+    waiting: BTreeMap<LineId, String>,
+    failed: u64,
+}
+
+impl Outcomes {
+    /// Give a typed line (Say, Me, Private) its id; commands keep none.
+    fn assign(&mut self, cmd: NetCmd, line: &str) -> NetCmd {
+        match cmd {
+            NetCmd::Send { id: None, msg }
+                if matches!(
+                    msg,
+                    ClientMsg::Say { .. } | ClientMsg::Me { .. } | ClientMsg::Private { .. }
+                ) =>
+            {
+                self.next += 1;
+                let id = LineId(self.next);
+                self.waiting.insert(id, line.to_string());
+                NetCmd::Send { id: Some(id), msg }
+            }
+            other => other,
         }
     }
 }
@@ -63,8 +102,10 @@ fn out_line(out: &mut impl Write, json: bool, text: String, mut value: serde_jso
 }
 
 /// Run plain mode with the given input and output (tests pass pipes).
-/// Returns the exit code: 0 after `/quit` or end of input, 1 when the
-/// connection ended and reconnect is off.
+/// Returns the exit code: 0 when every line typed was delivered (confirmed
+/// by the server's echo) and the session ended by `/quit` or end of input;
+/// 1 when a line failed, the connection could not be made, or it ended with
+/// reconnect off.
 pub async fn run_with(
     cfg: NetConfig,
     json: bool,
@@ -78,17 +119,31 @@ pub async fn run_with(
     let mut here = Where {
         nick: cfg.nick.clone(),
         room: cfg.room.clone(),
+        welcomed: false,
     };
     let (cmd_tx, mut events) = net::spawn(cfg);
     let mut lines = BufReader::new(input).lines();
     let mut input_open = true;
-    let mut quitting = false;
+    let mut outcomes = Outcomes::default();
+    // End of input or /quit: the Quit (with its message) waits until every
+    // line typed before it has its outcome, so the exit status can say
+    // whether they were delivered.
+    let mut quit: Option<String> = None;
+    let mut quit_sent = false;
     // A command the net task had no room for yet. While one waits, stdin is
     // not read (back-pressure on the writer of our stdin), but events keep
     // flowing: the net task may be waiting for us to take them, so we never
     // block on it.
     let mut pending: Option<NetCmd> = None;
     loop {
+        if pending.is_none()
+            && !quit_sent
+            && outcomes.waiting.is_empty()
+            && let Some(m) = quit.take()
+        {
+            pending = Some(NetCmd::Quit(m));
+            quit_sent = true;
+        }
         tokio::select! {
             permit = cmd_tx.reserve(), if pending.is_some() => {
                 // If the net task is gone, its Finished event ends us.
@@ -102,8 +157,7 @@ pub async fn run_with(
                     Ok(None) | Err(_) => {
                         // End of input: say goodbye properly.
                         input_open = false;
-                        quitting = true;
-                        pending = Some(NetCmd::Quit(String::new()));
+                        quit = Some(String::new());
                         continue;
                     }
                 };
@@ -124,22 +178,45 @@ pub async fn run_with(
                         );
                         std::process::abort();
                     }
+                    Ok(Input::Quit(m)) => {
+                        input_open = false;
+                        quit = Some(m);
+                    }
                     Ok(input) => {
-                        if matches!(input, Input::Quit(_)) {
-                            quitting = true;
-                            input_open = false;
+                        pending = input.to_net(&here.room).map(|c| outcomes.assign(c, &line));
+                        // The line after a /join is meant for the new room.
+                        if let Input::Join(r) = &input {
+                            here.room = normalize_room(r).to_string();
                         }
-                        pending = input.to_net(&here.room);
                     }
                 }
             }
             ev = events.recv() => {
-                let Some(ev) = ev else { return Ok(if quitting { 0 } else { 1 }) };
-                if let SocketEvent::Server(m) = &ev {
-                    here.follow(m);
-                }
-                if let SocketEvent::Finished = ev {
-                    return Ok(if quitting { 0 } else { 1 });
+                let Some(ev) = ev else { return Ok(1) };
+                match &ev {
+                    SocketEvent::Server(m) => here.follow(m),
+                    SocketEvent::LineConfirmed { id } => {
+                        outcomes.waiting.remove(id);
+                    }
+                    SocketEvent::LineFailed { id, why } => {
+                        outcomes.failed += 1;
+                        if let Some(text) = outcomes.waiting.remove(id) {
+                            out_line(
+                                &mut out,
+                                json,
+                                format!("! not delivered: {text:?}: {why}"),
+                                serde_json::json!({"event": "line-failed", "id": id.0, "line": text, "why": why}),
+                            );
+                        }
+                        continue;
+                    }
+                    SocketEvent::Finished => {
+                        // 0 only for a quit we asked for, after a session
+                        // that was up, with every line delivered.
+                        let clean = quit_sent && here.welcomed && outcomes.failed == 0 && outcomes.waiting.is_empty();
+                        return Ok(if clean { 0 } else { 1 });
+                    }
+                    _ => {}
                 }
                 if let (Some(text), Some(value)) = (event_line(&ev), event_json(&ev)) {
                     out_line(&mut out, json, text, value);

@@ -58,9 +58,12 @@ fn welcome(a: &mut App) {
     );
     assert_eq!(
         acts,
-        vec![Action::Net(NetCmd::Send(ClientMsg::Who {
-            room: "lobby".into()
-        }))]
+        vec![Action::Net(NetCmd::Send {
+            id: None,
+            msg: ClientMsg::Who {
+                room: "lobby".into()
+            }
+        })]
     );
     server(
         a,
@@ -97,10 +100,13 @@ fn typing_sends_to_the_current_room_and_history_recalls() {
     let acts = type_line(&mut a, "hello there");
     assert_eq!(
         acts,
-        vec![Action::Net(NetCmd::Send(ClientMsg::Say {
-            room: "lobby".into(),
-            text: "hello there".into()
-        }))]
+        vec![Action::Net(NetCmd::Send {
+            id: None,
+            msg: ClientMsg::Say {
+                room: "lobby".into(),
+                text: "hello there".into()
+            }
+        })]
     );
     assert!(a.input.is_empty());
     key(&mut a, KeyCode::Up);
@@ -123,9 +129,10 @@ fn join_switches_room_and_unread_counts() {
     let acts = type_line(&mut a, "/join #dev");
     assert_eq!(
         acts,
-        vec![Action::Net(NetCmd::Send(ClientMsg::Join {
-            room: "dev".into()
-        }))]
+        vec![Action::Net(NetCmd::Send {
+            id: None,
+            msg: ClientMsg::Join { room: "dev".into() }
+        })]
     );
     // The switch happens when the server confirms.
     assert_eq!(a.room().name, "lobby");
@@ -139,9 +146,10 @@ fn join_switches_room_and_unread_counts() {
     assert_eq!(a.room().name, "dev");
     assert_eq!(
         acts,
-        vec![Action::Net(NetCmd::Send(ClientMsg::Who {
-            room: "dev".into()
-        }))]
+        vec![Action::Net(NetCmd::Send {
+            id: None,
+            msg: ClientMsg::Who { room: "dev".into() }
+        })]
     );
     server(&mut a, chat("lobby", "bob", "one"));
     server(&mut a, chat("lobby", "bob", "two"));
@@ -154,10 +162,13 @@ fn join_switches_room_and_unread_counts() {
     let acts = type_line(&mut a, "/me waves");
     assert_eq!(
         acts,
-        vec![Action::Net(NetCmd::Send(ClientMsg::Me {
-            room: "lobby".into(),
-            text: "waves".into()
-        }))]
+        vec![Action::Net(NetCmd::Send {
+            id: None,
+            msg: ClientMsg::Me {
+                room: "lobby".into(),
+                text: "waves".into()
+            }
+        })]
     );
 }
 

@@ -175,10 +175,13 @@ async fn handshake_ping_and_sanitized_chat() {
     assert!(!text.contains('\x07') && !text.contains('\r'), "{text:?}");
     assert!(text.starts_with("hi") && text.contains("there"), "{text:?}");
     // Chat text we send arrives as a Say frame.
-    tx.send(NetCmd::Send(ClientMsg::Say {
-        room: "lobby".into(),
-        text: "hello".into(),
-    }))
+    tx.send(NetCmd::Send {
+        id: None,
+        msg: ClientMsg::Say {
+            room: "lobby".into(),
+            text: "hello".into(),
+        },
+    })
     .await
     .expect("send");
     assert_eq!(
@@ -560,11 +563,12 @@ async fn second_write_after_peer_close_is_epipe() {
         matches!(e, SocketEvent::HalfClosed(HalfClose::PeerSentFin)).then_some(())
     })
     .await;
-    let say = |t: &str| {
-        NetCmd::Send(ClientMsg::Say {
+    let say = |t: &str| NetCmd::Send {
+        id: None,
+        msg: ClientMsg::Say {
             room: "lobby".into(),
             text: t.into(),
-        })
+        },
     };
     tx.send(say("first")).await.expect("send");
     tokio::time::sleep(Duration::from_millis(100)).await; // the RST comes back

@@ -374,12 +374,13 @@ async fn run_loop_replays_events_into_a_test_backend() {
         sent.push(c);
     }
     assert!(
-        sent.contains(&sockchat::net::NetCmd::Send(
-            sockchat_shared::ClientMsg::Say {
+        sent.contains(&sockchat::net::NetCmd::Send {
+            id: None,
+            msg: sockchat_shared::ClientMsg::Say {
                 room: "lobby".into(),
                 text: "hi".into()
             }
-        )),
+        }),
         "{sent:?}"
     );
     let s = format!("{}", term.backend());

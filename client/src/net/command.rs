@@ -217,7 +217,7 @@ impl Input {
     /// The net command for this input. `room` is the current room. Inputs
     /// the UI handles itself (help, crash, empty) give `None`.
     pub fn to_net(&self, room: &str) -> Option<NetCmd> {
-        let send = |m| Some(NetCmd::Send(m));
+        let send = |msg| Some(NetCmd::Send { id: None, msg });
         match self {
             Input::Empty | Input::Help | Input::Fault(Fault::Crash) => None,
             Input::Say(t) => send(ClientMsg::Say {

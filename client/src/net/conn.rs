@@ -41,6 +41,10 @@ const MAX_NICK_CHARS: usize = 24;
 /// side too, so a person can see the state (the server is gone anyway).
 const PEER_FIN_LINGER: Duration = Duration::from_secs(1);
 
+/// How long a line may wait for its echo (or its room's Join) before it
+/// is reported as failed.
+const LINE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Most bytes we queue for the server before refusing more input; the
 /// server only stops reading us if something is badly wrong.
 const MAX_PENDING_WRITE: usize = 1 << 20;
@@ -69,10 +73,9 @@ async fn run_inner(
             },
         )
         .await?;
-        // Chat typed while connecting is sent right after the Hello (a
-        // script piping `hello` then EOF expects it delivered). A /quit with
-        // nothing pending ends at once; after pending text it waits for it.
-        let mut pending: Vec<ClientMsg> = Vec::new();
+        // Lines typed while connecting are queued and sent once the
+        // session is restored (after the rejoins). A /quit with nothing
+        // pending ends at once; after pending lines it waits for them.
         let mut quit_after: Option<String> = None;
         let connecting = connect(&cfg);
         tokio::pin!(connecting);
@@ -84,15 +87,10 @@ async fn run_inner(
                         emit(ev, SocketEvent::Finished).await?;
                         return Ok(());
                     }
-                    Some(NetCmd::Quit(m)) => {
-                        if pending.is_empty() {
-                            emit(ev, SocketEvent::Closed(CloseReason::Local("quit".into()))).await?;
-                            emit(ev, SocketEvent::Finished).await?;
-                            return Ok(());
-                        }
-                        quit_after = Some(m);
-                    }
-                    Some(NetCmd::Send(m)) if pending.len() < 256 => pending.push(m),
+                    // Finish this attempt first (queued lines go out, and the
+                    // exit status can tell a session from a failure).
+                    Some(NetCmd::Quit(m)) => quit_after = Some(m),
+                    Some(NetCmd::Send { id, msg }) => session.queue(id, msg, ev).await?,
                     Some(_) => {
                         emit(ev, SocketEvent::Local("not connected yet: not done".into())).await?;
                     }
@@ -102,12 +100,7 @@ async fn run_inner(
         match connected {
             Ok(stream) => {
                 let mut conn = Conn::new(stream, &cfg, &mut session);
-                for m in &pending {
-                    conn.queue(m);
-                }
-                if let Some(m) = quit_after.take() {
-                    conn.start_quit(m);
-                }
+                conn.quit_after = quit_after.take();
                 let local = conn.local;
                 let peer = conn.peer;
                 emit(
@@ -119,7 +112,9 @@ async fn run_inner(
                     },
                 )
                 .await?;
-                match conn.run(cmds, ev).await? {
+                let outcome = conn.run(cmds, ev).await?;
+                session.lost(ev).await?;
+                match outcome {
                     Outcome::Quit => {
                         emit(ev, SocketEvent::Finished).await?;
                         return Ok(());
@@ -132,11 +127,11 @@ async fn run_inner(
                 }
             }
             Err(_) if quit_after.is_some() => {
-                emit(
-                    ev,
-                    SocketEvent::Local(format!("{} unsent message(s) dropped", pending.len())),
-                )
-                .await?;
+                let mut evs = Vec::new();
+                session
+                    .lines
+                    .give_up("the connection failed and we were quitting", &mut evs);
+                Session::emit_all(ev, evs).await?;
                 emit(ev, SocketEvent::Finished).await?;
                 return Ok(());
             }
@@ -150,7 +145,7 @@ async fn run_inner(
             }
         }
         failures += 1;
-        if !wait_to_reconnect(&cfg, failures, cmds, ev).await? {
+        if !wait_to_reconnect(&cfg, &mut session, failures, cmds, ev).await? {
             return Ok(());
         }
     }
@@ -249,6 +244,9 @@ struct Conn<'a> {
     peer_fin_at: Option<Instant>,
     /// Hellos refused so far (nick taken or invalid) on this connection.
     hello_refusals: u32,
+    /// A /quit typed while connecting, carried out once the queued lines
+    /// are sent.
+    quit_after: Option<String>,
 }
 
 /// What woke the loop.
@@ -298,12 +296,25 @@ impl<'a> Conn<'a> {
             quit_by: None,
             peer_fin_at: None,
             hello_refusals: 0,
+            quit_after: None,
         }
     }
 
     fn queue(&mut self, msg: &ClientMsg) {
         codec::encode_client(msg, &mut self.wbuf);
         self.stats.frames_out += 1;
+    }
+
+    /// Send a message of the user's through the line bookkeeping (a line
+    /// for a room being joined waits for the Joined).
+    fn dispatch(&mut self, id: Option<super::LineId>, msg: ClientMsg) {
+        if let Some(m) = self
+            .session
+            .lines
+            .dispatch(id, msg, &self.session.rooms, Instant::now())
+        {
+            self.queue(&m);
+        }
     }
 
     /// Say Quit, then (once it is written) send FIN and wait a moment for
@@ -382,9 +393,20 @@ impl<'a> Conn<'a> {
                         self.we_sent_fin = true;
                     }
                 }
-                Wake::Info => self.poll_info(ev).await?,
+                Wake::Info => {
+                    self.poll_info(ev).await?;
+                    if let Some((_, at)) = self.ping {
+                        let waiting_ms = at.elapsed().as_millis() as u64;
+                        emit(ev, SocketEvent::Lag { waiting_ms }).await?;
+                    }
+                }
                 Wake::Ping => {
-                    if self.welcomed && !self.we_sent_fin && self.reading {
+                    let mut evs = Vec::new();
+                    self.session
+                        .lines
+                        .expire(Instant::now(), LINE_TIMEOUT, &mut evs);
+                    Session::emit_all(ev, evs).await?;
+                    if self.welcomed && !self.we_sent_fin && self.reading && self.ping.is_none() {
                         let token = self.next_token;
                         self.next_token += 1;
                         self.ping = Some((token, Instant::now()));
@@ -509,8 +531,17 @@ impl<'a> Conn<'a> {
                 self.session.rooms.clear();
                 self.session.rooms.insert(room.clone());
                 for r in wanted.iter().filter(|r| *r != room) {
-                    self.queue(&ClientMsg::Join { room: r.clone() });
+                    self.dispatch(None, ClientMsg::Join { room: r.clone() });
                 }
+                // Then what was typed while there was no session.
+                emit(ev, SocketEvent::Server(msg)).await?;
+                for (id, m) in self.session.lines.take_queued() {
+                    self.dispatch(id, m);
+                }
+                if let Some(m) = self.quit_after.take() {
+                    self.start_quit(m);
+                }
+                return Ok(());
             }
             ServerMsg::Joined { room, nick } if *nick == self.session.nick => {
                 self.session.rooms.insert(room.clone());
@@ -557,7 +588,20 @@ impl<'a> Conn<'a> {
             }
             _ => {}
         }
-        emit(ev, SocketEvent::Server(msg)).await
+        let (mut send, mut evs) = (Vec::new(), Vec::new());
+        self.session.lines.on_server(
+            &msg,
+            &self.session.nick,
+            &self.session.rooms,
+            Instant::now(),
+            &mut send,
+            &mut evs,
+        );
+        for m in &send {
+            self.queue(m);
+        }
+        emit(ev, SocketEvent::Server(msg)).await?;
+        Session::emit_all(ev, evs).await
     }
 
     async fn poll_info(&mut self, ev: &Events) -> Result<(), UiGone> {
@@ -655,18 +699,24 @@ impl<'a> Conn<'a> {
 
     async fn command(&mut self, cmd: NetCmd, ev: &Events) -> Result<Option<Outcome>, UiGone> {
         match cmd {
-            NetCmd::Send(msg) => {
-                if self.wbuf.len() > MAX_PENDING_WRITE {
+            NetCmd::Send { id, msg } => {
+                if !self.welcomed {
+                    self.session.queue(id, msg, ev).await?;
+                } else if self.wbuf.len() > MAX_PENDING_WRITE {
+                    let why = format!(
+                        "not sent: {} bytes already wait to be written (the server is not reading)",
+                        self.wbuf.len()
+                    );
                     emit(
                         ev,
-                        SocketEvent::Local(format!(
-                            "not sent: {} bytes already wait to be written (the server is not reading)",
-                            self.wbuf.len()
-                        )),
+                        match id {
+                            Some(id) => SocketEvent::LineFailed { id, why },
+                            None => SocketEvent::Local(why),
+                        },
                     )
                     .await?;
                 } else {
-                    self.queue(&msg);
+                    self.dispatch(id, msg);
                 }
             }
             NetCmd::Quit(message) => {

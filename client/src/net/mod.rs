@@ -11,6 +11,7 @@
 pub mod backoff;
 pub mod command;
 mod conn;
+mod lines;
 pub mod text;
 pub mod udp;
 
@@ -80,12 +81,22 @@ impl Default for NetConfig {
     }
 }
 
+/// Chosen by the UI for each line the user typed (Say, Me, Private); unique
+/// per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LineId(pub u64);
+
 /// What the UI asks the net task to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetCmd {
-    /// Send a protocol message (queued while disconnected? no: refused with a
-    /// local error so the user knows it was not sent).
-    Send(sockchat_shared::ClientMsg),
+    /// `id` is Some for a line the user typed (Say / Me / Private): the
+    /// driver then reports exactly one of [`SocketEvent::LineConfirmed`] /
+    /// [`SocketEvent::LineFailed`] for it. Commands (Join, Who, Nick...) are
+    /// sent with `id: None`.
+    Send {
+        id: Option<LineId>,
+        msg: sockchat_shared::ClientMsg,
+    },
     /// Demonstrate an abrupt disconnect (see [`Fault`]).
     Fault(Fault),
     /// Say goodbye, close cleanly and end the task.
@@ -236,6 +247,15 @@ pub enum SocketEvent {
     },
     /// Something local went wrong or needs saying (not a kernel error).
     Local(String),
+    /// The server's echo of this line arrived (Chat from our nick in that
+    /// room with that text, or the Private echo from us to that nick): it
+    /// is delivered.
+    LineConfirmed { id: LineId },
+    /// The line was not delivered, and why in plain words. Never silent.
+    LineFailed { id: LineId, why: String },
+    /// Sent on every tick while a ping to the server is unanswered: how
+    /// long it has waited.
+    Lag { waiting_ms: u64 },
     /// The task ended (after /quit, or with reconnect off).
     Finished,
 }
@@ -289,6 +309,41 @@ struct Session {
     /// The room we ask for after the welcome on the very first connect.
     first_room: String,
     welcomed_once: bool,
+    /// The lines typed, until each is confirmed or failed.
+    lines: lines::Lines,
+}
+
+impl Session {
+    /// Emit a batch of events.
+    async fn emit_all(ev: &Events, evs: Vec<SocketEvent>) -> Result<(), UiGone> {
+        for e in evs {
+            emit(ev, e).await?;
+        }
+        Ok(())
+    }
+
+    /// The session ended: fail what was in flight, remember rooms whose
+    /// Join was unanswered so they are joined again.
+    async fn lost(&mut self, ev: &Events) -> Result<(), UiGone> {
+        let mut evs = Vec::new();
+        for r in self.lines.session_lost(&mut evs) {
+            self.rooms.insert(r);
+        }
+        Self::emit_all(ev, evs).await
+    }
+
+    /// A command typed while there is no session.
+    async fn queue(
+        &mut self,
+        id: Option<LineId>,
+        msg: sockchat_shared::ClientMsg,
+        ev: &Events,
+    ) -> Result<(), UiGone> {
+        match self.lines.queue(id, msg) {
+            Some(e) => emit(ev, e).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// After a connection or session ended (`failures` so far, this one
@@ -297,12 +352,18 @@ struct Session {
 /// again; `Ok(false)`: finished (the UI was told).
 async fn wait_to_reconnect(
     cfg: &NetConfig,
+    session: &mut Session,
     failures: u32,
     cmds: &mut mpsc::Receiver<NetCmd>,
     ev: &Events,
 ) -> Result<bool, UiGone> {
     if !cfg.reconnect {
         emit(ev, SocketEvent::Local("reconnect is off".into())).await?;
+        let mut evs = Vec::new();
+        session
+            .lines
+            .give_up("not connected and reconnect is off", &mut evs);
+        Session::emit_all(ev, evs).await?;
         emit(ev, SocketEvent::Finished).await?;
         return Ok(false);
     }
@@ -327,11 +388,15 @@ async fn wait_to_reconnect(
             _ = &mut wake => return Ok(true),
             cmd = cmds.recv() => match cmd {
                 None | Some(NetCmd::Quit(_)) => {
+                    let mut evs = Vec::new();
+                    session.lines.give_up("not connected when we quit", &mut evs);
+                    Session::emit_all(ev, evs).await?;
                     emit(ev, SocketEvent::Finished).await?;
                     return Ok(false);
                 }
-                Some(_) => {
-                    emit(ev, SocketEvent::Local("not connected: not sent".into())).await?;
+                Some(NetCmd::Send { id, msg }) => session.queue(id, msg, ev).await?,
+                Some(NetCmd::Fault(_)) => {
+                    emit(ev, SocketEvent::Local("not connected: no fault to inject".into())).await?;
                 }
             },
         }

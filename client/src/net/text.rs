@@ -104,6 +104,8 @@ pub fn event_line(ev: &SocketEvent) -> Option<String> {
             peer_sees,
         } => format!("* fault {fault}: {did}; the peer should see: {peer_sees}"),
         SocketEvent::Local(s) => format!("! {s}"),
+        SocketEvent::LineFailed { why, .. } => format!("! not delivered: {why}"),
+        SocketEvent::LineConfirmed { .. } | SocketEvent::Lag { .. } => return None,
         SocketEvent::Info(_)
         | SocketEvent::UdpInfo(_)
         | SocketEvent::Latency(_)
@@ -171,6 +173,11 @@ pub fn event_json(ev: &SocketEvent) -> Option<Value> {
         } => json!({"event": "fault", "fault": fault.name(), "did": did, "peer_sees": peer_sees}),
         SocketEvent::Local(s) => json!({"event": "local-error", "text": s}),
         SocketEvent::Finished => json!({"event": "finished"}),
+        SocketEvent::LineConfirmed { id } => json!({"event": "line-confirmed", "id": id.0}),
+        SocketEvent::LineFailed { id, why } => {
+            json!({"event": "line-failed", "id": id.0, "why": why})
+        }
+        SocketEvent::Lag { waiting_ms } => json!({"event": "lag", "waiting_ms": waiting_ms}),
         SocketEvent::Info(_) | SocketEvent::UdpInfo(_) => return None,
     })
 }

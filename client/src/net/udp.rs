@@ -617,7 +617,7 @@ async fn run_inner(
         nick: cfg.nick.clone(),
         rooms: BTreeSet::new(),
         first_room: cfg.room.clone(),
-        welcomed_once: false,
+        ..Session::default()
     };
     let mut failures: u32 = 0;
     loop {
@@ -629,7 +629,9 @@ async fn run_inner(
             },
         )
         .await?;
-        match one_session(&cfg, opts, &mut session, cmds, ev).await? {
+        let outcome = one_session(&cfg, opts, &mut session, cmds, ev).await?;
+        session.lost(ev).await?;
+        match outcome {
             Outcome::Quit => {
                 emit(ev, SocketEvent::Finished).await?;
                 return Ok(());
@@ -641,7 +643,7 @@ async fn run_inner(
             }
         }
         failures += 1;
-        if !wait_to_reconnect(&cfg, failures, cmds, ev).await? {
+        if !wait_to_reconnect(&cfg, &mut session, failures, cmds, ev).await? {
             return Ok(());
         }
     }
@@ -707,16 +709,20 @@ async fn one_session(
             return closed;
         }
     };
-    // The handshake, interruptible by /quit.
+    // The handshake; a /quit meanwhile is carried out after it.
+    let mut quit_after: Option<String> = None;
     let hs = {
-        let h = link.handshake(&session.nick, HELLO_EVERY, HANDSHAKE_LIMIT);
+        let nick = session.nick.clone();
+        let h = link.handshake(&nick, HELLO_EVERY, HANDSHAKE_LIMIT);
         tokio::pin!(h);
         loop {
             tokio::select! {
                 r = &mut h => break Some(r),
-                cmd = cmds.recv() => match cmd {
-                    None | Some(NetCmd::Quit(_)) => break None,
-                    Some(_) => emit(ev, SocketEvent::Local("not connected yet: not sent".into())).await?,
+                cmd = cmds.recv(), if quit_after.is_none() => match cmd {
+                    None => break None,
+                    Some(NetCmd::Quit(m)) => quit_after = Some(m),
+                    Some(NetCmd::Send { id, msg }) => session.queue(id, msg, ev).await?,
+                    Some(_) => emit(ev, SocketEvent::Local("not connected yet: not done".into())).await?,
                 },
             }
         }
@@ -773,10 +779,25 @@ async fn one_session(
         })),
     )
     .await?;
+    for (id, m) in session.lines.take_queued() {
+        if let Some(e) = dispatch(&mut link, session, id, m).await {
+            sys_close(ev, "send", &e).await?;
+            return Ok(Outcome::Closed { welcomed: true });
+        }
+    }
     for m in welcome.early {
         track(&mut link, session, &m).await;
+        follow_lines(&mut link, session, &m, ev).await?;
         emit(ev, SocketEvent::Server(sanitize_msg(m))).await?;
     }
+    if let Some(message) = quit_after {
+        let _ = link.send(&ClientMsg::Quit { message }).await;
+        let _ = link.flush_faults().await;
+        emit(ev, SocketEvent::Closed(CloseReason::Local("quit".into()))).await?;
+        return Ok(Outcome::Quit);
+    }
+    // When our outstanding ping left (None: answered).
+    let mut ping_out: Option<Instant> = None;
 
     let mut ping = tokio::time::interval(cfg.ping_every.max(Duration::from_millis(100)));
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -795,6 +816,7 @@ async fn one_session(
                     Ok(Received::Msg(m)) => match m {
                         ServerMsg::Ping { .. } => {}
                         ServerMsg::Pong { .. } => {
+                            ping_out = None;
                             if let Some(rtt) = link.rtt() {
                                 emit(ev, SocketEvent::Latency(rtt)).await?;
                             }
@@ -806,7 +828,9 @@ async fn one_session(
                         }
                         m => {
                             track(&mut link, session, &m).await;
+                            let evs = follow_lines(&mut link, session, &m, ev).await?;
                             emit(ev, SocketEvent::Server(sanitize_msg(m))).await?;
+                            Session::emit_all(ev, evs).await?;
                         }
                     },
                     Ok(Received::Retry { cookie }) => {
@@ -830,16 +854,26 @@ async fn one_session(
                     emit(ev, SocketEvent::Closed(CloseReason::Local("quit (UDP: one Quit datagram, no FIN; if it is lost the server times us out)".into()))).await?;
                     return Ok(Outcome::Quit);
                 }
-                Some(NetCmd::Send(m)) => match link.send(&m).await {
-                    Ok(()) => {}
-                    Err(SendError::TooLarge(e)) => {
-                        emit(ev, SocketEvent::Local(e.to_string())).await?;
+                Some(NetCmd::Send { id, msg }) => {
+                    let Some(m) = session.lines.dispatch(id, msg, &session.rooms, Instant::now()) else {
+                        continue;
+                    };
+                    match link.send(&m).await {
+                        Ok(()) => {}
+                        Err(SendError::TooLarge(e)) => {
+                            let mut evs = Vec::new();
+                            session.lines.refused(id, &e.to_string(), &mut evs);
+                            if evs.is_empty() {
+                                evs.push(SocketEvent::Local(e.to_string()));
+                            }
+                            Session::emit_all(ev, evs).await?;
+                        }
+                        Err(SendError::Io(e)) => {
+                            sys_close(ev, "send", &e).await?;
+                            return welcomed;
+                        }
                     }
-                    Err(SendError::Io(e)) => {
-                        sys_close(ev, "send", &e).await?;
-                        return welcomed;
-                    }
-                },
+                }
                 Some(NetCmd::Fault(f)) => {
                     emit(ev, SocketEvent::Local(format!(
                         "/fault {f} is a TCP experiment; over UDP use --udp-drop/--udp-dup/--udp-reorder"
@@ -847,6 +881,9 @@ async fn one_session(
                 }
             },
             _ = ping.tick() => {
+                let mut evs = Vec::new();
+                session.lines.expire(Instant::now(), silent_limit, &mut evs);
+                Session::emit_all(ev, evs).await?;
                 if last_rx.elapsed() >= silent_limit {
                     let secs = silent_limit.as_secs().min(u64::from(u32::MAX)) as u32;
                     emit(ev, SocketEvent::Local(format!(
@@ -856,6 +893,7 @@ async fn one_session(
                     emit(ev, SocketEvent::Closed(CloseReason::Peer(DisconnectReason::IdleTimeout { secs }))).await?;
                     return welcomed;
                 }
+                ping_out.get_or_insert_with(Instant::now);
                 if let Err(SendError::Io(e)) = link.ping().await {
                     sys_close(ev, "send", &e).await?;
                     return welcomed;
@@ -863,6 +901,9 @@ async fn one_session(
             }
             _ = info.tick() => {
                 emit(ev, SocketEvent::UdpInfo(Box::new(link.info()))).await?;
+                if let Some(at) = ping_out {
+                    emit(ev, SocketEvent::Lag { waiting_ms: at.elapsed().as_millis() as u64 }).await?;
+                }
             }
             _ = flush.tick(), if link.holding() => {
                 if let Err(e) = link.flush_faults().await {
@@ -889,8 +930,50 @@ async fn on_welcome(link: &mut UdpLink, session: &mut Session, nick: &str, room:
     session.rooms.clear();
     session.rooms.insert(room.to_owned());
     for r in wanted.into_iter().filter(|r| r != room) {
-        let _ = link.send(&ClientMsg::Join { room: r }).await;
+        let _ = dispatch(link, session, None, ClientMsg::Join { room: r }).await;
     }
+}
+
+/// Send a message of the user's through the line bookkeeping. A kernel
+/// error is returned (the session is over); a message too large for a
+/// datagram is reported for its line.
+async fn dispatch(
+    link: &mut UdpLink,
+    session: &mut Session,
+    id: Option<super::LineId>,
+    msg: ClientMsg,
+) -> Option<io::Error> {
+    let m = session
+        .lines
+        .dispatch(id, msg, &session.rooms, Instant::now())?;
+    match link.send(&m).await {
+        Ok(()) => None,
+        Err(SendError::TooLarge(_)) => None,
+        Err(SendError::Io(e)) => Some(e),
+    }
+}
+
+/// Confirm, release or fail lines from what the server said; returns the
+/// events to emit after the message itself.
+async fn follow_lines(
+    link: &mut UdpLink,
+    session: &mut Session,
+    m: &ServerMsg,
+    _ev: &Events,
+) -> Result<Vec<SocketEvent>, UiGone> {
+    let (mut send, mut evs) = (Vec::new(), Vec::new());
+    session.lines.on_server(
+        m,
+        &session.nick,
+        &session.rooms,
+        Instant::now(),
+        &mut send,
+        &mut evs,
+    );
+    for m in send {
+        let _ = link.send(&m).await;
+    }
+    Ok(evs)
 }
 
 /// Keep nick and rooms in step with what the server says about us.

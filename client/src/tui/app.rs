@@ -663,6 +663,10 @@ impl App {
                 "fault {fault}: {did}; the peer should see: {peer_sees}"
             )),
             SocketEvent::Local(s) => self.error(s),
+            // Until the UI marks pending lines (its part of the seam), a
+            // failure is at least said.
+            SocketEvent::LineFailed { why, .. } => self.error(format!("not delivered: {why}")),
+            SocketEvent::LineConfirmed { .. } | SocketEvent::Lag { .. } => {}
             SocketEvent::Finished => {
                 self.conn.state = ConnState::Finished;
                 if self.quitting {
@@ -691,7 +695,10 @@ impl App {
                 }
                 self.system(format!("welcome {nick}: you are in {room} ({server})"));
                 self.auto_who.insert(room.clone());
-                actions.push(Action::Net(NetCmd::Send(ClientMsg::Who { room })));
+                actions.push(Action::Net(NetCmd::Send {
+                    id: None,
+                    msg: ClientMsg::Who { room },
+                }));
             }
             ServerMsg::Chat {
                 room,
@@ -757,9 +764,10 @@ impl App {
                     // Ask for the member list once (the welcome asked already
                     // for the first room).
                     if self.auto_who.insert(room.clone()) {
-                        actions.push(Action::Net(NetCmd::Send(ClientMsg::Who {
-                            room: room.clone(),
-                        })));
+                        actions.push(Action::Net(NetCmd::Send {
+                            id: None,
+                            msg: ClientMsg::Who { room: room.clone() },
+                        }));
                     }
                 }
                 let ts = self.wall_ms();
