@@ -14,7 +14,10 @@ use std::time::Instant;
 
 use sockchat_shared::names::normalize_room;
 use sockchat_shared::sanitize::sanitize;
-use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
+use bytes::BytesMut;
+use sockchat_shared::{
+    ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg, codec, page, udp,
+};
 
 use tracing::{debug, info, info_span};
 
@@ -299,6 +302,21 @@ fn quit_reason(ctx: &Ctx, message: &str) -> DisconnectReason {
     }
 }
 
+/// A name the user typed, as an error text shows it back: sanitised and
+/// cut to [`SHOWN_MAX`] characters (with `…`), so the error for a
+/// 65,535-byte "nick" is not itself a frame over the limit.
+fn shown(typed: &str) -> String {
+    let clean = sanitize(typed);
+    match clean.char_indices().nth(SHOWN_MAX) {
+        Some((cut, _)) => format!("{}…", &clean[..cut]),
+        None => clean.into_owned(),
+    }
+}
+
+/// Characters of a typed name an error text repeats (far above any valid
+/// nick or room name, which are at most 255).
+const SHOWN_MAX: usize = 300;
+
 fn error(peer: &Peer, code: ErrorCode, text: impl Into<String>) {
     peer.send(&ServerMsg::Error {
         code,
@@ -324,6 +342,26 @@ impl Member<'_> {
         self.peer.send(&ServerMsg::Notice { text: text.into() });
     }
 
+    /// A list reply (Who, Rooms, SockInfo). A framed member gets it in
+    /// pages that each fit its transport's unit (a TCP frame of at most
+    /// [`page::MAX_SERVER_FRAME`], or one UDP datagram), queued as one
+    /// chunk so nothing comes between the pages; a text user gets one line
+    /// however long (text mode has no frame limit).
+    fn send_list(&self, msg: ServerMsg) {
+        if self.peer.format == Format::Text {
+            return self.peer.send(&msg);
+        }
+        let max = match self.peer.transport {
+            Transport::Tcp => page::MAX_SERVER_FRAME,
+            Transport::Udp => self.ctx.settings.config.udp.max_payload.saturating_sub(udp::HEADER_LEN),
+        };
+        let mut chunk = BytesMut::new();
+        for p in page::paginate(msg, max) {
+            codec::encode_server(&p, &mut chunk);
+        }
+        self.peer.deliver(chunk.freeze());
+    }
+
     fn find_joined(&self, typed: &str) -> Option<usize> {
         let name = normalize_room(typed);
         self.rooms.iter().position(|r| &*r.name == name)
@@ -342,7 +380,7 @@ impl Member<'_> {
             Some(i) => Ok(self.rooms[i].clone()),
             None => Err(format!(
                 "you are not in {}",
-                sanitize(normalize_room(typed))
+                shown(normalize_room(typed))
             )),
         }
     }
@@ -466,7 +504,7 @@ impl Member<'_> {
                 let Some(target) = hub.find(&to) else {
                     return self.error(
                         ErrorCode::NoSuchNick,
-                        format!("no such nick: {}", sanitize(&to)),
+                        format!("no such nick: {}", shown(&to)),
                     );
                 };
                 let text = sanitize(&text).into_owned();
@@ -490,7 +528,7 @@ impl Member<'_> {
                     hub.room(&room)
                 };
                 match r {
-                    Some(r) => self.peer.send(&ServerMsg::Who {
+                    Some(r) => self.send_list(ServerMsg::Who {
                         room: r.name.to_string(),
                         nicks: r.who(),
                     }),
@@ -499,11 +537,11 @@ impl Member<'_> {
                     }
                     None => self.error(
                         ErrorCode::NoSuchRoom,
-                        format!("no such room: {}", sanitize(&room)),
+                        format!("no such room: {}", shown(&room)),
                     ),
                 }
             }
-            ClientMsg::Rooms => self.peer.send(&ServerMsg::Rooms { rooms: hub.rooms() }),
+            ClientMsg::Rooms => self.send_list(ServerMsg::Rooms { rooms: hub.rooms() }),
             ClientMsg::SockInfo { nick } => {
                 let target = if nick.is_empty() {
                     Some(self.peer.clone())
@@ -511,13 +549,13 @@ impl Member<'_> {
                     hub.find(&nick)
                 };
                 match target {
-                    Some(t) => self.peer.send(&ServerMsg::SockInfo {
+                    Some(t) => self.send_list(ServerMsg::SockInfo {
                         nick: t.nick().to_string(),
                         fields: t.sockinfo(),
                     }),
                     None => self.error(
                         ErrorCode::NoSuchNick,
-                        format!("no such nick: {}", sanitize(&nick)),
+                        format!("no such nick: {}", shown(&nick)),
                     ),
                 }
             }

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod errno;
 pub mod names;
+pub mod page;
 pub mod proto;
 pub mod reason;
 pub mod sanitize;

@@ -239,6 +239,37 @@ pub fn encode_server(seq: u32, msg: &ServerMsg, max: usize) -> Result<Bytes, Enc
     Ok(with_server_header(seq, &p))
 }
 
+/// What a UDP member is told instead of a server message whose datagram
+/// (`size` bytes, header included) does not fit `max`: messages are never
+/// truncated or fragmented. It says what really happened: the member's own
+/// echo (a `Chat` or `Private` from `own_nick`, not replayed history) means
+/// the message *was* delivered to everyone else; anything else was not
+/// delivered to this member.
+pub fn oversize_notice(payload: &[u8], own_nick: &str, size: usize, max: usize) -> ServerMsg {
+    let fit = format!("did not fit in one UDP datagram ({size} bytes, the maximum is {max})");
+    let text = match codec::decode_server(payload) {
+        Ok(ServerMsg::Chat {
+            room,
+            from,
+            history: false,
+            ..
+        }) if from == own_nick => format!(
+            "your message was delivered to the room {room}; your echo {fit}, so it is not shown here"
+        ),
+        Ok(ServerMsg::Private { from, to, .. }) if from == own_nick && to != own_nick => {
+            format!("your private message was delivered to {to}; your copy {fit}")
+        }
+        Ok(ServerMsg::Chat { room, from, .. }) => format!(
+            "a message from {from} in {room} {fit} and was not delivered to you; long messages need TCP"
+        ),
+        Ok(ServerMsg::Private { from, .. }) => format!(
+            "a private message from {from} {fit} and was not delivered to you; long messages need TCP"
+        ),
+        _ => format!("a server message {fit} and was not delivered to you; long messages need TCP"),
+    };
+    ServerMsg::Notice { text }
+}
+
 /// The retry datagram (16 bytes): header with FROM_SERVER|COOKIE, sequence
 /// 0, no payload. Smaller than any valid Hello, which is padded to 64.
 pub fn encode_retry(cookie: u64) -> Bytes {
@@ -856,6 +887,52 @@ mod tests {
     use crate::proto::{ChatKind, ClientMsg, ServerMsg};
 
     const MAX: usize = DEFAULT_MAX_PAYLOAD;
+
+    /// The notice for an oversize message tells the sender's own echo
+    /// (delivered to the room) apart from what was really not delivered.
+    #[test]
+    fn oversize_notice_says_what_happened() {
+        let chat = |from: &str, history: bool| {
+            let mut b = BytesMut::new();
+            codec::encode_server_payload(
+                &ServerMsg::Chat {
+                    room: "lobby".into(),
+                    from: from.into(),
+                    text: "x".into(),
+                    kind: ChatKind::Say,
+                    ts_ms: 0,
+                    history,
+                },
+                &mut b,
+            );
+            b
+        };
+        let text = |p: &[u8]| match oversize_notice(p, "me", 2000, 1472) {
+            ServerMsg::Notice { text } => text,
+            other => panic!("{other:?}"),
+        };
+        let own = text(&chat("me", false));
+        assert!(own.contains("was delivered to the room lobby"), "{own}");
+        assert!(own.contains("your echo did not fit in one UDP datagram (2000 bytes, the maximum is 1472)"), "{own}");
+        assert!(!own.contains("not delivered"), "{own}");
+        let other = text(&chat("bob", false));
+        assert!(other.contains("from bob in lobby") && other.contains("not delivered to you"), "{other}");
+        let replay = text(&chat("me", true));
+        assert!(replay.contains("not delivered to you"), "{replay}");
+        let mut pm = BytesMut::new();
+        codec::encode_server_payload(
+            &ServerMsg::Private {
+                from: "me".into(),
+                to: "bob".into(),
+                text: "x".into(),
+                ts_ms: 0,
+            },
+            &mut pm,
+        );
+        let pm = text(&pm);
+        assert!(pm.contains("delivered to bob; your copy did not fit"), "{pm}");
+        assert!(text(&[0xff]).contains("a server message did not fit"));
+    }
 
     #[test]
     fn client_round_trip_and_header_bytes() {
