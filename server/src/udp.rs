@@ -580,14 +580,15 @@ async fn writer_task(
                     udp::with_server_header(stats.tx_seq.fetch_add(1, Ordering::Relaxed), &payload)
                 } else {
                     // Never truncated, never fragmented: the member is told
-                    // what it missed instead.
+                    // what happened instead (its own echo: delivered to the
+                    // room; anything else: not delivered to it).
                     stats.too_large.fetch_add(1, Ordering::Relaxed);
-                    let notice = ServerMsg::Notice {
-                        text: format!(
-                            "a message of {} bytes did not fit in one UDP datagram (max {max}) and was not delivered; long messages need TCP",
-                            udp::HEADER_LEN + payload.len()
-                        ),
-                    };
+                    let notice = udp::oversize_notice(
+                        &payload,
+                        &peer.nick(),
+                        udp::HEADER_LEN + payload.len(),
+                        max,
+                    );
                     match udp::encode_server(stats.tx_seq.load(Ordering::Relaxed), &notice, max) {
                         Ok(d) => {
                             stats.tx_seq.fetch_add(1, Ordering::Relaxed);
