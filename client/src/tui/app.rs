@@ -230,6 +230,10 @@ pub struct App {
     pending_switch: Option<String>,
     /// Rooms whose Who answer we asked for ourselves (not shown as a line).
     auto_who: BTreeSet<String>,
+    /// The Who reply being assembled from its pages (PROTOCOL.md "Paged
+    /// replies"), and whether it is shown as a line; only while Who pages
+    /// arrive back to back.
+    who_reply: Option<(ServerMsg, bool)>,
 }
 
 impl App {
@@ -275,6 +279,7 @@ impl App {
             // net task has joined it.
             pending_switch: Some(first_name),
             auto_who: BTreeSet::new(),
+            who_reply: None,
         }
     }
 
@@ -681,6 +686,8 @@ impl App {
 
     fn server(&mut self, m: ServerMsg) -> Vec<Action> {
         let mut actions = Vec::new();
+        // A Who page continues the reply before it only if nothing came between.
+        let who_reply = self.who_reply.take();
         match m {
             ServerMsg::Welcome { nick, room, server } => {
                 self.nick = nick.clone();
@@ -845,10 +852,26 @@ impl App {
             }
             ServerMsg::Who { room, nicks } => {
                 let i = self.room_index(&room);
-                self.rooms[i].members = nicks.iter().cloned().collect();
-                if !self.auto_who.remove(&room) {
+                let page = ServerMsg::Who {
+                    room: room.clone(),
+                    nicks,
+                };
+                // A later page of a long reply adds to the members; a new
+                // reply replaces them.
+                let (reply, shown) = match who_reply {
+                    Some((mut reply, shown)) if sockchat_shared::page::continues(&reply, &page) => {
+                        sockchat_shared::page::merge(&mut reply, &page);
+                        (reply, shown)
+                    }
+                    _ => (page.clone(), !self.auto_who.remove(&room)),
+                };
+                if let ServerMsg::Who { nicks, .. } = &reply {
+                    self.rooms[i].members = nicks.iter().cloned().collect();
+                }
+                if let (true, ServerMsg::Who { nicks, .. }) = (shown, &page) {
                     self.system(format!("{room}: {}", nicks.join(", ")));
                 }
+                self.who_reply = Some((reply, shown));
             }
             ServerMsg::SockInfo { nick, fields } => {
                 // A block: a header, then a few fields per line.
