@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use sockchat_shared::names::normalize_room;
 use sockchat_shared::sanitize::sanitize;
-use bytes::BytesMut;
 use sockchat_shared::{
     ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg, codec, page, udp,
 };
@@ -353,7 +353,13 @@ impl Member<'_> {
         }
         let max = match self.peer.transport {
             Transport::Tcp => page::MAX_SERVER_FRAME,
-            Transport::Udp => self.ctx.settings.config.udp.max_payload.saturating_sub(udp::HEADER_LEN),
+            Transport::Udp => self
+                .ctx
+                .settings
+                .config
+                .udp
+                .max_payload
+                .saturating_sub(udp::HEADER_LEN),
         };
         let mut chunk = BytesMut::new();
         for p in page::paginate(msg, max) {
@@ -378,10 +384,7 @@ impl Member<'_> {
         }
         match self.find_joined(typed) {
             Some(i) => Ok(self.rooms[i].clone()),
-            None => Err(format!(
-                "you are not in {}",
-                shown(normalize_room(typed))
-            )),
+            None => Err(format!("you are not in {}", shown(normalize_room(typed)))),
         }
     }
 

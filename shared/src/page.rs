@@ -98,15 +98,13 @@ pub fn continues(reply: &ServerMsg, next: &ServerMsg) -> bool {
             matches!((p.last(), n.first()), (Some(l), Some(f)) if f.name > l.name)
         }
         (
-            ServerMsg::SockInfo {
-                nick: a,
-                fields: p,
-            },
-            ServerMsg::SockInfo {
-                nick: b,
-                fields: n,
-            },
-        ) => a == b && n.first().is_some_and(|(k, _)| p.iter().all(|(pk, _)| pk != k)),
+            ServerMsg::SockInfo { nick: a, fields: p },
+            ServerMsg::SockInfo { nick: b, fields: n },
+        ) => {
+            a == b
+                && n.first()
+                    .is_some_and(|(k, _)| p.iter().all(|(pk, _)| pk != k))
+        }
         _ => false,
     }
 }
@@ -212,7 +210,9 @@ mod tests {
     #[test]
     fn empty_lists_and_other_messages_are_one_frame() {
         assert_eq!(paginate(who(0, 1), 10).len(), 1);
-        let n = ServerMsg::Notice { text: "x".repeat(100) };
+        let n = ServerMsg::Notice {
+            text: "x".repeat(100),
+        };
         assert_eq!(paginate(n.clone(), 10), vec![n]);
     }
 
@@ -232,7 +232,9 @@ mod tests {
         assert_eq!(assemble(&pages), vec![rooms]);
         let info = ServerMsg::SockInfo {
             nick: "me".into(),
-            fields: (0..40).map(|i| (format!("key{i}"), "v".repeat(20))).collect(),
+            fields: (0..40)
+                .map(|i| (format!("key{i}"), "v".repeat(20)))
+                .collect(),
         };
         let mut pages = paginate(info.clone(), 540);
         assert!(pages.len() > 2);

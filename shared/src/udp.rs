@@ -913,10 +913,18 @@ mod tests {
         };
         let own = text(&chat("me", false));
         assert!(own.contains("was delivered to the room lobby"), "{own}");
-        assert!(own.contains("your echo did not fit in one UDP datagram (2000 bytes, the maximum is 1472)"), "{own}");
+        assert!(
+            own.contains(
+                "your echo did not fit in one UDP datagram (2000 bytes, the maximum is 1472)"
+            ),
+            "{own}"
+        );
         assert!(!own.contains("not delivered"), "{own}");
         let other = text(&chat("bob", false));
-        assert!(other.contains("from bob in lobby") && other.contains("not delivered to you"), "{other}");
+        assert!(
+            other.contains("from bob in lobby") && other.contains("not delivered to you"),
+            "{other}"
+        );
         let replay = text(&chat("me", true));
         assert!(replay.contains("not delivered to you"), "{replay}");
         let mut pm = BytesMut::new();
@@ -930,7 +938,10 @@ mod tests {
             &mut pm,
         );
         let pm = text(&pm);
-        assert!(pm.contains("delivered to bob; your copy did not fit"), "{pm}");
+        assert!(
+            pm.contains("delivered to bob; your copy did not fit"),
+            "{pm}"
+        );
         assert!(text(&[0xff]).contains("a server message did not fit"));
     }
 

@@ -102,9 +102,7 @@ async fn a_who_of_2700_members_arrives_in_pages_within_the_frame_limit() {
     );
 
     // Skip to the first page; then pages come back to back.
-    let first = obs
-        .recv_until(|m| matches!(m, ServerMsg::Who { .. }))
-        .await;
+    let first = obs.recv_until(|m| matches!(m, ServerMsg::Who { .. })).await;
     let mut pages = vec![first.clone()];
     let mut reply = first;
     let mut got = 0;
@@ -127,7 +125,10 @@ async fn a_who_of_2700_members_arrives_in_pages_within_the_frame_limit() {
         assert!(n <= MAX_SERVER_FRAME, "page {i} is {n} bytes");
     }
     assert!(pages.len() >= 2, "one frame cannot hold it");
-    assert_eq!(reply, full, "the union of the pages is every member, sorted");
+    assert_eq!(
+        reply, full,
+        "the union of the pages is every member, sorted"
+    );
 
     // The real client, which refuses frames over 64 KiB, lists them too.
     let mut plain = Plain::spawn(
@@ -175,7 +176,9 @@ async fn udp_list_replies_larger_than_a_datagram_arrive_completely() {
     );
     let step = Duration::from_secs(5);
     let mut maker = FramedClient::connect(srv.addr, "maker").await;
-    let rooms: Vec<String> = (0..60).map(|i| format!("room-with-a-long-name-{i:03}")).collect();
+    let rooms: Vec<String> = (0..60)
+        .map(|i| format!("room-with-a-long-name-{i:03}"))
+        .collect();
     for r in &rooms {
         maker.send(&ClientMsg::Join { room: r.clone() }).await;
     }
@@ -188,7 +191,9 @@ async fn udp_list_replies_larger_than_a_datagram_arrive_completely() {
     u.max = MAX;
     u.send(&ClientMsg::Rooms).await;
     let (first, _) = u
-        .recv_until(step, |m| matches!(m, ServerMsg::Rooms { .. } | ServerMsg::Notice { .. }))
+        .recv_until(step, |m| {
+            matches!(m, ServerMsg::Rooms { .. } | ServerMsg::Notice { .. })
+        })
         .await;
     let mut reply = first;
     let mut pages = 1;
@@ -209,7 +214,10 @@ async fn udp_list_replies_larger_than_a_datagram_arrive_completely() {
     want.push("lobby".into());
     want.sort();
     assert_eq!(got.iter().map(|r| r.name.clone()).collect::<Vec<_>>(), want);
-    assert!(pages > 2, "a list this long needs several datagrams ({pages})");
+    assert!(
+        pages > 2,
+        "a list this long needs several datagrams ({pages})"
+    );
 
     // SockInfo "" is my own socket as the server sees it: several pages too.
     u.send(&ClientMsg::SockInfo {
@@ -217,7 +225,9 @@ async fn udp_list_replies_larger_than_a_datagram_arrive_completely() {
     })
     .await;
     let (first, _) = u
-        .recv_until(step, |m| matches!(m, ServerMsg::SockInfo { .. } | ServerMsg::Notice { .. }))
+        .recv_until(step, |m| {
+            matches!(m, ServerMsg::SockInfo { .. } | ServerMsg::Notice { .. })
+        })
         .await;
     let mut reply = first;
     // The server's SockInfo for a UDP member ends with the outbox fields.
@@ -269,7 +279,10 @@ async fn a_udp_echo_too_large_for_a_datagram_is_reported_as_delivered() {
         unreachable!()
     };
     assert!(n.contains("delivered to the room lobby"), "{n}");
-    assert!(n.contains("your echo did not fit in one UDP datagram"), "{n}");
+    assert!(
+        n.contains("your echo did not fit in one UDP datagram"),
+        "{n}"
+    );
     assert!(!n.contains("not delivered"), "{n}");
     let m = tcp
         .recv_until(|m| matches!(m, ServerMsg::Chat { from, .. } if from == "speaker"))
