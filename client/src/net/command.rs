@@ -15,7 +15,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/me", "TEXT  action"),
     ("/who", "[ROOM]  list members"),
     ("/rooms", "list rooms"),
-    ("/sockinfo", "NICK  the server's view of NICK's socket"),
+    ("/sockinfo", "[NICK]  the server's view of NICK's socket (yours without NICK)"),
     (
         "/fault",
         "fin|rst|close-unread|stop-reading|resume|crash  abrupt-disconnect demos",
@@ -198,7 +198,9 @@ pub fn parse_input(line: &str, lim: &InputLimits) -> Result<Input, String> {
             }
         }
         "rooms" | "list" => Input::Rooms,
-        "sockinfo" => Input::SockInfo(one_arg("NICK")?.to_string()),
+        // Without NICK: your own connection as the server sees it.
+        "sockinfo" if rest.is_empty() => Input::SockInfo(String::new()),
+        "sockinfo" => Input::SockInfo(one_arg("[NICK]")?.to_string()),
         "fault" => {
             let f = one_arg("fin|rst|close-unread|stop-reading|resume|crash")?;
             Input::Fault(Fault::parse(f).ok_or_else(|| {
