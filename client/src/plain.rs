@@ -18,7 +18,7 @@ use crate::net::{self, LineId, NetCmd, NetConfig, SocketEvent};
 /// Entry point from the command line.
 pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode> {
     let settings = args.settings()?;
-    crate::cli::init_file_log(&settings.client.log_file)?;
+    crate::cli::init_file_log(&settings)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -34,7 +34,7 @@ const QUIT_GRACE: Duration = Duration::from_secs(2);
 /// Entry point from the command line.
 pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode> {
     let settings = args.settings()?;
-    crate::cli::init_file_log(&settings.client.log_file)?;
+    crate::cli::init_file_log(&settings)?;
     let c = &settings.client;
     let panel = match c.socket_panel.as_str() {
         "auto" => PanelMode::Auto,
