@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
     name = "sockchat",
     version,
     about = "Terminal chat for the LAN that tells the truth about its sockets",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -16,13 +17,31 @@ pub struct Cli {
     pub chat: ChatArgs,
 }
 
+/// The exit codes, the same for `sockchat` and `sockchat-server` (README).
+pub const EXIT_CODES: &str = "Exit codes: 0 ok, 1 runtime failure (connection lost for good, \
+a line not delivered, a failed experiment...), 2 usage or config error (bad flag, flag that \
+does not apply, invalid value).";
+
+/// A usage or config error: the command line or the config file asks for
+/// something invalid. `main` exits 2 for it (1 for every other failure).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `bail!` for usage errors.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
 #[derive(Debug, Subcommand)]
 // BotsArgs has many optional flags; the enum is parsed once per process.
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the abrupt-disconnect experiments on real sockets.
+    #[command(after_help = EXIT_CODES)]
     Lab(crate::lab::LabArgs),
     /// Load-test a chat server with scripted bots.
+    #[command(after_help = EXIT_CODES)]
     Bots(crate::bots::BotsArgs),
 }
 
@@ -32,7 +51,9 @@ pub struct ChatArgs {
     /// Server address (HOST:PORT). Default: [client] server in the config.
     #[arg(long, short)]
     pub server: Option<String>,
-    /// Nick to ask for. Default: the server assigns guestN.
+    /// Nick to ask for: 1 to 255 letters, digits, '-', '_' or '.' (the
+    /// server may allow fewer; 24 by default). An invalid nick is refused
+    /// here. Default: [client] nick, else the server assigns guestN.
     #[arg(long, short)]
     pub nick: Option<String>,
     /// Config file (default: ~/.config/sockchat/config.toml if present).
@@ -43,18 +64,19 @@ pub struct ChatArgs {
     #[arg(long)]
     pub udp: bool,
     /// With --udp: drop this fraction (0..=1) of our outgoing datagrams.
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    pub udp_drop: f64,
+    #[arg(long, value_name = "P")]
+    pub udp_drop: Option<f64>,
     /// With --udp: duplicate this fraction of our outgoing datagrams.
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    pub udp_dup: f64,
+    #[arg(long, value_name = "P")]
+    pub udp_dup: Option<f64>,
     /// With --udp: reorder (hold back one) this fraction of our datagrams.
-    #[arg(long, value_name = "P", default_value_t = 0.0)]
-    pub udp_reorder: f64,
+    #[arg(long, value_name = "P")]
+    pub udp_reorder: Option<f64>,
     /// With --udp: largest datagram we send (1472 Ethernet-safe, 548
     /// Internet-safe, 65507 the hard limit). Larger messages are refused.
-    #[arg(long, value_name = "BYTES", default_value_t = sockchat_shared::udp::DEFAULT_MAX_PAYLOAD)]
-    pub udp_max_payload: usize,
+    /// [default: 1472]
+    #[arg(long, value_name = "BYTES")]
+    pub udp_max_payload: Option<usize>,
     /// Plain mode: stdin lines are sent, every event is printed as one line.
     #[arg(long)]
     pub plain: bool,
@@ -64,13 +86,13 @@ pub struct ChatArgs {
     /// Do not reconnect automatically.
     #[arg(long)]
     pub no_reconnect: bool,
-    /// TCP keepalive of our socket: `IDLE,INTERVAL,COUNT` in seconds, or
+    /// TCP only. TCP keepalive of our socket: `IDLE,INTERVAL,COUNT` in seconds, or
     /// `off`. The kernel declares a silent server dead after
     /// IDLE + COUNT x INTERVAL seconds (ETIMEDOUT). Default: [client]
     /// keepalive ("60,10,5").
     #[arg(long, value_name = "IDLE,INTERVAL,COUNT|off")]
     pub keepalive: Option<String>,
-    /// TCP_USER_TIMEOUT in ms: unacknowledged data older than this ends the
+    /// TCP only. TCP_USER_TIMEOUT in ms: unacknowledged data older than this ends the
     /// connection with ETIMEDOUT (0: the kernel's default, ~15 min).
     /// Default: [client] user_timeout_ms.
     #[arg(long, value_name = "MS")]
@@ -81,6 +103,11 @@ pub struct ChatArgs {
     /// Write the client's tracing log to this file (never to the screen).
     #[arg(long)]
     pub log_file: Option<String>,
+    /// Log filter for --log-file: a level (`info`) or TARGET=LEVEL
+    /// directives (`sockchat=debug,warn`). Wins over RUST_LOG; a bad
+    /// filter (here or in RUST_LOG) is an error. Default: RUST_LOG, else info.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
 }
 
 /// Everything the chat client runs with: the `[client]` config section with
@@ -89,6 +116,9 @@ pub struct ChatArgs {
 pub struct ChatSettings {
     pub client: sockchat_shared::config::ClientConfig,
     pub net: crate::net::NetConfig,
+    /// The checked log filter for the log file (`--log`, else RUST_LOG,
+    /// else `info`).
+    pub log_filter: String,
 }
 
 /// The per-user config file: `~/.config/sockchat/config.toml`
@@ -106,7 +136,12 @@ impl ChatArgs {
     /// Load the config (`--config FILE`, else the user's file if present,
     /// else built-in defaults), then let flags override it.
     pub fn settings(&self) -> anyhow::Result<ChatSettings> {
-        use anyhow::Context;
+        self.settings_inner()
+            .map_err(|e| usage(format!("{e:#}")))
+    }
+
+    fn settings_inner(&self) -> anyhow::Result<ChatSettings> {
+        use anyhow::{Context, bail};
         let path = match &self.config {
             Some(p) => Some(p.clone()),
             None => user_config_path().filter(|p| p.exists()),
@@ -121,12 +156,21 @@ impl ChatArgs {
             }
             None => sockchat_shared::config::ClientConfig::default(),
         };
+        self.check_mode()?;
         if let Some(s) = &self.server {
             client.server = s.clone();
         }
         client.server = with_default_port(&client.server);
         if let Some(n) = &self.nick {
+            if n.is_empty() {
+                bail!("--nick \"\": give a nick, or leave --nick out to get guestN");
+            }
+            sockchat_shared::names::check_nick(n, MAX_NICK_CHARS)
+                .map_err(|e| anyhow::anyhow!("--nick {n:?}: {e}"))?;
             client.nick = n.clone();
+        } else if !client.nick.is_empty() {
+            sockchat_shared::names::check_nick(&client.nick, MAX_NICK_CHARS)
+                .map_err(|e| anyhow::anyhow!("[client] nick {:?}: {e}", client.nick))?;
         }
         if let Some(r) = &self.room {
             client.room = r.clone();
@@ -139,14 +183,17 @@ impl ChatArgs {
         }
         let udp = if self.udp {
             let faults = sockchat_shared::udp::FaultConfig {
-                drop: self.udp_drop,
-                duplicate: self.udp_dup,
-                reorder: self.udp_reorder,
+                drop: self.udp_drop.unwrap_or(0.0),
+                duplicate: self.udp_dup.unwrap_or(0.0),
+                reorder: self.udp_reorder.unwrap_or(0.0),
             }
             .check()
             .map_err(|e| anyhow::anyhow!("--udp-drop/--udp-dup/--udp-reorder: {e}"))?;
-            let max_payload = sockchat_shared::udp::check_max_payload(self.udp_max_payload)
-                .map_err(|e| anyhow::anyhow!("--udp-max-payload: {e}"))?;
+            let max_payload = sockchat_shared::udp::check_max_payload(
+                self.udp_max_payload
+                    .unwrap_or(sockchat_shared::udp::DEFAULT_MAX_PAYLOAD),
+            )
+            .map_err(|e| anyhow::anyhow!("--udp-max-payload: {e}"))?;
             Some(crate::net::udp::UdpOptions {
                 max_payload,
                 faults,
@@ -155,8 +202,25 @@ impl ChatArgs {
         } else {
             None
         };
+        // Out-of-range values are errors that name the key, never clamped.
         if client.info_poll_ms == 0 {
-            anyhow::bail!("[client] info_poll_ms must be at least 1");
+            bail!("[client] info_poll_ms must be at least 1");
+        }
+        if client.reconnect_initial_ms == 0 {
+            bail!("[client] reconnect_initial_ms must be at least 1");
+        }
+        if client.reconnect_max_ms < client.reconnect_initial_ms {
+            bail!(
+                "[client] reconnect_max_ms ({}) must be at least reconnect_initial_ms ({})",
+                client.reconnect_max_ms,
+                client.reconnect_initial_ms
+            );
+        }
+        if !matches!(client.socket_panel.as_str(), "auto" | "on" | "off") {
+            bail!(
+                "[client] socket_panel must be \"auto\", \"on\" or \"off\", not {:?}",
+                client.socket_panel
+            );
         }
         if let Some(k) = &self.keepalive {
             client.keepalive = k.clone();
@@ -165,6 +229,7 @@ impl ChatArgs {
             client.user_timeout_ms = u;
         }
         let keepalive = parse_keepalive(&client.keepalive)?;
+        let log_filter = log_filter(self.log.as_deref(), std::env::var("RUST_LOG").ok())?;
         let net = crate::net::NetConfig {
             keepalive,
             user_timeout_ms: client.user_timeout_ms,
@@ -172,18 +237,72 @@ impl ChatArgs {
             nick: client.nick.clone(),
             room: client.room.clone(),
             reconnect: client.reconnect,
-            reconnect_initial: std::time::Duration::from_millis(client.reconnect_initial_ms.max(1)),
-            reconnect_max: std::time::Duration::from_millis(
-                client
-                    .reconnect_max_ms
-                    .max(client.reconnect_initial_ms.max(1)),
-            ),
+            reconnect_initial: std::time::Duration::from_millis(client.reconnect_initial_ms),
+            reconnect_max: std::time::Duration::from_millis(client.reconnect_max_ms),
             info_poll: std::time::Duration::from_millis(client.info_poll_ms),
             udp,
             ..crate::net::NetConfig::default()
         };
-        Ok(ChatSettings { client, net })
+        Ok(ChatSettings {
+            client,
+            net,
+            log_filter,
+        })
     }
+
+    /// Flags that do not apply to the chosen transport are errors that say
+    /// why, not silently ignored.
+    fn check_mode(&self) -> anyhow::Result<()> {
+        if !self.udp {
+            let udp_only = [
+                ("--udp-drop", self.udp_drop.is_some()),
+                ("--udp-dup", self.udp_dup.is_some()),
+                ("--udp-reorder", self.udp_reorder.is_some()),
+                ("--udp-max-payload", self.udp_max_payload.is_some()),
+            ];
+            if let Some((flag, _)) = udp_only.iter().find(|(_, set)| *set) {
+                anyhow::bail!(
+                    "{flag} only applies to UDP: add --udp (over TCP the kernel retransmits, \
+                     and there are no datagrams to drop, duplicate, reorder or size)"
+                );
+            }
+        } else {
+            let tcp_only = [
+                ("--keepalive", self.keepalive.is_some()),
+                ("--user-timeout-ms", self.user_timeout_ms.is_some()),
+            ];
+            if let Some((flag, _)) = tcp_only.iter().find(|(_, set)| *set) {
+                anyhow::bail!(
+                    "{flag} is a TCP socket option and does not apply with --udp \
+                     (a UDP session is kept alive by pings and ends by timeout)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The longest nick any server can allow (`limits.max_nick_len` is at most
+/// 255); the server's own limit (24 by default) may be lower.
+const MAX_NICK_CHARS: usize = 255;
+
+/// The log filter: an explicit `--log` wins, else `RUST_LOG` (when set and
+/// not empty), else `info`. Whichever is used is checked; the error names it.
+pub fn log_filter(flag: Option<&str>, env: Option<String>) -> anyhow::Result<String> {
+    let (what, filter) = match (flag, env.filter(|e| !e.is_empty())) {
+        (Some(f), _) => ("--log", f.to_string()),
+        (None, Some(e)) => ("RUST_LOG", e),
+        (None, None) => return Ok("info".into()),
+    };
+    sockchat_shared::config::check_log_filter(&filter)
+        .and_then(|()| {
+            tracing_subscriber::EnvFilter::builder()
+                .parse(&filter)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| anyhow::anyhow!("{what} {filter:?} is not a valid log filter: {e}"))?;
+    Ok(filter)
 }
 
 /// `HOST` or a bare IP address gets the default port 7878; `HOST:PORT`,
@@ -217,10 +336,12 @@ pub fn parse_keepalive(s: &str) -> anyhow::Result<Option<(u32, u32, u32)>> {
     }
 }
 
-/// Send tracing to `path` (append). Empty path: no log at all. The terminal
-/// is never a log target: it belongs to the UI.
-pub fn init_file_log(path: &str) -> anyhow::Result<()> {
+/// Send tracing to the log file (append) with the checked filter. No log
+/// file: no log at all. The terminal is never a log target: it belongs to
+/// the UI.
+pub fn init_file_log(settings: &ChatSettings) -> anyhow::Result<()> {
     use anyhow::Context;
+    let path = &settings.client.log_file;
     if path.is_empty() {
         return Ok(());
     }
@@ -229,8 +350,9 @@ pub fn init_file_log(path: &str) -> anyhow::Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("opening log file {path}"))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&settings.log_filter)
+        .with_context(|| format!("log filter {:?}", settings.log_filter))?;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

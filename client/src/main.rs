@@ -8,7 +8,9 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("sockchat: {e:#}");
-            std::process::ExitCode::from(2)
+            // 2: usage or config error; 1: failed while running (README).
+            let usage = e.downcast_ref::<sockchat::cli::UsageError>().is_some();
+            std::process::ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }

@@ -34,8 +34,11 @@ pub struct Overrides {
     pub listen: Vec<String>,
     /// `--no-rate-limits`: no per-connection message limits, no per-address caps.
     pub no_rate_limits: bool,
-    /// `--log LEVEL`: replaces `log.level`.
+    /// `--log FILTER`: wins over `RUST_LOG` and `log.level`.
     pub log: Option<String>,
+    /// The `RUST_LOG` environment variable (main reads it): wins over
+    /// `log.level`.
+    pub env_log: Option<String>,
     /// `--log-json`: `log.format = "json"`.
     pub log_json: bool,
 }
@@ -60,6 +63,8 @@ pub struct Settings {
     pub runtime: RuntimeFlavor,
     /// True when logs are JSON (`log.format = "json"` or `--log-json`).
     pub log_json: bool,
+    /// The checked log filter: `--log`, else `RUST_LOG`, else `log.level`.
+    pub log_filter: String,
 }
 
 impl Settings {
@@ -79,13 +84,17 @@ impl Settings {
         if !ov.listen.is_empty() {
             config.server.listen = ov.listen.clone();
         }
-        if let Some(level) = ov.log {
-            config.log.level = level;
-        }
         if ov.log_json {
             config.log.format = "json".into();
         }
         let listen = validate(&config)?;
+        // An explicit --log wins over RUST_LOG, which wins over the file;
+        // whichever is used must be a valid filter (the error names it).
+        let log_filter = match (ov.log, ov.env_log.filter(|e| !e.is_empty())) {
+            (Some(f), _) => check_filter("--log", f)?,
+            (None, Some(e)) => check_filter("RUST_LOG", e)?,
+            (None, None) => config.log.level.clone(),
+        };
         let runtime = match config.server.runtime.as_str() {
             "multi-thread" => RuntimeFlavor::MultiThread,
             "current-thread" => RuntimeFlavor::CurrentThread,
@@ -93,6 +102,7 @@ impl Settings {
         };
         Ok(Self {
             log_json: config.log.format == "json",
+            log_filter,
             config,
             listen,
             no_rate_limits: ov.no_rate_limits,
@@ -119,6 +129,11 @@ impl Settings {
         Self::from_config(config, ov)
     }
 }
+
+/// The longest `limits.max_message_len`: a Chat frame adds at most 2,057
+/// bytes (a 255-character room and nick, the other fields) to its text, and
+/// must fit the 65,536-byte frame every client accepts.
+pub const MAX_MESSAGE_LEN: usize = 60_000;
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -179,6 +194,21 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
             ),
         ));
     }
+    if c.server.keepalive {
+        // The kernel's ranges (TCP_KEEPIDLE/TCP_KEEPINTVL 1..=32767,
+        // TCP_KEEPCNT 1..=127): outside them setsockopt fails with EINVAL.
+        let ka: [(&'static str, u32, u32); 3] = [
+            ("server.keepalive_idle_secs", c.server.keepalive_idle_secs, 32767),
+            ("server.keepalive_interval_secs", c.server.keepalive_interval_secs, 32767),
+            ("server.keepalive_count", c.server.keepalive_count, 127),
+        ];
+        for (key, v, max) in ka {
+            if v == 0 || v > max {
+                return Err(invalid(key, format!("{v} is out of range 1..={max}")));
+            }
+        }
+    }
+    check_filter("log.level", c.log.level.clone())?;
     validate_udp(&c.udp)?;
     // Durations are added to clock readings: bound them so an absurd value
     // is a config error, not an overflow later.
@@ -231,8 +261,13 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
             "must be at least 1 when limits.idle_timeout_secs is set",
         ));
     }
-    if l.max_message_len == 0 {
-        return Err(invalid("limits.max_message_len", "must be at least 1"));
+    if l.max_message_len == 0 || l.max_message_len > MAX_MESSAGE_LEN {
+        return Err(invalid(
+            "limits.max_message_len",
+            format!(
+                "must be between 1 and {MAX_MESSAGE_LEN} (a chat line with its room and nick must fit one 65,536-byte frame)"
+            ),
+        ));
     }
     if l.max_frame < 64 || l.max_frame > 16 * 1024 * 1024 {
         return Err(invalid(
@@ -265,6 +300,21 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
         return Err(invalid("limits.max_room_len", "must be between 1 and 255"));
     }
     Ok(listen)
+}
+
+/// A tracing filter from `what` (`--log`, `RUST_LOG`, `log.level`): the
+/// shared grammar (each directive a level or TARGET=LEVEL), then tracing's
+/// own parser.
+fn check_filter(what: &'static str, filter: String) -> Result<String, ConfigError> {
+    sockchat_shared::config::check_log_filter(&filter)
+        .and_then(|()| {
+            tracing_subscriber::EnvFilter::builder()
+                .parse(&filter)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| invalid(what, format!("{filter:?} is not a valid log filter: {e}")))?;
+    Ok(filter)
 }
 
 /// Check the `[udp]` section; the error names the key.

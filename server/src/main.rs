@@ -12,9 +12,16 @@ use tracing_subscriber::EnvFilter;
 
 /// A LAN chat server that tells the truth about its sockets.
 #[derive(Debug, Parser)]
-#[command(name = "sockchat-server", version, about)]
+#[command(
+    name = "sockchat-server",
+    version,
+    about,
+    after_help = "Exit codes: 0 ok (stopped by SIGINT/SIGTERM), 1 runtime failure (cannot bind, \
+cannot start), 2 usage or config error (bad flag, invalid or out-of-range value)."
+)]
 struct Args {
-    /// Listen on ADDR:PORT (TCP). Repeatable; replaces `server.listen`.
+    /// Listen on ADDR:PORT: binds TCP *and* UDP on that port (UDP on the
+    /// port TCP got, so `:0` works). Repeatable; replaces `server.listen`.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<String>,
     /// Load settings from this TOML file (see config.toml).
@@ -24,8 +31,10 @@ struct Args {
     /// (trusted load tests). The global cap and slow-consumer policy stay.
     #[arg(long)]
     no_rate_limits: bool,
-    /// Log filter, e.g. `info` or `sockchat_server=debug` (RUST_LOG wins).
-    #[arg(long, value_name = "LEVEL")]
+    /// Log filter: a level (`info`) or TARGET=LEVEL directives
+    /// (`sockchat_server=debug,warn`). Wins over RUST_LOG, which wins over
+    /// `log.level`; a bad filter in any of them is an error.
+    #[arg(long, value_name = "FILTER")]
     log: Option<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
@@ -40,6 +49,7 @@ fn main() -> ExitCode {
             listen: args.listen,
             no_rate_limits: args.no_rate_limits,
             log: args.log,
+            env_log: std::env::var("RUST_LOG").ok(),
             log_json: args.log_json,
         },
     ) {
@@ -105,8 +115,9 @@ fn raise_fd_limit() {
 }
 
 fn init_tracing(s: &Settings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&s.config.log.level))
+    // Checked by Settings (--log, else RUST_LOG, else log.level).
+    let filter = EnvFilter::builder()
+        .parse(&s.log_filter)
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: a log file or pipe gets plain text.
     let builder = tracing_subscriber::fmt()

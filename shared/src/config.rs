@@ -245,6 +245,34 @@ impl Default for ClientConfig {
     }
 }
 
+/// The log levels a filter directive may name.
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// The part of a log filter's grammar both binaries add on top of
+/// tracing's `EnvFilter` (which accepts any bare word as a target name, so
+/// a misspelt level like `debugg` would silently log nothing): a filter is
+/// comma-separated directives, each a level (`info`) or `TARGET=LEVEL`
+/// (`sockchat_server=debug`); empty directives are refused too. The
+/// binaries then let `EnvFilter` parse it (levels, span filters).
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err("empty filter (expected a level such as \"info\")".into());
+    }
+    for d in filter.split(',') {
+        let d = d.trim();
+        if d.is_empty() {
+            return Err(format!("empty directive in {filter:?}"));
+        }
+        if !d.contains('=') && !LOG_LEVELS.contains(&d.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{d:?} is not a level (expected one of {}, or TARGET=LEVEL)",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parse a config file's text. The error names the offending key.
 pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
     toml::from_str(text)
@@ -253,6 +281,16 @@ pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_filters() {
+        assert!(check_log_filter("info").is_ok());
+        assert!(check_log_filter("WARN,sockchat_server=debug").is_ok());
+        let e = check_log_filter("debugg").expect_err("typo");
+        assert!(e.contains("\"debugg\" is not a level"), "{e}");
+        assert!(check_log_filter("").is_err());
+        assert!(check_log_filter("info,,debug").is_err());
+    }
 
     #[test]
     fn empty_is_default() {

@@ -263,11 +263,14 @@ impl Plan {
             .first_line
             .clone()
             .or(sc_ref.and_then(|s| s.first_line.clone()));
-        let threads = a.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
+        let threads = match a.threads {
+            Some(t) if (1..=64).contains(&t) => t,
+            Some(t) => bail!("--threads {t}: must be 1..=64"),
+            None => std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
-        });
+                .min(64),
+        };
         let mut thresholds = Thresholds::default();
         if let Some(p) = &a.max_p99 {
             thresholds.max_p99 = Some(e(parse::duration(p))?);
@@ -331,7 +334,7 @@ impl Plan {
             rooms,
             groups,
             faults,
-            threads: threads.clamp(1, 64),
+            threads,
             workers: a.workers,
             run_id: a.run_id.unwrap_or_else(rand::random),
             max_frame: sockchat_shared::proto::DEFAULT_MAX_FRAME,

@@ -198,10 +198,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     }
     for name in &args.only {
         if !SCENARIOS.iter().any(|s| s.name == name) {
-            anyhow::bail!(
+            return Err(crate::cli::usage(format!(
                 "unknown scenario {name:?}; known: {}",
                 scenario_names().join(", ")
-            );
+            )));
         }
     }
     if let Some(server) = &args.server {
