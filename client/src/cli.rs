@@ -136,8 +136,7 @@ impl ChatArgs {
     /// Load the config (`--config FILE`, else the user's file if present,
     /// else built-in defaults), then let flags override it.
     pub fn settings(&self) -> anyhow::Result<ChatSettings> {
-        self.settings_inner()
-            .map_err(|e| usage(format!("{e:#}")))
+        self.settings_inner().map_err(|e| usage(format!("{e:#}")))
     }
 
     fn settings_inner(&self) -> anyhow::Result<ChatSettings> {

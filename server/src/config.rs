@@ -198,8 +198,16 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
         // The kernel's ranges (TCP_KEEPIDLE/TCP_KEEPINTVL 1..=32767,
         // TCP_KEEPCNT 1..=127): outside them setsockopt fails with EINVAL.
         let ka: [(&'static str, u32, u32); 3] = [
-            ("server.keepalive_idle_secs", c.server.keepalive_idle_secs, 32767),
-            ("server.keepalive_interval_secs", c.server.keepalive_interval_secs, 32767),
+            (
+                "server.keepalive_idle_secs",
+                c.server.keepalive_idle_secs,
+                32767,
+            ),
+            (
+                "server.keepalive_interval_secs",
+                c.server.keepalive_interval_secs,
+                32767,
+            ),
             ("server.keepalive_count", c.server.keepalive_count, 127),
         ];
         for (key, v, max) in ka {

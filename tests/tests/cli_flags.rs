@@ -34,6 +34,7 @@ fn run(cmd: &mut Command) -> Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("{cmd:?} did not exit within 20 s");
 }
 
@@ -73,8 +74,17 @@ fn closed_port() -> u16 {
 
 #[test]
 fn udp_only_flags_without_udp_are_errors_that_say_why() {
-    for flag in ["--udp-drop", "--udp-dup", "--udp-reorder", "--udp-max-payload"] {
-        let value = if flag == "--udp-max-payload" { "548" } else { "0.1" };
+    for flag in [
+        "--udp-drop",
+        "--udp-dup",
+        "--udp-reorder",
+        "--udp-max-payload",
+    ] {
+        let value = if flag == "--udp-max-payload" {
+            "548"
+        } else {
+            "0.1"
+        };
         let (code, err) = client(&["--plain", flag, value]);
         assert_eq!(code, 2, "{flag}: {err}");
         assert!(
@@ -90,7 +100,9 @@ fn tcp_only_flags_with_udp_are_errors_that_say_why() {
         let (code, err) = client(&["--plain", "--udp", flag, value]);
         assert_eq!(code, 2, "{flag}: {err}");
         assert!(
-            err.contains(&format!("{flag} is a TCP socket option and does not apply with --udp")),
+            err.contains(&format!(
+                "{flag} is a TCP socket option and does not apply with --udp"
+            )),
             "{flag}: {err}"
         );
     }
@@ -104,16 +116,27 @@ async fn an_invalid_nick_is_refused_locally_with_the_rule() {
     let mut obs = FramedClient::connect(srv.addr, "observer").await;
     let addr = srv.addr.to_string();
     for (nick, rule) in [
-        ("bad nick", "nick may only contain letters, digits, '-', '_' and '.'"),
+        (
+            "bad nick",
+            "nick may only contain letters, digits, '-', '_' and '.'",
+        ),
         ("", "give a nick, or leave --nick out to get guestN"),
     ] {
-        let (code, err) = client(&["--plain", "--no-reconnect", "--server", &addr, "--nick", nick]);
+        let (code, err) = client(&[
+            "--plain",
+            "--no-reconnect",
+            "--server",
+            &addr,
+            "--nick",
+            nick,
+        ]);
         assert_eq!(code, 2, "{nick:?}: {err}");
         assert!(err.contains(rule), "{nick:?}: {err}");
     }
-    obs.expect_none(Duration::from_millis(500), |m| {
-        matches!(m, ServerMsg::Joined { nick, .. } if nick != "observer")
-    })
+    obs.expect_none(
+        Duration::from_millis(500),
+        |m| matches!(m, ServerMsg::Joined { nick, .. } if nick != "observer"),
+    )
     .await;
 }
 
@@ -122,7 +145,10 @@ fn log_filters_are_checked_and_an_explicit_log_wins() {
     // Server: a bad --log, RUST_LOG or log.level is a usage error naming it.
     let (code, err) = server(&["--listen", "127.0.0.1:0", "--log", "debugg"], &[]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--log") && err.contains("\"debugg\" is not a level"), "{err}");
+    assert!(
+        err.contains("--log") && err.contains("\"debugg\" is not a level"),
+        "{err}"
+    );
     let (code, err) = server(&["--listen", "127.0.0.1:0"], &[("RUST_LOG", "x=loud")]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("RUST_LOG") && err.contains("x=loud"), "{err}");
@@ -144,7 +170,10 @@ fn log_filters_are_checked_and_an_explicit_log_wins() {
     // Client: the same rules for its log file.
     let (code, err) = client(&["--plain", "--log", "tracee"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--log \"tracee\" is not a valid log filter"), "{err}");
+    assert!(
+        err.contains("--log \"tracee\" is not a valid log filter"),
+        "{err}"
+    );
     let mut cmd = sockchat_command(&["--plain"]);
     cmd.env("RUST_LOG", "=info");
     let o = run(&mut cmd);
@@ -164,7 +193,12 @@ fn log_filters_are_checked_and_an_explicit_log_wins() {
     ]);
     cmd.env("RUST_LOG", "=info");
     let o = run(&mut cmd);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -192,7 +226,11 @@ fn listen_help_says_tcp_and_udp_and_both_helps_list_the_exit_codes() {
     }
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
         .expect("README");
-    for row in ["| 0 | ok |", "| 1 | runtime failure", "| 2 | usage or config error"] {
+    for row in [
+        "| 0 | ok |",
+        "| 1 | runtime failure",
+        "| 2 | usage or config error",
+    ] {
         assert!(readme.contains(row), "README has no {row:?}");
     }
 }
@@ -224,25 +262,48 @@ fn exit_codes_tell_usage_errors_from_runtime_failures() {
 #[test]
 fn out_of_range_config_values_are_errors_naming_the_key() {
     for (name, text, key) in [
-        ("msglen", "[limits]\nmax_message_len = 70000\n", "limits.max_message_len"),
-        ("kacount", "[server]\nkeepalive_count = 200\n", "server.keepalive_count"),
-        ("kaidle", "[server]\nkeepalive_idle_secs = 0\n", "server.keepalive_idle_secs"),
+        (
+            "msglen",
+            "[limits]\nmax_message_len = 70000\n",
+            "limits.max_message_len",
+        ),
+        (
+            "kacount",
+            "[server]\nkeepalive_count = 200\n",
+            "server.keepalive_count",
+        ),
+        (
+            "kaidle",
+            "[server]\nkeepalive_idle_secs = 0\n",
+            "server.keepalive_idle_secs",
+        ),
         ("frame", "[limits]\nmax_frame = 10\n", "limits.max_frame"),
         ("udpmax", "[udp]\nmax_payload = 70000\n", "udp.max_payload"),
     ] {
         let p = config_file(name, text);
-        let (code, err) = server(&["--listen", "127.0.0.1:0", "--config", p.to_str().unwrap()], &[]);
+        let (code, err) = server(
+            &["--listen", "127.0.0.1:0", "--config", p.to_str().unwrap()],
+            &[],
+        );
         assert_eq!(code, 2, "{name}: {err}");
         assert!(err.contains(key), "{name}: {err}");
     }
     for (name, text, key) in [
-        ("rc0", "[client]\nreconnect_initial_ms = 0\n", "reconnect_initial_ms"),
+        (
+            "rc0",
+            "[client]\nreconnect_initial_ms = 0\n",
+            "reconnect_initial_ms",
+        ),
         (
             "rcmax",
             "[client]\nreconnect_initial_ms = 5000\nreconnect_max_ms = 100\n",
             "reconnect_max_ms",
         ),
-        ("panel", "[client]\nsocket_panel = \"sometimes\"\n", "socket_panel"),
+        (
+            "panel",
+            "[client]\nsocket_panel = \"sometimes\"\n",
+            "socket_panel",
+        ),
         ("nick", "[client]\nnick = \"two words\"\n", "[client] nick"),
     ] {
         let p = config_file(name, text);
