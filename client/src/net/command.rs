@@ -15,10 +15,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/me", "TEXT  action"),
     ("/who", "[ROOM]  list members"),
     ("/rooms", "list rooms"),
-    (
-        "/sockinfo",
-        "[NICK]  the server's view of NICK's socket (yours without NICK)",
-    ),
+    ("/sockinfo", "NICK  the server's view of NICK's socket"),
     (
         "/fault",
         "fin|rst|close-unread|stop-reading|resume|crash  abrupt-disconnect demos",
