@@ -97,6 +97,11 @@ pub struct ChatArgs {
     /// Default: [client] user_timeout_ms.
     #[arg(long, value_name = "MS")]
     pub user_timeout_ms: Option<u32>,
+    /// A ping to the server unanswered this long (a hung or silent server)
+    /// ends the connection with `idle-timeout`, then the client reconnects.
+    /// Default: [client] ping_timeout_ms (15000).
+    #[arg(long, value_name = "MS")]
+    pub ping_timeout_ms: Option<u64>,
     /// Room to join after connecting. Default: [client] room.
     #[arg(long)]
     pub room: Option<String>,
@@ -227,6 +232,15 @@ impl ChatArgs {
         if let Some(u) = self.user_timeout_ms {
             client.user_timeout_ms = u;
         }
+        if let Some(p) = self.ping_timeout_ms {
+            client.ping_timeout_ms = p;
+        }
+        if !(300..=3_600_000).contains(&client.ping_timeout_ms) {
+            anyhow::bail!(
+                "ping timeout {} ms is out of range (300 ms to 1 hour)",
+                client.ping_timeout_ms
+            );
+        }
         let keepalive = parse_keepalive(&client.keepalive)?;
         let log_filter = log_filter(self.log.as_deref(), std::env::var("RUST_LOG").ok())?;
         let net = crate::net::NetConfig {
@@ -239,6 +253,7 @@ impl ChatArgs {
             reconnect_initial: std::time::Duration::from_millis(client.reconnect_initial_ms),
             reconnect_max: std::time::Duration::from_millis(client.reconnect_max_ms),
             info_poll: std::time::Duration::from_millis(client.info_poll_ms),
+            ping_timeout: std::time::Duration::from_millis(client.ping_timeout_ms),
             udp,
             ..crate::net::NetConfig::default()
         };

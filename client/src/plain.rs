@@ -125,10 +125,9 @@ pub async fn run_with(
     let mut lines = BufReader::new(input).lines();
     let mut input_open = true;
     let mut outcomes = Outcomes::default();
-    // End of input or /quit: the Quit (with its message) waits until every
-    // line typed before it has its outcome, so the exit status can say
-    // whether they were delivered.
-    let mut quit: Option<String> = None;
+    // End of input or /quit: the driver carries the Quit out after the
+    // lines typed before it have their outcome (or fails them if no
+    // session comes), so the exit status can say whether they arrived.
     let mut quit_sent = false;
     // A command the net task had no room for yet. While one waits, stdin is
     // not read (back-pressure on the writer of our stdin), but events keep
@@ -136,14 +135,6 @@ pub async fn run_with(
     // block on it.
     let mut pending: Option<NetCmd> = None;
     loop {
-        if pending.is_none()
-            && !quit_sent
-            && outcomes.waiting.is_empty()
-            && let Some(m) = quit.take()
-        {
-            pending = Some(NetCmd::Quit(m));
-            quit_sent = true;
-        }
         tokio::select! {
             permit = cmd_tx.reserve(), if pending.is_some() => {
                 // If the net task is gone, its Finished event ends us.
@@ -157,7 +148,8 @@ pub async fn run_with(
                     Ok(None) | Err(_) => {
                         // End of input: say goodbye properly.
                         input_open = false;
-                        quit = Some(String::new());
+                        quit_sent = true;
+                        pending = Some(NetCmd::Quit(String::new()));
                         continue;
                     }
                 };
@@ -180,7 +172,8 @@ pub async fn run_with(
                     }
                     Ok(Input::Quit(m)) => {
                         input_open = false;
-                        quit = Some(m);
+                        quit_sent = true;
+                        pending = Some(NetCmd::Quit(m));
                     }
                     Ok(input) => {
                         pending = input.to_net(&here.room).map(|c| outcomes.assign(c, &line));

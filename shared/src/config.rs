@@ -212,6 +212,9 @@ pub struct ClientConfig {
     pub keepalive: String,
     /// TCP_USER_TIMEOUT of the client's socket in ms; 0 = kernel default.
     pub user_timeout_ms: u32,
+    /// A ping to the server unanswered this long ends the connection with
+    /// `idle-timeout` (and the client reconnects).
+    pub ping_timeout_ms: u64,
     /// Keys of the terminal UI: "F1".."F12", "C-x" (Ctrl) or "M-x" (Alt).
     pub key_help: String,
     pub key_panel: String,
@@ -236,6 +239,7 @@ impl Default for ClientConfig {
             log_file: String::new(),
             keepalive: "60,10,5".into(),
             user_timeout_ms: 0,
+            ping_timeout_ms: 15_000,
             key_help: "F1".into(),
             key_panel: "F2".into(),
             key_log: "F3".into(),

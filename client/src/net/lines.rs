@@ -112,6 +112,11 @@ fn what(msg: &ClientMsg) -> &'static str {
 }
 
 impl Lines {
+    /// True while a line sent or held on this session has no outcome yet.
+    pub(super) fn unresolved(&self) -> bool {
+        !self.in_flight.is_empty() || !self.held.is_empty()
+    }
+
     /// Keep a message typed while there is no session. Over the bound, a
     /// line fails and a command is refused with a word to the user.
     pub(super) fn queue(&mut self, id: Option<LineId>, msg: ClientMsg) -> Option<SocketEvent> {

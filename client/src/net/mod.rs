@@ -10,12 +10,14 @@
 
 pub mod backoff;
 pub mod command;
-mod conn;
+mod driver;
 mod lines;
+mod link;
+mod tcp;
 pub mod text;
 pub mod udp;
+mod udp_transport;
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -39,8 +41,14 @@ pub struct NetConfig {
     pub reconnect_max: Duration,
     /// TCP_INFO poll period.
     pub info_poll: Duration,
-    /// How often we ping the server to measure application-level latency.
+    /// How often we ping the server to measure application-level latency
+    /// (at most a third of `ping_timeout`).
     pub ping_every: Duration,
+    /// A ping unanswered this long (or a Welcome that does not come) ends
+    /// the connection with `idle-timeout`, and we reconnect: a hung server
+    /// is noticed even though the kernel still ACKs for it. Lines wait this
+    /// long for their echo at most.
+    pub ping_timeout: Duration,
     /// Give up a connect attempt after this long (the kernel's SYN retries
     /// take minutes; a user wants to see ETIMEDOUT sooner).
     pub connect_timeout: Duration,
@@ -71,6 +79,7 @@ impl Default for NetConfig {
             reconnect_max: Duration::from_millis(c.reconnect_max_ms),
             info_poll: Duration::from_millis(c.info_poll_ms),
             ping_every: Duration::from_secs(2),
+            ping_timeout: Duration::from_millis(c.ping_timeout_ms),
             connect_timeout: Duration::from_secs(10),
             keepalive: Some((60, 10, 5)),
             user_timeout_ms: 0,
@@ -267,9 +276,11 @@ pub fn spawn(cfg: NetConfig) -> (mpsc::Sender<NetCmd>, mpsc::Receiver<SocketEven
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     if cfg.udp.is_some() {
-        tokio::spawn(udp::run(cfg, cmd_rx, ev_tx));
+        tokio::spawn(driver::run::<udp_transport::UdpTransport>(
+            cfg, cmd_rx, ev_tx,
+        ));
     } else {
-        tokio::spawn(conn::run(cfg, cmd_rx, ev_tx));
+        tokio::spawn(driver::run::<tcp::TcpLink>(cfg, cmd_rx, ev_tx));
     }
     (cmd_tx, ev_rx)
 }
@@ -298,109 +309,6 @@ async fn emit(ev: &Events, e: SocketEvent) -> Result<(), UiGone> {
         _ => {}
     }
     ev.send(e).await.map_err(|_| UiGone)
-}
-
-/// What we remember across reconnects so the user gets their nick and rooms
-/// back.
-#[derive(Debug, Default)]
-struct Session {
-    nick: String,
-    rooms: BTreeSet<String>,
-    /// The room we ask for after the welcome on the very first connect.
-    first_room: String,
-    welcomed_once: bool,
-    /// The lines typed, until each is confirmed or failed.
-    lines: lines::Lines,
-}
-
-impl Session {
-    /// Emit a batch of events.
-    async fn emit_all(ev: &Events, evs: Vec<SocketEvent>) -> Result<(), UiGone> {
-        for e in evs {
-            emit(ev, e).await?;
-        }
-        Ok(())
-    }
-
-    /// The session ended: fail what was in flight, remember rooms whose
-    /// Join was unanswered so they are joined again.
-    async fn lost(&mut self, ev: &Events) -> Result<(), UiGone> {
-        let mut evs = Vec::new();
-        for r in self.lines.session_lost(&mut evs) {
-            self.rooms.insert(r);
-        }
-        Self::emit_all(ev, evs).await
-    }
-
-    /// A command typed while there is no session.
-    async fn queue(
-        &mut self,
-        id: Option<LineId>,
-        msg: sockchat_shared::ClientMsg,
-        ev: &Events,
-    ) -> Result<(), UiGone> {
-        match self.lines.queue(id, msg) {
-            Some(e) => emit(ev, e).await,
-            None => Ok(()),
-        }
-    }
-}
-
-/// After a connection or session ended (`failures` so far, this one
-/// included): stop if reconnect is off, else announce the back-off delay
-/// and wait it out, answering commands typed meanwhile. `Ok(true)`: connect
-/// again; `Ok(false)`: finished (the UI was told).
-async fn wait_to_reconnect(
-    cfg: &NetConfig,
-    session: &mut Session,
-    failures: u32,
-    cmds: &mut mpsc::Receiver<NetCmd>,
-    ev: &Events,
-) -> Result<bool, UiGone> {
-    if !cfg.reconnect {
-        emit(ev, SocketEvent::Local("reconnect is off".into())).await?;
-        let mut evs = Vec::new();
-        session
-            .lines
-            .give_up("not connected and reconnect is off", &mut evs);
-        Session::emit_all(ev, evs).await?;
-        emit(ev, SocketEvent::Finished).await?;
-        return Ok(false);
-    }
-    let delay = backoff::delay(
-        cfg.reconnect_initial,
-        cfg.reconnect_max,
-        failures,
-        backoff::jitter(),
-    );
-    emit(
-        ev,
-        SocketEvent::Reconnecting {
-            delay,
-            attempt: failures + 1,
-        },
-    )
-    .await?;
-    let wake = tokio::time::sleep(delay);
-    tokio::pin!(wake);
-    loop {
-        tokio::select! {
-            _ = &mut wake => return Ok(true),
-            cmd = cmds.recv() => match cmd {
-                None | Some(NetCmd::Quit(_)) => {
-                    let mut evs = Vec::new();
-                    session.lines.give_up("not connected when we quit", &mut evs);
-                    Session::emit_all(ev, evs).await?;
-                    emit(ev, SocketEvent::Finished).await?;
-                    return Ok(false);
-                }
-                Some(NetCmd::Send { id, msg }) => session.queue(id, msg, ev).await?,
-                Some(NetCmd::Fault(_)) => {
-                    emit(ev, SocketEvent::Local("not connected: no fault to inject".into())).await?;
-                }
-            },
-        }
-    }
 }
 
 /// Replace every string of a server message with its sanitized form.

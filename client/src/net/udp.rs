@@ -3,9 +3,9 @@
 //! RTT from our own pings, optional fault injection, and the numbers the
 //! socket panel shows instead of TCP_INFO.
 //!
-//! [`UdpLink`] is the socket and its accounting, usable alone (the bots use
-//! it); [`run`] is the net task that drives it for the TUI and plain mode
-//! and speaks the same [`SocketEvent`]s as the TCP task.
+//! [`UdpLink`] is the socket, its accounting and the handshake, used by the
+//! client's UDP transport (`udp_transport.rs`, driven by the one session
+//! driver) and by the UDP bots alike.
 //!
 //! Why connected: `connect(2)` on a UDP socket sends nothing, but it makes
 //! the kernel filter datagrams to the server's address and, above all,
@@ -13,7 +13,6 @@
 //! server host answers our datagram with ICMP port unreachable and our next
 //! `recv` fails with ECONNREFUSED (111): the only sign UDP ever gives.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -25,16 +24,9 @@ use sockchat_shared::udp::{
     self, EncodeError, FaultConfig, FaultInjector, FaultStats, SeqStats, SeqTracker, SeqVerdict,
     ServerBody, SplitMix64,
 };
-use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
+use sockchat_shared::{ClientMsg, ErrorCode, ServerMsg};
 use thiserror::Error;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
-
-use super::{
-    CloseReason, Events, NetCmd, NetConfig, Session, SocketEvent, SysError, Transport, UiGone,
-    emit, sanitize_msg, wait_to_reconnect,
-};
 
 /// How the UDP link behaves (flags and config).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -193,16 +185,27 @@ impl UdpLink {
     /// Bind an ephemeral port of the server's address family and connect
     /// the socket to `server` (nothing is sent yet).
     pub async fn connect(server: SocketAddr, opts: UdpOptions) -> io::Result<Self> {
+        Self::connect_from(None, server, opts).await
+    }
+
+    /// [`UdpLink::connect`] from a chosen local address (`None`: any
+    /// address of the server's family, an ephemeral port). The bots use
+    /// it to spread over many source addresses.
+    pub async fn connect_from(
+        local: Option<SocketAddr>,
+        server: SocketAddr,
+        opts: UdpOptions,
+    ) -> io::Result<Self> {
         let max = udp::check_max_payload(opts.max_payload)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let faults = opts
             .faults
             .check()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let bind: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().map_err(io::Error::other)?
-        } else {
-            "[::]:0".parse().map_err(io::Error::other)?
+        let bind: SocketAddr = match local {
+            Some(a) => a,
+            None if server.is_ipv4() => "0.0.0.0:0".parse().map_err(io::Error::other)?,
+            None => "[::]:0".parse().map_err(io::Error::other)?,
         };
         let sock = UdpSocket::bind(bind).await?;
         if opts.recv_buffer > 0 {
@@ -398,7 +401,10 @@ impl UdpLink {
 
     /// Say Hello (padded, so the server's retry is never larger than our
     /// datagram) until the server welcomes us: answer a retry with the
-    /// cookie at once, repeat the Hello every `every`, give up at `limit`.
+    /// cookie at once, repeat the Hello after `every`, then twice as long
+    /// each time up to 1 s (the server rate-limits retries per source
+    /// address), give up at `limit`. The one handshake of the client and
+    /// the bots.
     pub async fn handshake(
         &mut self,
         nick: &str,
@@ -413,7 +419,8 @@ impl UdpLink {
             SendError::TooLarge(e) => HandshakeError::TooLarge(e),
             SendError::Io(e) => HandshakeError::Io(e),
         })?;
-        let mut next = tokio::time::Instant::now() + every;
+        let mut wait = every;
+        let mut next = tokio::time::Instant::now() + wait;
         let mut early = Vec::new();
         loop {
             if start.elapsed() >= limit {
@@ -422,9 +429,10 @@ impl UdpLink {
                     secs: start.elapsed().as_secs_f64(),
                 });
             }
+            let until = next.min(tokio::time::Instant::from_std(start + limit));
             let got = tokio::select! {
                 r = self.recv() => Some(r?),
-                _ = tokio::time::sleep_until(next) => None,
+                _ = tokio::time::sleep_until(until) => None,
             };
             let resend = match got {
                 None => true,
@@ -463,7 +471,8 @@ impl UdpLink {
                     SendError::TooLarge(e) => HandshakeError::TooLarge(e),
                     SendError::Io(e) => HandshakeError::Io(e),
                 })?;
-                next = tokio::time::Instant::now() + every;
+                wait = (wait * 2).min(Duration::from_secs(1)).max(every);
+                next = tokio::time::Instant::now() + wait;
             }
         }
     }
@@ -509,6 +518,12 @@ impl UdpLink {
     /// The socket, for tests and experiments.
     pub fn socket(&self) -> &UdpSocket {
         &self.sock
+    }
+
+    /// The socket and our next sequence number, for a sender that frames
+    /// its own datagrams after the handshake (the bots' hot path).
+    pub fn into_parts(self) -> (UdpSocket, u32) {
+        (self.sock, self.seq)
     }
 }
 
@@ -582,418 +597,6 @@ pub fn panel_fields(i: &UdpInfo) -> Vec<(&'static str, String)> {
         ));
     }
     f
-}
-
-// ------------------------------------------------------------ the net task
-
-/// How often a reordered (held-back) datagram is released at the latest.
-const FLUSH_EVERY: Duration = Duration::from_millis(20);
-/// How long the handshake repeats its Hello before giving up.
-const HANDSHAKE_LIMIT: Duration = Duration::from_secs(5);
-const HELLO_EVERY: Duration = Duration::from_millis(500);
-/// Pings unanswered (no datagram at all) before we call the server gone:
-/// UDP has no FIN, silence is the only sign.
-const SILENT_PINGS: u32 = 5;
-
-/// How one session ended.
-enum Outcome {
-    Quit,
-    Closed { welcomed: bool },
-}
-
-/// The UDP net task: same commands in, same events out as the TCP task,
-/// plus [`SocketEvent::UdpInfo`] instead of TCP_INFO polls.
-pub(super) async fn run(cfg: NetConfig, mut cmds: mpsc::Receiver<NetCmd>, ev: Events) {
-    let _ = run_inner(cfg, &mut cmds, &ev).await;
-}
-
-async fn run_inner(
-    cfg: NetConfig,
-    cmds: &mut mpsc::Receiver<NetCmd>,
-    ev: &Events,
-) -> Result<(), UiGone> {
-    let opts = cfg.udp.unwrap_or_default();
-    let mut session = Session {
-        nick: cfg.nick.clone(),
-        rooms: BTreeSet::new(),
-        first_room: cfg.room.clone(),
-        ..Session::default()
-    };
-    let mut failures: u32 = 0;
-    loop {
-        emit(
-            ev,
-            SocketEvent::Connecting {
-                addr: cfg.server.clone(),
-                attempt: failures + 1,
-            },
-        )
-        .await?;
-        let outcome = one_session(&cfg, opts, &mut session, cmds, ev).await?;
-        session.lost(ev).await?;
-        match outcome {
-            Outcome::Quit => {
-                emit(ev, SocketEvent::Finished).await?;
-                return Ok(());
-            }
-            Outcome::Closed { welcomed } => {
-                if welcomed {
-                    failures = 0;
-                }
-            }
-        }
-        failures += 1;
-        if !wait_to_reconnect(&cfg, &mut session, failures, cmds, ev).await? {
-            return Ok(());
-        }
-    }
-}
-
-async fn resolve(server: &str) -> Result<SocketAddr, String> {
-    match tokio::net::lookup_host(server).await {
-        Ok(mut it) => it
-            .next()
-            .ok_or_else(|| format!("{server} resolves to no address")),
-        Err(e) => Err(format!("cannot resolve {server}: {e}")),
-    }
-}
-
-/// Report a kernel error with its errno (the UI explains it) and the close.
-async fn sys_close(ev: &Events, syscall: &'static str, e: &io::Error) -> Result<(), UiGone> {
-    match SysError::from_io(syscall, e) {
-        Some(se) => {
-            let reason = se.reason();
-            emit(ev, SocketEvent::Error(se)).await?;
-            if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                emit(
-                    ev,
-                    SocketEvent::Local(
-                        "UDP has no handshake: this ICMP error, reported because our UDP socket \
-                         is connected, is the only sign that no server listens on that UDP port"
-                            .into(),
-                    ),
-                )
-                .await?;
-            }
-            emit(ev, SocketEvent::Closed(CloseReason::Peer(reason))).await
-        }
-        None => {
-            let text = format!("{syscall}: {e}");
-            emit(ev, SocketEvent::Local(text.clone())).await?;
-            emit(ev, SocketEvent::Closed(CloseReason::Local(text))).await
-        }
-    }
-}
-
-/// Connect, say hello, then chat until the session ends.
-async fn one_session(
-    cfg: &NetConfig,
-    opts: UdpOptions,
-    session: &mut Session,
-    cmds: &mut mpsc::Receiver<NetCmd>,
-    ev: &Events,
-) -> Result<Outcome, UiGone> {
-    let closed = Ok(Outcome::Closed { welcomed: false });
-    let addr = match resolve(&cfg.server).await {
-        Ok(a) => a,
-        Err(text) => {
-            emit(ev, SocketEvent::Local(text.clone())).await?;
-            emit(ev, SocketEvent::Closed(CloseReason::Local(text))).await?;
-            return closed;
-        }
-    };
-    let mut link = match UdpLink::connect(addr, opts).await {
-        Ok(l) => l,
-        Err(e) => {
-            sys_close(ev, "connect", &e).await?;
-            return closed;
-        }
-    };
-    // The handshake; a /quit meanwhile is carried out after it.
-    let mut quit_after: Option<String> = None;
-    let hs = {
-        let nick = session.nick.clone();
-        let h = link.handshake(&nick, HELLO_EVERY, HANDSHAKE_LIMIT);
-        tokio::pin!(h);
-        loop {
-            tokio::select! {
-                r = &mut h => break Some(r),
-                cmd = cmds.recv(), if quit_after.is_none() => match cmd {
-                    None => break None,
-                    Some(NetCmd::Quit(m)) => quit_after = Some(m),
-                    Some(NetCmd::Send { id, msg }) => session.queue(id, msg, ev).await?,
-                    Some(_) => emit(ev, SocketEvent::Local("not connected yet: not done".into())).await?,
-                },
-            }
-        }
-    };
-    let welcome = match hs {
-        None => {
-            emit(ev, SocketEvent::Closed(CloseReason::Local("quit".into()))).await?;
-            return Ok(Outcome::Quit);
-        }
-        Some(Ok(w)) => w,
-        Some(Err(HandshakeError::Io(e))) => {
-            sys_close(ev, "recv", &e).await?;
-            return closed;
-        }
-        Some(Err(HandshakeError::Refused { code, text })) => {
-            emit(
-                ev,
-                SocketEvent::Server(sanitize_msg(ServerMsg::Error {
-                    code,
-                    text: text.clone(),
-                })),
-            )
-            .await?;
-            emit(
-                ev,
-                SocketEvent::Closed(CloseReason::Local(format!("refused: {text}"))),
-            )
-            .await?;
-            return closed;
-        }
-        Some(Err(e)) => {
-            let text = e.to_string();
-            emit(ev, SocketEvent::Local(text.clone())).await?;
-            emit(ev, SocketEvent::Closed(CloseReason::Local(text))).await?;
-            return closed;
-        }
-    };
-    emit(
-        ev,
-        SocketEvent::Connected {
-            local: link.local,
-            peer: link.peer,
-            transport: Transport::Udp,
-        },
-    )
-    .await?;
-    on_welcome(&mut link, session, &welcome.nick, &welcome.room).await;
-    emit(
-        ev,
-        SocketEvent::Server(sanitize_msg(ServerMsg::Welcome {
-            nick: welcome.nick,
-            room: welcome.room,
-            server: welcome.server,
-        })),
-    )
-    .await?;
-    for (id, m) in session.lines.take_queued() {
-        if let Some(e) = dispatch(&mut link, session, id, m).await {
-            sys_close(ev, "send", &e).await?;
-            return Ok(Outcome::Closed { welcomed: true });
-        }
-    }
-    for m in welcome.early {
-        track(&mut link, session, &m).await;
-        follow_lines(&mut link, session, &m, ev).await?;
-        emit(ev, SocketEvent::Server(sanitize_msg(m))).await?;
-    }
-    if let Some(message) = quit_after {
-        let _ = link.send(&ClientMsg::Quit { message }).await;
-        let _ = link.flush_faults().await;
-        emit(ev, SocketEvent::Closed(CloseReason::Local("quit".into()))).await?;
-        return Ok(Outcome::Quit);
-    }
-    // When our outstanding ping left (None: answered).
-    let mut ping_out: Option<Instant> = None;
-
-    let mut ping = tokio::time::interval(cfg.ping_every.max(Duration::from_millis(100)));
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut info = tokio::time::interval(cfg.info_poll.max(Duration::from_millis(10)));
-    info.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut flush = tokio::time::interval(FLUSH_EVERY);
-    flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let silent_limit = cfg.ping_every.max(Duration::from_millis(100)) * SILENT_PINGS;
-    let mut last_rx = Instant::now();
-    let welcomed = Ok(Outcome::Closed { welcomed: true });
-    loop {
-        tokio::select! {
-            r = link.recv() => {
-                last_rx = Instant::now();
-                match r {
-                    Ok(Received::Msg(m)) => match m {
-                        ServerMsg::Ping { .. } => {}
-                        ServerMsg::Pong { .. } => {
-                            ping_out = None;
-                            if let Some(rtt) = link.rtt() {
-                                emit(ev, SocketEvent::Latency(rtt)).await?;
-                            }
-                        }
-                        ServerMsg::Bye { reason } => {
-                            emit(ev, SocketEvent::Server(sanitize_msg(ServerMsg::Bye { reason: reason.clone() }))).await?;
-                            emit(ev, SocketEvent::Closed(CloseReason::Peer(reason))).await?;
-                            return welcomed;
-                        }
-                        m => {
-                            track(&mut link, session, &m).await;
-                            let evs = follow_lines(&mut link, session, &m, ev).await?;
-                            emit(ev, SocketEvent::Server(sanitize_msg(m))).await?;
-                            Session::emit_all(ev, evs).await?;
-                        }
-                    },
-                    Ok(Received::Retry { cookie }) => {
-                        // The server no longer knows us (it restarted, or
-                        // timed us out): prove our address and say hello again.
-                        emit(ev, SocketEvent::Local("the server does not know this UDP session any more (restarted or timed out?): saying hello again".into())).await?;
-                        link.new_session(cookie);
-                        let _ = link.send(&ClientMsg::Hello { nick: session.nick.clone() }).await;
-                    }
-                    Err(e) => {
-                        sys_close(ev, "recv", &e).await?;
-                        return welcomed;
-                    }
-                }
-            }
-            cmd = cmds.recv() => match cmd {
-                None => return Ok(Outcome::Quit),
-                Some(NetCmd::Quit(message)) => {
-                    let _ = link.send(&ClientMsg::Quit { message }).await;
-                    let _ = link.flush_faults().await;
-                    emit(ev, SocketEvent::Closed(CloseReason::Local("quit (UDP: one Quit datagram, no FIN; if it is lost the server times us out)".into()))).await?;
-                    return Ok(Outcome::Quit);
-                }
-                Some(NetCmd::Send { id, msg }) => {
-                    let Some(m) = session.lines.dispatch(id, msg, &session.rooms, Instant::now()) else {
-                        continue;
-                    };
-                    match link.send(&m).await {
-                        Ok(()) => {}
-                        Err(SendError::TooLarge(e)) => {
-                            let mut evs = Vec::new();
-                            session.lines.refused(id, &e.to_string(), &mut evs);
-                            if evs.is_empty() {
-                                evs.push(SocketEvent::Local(e.to_string()));
-                            }
-                            Session::emit_all(ev, evs).await?;
-                        }
-                        Err(SendError::Io(e)) => {
-                            sys_close(ev, "send", &e).await?;
-                            return welcomed;
-                        }
-                    }
-                }
-                Some(NetCmd::Fault(f)) => {
-                    emit(ev, SocketEvent::Local(format!(
-                        "/fault {f} is a TCP experiment; over UDP use --udp-drop/--udp-dup/--udp-reorder"
-                    ))).await?;
-                }
-            },
-            _ = ping.tick() => {
-                let mut evs = Vec::new();
-                session.lines.expire(Instant::now(), silent_limit, &mut evs);
-                Session::emit_all(ev, evs).await?;
-                if last_rx.elapsed() >= silent_limit {
-                    let secs = silent_limit.as_secs().min(u64::from(u32::MAX)) as u32;
-                    emit(ev, SocketEvent::Local(format!(
-                        "no datagram from the server for {} s: UDP has no FIN, so silence is the only sign it is gone",
-                        silent_limit.as_secs()
-                    ))).await?;
-                    emit(ev, SocketEvent::Closed(CloseReason::Peer(DisconnectReason::IdleTimeout { secs }))).await?;
-                    return welcomed;
-                }
-                ping_out.get_or_insert_with(Instant::now);
-                if let Err(SendError::Io(e)) = link.ping().await {
-                    sys_close(ev, "send", &e).await?;
-                    return welcomed;
-                }
-            }
-            _ = info.tick() => {
-                emit(ev, SocketEvent::UdpInfo(Box::new(link.info()))).await?;
-                if let Some(at) = ping_out {
-                    emit(ev, SocketEvent::Lag { waiting_ms: at.elapsed().as_millis() as u64 }).await?;
-                }
-            }
-            _ = flush.tick(), if link.holding() => {
-                if let Err(e) = link.flush_faults().await {
-                    sys_close(ev, "send", &e).await?;
-                    return welcomed;
-                }
-            }
-        }
-    }
-}
-
-/// After a Welcome: remember the nick and get our rooms back (all of them
-/// after a reconnect, the configured one the first time).
-async fn on_welcome(link: &mut UdpLink, session: &mut Session, nick: &str, room: &str) {
-    session.nick = nick.to_owned();
-    let wanted: Vec<String> = if session.welcomed_once {
-        session.rooms.iter().cloned().collect()
-    } else if !session.first_room.is_empty() {
-        vec![session.first_room.clone()]
-    } else {
-        Vec::new()
-    };
-    session.welcomed_once = true;
-    session.rooms.clear();
-    session.rooms.insert(room.to_owned());
-    for r in wanted.into_iter().filter(|r| r != room) {
-        let _ = dispatch(link, session, None, ClientMsg::Join { room: r }).await;
-    }
-}
-
-/// Send a message of the user's through the line bookkeeping. A kernel
-/// error is returned (the session is over); a message too large for a
-/// datagram is reported for its line.
-async fn dispatch(
-    link: &mut UdpLink,
-    session: &mut Session,
-    id: Option<super::LineId>,
-    msg: ClientMsg,
-) -> Option<io::Error> {
-    let m = session
-        .lines
-        .dispatch(id, msg, &session.rooms, Instant::now())?;
-    match link.send(&m).await {
-        Ok(()) => None,
-        Err(SendError::TooLarge(_)) => None,
-        Err(SendError::Io(e)) => Some(e),
-    }
-}
-
-/// Confirm, release or fail lines from what the server said; returns the
-/// events to emit after the message itself.
-async fn follow_lines(
-    link: &mut UdpLink,
-    session: &mut Session,
-    m: &ServerMsg,
-    _ev: &Events,
-) -> Result<Vec<SocketEvent>, UiGone> {
-    let (mut send, mut evs) = (Vec::new(), Vec::new());
-    session.lines.on_server(
-        m,
-        &session.nick,
-        &session.rooms,
-        Instant::now(),
-        &mut send,
-        &mut evs,
-    );
-    for m in send {
-        let _ = link.send(&m).await;
-    }
-    Ok(evs)
-}
-
-/// Keep nick and rooms in step with what the server says about us.
-async fn track(link: &mut UdpLink, session: &mut Session, m: &ServerMsg) {
-    match m {
-        ServerMsg::Welcome { nick, room, .. } => {
-            let (nick, room) = (nick.clone(), room.clone());
-            on_welcome(link, session, &nick, &room).await;
-        }
-        ServerMsg::Joined { room, nick } if *nick == session.nick => {
-            session.rooms.insert(room.clone());
-        }
-        ServerMsg::Left { room, nick, .. } if *nick == session.nick => {
-            session.rooms.remove(room);
-        }
-        ServerMsg::NickChanged { old, new } if *old == session.nick => {
-            session.nick = new.clone();
-        }
-        _ => {}
-    }
 }
 
 #[cfg(test)]

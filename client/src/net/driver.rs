@@ -1,0 +1,592 @@
+//! The one session driver, the same for TCP and UDP (over [`Link`]):
+//! resolve, open, Hello with nick retry, restore the nick and every room
+//! after a reconnect, the lines typed (queued while there is no session,
+//! held for their room's Join, confirmed or failed: [`Lines`]), liveness
+//! (pings, lag, the ping timeout) and the back-off between attempts.
+//!
+//! Rules (docs/CLIENT.md): a line typed while connecting waits for the
+//! session and is sent after the rejoins; a line sent but not echoed when
+//! the connection dies fails, it is never resent; a ping unanswered for
+//! `ping_timeout` ends the connection with `idle-timeout`; the back-off
+//! starts over only after a connection stayed up [`HEALTHY_AFTER`].
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use super::lines::{Lines, room_key};
+use super::link::{HelloError, Link, Up, Welcome};
+use super::{
+    CloseReason, Events, LineId, NetCmd, NetConfig, SocketEvent, UiGone, backoff, emit,
+    sanitize_msg,
+};
+
+/// A connection must stay up this long after its Welcome before the
+/// back-off starts over: a server that welcomes and then fails at once
+/// (garbage, a crash loop) is retried ever more slowly, not every second.
+pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// How often the driver looks at the clock: lag reports, the ping timeout,
+/// lines waiting too long.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Longest nick we try when adding `_` to a taken one (the server's default
+/// limit).
+const MAX_NICK_CHARS: usize = 24;
+
+/// How one attempt ended.
+enum End {
+    /// The user quit (or the UI went away): do not reconnect.
+    Quit,
+    /// The connection or session ended; `healthy` if it stayed up long
+    /// enough to start the back-off over.
+    Lost { healthy: bool },
+}
+
+/// What the driver remembers across reconnects.
+struct State {
+    /// The nick the server gave us (what we ask for next time).
+    nick: String,
+    /// The rooms we are in (keys), restored after a reconnect.
+    rooms: BTreeSet<String>,
+    /// The room we ask for after the very first Welcome.
+    first_room: String,
+    welcomed_once: bool,
+    lines: Lines,
+    /// A /quit that came while there was no session: carried out once the
+    /// current attempt has a session (its queued lines sent), or at once if
+    /// the attempt fails.
+    quit: Option<String>,
+    /// Connection failures in a row (for the back-off).
+    failures: u32,
+    /// True while a link is open and its Hello unanswered: a /fault then
+    /// waits for the Welcome (the link is busy with the handshake).
+    in_hello: bool,
+    faults: Vec<super::Fault>,
+}
+
+/// Run the driver over transport `L` until the user quits, reconnect gives
+/// up, or the UI goes away.
+pub(super) async fn run<L: Link>(cfg: NetConfig, mut cmds: mpsc::Receiver<NetCmd>, ev: Events) {
+    let mut st = State {
+        nick: cfg.nick.clone(),
+        rooms: BTreeSet::new(),
+        first_room: cfg.room.clone(),
+        welcomed_once: false,
+        lines: Lines::default(),
+        quit: None,
+        failures: 0,
+        in_hello: false,
+        faults: Vec::new(),
+    };
+    let _ = st.run::<L>(&cfg, &mut cmds, &ev).await;
+}
+
+async fn emit_all(ev: &Events, evs: Vec<SocketEvent>) -> Result<(), UiGone> {
+    for e in evs {
+        emit(ev, e).await?;
+    }
+    Ok(())
+}
+
+async fn resolve(server: &str) -> Result<SocketAddr, String> {
+    match tokio::net::lookup_host(server).await {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("{server} resolves to no address")),
+        Err(e) => Err(format!("cannot resolve {server}: {e}")),
+    }
+}
+
+impl State {
+    async fn run<L: Link>(
+        &mut self,
+        cfg: &NetConfig,
+        cmds: &mut mpsc::Receiver<NetCmd>,
+        ev: &Events,
+    ) -> Result<(), UiGone> {
+        loop {
+            emit(
+                ev,
+                SocketEvent::Connecting {
+                    addr: cfg.server.clone(),
+                    attempt: self.failures + 1,
+                },
+            )
+            .await?;
+            let end = self.attempt::<L>(cfg, cmds, ev).await?;
+            let mut evs = Vec::new();
+            for r in self.lines.session_lost(&mut evs) {
+                self.rooms.insert(r);
+            }
+            emit_all(ev, evs).await?;
+            match end {
+                End::Quit => return self.finish("we quit", ev).await,
+                End::Lost { healthy } if healthy => self.failures = 0,
+                End::Lost { .. } => {}
+            }
+            self.failures += 1;
+            if self.quit.is_some() {
+                return self
+                    .finish("the connection failed while we were quitting", ev)
+                    .await;
+            }
+            if !cfg.reconnect {
+                emit(ev, SocketEvent::Local("reconnect is off".into())).await?;
+                return self.finish("not connected and reconnect is off", ev).await;
+            }
+            if !self.wait_to_reconnect(cfg, cmds, ev).await? {
+                return self.finish("not connected when we quit", ev).await;
+            }
+        }
+    }
+
+    /// No session will come: every line still waiting fails; the end.
+    async fn finish(&mut self, why: &str, ev: &Events) -> Result<(), UiGone> {
+        let mut evs = Vec::new();
+        self.lines.give_up(why, &mut evs);
+        emit_all(ev, evs).await?;
+        emit(ev, SocketEvent::Finished).await
+    }
+
+    /// Announce the back-off delay and wait it out, keeping what is typed
+    /// meanwhile. `Ok(false)`: the user quit.
+    async fn wait_to_reconnect(
+        &mut self,
+        cfg: &NetConfig,
+        cmds: &mut mpsc::Receiver<NetCmd>,
+        ev: &Events,
+    ) -> Result<bool, UiGone> {
+        let delay = backoff::delay(
+            cfg.reconnect_initial,
+            cfg.reconnect_max,
+            self.failures,
+            backoff::jitter(),
+        );
+        emit(
+            ev,
+            SocketEvent::Reconnecting {
+                delay,
+                attempt: self.failures + 1,
+            },
+        )
+        .await?;
+        let wake = tokio::time::sleep(delay);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                _ = &mut wake => return Ok(true),
+                cmd = cmds.recv() => match cmd {
+                    None | Some(NetCmd::Quit(_)) => return Ok(false),
+                    Some(c) => self.offline(c, ev).await?,
+                },
+            }
+        }
+    }
+
+    /// A command while there is no session: lines and commands are kept
+    /// for it, a /quit is remembered, a /fault has nothing to act on.
+    async fn offline(&mut self, cmd: NetCmd, ev: &Events) -> Result<(), UiGone> {
+        match cmd {
+            NetCmd::Send { id, msg } => {
+                if let Some(e) = self.lines.queue(id, msg) {
+                    emit(ev, e).await?;
+                }
+            }
+            NetCmd::Quit(m) => self.quit = Some(m),
+            NetCmd::Fault(f) if self.in_hello && self.faults.len() < 16 => self.faults.push(f),
+            NetCmd::Fault(_) => {
+                emit(
+                    ev,
+                    SocketEvent::Local("not connected: no fault to inject".into()),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt: resolve, open, Hello (retrying a refused nick), then
+    /// the session until it ends.
+    async fn attempt<L: Link>(
+        &mut self,
+        cfg: &NetConfig,
+        cmds: &mut mpsc::Receiver<NetCmd>,
+        ev: &Events,
+    ) -> Result<End, UiGone> {
+        let lost = Ok(End::Lost { healthy: false });
+        // Resolve and open, answering commands meanwhile.
+        let opened = {
+            let open = async {
+                let addr = resolve(&cfg.server)
+                    .await
+                    .map_err(|text| super::link::OpenError {
+                        report: vec![SocketEvent::Local(text.clone())],
+                        reason: CloseReason::Local(text),
+                    })?;
+                L::open(addr, cfg).await
+            };
+            tokio::pin!(open);
+            loop {
+                tokio::select! {
+                    r = &mut open => break r,
+                    cmd = cmds.recv() => match cmd {
+                        None => return Ok(End::Quit),
+                        Some(c) => self.offline(c, ev).await?,
+                    },
+                }
+            }
+        };
+        let mut link = match opened {
+            Ok(l) => l,
+            Err(e) => {
+                emit_all(ev, e.report).await?;
+                emit(ev, SocketEvent::Closed(e.reason)).await?;
+                return lost;
+            }
+        };
+        let (local, peer) = link.addrs();
+        emit(
+            ev,
+            SocketEvent::Connected {
+                local,
+                peer,
+                transport: L::TRANSPORT,
+            },
+        )
+        .await?;
+        self.in_hello = true;
+        let welcome = self.hello(&mut link, cfg, cmds, ev).await;
+        self.in_hello = false;
+        let Some(welcome) = welcome? else {
+            self.faults.clear();
+            return lost;
+        };
+        let welcomed_at = Instant::now();
+        let end = self.session(&mut link, welcome, cfg, cmds, ev).await?;
+        Ok(match end {
+            End::Lost { .. } => End::Lost {
+                healthy: welcomed_at.elapsed() >= HEALTHY_AFTER,
+            },
+            quit => quit,
+        })
+    }
+
+    /// Hello until welcomed: a taken nick is retried as NICK_, NICK__,
+    /// then a guest nick. Bounded by the ping timeout (a server that
+    /// accepts and never welcomes is as dead as one that stops answering).
+    /// `None`: the attempt failed (already reported).
+    async fn hello<L: Link>(
+        &mut self,
+        link: &mut L,
+        cfg: &NetConfig,
+        cmds: &mut mpsc::Receiver<NetCmd>,
+        ev: &Events,
+    ) -> Result<Option<Welcome>, UiGone> {
+        let deadline = tokio::time::Instant::now() + cfg.ping_timeout;
+        let mut refusals = 0u32;
+        loop {
+            let nick = self.nick.clone();
+            let r = {
+                let h = tokio::time::timeout_at(deadline, link.hello(&nick));
+                tokio::pin!(h);
+                loop {
+                    tokio::select! {
+                        r = &mut h => break r,
+                        cmd = cmds.recv() => match cmd {
+                            None => {
+                                emit(ev, SocketEvent::Finished).await?;
+                                return Err(UiGone);
+                            }
+                            Some(c) => self.offline(c, ev).await?,
+                        },
+                    }
+                }
+            };
+            match r {
+                Ok(Ok(w)) => return Ok(Some(w)),
+                Ok(Err(HelloError::Refused { code, text })) => {
+                    emit(
+                        ev,
+                        SocketEvent::Server(sanitize_msg(ServerMsg::Error { code, text })),
+                    )
+                    .await?;
+                    refusals += 1;
+                    let next = format!("{}_", self.nick);
+                    self.nick = if code == ErrorCode::NickTaken
+                        && refusals <= 2
+                        && next.chars().count() <= MAX_NICK_CHARS
+                    {
+                        next
+                    } else {
+                        String::new()
+                    };
+                    emit(
+                        ev,
+                        SocketEvent::Local(if self.nick.is_empty() {
+                            "asking the server for a guest nick".into()
+                        } else {
+                            format!("trying nick {}", self.nick)
+                        }),
+                    )
+                    .await?;
+                }
+                Ok(Err(HelloError::Over { early, reason })) => {
+                    for u in early {
+                        self.report(u, ev).await?;
+                    }
+                    emit(ev, SocketEvent::Closed(reason)).await?;
+                    return Ok(None);
+                }
+                Err(_) => {
+                    let secs = cfg.ping_timeout.as_secs_f64();
+                    let text = format!(
+                        "no welcome from the server within {secs:.0} s (it accepted us but does not answer)"
+                    );
+                    emit(ev, SocketEvent::Local(text)).await?;
+                    let secs = cfg.ping_timeout.as_secs().min(u64::from(u32::MAX)) as u32;
+                    emit(
+                        ev,
+                        SocketEvent::Closed(CloseReason::Peer(DisconnectReason::IdleTimeout {
+                            secs,
+                        })),
+                    )
+                    .await?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Something a link reported outside the session loop (before a
+    /// Welcome or after a failed Hello): shown as it is.
+    async fn report(&mut self, u: Up, ev: &Events) -> Result<(), UiGone> {
+        match u {
+            Up::Msg(m) => emit(ev, SocketEvent::Server(sanitize_msg(m))).await,
+            Up::Pong(d) => emit(ev, SocketEvent::Latency(d)).await,
+            Up::Report(e) => emit(ev, e).await,
+            Up::Closed(r) => emit(ev, SocketEvent::Closed(r)).await,
+        }
+    }
+
+    /// After a Welcome (the first, or one after the server forgot a UDP
+    /// session): take the nick, and ask for our rooms back — all of them
+    /// after a reconnect, the configured one the first time. The default
+    /// room the server put us in is left if we were not in it.
+    async fn welcomed<L: Link>(&mut self, link: &mut L, nick: &str, room: &str, ev: &Events) {
+        self.nick = nick.to_owned();
+        let wanted: Vec<String> = if self.welcomed_once {
+            self.rooms.iter().cloned().collect()
+        } else if !self.first_room.is_empty() {
+            vec![room_key(&self.first_room)]
+        } else {
+            Vec::new()
+        };
+        let reconnect = self.welcomed_once;
+        self.welcomed_once = true;
+        let here = room_key(room);
+        self.rooms.clear();
+        self.rooms.insert(here.clone());
+        for r in wanted.iter().filter(|r| **r != here) {
+            self.dispatch(link, None, ClientMsg::Join { room: r.clone() }, ev)
+                .await;
+        }
+        if reconnect && !wanted.is_empty() && !wanted.contains(&here) {
+            // We had left the default room: leave it again.
+            let leave = ClientMsg::Leave {
+                room: room.to_owned(),
+            };
+            self.dispatch(link, None, leave, ev).await;
+        }
+    }
+
+    /// Send one message of the user's on the live session, through the
+    /// line bookkeeping (a line for a room being joined waits for it).
+    async fn dispatch<L: Link>(
+        &mut self,
+        link: &mut L,
+        id: Option<LineId>,
+        msg: ClientMsg,
+        ev: &Events,
+    ) {
+        let Some(m) = self.lines.dispatch(id, msg, &self.rooms, Instant::now()) else {
+            return;
+        };
+        if let Err(why) = link.send(&m).await {
+            let mut evs = Vec::new();
+            self.lines.refused(id, &why, &mut evs);
+            if evs.is_empty() {
+                evs.push(SocketEvent::Local(format!("not sent: {why}")));
+            }
+            let _ = emit_all(ev, evs).await;
+        }
+    }
+
+    /// A message from the server on the live session: keep nick and rooms
+    /// in step, confirm / release / fail lines, and pass it on.
+    async fn server<L: Link>(
+        &mut self,
+        link: &mut L,
+        m: ServerMsg,
+        ev: &Events,
+    ) -> Result<(), UiGone> {
+        match &m {
+            ServerMsg::Welcome { nick, room, .. } => {
+                let (nick, room) = (nick.clone(), room.clone());
+                self.welcomed(link, &nick, &room, ev).await;
+            }
+            ServerMsg::Joined { room, nick } if *nick == self.nick => {
+                self.rooms.insert(room_key(room));
+            }
+            ServerMsg::Left { room, nick, .. } if *nick == self.nick => {
+                self.rooms.remove(&room_key(room));
+            }
+            ServerMsg::NickChanged { old, new } if *old == self.nick => {
+                self.nick = new.clone();
+            }
+            _ => {}
+        }
+        let (mut send, mut evs) = (Vec::new(), Vec::new());
+        self.lines.on_server(
+            &m,
+            &self.nick,
+            &self.rooms,
+            Instant::now(),
+            &mut send,
+            &mut evs,
+        );
+        for s in &send {
+            if let Err(why) = link.send(s).await {
+                evs.push(SocketEvent::Local(format!("not sent: {why}")));
+            }
+        }
+        emit(ev, SocketEvent::Server(sanitize_msg(m))).await?;
+        emit_all(ev, evs).await
+    }
+
+    /// The live session, from the Welcome until the link closes.
+    async fn session<L: Link>(
+        &mut self,
+        link: &mut L,
+        w: Welcome,
+        cfg: &NetConfig,
+        cmds: &mut mpsc::Receiver<NetCmd>,
+        ev: &Events,
+    ) -> Result<End, UiGone> {
+        self.welcomed(link, &w.nick, &w.room, ev).await;
+        emit(
+            ev,
+            SocketEvent::Server(sanitize_msg(ServerMsg::Welcome {
+                nick: w.nick,
+                room: w.room,
+                server: w.server,
+            })),
+        )
+        .await?;
+        for u in w.early {
+            self.up(link, u, ev).await?;
+        }
+        // Then what was typed while there was no session.
+        for (id, m) in self.lines.take_queued() {
+            self.dispatch(link, id, m, ev).await;
+        }
+        for f in std::mem::take(&mut self.faults) {
+            link.fault(f).await;
+        }
+        // A /quit waits for the lines typed before it (bounded: they
+        // expire), so the user learns whether they were delivered.
+        let mut quit_after = self.quit.take();
+        let mut quitting = false;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let ping_every = cfg.ping_every.min(cfg.ping_timeout / 3).max(TICK);
+        let mut next_ping = Instant::now() + ping_every;
+        // When the oldest ping not yet answered left (None: all answered).
+        let mut unanswered: Option<Instant> = None;
+        loop {
+            if !quitting
+                && !self.lines.unresolved()
+                && let Some(m) = quit_after.take()
+            {
+                quitting = true;
+                link.quit(m).await;
+            }
+            tokio::select! {
+                up = link.next() => match up {
+                    Up::Closed(reason) => {
+                        emit(ev, SocketEvent::Closed(reason)).await?;
+                        return Ok(if quitting { End::Quit } else { End::Lost { healthy: false } });
+                    }
+                    Up::Pong(rtt) => {
+                        unanswered = None;
+                        emit(ev, SocketEvent::Latency(rtt)).await?;
+                    }
+                    u => self.up(link, u, ev).await?,
+                },
+                cmd = cmds.recv(), if !quitting && quit_after.is_none() => match cmd {
+                    None => return Ok(End::Quit),
+                    Some(NetCmd::Quit(m)) => quit_after = Some(m),
+                    Some(NetCmd::Send { id, msg }) => self.dispatch(link, id, msg, ev).await,
+                    Some(NetCmd::Fault(f)) => link.fault(f).await,
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let mut evs = Vec::new();
+                    self.lines.expire(now, cfg.ping_timeout, &mut evs);
+                    emit_all(ev, evs).await?;
+                    if !link.can_hear() || quitting {
+                        // Nothing can come back (we stopped reading, or
+                        // sent our FIN): no ping is expected.
+                        unanswered = None;
+                        continue;
+                    }
+                    if let Some(at) = unanswered {
+                        let waited = now.duration_since(at);
+                        if waited >= cfg.ping_timeout {
+                            return self.ping_timeout(cfg, ev).await;
+                        }
+                        let waiting_ms = waited.as_millis().min(u128::from(u64::MAX)) as u64;
+                        emit(ev, SocketEvent::Lag { waiting_ms }).await?;
+                    }
+                    if now >= next_ping {
+                        link.ping().await;
+                        unanswered.get_or_insert(now);
+                        next_ping = now + ping_every;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The server answered no ping for the ping timeout: it is hung (or a
+    /// middlebox ate the connection). End it; the link is dropped (closed).
+    async fn ping_timeout(&mut self, cfg: &NetConfig, ev: &Events) -> Result<End, UiGone> {
+        let secs = cfg.ping_timeout.as_secs().min(u64::from(u32::MAX)) as u32;
+        emit(
+            ev,
+            SocketEvent::Local(format!(
+                "no answer to our ping for {:.1} s: the server is hung or unreachable; closing",
+                cfg.ping_timeout.as_secs_f64()
+            )),
+        )
+        .await?;
+        emit(
+            ev,
+            SocketEvent::Closed(CloseReason::Peer(DisconnectReason::IdleTimeout { secs })),
+        )
+        .await?;
+        Ok(End::Lost { healthy: false })
+    }
+
+    /// One report of the link on the live session.
+    async fn up<L: Link>(&mut self, link: &mut L, u: Up, ev: &Events) -> Result<(), UiGone> {
+        match u {
+            Up::Msg(m) => self.server(link, m, ev).await,
+            other => self.report(other, ev).await,
+        }
+    }
+}
