@@ -23,6 +23,8 @@ use sockchat_shared::udp::{self, ServerBody};
 use sockchat_shared::{ClientMsg, ServerMsg};
 use tokio::net::UdpSocket;
 
+use crate::net::udp::{HandshakeError, UdpLink, UdpOptions};
+
 use super::bot::{BotSpec, Control, Go, SenderMap, Shard, code, fill, on_go, wait_stop};
 use super::plan::Behaviour;
 use super::schedule::{Schedule, mono_ns, sleep_until_ns};
@@ -185,7 +187,8 @@ pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
     }
 }
 
-/// Hello, retry with cookie, Welcome; then Join (and leave the default room).
+/// Hello, retry with cookie, Welcome ([`UdpLink::handshake`], the client's
+/// own); then Join (and leave the default room).
 async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, String> {
     let plan = &sh.plan;
     let local: SocketAddr = match plan.source_ips.get(spec.n % plan.source_ips.len().max(1)) {
@@ -193,56 +196,31 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
         None if plan.server.is_ipv4() => "127.0.0.1:0".parse().map_err(|_| "bad address")?,
         None => "[::1]:0".parse().map_err(|_| "bad address")?,
     };
-    let sock = UdpSocket::bind(local).await.map_err(|e| code(&e))?;
-    sock.connect(plan.server).await.map_err(|e| code(&e))?;
     let room = &plan.rooms[spec.room];
     let nick = fill(&plan.nick, spec.n, room, plan.run_id);
+    // The client's own link and handshake (Hello, the cookie retry,
+    // Welcome), then the socket is ours for the hot path.
+    let mut udp = UdpLink::connect_from(Some(local), plan.server, UdpOptions::default())
+        .await
+        .map_err(|e| code(&e))?;
+    udp.handshake(&nick, Duration::from_millis(100), plan.connect_timeout)
+        .await
+        .map_err(|e| match e {
+            HandshakeError::Io(e) => code(&e),
+            HandshakeError::Refused { code, .. } => super::bot::error_code_name(code),
+            HandshakeError::NoAnswer { .. } => "connect-timeout".into(),
+            HandshakeError::TooLarge(_) => "udp-encode".into(),
+        })?;
+    let max = udp.max_payload();
+    let (sock, seq) = udp.into_parts();
     let mut link = Link {
         sock,
-        seq: 0,
-        max: udp::DEFAULT_MAX_PAYLOAD,
+        seq,
+        max,
         last_rx_ns: mono_ns(),
     };
     let deadline = mono_ns() + plan.connect_timeout.as_nanos() as u64;
-    let mut cookie: Option<u64> = None;
-    let mut wait = Duration::from_millis(100);
     let mut buf = vec![0u8; 2048];
-    'outer: loop {
-        let seq = link.next_seq();
-        let hello = udp::encode_hello(seq, &nick, cookie, link.max)
-            .map_err(|e| format!("udp-encode: {e}"))?;
-        link.sock.send(&hello).await.map_err(|e| code(&e))?;
-        let until = (mono_ns() + wait.as_nanos() as u64).min(deadline);
-        loop {
-            let left = until.saturating_sub(mono_ns());
-            let n = match tokio::time::timeout(Duration::from_nanos(left), link.sock.recv(&mut buf))
-                .await
-            {
-                Err(_) => break,
-                Ok(Err(e)) => return Err(code(&e)),
-                Ok(Ok(n)) => n,
-            };
-            match udp::decode_server(&buf[..n], link.max) {
-                Ok(d) => match d.body {
-                    ServerBody::Retry { cookie: c } => {
-                        cookie = Some(c);
-                        continue 'outer;
-                    }
-                    ServerBody::Msg(ServerMsg::Welcome { .. }) => break 'outer,
-                    ServerBody::Msg(ServerMsg::Error { code, .. }) => {
-                        return Err(super::bot::error_code_name(code));
-                    }
-                    ServerBody::Msg(_) => {}
-                },
-                Err(_) => return Err("protocol-error".into()),
-            }
-        }
-        if mono_ns() >= deadline {
-            return Err("connect-timeout".into());
-        }
-        // Back off: the server limits retries per source address.
-        wait = (wait * 2).min(Duration::from_secs(1));
-    }
     sh.stats
         .borrow_mut()
         .connect

@@ -166,8 +166,10 @@ pub struct UdpLink {
     pings: u64,
     pongs: u64,
     cookie: Option<u64>,
-    /// Receive buffer: the 64 KiB maximum, so an oversize datagram is seen
-    /// whole and rejected by length instead of silently truncated by recv.
+    /// Receive buffer: one byte more than the largest datagram we accept,
+    /// so an oversize datagram is seen as oversize (recv truncates it to
+    /// `max + 1`) and rejected by length, never taken for a shorter one.
+    /// Small, because every bot has one during its handshake.
     buf: Vec<u8>,
     out: Vec<Bytes>,
 }
@@ -236,7 +238,7 @@ impl UdpLink {
             pings: 0,
             pongs: 0,
             cookie: None,
-            buf: vec![0; udp::MAX_UDP_PAYLOAD + 1],
+            buf: vec![0; max + 1],
             out: Vec::new(),
         })
     }
