@@ -13,6 +13,7 @@
 mod bot;
 mod coord;
 mod engine;
+pub mod group;
 mod limits;
 pub mod parse;
 pub mod plan;

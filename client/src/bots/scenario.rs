@@ -24,8 +24,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use super::group::{Behaviour, Fault, Group, Method};
 use super::parse::{self, SizeDist};
-use super::plan::{Behaviour, Fault, Group, Method};
 use super::wire::Wire;
 
 #[derive(Debug, Clone, Default, Deserialize)]

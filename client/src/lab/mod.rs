@@ -7,19 +7,27 @@
 //! what Linux is expected to do. Nothing is simulated: a scenario that cannot
 //! run here (no root for namespaces) says so and is reported as skipped.
 //!
-//! Module map: `outcome` (result type, table, JSON), `tcp` (loopback TCP
-//! cases), `procs` (cases that need a real process to die: kill -9, server
-//! restart, and the hidden child entry point), `window` (zero window),
-//! `netns` (pulled cable across two namespaces), `udp`, `remote` (the actor
-//! side against a live sockchat-server, observed by a second chat client),
-//! `cleanup` (nothing outlives the lab, not even on Ctrl-C).
+//! Module map (no module imports this one, and none imports another in a
+//! circle): `outcome` (result type, table, JSON), `probe` (what scenarios
+//! observe with: deadlines, read ends, queue and state waits), `tcp`
+//! (loopback TCP cases), `procs` (local cases that need a real process to
+//! die: kill -9, server restart), `child` (spawning and running those
+//! processes, the hidden `--child` entry point), `window` (zero window),
+//! `netns` (pulled cable across two namespaces), `udp`, `remote` (the same
+//! cases' actor side against a live sockchat-server, observed by a second
+//! text connection), `textconn` (that text connection), `cleanup` (nothing
+//! outlives the lab, not even on Ctrl-C). Each scenario has a local
+//! function and, where it makes sense, a remote one; `run` picks.
 
+mod child;
 mod cleanup;
 mod netns;
 pub mod outcome;
+mod probe;
 mod procs;
 pub mod remote;
 mod tcp;
+mod textconn;
 mod udp;
 mod window;
 
@@ -62,113 +70,101 @@ pub struct LabArgs {
     pub child_room: Option<String>,
 }
 
-/// Where a scenario runs when `--server` is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Remote {
-    /// Only locally (needs control of both ends, or of the server process).
-    LocalOnly,
-    /// The actor side can run against a live sockchat-server.
-    Supported,
-}
-
-/// One experiment: a name for `--only`, a one-line summary for `--list`.
+/// One experiment: a name for `--only`, a one-line summary for `--list`,
+/// the local run, and the run of its actor side against a live server
+/// (`--server`), if it has one (the others need control of both ends, or
+/// of the server process, and run locally even with `--server`).
 struct Scenario {
     name: &'static str,
     summary: &'static str,
-    remote: Remote,
-    run: fn(&Ctx) -> Outcome,
-}
-
-/// What every scenario may need to know.
-pub struct Ctx {
-    /// `--server`: run the actor side against this live server.
-    pub server: Option<String>,
+    local: fn() -> Outcome,
+    remote: Option<fn(&str) -> Outcome>,
 }
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "normal-close",
         summary: "close() with nothing unread: FIN, peer reads EOF",
-        remote: Remote::Supported,
-        run: tcp::normal_close,
+        local: tcp::normal_close,
+        remote: Some(remote::normal_close),
     },
     Scenario {
         name: "close-unread",
         summary: "close() with unread data in the receive buffer: RST, peer gets ECONNRESET",
-        remote: Remote::Supported,
-        run: tcp::close_unread,
+        local: tcp::close_unread,
+        remote: Some(remote::close_unread),
     },
     Scenario {
         name: "linger-zero",
         summary: "SO_LINGER {on, 0} then close(): RST, peer gets ECONNRESET",
-        remote: Remote::Supported,
-        run: tcp::linger_zero,
+        local: tcp::linger_zero,
+        remote: Some(remote::linger_zero),
     },
     Scenario {
         name: "kill9-sending",
         summary: "process killed with SIGKILL while sending, nothing unread: peer drains, then EOF",
-        remote: Remote::Supported,
-        run: procs::kill9_sending,
+        local: procs::kill9_sending,
+        remote: Some(remote::kill9_sending),
     },
     Scenario {
         name: "kill9-unread",
         summary: "process killed with SIGKILL while sending, with unread data: RST, ECONNRESET",
-        remote: Remote::Supported,
-        run: procs::kill9_unread,
+        local: procs::kill9_unread,
+        remote: Some(remote::kill9_unread),
     },
     Scenario {
         name: "write-after-close",
         summary: "peer closed, we write twice: first write ok, second EPIPE (SIGPIPE ignored)",
-        remote: Remote::LocalOnly,
-        run: tcp::write_after_close,
+        local: tcp::write_after_close,
+        remote: None,
     },
     Scenario {
         name: "connect-refused",
         summary: "connect where nothing listens: ECONNREFUSED",
-        remote: Remote::LocalOnly,
-        run: tcp::connect_refused,
+        local: tcp::connect_refused,
+        remote: None,
     },
     Scenario {
         name: "half-close",
         summary: "shutdown(Write): peer reads EOF but can still send, and we still receive",
-        remote: Remote::Supported,
-        run: tcp::half_close,
+        local: tcp::half_close,
+        remote: Some(remote::half_close),
     },
     Scenario {
         name: "zero-window",
         summary: "receiver stops reading: send queue and window fill, timed write fails (EAGAIN)",
-        remote: Remote::LocalOnly,
-        run: window::zero_window,
+        local: window::zero_window,
+        remote: None,
     },
     Scenario {
         name: "cable-pulled-send",
         summary: "path disappears while data is in flight: TCP_USER_TIMEOUT gives ETIMEDOUT",
-        remote: Remote::LocalOnly,
-        run: netns::cable_pulled_send,
+        local: netns::cable_pulled_send,
+        remote: None,
     },
     Scenario {
         name: "cable-pulled-idle",
         summary: "path disappears on an idle connection: keepalive gives ETIMEDOUT",
-        remote: Remote::LocalOnly,
-        run: netns::cable_pulled_idle,
+        local: netns::cable_pulled_idle,
+        remote: None,
     },
     Scenario {
         name: "server-restart",
         summary: "server process stops and comes back: EOF, ECONNREFUSED while down, reconnect",
-        remote: Remote::LocalOnly,
-        run: procs::server_restart,
+        local: procs::server_restart,
+        remote: None,
     },
     Scenario {
         name: "udp-peer-gone",
         summary: "UDP peer disappears: no signal at all, only our own timeout",
-        remote: Remote::LocalOnly,
-        run: udp::peer_gone,
+        local: udp::peer_gone,
+        remote: None,
     },
     Scenario {
         name: "udp-refused",
         summary: "connected UDP socket, nothing listening: ECONNREFUSED on the next receive",
-        remote: Remote::LocalOnly,
-        run: udp::connected_refused,
+        local: udp::connected_refused,
+        remote: None,
     },
 ];
 
@@ -179,7 +175,7 @@ pub fn scenario_names() -> Vec<&'static str> {
 
 pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(mode) = &args.child {
-        return procs::child_main(
+        return child::child_main(
             mode,
             args.child_addr.as_deref(),
             args.child_nick.as_deref(),
@@ -188,9 +184,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     }
     if args.list {
         for s in SCENARIOS {
-            let remote = match s.remote {
-                Remote::Supported => " [--server]",
-                Remote::LocalOnly => "",
+            let remote = if s.remote.is_some() {
+                " [--server]"
+            } else {
+                ""
             };
             println!("{:<18} {}{remote}", s.name, s.summary);
         }
@@ -209,9 +206,6 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     }
     // Before any thread exists: Ctrl-C must not leave namespaces behind.
     cleanup::install();
-    let ctx = Ctx {
-        server: args.server.clone(),
-    };
     let selected = SCENARIOS
         .iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|n| n == s.name));
@@ -220,15 +214,20 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     for s in selected {
         // A panicking scenario is a failed scenario, not a failed lab; its
         // guards have already cleaned up while unwinding.
-        let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (s.run)(&ctx)))
-            .unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Outcome::setup_failed(s.name, "no-panic", &anyhow::anyhow!("panicked: {msg}"))
-            });
+        let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match (&args.server, s.remote) {
+                (Some(server), Some(remote)) => remote(server),
+                _ => (s.local)(),
+            }
+        }))
+        .unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Outcome::setup_failed(s.name, "no-panic", &anyhow::anyhow!("panicked: {msg}"))
+        });
         if args.json {
             // Streamed: one line per scenario as soon as it finishes.
             writeln!(stdout, "{}", o.to_json())?;

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use sockchat_shared::sockopt;
 
-use super::Ctx;
 use super::cleanup::{self, Resource};
 use super::outcome::{Outcome, Status, code_of};
 
@@ -208,11 +207,11 @@ enum Detector {
     Keepalive,
 }
 
-pub fn cable_pulled_send(_ctx: &Ctx) -> Outcome {
+pub fn cable_pulled_send() -> Outcome {
     cable("cable-pulled-send", Detector::UserTimeout, 1)
 }
 
-pub fn cable_pulled_idle(_ctx: &Ctx) -> Outcome {
+pub fn cable_pulled_idle() -> Outcome {
     cable("cable-pulled-idle", Detector::Keepalive, 2)
 }
 
@@ -265,7 +264,7 @@ fn cable(name: &'static str, det: Detector, tag: u32) -> Outcome {
             s.connect_timeout(&target.into(), Duration::from_secs(3))?;
             Ok(TcpStream::from(s))
         })?;
-        let (mut far_side, _) = super::tcp::accept_within(&listener, Duration::from_secs(3))?;
+        let (mut far_side, _) = super::probe::accept_within(&listener, Duration::from_secs(3))?;
         // Prove the path works before pulling it.
         let mut client = client;
         client.write_all(b"hello")?;

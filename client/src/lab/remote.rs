@@ -6,100 +6,27 @@
 //! the server's kernel told it is thus observed through the product itself,
 //! in the same vocabulary as everything else.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sockchat_shared::{DisconnectReason, sockopt};
 
+use super::child::ChildProc;
 use super::outcome::Outcome;
-use super::procs::ChildProc;
+use super::probe::wait_recv_queue;
+use super::textconn::{SEND_EVERY, TextConn, resolve};
 
 /// How long the observer waits for the server's announcement.
 const ANNOUNCE_LIMIT: Duration = Duration::from_secs(5);
-/// Messages per second a text-mode sender child sends: well under the
-/// server's default rate limit (20/s), so rate limiting never interferes.
-const SEND_EVERY: Duration = Duration::from_millis(100);
-
 /// Fail early, with a clear message, if the server is not there.
 pub fn check_reachable(server: &str) -> anyhow::Result<()> {
     let addr = resolve(server)?;
     TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .with_context(|| format!("cannot reach sockchat-server at {server}"))?;
     Ok(())
-}
-
-fn resolve(server: &str) -> anyhow::Result<std::net::SocketAddr> {
-    server
-        .to_socket_addrs()
-        .with_context(|| format!("bad server address {server:?}"))?
-        .next()
-        .with_context(|| format!("{server:?} resolves to nothing"))
-}
-
-/// A text-mode (nc-style) connection to the server.
-pub struct TextConn {
-    pub stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    /// Every line received, for the report when something goes wrong.
-    pub seen: Vec<String>,
-}
-
-impl TextConn {
-    pub fn connect(server: &str) -> anyhow::Result<Self> {
-        let addr = resolve(server)?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-            .with_context(|| format!("connect {server}"))?;
-        let reader = BufReader::new(stream.try_clone()?);
-        Ok(TextConn {
-            stream,
-            reader,
-            seen: Vec::new(),
-        })
-    }
-
-    pub fn send(&mut self, line: &str) -> io::Result<()> {
-        self.stream.write_all(format!("{line}\n").as_bytes())
-    }
-
-    /// The next line, or `None` if none came within `limit` (or the
-    /// connection ended).
-    pub fn line(&mut self, limit: Duration) -> Option<String> {
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
-            .ok()?;
-        let mut s = String::new();
-        match self.reader.read_line(&mut s) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => {
-                let l = s.trim_end_matches(['\r', '\n']).to_string();
-                self.seen.push(l.clone());
-                Some(l)
-            }
-        }
-    }
-
-    /// Read lines until one satisfies `pred`.
-    pub fn wait_for(&mut self, limit: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
-        let deadline = Instant::now() + limit;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.line(left) {
-                Some(l) if pred(&l) => return Some(l),
-                Some(_) => {}
-                None => return None,
-            }
-        }
-        None
-    }
-
-    /// Read and discard until the server has been quiet for `quiet`, so
-    /// that nothing is left unread in our receive queue.
-    pub fn drain(&mut self, quiet: Duration) {
-        while self.line(quiet).is_some() {}
-    }
 }
 
 /// Unique names for this run: nicks must be letters, digits, `-_.`.
@@ -155,15 +82,35 @@ fn announced(o: &mut TextConn, nick: &str) -> (String, Option<i32>, String) {
     }
 }
 
+pub fn normal_close(server: &str) -> Outcome {
+    close_scenario(server, CloseKind::Normal)
+}
+
+pub fn close_unread(server: &str) -> Outcome {
+    close_scenario(server, CloseKind::Unread)
+}
+
+pub fn linger_zero(server: &str) -> Outcome {
+    close_scenario(server, CloseKind::LingerZero)
+}
+
+pub fn kill9_sending(server: &str) -> Outcome {
+    kill9_scenario(server, false)
+}
+
+pub fn kill9_unread(server: &str) -> Outcome {
+    kill9_scenario(server, true)
+}
+
 /// How the actor ends its connection.
 #[derive(Debug, Clone, Copy)]
-pub enum CloseKind {
+enum CloseKind {
     Normal,
     Unread,
     LingerZero,
 }
 
-pub fn close_scenario(server: &str, kind: CloseKind) -> Outcome {
+fn close_scenario(server: &str, kind: CloseKind) -> Outcome {
     let (name, tag, expected, exp_errno) = match kind {
         CloseKind::Normal => ("normal-close", "n", "eof", None),
         CloseKind::Unread => ("close-unread", "u", "reset", Some(libc::ECONNRESET)),
@@ -180,7 +127,7 @@ pub fn close_scenario(server: &str, kind: CloseKind) -> Outcome {
             CloseKind::Unread => {
                 // Ask for something the server answers, and leave it unread.
                 a.send("/help")?;
-                super::tcp::wait_recv_queue(a.stream.as_raw_fd(), 1, Duration::from_secs(3))
+                wait_recv_queue(a.stream.as_raw_fd(), 1, Duration::from_secs(3))
                     .context("the server never answered /help")?;
                 "close() with the server's /help reply unread"
             }
@@ -273,7 +220,7 @@ pub fn half_close(server: &str) -> Outcome {
 }
 
 /// kill -9 of a real process that is chatting through the server.
-pub fn kill9_scenario(server: &str, unread: bool) -> Outcome {
+fn kill9_scenario(server: &str, unread: bool) -> Outcome {
     let (name, expected, exp_errno) = if unread {
         ("kill9-unread", "reset", Some(libc::ECONNRESET))
     } else {
@@ -339,7 +286,7 @@ pub fn child_text_sender(
     a.drain(Duration::from_millis(300));
     if unread {
         a.send("/help")?;
-        super::tcp::wait_recv_queue(a.stream.as_raw_fd(), 1, Duration::from_secs(3))?;
+        wait_recv_queue(a.stream.as_raw_fd(), 1, Duration::from_secs(3))?;
     }
     let mut out = io::stdout();
     writeln!(out, "ready")?;

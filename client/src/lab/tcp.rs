@@ -1,126 +1,17 @@
 //! Loopback TCP scenarios: how the connection ended decides whether the
 //! kernel sends FIN (peer reads EOF) or RST (peer gets ECONNRESET), and what
-//! a write into a closed connection returns.
+//! a write into a closed connection returns. Local only: the same
+//! experiments against a live server are in `remote`.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context as _;
 use sockchat_shared::sockopt;
 
 use super::outcome::{Outcome, code_of};
-use super::{Ctx, remote};
-
-/// Bound for every blocking read in the lab: loopback answers in
-/// microseconds, so anything slower than this is a finding, not a wait.
-pub const READ_LIMIT: Duration = Duration::from_secs(3);
-
-/// A fresh connected pair on loopback: (client, accepted server side).
-pub fn pair() -> anyhow::Result<(TcpStream, TcpStream)> {
-    let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
-    let addr = l.local_addr()?;
-    let c = TcpStream::connect(addr).context("connect")?;
-    let (s, _) = accept_within(&l, READ_LIMIT)?;
-    Ok((c, s))
-}
-
-/// `accept` with a deadline (std's accept has no timeout of its own).
-pub fn accept_within(l: &TcpListener, limit: Duration) -> anyhow::Result<(TcpStream, SocketAddr)> {
-    l.set_nonblocking(true)?;
-    let deadline = Instant::now() + limit;
-    loop {
-        match l.accept() {
-            Ok((s, a)) => {
-                s.set_nonblocking(false)?;
-                l.set_nonblocking(false)?;
-                return Ok((s, a));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    anyhow::bail!("nobody connected within {limit:?}");
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(e) => return Err(e).context("accept"),
-        }
-    }
-}
-
-/// How a read loop ended.
-#[derive(Debug)]
-pub struct ReadEnd {
-    /// Payload bytes read before the end.
-    pub bytes: u64,
-    /// `Ok(())` = EOF (read returned 0); `Err` = the error read returned
-    /// (EAGAIN when our own read timeout expired).
-    pub end: io::Result<()>,
-    pub elapsed: Duration,
-}
-
-impl ReadEnd {
-    /// (reason code, errno) of the end.
-    pub fn observed(&self) -> (String, Option<i32>) {
-        match &self.end {
-            Ok(()) => ("eof".into(), None),
-            Err(e) => code_of(e),
-        }
-    }
-}
-
-/// Read until EOF or an error, each read bounded by `limit`.
-pub fn read_until_end(s: &mut TcpStream, limit: Duration) -> ReadEnd {
-    let start = Instant::now();
-    let mut bytes = 0u64;
-    let mut buf = vec![0u8; 64 * 1024];
-    let end = (|| {
-        s.set_read_timeout(Some(limit))?;
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => bytes += n as u64,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    })();
-    ReadEnd {
-        bytes,
-        end,
-        elapsed: start.elapsed(),
-    }
-}
-
-/// Wait until the kernel has `n` unread bytes queued on `fd` (SIOCINQ).
-pub fn wait_recv_queue(fd: RawFd, n: u32, limit: Duration) -> anyhow::Result<u32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let q = sockopt::recv_queue(fd).context("SIOCINQ")?;
-        if q >= n {
-            return Ok(q);
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!("only {q} of {n} bytes arrived within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Wait until TCP_INFO reports `state` (e.g. `CLOSE_WAIT`); returns the
-/// state seen last.
-pub fn wait_state(fd: RawFd, state: &str, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let st = sockopt::tcp_info(fd)
-            .map(|i| i.state_name().to_string())
-            .unwrap_or_else(|e| format!("n/a ({e})"));
-        if st == state || Instant::now() >= deadline {
-            return st;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use super::probe::{READ_LIMIT, pair, read_until_end, wait_recv_queue, wait_state};
 
 fn scenario(
     name: &'static str,
@@ -130,10 +21,7 @@ fn scenario(
     f().unwrap_or_else(|e| Outcome::setup_failed(name, expected, &e))
 }
 
-pub fn normal_close(ctx: &Ctx) -> Outcome {
-    if let Some(server) = &ctx.server {
-        return remote::close_scenario(server, remote::CloseKind::Normal);
-    }
+pub fn normal_close() -> Outcome {
     scenario("normal-close", "eof", || {
         let (mut actor, mut peer) = pair()?;
         actor.write_all(b"last words\n")?;
@@ -158,10 +46,7 @@ pub fn normal_close(ctx: &Ctx) -> Outcome {
     })
 }
 
-pub fn close_unread(ctx: &Ctx) -> Outcome {
-    if let Some(server) = &ctx.server {
-        return remote::close_scenario(server, remote::CloseKind::Unread);
-    }
+pub fn close_unread() -> Outcome {
     scenario("close-unread", "reset", || {
         let (actor, mut peer) = pair()?;
         peer.write_all(b"unread")?;
@@ -182,10 +67,7 @@ pub fn close_unread(ctx: &Ctx) -> Outcome {
     })
 }
 
-pub fn linger_zero(ctx: &Ctx) -> Outcome {
-    if let Some(server) = &ctx.server {
-        return remote::close_scenario(server, remote::CloseKind::LingerZero);
-    }
+pub fn linger_zero() -> Outcome {
     scenario("linger-zero", "reset", || {
         let (actor, mut peer) = pair()?;
         socket2::SockRef::from(&actor).set_linger(Some(Duration::ZERO))?;
@@ -227,7 +109,7 @@ pub fn sigpipe_ignored() -> bool {
     }
 }
 
-pub fn write_after_close(_ctx: &Ctx) -> Outcome {
+pub fn write_after_close() -> Outcome {
     scenario("write-after-close", "broken-pipe", || {
         let (actor, peer) = pair()?;
         drop(peer); // the peer closes: FIN to us, we go to CLOSE_WAIT
@@ -264,7 +146,7 @@ pub fn write_after_close(_ctx: &Ctx) -> Outcome {
     })
 }
 
-pub fn connect_refused(_ctx: &Ctx) -> Outcome {
+pub fn connect_refused() -> Outcome {
     scenario("connect-refused", "refused", || {
         // A port that was just free: bind, note it, close.
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -286,10 +168,7 @@ pub fn connect_refused(_ctx: &Ctx) -> Outcome {
     })
 }
 
-pub fn half_close(ctx: &Ctx) -> Outcome {
-    if let Some(server) = &ctx.server {
-        return remote::half_close(server);
-    }
+pub fn half_close() -> Outcome {
     scenario("half-close", "eof", || {
         let (mut actor, mut peer) = pair()?;
         actor.write_all(b"request")?;

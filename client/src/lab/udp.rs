@@ -5,7 +5,6 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use super::Ctx;
 use super::outcome::{Outcome, code_of};
 
 /// How long we wait for an answer before declaring the peer gone.
@@ -19,7 +18,7 @@ fn scenario(
     f().unwrap_or_else(|e| Outcome::setup_failed(name, expected, &e))
 }
 
-pub fn peer_gone(_ctx: &Ctx) -> Outcome {
+pub fn peer_gone() -> Outcome {
     scenario("udp-peer-gone", "idle-timeout", || {
         let us = UdpSocket::bind("127.0.0.1:0")?;
         let peer = UdpSocket::bind("127.0.0.1:0")?;
@@ -63,7 +62,7 @@ pub fn peer_gone(_ctx: &Ctx) -> Outcome {
     })
 }
 
-pub fn connected_refused(_ctx: &Ctx) -> Outcome {
+pub fn connected_refused() -> Outcome {
     scenario("udp-refused", "refused", || {
         let dead = UdpSocket::bind("127.0.0.1:0")?.local_addr()?; // free again
         let us = UdpSocket::bind("127.0.0.1:0")?;

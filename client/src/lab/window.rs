@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use sockchat_shared::sockopt;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::Ctx;
 use super::outcome::{Outcome, code_of};
 
 /// Small buffers make the window close within milliseconds on loopback.
@@ -21,7 +20,7 @@ const SAMPLES: usize = 8;
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub fn zero_window(_ctx: &Ctx) -> Outcome {
+pub fn zero_window() -> Outcome {
     run().unwrap_or_else(|e| Outcome::setup_failed("zero-window", "eagain", &e))
 }
 
@@ -38,7 +37,7 @@ fn run() -> anyhow::Result<Outcome> {
     c.set_send_buffer_size(SNDBUF)?;
     c.connect(&addr.into())?;
     let mut sender: TcpStream = c.into();
-    let (receiver, _) = super::tcp::accept_within(&l, Duration::from_secs(3))?;
+    let (receiver, _) = super::probe::accept_within(&l, Duration::from_secs(3))?;
     // The receiver never reads from here on.
 
     sender.set_nonblocking(true)?;

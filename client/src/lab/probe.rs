@@ -1,0 +1,123 @@
+//! What the scenarios observe with: a loopback pair, `accept` and reads
+//! with deadlines, how a read loop ended (EOF or which errno), and waits on
+//! the kernel's view of a socket (receive queue, TCP state). No scenario
+//! lives here.
+
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sockchat_shared::sockopt;
+
+use super::outcome::code_of;
+
+/// Bound for every blocking read in the lab: loopback answers in
+/// microseconds, so anything slower than this is a finding, not a wait.
+pub const READ_LIMIT: Duration = Duration::from_secs(3);
+
+/// A fresh connected pair on loopback: (client, accepted server side).
+pub fn pair() -> anyhow::Result<(TcpStream, TcpStream)> {
+    let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
+    let addr = l.local_addr()?;
+    let c = TcpStream::connect(addr).context("connect")?;
+    let (s, _) = accept_within(&l, READ_LIMIT)?;
+    Ok((c, s))
+}
+
+/// `accept` with a deadline (std's accept has no timeout of its own).
+pub fn accept_within(l: &TcpListener, limit: Duration) -> anyhow::Result<(TcpStream, SocketAddr)> {
+    l.set_nonblocking(true)?;
+    let deadline = Instant::now() + limit;
+    loop {
+        match l.accept() {
+            Ok((s, a)) => {
+                s.set_nonblocking(false)?;
+                l.set_nonblocking(false)?;
+                return Ok((s, a));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    anyhow::bail!("nobody connected within {limit:?}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e).context("accept"),
+        }
+    }
+}
+
+/// How a read loop ended.
+#[derive(Debug)]
+pub struct ReadEnd {
+    /// Payload bytes read before the end.
+    pub bytes: u64,
+    /// `Ok(())` = EOF (read returned 0); `Err` = the error read returned
+    /// (EAGAIN when our own read timeout expired).
+    pub end: io::Result<()>,
+    pub elapsed: Duration,
+}
+
+impl ReadEnd {
+    /// (reason code, errno) of the end.
+    pub fn observed(&self) -> (String, Option<i32>) {
+        match &self.end {
+            Ok(()) => ("eof".into(), None),
+            Err(e) => code_of(e),
+        }
+    }
+}
+
+/// Read until EOF or an error, each read bounded by `limit`.
+pub fn read_until_end(s: &mut TcpStream, limit: Duration) -> ReadEnd {
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = (|| {
+        s.set_read_timeout(Some(limit))?;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => bytes += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })();
+    ReadEnd {
+        bytes,
+        end,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Wait until the kernel has `n` unread bytes queued on `fd` (SIOCINQ).
+pub fn wait_recv_queue(fd: RawFd, n: u32, limit: Duration) -> anyhow::Result<u32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let q = sockopt::recv_queue(fd).context("SIOCINQ")?;
+        if q >= n {
+            return Ok(q);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("only {q} of {n} bytes arrived within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Wait until TCP_INFO reports `state` (e.g. `CLOSE_WAIT`); returns the
+/// state seen last.
+pub fn wait_state(fd: RawFd, state: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let st = sockopt::tcp_info(fd)
+            .map(|i| i.state_name().to_string())
+            .unwrap_or_else(|e| format!("n/a ({e})"));
+        if st == state || Instant::now() >= deadline {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
