@@ -9,6 +9,7 @@ pub mod cli;
 pub mod lab;
 pub mod net;
 pub mod plain;
+pub mod present;
 pub mod tui;
 
 /// Dispatch a parsed command line. Everything the command line and the

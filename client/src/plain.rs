@@ -8,12 +8,13 @@ use std::io::Write;
 use std::collections::BTreeMap;
 
 use sockchat_shared::names::normalize_room;
+use sockchat_shared::text::Command;
 use sockchat_shared::{ClientMsg, ServerMsg};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use crate::net::command::{Fault, Input, InputLimits, help_lines, parse_input};
-use crate::net::text::{event_json, event_line};
-use crate::net::{self, LineId, NetCmd, NetConfig, SocketEvent};
+use crate::net::{self, Fault, LineId, NetCmd, NetConfig, SocketEvent};
+use crate::present::command::{Input, InputLimits, help_lines, parse_input};
+use crate::present::text::{event_json, event_line};
 
 /// Entry point from the command line.
 pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -176,9 +177,9 @@ pub async fn run_with(
                         pending = Some(NetCmd::Quit(m));
                     }
                     Ok(input) => {
-                        pending = input.to_net(&here.room).map(|c| outcomes.assign(c, &line));
+                        pending = input.to_net(&here.room, None).map(|c| outcomes.assign(c, &line));
                         // The line after a /join is meant for the new room.
-                        if let Input::Join(r) = &input {
+                        if let Input::Send(Command::Join(r)) = &input {
                             here.room = normalize_room(r).to_string();
                         }
                     }
@@ -211,8 +212,8 @@ pub async fn run_with(
                     }
                     _ => {}
                 }
-                if let (Some(text), Some(value)) = (event_line(&ev), event_json(&ev)) {
-                    out_line(&mut out, json, text, value);
+                if let (Some(line), Some(value)) = (event_line(&ev, &here.nick), event_json(&ev)) {
+                    out_line(&mut out, json, line.text, value);
                 }
             }
         }

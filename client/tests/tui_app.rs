@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
-use sockchat::net::{CloseReason, Fault, NetCmd, SocketEvent, SysError, Transport};
+use sockchat::net::{CloseReason, Fault, LineId, NetCmd, SocketEvent, SysError, Transport};
 use sockchat::tui::app::{Action, App, ConnState, Event, LineKind, UiConfig};
 use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ServerMsg};
 
@@ -101,7 +101,7 @@ fn typing_sends_to_the_current_room_and_history_recalls() {
     assert_eq!(
         acts,
         vec![Action::Net(NetCmd::Send {
-            id: None,
+            id: Some(LineId(1)),
             msg: ClientMsg::Say {
                 room: "lobby".into(),
                 text: "hello there".into()
@@ -134,8 +134,9 @@ fn join_switches_room_and_unread_counts() {
             msg: ClientMsg::Join { room: "dev".into() }
         })]
     );
-    // The switch happens when the server confirms.
-    assert_eq!(a.room().name, "lobby");
+    // The focus moves at once: the next line is for dev.
+    assert_eq!(a.room().name, "dev");
+    assert!(!a.room().joined);
     let acts = server(
         &mut a,
         ServerMsg::Joined {
@@ -144,6 +145,7 @@ fn join_switches_room_and_unread_counts() {
         },
     );
     assert_eq!(a.room().name, "dev");
+    assert!(a.room().joined);
     assert_eq!(
         acts,
         vec![Action::Net(NetCmd::Send {
@@ -153,7 +155,7 @@ fn join_switches_room_and_unread_counts() {
     );
     server(&mut a, chat("lobby", "bob", "one"));
     server(&mut a, chat("lobby", "bob", "two"));
-    let lobby = a.rooms.iter().find(|r| r.name == "lobby").expect("lobby");
+    let lobby = a.find_room("lobby").expect("lobby");
     assert_eq!(lobby.unread, 2);
     ctrl(&mut a, 'n');
     assert_eq!(a.room().name, "lobby");
@@ -163,7 +165,7 @@ fn join_switches_room_and_unread_counts() {
     assert_eq!(
         acts,
         vec![Action::Net(NetCmd::Send {
-            id: None,
+            id: Some(LineId(1)),
             msg: ClientMsg::Me {
                 room: "lobby".into(),
                 text: "waves".into()
@@ -220,7 +222,7 @@ fn socket_errors_reach_the_event_log_and_state() {
     let log: Vec<&str> = a.log.iter().map(|e| e.text.as_str()).collect();
     assert!(
         log.iter().any(|l| l.starts_with(
-            "write: EPIPE (32) broken pipe — peer already closed; the first write after its close succeeds"
+            "! write: EPIPE (32) broken pipe — peer already closed; the first write after its close succeeds"
         )),
         "{log:?}"
     );
@@ -332,11 +334,44 @@ fn help_overlay_opens_and_any_key_closes() {
     let (mut a, _) = new_app();
     type_line(&mut a, "/help");
     assert!(a.show_help);
+    // Typing closes the overlay and is typed: nothing is lost.
     key(&mut a, KeyCode::Char('x'));
     assert!(!a.show_help);
-    assert!(a.input.is_empty(), "the closing key is not typed");
+    assert_eq!(a.input.text(), "x", "the closing key is typed, not lost");
+    key(&mut a, KeyCode::Backspace);
+    // The overlay's own key and Esc only close it.
     key(&mut a, KeyCode::F(1));
     assert!(a.show_help);
+    key(&mut a, KeyCode::F(1));
+    assert!(!a.show_help);
+    key(&mut a, KeyCode::F(3));
+    assert!(a.show_log);
+    key(&mut a, KeyCode::Esc);
+    assert!(!a.show_log);
+    assert!(a.input.is_empty());
+}
+
+/// Issue 15 item 1: `/msg bob ...` typed while an overlay is open is a
+/// private message, never room text.
+#[test]
+fn a_command_typed_over_an_overlay_stays_a_command() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    for overlay in [KeyCode::F(1), KeyCode::F(3)] {
+        key(&mut a, overlay);
+        assert!(a.show_help || a.show_log);
+        let acts = type_line(&mut a, "/msg bob my password is hunter2");
+        assert!(
+            matches!(
+                acts.as_slice(),
+                [Action::Net(NetCmd::Send {
+                    msg: ClientMsg::Private { to, text },
+                    id: Some(_),
+                })] if to == "bob" && text == "my password is hunter2"
+            ),
+            "{acts:?}"
+        );
+    }
 }
 
 #[test]

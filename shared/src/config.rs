@@ -221,6 +221,9 @@ pub struct ClientConfig {
     pub key_log: String,
     pub key_next_room: String,
     pub key_prev_room: String,
+    /// Bytes of chat lines the terminal UI keeps across all rooms; past it
+    /// the oldest lines (in any room) are dropped.
+    pub scrollback_bytes: u64,
 }
 
 impl Default for ClientConfig {
@@ -245,6 +248,7 @@ impl Default for ClientConfig {
             key_log: "F3".into(),
             key_next_room: "C-n".into(),
             key_prev_room: "C-p".into(),
+            scrollback_bytes: 32 * 1024 * 1024,
         }
     }
 }

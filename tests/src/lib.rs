@@ -11,6 +11,7 @@
 //!   stdout lines out), e.g. `sockchat --plain`, killed on drop.
 //! - [`udp_raw::RawUdp`]: a minimal UDP client (hello, cookie, datagrams)
 //!   built from PROTOCOL.md and the shared datagram codec.
+//! - [`tmux::Tmux`]: a private tmux server to drive the terminal UI.
 //! - [`require!`] / [`require`]: a missing host precondition (root, tmux,
 //!   `ip`, `::1`) fails under CI and skips with its reason locally
 //!   ([`precondition`]).
@@ -40,6 +41,7 @@ use tokio::net::TcpStream;
 /// Default bound for one expected event in these helpers.
 pub mod precondition;
 pub mod udp_raw;
+pub mod tmux;
 pub use precondition::{have_ipv6_loopback, in_ci, is_root, on_path, require};
 
 pub const STEP: Duration = Duration::from_secs(5);

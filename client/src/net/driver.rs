@@ -22,7 +22,6 @@ use super::lines::{Lines, room_key};
 use super::link::{HelloError, Link, Up, Welcome};
 use super::{
     CloseReason, Events, LineId, NetCmd, NetConfig, SocketEvent, UiGone, backoff, emit,
-    sanitize_msg,
 };
 
 /// A connection must stay up this long after its Welcome before the
@@ -312,7 +311,7 @@ impl State {
                 Ok(Err(HelloError::Refused { code, text })) => {
                     emit(
                         ev,
-                        SocketEvent::Server(sanitize_msg(ServerMsg::Error { code, text })),
+                        SocketEvent::Server(ServerMsg::Error { code, text }),
                     )
                     .await?;
                     refusals += 1;
@@ -366,7 +365,7 @@ impl State {
     /// Welcome or after a failed Hello): shown as it is.
     async fn report(&mut self, u: Up, ev: &Events) -> Result<(), UiGone> {
         match u {
-            Up::Msg(m) => emit(ev, SocketEvent::Server(sanitize_msg(m))).await,
+            Up::Msg(m) => emit(ev, SocketEvent::Server(m)).await,
             Up::Pong(d) => emit(ev, SocketEvent::Latency(d)).await,
             Up::Report(e) => emit(ev, e).await,
             Up::Closed(r) => emit(ev, SocketEvent::Closed(r)).await,
@@ -464,7 +463,7 @@ impl State {
                 evs.push(SocketEvent::Local(format!("not sent: {why}")));
             }
         }
-        emit(ev, SocketEvent::Server(sanitize_msg(m))).await?;
+        emit(ev, SocketEvent::Server(m)).await?;
         emit_all(ev, evs).await
     }
 
@@ -480,11 +479,11 @@ impl State {
         self.welcomed(link, &w.nick, &w.room, ev).await;
         emit(
             ev,
-            SocketEvent::Server(sanitize_msg(ServerMsg::Welcome {
+            SocketEvent::Server(ServerMsg::Welcome {
                 nick: w.nick,
                 room: w.room,
                 server: w.server,
-            })),
+            }),
         )
         .await?;
         for u in w.early {

@@ -5,16 +5,16 @@
 //! [`NetCmd`]s and receives [`SocketEvent`]s; everything it shows comes from
 //! those events, so tests can replay them without a network.
 //!
-//! **Invariant:** every string inside a [`SocketEvent::Server`] message has
-//! been through `shared::sanitize` before it leaves this module.
+//! **Invariant:** strings from the server are passed on exactly as they
+//! arrived (a room whose name holds an escape must stay addressable); the
+//! UI sanitises them when it displays them.
 
 pub mod backoff;
-pub mod command;
 mod driver;
+mod fault;
 mod lines;
 mod link;
 mod tcp;
-pub mod text;
 pub mod udp;
 mod udp_transport;
 
@@ -25,7 +25,7 @@ use sockchat_shared::sockopt::TcpSnapshot;
 use sockchat_shared::{DisconnectReason, ServerMsg, errno};
 use tokio::sync::mpsc;
 
-pub use command::{Fault, Input, parse_input};
+pub use fault::Fault;
 
 /// How the net task connects and behaves. Built from config + flags.
 #[derive(Debug, Clone)]
@@ -226,7 +226,7 @@ pub enum SocketEvent {
         peer: SocketAddr,
         transport: Transport,
     },
-    /// A message from the server (already sanitized).
+    /// A message from the server, its strings as the server sent them.
     Server(ServerMsg),
     /// A system call failed (connect, read, write, setsockopt...).
     Error(SysError),
@@ -311,95 +311,3 @@ async fn emit(ev: &Events, e: SocketEvent) -> Result<(), UiGone> {
     ev.send(e).await.map_err(|_| UiGone)
 }
 
-/// Replace every string of a server message with its sanitized form.
-pub fn sanitize_msg(msg: ServerMsg) -> ServerMsg {
-    use sockchat_shared::sanitize::sanitize;
-    fn s(x: String) -> String {
-        match sanitize(&x) {
-            std::borrow::Cow::Borrowed(_) => x,
-            std::borrow::Cow::Owned(o) => o,
-        }
-    }
-    match msg {
-        ServerMsg::Welcome { nick, room, server } => ServerMsg::Welcome {
-            nick: s(nick),
-            room: s(room),
-            server: s(server),
-        },
-        ServerMsg::Chat {
-            room,
-            from,
-            text,
-            kind,
-            ts_ms,
-            history,
-        } => ServerMsg::Chat {
-            room: s(room),
-            from: s(from),
-            text: s(text),
-            kind,
-            ts_ms,
-            history,
-        },
-        ServerMsg::Private {
-            from,
-            to,
-            text,
-            ts_ms,
-        } => ServerMsg::Private {
-            from: s(from),
-            to: s(to),
-            text: s(text),
-            ts_ms,
-        },
-        ServerMsg::Joined { room, nick } => ServerMsg::Joined {
-            room: s(room),
-            nick: s(nick),
-        },
-        ServerMsg::Left { room, nick, reason } => ServerMsg::Left {
-            room: s(room),
-            nick: s(nick),
-            reason: reason.map(|r| match r {
-                DisconnectReason::ProtocolError { detail } => {
-                    DisconnectReason::ProtocolError { detail: s(detail) }
-                }
-                other => other,
-            }),
-        },
-        ServerMsg::NickChanged { old, new } => ServerMsg::NickChanged {
-            old: s(old),
-            new: s(new),
-        },
-        ServerMsg::Who { room, nicks } => ServerMsg::Who {
-            room: s(room),
-            nicks: nicks.into_iter().map(s).collect(),
-        },
-        ServerMsg::Rooms { rooms } => ServerMsg::Rooms {
-            rooms: rooms
-                .into_iter()
-                .map(|r| sockchat_shared::RoomInfo {
-                    name: s(r.name),
-                    members: r.members,
-                })
-                .collect(),
-        },
-        ServerMsg::Notice { text } => ServerMsg::Notice { text: s(text) },
-        ServerMsg::Error { code, text } => ServerMsg::Error {
-            code,
-            text: s(text),
-        },
-        ServerMsg::SockInfo { nick, fields } => ServerMsg::SockInfo {
-            nick: s(nick),
-            fields: fields.into_iter().map(|(k, v)| (s(k), s(v))).collect(),
-        },
-        ServerMsg::Bye { reason } => ServerMsg::Bye {
-            reason: match reason {
-                DisconnectReason::ProtocolError { detail } => {
-                    DisconnectReason::ProtocolError { detail: s(detail) }
-                }
-                other => other,
-            },
-        },
-        m @ (ServerMsg::Ping { .. } | ServerMsg::Pong { .. }) => m,
-    }
-}

@@ -2,21 +2,26 @@
 //! here: the loop feeds events in, takes [`Action`]s out, and the view
 //! draws whatever the state says. Tests drive this directly.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use sockchat_shared::text::{Command, Severity};
 use sockchat_shared::{ChatKind, ClientMsg, ServerMsg};
 
-use crate::net::command::{COMMANDS, Fault, Input, InputLimits, parse_input};
-use crate::net::text::event_line;
-use crate::net::{CloseReason, HalfClose, NetCmd, SocketEvent, SocketInfo, Transport};
+use crate::net::{
+    CloseReason, Fault, HalfClose, LineId, NetCmd, SocketEvent, SocketInfo, Transport,
+};
+use crate::present::command::{Input, InputLimits, command_names, parse_input};
+use crate::present::text::{event_line, half_close_text};
 
 use super::input::LineEditor;
+pub use super::rooms::{ChatLine, LineKind, Room, RoomId, Rooms};
 
-/// Lines kept per room; older ones scroll away for good.
-const SCROLLBACK: usize = 5000;
+/// Lines typed and not yet confirmed, kept at most (the net task fails
+/// what it cannot send long before).
+const PENDING_MAX: usize = 1000;
 /// Event log entries kept.
 const LOG_MAX: usize = 1000;
 /// Samples kept for the sparklines.
@@ -61,6 +66,8 @@ pub const PANEL_AUTO_WIDTH: u16 = 110;
 #[derive(Debug, Clone)]
 pub struct UiConfig {
     pub server: String,
+    /// Bytes of chat lines kept across all rooms (`[client] scrollback_bytes`).
+    pub scrollback_bytes: usize,
     pub timestamps: bool,
     pub colors: bool,
     pub panel: PanelMode,
@@ -78,6 +85,8 @@ impl Default for UiConfig {
     fn default() -> Self {
         Self {
             server: "127.0.0.1:7878".into(),
+            scrollback_bytes: sockchat_shared::config::ClientConfig::default().scrollback_bytes
+                as usize,
             timestamps: true,
             colors: true,
             panel: PanelMode::Auto,
@@ -127,70 +136,10 @@ pub struct ConnView {
     last_total: Option<u64>,
     /// Round trip of our own Ping/Pong.
     pub latency: Option<Duration>,
+    /// How long the current ping has waited for its answer (while it
+    /// waits; cleared by the answer).
+    pub lag: Option<Duration>,
     pub last_close: Option<String>,
-}
-
-/// What kind of line a chat line is (it decides the colours).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LineKind {
-    Chat { from: String, me: bool },
-    Private { from: String, to: String },
-    System,
-    Error,
-}
-
-/// One line in a room's scrollback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatLine {
-    pub ts_ms: u64,
-    pub kind: LineKind,
-    pub text: String,
-    /// Replayed history (drawn dimmer).
-    pub history: bool,
-}
-
-/// A room buffer: its lines, members and where the user is scrolled to.
-#[derive(Debug, Clone)]
-pub struct Room {
-    pub name: String,
-    pub lines: VecDeque<ChatLine>,
-    pub unread: usize,
-    pub members: BTreeSet<String>,
-    pub joined: bool,
-    /// We were in this room when the connection dropped: the net task will
-    /// rejoin it after reconnecting, so the view stays on it.
-    pub rejoin: bool,
-    /// Lines scrolled up from the bottom (0: following new lines).
-    pub scroll: usize,
-    /// New lines that arrived below the view while scrolled up.
-    pub new_below: usize,
-}
-
-impl Room {
-    fn new(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            lines: VecDeque::new(),
-            unread: 0,
-            members: BTreeSet::new(),
-            joined: false,
-            rejoin: false,
-            scroll: 0,
-            new_below: 0,
-        }
-    }
-
-    fn push(&mut self, line: ChatLine) {
-        self.lines.push_back(line);
-        if self.lines.len() > SCROLLBACK {
-            self.lines.pop_front();
-        }
-        if self.scroll > 0 {
-            // Keep the view where the user put it.
-            self.scroll = (self.scroll + 1).min(self.lines.len().saturating_sub(1));
-            self.new_below += 1;
-        }
-    }
 }
 
 /// One event log entry.
@@ -201,14 +150,28 @@ pub struct LogEntry {
     pub error: bool,
 }
 
+/// A line the user typed that the server has not confirmed yet. It is
+/// drawn below its room's lines, dimmed, until the net task reports it
+/// delivered (the server's echo then shows it for good) or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The room the user was looking at when they pressed Enter.
+    pub room: RoomId,
+    /// What it says, as it will read: `alice: hi`, `* alice waves`,
+    /// `[pm] -> bob: hi`.
+    pub text: String,
+    pub since: Instant,
+}
+
 /// The whole client state.
 #[derive(Debug, Clone)]
 pub struct App {
     pub cfg: UiConfig,
     pub nick: String,
     pub server_name: String,
-    pub rooms: Vec<Room>,
-    pub current: usize,
+    pub rooms: Rooms,
+    /// The room the user is looking at (and typing into).
+    pub current: RoomId,
     pub conn: ConnView,
     pub log: VecDeque<LogEntry>,
     pub input: LineEditor,
@@ -226,14 +189,19 @@ pub struct App {
     pub quitting: bool,
     /// The loop should end.
     pub done: bool,
-    /// Room to switch to when the server confirms our join.
-    pending_switch: Option<String>,
     /// Rooms whose Who answer we asked for ourselves (not shown as a line).
-    auto_who: BTreeSet<String>,
-    /// The Who reply being assembled from its pages (PROTOCOL.md "Paged
-    /// replies"), and whether it is shown as a line; only while Who pages
+    auto_who: HashSet<String>,
+    /// The Who reply whose pages are arriving (PROTOCOL.md "Paged
+    /// replies"): its room and last nick only (all `page::continues`
+    /// looks at), and whether it is shown as a line. Only while Who pages
     /// arrive back to back.
     who_reply: Option<(ServerMsg, bool)>,
+    /// Lines typed and not yet confirmed or failed, by id.
+    pub pending: BTreeMap<LineId, Pending>,
+    next_line: u64,
+    /// Events dropped because a bound was reached (rooms, members), so the
+    /// user is told once, not per event.
+    over_bound_told: bool,
 }
 
 impl App {
@@ -243,13 +211,19 @@ impl App {
         } else {
             cfg.room.clone()
         };
-        let first = Room::new(&first_name);
+        let mut rooms = Rooms::new(&first_name, cfg.scrollback_bytes);
+        let current = rooms.first();
+        // The configured room is where the user wants to be: the net task
+        // joins it after the welcome, and the focus stays on it meanwhile.
+        if let Some(r) = rooms.get_mut(current) {
+            r.rejoin = true;
+        }
         Self {
             cfg,
             nick: nick.to_string(),
             server_name: String::new(),
-            rooms: vec![first],
-            current: 0,
+            rooms,
+            current,
             conn: ConnView {
                 state: ConnState::Connecting { attempt: 1 },
                 local: None,
@@ -262,6 +236,7 @@ impl App {
                 thr_hist: VecDeque::new(),
                 last_total: None,
                 latency: None,
+                lag: None,
                 last_close: None,
             },
             log: VecDeque::new(),
@@ -275,11 +250,11 @@ impl App {
             started: now,
             quitting: false,
             done: false,
-            // The configured room is where the user wants to be once the
-            // net task has joined it.
-            pending_switch: Some(first_name),
-            auto_who: BTreeSet::new(),
+            auto_who: HashSet::new(),
             who_reply: None,
+            pending: BTreeMap::new(),
+            next_line: 1,
+            over_bound_told: false,
         }
     }
 
@@ -288,8 +263,31 @@ impl App {
         self.wall0_ms + self.now.saturating_duration_since(self.started).as_millis() as u64
     }
 
+    /// The room the user is looking at.
     pub fn room(&self) -> &Room {
-        &self.rooms[self.current]
+        match self.rooms.get(self.current) {
+            Some(r) => r,
+            // `current` always names a room: every removal moves it first.
+            None => self.first_room(),
+        }
+    }
+
+    fn first_room(&self) -> &Room {
+        let mut it = self.rooms.iter();
+        match it.next() {
+            Some((_, r)) => r,
+            // Rooms never drops its last room.
+            None => unreachable!("Rooms always holds a room"),
+        }
+    }
+
+    fn room_mut(&mut self) -> Option<&mut Room> {
+        self.rooms.get_mut(self.current)
+    }
+
+    /// The room called `name`, by its exact (unsanitised) name.
+    pub fn find_room(&self, name: &str) -> Option<&Room> {
+        self.rooms.find(name).and_then(|id| self.rooms.get(id))
     }
 
     /// Is the socket panel visible at the current size?
@@ -309,20 +307,47 @@ impl App {
         (self.size.1 as usize).saturating_sub(5).max(1)
     }
 
-    fn room_index(&mut self, name: &str) -> usize {
-        if let Some(i) = self.rooms.iter().position(|r| r.name == name) {
-            return i;
+    /// The room called `name`, created if new; `None` (and one note to the
+    /// user) past the bound on rooms.
+    fn room_id(&mut self, name: &str) -> Option<RoomId> {
+        let id = self.rooms.ensure(name);
+        if id.is_none() {
+            self.over_bound(format!(
+                "more than {} rooms: events for further rooms are not shown",
+                super::rooms::ROOMS_MAX
+            ));
         }
-        self.rooms.push(Room::new(name));
-        self.rooms.len() - 1
+        id
     }
 
-    fn push_to(&mut self, idx: usize, line: ChatLine) {
-        let counts = matches!(line.kind, LineKind::Chat { .. } | LineKind::Private { .. });
-        if idx != self.current && counts {
-            self.rooms[idx].unread += 1;
+    fn over_bound(&mut self, what: String) {
+        if !self.over_bound_told {
+            self.over_bound_told = true;
+            self.log(what.clone(), true);
+            self.error(what);
         }
-        self.rooms[idx].push(line);
+    }
+
+    fn push_to(&mut self, id: RoomId, line: ChatLine) {
+        let counts = matches!(line.kind, LineKind::Chat { .. } | LineKind::Private { .. });
+        if id != self.current
+            && counts
+            && let Some(r) = self.rooms.get_mut(id)
+        {
+            r.unread += 1;
+        }
+        self.rooms.push(id, line);
+    }
+
+    fn add_member(&mut self, id: RoomId, nick: &str) {
+        // Our own nick is not listed (the sidebar adds it): a rename of
+        // ours then costs nothing however many rooms we are in.
+        if nick != self.nick && !self.rooms.add_member(id, nick) {
+            self.over_bound(format!(
+                "more than {} members over all rooms: further members are not listed",
+                super::rooms::MEMBERS_MAX
+            ));
+        }
     }
 
     fn system(&mut self, text: String) {
@@ -370,24 +395,31 @@ impl App {
         }
     }
 
-    fn switch_to(&mut self, idx: usize) {
-        if idx < self.rooms.len() {
-            self.current = idx;
-            self.rooms[idx].unread = 0;
+    fn switch_to(&mut self, id: RoomId) {
+        if let Some(r) = self.rooms.get_mut(id) {
+            r.unread = 0;
+            self.current = id;
         }
     }
 
     /// Every known nick (for Tab completion): current room first.
     pub fn known_nicks(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.room().members.iter().cloned().collect();
-        for r in &self.rooms {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut v: Vec<String> = Vec::new();
+        let cur = std::iter::once(self.room());
+        for r in cur.chain(self.rooms.iter().map(|(_, r)| r)) {
             for m in &r.members {
-                if !v.contains(m) {
+                if seen.insert(m.as_str()) {
                     v.push(m.clone());
                 }
             }
         }
         v
+    }
+
+    /// The pending lines of the room the user is looking at, oldest first.
+    pub fn pending_here(&self) -> impl Iterator<Item = &Pending> {
+        self.pending.values().filter(|p| p.room == self.current)
     }
 
     /// The one entry point: apply an event, return what the loop must do.
@@ -402,6 +434,7 @@ impl App {
                 Vec::new()
             }
             Event::Paste(s) => {
+                self.close_overlays();
                 self.input.insert_str(&s);
                 Vec::new()
             }
@@ -423,30 +456,46 @@ impl App {
     }
 
     pub fn scroll_up(&mut self, n: usize) {
-        let r = &mut self.rooms[self.current];
-        r.scroll = (r.scroll + n).min(r.lines.len().saturating_sub(1));
+        if let Some(r) = self.room_mut() {
+            r.scroll = (r.scroll + n).min(r.lines.len().saturating_sub(1));
+        }
     }
 
     pub fn scroll_down(&mut self, n: usize) {
-        let r = &mut self.rooms[self.current];
-        r.scroll = r.scroll.saturating_sub(n);
-        if r.scroll == 0 {
-            r.new_below = 0;
+        if let Some(r) = self.room_mut() {
+            r.scroll = r.scroll.saturating_sub(n);
+            if r.scroll == 0 {
+                r.new_below = 0;
+            }
         }
+    }
+
+    /// Close the help and the event log; true if one was open.
+    fn close_overlays(&mut self) -> bool {
+        let open = self.show_help || self.show_log;
+        self.show_help = false;
+        self.show_log = false;
+        open
     }
 
     fn key(&mut self, k: KeyEvent) -> Vec<Action> {
         if k.kind == KeyEventKind::Release {
             return Vec::new();
         }
+        // An open overlay closes on any key, and the key then does what it
+        // always does: typed text goes into the input line, Enter sends it.
+        // Nothing typed is lost or sent elsewhere because an overlay was
+        // open. Only Esc and the overlay's own key just close it.
+        let keys = self.cfg.keys;
         if self.show_help || self.show_log {
-            // Any key closes an overlay.
-            self.show_help = false;
-            self.show_log = false;
-            return Vec::new();
+            let own = (self.show_help && keys.help.matches(&k))
+                || (self.show_log && keys.log.matches(&k));
+            self.close_overlays();
+            if own || k.code == KeyCode::Esc {
+                return Vec::new();
+            }
         }
         // The rebindable keys first (they may shadow an editing key).
-        let keys = self.cfg.keys;
         if keys.help.matches(&k) {
             self.show_help = true;
             return Vec::new();
@@ -460,11 +509,11 @@ impl App {
             return Vec::new();
         }
         if keys.next_room.matches(&k) {
-            self.next_room(1);
+            self.next_room(true);
             return Vec::new();
         }
         if keys.prev_room.matches(&k) {
-            self.next_room(-1);
+            self.next_room(false);
             return Vec::new();
         }
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
@@ -479,8 +528,8 @@ impl App {
             KeyCode::Char('u') if ctrl => self.input.kill_to_start(),
             KeyCode::Char('k') if ctrl => self.input.kill_to_end(),
             KeyCode::Char('w') if ctrl => self.input.delete_word(),
-            KeyCode::Right if alt => self.next_room(1),
-            KeyCode::Left if alt => self.next_room(-1),
+            KeyCode::Right if alt => self.next_room(true),
+            KeyCode::Left if alt => self.next_room(false),
             KeyCode::Left if ctrl => self.input.word_left(),
             KeyCode::Right if ctrl => self.input.word_right(),
             // Ctrl+Alt is how many terminals report AltGr (`@`, `{`...).
@@ -497,7 +546,7 @@ impl App {
             KeyCode::PageDown => self.scroll_down(self.page()),
             KeyCode::Esc => self.scroll_down(usize::MAX),
             KeyCode::Tab => {
-                let cmds: Vec<&str> = COMMANDS.iter().map(|(c, _)| *c).collect();
+                let cmds = command_names();
                 let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
                 let nicks = self.known_nicks();
                 self.input.complete(&cmds, &faults, &nicks);
@@ -511,10 +560,9 @@ impl App {
         Vec::new()
     }
 
-    fn next_room(&mut self, step: isize) {
-        let n = self.rooms.len() as isize;
-        let i = (self.current as isize + step).rem_euclid(n);
-        self.switch_to(i as usize);
+    fn next_room(&mut self, forward: bool) {
+        let id = self.rooms.step(self.current, forward);
+        self.switch_to(id);
     }
 
     fn quit(&mut self, message: String) -> Vec<Action> {
@@ -527,7 +575,10 @@ impl App {
         vec![Action::Net(NetCmd::Quit(message))]
     }
 
-    /// Enter on a line: a command or chat text.
+    /// Enter on a line: a command or chat text. A line is addressed to the
+    /// room the user is looking at now (never to "the server's current
+    /// room"), and `/join` moves the focus at once, so the next line goes
+    /// to the room just joined.
     pub fn submit(&mut self, line: &str) -> Vec<Action> {
         let input = match parse_input(line, &self.cfg.limits) {
             Ok(i) => i,
@@ -552,33 +603,88 @@ impl App {
                 }];
             }
             Input::Fault(f) => self.log(format!("fault {f} requested"), false),
-            Input::Join(r) => {
-                if let Some(i) = self.rooms.iter().position(|x| x.name == *r && x.joined) {
-                    self.switch_to(i);
+            Input::Send(Command::Join(r)) => {
+                if let Some(id) = self.rooms.find(r)
+                    && self.rooms.get(id).is_some_and(|x| x.joined)
+                {
+                    self.switch_to(id);
                     return Vec::new();
                 }
-                self.pending_switch = Some(r.clone());
-            }
-            Input::Say(_) | Input::Me(_) => {
-                // No local echo: the server sends framed senders their own
-                // room messages back, which confirms delivery.
-                self.scroll_down(usize::MAX);
+                let Some(id) = self.room_id(r) else {
+                    return Vec::new();
+                };
+                if let Some(x) = self.rooms.get_mut(id) {
+                    // Expected: the net task sends lines for it once joined.
+                    x.rejoin = true;
+                }
+                self.switch_to(id);
             }
             _ => {}
         }
-        input.to_net(&room).map(Action::Net).into_iter().collect()
+        let id = if input.is_line() {
+            if self.pending.len() >= PENDING_MAX {
+                self.error(format!(
+                    "{PENDING_MAX} lines are still waiting for the server; not sent"
+                ));
+                return Vec::new();
+            }
+            let id = LineId(self.next_line);
+            self.next_line += 1;
+            let text = match &input {
+                Input::Send(Command::Me(t)) => format!("* {} {t}", self.nick),
+                Input::Send(Command::Msg { to, text }) => format!("[pm] -> {to}: {text}"),
+                Input::Send(Command::Say(t)) => format!("{}: {t}", self.nick),
+                _ => String::new(),
+            };
+            self.pending.insert(
+                id,
+                Pending {
+                    room: self.current,
+                    text,
+                    since: self.now,
+                },
+            );
+            self.scroll_down(usize::MAX);
+            Some(id)
+        } else {
+            None
+        };
+        input
+            .to_net(&room, id)
+            .map(Action::Net)
+            .into_iter()
+            .collect()
+    }
+
+    /// A typed line was not delivered: it leaves the pending lines and
+    /// stays in its room as an error, with what it said and why.
+    pub fn line_failed(&mut self, id: LineId, why: &str) {
+        let Some(p) = self.pending.remove(&id) else {
+            return;
+        };
+        let room = if self.rooms.get(p.room).is_some() {
+            p.room
+        } else {
+            self.current
+        };
+        let ts = self.wall_ms();
+        self.push_to(
+            room,
+            ChatLine {
+                ts_ms: ts,
+                kind: LineKind::Error,
+                text: format!("not sent: {} — {why}", p.text),
+                history: false,
+            },
+        );
     }
 
     fn socket(&mut self, ev: SocketEvent) -> Vec<Action> {
         // Every event with words goes to the event log.
-        if let Some(line) = event_line(&ev)
-            && !matches!(ev, SocketEvent::Server(_))
+        if !matches!(ev, SocketEvent::Server(_))
+            && let Some(line) = event_line(&ev, &self.nick)
         {
-            let (error, text) = match line.strip_prefix("! ") {
-                Some(t) => (true, t.to_string()),
-                None => (false, line.trim_start_matches("* ").to_string()),
-            };
-            self.log(text, error);
+            self.log(line.text, line.severity == Severity::Error);
         }
         let mut actions = Vec::new();
         match ev {
@@ -591,6 +697,7 @@ impl App {
                 self.conn.rtt_hist.clear();
                 self.conn.thr_hist.clear();
                 self.conn.latency = None;
+                self.conn.lag = None;
             }
             SocketEvent::Connected {
                 local,
@@ -608,17 +715,19 @@ impl App {
             SocketEvent::Error(e) => self.error(e.to_string()),
             SocketEvent::HalfClosed(h) => {
                 self.conn.state = ConnState::HalfClosed(h);
-                self.system(crate::net::text::half_close_text(h).to_string());
+                self.system(half_close_text(h).to_string());
             }
             SocketEvent::Closed(r) => {
                 let text = r.to_string();
                 self.conn.state = ConnState::Closed(text.clone());
                 self.conn.last_close = Some(text.clone());
-                for room in &mut self.rooms {
+                self.conn.lag = None;
+                for room in self.rooms.iter_mut() {
                     room.rejoin = room.joined || room.rejoin;
                     room.joined = false;
-                    room.members.clear();
                 }
+                self.rooms.clear_members();
+                self.auto_who.clear();
                 match r {
                     CloseReason::Peer(_) => self.error(format!("CLOSED: {text}")),
                     CloseReason::Local(_) => self.system(format!("CLOSED: {text}")),
@@ -659,7 +768,17 @@ impl App {
                 self.conn.info_at = Some(self.now);
             }
             SocketEvent::TcpState { .. } => {}
-            SocketEvent::Latency(d) => self.conn.latency = Some(d),
+            SocketEvent::Latency(d) => {
+                self.conn.latency = Some(d);
+                self.conn.lag = None;
+            }
+            SocketEvent::Lag { waiting_ms } => {
+                self.conn.lag = Some(Duration::from_millis(waiting_ms));
+            }
+            SocketEvent::LineConfirmed { id } => {
+                self.pending.remove(&id);
+            }
+            SocketEvent::LineFailed { id, why } => self.line_failed(id, &why),
             SocketEvent::FaultDone {
                 fault,
                 did,
@@ -668,10 +787,6 @@ impl App {
                 "fault {fault}: {did}; the peer should see: {peer_sees}"
             )),
             SocketEvent::Local(s) => self.error(s),
-            // Until the UI marks pending lines (its part of the seam), a
-            // failure is at least said.
-            SocketEvent::LineFailed { why, .. } => self.error(format!("not delivered: {why}")),
-            SocketEvent::LineConfirmed { .. } | SocketEvent::Lag { .. } => {}
             SocketEvent::Finished => {
                 self.conn.state = ConnState::Finished;
                 if self.quitting {
@@ -684,28 +799,44 @@ impl App {
         actions
     }
 
+    /// Ask for a room's member list once (the answer is not shown as a
+    /// line).
+    fn auto_who(&mut self, room: &str, actions: &mut Vec<Action>) {
+        if self.auto_who.insert(room.to_string()) {
+            actions.push(Action::Net(NetCmd::Send {
+                id: None,
+                msg: ClientMsg::Who {
+                    room: room.to_string(),
+                },
+            }));
+        }
+    }
+
     fn server(&mut self, m: ServerMsg) -> Vec<Action> {
         let mut actions = Vec::new();
-        // A Who page continues the reply before it only if nothing came between.
+        // A Who page continues the reply before it only if nothing came
+        // between.
         let who_reply = self.who_reply.take();
         match m {
             ServerMsg::Welcome { nick, room, server } => {
                 self.nick = nick.clone();
                 self.server_name = server.clone();
-                let i = self.room_index(&room);
-                self.rooms[i].joined = true;
-                self.rooms[i].rejoin = false;
-                self.rooms[i].members.insert(nick.clone());
-                let cur = &self.rooms[self.current];
+                let Some(i) = self.room_id(&room) else {
+                    return actions;
+                };
+                if let Some(r) = self.rooms.get_mut(i) {
+                    r.joined = true;
+                    r.rejoin = false;
+                }
+                // The focus stays where the user is, when that is a room we
+                // are in or are about to be in again (after a reconnect, or
+                // the configured room): a welcome to lobby does not move it.
+                let cur = self.room();
                 if !cur.joined && !cur.rejoin {
                     self.switch_to(i);
                 }
                 self.system(format!("welcome {nick}: you are in {room} ({server})"));
-                self.auto_who.insert(room.clone());
-                actions.push(Action::Net(NetCmd::Send {
-                    id: None,
-                    msg: ClientMsg::Who { room },
-                }));
+                self.auto_who(&room, &mut actions);
             }
             ServerMsg::Chat {
                 room,
@@ -715,13 +846,17 @@ impl App {
                 ts_ms,
                 history,
             } => {
-                let i = self.room_index(&room);
+                let Some(i) = self.room_id(&room) else {
+                    return actions;
+                };
                 if !history {
-                    self.rooms[i].members.insert(from.clone());
-                } else if self.rooms[i].lines.iter().rev().take(500).any(|l| {
-                    l.ts_ms == ts_ms
-                        && l.text == text
-                        && matches!(&l.kind, LineKind::Chat { from: f, .. } if *f == from)
+                    self.add_member(i, &from);
+                } else if self.rooms.get(i).is_some_and(|r| {
+                    r.lines.iter().rev().take(500).any(|l| {
+                        l.ts_ms == ts_ms
+                            && l.text == text
+                            && matches!(&l.kind, LineKind::Chat { from: f, .. } if *f == from)
+                    })
                 }) {
                     // Replayed on rejoin after a reconnect: already shown.
                     return actions;
@@ -757,25 +892,23 @@ impl App {
                 );
             }
             ServerMsg::Joined { room, nick } => {
-                let i = self.room_index(&room);
-                self.rooms[i].members.insert(nick.clone());
+                let Some(i) = self.room_id(&room) else {
+                    return actions;
+                };
+                self.add_member(i, &nick);
                 if nick == self.nick {
-                    self.rooms[i].joined = true;
-                    self.rooms[i].rejoin = false;
-                    let switch = self.pending_switch.as_deref() == Some(room.as_str())
-                        || !self.rooms[self.current].joined;
-                    if switch {
-                        self.pending_switch = None;
+                    if let Some(r) = self.rooms.get_mut(i) {
+                        r.joined = true;
+                        r.rejoin = false;
+                    }
+                    // The focus moved when the user typed /join; a join the
+                    // user did not ask for moves it only when the room in
+                    // view is not one we are (or will be) in.
+                    let cur = self.room();
+                    if !cur.joined && !cur.rejoin {
                         self.switch_to(i);
                     }
-                    // Ask for the member list once (the welcome asked already
-                    // for the first room).
-                    if self.auto_who.insert(room.clone()) {
-                        actions.push(Action::Net(NetCmd::Send {
-                            id: None,
-                            msg: ClientMsg::Who { room: room.clone() },
-                        }));
-                    }
+                    self.auto_who(&room, &mut actions);
                 }
                 let ts = self.wall_ms();
                 self.push_to(
@@ -794,25 +927,26 @@ impl App {
                     None => format!("{nick} left {room}"),
                 };
                 let abrupt = reason.as_ref().is_some_and(|r| r.errno().is_some());
-                let Some(i) = self.rooms.iter().position(|r| r.name == room) else {
+                let Some(i) = self.rooms.find(&room) else {
                     self.system(text);
                     return actions;
                 };
-                self.rooms[i].members.remove(&nick);
+                self.rooms.remove_member(i, &nick);
                 if nick == self.nick {
                     // We left: drop the buffer (keep at least one).
-                    if self.rooms.len() > 1 {
-                        self.rooms.remove(i);
-                        if self.current >= self.rooms.len() || self.current == i {
-                            self.current = 0;
-                        } else if self.current > i {
-                            self.current -= 1;
-                        }
-                        self.system(text);
-                    } else {
-                        self.rooms[i].joined = false;
-                        self.system(text);
+                    self.auto_who.remove(&room);
+                    if i == self.current {
+                        let next = self.rooms.step(i, false);
+                        self.switch_to(next);
                     }
+                    if !self.rooms.remove(i) {
+                        if let Some(r) = self.rooms.get_mut(i) {
+                            r.joined = false;
+                            r.rejoin = false;
+                        }
+                        self.rooms.clear_room_members(i);
+                    }
+                    self.system(text);
                     return actions;
                 }
                 let ts = self.wall_ms();
@@ -831,51 +965,60 @@ impl App {
                 );
             }
             ServerMsg::NickChanged { old, new } => {
+                let text = format!("{old} is now known as {new}");
                 if old == self.nick {
-                    self.nick = new.clone();
+                    self.nick = new;
+                    self.system(text);
+                    return actions;
                 }
+                // Only the rooms that list the old nick (found by index).
                 let ts = self.wall_ms();
-                for i in 0..self.rooms.len() {
-                    if self.rooms[i].members.remove(&old) {
-                        self.rooms[i].members.insert(new.clone());
-                        self.push_to(
-                            i,
-                            ChatLine {
-                                ts_ms: ts,
-                                kind: LineKind::System,
-                                text: format!("{old} is now known as {new}"),
-                                history: false,
-                            },
-                        );
-                    }
+                for i in self.rooms.rename_member(&old, &new) {
+                    self.push_to(
+                        i,
+                        ChatLine {
+                            ts_ms: ts,
+                            kind: LineKind::System,
+                            text: text.clone(),
+                            history: false,
+                        },
+                    );
                 }
             }
             ServerMsg::Who { room, nicks } => {
-                let i = self.room_index(&room);
                 let page = ServerMsg::Who {
                     room: room.clone(),
-                    nicks,
+                    nicks: nicks.last().cloned().into_iter().collect(),
                 };
                 // A later page of a long reply adds to the members; a new
                 // reply replaces them.
-                let (reply, shown) = match who_reply {
-                    Some((mut reply, shown)) if sockchat_shared::page::continues(&reply, &page) => {
-                        sockchat_shared::page::merge(&mut reply, &page);
-                        (reply, shown)
-                    }
-                    _ => (page.clone(), !self.auto_who.remove(&room)),
+                let (more, shown) = match &who_reply {
+                    Some((reply, shown)) if sockchat_shared::page::continues(reply, &ServerMsg::Who {
+                        room: room.clone(),
+                        nicks: nicks.first().cloned().into_iter().collect(),
+                    }) => (true, *shown),
+                    _ => (false, !self.auto_who.remove(&room)),
                 };
-                if let ServerMsg::Who { nicks, .. } = &reply {
-                    self.rooms[i].members = nicks.iter().cloned().collect();
+                if let Some(i) = self.rooms.find(&room) {
+                    let me = self.nick.clone();
+                    let others = nicks.iter().filter(|n| **n != me);
+                    if more {
+                        for n in others {
+                            self.add_member(i, n);
+                        }
+                    } else {
+                        self.rooms.set_members(i, others);
+                    }
                 }
-                if let (true, ServerMsg::Who { nicks, .. }) = (shown, &page) {
-                    self.system(format!("{room}: {}", nicks.join(", ")));
+                if shown {
+                    self.system(format!("{room} ({}): {}", nicks.len(), nicks.join(", ")));
                 }
-                self.who_reply = Some((reply, shown));
+                self.who_reply = Some((page, shown));
             }
             ServerMsg::SockInfo { nick, fields } => {
                 // A block: a header, then a few fields per line.
-                self.system(format!("server's view of {nick}'s socket:"));
+                let who = if nick.is_empty() { "your" } else { &nick };
+                self.system(format!("server's view of {who}'s socket:"));
                 for chunk in fields.chunks(4) {
                     let line = chunk
                         .iter()
@@ -886,12 +1029,20 @@ impl App {
                 }
             }
             other => {
-                // Notices, errors, room lists, sockinfo, bye: one line each.
-                if let Some(line) = crate::net::text::server_line(&other) {
-                    match line.strip_prefix("! ") {
-                        Some(t) => self.error(t.to_string()),
-                        None => self.system(line.trim_start_matches("* ").to_string()),
-                    }
+                // Notices, errors, room lists, bye: one line each, with the
+                // severity the renderer gives it.
+                if let Some(line) = sockchat_shared::text::render(&other, &self.nick) {
+                    let ts = self.wall_ms();
+                    let cur = self.current;
+                    self.push_to(
+                        cur,
+                        ChatLine {
+                            ts_ms: ts,
+                            kind: LineKind::Rendered(line.severity),
+                            text: line.text,
+                            history: false,
+                        },
+                    );
                 }
             }
         }

@@ -11,12 +11,14 @@
 pub mod app;
 pub mod input;
 pub mod keys;
+pub mod rooms;
+pub mod term_input;
 pub mod view;
 
 use std::io;
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
 use tokio::sync::mpsc;
@@ -28,6 +30,8 @@ use app::{Action, App, Event, PanelMode, UiConfig};
 const TICK: Duration = Duration::from_millis(250);
 /// Shortest time between two draws (60 per second at most).
 const FRAME: Duration = Duration::from_millis(16);
+/// The smallest `[client] scrollback_bytes`: one frame of the largest size.
+const MIN_SCROLLBACK_BYTES: u64 = 64 * 1024;
 /// After /quit, how long we wait for the net task to close cleanly.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -44,13 +48,20 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
             "[client] socket_panel must be \"auto\", \"on\" or \"off\", not {other:?}"
         ),
     };
+    if c.scrollback_bytes < MIN_SCROLLBACK_BYTES {
+        anyhow::bail!(
+            "[client] scrollback_bytes must be at least {MIN_SCROLLBACK_BYTES} (one largest message), not {}",
+            c.scrollback_bytes
+        );
+    }
     let ui = UiConfig {
         server: c.server.clone(),
         timestamps: c.timestamps,
         colors: c.colors,
         panel,
         utc_offset_secs: local_utc_offset(),
-        limits: crate::net::command::InputLimits {
+        scrollback_bytes: usize::try_from(c.scrollback_bytes).unwrap_or(usize::MAX),
+        limits: crate::present::command::InputLimits {
             max_message_len: settings.net.max_message_len,
             ..Default::default()
         },
@@ -79,7 +90,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
             terminal.draw(|f| view::render(&app, f))?;
             panic!("SOCKCHAT_DEBUG_PANIC is set: deliberate panic");
         }
-        let events = futures::stream::select(crossterm::event::EventStream::new(), quit_signals());
+        let events = futures::stream::select(term_input::events()?, quit_signals());
         let r = run_loop(&mut terminal, &mut app, events, ev_rx, cmd_tx).await;
         drop(guard);
         r
@@ -252,7 +263,17 @@ where
             _ = tokio::time::sleep(redraw_in), if dirty => {}
         }
         dirty = true;
-        // Everything already queued, then one draw.
+        // Everything already queued, then one draw: the rest of a typed
+        // burst or paste (bounded, so a flood cannot starve the screen)...
+        while input_open && events.len() < 4096 {
+            match input.next().now_or_never() {
+                Some(Some(Ok(e))) => events.extend(from_crossterm(e)),
+                Some(Some(Err(e))) => return Err(e.into()),
+                Some(None) => input_open = false,
+                None => break,
+            }
+        }
+        // ... and every socket event waiting.
         while socket_open {
             match socket.try_recv() {
                 Ok(e) => events.push(Event::Socket(e)),
@@ -271,13 +292,18 @@ where
                     Action::Net(cmd) => {
                         // Never wait on the net task here: it may itself be
                         // waiting for us to take its events.
-                        match net.try_send(cmd) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(_)) => app.note_error(
-                                "too many commands waiting for the network; not sent".into(),
-                            ),
-                            // The net task ended (reconnect off): nobody to tell.
-                            Err(mpsc::error::TrySendError::Closed(_)) => {}
+                        let (cmd, why) = match net.try_send(cmd) {
+                            Ok(()) => continue,
+                            Err(mpsc::error::TrySendError::Full(c)) => {
+                                (c, "too many commands waiting for the network")
+                            }
+                            Err(mpsc::error::TrySendError::Closed(c)) => {
+                                (c, "the connection is finished")
+                            }
+                        };
+                        match cmd {
+                            NetCmd::Send { id: Some(id), .. } => app.line_failed(id, why),
+                            _ => app.note_error(format!("{why}; not sent")),
                         }
                     }
                     crash @ Action::Crash { .. } => return Ok(Some(crash)),

@@ -1,5 +1,9 @@
 //! The pure view: draws an [`App`] into a frame. Nothing here changes state
 //! or does I/O, so a `TestBackend` shows exactly what a person would see.
+//!
+//! **Invariant:** every string that came from the network (nicks, room
+//! names, text) passes through [`clean`] here, at display time: the state
+//! keeps the originals, which the protocol needs to address a room.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -8,10 +12,19 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Sparkline};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use sockchat_shared::sanitize::sanitize;
+use sockchat_shared::text::Severity;
+
 use super::app::{App, ChatLine, ConnState, LineKind};
-use crate::net::HalfClose;
-use crate::net::command::COMMANDS;
-use crate::net::text::fmt_duration;
+use crate::net::{HalfClose, Transport};
+use crate::present::command::help_lines;
+use crate::present::text::fmt_duration;
+
+/// A string from the network as it may be shown: control characters and
+/// bidi overrides replaced (`shared::sanitize`).
+pub fn clean(s: &str) -> String {
+    sanitize(s).into_owned()
+}
 
 /// Sidebar width (rooms and members).
 const SIDEBAR: u16 = 18;
@@ -115,29 +128,61 @@ fn line_spans(app: &App, l: &ChatLine) -> Vec<Span<'static>> {
             }
             if *me {
                 v.push(Span::styled("* ".to_string(), dim));
-                v.push(Span::styled(from.clone(), ns));
-                v.push(Span::styled(format!(" {}", l.text), dim));
+                v.push(Span::styled(clean(from), ns));
+                v.push(Span::styled(format!(" {}", clean(&l.text)), dim));
             } else {
-                v.push(Span::styled(from.clone(), ns));
-                v.push(Span::styled(format!(": {}", l.text), dim));
+                v.push(Span::styled(clean(from), ns));
+                v.push(Span::styled(format!(": {}", clean(&l.text)), dim));
             }
         }
         LineKind::Private { from, to } => {
-            v.push(Span::styled(
-                format!("[pm] {from} -> {to}: {}", l.text),
-                color(app, Color::Magenta),
-            ));
+            // `[pm] -> bob: hi` for ours, `[pm] bob: hi` for theirs (the
+            // shapes of shared::text::render).
+            let text = if *from == app.nick && *to != app.nick {
+                format!("[pm] -> {to}: {}", l.text)
+            } else {
+                format!("[pm] {from}: {}", l.text)
+            };
+            v.push(Span::styled(clean(&text), color(app, Color::Magenta)));
         }
         LineKind::System => v.push(Span::styled(
-            format!("* {}", l.text),
+            format!("* {}", clean(&l.text)),
             color(app, Color::Yellow),
         )),
         LineKind::Error => v.push(Span::styled(
-            format!("! {}", l.text),
-            color(app, Color::LightRed).add_modifier(Modifier::BOLD),
+            format!("! {}", clean(&l.text)),
+            error_style(app),
+        )),
+        LineKind::Rendered(sev) => v.push(Span::styled(
+            clean(&l.text),
+            match sev {
+                Severity::Error => error_style(app),
+                Severity::Private => color(app, Color::Magenta),
+                Severity::Chat | Severity::Notice => color(app, Color::Yellow),
+            },
         )),
     }
     v
+}
+
+fn error_style(app: &App) -> Style {
+    color(app, Color::LightRed).add_modifier(Modifier::BOLD)
+}
+
+/// The spans of a line typed but not yet confirmed by the server: dimmed,
+/// marked, with how long it has waited once that is noticeable.
+fn pending_spans(app: &App, p: &super::app::Pending) -> Vec<Span<'static>> {
+    let waited = app.now.saturating_duration_since(p.since);
+    let mut text = format!("⋯ {} ", clean(&p.text));
+    text.push_str(&if waited >= std::time::Duration::from_secs(1) {
+        format!("(sending, {:.0} s)", waited.as_secs_f64())
+    } else {
+        "(sending)".to_string()
+    });
+    vec![Span::styled(
+        text,
+        color(app, Color::DarkGray).add_modifier(Modifier::DIM | Modifier::ITALIC),
+    )]
 }
 
 /// Draw the whole screen.
@@ -173,7 +218,7 @@ pub fn render(app: &App, f: &mut Frame) {
         f.render_widget(Clear, main);
         let block = Block::default()
             .borders(Borders::ALL)
-            .title(" event log (any key closes) ");
+            .title(" event log (any key closes it) ");
         let inner = block.inner(main);
         f.render_widget(block, main);
         render_log(app, f, inner);
@@ -184,7 +229,7 @@ fn render_chat(app: &App, f: &mut Frame, area: Rect) {
     let room = app.room();
     let block = Block::default()
         .borders(Borders::TOP)
-        .title(format!(" {} ", room.name));
+        .title(format!(" {} ", clean(&room.name)));
     let inner = block.inner(area);
     f.render_widget(block, area);
     let height = inner.height as usize;
@@ -195,10 +240,24 @@ fn render_chat(app: &App, f: &mut Frame, area: Rect) {
     let marker = room.scroll > 0 && room.new_below > 0;
     let rows_avail = if marker { height - 1 } else { height };
     // Walk back from the last visible logical line, wrapping until full.
+    // Lines still waiting for the server's echo come last, below the
+    // room's lines (only when following the newest lines).
     let end = room.lines.len().saturating_sub(room.scroll);
+    let pending: Vec<Vec<Span<'static>>> = if room.scroll == 0 {
+        app.pending_here().map(|p| pending_spans(app, p)).collect()
+    } else {
+        Vec::new()
+    };
+    let logical = pending.into_iter().rev().chain(
+        room.lines
+            .iter()
+            .take(end)
+            .rev()
+            .map(|l| line_spans(app, l)),
+    );
     let mut rows: Vec<Line<'static>> = Vec::new();
-    for l in room.lines.iter().take(end).rev() {
-        let mut wrapped = wrap(line_spans(app, l), width);
+    for spans in logical {
+        let mut wrapped = wrap(spans, width);
         while let Some(last) = wrapped.pop() {
             rows.push(last);
             if rows.len() >= rows_avail {
@@ -231,17 +290,29 @@ fn render_sidebar(app: &App, f: &mut Frame, area: Rect) {
     let block = Block::default().borders(Borders::RIGHT | Borders::TOP);
     let inner = block.inner(area);
     f.render_widget(block, area);
+    let height = inner.height as usize;
+    let room = app.room();
+    let me_listed = room.joined && !app.nick.is_empty();
+    let member_count = room.members.len() + usize::from(me_listed);
+    // Rows for the room list: all of them when everything fits, else about
+    // half, as a window around the room in view (never a walk over every
+    // room: there may be 100,000).
+    let room_rows = if app.rooms.len() + member_count + 3 <= height {
+        app.rooms.len()
+    } else {
+        app.rooms.len().min((height.saturating_sub(3) / 2).max(1))
+    };
     let mut lines: Vec<Line> = vec![Line::from(Span::styled(
-        "Rooms",
+        format!("Rooms ({})", app.rooms.len()),
         Style::default().add_modifier(Modifier::BOLD),
     ))];
-    for (i, r) in app.rooms.iter().enumerate() {
-        let mut text = format!(" {}", r.name);
+    for (id, r) in app.rooms.window(app.current, room_rows / 2, room_rows) {
+        let mut text = format!(" {}", clean(&r.name));
         if r.unread > 0 {
             text.push_str(&format!(" ({})", r.unread));
         }
         let mut st = Style::default();
-        if i == app.current {
+        if id == app.current {
             st = st.add_modifier(Modifier::REVERSED);
         } else if r.unread > 0 {
             st = st.add_modifier(Modifier::BOLD);
@@ -252,23 +323,27 @@ fn render_sidebar(app: &App, f: &mut Frame, area: Rect) {
         lines.push(Line::from(Span::styled(text, st)));
     }
     lines.push(Line::default());
-    let members = &app.room().members;
     lines.push(Line::from(Span::styled(
-        format!("Members ({})", members.len()),
+        format!("Members ({member_count})"),
         Style::default().add_modifier(Modifier::BOLD),
     )));
-    for m in members {
-        let mut st = color(app, nick_color(m));
-        if *m == app.nick {
-            st = st.add_modifier(Modifier::BOLD);
-        }
-        lines.push(Line::from(Span::styled(format!(" {m}"), st)));
-    }
+    let fit = height.saturating_sub(lines.len());
+    let me = me_listed.then(|| {
+        Span::styled(
+            format!(" {}", clean(&app.nick)),
+            color(app, nick_color(&app.nick)).add_modifier(Modifier::BOLD),
+        )
+    });
+    let others = room
+        .members
+        .iter()
+        .map(|m| Span::styled(format!(" {}", clean(m)), color(app, nick_color(m))));
+    lines.extend(me.into_iter().chain(others).take(fit).map(Line::from));
     f.render_widget(Paragraph::new(lines), inner);
 }
 
 fn render_input(app: &App, f: &mut Frame, area: Rect) {
-    let prompt = format!("[{}] ", app.room().name);
+    let prompt = format!("[{}] ", clean(&app.room().name));
     let pw = prompt.width() as u16;
     if area.width <= pw + 1 {
         let (text, cur) = app.input.view(area.width as usize);
@@ -290,7 +365,14 @@ fn render_input(app: &App, f: &mut Frame, area: Rect) {
 pub fn state_text(app: &App) -> String {
     match &app.conn.state {
         ConnState::Connecting { attempt } => format!("CONNECTING (attempt {attempt})"),
-        ConnState::Established => "ESTABLISHED".into(),
+        // TCP's own state name: the kernel's word for it.
+        ConnState::Established if app.conn.transport == Transport::Tcp => "ESTABLISHED".into(),
+        // UDP has no connection state: what is true is that the handshake
+        // was answered (the cookie worked) and whether the server still is.
+        ConnState::Established => match lag(app) {
+            Some(l) => format!("no reply for {:.0} s", l.as_secs_f64()),
+            None => "session up (cookie ok)".into(),
+        },
         ConnState::HalfClosed(HalfClose::WeSentFin) => "HALF-CLOSED (we sent FIN)".into(),
         ConnState::HalfClosed(HalfClose::PeerSentFin) => "HALF-CLOSED (peer sent FIN)".into(),
         ConnState::Closed(r) => format!("CLOSED: {r}"),
@@ -308,8 +390,20 @@ pub fn state_text(app: &App) -> String {
     }
 }
 
+/// How long the unanswered ping has waited, once that is long enough to
+/// matter (a normal round trip is far shorter).
+pub fn lag(app: &App) -> Option<std::time::Duration> {
+    app.conn
+        .lag
+        .filter(|l| *l >= LAG_SHOWN && app.conn.state == ConnState::Established)
+}
+
+/// A ping unanswered for this long shows as lag instead of the last RTT.
+const LAG_SHOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn state_style(app: &App) -> Style {
     let c = match app.conn.state {
+        ConnState::Established if lag(app).is_some() => Color::LightRed,
         ConnState::Established => Color::Green,
         ConnState::Connecting { .. } | ConnState::Waiting { .. } => Color::Yellow,
         ConnState::HalfClosed(_) => Color::Magenta,
@@ -332,20 +426,34 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
             if app.nick.is_empty() {
                 "(no nick yet)".to_string()
             } else {
-                app.nick.clone()
+                clean(&app.nick)
             },
             Style::default().add_modifier(Modifier::BOLD),
         ),
         sep.clone(),
-        Span::raw(app.room().name.clone()),
+        Span::raw(clean(&app.room().name)),
         sep.clone(),
         Span::styled(state_text(app), state_style(app)),
     ]);
-    if let Some(l) = app.conn.latency
+    if let Some(l) = lag(app) {
+        // The ping is unanswered: its growing wait, not the last good RTT.
+        spans.push(sep.clone());
+        spans.push(Span::styled(
+            format!("no answer for {:.1} s", l.as_secs_f64()),
+            error_style(app),
+        ));
+    } else if let Some(l) = app.conn.latency
         && app.conn.state == ConnState::Established
     {
         spans.push(sep.clone());
         spans.push(Span::raw(format!("ping {}", fmt_duration(l))));
+    }
+    if !app.pending.is_empty() {
+        spans.push(sep.clone());
+        spans.push(Span::styled(
+            format!("{} sending", app.pending.len()),
+            color(app, Color::DarkGray),
+        ));
     }
     if let ConnState::Waiting { .. } = app.conn.state
         && let Some(r) = &app.conn.last_close
@@ -403,11 +511,11 @@ fn render_help(app: &App, f: &mut Frame, area: Rect) {
             Style::default().add_modifier(Modifier::BOLD),
         )),
     ];
-    for (c, d) in COMMANDS {
-        lines.push(Line::from(format!(" {c} {d}")));
-    }
+    lines.extend(help_lines().into_iter().skip(1).map(Line::from));
     lines.push(Line::default());
-    lines.push(Line::from(" any key closes this help"));
+    lines.push(Line::from(
+        " any key closes this help (and does what it always does: typing goes on in the input line)",
+    ));
     let w = area.width.min(78);
     let h = area.height.min(lines.len() as u16 + 2);
     let r = Rect {
@@ -750,7 +858,7 @@ fn render_panel(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(block, area);
     let lines = panel_lines(app);
     // The TCP state machine means nothing for UDP: say what UDP has instead.
-    let diagram = if app.conn.transport == crate::net::Transport::Udp {
+    let diagram = if app.conn.transport == Transport::Udp {
         vec![
             Line::from(Span::styled(
                 "UDP: no handshake, no FIN, no RST.",

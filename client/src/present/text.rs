@@ -1,12 +1,19 @@
-//! How events read in words: one line of text (plain mode, the TUI's chat
-//! and event log) or one JSON object (`--json`). Chat lines use the same
-//! shapes as the server's text mode (`[lobby] alice: hi`, `* bob joined
-//! lobby`, `! error`), so a person reads one format everywhere.
+//! How events read in words: one line of text with its severity (plain
+//! mode, the TUI's event log) or one JSON object (`--json`). Server
+//! messages are rendered by `shared::text::render`, the renderer of the
+//! server's text mode, so a person reads one format everywhere; this file
+//! adds the lines for what happens to our own socket.
+//!
+//! **Invariant:** text lines are sanitised (the renderer does it for server
+//! messages; [`event_line`] for the rest). JSON keeps the strings exactly as
+//! received: it is data for programs, and serde escapes control characters.
 
 use serde_json::{Value, json};
+use sockchat_shared::sanitize::sanitize;
+use sockchat_shared::text::{Line, Severity, render};
 use sockchat_shared::{ChatKind, ServerMsg};
 
-use super::{CloseReason, HalfClose, SocketEvent};
+use crate::net::{CloseReason, HalfClose, SocketEvent, Transport};
 
 /// `1.2 s`, `350 ms`, `42 µs`.
 pub fn fmt_duration(d: std::time::Duration) -> String {
@@ -22,53 +29,6 @@ pub fn fmt_duration(d: std::time::Duration) -> String {
     }
 }
 
-/// One line for a server message, or `None` for protocol chatter.
-pub fn server_line(msg: &ServerMsg) -> Option<String> {
-    Some(match msg {
-        ServerMsg::Welcome { nick, room, server } => {
-            format!("* welcome {nick}: you are in {room} (server {server})")
-        }
-        ServerMsg::Chat {
-            room,
-            from,
-            text,
-            kind,
-            ..
-        } => match kind {
-            ChatKind::Say => format!("[{room}] {from}: {text}"),
-            ChatKind::Me => format!("[{room}] * {from} {text}"),
-        },
-        ServerMsg::Private { from, to, text, .. } => format!("[pm] {from} -> {to}: {text}"),
-        ServerMsg::Joined { room, nick } => format!("* {nick} joined {room}"),
-        ServerMsg::Left { room, nick, reason } => match reason {
-            Some(r) => format!("* {nick} left {room}: {r}"),
-            None => format!("* {nick} left {room}"),
-        },
-        ServerMsg::NickChanged { old, new } => format!("* {old} is now known as {new}"),
-        ServerMsg::Who { room, nicks } => format!("* {room}: {}", nicks.join(", ")),
-        ServerMsg::Rooms { rooms } => format!(
-            "* rooms: {}",
-            rooms
-                .iter()
-                .map(|r| format!("{} ({})", r.name, r.members))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        ServerMsg::Notice { text } => format!("* {text}"),
-        ServerMsg::Error { text, .. } => format!("! {text}"),
-        ServerMsg::SockInfo { nick, fields } => format!(
-            "* sockinfo {nick}: {}",
-            fields
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        ServerMsg::Bye { reason } => format!("* server says bye: {reason}"),
-        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } => return None,
-    })
-}
-
 /// The text of a half-close.
 pub fn half_close_text(h: HalfClose) -> &'static str {
     match h {
@@ -77,39 +37,66 @@ pub fn half_close_text(h: HalfClose) -> &'static str {
     }
 }
 
-/// One line for any event; `None` for events that only feed the panel
-/// (TCP_INFO polls, latency) or the end marker.
-pub fn event_line(ev: &SocketEvent) -> Option<String> {
-    Some(match ev {
-        SocketEvent::Connecting { addr, attempt } => {
-            format!("* connecting to {addr} (attempt {attempt})")
-        }
+/// One line for any event, as the user `me` (our nick) reads it; `None`
+/// for events that only feed the panel (TCP_INFO polls, latency) or the end
+/// marker.
+pub fn event_line(ev: &SocketEvent, me: &str) -> Option<Line> {
+    use Severity::{Error, Notice};
+    let (severity, text) = match ev {
+        SocketEvent::Server(m) => return render(m, me),
+        SocketEvent::Connecting { addr, attempt } => (
+            Notice,
+            format!("* connecting to {addr} (attempt {attempt})"),
+        ),
         SocketEvent::Connected {
             local,
             peer,
-            transport,
-        } => format!("* connected {local} -> {peer} ({transport}): ESTABLISHED"),
-        SocketEvent::Server(m) => return server_line(m),
-        SocketEvent::Error(e) => format!("! {e}"),
-        SocketEvent::HalfClosed(h) => format!("* {}", half_close_text(*h)),
-        SocketEvent::Closed(r) => format!("* CLOSED: {r}"),
-        SocketEvent::Reconnecting { delay, attempt } => format!(
-            "* reconnecting in {} (attempt {attempt})",
-            fmt_duration(*delay)
+            transport: Transport::Tcp,
+        } => (
+            Notice,
+            format!("* connected {local} -> {peer} (tcp): ESTABLISHED"),
         ),
-        SocketEvent::TcpState { from, to } => format!("* tcp state {from} -> {to}"),
+        // UDP has no connection state: the handshake's answer is a session.
+        SocketEvent::Connected {
+            local,
+            peer,
+            transport: Transport::Udp,
+        } => (
+            Notice,
+            format!("* connected {local} -> {peer} (udp): session up"),
+        ),
+        SocketEvent::Error(e) => (Error, format!("! {e}")),
+        SocketEvent::HalfClosed(h) => (Notice, format!("* {}", half_close_text(*h))),
+        SocketEvent::Closed(CloseReason::Peer(r)) => (Error, format!("! CLOSED: {r}")),
+        SocketEvent::Closed(r) => (Notice, format!("* CLOSED: {r}")),
+        SocketEvent::Reconnecting { delay, attempt } => (
+            Notice,
+            format!(
+                "* reconnecting in {} (attempt {attempt})",
+                fmt_duration(*delay)
+            ),
+        ),
+        SocketEvent::TcpState { from, to } => (Notice, format!("* tcp state {from} -> {to}")),
         SocketEvent::FaultDone {
             fault,
             did,
             peer_sees,
-        } => format!("* fault {fault}: {did}; the peer should see: {peer_sees}"),
-        SocketEvent::Local(s) => format!("! {s}"),
-        SocketEvent::LineFailed { why, .. } => format!("! not delivered: {why}"),
-        SocketEvent::LineConfirmed { .. } | SocketEvent::Lag { .. } => return None,
+        } => (
+            Notice,
+            format!("* fault {fault}: {did}; the peer should see: {peer_sees}"),
+        ),
+        SocketEvent::Local(s) => (Error, format!("! {s}")),
+        SocketEvent::LineFailed { why, .. } => (Error, format!("! not sent: {why}")),
         SocketEvent::Info(_)
         | SocketEvent::UdpInfo(_)
         | SocketEvent::Latency(_)
+        | SocketEvent::LineConfirmed { .. }
+        | SocketEvent::Lag { .. }
         | SocketEvent::Finished => return None,
+    };
+    Some(Line {
+        severity,
+        text: sanitize(&text).into_owned(),
     })
 }
 

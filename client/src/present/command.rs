@@ -1,0 +1,162 @@
+//! What a line typed into the client means: `shared::text`'s one parser (the
+//! same commands and aliases as the server's text mode) plus the client's
+//! own `/fault`. The TUI and plain mode both call [`parse_input`], so both
+//! understand exactly the same input.
+
+use sockchat_shared::ClientMsg;
+use sockchat_shared::text::{self, Command, CommandError, CommandHelp};
+
+pub use sockchat_shared::text::InputLimits;
+
+use crate::net::{Fault, LineId, NetCmd};
+
+/// The client's own commands, for `/help` and Tab completion.
+pub const CLIENT_COMMANDS: &[CommandHelp] = &[CommandHelp {
+    name: "/fault",
+    args: "fin|rst|close-unread|stop-reading|resume|crash",
+    about: "abrupt-disconnect demos on your own socket",
+}];
+
+/// A parsed input line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Nothing to do (a blank line).
+    Empty,
+    /// `/help`: the program shows the help itself.
+    Help,
+    /// `/quit [MESSAGE]`.
+    Quit(String),
+    /// `/fault NAME`.
+    Fault(Fault),
+    /// Anything that becomes one protocol message (chat text, `/msg`,
+    /// `/join`...), already checked against the local limits.
+    Send(Command),
+}
+
+/// Parse one line the user typed. `Err` is the error to show; nothing is
+/// sent.
+pub fn parse_input(line: &str, lim: &InputLimits) -> Result<Input, String> {
+    let cmd = match text::parse_command(line) {
+        Ok(None) => return Ok(Input::Empty),
+        Ok(Some(c)) => c,
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok(match cmd {
+        Command::Help => Input::Help,
+        Command::Other { name, rest } if name == "fault" => {
+            let usage =
+                || CommandError::Usage("/fault fin|rst|close-unread|stop-reading|resume|crash");
+            if rest.is_empty() || rest.contains(char::is_whitespace) {
+                return Err(usage().to_string());
+            }
+            Input::Fault(Fault::parse(&rest).ok_or_else(|| {
+                format!(
+                    "unknown fault {rest:?}: use fin, rst, close-unread, stop-reading, resume or crash"
+                )
+            })?)
+        }
+        Command::Other { name, .. } => return Err(CommandError::Unknown(name).to_string()),
+        other => match other.check(lim).map_err(|e| e.to_string())? {
+            Command::Quit(m) => Input::Quit(m),
+            checked => Input::Send(checked),
+        },
+    })
+}
+
+impl Input {
+    /// Is this a line a person wrote to others (chat, action, private
+    /// message)? Those are tracked until the server's echo confirms them.
+    pub fn is_line(&self) -> bool {
+        matches!(
+            self,
+            Input::Send(Command::Say(_) | Command::Me(_) | Command::Msg { .. })
+        )
+    }
+
+    /// The protocol message, addressed to `room` where it needs one.
+    pub fn to_msg(&self, room: &str) -> Option<ClientMsg> {
+        match self {
+            Input::Send(c) => c.to_client_msg(room),
+            _ => None,
+        }
+    }
+
+    /// The net command for this input; `room` is the room the user is
+    /// looking at, `id` the number the caller gave a typed line (see
+    /// [`Input::is_line`]; commands go without one). What the UI handles
+    /// itself (help, crash, empty) gives `None`.
+    pub fn to_net(&self, room: &str, id: Option<LineId>) -> Option<NetCmd> {
+        match self {
+            Input::Empty | Input::Help | Input::Fault(Fault::Crash) => None,
+            Input::Quit(m) => Some(NetCmd::Quit(m.clone())),
+            Input::Fault(f) => Some(NetCmd::Fault(*f)),
+            Input::Send(_) => self.to_msg(room).map(|msg| NetCmd::Send {
+                id: id.filter(|_| self.is_line()),
+                msg,
+            }),
+        }
+    }
+}
+
+/// The help text: every command, one line each.
+pub fn help_lines() -> Vec<String> {
+    text::help_lines(CLIENT_COMMANDS)
+}
+
+/// Every command name (`/join`...), for Tab completion.
+pub fn command_names() -> Vec<&'static str> {
+    text::COMMANDS
+        .iter()
+        .chain(CLIENT_COMMANDS)
+        .map(|c| c.name)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        let l = InputLimits::default();
+        let p = |s: &str| parse_input(s, &l);
+        assert_eq!(p("hello"), Ok(Input::Send(Command::Say("hello".into()))));
+        assert_eq!(p("//etc"), Ok(Input::Send(Command::Say("/etc".into()))));
+        assert_eq!(
+            p("/join #dev"),
+            Ok(Input::Send(Command::Join("dev".into())))
+        );
+        assert_eq!(
+            p("/msg bob hi there"),
+            Ok(Input::Send(Command::Msg {
+                to: "bob".into(),
+                text: "hi there".into()
+            }))
+        );
+        assert!(p("/msg bob hi").is_ok_and(|i| i.is_line()));
+        assert!(p("/join x").is_ok_and(|i| !i.is_line()));
+        assert_eq!(
+            p("/fault close-unread"),
+            Ok(Input::Fault(Fault::CloseUnread))
+        );
+        assert_eq!(p("/quit bye now"), Ok(Input::Quit("bye now".into())));
+        assert_eq!(p("/?"), Ok(Input::Help));
+        assert!(p("/fault nope").is_err());
+        assert!(p("/fault").is_err());
+        assert_eq!(
+            p("/bogus"),
+            Err("unknown command: /bogus (try /help)".to_string())
+        );
+        assert!(p("/nick a b").is_err());
+        assert_eq!(p("   "), Ok(Input::Empty));
+        let long = "x".repeat(l.max_message_len + 1);
+        assert!(p(&long).is_err_and(|e| e.contains("too long")));
+    }
+
+    #[test]
+    fn help_and_completion_know_fault() {
+        assert!(help_lines().iter().any(|l| l.contains("/fault")));
+        assert!(command_names().contains(&"/fault"));
+        assert!(command_names().contains(&"/sockinfo"));
+    }
+}
