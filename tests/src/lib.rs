@@ -40,8 +40,8 @@ use tokio::net::TcpStream;
 
 /// Default bound for one expected event in these helpers.
 pub mod precondition;
-pub mod udp_raw;
 pub mod tmux;
+pub mod udp_raw;
 pub use precondition::{have_ipv6_loopback, in_ci, is_root, on_path, require};
 
 pub const STEP: Duration = Duration::from_secs(5);

@@ -42,7 +42,7 @@ fn two_clients_chat_and_see_each_others_faults() {
     bob.expect("[lobby] bob: hello from bob");
 
     alice.send("/msg bob psst");
-    bob.expect("[pm] alice -> bob: psst");
+    bob.expect("[pm] alice: psst");
     alice.send("/me waves");
     bob.expect("[lobby] * alice waves");
 

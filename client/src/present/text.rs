@@ -67,7 +67,6 @@ pub fn event_line(ev: &SocketEvent, me: &str) -> Option<Line> {
         ),
         SocketEvent::Error(e) => (Error, format!("! {e}")),
         SocketEvent::HalfClosed(h) => (Notice, format!("* {}", half_close_text(*h))),
-        SocketEvent::Closed(CloseReason::Peer(r)) => (Error, format!("! CLOSED: {r}")),
         SocketEvent::Closed(r) => (Notice, format!("* CLOSED: {r}")),
         SocketEvent::Reconnecting { delay, attempt } => (
             Notice,

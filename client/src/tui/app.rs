@@ -993,10 +993,17 @@ impl App {
                 // A later page of a long reply adds to the members; a new
                 // reply replaces them.
                 let (more, shown) = match &who_reply {
-                    Some((reply, shown)) if sockchat_shared::page::continues(reply, &ServerMsg::Who {
-                        room: room.clone(),
-                        nicks: nicks.first().cloned().into_iter().collect(),
-                    }) => (true, *shown),
+                    Some((reply, shown))
+                        if sockchat_shared::page::continues(
+                            reply,
+                            &ServerMsg::Who {
+                                room: room.clone(),
+                                nicks: nicks.first().cloned().into_iter().collect(),
+                            },
+                        ) =>
+                    {
+                        (true, *shown)
+                    }
                     _ => (false, !self.auto_who.remove(&room)),
                 };
                 if let Some(i) = self.rooms.find(&room) {
