@@ -20,9 +20,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::lines::{Lines, room_key};
 use super::link::{HelloError, Link, Up, Welcome};
-use super::{
-    CloseReason, Events, LineId, NetCmd, NetConfig, SocketEvent, UiGone, backoff, emit,
-};
+use super::{CloseReason, Events, LineId, NetCmd, NetConfig, SocketEvent, UiGone, backoff, emit};
 
 /// A connection must stay up this long after its Welcome before the
 /// back-off starts over: a server that welcomes and then fails at once
@@ -309,11 +307,7 @@ impl State {
             match r {
                 Ok(Ok(w)) => return Ok(Some(w)),
                 Ok(Err(HelloError::Refused { code, text })) => {
-                    emit(
-                        ev,
-                        SocketEvent::Server(ServerMsg::Error { code, text }),
-                    )
-                    .await?;
+                    emit(ev, SocketEvent::Server(ServerMsg::Error { code, text })).await?;
                     refusals += 1;
                     let next = format!("{}_", self.nick);
                     self.nick = if code == ErrorCode::NickTaken

@@ -310,4 +310,3 @@ async fn emit(ev: &Events, e: SocketEvent) -> Result<(), UiGone> {
     }
     ev.send(e).await.map_err(|_| UiGone)
 }
-
