@@ -7,6 +7,9 @@
 #   bench/run.sh                 # everything (~6-8 minutes)
 #   DUR=5s bench/run.sh          # shorter send phases
 #   ONLY="a c" bench/run.sh      # some loads only: a act a100 b c d e ncat
+#   bench/run.sh --baseline REV [--quick] [--pairs N]
+#                                # A/B: this tree against REV, interleaved,
+#                                # idealchat as the ceiling (bench/compare.sh)
 #
 # Loads (see docs/BENCHMARKS.md): (a) fan-out 1,000 members / 1 room / 10
 # senders at rising rates; (b) 10,000 clients in 1,000 rooms of 10; (c) idle
@@ -17,6 +20,20 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+
+if [ $# -gt 0 ]; then
+    BASELINE= MODE=full PAIRS=
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --baseline) BASELINE=${2:?--baseline needs a revision}; shift 2 ;;
+            --quick) MODE=quick; shift ;;
+            --pairs) PAIRS=${2:?--pairs needs a number}; shift 2 ;;
+            *) echo "usage: bench/run.sh [--baseline REV [--quick] [--pairs N]]" >&2; exit 2 ;;
+        esac
+    done
+    [ -n "$BASELINE" ] || { echo "bench/run.sh: --quick/--pairs need --baseline REV" >&2; exit 2; }
+    exec "$ROOT/bench/compare.sh" "$BASELINE" "$MODE" "$PAIRS"
+fi
 DUR=${DUR:-10s}
 ONLY_SET=${ONLY:-}
 ONLY=${ONLY:-"a act a100 b c d e ncat"}

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Turn bench/compare.sh results (target/bench/cmp/LOAD.BUILD.PAIR.{json,meta})
+into the A/B table of docs/BENCHMARKS.md: medians per load and build, the
+ratios this/baseline and this/idealchat, and how busy the machine was."""
+import glob
+import json
+import os
+import statistics
+import sys
+import time
+
+(out_dir, doc, base, new, mode, dur, pairs, a100_rate, e_rate, load0, load1, nice) = sys.argv[1:13]
+BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
+
+LOADS = {
+    "a100": f"(a100) 100 members, 1 room, 10 senders, {int(a100_rate):,} msg/s (lines)",
+    "a1k": "(a1k) 1,000 members, 1 room, 10 senders, 1,000 msg/s (lines)",
+    "a2k": "(a2k) 1,000 members, 1 room, 10 senders, 2,000 msg/s (lines)",
+    "b": "(b) 10,000 clients, 1,000 rooms of 10, 10 msg/s per room (framed)",
+    "c": "(c) 19,900 idle connections (framed)",
+    "d": "(d) churn: 300 churners + 200 chatters (examples/bots/churn.toml)",
+    "e": f"(e) UDP: 1,000 members, 1 room, 10 senders, {int(e_rate):,} msg/s",
+}
+
+
+def runs(load, build):
+    out = []
+    for p in sorted(glob.glob(os.path.join(out_dir, f"{load}.{build}.*.json"))):
+        try:
+            r = json.loads(open(p).read().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError):
+            r = None
+        try:
+            m = json.load(open(p[:-5] + ".meta"))
+        except (OSError, ValueError):
+            m = {}
+        if r:
+            out.append((r, m))
+    return out
+
+
+def per_delivery_ns(cpu_s, delivered):
+    return cpu_s * 1e9 / delivered if delivered else float("nan")
+
+
+# metric name -> (function of (report, meta), format, higher is better)
+FANOUT = [
+    ("deliveries/s", lambda r, m: r["deliveries_per_sec"], "{:,.0f}", True),
+    ("p50 ms", lambda r, m: r["latency_us"]["p50"] / 1000, "{:.2f}", False),
+    ("p99 ms", lambda r, m: r["latency_us"]["p99"] / 1000, "{:.2f}", False),
+    ("lost", lambda r, m: r["lost"], "{:,.0f}", False),
+    ("unsent", lambda r, m: r["unsent"], "{:,.0f}", False),
+    ("server CPU ns/delivery", lambda r, m: per_delivery_ns(m.get("server_cpu_s", 0), r["delivered"]), "{:,.0f}", False),
+    ("bots CPU ns/delivery", lambda r, m: per_delivery_ns(r.get("bots_cpu_s", 0), r["delivered"]), "{:,.0f}", False),
+]
+METRICS = {
+    "a100": FANOUT, "a1k": FANOUT, "a2k": FANOUT, "b": FANOUT,
+    "c": [
+        ("connected", lambda r, m: r["connected"], "{:,.0f}", True),
+        ("RSS KiB/connection", lambda r, m: (m.get("rss_peak_kb", 0) - m.get("rss0_kb", 0)) / max(r["connected"], 1), "{:.2f}", False),
+    ],
+    "d": [
+        ("connects/s", lambda r, m: r["connects_per_sec"], "{:,.0f}", True),
+        ("fds leaked", lambda r, m: m.get("fds1", 0) - m.get("fds0", 0), "{:,.0f}", False),
+        ("chatters lost", lambda r, m: r["lost"], "{:,.0f}", False),
+        ("chatters p99 ms", lambda r, m: r["latency_us"]["p99"] / 1000, "{:.2f}", False),
+        ("server CPU µs/connect", lambda r, m: m.get("server_cpu_s", 0) * 1e6 / max(r["connects"], 1), "{:.1f}", False),
+    ],
+    "e": FANOUT,
+}
+
+
+def med(vals):
+    vals = [v for v in vals if v == v]  # drop NaN
+    return statistics.median(vals) if vals else None
+
+
+def fmt(f, v):
+    return "—" if v is None else f.format(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "—"
+    return f"{a / b:.2f}"
+
+
+lines = []
+w = lines.append
+w(f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `bench/run.sh --baseline {base}` "
+  f"({mode} mode): **this** = `{new}`, **base** = `{base}`, **ideal** = idealchat "
+  f"(`../shared/reference/idealchat`, current-thread runtime). {pairs} interleaved pair(s) "
+  f"(odd pairs base first, even pairs this first; ideal after them on the one-room loads), "
+  f"send phase {dur}, a fresh server per run, every run measured by this tree's bots. Values are medians "
+  f"of the runs; ratios are of the medians.")
+w("")
+w(f"Machine: {os.cpu_count()} vCPU, shared with other engineers' builds. `uptime` before: `{load0.strip()}`; "
+  f"after: `{load1.strip()}`. Servers and bots ran at nice {nice} (other processes at 0).")
+w("")
+loads_seen = [l for l in LOADS if runs(l, "new") or runs(l, "base")]
+for load in loads_seen:
+    w(f"**{LOADS[load]}**")
+    w("")
+    has_ideal = bool(runs(load, "ideal"))
+    head = "| metric | base | this | this/base |" + (" ideal | this/ideal |" if has_ideal else "") + " this, each run |"
+    w(head)
+    w("|" + "---|" * (head.count("|") - 1))
+    for name, fn, f, _ in METRICS[load]:
+        vals = {}
+        for b in ("base", "new", "ideal"):
+            vs = []
+            for r, m in runs(load, b):
+                try:
+                    vs.append(float(fn(r, m)))
+                except (KeyError, TypeError, ZeroDivisionError):
+                    pass
+            vals[b] = vs
+        mb, mn, mi = med(vals["base"]), med(vals["new"]), med(vals["ideal"])
+        row = f"| {name} | {fmt(f, mb)} | {fmt(f, mn)} | {ratio(mn, mb)} |"
+        if has_ideal:
+            row += f" {fmt(f, mi)} | {ratio(mn, mi)} |"
+        row += " " + ", ".join(fmt(f, v) for v in vals["new"]) + " |"
+        w(row)
+    busy = [(m.get("load1"), m.get("steal_pct")) for b in ("base", "new", "ideal") for _, m in runs(load, b)]
+    errs = {}
+    for b in ("base", "new", "ideal"):
+        for r, _ in runs(load, b):
+            for k, v in (r.get("errors") or {}).items():
+                errs[f"{b}: {k}"] = errs.get(f"{b}: {k}", 0) + v
+    w("")
+    w(f"Load average (1 min) at the start of each run: {', '.join(str(l) for l, _ in busy)}; "
+      f"CPU steal during each run %: {', '.join(str(s) for _, s in busy)}. "
+      f"Errors: {', '.join(f'{k} {v}' for k, v in errs.items()) or 'none'}.")
+    w("")
+
+text = "\n".join(lines)
+try:
+    doc_text = open(doc).read()
+except OSError:
+    doc_text = "# Benchmarks\n"
+if BEGIN in doc_text and END in doc_text:
+    head, rest = doc_text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc_text = f"{head}{BEGIN}\n{text}\n{END}{tail}"
+else:
+    doc_text = f"{doc_text.rstrip()}\n\n## A/B against a baseline\n\n{BEGIN}\n{text}\n{END}\n"
+with open(doc, "w") as f:
+    f.write(doc_text)
