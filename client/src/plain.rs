@@ -212,8 +212,13 @@ pub async fn run_with(
                     }
                     _ => {}
                 }
-                if let (Some(line), Some(value)) = (event_line(&ev, &here.nick), event_json(&ev)) {
-                    out_line(&mut out, json, line.text, value);
+                // The lag while a ping is unanswered has no text line (it
+                // would repeat every tick) but scripts get it in JSON.
+                let text = event_line(&ev, &here.nick).map(|l| l.text).or_else(|| {
+                    (json && matches!(ev, SocketEvent::Lag { .. })).then(String::new)
+                });
+                if let (Some(text), Some(value)) = (text, event_json(&ev)) {
+                    out_line(&mut out, json, text, value);
                 }
             }
         }

@@ -1,0 +1,223 @@
+//! A hung server is noticed (issue 15 item 5): the kernel keeps ACKing for
+//! a stopped process, and a server that sent half a frame looks busy, so
+//! only the application can tell. The real `sockchat` client in plain JSON
+//! mode, against a real `sockchat-server` stopped with SIGSTOP, and against
+//! a listener in this test that welcomes and then sends half a frame.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use serde_json::Value;
+use sockchat_shared::ServerMsg;
+use sockchat_shared::codec::encode_server;
+use sockchat_shared::proto::preamble;
+use sockchat_tests::{Plain, ServerProc, sockchat_command};
+
+const STEP: Duration = Duration::from_secs(15);
+
+/// The ping timeout the clients run with here.
+const PING_TIMEOUT_MS: u64 = 2000;
+
+fn client(addr: &str, nick: &str, extra: &[&str]) -> Plain {
+    let t = PING_TIMEOUT_MS.to_string();
+    let mut args = vec![
+        "--plain",
+        "--json",
+        "--server",
+        addr,
+        "--nick",
+        nick,
+        "--ping-timeout-ms",
+        &t,
+    ];
+    args.extend_from_slice(extra);
+    Plain::spawn(
+        sockchat_command(&args).stderr(Stdio::inherit()),
+        args.join(" "),
+        STEP,
+    )
+}
+
+/// Wait for a JSON event named `event` for which `pred` holds.
+fn expect_event(p: &mut Plain, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let needle = format!("\"event\":\"{event}\"");
+    let deadline = Instant::now() + STEP;
+    while Instant::now() < deadline {
+        let line = p.expect(&needle);
+        if let Ok(v) = serde_json::from_str::<Value>(&line)
+            && pred(&v)
+        {
+            return v;
+        }
+    }
+    panic!(
+        "[{}] no matching {event} event; saw:\n{}",
+        p.name,
+        p.seen.join("\n")
+    );
+}
+
+/// A JSON event already seen, or the next matching one.
+fn seen_or_expect(p: &mut Plain, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let already = p
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == event && pred(v));
+    match already {
+        Some(v) => v,
+        None => expect_event(p, event, pred),
+    }
+}
+
+/// The ping timeout with a little tolerance below: a ping sent just
+/// before the server stopped started the wait a moment earlier.
+fn at_least_the_timeout(took: Duration) -> bool {
+    took + Duration::from_millis(250) >= Duration::from_millis(PING_TIMEOUT_MS)
+}
+
+/// SIGCONT on drop, so a failing test never leaves a stopped server.
+struct Stopped(i32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        let pid = pid as i32;
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGSTOP);
+        }
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+/// SIGSTOP the server: the client reports the lag growing, fails the line
+/// typed meanwhile, ends the connection with idle-timeout after the ping
+/// timeout, reconnects, and gets a session again after SIGCONT.
+#[test]
+fn a_sigstopped_server_is_noticed_and_the_client_reconnects() {
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let mut c = client(&addr, "stoppy", &[]);
+    expect_event(&mut c, "welcome", |_| true);
+    c.send("before the stop");
+    expect_event(&mut c, "chat", |v| v["text"] == "before the stop");
+
+    let stopped = Stopped::stop(server.pid());
+    let at = Instant::now();
+    c.send("while stopped");
+    // The status bar's number: the wait for the unanswered ping, growing.
+    let lag = expect_event(&mut c, "lag", |v| {
+        v["waiting_ms"].as_u64().is_some_and(|ms| ms >= 500)
+    });
+    assert!(
+        lag["waiting_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms < PING_TIMEOUT_MS)
+    );
+    expect_event(&mut c, "closed", |v| v["reason"] == "idle-timeout");
+    let took = at.elapsed();
+    // Failed when it expired or when the connection ended, whichever came
+    // first; never left pending.
+    let failed = seen_or_expect(&mut c, "line-failed", |_| true);
+    assert_eq!(failed["line"], "while stopped", "{failed}");
+    // The ping timeout, plus at most one ping period (2 s) and a tick, plus
+    // slack for a loaded machine; never before the timeout.
+    assert!(
+        at_least_the_timeout(took) && took < Duration::from_secs(10),
+        "idle-timeout after {took:?}"
+    );
+    expect_event(&mut c, "reconnecting", |_| true);
+
+    drop(stopped); // SIGCONT
+    expect_event(&mut c, "welcome", |_| true);
+    c.send("after the stop");
+    expect_event(&mut c, "chat", |v| v["text"] == "after the stop");
+    assert_eq!(c.finish(), 1, "a line failed: the exit status says so");
+}
+
+/// The server side of one connection that welcomes us, then sends the
+/// first half of a frame and nothing more (the socket stays open until the
+/// test ends).
+fn half_frame_server() -> (String, mpsc::Sender<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let _ = s.set_read_timeout(Some(STEP));
+        let mut pre = [0u8; 5];
+        if s.read_exact(&mut pre).is_err() {
+            return;
+        }
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&preamble());
+        encode_server(
+            &ServerMsg::Welcome {
+                nick: "halfy".into(),
+                room: "lobby".into(),
+                server: "half-frame test server".into(),
+            },
+            &mut out,
+        );
+        let mut frame = BytesMut::new();
+        encode_server(
+            &ServerMsg::Notice {
+                text: "this notice never ends".into(),
+            },
+            &mut frame,
+        );
+        out.extend_from_slice(&frame[..frame.len() / 2]);
+        if s.write_all(&out).is_err() {
+            return;
+        }
+        // Silent from now on; keep reading (and ignoring) what comes.
+        let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+        let mut sink = [0u8; 4096];
+        let until = Instant::now() + 3 * STEP;
+        while Instant::now() < until && done_rx.try_recv().is_err() {
+            match s.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+    });
+    (addr, done_tx)
+}
+
+/// Half a frame, then silence: the pings go unanswered and the client ends
+/// the connection with idle-timeout (it waited over 45 s before).
+#[test]
+fn a_server_that_sends_half_a_frame_is_noticed() {
+    let (addr, done) = half_frame_server();
+    let mut c = client(&addr, "halfy", &["--no-reconnect"]);
+    expect_event(&mut c, "welcome", |v| v["nick"] == "halfy");
+    let at = Instant::now();
+    c.send("into the void");
+    expect_event(&mut c, "lag", |_| true);
+    expect_event(&mut c, "closed", |v| v["reason"] == "idle-timeout");
+    let took = at.elapsed();
+    let failed = seen_or_expect(&mut c, "line-failed", |_| true);
+    assert_eq!(failed["line"], "into the void", "{failed}");
+    assert!(
+        at_least_the_timeout(took) && took < Duration::from_secs(10),
+        "idle-timeout after {took:?}"
+    );
+    assert_eq!(c.finish(), 1);
+    let _ = done.send(());
+}
