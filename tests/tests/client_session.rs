@@ -4,6 +4,12 @@
 //! server that answers with garbage), and TCP and UDP treat a taken nick
 //! and lines typed while connecting the same way (issue 9 item 3).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Stdio;

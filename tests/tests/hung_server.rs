@@ -4,6 +4,12 @@
 //! mode, against a real `sockchat-server` stopped with SIGSTOP, and against
 //! a listener in this test that welcomes and then sends half a frame.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Stdio;

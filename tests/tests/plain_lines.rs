@@ -4,6 +4,12 @@
 //! once, the line waits for the join), and the exit status says whether
 //! every line was delivered.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
