@@ -78,6 +78,9 @@ pub struct ChatArgs {
     #[arg(long, value_name = "BYTES")]
     pub udp_max_payload: Option<usize>,
     /// Plain mode: stdin lines are sent, every event is printed as one line.
+    /// Exits 0 only when every line was delivered (echoed by the server)
+    /// and the session ended by /quit or end of input; 1 when a line could
+    /// not be sent or delivered, or no session could be made.
     #[arg(long)]
     pub plain: bool,
     /// Plain mode with one JSON object per line.

@@ -648,3 +648,82 @@ async fn taken_nick_is_retried_with_underscore() {
     })
     .await;
 }
+
+/// The lines of the seam (SEAM.md), the same rules as over UDP: a line
+/// typed while connecting waits for the session and, being for a room
+/// whose Join is unanswered, for the Joined; the echo confirms it. A line
+/// sent but not echoed when the connection dies fails and is not resent
+/// after the reconnect (the rooms are).
+#[tokio::test]
+async fn queued_line_waits_for_its_join_and_an_unechoed_line_is_failed_not_resent() {
+    use sockchat::net::LineId;
+    let (l, addr) = start().await;
+    let mut c = cfg(addr);
+    c.reconnect = true;
+    c.room = "dev".into();
+    let (tx, mut rx) = net::spawn(c);
+    let say = |t: &str| ClientMsg::Say {
+        room: "dev".into(),
+        text: t.into(),
+    };
+    // Typed before the server has even accepted us.
+    tx.send(NetCmd::Send {
+        id: Some(LineId(1)),
+        msg: say("queued"),
+    })
+    .await
+    .expect("send");
+    let (mut p, _) = Peer::accept(&l, "alice").await;
+    assert_eq!(
+        p.recv_not_ping().await,
+        ClientMsg::Join { room: "dev".into() },
+        "the join goes first; the line waits for it"
+    );
+    p.send(&ServerMsg::Joined {
+        room: "dev".into(),
+        nick: "alice".into(),
+    })
+    .await;
+    assert_eq!(p.recv_not_ping().await, say("queued"));
+    p.send(&ServerMsg::Chat {
+        room: "dev".into(),
+        from: "alice".into(),
+        text: "queued".into(),
+        kind: ChatKind::Say,
+        ts_ms: 1,
+        history: false,
+    })
+    .await;
+    expect(&mut rx, "confirmed", |e| {
+        (*e == SocketEvent::LineConfirmed { id: LineId(1) }).then_some(())
+    })
+    .await;
+
+    tx.send(NetCmd::Send {
+        id: Some(LineId(2)),
+        msg: say("unechoed"),
+    })
+    .await
+    .expect("send");
+    assert_eq!(p.recv_not_ping().await, say("unechoed"));
+    drop(p); // the connection dies before the echo
+    let why = expect(&mut rx, "failed", |e| match e {
+        SocketEvent::LineFailed { id: LineId(2), why } => Some(why.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(why.contains("not resent"), "{why}");
+    let (mut p2, _) = Peer::accept(&l, "alice").await;
+    assert_eq!(
+        p2.recv_not_ping().await,
+        ClientMsg::Join { room: "dev".into() }
+    );
+    // Nothing else comes: the failed line is not sent again.
+    p2.send(&ServerMsg::Joined {
+        room: "dev".into(),
+        nick: "alice".into(),
+    })
+    .await;
+    let more = timeout(Duration::from_millis(300), p2.recv_not_ping()).await;
+    assert!(more.is_err(), "unexpected resend: {more:?}");
+}
