@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use sockchat_shared::names::normalize_room;
 use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::{
@@ -518,10 +518,20 @@ impl Member<'_> {
                     ts_ms: sockchat_shared::now_ms(),
                 };
                 target.send(&m);
-                // A framed client shows its own PM from the echo; a text
-                // user already sees what it typed.
-                if self.peer.format == Format::Framed && target.id != self.peer.id {
-                    self.peer.send(&m);
+                // The sender learns it was delivered: a framed client gets
+                // the message back (with the server's timestamp), a text
+                // user the line `[pm] -> bob: text`.
+                if target.id != self.peer.id {
+                    match self.peer.format {
+                        Format::Framed => self.peer.send(&m),
+                        Format::Text => {
+                            if let Some(mut line) = crate::text::render_for(&m, &self.peer.nick())
+                            {
+                                line.push('\n');
+                                self.peer.deliver(Bytes::from(line));
+                            }
+                        }
+                    }
                 }
             }
             ClientMsg::Who { room } => {

@@ -470,10 +470,8 @@ impl Reader {
             TextCommand::Msg(m) => self.handle(m),
             TextCommand::Help => {
                 self.flush_batch();
-                for l in text::HELP {
-                    self.send(&ServerMsg::Notice {
-                        text: (*l).to_string(),
-                    });
+                for text in text::help() {
+                    self.send(&ServerMsg::Notice { text });
                 }
                 ControlFlow::Continue(())
             }

@@ -14,6 +14,9 @@ pub const REPLACEMENT: char = '\u{FFFD}';
 fn is_unsafe(c: char) -> bool {
     c.is_control() // C0, DEL and C1
         || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+        // Line and paragraph separators: some terminals and viewers break
+        // the line there, so one message could pose as two lines.
+        || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Replace control characters and bidi overrides; a tab becomes one space.
@@ -58,5 +61,8 @@ mod tests {
         assert!(matches!(sanitize(s), Cow::Borrowed(_)));
         assert_eq!(sanitize("a\u{202E}b"), "a\u{FFFD}b");
         assert_eq!(sanitize("a\tb"), "a b");
+        assert_eq!(sanitize("a\u{2028}b\u{2029}"), "a\u{FFFD}b\u{FFFD}");
+        // Invisible but harmless to a terminal: carried as sent.
+        assert_eq!(sanitize("a\u{200B}b\u{FEFF}"), "a\u{200B}b\u{FEFF}");
     }
 }

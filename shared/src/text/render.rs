@@ -48,20 +48,22 @@ pub fn render(msg: &ServerMsg, me: &str) -> Option<Line> {
             Notice,
             format!("* welcome {nick}: you are in {room} on {server} (type /help for commands)"),
         ),
+        // Replayed history reads `[lobby history] ...`: a room name has no
+        // space, so a program tells it from live chat by the bracket alone.
         ServerMsg::Chat {
             room,
             from,
             text,
-            kind: ChatKind::Say,
+            kind,
+            history,
             ..
-        } => (Chat, format!("[{room}] {from}: {text}")),
-        ServerMsg::Chat {
-            room,
-            from,
-            text,
-            kind: ChatKind::Me,
-            ..
-        } => (Chat, format!("[{room}] * {from} {text}")),
+        } => {
+            let tag = if *history { " history" } else { "" };
+            match kind {
+                ChatKind::Say => (Chat, format!("[{room}{tag}] {from}: {text}")),
+                ChatKind::Me => (Chat, format!("[{room}{tag}] * {from} {text}")),
+            }
+        }
         ServerMsg::Private { from, to, text, .. } => {
             // Nicks compare by plain lowercasing (PROTOCOL.md).
             if from.to_lowercase() == me.to_lowercase() && to.to_lowercase() != me.to_lowercase() {
