@@ -766,7 +766,7 @@ mod tests {
         let all: Vec<u8> = got.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(
             String::from_utf8(all).expect("utf-8"),
-            "* c joined lobby\n[lobby] a: two\n[lobby] a: three\n"
+            "* c joined lobby\n[lobby history] a: two\n[lobby history] a: three\n"
         );
     }
 
