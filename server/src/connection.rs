@@ -248,29 +248,15 @@ impl Connection {
             }
         }
         loop {
-            let rest = &data[pos..];
-            if rest.len() < codec::HEADER_LEN {
-                break;
-            }
-            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            let err = if len > self.max_frame {
-                Some(DecodeError::FrameTooLarge {
-                    len,
-                    max: self.max_frame,
-                })
-            } else if len == 0 {
-                Some(DecodeError::EmptyFrame)
-            } else {
-                None
+            // The one frame splitter (shared with the client, the bots and
+            // the codec's proptests): the length is checked before waiting
+            // for the payload.
+            let (payload, used) = match codec::split_frame(&data[pos..], self.max_frame) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return (data.len(), f(Frame::Bad(e))),
             };
-            if let Some(e) = err {
-                return (data.len(), f(Frame::Bad(e)));
-            }
-            if rest.len() < codec::HEADER_LEN + len {
-                break;
-            }
-            let payload = &rest[codec::HEADER_LEN..codec::HEADER_LEN + len];
-            pos += codec::HEADER_LEN + len;
+            pos += used;
             let flow = match codec::decode_client(payload) {
                 Ok(msg) => f(Frame::Msg(msg)),
                 Err(e) => f(Frame::Bad(e)),

@@ -273,13 +273,13 @@ async fn history_is_replayed_on_join() {
                 }
             }
             assert_eq!(got, ["m2", "m3", "m4"]);
-            // Text users get the same lines.
+            // Text users get the same lines, marked as history.
             let mut t = TextClient::connect(srv.addr()).await;
             t.expect_prefix("* welcome ").await;
             t.expect_prefix("* guest").await;
-            t.expect_line("[lobby] alice: m2").await;
-            t.expect_line("[lobby] alice: m3").await;
-            t.expect_line("[lobby] alice: m4").await;
+            t.expect_line("[lobby history] alice: m2").await;
+            t.expect_line("[lobby history] alice: m3").await;
+            t.expect_line("[lobby history] alice: m4").await;
         },
     )
     .await;
