@@ -525,8 +525,7 @@ impl Member<'_> {
                     match self.peer.format {
                         Format::Framed => self.peer.send(&m),
                         Format::Text => {
-                            if let Some(mut line) = crate::text::render_for(&m, &self.peer.nick())
-                            {
+                            if let Some(mut line) = crate::text::render_for(&m, &self.peer.nick()) {
                                 line.push('\n');
                                 self.peer.deliver(Bytes::from(line));
                             }

@@ -71,7 +71,10 @@ mod tests {
             ts_ms: 1,
             history,
         };
-        assert_eq!(render(&chat(false)).as_deref(), Some("[lobby] alice: hi\u{FFFD}[2J"));
+        assert_eq!(
+            render(&chat(false)).as_deref(),
+            Some("[lobby] alice: hi\u{FFFD}[2J")
+        );
         assert_eq!(
             render(&chat(true)).as_deref(),
             Some("[lobby history] alice: hi\u{FFFD}[2J")
@@ -82,7 +85,10 @@ mod tests {
             text: "psst".into(),
             ts_ms: 0,
         };
-        assert_eq!(render_for(&pm, "alice").as_deref(), Some("[pm] -> bob: psst"));
+        assert_eq!(
+            render_for(&pm, "alice").as_deref(),
+            Some("[pm] -> bob: psst")
+        );
         assert_eq!(render(&pm).as_deref(), Some("[pm] alice: psst"));
     }
 
@@ -108,7 +114,10 @@ mod tests {
             parse("/frobnicate"),
             TextCommand::Error("unknown command: /frobnicate (try /help)".into())
         );
-        assert_eq!(parse("/msg bob"), TextCommand::Error("usage: /msg NICK TEXT".into()));
+        assert_eq!(
+            parse("/msg bob"),
+            TextCommand::Error("usage: /msg NICK TEXT".into())
+        );
         assert_eq!(
             parse("/sockinfo"),
             TextCommand::Msg(ClientMsg::SockInfo {
