@@ -445,7 +445,10 @@ async fn names_lengths_and_room_caps_give_clear_errors() {
             t.welcome().await;
             t.line("this is too long").await;
             t.expect_line("! message too long (16 bytes, max 10)").await;
+            // One word (PROTOCOL.md "Text mode"), then the naming rule.
             t.line("/nick bad nick").await;
+            t.expect_line("! usage: /nick NAME").await;
+            t.line("/nick bad!nick").await;
             t.expect_line("! nick may only contain letters, digits, '-', '_' and '.'")
                 .await;
             t.line("/join r1").await;
