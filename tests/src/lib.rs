@@ -635,6 +635,48 @@ impl Plain {
         }
     }
 
+    /// With `--json`: wait (up to `step` for each line) for an object whose
+    /// `"event"` is `event` and for which `pred` holds; returns it.
+    pub fn expect_event(
+        &mut self,
+        event: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let needle = format!("\"event\":\"{event}\"");
+        let deadline = Instant::now() + self.step;
+        while Instant::now() < deadline {
+            let line = self.expect(&needle);
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && pred(&v)
+            {
+                return v;
+            }
+        }
+        panic!(
+            "[{}] no matching {event} event within {:?}; saw:\n{}",
+            self.name,
+            self.step,
+            self.seen.join("\n")
+        );
+    }
+
+    /// A matching JSON event already seen, or else the next one.
+    pub fn seen_or_expect_event(
+        &mut self,
+        event: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let already = self
+            .seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == event && pred(v));
+        match already {
+            Some(v) => v,
+            None => self.expect_event(event, pred),
+        }
+    }
+
     /// Wait up to `d` for the child to exit.
     pub fn wait_exit(&mut self, d: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + d;

@@ -15,10 +15,9 @@ use std::net::TcpListener;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use serde_json::Value;
 use sockchat_shared::ServerMsg;
 use sockchat_shared::codec::encode_server;
 use sockchat_shared::proto::preamble;
@@ -32,25 +31,6 @@ fn plain(args: &[&str]) -> Plain {
         args.join(" "),
         STEP,
     )
-}
-
-/// Wait for a JSON event named `event` for which `pred` holds.
-fn expect_event(p: &mut Plain, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let needle = format!("\"event\":\"{event}\"");
-    let deadline = Instant::now() + STEP;
-    while Instant::now() < deadline {
-        let line = p.expect(&needle);
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && pred(&v)
-        {
-            return v;
-        }
-    }
-    panic!(
-        "[{}] no matching {event} event; saw:\n{}",
-        p.name,
-        p.seen.join("\n")
-    );
 }
 
 /// A file in a fresh temporary directory (removed by the caller).
@@ -73,38 +53,34 @@ fn reconnect_restores_nick_rooms_and_the_focused_room() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let mut c = plain(&["--plain", "--json", "--server", &addr, "--nick", "alice"]);
-    expect_event(&mut c, "welcome", |v| v["nick"] == "alice");
+    c.expect_event("welcome", |v| v["nick"] == "alice");
     c.send("/nick alice2");
-    expect_event(&mut c, "nick-changed", |v| v["new"] == "alice2");
+    c.expect_event("nick-changed", |v| v["new"] == "alice2");
     c.send("/join dev");
     c.send("before restart");
-    expect_event(&mut c, "chat", |v| {
+    c.expect_event("chat", |v| {
         v["room"] == "dev" && v["text"] == "before restart"
     });
 
     // Restart on the same port.
     drop(server);
-    expect_event(&mut c, "closed", |_| true);
+    c.expect_event("closed", |_| true);
     let server = ServerProc::start_args(&["--listen", &addr], &[]);
-    let w = expect_event(&mut c, "welcome", |_| true);
+    let w = c.expect_event("welcome", |_| true);
     assert_eq!(w["nick"], "alice2", "the nick the server gave us: {w}");
-    expect_event(&mut c, "joined", |v| {
-        v["room"] == "dev" && v["nick"] == "alice2"
-    });
+    c.expect_event("joined", |v| v["room"] == "dev" && v["nick"] == "alice2");
 
     // Someone on the new server sees the next line in dev.
     let mut bob = plain(&["--plain", "--json", "--server", &addr, "--nick", "bob"]);
-    expect_event(&mut bob, "welcome", |_| true);
+    bob.expect_event("welcome", |_| true);
     bob.send("/join dev");
-    expect_event(&mut bob, "joined", |v| {
-        v["room"] == "dev" && v["nick"] == "bob"
-    });
+    bob.expect_event("joined", |v| v["room"] == "dev" && v["nick"] == "bob");
     c.send("after restart");
-    let got = expect_event(&mut bob, "chat", |v| v["text"] == "after restart");
+    let got = bob.expect_event("chat", |v| v["text"] == "after restart");
     assert_eq!(got["room"], "dev", "{got}");
     assert_eq!(got["from"], "alice2", "{got}");
     c.send("/who");
-    let who = expect_event(&mut c, "who", |_| true);
+    let who = c.expect_event("who", |_| true);
     assert_eq!(who["room"], "dev", "{who}");
     assert_eq!(c.finish(), 0, "every line delivered");
     drop(server);
@@ -158,7 +134,7 @@ fn a_garbage_server_gets_a_growing_back_off() {
     );
     let conf_s = conf.to_str().expect("utf-8 path").to_string();
     let mut c = plain(&["--plain", "--json", "--config", &conf_s, "--server", &addr]);
-    expect_event(&mut c, "welcome", |_| true);
+    c.expect_event("welcome", |_| true);
     let window = Duration::from_secs(6);
     std::thread::sleep(window);
     let n = count.load(Ordering::SeqCst);
@@ -181,7 +157,7 @@ fn udp_queues_lines_while_connecting_and_retries_a_taken_nick() {
     let udp = server.udp_addr().to_string();
     let tcp = server.addr.to_string();
     let mut holder = plain(&["--plain", "--json", "--server", &tcp, "--nick", "carol"]);
-    expect_event(&mut holder, "welcome", |v| v["nick"] == "carol");
+    holder.expect_event("welcome", |v| v["nick"] == "carol");
     let mut c = Plain::spawn(
         sockchat_command(&[
             "--plain", "--json", "--udp", "--server", &udp, "--nick", "carol",
@@ -192,9 +168,9 @@ fn udp_queues_lines_while_connecting_and_retries_a_taken_nick() {
     );
     // Typed before any Welcome can have arrived.
     c.send("queued over udp");
-    let w = expect_event(&mut c, "welcome", |_| true);
+    let w = c.expect_event("welcome", |_| true);
     assert_eq!(w["nick"], "carol_", "{w}");
-    let got = expect_event(&mut holder, "chat", |v| v["text"] == "queued over udp");
+    let got = holder.expect_event("chat", |v| v["text"] == "queued over udp");
     assert_eq!(got["from"], "carol_", "{got}");
     assert_eq!(c.finish(), 0, "the line was confirmed: {:#?}", c.seen);
 }

@@ -17,7 +17,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use serde_json::Value;
 use sockchat_shared::ServerMsg;
 use sockchat_shared::codec::encode_server;
 use sockchat_shared::proto::preamble;
@@ -46,38 +45,6 @@ fn client(addr: &str, nick: &str, extra: &[&str]) -> Plain {
         args.join(" "),
         STEP,
     )
-}
-
-/// Wait for a JSON event named `event` for which `pred` holds.
-fn expect_event(p: &mut Plain, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let needle = format!("\"event\":\"{event}\"");
-    let deadline = Instant::now() + STEP;
-    while Instant::now() < deadline {
-        let line = p.expect(&needle);
-        if let Ok(v) = serde_json::from_str::<Value>(&line)
-            && pred(&v)
-        {
-            return v;
-        }
-    }
-    panic!(
-        "[{}] no matching {event} event; saw:\n{}",
-        p.name,
-        p.seen.join("\n")
-    );
-}
-
-/// A JSON event already seen, or the next matching one.
-fn seen_or_expect(p: &mut Plain, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let already = p
-        .seen
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == event && pred(v));
-    match already {
-        Some(v) => v,
-        None => expect_event(p, event, pred),
-    }
 }
 
 /// The ping timeout with a little tolerance below: a ping sent just
@@ -117,15 +84,15 @@ fn a_sigstopped_server_is_noticed_and_the_client_reconnects() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let mut c = client(&addr, "stoppy", &[]);
-    expect_event(&mut c, "welcome", |_| true);
+    c.expect_event("welcome", |_| true);
     c.send("before the stop");
-    expect_event(&mut c, "chat", |v| v["text"] == "before the stop");
+    c.expect_event("chat", |v| v["text"] == "before the stop");
 
     let stopped = Stopped::stop(server.pid());
     let at = Instant::now();
     c.send("while stopped");
     // The status bar's number: the wait for the unanswered ping, growing.
-    let lag = expect_event(&mut c, "lag", |v| {
+    let lag = c.expect_event("lag", |v| {
         v["waiting_ms"].as_u64().is_some_and(|ms| ms >= 500)
     });
     assert!(
@@ -133,11 +100,11 @@ fn a_sigstopped_server_is_noticed_and_the_client_reconnects() {
             .as_u64()
             .is_some_and(|ms| ms < PING_TIMEOUT_MS)
     );
-    expect_event(&mut c, "closed", |v| v["reason"] == "idle-timeout");
+    c.expect_event("closed", |v| v["reason"] == "idle-timeout");
     let took = at.elapsed();
     // Failed when it expired or when the connection ended, whichever came
     // first; never left pending.
-    let failed = seen_or_expect(&mut c, "line-failed", |_| true);
+    let failed = c.seen_or_expect_event("line-failed", |_| true);
     assert_eq!(failed["line"], "while stopped", "{failed}");
     // The ping timeout, plus at most one ping period (2 s) and a tick, plus
     // slack for a loaded machine; never before the timeout.
@@ -145,12 +112,12 @@ fn a_sigstopped_server_is_noticed_and_the_client_reconnects() {
         at_least_the_timeout(took) && took < Duration::from_secs(10),
         "idle-timeout after {took:?}"
     );
-    expect_event(&mut c, "reconnecting", |_| true);
+    c.expect_event("reconnecting", |_| true);
 
     drop(stopped); // SIGCONT
-    expect_event(&mut c, "welcome", |_| true);
+    c.expect_event("welcome", |_| true);
     c.send("after the stop");
-    expect_event(&mut c, "chat", |v| v["text"] == "after the stop");
+    c.expect_event("chat", |v| v["text"] == "after the stop");
     assert_eq!(c.finish(), 1, "a line failed: the exit status says so");
 }
 
@@ -212,13 +179,13 @@ fn half_frame_server() -> (String, mpsc::Sender<()>) {
 fn a_server_that_sends_half_a_frame_is_noticed() {
     let (addr, done) = half_frame_server();
     let mut c = client(&addr, "halfy", &["--no-reconnect"]);
-    expect_event(&mut c, "welcome", |v| v["nick"] == "halfy");
+    c.expect_event("welcome", |v| v["nick"] == "halfy");
     let at = Instant::now();
     c.send("into the void");
-    expect_event(&mut c, "lag", |_| true);
-    expect_event(&mut c, "closed", |v| v["reason"] == "idle-timeout");
+    c.expect_event("lag", |_| true);
+    c.expect_event("closed", |v| v["reason"] == "idle-timeout");
     let took = at.elapsed();
-    let failed = seen_or_expect(&mut c, "line-failed", |_| true);
+    let failed = c.seen_or_expect_event("line-failed", |_| true);
     assert_eq!(failed["line"], "into the void", "{failed}");
     assert!(
         at_least_the_timeout(took) && took < Duration::from_secs(10),

@@ -8,6 +8,7 @@
 //! the two transports share — reconnecting, nick retry, rooms, typed lines,
 //! liveness, back-off — is the driver's.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -98,4 +99,41 @@ pub(super) trait Link: Sized {
 
     /// Say goodbye; [`Link::next`] ends with [`Up::Closed`] soon after.
     async fn quit(&mut self, message: String);
+}
+
+/// What a link has to report and not yet handed out, and whether it is
+/// over: both transports answer [`Link::next`] from it first.
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    queue: VecDeque<Up>,
+    over: bool,
+}
+
+impl Outbox {
+    pub(super) fn push(&mut self, u: Up) {
+        self.queue.push_back(u);
+    }
+
+    pub(super) fn report(&mut self, e: SocketEvent) {
+        self.queue.push_back(Up::Report(e));
+    }
+
+    /// The link is over with this reason: nothing follows it.
+    pub(super) fn close(&mut self, reason: CloseReason) {
+        self.queue.push_back(Up::Closed(reason));
+        self.over = true;
+    }
+
+    /// The oldest queued report; `None` when the link must wait on its
+    /// socket. After the close, once the queue is empty, never returns
+    /// (the driver drops the link on [`Up::Closed`]).
+    pub(super) async fn take(&mut self) -> Option<Up> {
+        if let Some(u) = self.queue.pop_front() {
+            return Some(u);
+        }
+        if self.over {
+            std::future::pending::<()>().await;
+        }
+        None
+    }
 }

@@ -8,7 +8,6 @@
 //! when another branch wins: the buffers live in [`TcpLink`], not in a
 //! future, and [`Link::next`] is cancel-safe.
 
-use std::collections::VecDeque;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -21,7 +20,7 @@ use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::link::{HelloError, Link, OpenError, Up, Welcome};
+use super::link::{HelloError, Link, OpenError, Outbox, Up, Welcome};
 use super::{
     CloseReason, Fault, HalfClose, NetConfig, SocketEvent, SocketInfo, Stats, SysError, Transport,
 };
@@ -62,9 +61,7 @@ pub(super) struct TcpLink {
     /// When the peer's FIN arrived (we linger in CLOSE_WAIT briefly).
     peer_fin_at: Option<Instant>,
     /// What happened and was not yet taken by `next`.
-    out: VecDeque<Up>,
-    /// `Up::Closed` was queued: nothing more happens.
-    over: bool,
+    out: Outbox,
 }
 
 fn sys_or_local(syscall: &'static str, e: &std::io::Error) -> OpenError {
@@ -148,8 +145,7 @@ impl Link for TcpLink {
             close_unread_by: None,
             quit_by: None,
             peer_fin_at: None,
-            out: VecDeque::new(),
-            over: false,
+            out: Outbox::default(),
         })
     }
 
@@ -217,11 +213,8 @@ impl Link for TcpLink {
 
     async fn next(&mut self) -> Up {
         loop {
-            if let Some(u) = self.out.pop_front() {
+            if let Some(u) = self.out.take().await {
                 return u;
-            }
-            if self.over {
-                return std::future::pending().await;
             }
             let checking = self.close_unread_by.is_some()
                 || self.quit_by.is_some()
@@ -255,7 +248,7 @@ impl Link for TcpLink {
                     return self.fail("shutdown", &e);
                 }
                 self.we_sent_fin = true;
-                self.out.push_back(done(
+                self.out.push(done(
                     "shutdown(SHUT_WR): we sent FIN and keep reading; our state goes FIN_WAIT1 -> FIN_WAIT2",
                     "its read returns 0 (EOF, FIN received); it sits in CLOSE_WAIT until it closes too. A write from us now fails with EPIPE (32)",
                 ));
@@ -268,7 +261,7 @@ impl Link for TcpLink {
                 {
                     return self.fail("setsockopt", &e);
                 }
-                self.out.push_back(done(
+                self.out.push(done(
                     "setsockopt(SO_LINGER {on, 0}) then close(): the kernel sends RST, no FIN, no TIME_WAIT",
                     "its next read or write fails with ECONNRESET (104): connection reset by peer",
                 ));
@@ -286,14 +279,14 @@ impl Link for TcpLink {
             }
             Fault::StopReading => {
                 self.reading = false;
-                self.out.push_back(done(
+                self.out.push(done(
                     "stopped calling read(): data piles up in our receive queue (SIOCINQ grows) until our advertised window is 0",
                     "its send queue and unacked bytes grow, it sees a zero window (probes), and its outbox may fill: slow consumer",
                 ));
             }
             Fault::Resume => {
                 self.reading = true;
-                self.out.push_back(done(
+                self.out.push(done(
                     "reading again: the receive queue drains and the window reopens",
                     "its queued data flows again (a window update arrives)",
                 ));
@@ -326,13 +319,12 @@ impl TcpLink {
     }
 
     fn report(&mut self, e: SocketEvent) {
-        self.out.push_back(Up::Report(e));
+        self.out.report(e);
     }
 
     /// The connection is over with this reason: nothing more is read.
     fn close(&mut self, reason: CloseReason) {
-        self.out.push_back(Up::Closed(reason));
-        self.over = true;
+        self.out.close(reason);
         self.reading = false;
         self.wbuf.clear();
         self.close_unread_by = None;
@@ -427,14 +419,14 @@ impl TcpLink {
                 let now = self.started.elapsed().as_micros() as u64;
                 // A token from the future is not ours: ignore it.
                 if let Some(us) = now.checked_sub(token) {
-                    self.out.push_back(Up::Pong(Duration::from_micros(us)));
+                    self.out.push(Up::Pong(Duration::from_micros(us)));
                 }
             }
             m => {
                 if let ServerMsg::Bye { reason } = &m {
                     self.bye = Some(reason.clone());
                 }
-                self.out.push_back(Up::Msg(m));
+                self.out.push(Up::Msg(m));
             }
         }
     }

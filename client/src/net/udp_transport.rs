@@ -4,7 +4,6 @@
 //! counters for the socket panel, and a new Hello when the server no longer
 //! knows us.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use sockchat_shared::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::link::{HelloError, Link, OpenError, Up, Welcome};
+use super::link::{HelloError, Link, OpenError, Outbox, Up, Welcome};
 use super::udp::{HandshakeError, Received, SendError, UdpLink};
 use super::{CloseReason, Fault, NetConfig, SocketEvent, SysError, Transport};
 
@@ -30,8 +29,7 @@ pub(super) struct UdpTransport {
     hello_limit: Duration,
     info: Interval,
     flush: Interval,
-    out: VecDeque<Up>,
-    over: bool,
+    out: Outbox,
 }
 
 /// A kernel error as events: its errno (the UI explains it), and for
@@ -63,13 +61,10 @@ fn sys_events(syscall: &'static str, e: &io::Error) -> (Vec<SocketEvent>, CloseR
 impl UdpTransport {
     fn fail(&mut self, syscall: &'static str, e: &io::Error) {
         let (report, reason) = sys_events(syscall, e);
-        self.out.extend(report.into_iter().map(Up::Report));
-        self.close(reason);
-    }
-
-    fn close(&mut self, reason: CloseReason) {
-        self.out.push_back(Up::Closed(reason));
-        self.over = true;
+        for e in report {
+            self.out.report(e);
+        }
+        self.out.close(reason);
     }
 }
 
@@ -93,8 +88,7 @@ impl Link for UdpTransport {
             hello_limit: cfg.ping_timeout,
             info,
             flush,
-            out: VecDeque::new(),
-            over: false,
+            out: Outbox::default(),
         })
     }
 
@@ -162,11 +156,8 @@ impl Link for UdpTransport {
 
     async fn next(&mut self) -> Up {
         loop {
-            if let Some(u) = self.out.pop_front() {
+            if let Some(u) = self.out.take().await {
                 return u;
-            }
-            if self.over {
-                return std::future::pending().await;
             }
             tokio::select! {
                 r = self.link.recv() => match r {
@@ -178,15 +169,15 @@ impl Link for UdpTransport {
                         }
                     }
                     Ok(Received::Msg(ServerMsg::Bye { reason })) => {
-                        self.out.push_back(Up::Msg(ServerMsg::Bye { reason: reason.clone() }));
-                        self.close(CloseReason::Peer(reason));
+                        self.out.push(Up::Msg(ServerMsg::Bye { reason: reason.clone() }));
+                        self.out.close(CloseReason::Peer(reason));
                     }
                     Ok(Received::Msg(m)) => return Up::Msg(m),
                     Ok(Received::Retry { cookie }) => {
                         // The server no longer knows us (it restarted, or
                         // timed us out): prove our address and say hello
                         // again; its Welcome restores the session.
-                        self.out.push_back(Up::Report(SocketEvent::Local(
+                        self.out.push(Up::Report(SocketEvent::Local(
                             "the server does not know this UDP session any more (restarted or timed out?): saying hello again".into(),
                         )));
                         self.link.new_session(cookie);
@@ -210,7 +201,7 @@ impl Link for UdpTransport {
     }
 
     async fn fault(&mut self, f: Fault) {
-        self.out.push_back(Up::Report(SocketEvent::Local(format!(
+        self.out.push(Up::Report(SocketEvent::Local(format!(
             "/fault {f} is a TCP experiment; over UDP use --udp-drop/--udp-dup/--udp-reorder"
         ))));
     }
@@ -218,7 +209,7 @@ impl Link for UdpTransport {
     async fn quit(&mut self, message: String) {
         let _ = self.link.send(&ClientMsg::Quit { message }).await;
         let _ = self.link.flush_faults().await;
-        self.close(CloseReason::Local(
+        self.out.close(CloseReason::Local(
             "quit (UDP: one Quit datagram, no FIN; if it is lost the server times us out)".into(),
         ));
     }
