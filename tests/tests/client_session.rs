@@ -21,6 +21,7 @@ use bytes::BytesMut;
 use sockchat_shared::ServerMsg;
 use sockchat_shared::codec::encode_server;
 use sockchat_shared::proto::preamble;
+use sockchat_tests::tmux::restartable_port;
 use sockchat_tests::{Plain, ServerProc, sockchat_command};
 
 const STEP: Duration = Duration::from_secs(15);
@@ -50,8 +51,10 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 /// and the next line goes to dev (where the user was talking), not lobby.
 #[test]
 fn reconnect_restores_nick_rooms_and_the_focused_room() {
-    let server = ServerProc::start(&[]);
-    let addr = server.addr.to_string();
+    // A port outside the ephemeral range: while the server is down, the
+    // client's own connect attempts cannot take it as their source port.
+    let addr = format!("127.0.0.1:{}", restartable_port());
+    let server = ServerProc::start_args(&["--listen", &addr], &[]);
     let mut c = plain(&["--plain", "--json", "--server", &addr, "--nick", "alice"]);
     c.expect_event("welcome", |v| v["nick"] == "alice");
     c.send("/nick alice2");

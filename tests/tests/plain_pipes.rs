@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use sockchat_tests::tmux::restartable_port;
 use sockchat_tests::{Plain, ServerProc, sockchat_command};
 
 const STEP: Duration = Duration::from_secs(10);
@@ -209,19 +210,4 @@ fn a_taken_nick_becomes_nick_underscore() {
     second.expect("! nick already taken: twin");
     second.expect("! trying nick twin_");
     second.expect("* welcome twin_: you are in lobby");
-}
-
-/// A free port below the kernel's ephemeral range (32768+): after the
-/// server is killed, no outgoing connection elsewhere on the machine can
-/// take it as its source port before the restarted server binds it again.
-fn restartable_port() -> u16 {
-    let base = 20_000 + (std::process::id() % 10_000) as u16;
-    for p in (base..32_000).chain(20_000..base) {
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no free port in 20000..32000");
 }
