@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use sockchat::net::{CloseReason, SocketEvent, SocketInfo, Stats, SysError, Transport};
-use sockchat::tui::app::{App, Event, UiConfig};
+use sockchat::net::{CloseReason, NetCmd, SocketEvent, SocketInfo, Stats, SysError, Transport};
+use sockchat::tui::app::{Action, App, Event, UiConfig};
 use sockchat::tui::view;
 use sockchat_shared::sockopt::{KeepaliveSettings, TcpInfo, TcpSnapshot};
 use sockchat_shared::{ChatKind, DisconnectReason, ServerMsg};
@@ -525,4 +525,113 @@ fn state_diagram_lights_close_wait() {
     let s = screen(&a);
     assert!(s.contains("HALF-CLOSED (peer sent FIN)"), "{s}");
     assert!(s.contains("tcpi     CLOSE_WAIT"), "{s}");
+}
+
+/// Issue 15 item 5, the UI's part: a typed line shows as pending (dimmed,
+/// marked) until the server's echo is confirmed; a failed line stays, marked
+/// failed with the reason; an unanswered ping shows as growing lag in the
+/// status bar instead of the last round trip.
+#[test]
+fn pending_failed_lines_and_lag() {
+    let (mut a, t0) = app(100, 20);
+    connected(&mut a);
+    sock(&mut a, SocketEvent::Latency(Duration::from_micros(900)));
+    for c in "hello there".chars() {
+        a.update(Event::Key(crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char(c),
+            crossterm::event::KeyModifiers::NONE,
+        )));
+    }
+    let acts = a.update(Event::Key(crossterm::event::KeyEvent::new(
+        crossterm::event::KeyCode::Enter,
+        crossterm::event::KeyModifiers::NONE,
+    )));
+    let id = match acts.as_slice() {
+        [Action::Net(NetCmd::Send { id: Some(id), .. })] => *id,
+        other => panic!("{other:?}"),
+    };
+    let s = screen(&a);
+    assert!(s.contains("⋯ alice: hello there (sending)"), "{s}");
+    assert!(s.contains("1 sending"), "{s}");
+    assert!(s.contains("ping 900 µs"), "{s}");
+    // The ping goes unanswered: the status bar shows the wait growing.
+    a.update(Event::Tick(t0 + Duration::from_secs(4)));
+    sock(&mut a, SocketEvent::Lag { waiting_ms: 4200 });
+    let s = screen(&a);
+    assert!(s.contains("no answer for 4.2 s"), "{s}");
+    assert!(!s.contains("ping 900"), "{s}");
+    assert!(s.contains("(sending, 4 s)"), "{s}");
+    // The echo and its confirmation: the line is an ordinary line now.
+    chat(&mut a, "alice", "hello there", 5);
+    sock(&mut a, SocketEvent::LineConfirmed { id });
+    let s = screen(&a);
+    assert!(!s.contains("sending"), "{s}");
+    assert!(s.contains("alice: hello there"), "{s}");
+    // A line that fails stays, with what it said and why.
+    let acts = a.submit("are you there?");
+    let Some(Action::Net(NetCmd::Send { id: Some(id), .. })) = acts.first() else {
+        panic!("{acts:?}");
+    };
+    sock(
+        &mut a,
+        SocketEvent::LineFailed {
+            id: *id,
+            why: "the connection died before the server echoed it".into(),
+        },
+    );
+    let s = screen(&a);
+    assert!(
+        s.contains("! not sent: alice: are you there? — the connection died"),
+        "{s}"
+    );
+    assert!(!s.contains("sending"), "{s}");
+}
+
+/// Names from the network are shown sanitised but kept as sent: a room
+/// whose name holds an escape sequence is drawn harmless and is still the
+/// room a typed line is addressed to (issue 15 item 7).
+#[test]
+fn escapes_in_names_are_shown_harmless_and_stay_addressable() {
+    let (mut a, _) = app(100, 20);
+    connected(&mut a);
+    let evil = "evil\x1b[2J\u{202e}room";
+    server(
+        &mut a,
+        ServerMsg::Joined {
+            room: evil.into(),
+            nick: "alice".into(),
+        },
+    );
+    server(
+        &mut a,
+        ServerMsg::Chat {
+            room: evil.into(),
+            from: "m\x1b[31mallory".into(),
+            text: "hi\x07 there".into(),
+            kind: ChatKind::Say,
+            ts_ms: WALL,
+            history: false,
+        },
+    );
+    a.update(Event::Key(crossterm::event::KeyEvent::new(
+        crossterm::event::KeyCode::Char('n'),
+        crossterm::event::KeyModifiers::CONTROL,
+    )));
+    assert_eq!(a.room().name, evil, "kept exactly as sent");
+    let s = screen(&a);
+    assert!(
+        !s.contains('\x1b') && !s.contains('\u{202e}') && !s.contains('\x07'),
+        "{s}"
+    );
+    assert!(s.contains("evil\u{fffd}[2J\u{fffd}room"), "{s}");
+    assert!(s.contains("m\u{fffd}[31mallory: hi\u{fffd} there"), "{s}");
+    let acts = a.submit("hello");
+    assert!(
+        matches!(
+            acts.as_slice(),
+            [Action::Net(NetCmd::Send { msg: sockchat_shared::ClientMsg::Say { room, .. }, .. })]
+                if room == evil
+        ),
+        "{acts:?}"
+    );
 }

@@ -105,6 +105,16 @@ fn udp_panel_shows_datagrams_loss_rtt_and_kernel_drops() {
     ] {
         assert!(s.contains(want), "missing {want:?} in:\n{s}");
     }
-    // No TCP_INFO words on a UDP socket.
+    // No TCP_INFO words on a UDP socket, and no TCP state: UDP has no
+    // connection, so the state line says what is true of the session.
     assert!(!s.contains("cwnd") && !s.contains("tcp_info"), "{s}");
+    assert!(!s.contains("ESTABLISHED"), "{s}");
+    assert!(s.contains("session up (cookie ok)"), "{s}");
+    // A ping unanswered for 3 s: the state says so.
+    sock(&mut a, SocketEvent::Lag { waiting_ms: 3200 });
+    let s = screen(&a);
+    assert!(s.contains("no reply for 3 s"), "{s}");
+    assert!(!s.contains("session up (cookie ok)"), "{s}");
+    sock(&mut a, SocketEvent::Latency(Duration::from_micros(400)));
+    assert!(screen(&a).contains("session up (cookie ok)"));
 }

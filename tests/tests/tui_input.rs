@@ -34,6 +34,11 @@ fn alice(tmux: &Tmux, addr: &str) {
     tmux.wait_for("alice", "welcome alice");
 }
 
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on the sockchat process this test started.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
+}
+
 fn require_tmux() -> bool {
     sockchat_tests::require(
         Tmux::available(),
@@ -130,11 +135,18 @@ fn long_typed_and_pasted_lines_are_sent_at_once() {
     alice(&tmux, &addr);
     carol.expect("alice joined lobby");
 
+    // The client is stopped while the keys arrive, so all of them (more
+    // than 1 KiB) wait in the tty at once when it goes on: what a fast
+    // paste into a busy terminal does.
+    let pid = tmux.client_pid("alice");
     let typed: String = (0..2000)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
+    signal(pid, libc::SIGSTOP);
     tmux.keys("alice", &["-l", &typed]);
     tmux.keys("alice", &["Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pid, libc::SIGCONT);
     let t0 = Instant::now();
     let got = carol.expect("[lobby] alice: abcdefghij");
     let took = t0.elapsed();
@@ -151,8 +163,11 @@ fn long_typed_and_pasted_lines_are_sent_at_once() {
     let pasted: String = (0..2000)
         .map(|i| char::from(b'A' + (i % 26) as u8))
         .collect();
+    signal(pid, libc::SIGSTOP);
     tmux.paste("alice", &pasted, true);
     tmux.keys("alice", &["Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pid, libc::SIGCONT);
     let t0 = Instant::now();
     let got = carol.expect("[lobby] alice: ABCDEFGHIJ");
     let took = t0.elapsed();

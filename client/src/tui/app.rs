@@ -442,9 +442,37 @@ impl App {
                 self.mouse(m);
                 Vec::new()
             }
-            Event::Key(k) => self.key(k),
-            Event::Socket(s) => self.socket(s),
+            Event::Key(k) => {
+                let mut a = self.key(k);
+                self.ask_who_here(&mut a);
+                a
+            }
+            Event::Socket(s) => {
+                self.socket(s);
+                let mut a = Vec::new();
+                self.ask_who_here(&mut a);
+                a
+            }
         }
+    }
+
+    /// Ask for the member list of the room in view, once per connection,
+    /// when we are in it. Only the room the user looks at: a server that
+    /// puts us in 100,000 rooms does not get 100,000 questions back.
+    fn ask_who_here(&mut self, actions: &mut Vec<Action>) {
+        let Some(r) = self.rooms.get_mut(self.current) else {
+            return;
+        };
+        if !r.joined || r.who_asked || self.quitting {
+            return;
+        }
+        r.who_asked = true;
+        let room = r.name.clone();
+        self.auto_who.insert(room.clone());
+        actions.push(Action::Net(NetCmd::Send {
+            id: None,
+            msg: ClientMsg::Who { room },
+        }));
     }
 
     fn mouse(&mut self, m: MouseEvent) {
@@ -679,14 +707,13 @@ impl App {
         );
     }
 
-    fn socket(&mut self, ev: SocketEvent) -> Vec<Action> {
+    fn socket(&mut self, ev: SocketEvent) {
         // Every event with words goes to the event log.
         if !matches!(ev, SocketEvent::Server(_))
             && let Some(line) = event_line(&ev, &self.nick)
         {
             self.log(line.text, line.severity == Severity::Error);
         }
-        let mut actions = Vec::new();
         match ev {
             SocketEvent::Connecting { attempt, .. } => {
                 self.conn.state = ConnState::Connecting { attempt };
@@ -711,7 +738,7 @@ impl App {
                 self.conn.last_total = None;
                 self.system(format!("connected {local} -> {peer} ({transport})"));
             }
-            SocketEvent::Server(m) => actions = self.server(m),
+            SocketEvent::Server(m) => self.server(m),
             SocketEvent::Error(e) => self.error(e.to_string()),
             SocketEvent::HalfClosed(h) => {
                 self.conn.state = ConnState::HalfClosed(h);
@@ -725,6 +752,7 @@ impl App {
                 for room in self.rooms.iter_mut() {
                     room.rejoin = room.joined || room.rejoin;
                     room.joined = false;
+                    room.who_asked = false;
                 }
                 self.rooms.clear_members();
                 self.auto_who.clear();
@@ -796,24 +824,9 @@ impl App {
                 }
             }
         }
-        actions
     }
 
-    /// Ask for a room's member list once (the answer is not shown as a
-    /// line).
-    fn auto_who(&mut self, room: &str, actions: &mut Vec<Action>) {
-        if self.auto_who.insert(room.to_string()) {
-            actions.push(Action::Net(NetCmd::Send {
-                id: None,
-                msg: ClientMsg::Who {
-                    room: room.to_string(),
-                },
-            }));
-        }
-    }
-
-    fn server(&mut self, m: ServerMsg) -> Vec<Action> {
-        let mut actions = Vec::new();
+    fn server(&mut self, m: ServerMsg) {
         // A Who page continues the reply before it only if nothing came
         // between.
         let who_reply = self.who_reply.take();
@@ -822,7 +835,7 @@ impl App {
                 self.nick = nick.clone();
                 self.server_name = server.clone();
                 let Some(i) = self.room_id(&room) else {
-                    return actions;
+                    return;
                 };
                 if let Some(r) = self.rooms.get_mut(i) {
                     r.joined = true;
@@ -836,7 +849,6 @@ impl App {
                     self.switch_to(i);
                 }
                 self.system(format!("welcome {nick}: you are in {room} ({server})"));
-                self.auto_who(&room, &mut actions);
             }
             ServerMsg::Chat {
                 room,
@@ -847,7 +859,7 @@ impl App {
                 history,
             } => {
                 let Some(i) = self.room_id(&room) else {
-                    return actions;
+                    return;
                 };
                 if !history {
                     self.add_member(i, &from);
@@ -859,7 +871,7 @@ impl App {
                     })
                 }) {
                     // Replayed on rejoin after a reconnect: already shown.
-                    return actions;
+                    return;
                 }
                 self.push_to(
                     i,
@@ -893,7 +905,7 @@ impl App {
             }
             ServerMsg::Joined { room, nick } => {
                 let Some(i) = self.room_id(&room) else {
-                    return actions;
+                    return;
                 };
                 self.add_member(i, &nick);
                 if nick == self.nick {
@@ -908,7 +920,6 @@ impl App {
                     if !cur.joined && !cur.rejoin {
                         self.switch_to(i);
                     }
-                    self.auto_who(&room, &mut actions);
                 }
                 let ts = self.wall_ms();
                 self.push_to(
@@ -929,7 +940,7 @@ impl App {
                 let abrupt = reason.as_ref().is_some_and(|r| r.errno().is_some());
                 let Some(i) = self.rooms.find(&room) else {
                     self.system(text);
-                    return actions;
+                    return;
                 };
                 self.rooms.remove_member(i, &nick);
                 if nick == self.nick {
@@ -947,7 +958,7 @@ impl App {
                         self.rooms.clear_room_members(i);
                     }
                     self.system(text);
-                    return actions;
+                    return;
                 }
                 let ts = self.wall_ms();
                 self.push_to(
@@ -969,7 +980,7 @@ impl App {
                 if old == self.nick {
                     self.nick = new;
                     self.system(text);
-                    return actions;
+                    return;
                 }
                 // Only the rooms that list the old nick (found by index).
                 let ts = self.wall_ms();
@@ -1053,7 +1064,6 @@ impl App {
                 }
             }
         }
-        actions
     }
 }
 

@@ -60,25 +60,33 @@ impl LineEditor {
         self.edited();
     }
 
-    pub fn insert(&mut self, c: char) {
-        // Control characters never enter the line (a paste may carry them).
-        let c = if c == '\t' || c == '\n' || c == '\r' {
-            ' '
-        } else {
-            c
-        };
-        if c.is_control() || self.chars.len() >= LINE_MAX_CHARS {
-            return;
+    /// What a typed or pasted character becomes in the line: tab and line
+    /// breaks a space, other control characters nothing (a paste may carry
+    /// them).
+    fn admit(c: char) -> Option<char> {
+        match c {
+            '\t' | '\n' | '\r' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
         }
-        self.chars.insert(self.cursor, c);
-        self.cursor += 1;
-        self.edited();
     }
 
+    pub fn insert(&mut self, c: char) {
+        self.insert_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    /// Insert at the cursor, up to [`LINE_MAX_CHARS`] in all, in one splice
+    /// (a large paste costs its length, not its length times the line's).
     pub fn insert_str(&mut self, s: &str) {
-        for c in s.chars() {
-            self.insert(c);
+        let room = LINE_MAX_CHARS.saturating_sub(self.chars.len());
+        let add: Vec<char> = s.chars().filter_map(Self::admit).take(room).collect();
+        if add.is_empty() {
+            return;
         }
+        let n = add.len();
+        self.chars.splice(self.cursor..self.cursor, add);
+        self.cursor += n;
+        self.edited();
     }
 
     pub fn backspace(&mut self) {

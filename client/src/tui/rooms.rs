@@ -80,6 +80,8 @@ pub struct Room {
     /// We were in this room when the connection dropped: the net task will
     /// rejoin it after reconnecting, so the view stays on it.
     pub rejoin: bool,
+    /// Its member list was asked for on this connection.
+    pub who_asked: bool,
     /// Lines scrolled up from the bottom (0: following new lines).
     pub scroll: usize,
     /// New lines that arrived below the view while scrolled up.
@@ -97,6 +99,7 @@ impl Room {
             members: BTreeSet::new(),
             joined: false,
             rejoin: false,
+            who_asked: false,
             scroll: 0,
             new_below: 0,
             front_no: 0,
