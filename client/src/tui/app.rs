@@ -826,6 +826,22 @@ impl App {
         }
     }
 
+    /// We are in room `i` (a Welcome, or our own Joined). The focus moved
+    /// already when the user typed /join; otherwise it stays where the user
+    /// is when that is a room we are in or are about to be in again (after a
+    /// reconnect, or the configured room): a welcome to lobby does not move
+    /// it. Only when the room in view is neither does it follow.
+    fn entered(&mut self, i: RoomId) {
+        if let Some(r) = self.rooms.get_mut(i) {
+            r.joined = true;
+            r.rejoin = false;
+        }
+        let cur = self.room();
+        if !cur.joined && !cur.rejoin {
+            self.switch_to(i);
+        }
+    }
+
     fn server(&mut self, m: ServerMsg) {
         // A Who page continues the reply before it only if nothing came
         // between.
@@ -837,17 +853,7 @@ impl App {
                 let Some(i) = self.room_id(&room) else {
                     return;
                 };
-                if let Some(r) = self.rooms.get_mut(i) {
-                    r.joined = true;
-                    r.rejoin = false;
-                }
-                // The focus stays where the user is, when that is a room we
-                // are in or are about to be in again (after a reconnect, or
-                // the configured room): a welcome to lobby does not move it.
-                let cur = self.room();
-                if !cur.joined && !cur.rejoin {
-                    self.switch_to(i);
-                }
+                self.entered(i);
                 self.system(format!("welcome {nick}: you are in {room} ({server})"));
             }
             ServerMsg::Chat {
@@ -909,17 +915,7 @@ impl App {
                 };
                 self.add_member(i, &nick);
                 if nick == self.nick {
-                    if let Some(r) = self.rooms.get_mut(i) {
-                        r.joined = true;
-                        r.rejoin = false;
-                    }
-                    // The focus moved when the user typed /join; a join the
-                    // user did not ask for moves it only when the room in
-                    // view is not one we are (or will be) in.
-                    let cur = self.room();
-                    if !cur.joined && !cur.rejoin {
-                        self.switch_to(i);
-                    }
+                    self.entered(i);
                 }
                 let ts = self.wall_ms();
                 self.push_to(
