@@ -309,6 +309,18 @@ impl FramedClient {
         })
     }
 
+    /// Wrap a connected stream that has already sent whatever preamble
+    /// the test wants (a wrong one, say); reads start with the server's
+    /// preamble.
+    pub fn from_stream(stream: TcpStream) -> FramedClient {
+        FramedClient {
+            stream,
+            buf: BytesMut::new(),
+            nick: String::new(),
+            preamble_seen: false,
+        }
+    }
+
     /// Connect, hello with `nick` ("" = guest) and wait for `Welcome`.
     /// Panics (test helper) if anything else comes first or it times out.
     pub async fn connect(addr: SocketAddr, nick: &str) -> FramedClient {
