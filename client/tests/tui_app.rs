@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use sockchat::net::{CloseReason, Fault, LineId, NetCmd, SocketEvent, SysError, Transport};
 use sockchat::tui::app::{Action, App, ConnState, Event, LineKind, UiConfig};
+use sockchat_shared::text::Severity;
 use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ServerMsg};
 
 fn new_app() -> (App, Instant) {
@@ -191,9 +192,13 @@ fn other_users_disconnect_shows_its_reason() {
     let l = a.room().lines.back().expect("a line");
     assert_eq!(
         l.text,
-        "bob left lobby: connection reset by peer (ECONNRESET 104)"
+        "* bob left lobby: connection reset by peer (ECONNRESET 104)"
     );
-    assert_eq!(l.kind, LineKind::Error, "an abrupt end is highlighted");
+    assert_eq!(
+        l.kind,
+        LineKind::Rendered(Severity::Error),
+        "an abrupt end is highlighted"
+    );
     server(
         &mut a,
         ServerMsg::Left {
@@ -204,7 +209,7 @@ fn other_users_disconnect_shows_its_reason() {
     );
     assert_eq!(
         a.room().lines.back().map(|l| &l.kind),
-        Some(&LineKind::System)
+        Some(&LineKind::Rendered(Severity::Notice))
     );
 }
 

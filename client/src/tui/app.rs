@@ -842,10 +842,40 @@ impl App {
         }
     }
 
+    /// Put a line rendered by `shared::text::render` into a room, styled by
+    /// `severity`.
+    fn push_rendered(&mut self, id: RoomId, text: String, severity: Severity) {
+        let ts = self.wall_ms();
+        self.push_to(
+            id,
+            ChatLine {
+                ts_ms: ts,
+                kind: LineKind::Rendered(severity),
+                text,
+                history: false,
+            },
+        );
+    }
+
     fn server(&mut self, m: ServerMsg) {
         // A Who page continues the reply before it only if nothing came
         // between.
         let who_reply = self.who_reply.take();
+        // The line a person reads for a notice-like message, from the one
+        // renderer (chat and private lines are drawn from their fields, to
+        // colour the nick; a SockInfo is a block).
+        let shown = match &m {
+            ServerMsg::Welcome { .. }
+            | ServerMsg::Joined { .. }
+            | ServerMsg::Left { .. }
+            | ServerMsg::NickChanged { .. }
+            | ServerMsg::Who { .. } => sockchat_shared::text::render(&m, &self.nick),
+            _ => None,
+        };
+        let (text, severity) = shown
+            .map(|l| (l.text, l.severity))
+            .unwrap_or((String::new(), Severity::Notice));
+        let cur = self.current;
         match m {
             ServerMsg::Welcome { nick, room, server } => {
                 self.nick = nick.clone();
@@ -854,7 +884,8 @@ impl App {
                     return;
                 };
                 self.entered(i);
-                self.system(format!("welcome {nick}: you are in {room} ({server})"));
+                let cur = self.current;
+                self.push_rendered(cur, text, severity);
             }
             ServerMsg::Chat {
                 room,
@@ -917,25 +948,14 @@ impl App {
                 if nick == self.nick {
                     self.entered(i);
                 }
-                let ts = self.wall_ms();
-                self.push_to(
-                    i,
-                    ChatLine {
-                        ts_ms: ts,
-                        kind: LineKind::System,
-                        text: format!("{nick} joined {room}"),
-                        history: false,
-                    },
-                );
+                self.push_rendered(i, text, severity);
             }
             ServerMsg::Left { room, nick, reason } => {
-                let text = match &reason {
-                    Some(r) => format!("{nick} left {room}: {r}"),
-                    None => format!("{nick} left {room}"),
-                };
+                // An abrupt end (an errno) stands out.
                 let abrupt = reason.as_ref().is_some_and(|r| r.errno().is_some());
+                let severity = if abrupt { Severity::Error } else { severity };
                 let Some(i) = self.rooms.find(&room) else {
-                    self.system(text);
+                    self.push_rendered(cur, text, severity);
                     return;
                 };
                 self.rooms.remove_member(i, &nick);
@@ -953,43 +973,21 @@ impl App {
                         }
                         self.rooms.clear_room_members(i);
                     }
-                    self.system(text);
+                    let cur = self.current;
+                    self.push_rendered(cur, text, severity);
                     return;
                 }
-                let ts = self.wall_ms();
-                self.push_to(
-                    i,
-                    ChatLine {
-                        ts_ms: ts,
-                        kind: if abrupt {
-                            LineKind::Error
-                        } else {
-                            LineKind::System
-                        },
-                        text,
-                        history: false,
-                    },
-                );
+                self.push_rendered(i, text, severity);
             }
             ServerMsg::NickChanged { old, new } => {
-                let text = format!("{old} is now known as {new}");
                 if old == self.nick {
                     self.nick = new;
-                    self.system(text);
+                    self.push_rendered(cur, text, severity);
                     return;
                 }
                 // Only the rooms that list the old nick (found by index).
-                let ts = self.wall_ms();
                 for i in self.rooms.rename_member(&old, &new) {
-                    self.push_to(
-                        i,
-                        ChatLine {
-                            ts_ms: ts,
-                            kind: LineKind::System,
-                            text: text.clone(),
-                            history: false,
-                        },
-                    );
+                    self.push_rendered(i, text.clone(), severity);
                 }
             }
             ServerMsg::Who { room, nicks } => {
@@ -1025,7 +1023,7 @@ impl App {
                     }
                 }
                 if shown {
-                    self.system(format!("{room} ({}): {}", nicks.len(), nicks.join(", ")));
+                    self.push_rendered(cur, text, severity);
                 }
                 self.who_reply = Some((page, shown));
             }
