@@ -27,11 +27,14 @@ use bytes::BytesMut;
 use sockchat_shared::codec::{self, decode_client, decode_frame};
 use sockchat_shared::proto::preamble;
 use sockchat_shared::{ChatKind, ClientMsg, ServerMsg};
-use sockchat_tests::tmux::Tmux;
+use sockchat_tests::tmux::{STEP, Tmux};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const ROOMS: usize = 100_000;
+/// A room whose name holds an escape sequence and a bidi override: drawn
+/// harmless, addressed as sent.
+const EVIL: &str = "evil\x1b[2J\u{202e}room";
 const FLOOD_ROOMS: usize = 2_000;
 const PER_ROOM: usize = 25;
 const TEXT: usize = 4_000;
@@ -100,6 +103,15 @@ async fn serve(
     while let Some(step) = steps.recv().await {
         match step {
             Step::Rooms => {
+                let mut out = BytesMut::new();
+                codec::encode_server(
+                    &ServerMsg::Joined {
+                        room: EVIL.into(),
+                        nick: "alice".into(),
+                    },
+                    &mut out,
+                );
+                w.write_all(&out).await.expect("evil join");
                 for batch in 0..ROOMS / 1000 {
                     let mut out = BytesMut::new();
                     for i in batch * 1000..(batch + 1) * 1000 {
@@ -182,6 +194,19 @@ fn a_hostile_server_cannot_make_the_client_slow_or_huge() {
     let rooms_took = t0.elapsed();
     let (peak_rooms, _) = rss_kib(pid);
 
+    // The room with an escape in its name (the one after lobby) is shown
+    // harmless, and a line typed there is addressed to its name as sent.
+    tmux.keys("alice", &["C-n"]);
+    let s = wait_screen(&tmux, "[evil\u{fffd}[2J\u{fffd}room]", STEP);
+    assert!(!s.contains('\x1b') && !s.contains('\u{202e}'), "{s}");
+    tmux.line("alice", "to the evil room");
+    wait_heard(
+        &heard,
+        |m| matches!(m, ClientMsg::Say { room, text } if room == EVIL && text == "to the evil room"),
+    );
+    tmux.keys("alice", &["C-p"]);
+    wait_screen(&tmux, "[lobby]", STEP);
+
     // 2. 200 MB of chat over 2,000 of those rooms: the oldest lines go.
     let t0 = Instant::now();
     steps.blocking_send(Step::Flood).expect("step");
@@ -204,27 +229,47 @@ fn a_hostile_server_cannot_make_the_client_slow_or_huge() {
 
     // 3. Still responsive: a typed line reaches the server at once.
     tmux.line("alice", "still here");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let said = heard.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|m| {
-            matches!(m, ClientMsg::Say { room, text } if room == "lobby" && text == "still here")
-        });
-        if said {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the typed line never arrived");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_heard(
+        &heard,
+        |m| matches!(m, ClientMsg::Say { room, text } if room == "lobby" && text == "still here"),
+    );
     drop(steps);
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 
-fn wait_screen(tmux: &Tmux, needle: &str, limit: Duration) {
+/// Wait (20 s at most) until the server has heard a message `f` accepts.
+fn wait_heard(heard: &Mutex<Vec<ClientMsg>>, f: impl Fn(&ClientMsg) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(&f)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the typed line never arrived: {:?}",
+            heard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_screen(tmux: &Tmux, needle: &str, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
     loop {
         let s = tmux.capture("alice");
         if s.contains(needle) {
-            return;
+            return s;
         }
         assert!(
             Instant::now() < deadline,
