@@ -141,6 +141,7 @@ fn a_garbage_server_gets_a_growing_back_off() {
     let window = Duration::from_secs(6);
     std::thread::sleep(window);
     let n = count.load(Ordering::SeqCst);
+    eprintln!("garbage server: {n} connections in {window:?}");
     drop(c);
     if let Some(d) = conf.parent() {
         let _ = std::fs::remove_dir_all(d);

@@ -429,8 +429,21 @@ impl State {
     ) -> Result<(), UiGone> {
         match &m {
             ServerMsg::Welcome { nick, room, .. } => {
+                // A new session on the same link (the UDP server forgot us
+                // and welcomed our new Hello): what was in flight went to
+                // the old one and fails; held lines wait for the rejoins.
+                let mut evs = Vec::new();
+                for r in self.lines.session_lost(&mut evs) {
+                    self.rooms.insert(r);
+                }
+                emit_all(ev, evs).await?;
                 let (nick, room) = (nick.clone(), room.clone());
                 self.welcomed(link, &nick, &room, ev).await;
+                emit(ev, SocketEvent::Server(m)).await?;
+                for (id, q) in self.lines.take_queued() {
+                    self.dispatch(link, id, q, ev).await;
+                }
+                return Ok(());
             }
             ServerMsg::Joined { room, nick } if *nick == self.nick => {
                 self.rooms.insert(room_key(room));
