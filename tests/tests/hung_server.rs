@@ -63,6 +63,22 @@ impl Stopped {
         unsafe {
             libc::kill(pid, libc::SIGSTOP);
         }
+        // The signal is asynchronous: wait until the kernel shows the
+        // process stopped (state T), so nothing typed after this returns
+        // can still be served.
+        let stat = format!("/proc/{pid}/stat");
+        let until = Instant::now() + STEP;
+        loop {
+            let state = std::fs::read_to_string(&stat)
+                .ok()
+                .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().chars().next()))
+                .flatten();
+            if state == Some('T') {
+                break;
+            }
+            assert!(Instant::now() < until, "{pid} not stopped: {state:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Stopped(pid)
     }
 }
@@ -193,4 +209,58 @@ fn a_server_that_sends_half_a_frame_is_noticed() {
     );
     assert_eq!(c.finish(), 1);
     let _ = done.send(());
+}
+
+/// Over UDP the same rule: a server that welcomes us and then never
+/// answers (UDP has no FIN, and nothing ICMP-refuses while its socket is
+/// open) is ended by the ping timeout, with the line typed meanwhile failed.
+#[test]
+fn a_silent_udp_server_is_noticed_by_the_same_ping_timeout() {
+    use sockchat_shared::udp;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let addr = sock.local_addr().expect("addr").to_string();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut welcomed = false;
+        let until = Instant::now() + 3 * STEP;
+        // Welcome the first Hello, then read and ignore everything.
+        while Instant::now() < until && done_rx.try_recv().is_err() {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            if welcomed {
+                continue;
+            }
+            if let Ok(d) = udp::decode_client(&buf[..n], udp::DEFAULT_MAX_PAYLOAD)
+                && matches!(d.msg, sockchat_shared::ClientMsg::Hello { .. })
+            {
+                let w = ServerMsg::Welcome {
+                    nick: "udpy".into(),
+                    room: "lobby".into(),
+                    server: "silent udp test server".into(),
+                };
+                let dg = udp::encode_server(0, &w, udp::DEFAULT_MAX_PAYLOAD).expect("encode");
+                let _ = sock.send_to(&dg, from);
+                welcomed = true;
+            }
+        }
+    });
+    let mut c = client(&addr, "udpy", &["--udp", "--no-reconnect"]);
+    c.expect_event("welcome", |v| v["nick"] == "udpy");
+    let at = Instant::now();
+    c.send("into the silence");
+    c.expect_event("lag", |_| true);
+    c.expect_event("closed", |v| v["reason"] == "idle-timeout");
+    let took = at.elapsed();
+    assert!(
+        at_least_the_timeout(took) && took < Duration::from_secs(10),
+        "idle-timeout after {took:?}"
+    );
+    let failed = c.seen_or_expect_event("line-failed", |_| true);
+    assert_eq!(failed["line"], "into the silence", "{failed}");
+    assert_eq!(c.finish(), 1);
+    let _ = done_tx.send(());
 }
