@@ -506,3 +506,36 @@ fn keys_can_be_rebound() {
     let err = sockchat::tui::keys::KeyMap::from_config(&c).expect_err("bad key");
     assert!(err.contains("key_log"), "{err}");
 }
+
+/// A refused /join (the server answers joins in order) takes the user back
+/// to the room they were in, and the room that never was goes; the line
+/// typed for it fails where it was typed.
+#[test]
+fn a_refused_join_leads_back() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    type_line(&mut a, "/join full");
+    assert_eq!(a.room().name, "full", "the focus moved at once");
+    server(
+        &mut a,
+        ServerMsg::Error {
+            code: sockchat_shared::ErrorCode::TooManyRooms,
+            text: "too many rooms".into(),
+        },
+    );
+    assert_eq!(a.room().name, "lobby", "back where the user was");
+    assert!(a.find_room("full").is_none());
+    assert_eq!(
+        a.room().lines.back().map(|l| l.text.as_str()),
+        Some("! too many rooms")
+    );
+    // An error with no join waiting changes no room.
+    server(
+        &mut a,
+        ServerMsg::Error {
+            code: sockchat_shared::ErrorCode::BadName,
+            text: "bad".into(),
+        },
+    );
+    assert_eq!(a.room().name, "lobby");
+}

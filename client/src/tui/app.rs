@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use sockchat_shared::text::{Command, Severity};
-use sockchat_shared::{ChatKind, ClientMsg, ServerMsg};
+use sockchat_shared::{ChatKind, ClientMsg, ErrorCode, ServerMsg};
 
 use crate::net::{
     CloseReason, Fault, HalfClose, LineId, NetCmd, SocketEvent, SocketInfo, Transport,
@@ -22,6 +22,8 @@ pub use super::rooms::{ChatLine, LineKind, Room, RoomId, Rooms};
 /// Lines typed and not yet confirmed, kept at most (the net task fails
 /// what it cannot send long before).
 const PENDING_MAX: usize = 1000;
+/// Joins typed and not yet answered, remembered at most.
+const JOINS_MAX: usize = 256;
 /// Event log entries kept.
 const LOG_MAX: usize = 1000;
 /// Samples kept for the sparklines.
@@ -196,6 +198,9 @@ pub struct App {
     /// looks at), and whether it is shown as a line. Only while Who pages
     /// arrive back to back.
     who_reply: Option<(ServerMsg, bool)>,
+    /// Joins the user typed, oldest first, not yet answered: the room, and
+    /// the room the user was in before (where a refused join leads back).
+    joins: VecDeque<(RoomId, RoomId)>,
     /// Lines typed and not yet confirmed or failed, by id.
     pub pending: BTreeMap<LineId, Pending>,
     next_line: u64,
@@ -252,6 +257,7 @@ impl App {
             done: false,
             auto_who: HashSet::new(),
             who_reply: None,
+            joins: VecDeque::new(),
             pending: BTreeMap::new(),
             next_line: 1,
             over_bound_told: false,
@@ -645,6 +651,10 @@ impl App {
                     // Expected: the net task sends lines for it once joined.
                     x.rejoin = true;
                 }
+                if self.joins.len() >= JOINS_MAX {
+                    self.joins.pop_front();
+                }
+                self.joins.push_back((id, self.current));
                 self.switch_to(id);
             }
             _ => {}
@@ -756,6 +766,7 @@ impl App {
                 }
                 self.rooms.clear_members();
                 self.auto_who.clear();
+                self.joins.clear();
                 match r {
                     CloseReason::Peer(_) => self.error(format!("CLOSED: {text}")),
                     CloseReason::Local(_) => self.system(format!("CLOSED: {text}")),
@@ -842,6 +853,33 @@ impl App {
         }
     }
 
+    /// The server refused a join (it answers joins in order, so the oldest
+    /// one we sent): its room goes unless lines are in it, and the focus
+    /// goes back to where the user was. Lines typed for it fail (the net
+    /// task says so).
+    fn join_refused(&mut self) {
+        let Some((room, back)) = self.joins.pop_front() else {
+            return;
+        };
+        if let Some(r) = self.rooms.get_mut(room) {
+            r.rejoin = false;
+        }
+        if self.current == room {
+            self.switch_to(back);
+        }
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.lines.is_empty() && !r.joined)
+        {
+            if self.current == room {
+                let next = self.rooms.step(room, false);
+                self.switch_to(next);
+            }
+            self.rooms.remove(room);
+        }
+    }
+
     /// Put a line rendered by `shared::text::render` into a room, styled by
     /// `severity`.
     fn push_rendered(&mut self, id: RoomId, text: String, severity: Severity) {
@@ -861,20 +899,24 @@ impl App {
         // A Who page continues the reply before it only if nothing came
         // between.
         let who_reply = self.who_reply.take();
-        // The line a person reads for a notice-like message, from the one
-        // renderer (chat and private lines are drawn from their fields, to
-        // colour the nick; a SockInfo is a block).
+        // The line a person reads, from the one renderer (chat and private
+        // lines are drawn from their fields, to colour the nick; a SockInfo
+        // is a block).
         let shown = match &m {
-            ServerMsg::Welcome { .. }
-            | ServerMsg::Joined { .. }
-            | ServerMsg::Left { .. }
-            | ServerMsg::NickChanged { .. }
-            | ServerMsg::Who { .. } => sockchat_shared::text::render(&m, &self.nick),
-            _ => None,
+            ServerMsg::Chat { .. } | ServerMsg::Private { .. } | ServerMsg::SockInfo { .. } => None,
+            _ => sockchat_shared::text::render(&m, &self.nick),
         };
         let (text, severity) = shown
             .map(|l| (l.text, l.severity))
             .unwrap_or((String::new(), Severity::Notice));
+        if let ServerMsg::Error { code, .. } = &m
+            && matches!(
+                code,
+                ErrorCode::BadName | ErrorCode::TooManyRooms | ErrorCode::NoSuchRoom
+            )
+        {
+            self.join_refused();
+        }
         let cur = self.current;
         match m {
             ServerMsg::Welcome { nick, room, server } => {
@@ -946,6 +988,7 @@ impl App {
                 };
                 self.add_member(i, &nick);
                 if nick == self.nick {
+                    self.joins.retain(|(r, _)| *r != i);
                     self.entered(i);
                 }
                 self.push_rendered(i, text, severity);
@@ -1040,23 +1083,10 @@ impl App {
                     self.system(format!("  {line}"));
                 }
             }
-            other => {
-                // Notices, errors, room lists, bye: one line each, with the
-                // severity the renderer gives it.
-                if let Some(line) = sockchat_shared::text::render(&other, &self.nick) {
-                    let ts = self.wall_ms();
-                    let cur = self.current;
-                    self.push_to(
-                        cur,
-                        ChatLine {
-                            ts_ms: ts,
-                            kind: LineKind::Rendered(line.severity),
-                            text: line.text,
-                            history: false,
-                        },
-                    );
-                }
-            }
+            // Notices, errors, room lists, bye: one line each, as rendered
+            // (ping and pong render to nothing).
+            _ if !text.is_empty() => self.push_rendered(cur, text, severity),
+            _ => {}
         }
     }
 }
