@@ -346,19 +346,16 @@ impl Lines {
     /// every line still waiting fails, and the user hears how many
     /// commands were dropped.
     pub(super) fn give_up(&mut self, why: &str, ev: &mut Vec<SocketEvent>) {
-        let mut joins = self.session_lost(ev);
-        joins.clear();
+        // No session will come, so no room is joined again.
+        let _unanswered_joins = self.session_lost(ev);
         let mut commands = 0;
-        for (id, msg) in self.queued.drain(..) {
+        for (id, _) in self.queued.drain(..) {
             match id {
                 Some(id) => ev.push(SocketEvent::LineFailed {
                     id,
                     why: why.to_string(),
                 }),
-                None => {
-                    let _ = msg;
-                    commands += 1;
-                }
+                None => commands += 1,
             }
         }
         if commands > 0 {
