@@ -5,6 +5,7 @@ ratios this/baseline and this/idealchat, and how busy the machine was."""
 import glob
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -31,7 +32,8 @@ def runs(load, build):
         except (OSError, ValueError, IndexError):
             r = None
         try:
-            m = json.load(open(p[:-5] + ".meta"))
+            # (bc printed "0.95" as ".95" before this was fixed: tolerate it.)
+            m = json.loads(re.sub(r'":\.', '":0.', open(p[:-5] + ".meta").read()))
         except (OSError, ValueError):
             m = {}
         if r:

@@ -172,7 +172,7 @@ one() {
     c1=$(cpu_ticks "$SRV_PID"); f1=$(nfds "$SRV_PID"); s1=$(stat_ticks)
     peak=$(sort -n "$OUT/$name.rss" | tail -1)
     printf '{"rc":%d,"server_cpu_s":%s,"rss0_kb":%s,"rss_peak_kb":%s,"fds0":%s,"fds1":%s,"load1":%s,"steal_pct":%s}\n' \
-        "$rc" "$(echo "scale=2; ($c1 - $c0) / $HZ" | bc)" "${r0:-0}" "${peak:-0}" "$f0" "$f1" "$la" \
+        "$rc" "$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN {printf "%.2f", (b - a) / hz}')" "${r0:-0}" "${peak:-0}" "$f0" "$f1" "$la" \
         "$(echo "$s0 $s1" | awk '{d=$3-$1; print (d>0)? int(1000*($4-$2)/d)/10 : 0}')" > "$OUT/$name.meta"
     stop_server
     printf '   %-5s %-5s pair %s: ' "$load" "$build" "$pair"

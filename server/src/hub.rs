@@ -6,7 +6,9 @@
 //! them the same way.
 //!
 //! Locking: the fan-out path takes only the one room's mutex (never a global
-//! lock) and each member's outbox mutex for a push. Joining and leaving take
+//! lock) and each member's outbox mutex for a push; no socket is written
+//! under a room lock (deliveries are flushed when the caller's
+//! [`crate::owed`] scope ends, or by the member's writer task). Joining and leaving take
 //! the room map first, then the room (always in that order). The nick map is
 //! never held while a room is locked. No lock is held across an `.await`:
 //! everything here is synchronous.
@@ -14,7 +16,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::{Bytes, BytesMut};
 use sockchat_shared::config::SlowConsumerPolicy;
@@ -24,6 +26,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Outbox, Push};
+use crate::owed;
 use crate::text;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,11 +63,11 @@ pub trait SocketView: Send + Sync {
     /// Ordered key/value pairs (TCP_INFO, queues, ...).
     fn fields(&self) -> Vec<(String, String)>;
 
-    /// A non-blocking write straight to the socket, for the outbox's fast
-    /// path ([`Outbox::push_or_write`]). Sockets that cannot (UDP members
-    /// share one socket and have their own writer) say `WouldBlock`, so
-    /// every chunk goes through the queue.
-    fn try_write_now(&self, _buf: &[u8]) -> std::io::Result<usize> {
+    /// One non-blocking vectored write straight to the socket, for an owed
+    /// flush ([`Outbox::flush`]). Sockets that cannot (UDP members share
+    /// one socket and have their own writer) say `WouldBlock`, so every
+    /// chunk goes through the writer.
+    fn try_writev_now(&self, _bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
         Err(std::io::ErrorKind::WouldBlock.into())
     }
 }
@@ -84,6 +87,9 @@ pub struct Peer {
     /// its tasks stop at once.
     cancel: CancellationToken,
     socket: Option<Arc<dyn SocketView>>,
+    /// This peer's own `Arc`, so a delivery can owe it a flush
+    /// ([`crate::owed`]) from `&self`.
+    me: Weak<Peer>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -105,8 +111,8 @@ impl Peer {
         outbox_frames: usize,
         policy: SlowConsumerPolicy,
         socket: Option<Arc<dyn SocketView>>,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             id,
             addr,
             transport,
@@ -117,7 +123,8 @@ impl Peer {
             reason: Mutex::new(None),
             cancel: CancellationToken::new(),
             socket,
-        }
+            me: me.clone(),
+        })
     }
 
     pub fn nick(&self) -> Arc<str> {
@@ -129,13 +136,24 @@ impl Peer {
     }
 
     /// Queue a chunk for this member, applying the slow-consumer policy when
-    /// its outbox is full. Never blocks the caller.
+    /// its outbox is full. Never blocks the caller and never writes the
+    /// socket itself: inside an [`owed`] scope a TCP member that was idle is
+    /// owed a flush at the scope's end (one `writev` for all it got
+    /// meanwhile); otherwise its writer task is woken if it was parked.
     pub fn deliver(&self, b: Bytes) {
-        let pushed = match &self.socket {
-            Some(sock) => self.outbox.push_or_write(b, |buf| sock.try_write_now(buf)),
-            None => self.outbox.push(b),
+        let pushed = if self.transport == Transport::Tcp && self.socket.is_some() && owed::active()
+        {
+            self.outbox.push_owed(b)
+        } else {
+            self.outbox.push(b)
         };
         match pushed {
+            Push::Owed => match self.me.upgrade() {
+                Some(me) => owed::defer(me),
+                // Unreachable while `&self` is borrowed from an `Arc`;
+                // flushing here is still correct.
+                None => owed::Flush::flush(self),
+            },
             Push::Queued | Push::Closed => {}
             Push::Full => match self.policy {
                 SlowConsumerPolicy::Disconnect => {
@@ -199,6 +217,17 @@ impl Peer {
         f.push(("outbox_capacity".into(), self.outbox.capacity().to_string()));
         f.push(("outbox_dropped".into(), self.outbox.dropped().to_string()));
         f
+    }
+}
+
+impl owed::Flush for Peer {
+    fn flush(&self) {
+        match &self.socket {
+            Some(sock) => self.outbox.flush(|iov| sock.try_writev_now(iov)),
+            None => self
+                .outbox
+                .flush(|_| Err(std::io::ErrorKind::WouldBlock.into())),
+        }
     }
 }
 
@@ -691,7 +720,7 @@ mod tests {
     }
 
     fn peer(id: u64, format: Format) -> Arc<Peer> {
-        Arc::new(Peer::new(
+        Peer::new(
             id,
             "127.0.0.1:1".parse().expect("addr"),
             Transport::Tcp,
@@ -699,7 +728,7 @@ mod tests {
             16,
             SlowConsumerPolicy::Disconnect,
             None,
-        ))
+        )
     }
 
     async fn drain(p: &Peer) -> Vec<Bytes> {
@@ -768,6 +797,73 @@ mod tests {
             String::from_utf8(all).expect("utf-8"),
             "* c joined lobby\n[lobby history] a: two\n[lobby history] a: three\n"
         );
+    }
+
+    /// A socket that records every `writev` it is offered and takes all.
+    #[derive(Default)]
+    struct CountingSocket {
+        writes: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl SocketView for CountingSocket {
+        fn fields(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+
+        fn try_writev_now(&self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = all.len();
+            lock(&self.writes).push(all);
+            Ok(n)
+        }
+    }
+
+    /// The fan-out regression (one `write` per message per member, made
+    /// under the room lock): everything a member is owed during one turn
+    /// (an `owed` scope: one read of one sender) is written with one
+    /// syscall when the turn ends, in order, and nothing before that.
+    #[test]
+    fn a_turn_writes_each_member_once() {
+        let h = hub();
+        let sock = Arc::new(CountingSocket::default());
+        let view: Arc<dyn SocketView> = sock.clone();
+        let m = Peer::new(
+            1,
+            "127.0.0.1:1".parse().expect("addr"),
+            Transport::Tcp,
+            Format::Text,
+            16,
+            SlowConsumerPolicy::Disconnect,
+            Some(view),
+        );
+        h.register(&m, "m").expect("nick");
+        // (Outside a scope the join notice would go to a writer task, which
+        // this test does not run.)
+        let room = {
+            let _turn = owed::scope();
+            h.join(&m, "lobby").expect("join")
+        };
+        assert_eq!(lock(&sock.writes).len(), 1, "the join notice");
+        lock(&sock.writes).clear();
+        {
+            let _turn = owed::scope();
+            room.fan_out_chat(vec![chat("one")], 99);
+            room.fan_out_chat(vec![chat("two")], 98);
+            room.broadcast(
+                &ServerMsg::Notice {
+                    text: "three".into(),
+                },
+                None,
+            );
+            assert!(lock(&sock.writes).is_empty(), "written during the turn");
+        }
+        let w = lock(&sock.writes).clone();
+        assert_eq!(w.len(), 1, "one writev per member per turn: {w:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&w[0]),
+            "[lobby] a: one\n[lobby] a: two\n* three\n"
+        );
+        assert_eq!(m.outbox.depth(), 0);
     }
 
     /// A full outbox makes its member a slow consumer without blocking the

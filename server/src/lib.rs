@@ -23,6 +23,7 @@ pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod outbox;
+pub mod owed;
 pub mod session;
 pub mod shutdown;
 pub mod sockinfo;

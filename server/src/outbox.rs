@@ -1,21 +1,27 @@
-//! The bounded per-member outbound queue and the writer that drains it.
+//! The bounded per-member outbound queue, and who writes it to the socket.
 //!
-//! Producers (any task fanning out a room message) `push` a shared `Bytes`
+//! Producers (any code fanning out a room message) push a shared `Bytes`
 //! handle and never wait: a full queue is reported to the caller, which
-//! applies the slow-consumer policy. The writer is woken only when the queue
-//! goes from empty to non-empty, takes *everything* queued in one lock, and
-//! writes it with vectored writes (one `writev` per wake-up in the common
-//! case).
+//! applies the slow-consumer policy. Exactly one party owns a member's
+//! socket for writing at any time ([`Owner`]), which keeps per-member order:
 //!
-//! Fast path ([`Outbox::push_or_write`]): when nothing is queued and the
-//! writer holds nothing unwritten, the producer writes the chunk to the
-//! socket itself (non-blocking), under the outbox lock. That keeps the byte
-//! order (nobody can queue or write this member's bytes meanwhile) and saves
-//! the writer task's wake-up, which at low per-member rates (many small
-//! rooms) cost more CPU than the write. Whatever the socket does not take
-//! at once is queued and the writer takes over, as before.
+//! - **Producer** ("write before sleep", as Redis does once per event-loop
+//!   turn): inside a [`crate::owed`] scope (a reader handling one read), the
+//!   first push to an idle member makes the scope owe it a flush; later
+//!   pushes — from this scope or from any other task meanwhile — only queue.
+//!   When the scope ends, [`Outbox::flush`] swaps out everything queued and
+//!   writes it with as few non-blocking `writev`s as it takes. So a member
+//!   gets one syscall per turn however many messages it was owed, nobody's
+//!   task is woken per delivery, and no socket is written under a room lock.
+//! - **Writer**: what the socket did not take (`EAGAIN`, a partial write),
+//!   and every push made outside a scope, goes to the member's writer task,
+//!   woken only on the idle -> owned edge; it drains the queue with vectored
+//!   writes, waiting for write readiness, and parks when it is empty.
 //!
-//! An idle outbox owns no heap memory (an empty `VecDeque` does not allocate).
+//! A producer's hard write error is kept for the writer, so the connection
+//! ends with that errno (the kernel reports some errors, e.g. ECONNRESET,
+//! only once). An idle outbox owns no heap memory (an empty `VecDeque` does
+//! not allocate).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -30,26 +36,37 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
     Queued,
+    /// Queued, and the caller now owes this member a [`Outbox::flush`]
+    /// (it was idle): see [`Outbox::push_owed`].
+    Owed,
     /// The queue holds `outbox_frames` items: the member is a slow consumer.
     Full,
     /// The connection is closing; the item was discarded.
     Closed,
 }
 
+/// Who may write this member's socket now (one at a time: per-member order).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Nothing queued, nobody writing.
+    #[default]
+    Idle,
+    /// A producer's scope owes (or is doing) the flush; others only queue.
+    Producer,
+    /// The writer task drains the queue.
+    Writer,
+}
+
 #[derive(Debug, Default)]
 struct State {
     q: VecDeque<Bytes>,
+    owner: Owner,
     /// The writer stops once the queue is empty.
     closed: bool,
     /// Ordinary pushes are refused (the member was cut off as a slow
     /// consumer); only the final notice may still be queued.
     refuse: bool,
-    /// The writer holds chunks it took but has not fully written: a
-    /// producer must not write past them (see [`Outbox::push_or_write`]).
-    busy: bool,
-    /// A hard error from a producer's direct write, kept for the writer so
-    /// the connection ends with that errno (the kernel reports some errors,
-    /// e.g. ECONNRESET, only once; the next write would say EPIPE).
+    /// A hard error from a producer's write, kept for the writer.
     error: Option<std::io::Error>,
 }
 
@@ -61,6 +78,21 @@ pub struct Outbox {
     cap: usize,
     /// Chunks dropped by the `drop` slow-consumer policy.
     dropped: AtomicU64,
+}
+
+/// Most iovecs per `writev` (IOV_MAX is 1024 on Linux).
+const MAX_IOV: usize = 256;
+/// A producer's flush makes at most this many `writev`s (taking what was
+/// queued meanwhile again) before it leaves the rest to the writer task: a
+/// member that keeps receiving must not hold the flushing reader forever.
+const FLUSH_WRITES: usize = 4;
+
+/// What the writer task should do next.
+enum Next {
+    Write,
+    Wait,
+    Done,
+    Failed(std::io::Error),
 }
 
 impl Outbox {
@@ -77,7 +109,9 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue a chunk unless the queue is full or closed. Never blocks.
+    /// Queue a chunk unless the queue is full or closed; an idle member's
+    /// writer task is woken (the only wake-up until it parks again). Never
+    /// blocks.
     pub fn push(&self, b: Bytes) -> Push {
         let mut s = self.lock();
         if s.closed || s.refuse {
@@ -86,30 +120,20 @@ impl Outbox {
         if s.q.len() >= self.cap {
             return Push::Full;
         }
-        let was_empty = s.q.is_empty();
         s.q.push_back(b);
-        drop(s);
-        if was_empty {
-            // Only the empty -> non-empty edge wakes the writer: it drains
-            // everything when it runs.
+        if s.owner == Owner::Idle {
+            s.owner = Owner::Writer;
+            drop(s);
             self.notify.notify_one();
         }
         Push::Queued
     }
 
-    /// Like [`Outbox::push`], but when nothing is queued and the writer is
-    /// idle, first try to hand the chunk to the socket with `write` (a
-    /// non-blocking write returning the bytes taken). The lock is held
-    /// during the write, so per-member order and the one-writer-at-a-time
-    /// invariant hold. A partial write queues the rest; `WouldBlock` queues
-    /// the whole chunk; another error is kept for the writer (which stops
-    /// with it) and the chunk is queued. In every fallback the writer is
-    /// woken, exactly as by `push`.
-    pub fn push_or_write(
-        &self,
-        b: Bytes,
-        write: impl FnOnce(&[u8]) -> std::io::Result<usize>,
-    ) -> Push {
+    /// Like [`Outbox::push`], but an idle member is not handed to its
+    /// writer task: the caller gets [`Push::Owed`] and must call
+    /// [`Outbox::flush`] soon (at the end of its turn, see `owed`).
+    /// Pushes to a member already owed, or being written, only queue.
+    pub fn push_owed(&self, b: Bytes) -> Push {
         let mut s = self.lock();
         if s.closed || s.refuse {
             return Push::Closed;
@@ -117,26 +141,77 @@ impl Outbox {
         if s.q.len() >= self.cap {
             return Push::Full;
         }
-        let was_empty = s.q.is_empty();
-        let rest = if was_empty && !s.busy && s.error.is_none() && !b.is_empty() {
-            match write(&b) {
-                Ok(n) if n >= b.len() => return Push::Queued,
-                Ok(n) => b.slice(n..),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => b,
-                Err(e) => {
-                    s.error = Some(e);
-                    b
-                }
-            }
-        } else {
-            b
-        };
-        s.q.push_back(rest);
-        drop(s);
-        if was_empty {
-            self.notify.notify_one();
+        s.q.push_back(b);
+        if s.owner == Owner::Idle {
+            s.owner = Owner::Producer;
+            return Push::Owed;
         }
         Push::Queued
+    }
+
+    /// The owed flush: swap out everything queued and write it with
+    /// non-blocking vectored writes (`write` is one `writev`), at most
+    /// [`FLUSH_WRITES`] of them. Whatever is left (`WouldBlock`, a partial
+    /// write, more queued meanwhile than the writes allowed) goes back to
+    /// the front of the queue for the writer task, which is woken; a hard
+    /// error is kept for it. Does nothing unless a producer owns the member.
+    pub fn flush(&self, mut write: impl FnMut(&[IoSlice<'_>]) -> std::io::Result<usize>) {
+        let mut batch = {
+            let mut s = self.lock();
+            if s.owner != Owner::Producer {
+                return;
+            }
+            std::mem::take(&mut s.q)
+        };
+        let mut error = None;
+        let mut writes = 0;
+        loop {
+            while !batch.is_empty() && writes < FLUSH_WRITES {
+                writes += 1;
+                match writev(&batch, &mut write) {
+                    Ok(n) => consume(&mut batch, n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+            let mut s = self.lock();
+            if batch.is_empty() && error.is_none() {
+                if s.q.is_empty() {
+                    s.owner = Owner::Idle;
+                    if s.q.capacity() > 0 {
+                        // An idle member holds no queue memory.
+                        s.q = VecDeque::new();
+                    }
+                    let closed = s.closed;
+                    drop(s);
+                    if closed {
+                        // The writer may be waiting for us to finish.
+                        self.notify.notify_one();
+                    }
+                    return;
+                }
+                if writes < FLUSH_WRITES {
+                    // More was queued while we wrote: it is ours too.
+                    std::mem::swap(&mut s.q, &mut batch);
+                    continue;
+                }
+            }
+            // Hand over: our unwritten bytes go before what was queued since.
+            if !batch.is_empty() {
+                batch.append(&mut s.q);
+                s.q = batch;
+            }
+            if error.is_some() {
+                s.error = error;
+            }
+            s.owner = Owner::Writer;
+            drop(s);
+            self.notify.notify_one();
+            return;
+        }
     }
 
     /// Queue a chunk even past the cap (the final notice before a close).
@@ -145,10 +220,10 @@ impl Outbox {
         if s.closed {
             return;
         }
-        let was_empty = s.q.is_empty();
         s.q.push_back(b);
-        drop(s);
-        if was_empty {
+        if s.owner == Owner::Idle {
+            s.owner = Owner::Writer;
+            drop(s);
             self.notify.notify_one();
         }
     }
@@ -197,8 +272,8 @@ impl Outbox {
     /// Wait until something is queued (or the outbox is closed), then move
     /// everything queued into `into`. Returns true when the outbox is
     /// closed: after writing `into` the writer should stop. For writers
-    /// other than [`run_writer`] (UDP sessions). Cancel-safe: nothing is
-    /// taken before the wait ends.
+    /// other than [`run_writer`] (UDP sessions, whose members are never
+    /// owed). Cancel-safe: nothing is taken before the wait ends.
     pub async fn next_batch(&self, into: &mut VecDeque<Bytes>) -> bool {
         loop {
             let closed = self.take_all(into);
@@ -210,37 +285,57 @@ impl Outbox {
     }
 
     /// Move everything queued into `into` (swapping buffers, O(1) under the
-    /// lock). Returns true when the outbox is closed.
+    /// lock) for the writer. Returns true when the outbox is closed.
     pub(crate) fn take_all(&self, into: &mut VecDeque<Bytes>) -> bool {
         let mut s = self.lock();
-        if into.is_empty() {
-            // Swap buffers: while the member is busy the two deques trade
-            // places and no allocation happens per wake-up.
-            std::mem::swap(&mut s.q, into);
-        } else {
-            into.extend(s.q.drain(..));
-        }
-        if s.q.capacity() > 64 {
-            s.q = VecDeque::new();
-        }
-        // Taking nothing (the writer's previous batch is fully written)
-        // makes the member idle again: producers may write directly.
-        s.busy = !into.is_empty();
+        take_into(&mut s, into);
         s.closed
     }
 
-    /// The error a producer's direct write hit, if any (taken once).
-    fn take_error(&self) -> Option<std::io::Error> {
-        self.lock().error.take()
-    }
-
-    /// Free the queue's buffer if it is empty (the writer is about to park:
-    /// an idle member holds no queue memory).
-    fn release_if_empty(&self) {
+    /// The writer task's turn: fail with a producer's error, wait while a
+    /// producer owns the member or nothing is queued, or take everything.
+    fn writer_next(&self, into: &mut VecDeque<Bytes>) -> Next {
         let mut s = self.lock();
-        if s.q.is_empty() && s.q.capacity() > 0 {
-            s.q = VecDeque::new();
+        if let Some(e) = s.error.take() {
+            return Next::Failed(e);
         }
+        if s.owner == Owner::Producer {
+            return Next::Wait;
+        }
+        take_into(&mut s, into);
+        if !into.is_empty() {
+            Next::Write
+        } else if s.closed {
+            Next::Done
+        } else {
+            // Parking: an idle member holds no queue memory.
+            if s.q.capacity() > 0 {
+                s.q = VecDeque::new();
+            }
+            Next::Wait
+        }
+    }
+}
+
+/// Take everything queued: the writer owns the member while it holds
+/// something, and an empty take makes the member idle again.
+fn take_into(s: &mut State, into: &mut VecDeque<Bytes>) {
+    if into.is_empty() {
+        // Swap buffers: while the member is busy the two deques trade
+        // places and no allocation happens per wake-up.
+        std::mem::swap(&mut s.q, into);
+    } else {
+        into.append(&mut s.q);
+    }
+    if s.q.capacity() > 64 {
+        s.q = VecDeque::new();
+    }
+    if s.owner != Owner::Producer {
+        s.owner = if into.is_empty() {
+            Owner::Idle
+        } else {
+            Owner::Writer
+        };
     }
 }
 
@@ -253,29 +348,23 @@ pub enum WriterEnd {
     Failed(std::io::Error),
 }
 
-/// Most iovecs per `writev` (IOV_MAX is 1024 on Linux).
-const MAX_IOV: usize = 256;
-
 /// The writer task body: drain the outbox into the socket until it is
 /// closed and empty, or a write fails.
 pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     let mut rounds: u32 = 0;
     loop {
-        let closed = outbox.take_all(&mut batch);
-        if let Some(e) = outbox.take_error() {
-            return WriterEnd::Failed(e);
-        }
-        if batch.is_empty() {
-            if closed {
-                return WriterEnd::Flushed;
+        match outbox.writer_next(&mut batch) {
+            Next::Failed(e) => return WriterEnd::Failed(e),
+            Next::Done => return WriterEnd::Flushed,
+            Next::Wait => {
+                // Parking: free the batch buffer (idle connections own no
+                // queue memory; a busy writer rarely parks).
+                batch = VecDeque::new();
+                outbox.notify.notified().await;
+                continue;
             }
-            // Parking: free the batch buffer (idle connections own no
-            // queue memory; a busy writer rarely parks).
-            batch = VecDeque::new();
-            outbox.release_if_empty();
-            outbox.notify.notified().await;
-            continue;
+            Next::Write => {}
         }
         while !batch.is_empty() {
             if let Err(e) = write_some(stream, &mut batch).await {
@@ -294,7 +383,7 @@ pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
 /// One vectored write of (the front of) `batch`; consumes what was written.
 async fn write_some(stream: &TcpStream, batch: &mut VecDeque<Bytes>) -> std::io::Result<()> {
     loop {
-        match try_writev(stream, batch) {
+        match writev(batch, |iov| stream.try_write_vectored(iov)) {
             Ok(n) => {
                 consume(batch, n);
                 return Ok(());
@@ -309,16 +398,20 @@ async fn write_some(stream: &TcpStream, batch: &mut VecDeque<Bytes>) -> std::io:
     }
 }
 
-/// The synchronous part (kept out of the async fn so the iovec array lives
-/// on the stack, not in every writer task's future).
-fn try_writev(stream: &TcpStream, batch: &VecDeque<Bytes>) -> std::io::Result<usize> {
+/// One vectored write of up to [`MAX_IOV`] chunks from the front of
+/// `batch`. A plain function, so the iovec array lives on the stack, not in
+/// every writer task's future.
+fn writev(
+    batch: &VecDeque<Bytes>,
+    write: impl FnOnce(&[IoSlice<'_>]) -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
     let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
     let mut k = 0;
     for b in batch.iter().take(MAX_IOV) {
         iov[k] = IoSlice::new(b);
         k += 1;
     }
-    match stream.try_write_vectored(&iov[..k])? {
+    match write(&iov[..k])? {
         0 => Err(std::io::ErrorKind::WriteZero.into()),
         n => Ok(n),
     }
@@ -359,75 +452,134 @@ mod tests {
         assert_eq!(v.len(), 3);
     }
 
-    /// The direct-write fast path: used only when nothing is queued and the
-    /// writer holds nothing; a partial write queues the rest, WouldBlock the
-    /// whole chunk, a hard error is kept for the writer.
+    /// A fake socket: records each `writev` (the chunks it was offered)
+    /// and answers from a script.
+    struct Sock {
+        calls: Vec<Vec<Vec<u8>>>,
+        answers: VecDeque<std::io::Result<usize>>,
+    }
+
+    impl Sock {
+        fn new(answers: Vec<std::io::Result<usize>>) -> Self {
+            Self {
+                calls: Vec::new(),
+                answers: answers.into(),
+            }
+        }
+
+        fn writev(&mut self, iov: &[IoSlice<'_>]) -> std::io::Result<usize> {
+            self.calls.push(iov.iter().map(|s| s.to_vec()).collect());
+            let all = iov.iter().map(|s| s.len()).sum();
+            self.answers.pop_front().unwrap_or(Ok(all))
+        }
+    }
+
+    fn b(s: &'static [u8]) -> Bytes {
+        Bytes::from_static(s)
+    }
+
+    /// Only the first push to an idle member is owed; everything queued
+    /// until the flush (from any producer) goes out in one `writev`, in
+    /// order, and the member is idle again afterwards.
     #[test]
-    fn push_or_write_keeps_order_and_errors() {
-        let o = Outbox::new(4);
-        let mut written = Vec::new();
-        let full = |buf: &[u8], out: &mut Vec<u8>| {
-            out.extend_from_slice(buf);
-            Ok(buf.len())
-        };
+    fn an_owed_member_gets_one_writev_for_everything_queued() {
+        let o = Outbox::new(8);
+        assert_eq!(o.push_owed(b(b"a")), Push::Owed);
+        assert_eq!(o.push_owed(b(b"b")), Push::Queued);
         assert_eq!(
-            o.push_or_write(Bytes::from_static(b"ab"), |b| full(b, &mut written)),
-            Push::Queued
+            o.push(b(b"c")),
+            Push::Queued,
+            "owed: the writer is not woken"
         );
-        assert_eq!(written, b"ab");
+        let mut sock = Sock::new(vec![]);
+        o.flush(|iov| sock.writev(iov));
+        assert_eq!(
+            sock.calls,
+            vec![vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]]
+        );
         assert_eq!(o.depth(), 0);
-
-        // Partial write: the rest is queued, and later chunks queue behind
-        // it without touching the socket.
+        assert_eq!(o.lock().owner, Owner::Idle);
         assert_eq!(
-            o.push_or_write(Bytes::from_static(b"cdef"), |b| {
-                written.extend_from_slice(&b[..1]);
-                Ok(1)
-            }),
-            Push::Queued
+            o.lock().q.capacity(),
+            0,
+            "an idle member holds no queue memory"
         );
-        let mut called = false;
-        o.push_or_write(Bytes::from_static(b"gh"), |_| {
-            called = true;
-            Ok(0)
-        });
-        assert!(!called, "wrote past queued bytes");
+        assert_eq!(o.push_owed(b(b"d")), Push::Owed, "idle again: owed again");
+    }
+
+    /// What the socket does not take goes back to the front of the queue,
+    /// before what was queued since, and the writer task takes over; while
+    /// it owns the member, producers only queue.
+    #[test]
+    fn the_rest_goes_to_the_writer_in_order() {
+        let o = Outbox::new(8);
+        o.push_owed(b(b"abc"));
+        o.push_owed(b(b"de"));
+        let mut sock = Sock::new(vec![Ok(1), Err(std::io::ErrorKind::WouldBlock.into())]);
+        o.flush(|iov| sock.writev(iov));
+        assert_eq!(sock.calls.len(), 2);
+        assert_eq!(o.lock().owner, Owner::Writer);
+        assert_eq!(o.push_owed(b(b"f")), Push::Queued, "the writer owns it");
         let mut v = VecDeque::new();
-        assert!(!o.take_all(&mut v));
-        assert_eq!(v, [Bytes::from_static(b"def"), Bytes::from_static(b"gh")]);
-
-        // The writer holds a batch (busy): producers must queue.
-        o.push_or_write(Bytes::from_static(b"ij"), |_| {
-            called = true;
-            Ok(2)
-        });
-        assert!(!called, "wrote while the writer holds unwritten bytes");
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
+        assert_eq!(v, [b(b"bc"), b(b"de"), b(b"f")]);
         v.clear();
-        o.take_all(&mut v);
-        assert_eq!(v, [Bytes::from_static(b"ij")]);
-        v.clear();
-        o.take_all(&mut v); // nothing left: idle again
-        assert!(v.is_empty());
-
-        o.push_or_write(Bytes::from_static(b"kl"), |_| {
-            Err(std::io::ErrorKind::WouldBlock.into())
-        });
-        assert_eq!(o.depth(), 1);
-        o.take_all(&mut v);
-        v.clear();
-        o.take_all(&mut v);
-
-        o.push_or_write(Bytes::from_static(b"mn"), |_| {
-            Err(std::io::Error::from_raw_os_error(libc::ECONNRESET))
-        });
-        assert_eq!(o.depth(), 1);
-        let e = o.take_error().map(|e| e.raw_os_error());
-        assert_eq!(e, Some(Some(libc::ECONNRESET)));
-
-        o.close();
+        assert!(matches!(o.writer_next(&mut v), Next::Wait));
         assert_eq!(
-            o.push_or_write(Bytes::from_static(b"op"), |_| Ok(2)),
-            Push::Closed
+            o.lock().owner,
+            Owner::Idle,
+            "an empty take parks the writer"
         );
+    }
+
+    /// The writer never writes a member a producer owes: it would overtake
+    /// the producer's bytes.
+    #[test]
+    fn the_writer_waits_while_a_producer_owns_the_member() {
+        let o = Outbox::new(8);
+        o.push_owed(b(b"a"));
+        o.close();
+        let mut v = VecDeque::new();
+        assert!(matches!(o.writer_next(&mut v), Next::Wait));
+        assert!(v.is_empty());
+        let mut sock = Sock::new(vec![]);
+        o.flush(|iov| sock.writev(iov));
+        assert!(matches!(o.writer_next(&mut v), Next::Done));
+    }
+
+    /// A hard error is kept for the writer (the real errno ends the
+    /// connection), with the unwritten bytes still queued.
+    #[test]
+    fn a_flush_error_reaches_the_writer() {
+        let o = Outbox::new(8);
+        o.push_owed(b(b"a"));
+        let mut sock = Sock::new(vec![Err(std::io::Error::from_raw_os_error(
+            libc::ECONNRESET,
+        ))]);
+        o.flush(|iov| sock.writev(iov));
+        let mut v = VecDeque::new();
+        match o.writer_next(&mut v) {
+            Next::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET)),
+            _ => panic!("the error was lost"),
+        }
+        assert_eq!(o.depth(), 1);
+    }
+
+    /// A member that keeps receiving while it is flushed is handed to the
+    /// writer after FLUSH_WRITES writes: the flushing reader moves on.
+    #[test]
+    fn a_flush_is_bounded() {
+        let o = Outbox::new(64);
+        o.push_owed(b(b"0"));
+        let mut n = 0;
+        o.flush(|iov| {
+            n += 1;
+            // Another producer queues while we write.
+            o.push_owed(b(b"x"));
+            Ok(iov.iter().map(|s| s.len()).sum())
+        });
+        assert_eq!(n, FLUSH_WRITES);
+        assert_eq!(o.lock().owner, Owner::Writer);
+        assert_eq!(o.depth(), 1);
     }
 }

@@ -24,6 +24,7 @@ use crate::connection::{Connection, Detected, Frame, Read, detect};
 use crate::ctx::{Admission, Ctx};
 use crate::hub::{Format, Peer, Room, Transport};
 use crate::outbox::{WriterEnd, run_writer};
+use crate::owed;
 use crate::session::{Session, Step};
 use crate::shutdown::InputGuard;
 use crate::text::{self, TextCommand};
@@ -183,7 +184,7 @@ async fn setup(
     };
 
     let view: Arc<dyn crate::hub::SocketView> = stream.clone();
-    let peer = Arc::new(Peer::new(
+    let peer = Peer::new(
         id,
         addr,
         Transport::Tcp,
@@ -191,7 +192,7 @@ async fn setup(
         cfg.server.outbox_frames,
         cfg.server.slow_consumer,
         Some(view),
-    ));
+    );
     let writer = ctx
         .shutdown
         .tracker
@@ -220,6 +221,8 @@ async fn setup(
         },
     };
 
+    // Replies to the first bytes are written once, when this scope ends.
+    let turn = owed::scope();
     if format == Format::Text
         && let Err(e) = t.r.s.register("")
     {
@@ -228,6 +231,7 @@ async fn setup(
     let r = &mut t.r;
     let end = t.conn.process_buffered(|f| r.on_frame(f)).break_value();
     t.r.flush_batch();
+    drop(turn);
     Some(Box::new(Conn {
         t,
         writer,
@@ -322,8 +326,11 @@ impl TcpSession {
         }
     }
 
-    /// Read once and handle every complete frame/line in it.
+    /// Read once and handle every complete frame/line in it. What that
+    /// delivers to TCP members (fan-out, replies) is written once per member
+    /// when the [`owed`] scope ends, after the room locks are released.
     fn on_readable(&mut self) -> Option<End> {
+        let _owed = owed::scope();
         let r = &mut self.r;
         let read = self.conn.on_readable(|f| r.on_frame(f));
         let end = match read {

@@ -249,7 +249,12 @@ impl UdpServer {
                 biased;
                 _ = shutdown.input_stopped() => break,
                 r = self.sock.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.on_datagram(&buf[..n], from),
+                    Ok((n, from)) => {
+                        // What this datagram fans out to TCP members is
+                        // written when the scope ends (crate::owed).
+                        let _owed = crate::owed::scope();
+                        self.on_datagram(&buf[..n], from);
+                    }
                     Err(e) => {
                         // An unconnected UDP socket reports no ICMP errors,
                         // so this is rare (ENOMEM...): count, breathe, go on.
@@ -381,7 +386,7 @@ impl UdpServer {
             timeout_secs: self.cfg.session_timeout_secs,
         });
         let cfg = &ctx.settings.config;
-        let peer = Arc::new(Peer::new(
+        let peer = Peer::new(
             id,
             from,
             Transport::Udp,
@@ -389,7 +394,7 @@ impl UdpServer {
             cfg.server.outbox_frames,
             cfg.server.slow_consumer,
             Some(view),
-        ));
+        );
         let now = Instant::now();
         let mut session = Session::new(ctx.clone(), peer.clone(), now);
         // Registering queues the Welcome, Joined and history in the

@@ -129,6 +129,9 @@ pub struct Report {
     /// CPU seconds the bots themselves used (this process and its workers):
     /// on a shared machine, the load generator's share matters.
     pub bots_cpu_s: f64,
+    /// `bots_cpu_s` per delivery, in ns (ramp and drain included): when it
+    /// approaches the server's, the generator is the ceiling, not the server.
+    pub bots_cpu_ns_per_delivery: Option<f64>,
     pub thresholds: Thresholds,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -162,6 +165,7 @@ impl Report {
         let errors = st.errors();
         let errors_detail = errors.iter().map(|(k, v)| detail(k, *v)).collect();
         let lost = st.expected.saturating_sub(st.delivered);
+        let cpu = cpu_seconds();
         let groups = plan
             .groups
             .iter()
@@ -226,7 +230,8 @@ impl Report {
             groups,
             bytes_in: st.bytes_in,
             bytes_out: st.bytes_out,
-            bots_cpu_s: cpu_seconds(),
+            bots_cpu_s: cpu,
+            bots_cpu_ns_per_delivery: per_delivery_ns(cpu, st.delivered),
             thresholds: Thresholds {
                 passed: true,
                 failed: Vec::new(),
@@ -318,9 +323,13 @@ impl Report {
                 self.injected_drops, self.send_errors
             );
         }
+        let per = self
+            .bots_cpu_ns_per_delivery
+            .map(|ns| format!(", {ns:.0} ns per delivery"))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  throughput    {:.0} deliveries/s, {:.0} sent/s over {:.2} s (bots used {:.2} CPU s)",
+            "  throughput    {:.0} deliveries/s, {:.0} sent/s over {:.2} s (bots used {:.2} CPU s{per})",
             self.deliveries_per_sec, self.sent_per_sec, self.duration_s, self.bots_cpu_s
         );
         let l = &self.latency_us;
@@ -384,6 +393,11 @@ impl Report {
     }
 }
 
+/// CPU nanoseconds per delivery; `None` when nothing was delivered.
+fn per_delivery_ns(cpu_s: f64, delivered: u64) -> Option<f64> {
+    (delivered > 0).then(|| (cpu_s * 1e9 / delivered as f64).round())
+}
+
 /// User + system CPU of this process and its reaped children (workers).
 pub fn cpu_seconds() -> f64 {
     let mut total = 0.0;
@@ -444,6 +458,23 @@ mod tests {
             st.latency.saturating_record(v);
         }
         st
+    }
+
+    /// Every report says what the generator spent per delivery.
+    #[test]
+    fn bots_cpu_per_delivery_is_reported() {
+        let r = Report::build(
+            &plan_with(Default::default()),
+            &stats_with(10, 10, &[5]),
+            1.0,
+            vec![],
+        );
+        let ns = r.bots_cpu_ns_per_delivery.expect("delivered > 0");
+        assert!((ns - r.bots_cpu_s * 1e8).abs() <= 1.0, "{ns}");
+        assert!(r.table().contains("ns per delivery"), "{}", r.table());
+        assert!(r.json().contains("\"bots_cpu_ns_per_delivery\":"));
+        assert_eq!(per_delivery_ns(0.5, 0), None);
+        assert_eq!(per_delivery_ns(0.5, 1_000_000), Some(500.0));
     }
 
     #[test]
