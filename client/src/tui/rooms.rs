@@ -16,7 +16,7 @@ use sockchat_shared::text::Severity;
 /// Lines kept per room; older ones scroll away for good.
 pub const SCROLLBACK: usize = 5000;
 /// Rooms kept at most; events for further new rooms are not shown.
-pub const ROOMS_MAX: usize = 250_000;
+pub const ROOMS_MAX: usize = 131_072;
 /// Member names kept at most, over all rooms (member lists are only
 /// for the sidebar and Tab completion).
 pub const MEMBERS_MAX: usize = 500_000;
@@ -468,5 +468,18 @@ mod tests {
         assert_eq!(r.members, 3);
         r.clear_members();
         assert_eq!(r.members, 0);
+    }
+
+    #[test]
+    fn rooms_are_capped_and_found_fast() {
+        let mut r = Rooms::new("a", 1 << 20);
+        let t0 = std::time::Instant::now();
+        for i in 1..ROOMS_MAX {
+            assert!(r.ensure(&i.to_string()).is_some());
+        }
+        assert_eq!(r.ensure("one more"), None);
+        assert_eq!(r.ensure("5"), Some(5), "known rooms are still found");
+        // A map, not a scan: well under a second even in a debug build.
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5));
     }
 }
