@@ -204,36 +204,49 @@ mod tests {
         Settings::with_listen(listen.parse().expect("addr"))
     }
 
-    /// A TCP step whose first call binds TCP on `port` (whose UDP side the
-    /// test holds), then behaves like the real one.
+    /// A TCP listener on a kernel-chosen port whose UDP side the test holds:
+    /// the collision `bind_listen_set_with` must survive. Built from a TCP
+    /// port that is already ours (binding TCP on a held UDP port instead can
+    /// meet a TCP socket of another process there: EADDRINUSE on the TCP
+    /// side, a flaky test).
+    fn colliding_pair() -> (TcpListener, UdpSocket) {
+        let s = settings("127.0.0.1:0");
+        let mut last = None;
+        for _ in 0..100 {
+            let l = bind_tcp(([127, 0, 0, 1], 0).into(), &s).expect("tcp on port 0");
+            let port = l.local_addr().expect("addr").port();
+            match UdpSocket::bind(("127.0.0.1", port)) {
+                Ok(u) => return (l, u),
+                Err(e) => last = Some(e),
+            }
+        }
+        panic!("no port free for both TCP and UDP in 100 tries: {last:?}");
+    }
+
+    /// A TCP step whose first call returns `first` (a listener whose UDP
+    /// port is held), then behaves like the real one.
     fn collide_first(
-        port: u16,
+        first: TcpListener,
         calls: &mut usize,
     ) -> impl FnMut(&Settings) -> Result<Vec<TcpListener>, BindError> + '_ {
+        let mut first = Some(first);
         move |s| {
             *calls += 1;
-            if *calls == 1 {
-                let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-                let l = bind_tcp(addr, s).map_err(|source| BindError {
-                    addr,
-                    transport: "tcp",
-                    source,
-                })?;
-                Ok(vec![l])
-            } else {
-                bind_tcp_all(s)
+            match first.take() {
+                Some(l) => Ok(vec![l]),
+                None => bind_tcp_all(s),
             }
         }
     }
 
     #[test]
     fn udp_collision_on_port_0_binds_again_on_fresh_ports() {
-        // Hold a UDP port so the first TCP choice collides on UDP.
-        let held = UdpSocket::bind("127.0.0.1:0").expect("udp");
-        let port = held.local_addr().expect("addr").port();
+        // The first TCP choice collides on UDP: its port's UDP side is held.
+        let (first, _held) = colliding_pair();
+        let port = first.local_addr().expect("addr").port();
         let s = settings("127.0.0.1:0");
         let mut calls = 0;
-        let b = bind_listen_set_with(&s, MAX_BIND_ATTEMPTS, collide_first(port, &mut calls))
+        let b = bind_listen_set_with(&s, MAX_BIND_ATTEMPTS, collide_first(first, &mut calls))
             .expect("bound after retry");
         assert_eq!(calls, 2, "one collision, one retry");
         let t = b.tcp[0].local_addr().expect("tcp addr");
@@ -244,11 +257,11 @@ mod tests {
 
     #[test]
     fn collision_error_is_returned_when_attempts_run_out() {
-        let held = UdpSocket::bind("127.0.0.1:0").expect("udp");
-        let port = held.local_addr().expect("addr").port();
+        let (first, _held) = colliding_pair();
+        let port = first.local_addr().expect("addr").port();
         let s = settings("127.0.0.1:0");
         let mut calls = 0;
-        let e = bind_listen_set_with(&s, 1, collide_first(port, &mut calls))
+        let e = bind_listen_set_with(&s, 1, collide_first(first, &mut calls))
             .expect_err("no attempts left");
         assert_eq!(calls, 1);
         assert_eq!(e.source.kind(), io::ErrorKind::AddrInUse);
