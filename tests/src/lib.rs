@@ -96,6 +96,14 @@ pub fn bin(name: &str) -> PathBuf {
     );
 }
 
+/// Write a config file for one test: `text` (TOML) in the temp directory,
+/// named after `tag` and this process (unique per test binary and test).
+pub fn config_file(tag: &str, text: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("sockchat-test-{}-{tag}.toml", std::process::id()));
+    std::fs::write(&p, text).expect("write test config");
+    p
+}
+
 /// The real `sockchat-server` process, listening on `127.0.0.1:<random>`.
 /// Killed (SIGKILL) and reaped on drop if still running.
 pub struct ServerProc {
@@ -125,6 +133,15 @@ impl ServerProc {
     /// to 10 s) for the `listening on ... (tcp)` line.
     pub fn start(extra: &[&str]) -> ServerProc {
         Self::start_args(&["--listen", "127.0.0.1:0"], extra)
+    }
+
+    /// Start with `--listen 127.0.0.1:0 --config FILE` (FILE holding
+    /// `config`, written by [`config_file`] under `tag`) plus `extra`.
+    pub fn start_with_config(tag: &str, config: &str, extra: &[&str]) -> ServerProc {
+        let p = config_file(tag, config);
+        let mut args = vec!["--config", p.to_str().expect("utf-8 temp path")];
+        args.extend_from_slice(extra);
+        Self::start(&args)
     }
 
     /// Start with exactly `base` + `extra` arguments (no implicit --listen).

@@ -11,12 +11,11 @@
     reason = "test code: a panic is a failed test with its message"
 )]
 
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sockchat_shared::ServerMsg;
-use sockchat_tests::{FramedClient, Plain, ServerProc, bin, sockchat_command};
+use sockchat_tests::{FramedClient, Plain, ServerProc, bin, config_file, sockchat_command};
 
 /// Run to completion (bounded: killed after 20 s) with no stdin.
 fn run(cmd: &mut Command) -> Output {
@@ -58,12 +57,6 @@ fn server(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-fn config_file(name: &str, text: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("sockchat-cli-{}-{name}.toml", std::process::id()));
-    std::fs::write(&p, text).expect("write test config");
-    p
 }
 
 /// A port nothing listens on (bound then released).

@@ -10,7 +10,6 @@
     reason = "test code: a panic is a failed test with its message"
 )]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
@@ -23,21 +22,9 @@ use tokio::net::TcpStream;
 
 const STEP: Duration = Duration::from_secs(5);
 
-fn config_file(name: &str, text: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "sockchat-contract-{}-{name}.toml",
-        std::process::id()
-    ));
-    std::fs::write(&p, text).expect("write test config");
-    p
-}
-
 /// The real server with `config` (TOML) and `extra` flags.
 fn server(name: &str, config: &str, extra: &[&str]) -> ServerProc {
-    let p = config_file(name, config);
-    let mut args = vec!["--config", p.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    ServerProc::start(&args)
+    ServerProc::start_with_config(&format!("contract-{name}"), config, extra)
 }
 
 /// Small limits, so each is reached with a few messages.

@@ -17,7 +17,6 @@
 )]
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -27,20 +26,8 @@ use sockchat_shared::{ClientMsg, ServerMsg, codec};
 use sockchat_tests::udp_raw::RawUdp;
 use sockchat_tests::{FramedClient, Plain, ServerProc, sockchat_command};
 
-fn config_file(name: &str, text: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "sockchat-paging-{}-{name}.toml",
-        std::process::id()
-    ));
-    std::fs::write(&p, text).expect("write test config");
-    p
-}
-
 fn start_with(name: &str, config: &str, extra: &[&str]) -> ServerProc {
-    let p = config_file(name, config);
-    let mut args = vec!["--config", p.to_str().expect("utf-8 path")];
-    args.extend_from_slice(extra);
-    ServerProc::start(&args)
+    ServerProc::start_with_config(&format!("paging-{name}"), config, extra)
 }
 
 /// The payload size of `m` on the wire (the codec is the reference

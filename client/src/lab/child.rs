@@ -16,11 +16,15 @@ use sockchat_shared::sockopt;
 
 use super::cleanup::{self, Resource};
 use super::probe::{accept_within, wait_recv_queue};
-use super::textconn::{SEND_EVERY, TextConn};
+use super::textconn::TextConn;
 
 /// A child never outlives this, even if the parent vanished without killing
 /// it (the parent normally kills it within a second).
 const CHILD_MAX_LIFE: Duration = Duration::from_secs(30);
+
+/// Messages per second a text-mode sender child sends: well under the
+/// server's default rate limit (20/s), so rate limiting never interferes.
+const SEND_EVERY: Duration = Duration::from_millis(100);
 
 /// A spawned lab child. Dropping it kills (SIGKILL) and reaps it, so a
 /// failing scenario never leaves a process behind.

@@ -6,10 +6,9 @@
 //! the server's kernel told it is thus observed through the product itself,
 //! in the same vocabulary as everything else.
 
-use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sockchat_shared::{DisconnectReason, sockopt};
@@ -17,7 +16,7 @@ use sockchat_shared::{DisconnectReason, sockopt};
 use super::child::ChildProc;
 use super::outcome::Outcome;
 use super::probe::wait_recv_queue;
-use super::textconn::{SEND_EVERY, TextConn, resolve};
+use super::textconn::{TextConn, resolve};
 
 /// How long the observer waits for the server's announcement.
 const ANNOUNCE_LIMIT: Duration = Duration::from_secs(5);
@@ -269,44 +268,4 @@ fn kill9_scenario(server: &str, unread: bool) -> Outcome {
     run().unwrap_or_else(|e| {
         Outcome::setup_failed(name, expected, &e).with_target(format!("live server {server}"))
     })
-}
-
-/// Child side (`--child text-sender[-unread]`): join, then chat until killed.
-pub fn child_text_sender(
-    server: &str,
-    (nick, room): (&str, &str),
-    unread: bool,
-    deadline: Instant,
-) -> anyhow::Result<()> {
-    let mut a = TextConn::connect(server)?;
-    a.send(&format!("/nick {nick}"))?;
-    a.send(&format!("/join {room}"))?;
-    a.wait_for(Duration::from_secs(3), |l| l.contains(room))
-        .context("never joined the lab room")?;
-    a.drain(Duration::from_millis(300));
-    if unread {
-        a.send("/help")?;
-        wait_recv_queue(a.stream.as_raw_fd(), 1, Duration::from_secs(3))?;
-    }
-    let mut out = io::stdout();
-    writeln!(out, "ready")?;
-    out.flush()?;
-    let mut n = 0u64;
-    let mut sink = [0u8; 4096];
-    while Instant::now() < deadline {
-        n += 1;
-        a.send(&format!("message {n}"))?;
-        if !unread {
-            // Keep the receive queue empty: read whatever arrived.
-            a.stream.set_nonblocking(true)?;
-            while let Ok(k) = a.stream.read(&mut sink) {
-                if k == 0 {
-                    break;
-                }
-            }
-            a.stream.set_nonblocking(false)?;
-        }
-        std::thread::sleep(SEND_EVERY);
-    }
-    Ok(())
 }

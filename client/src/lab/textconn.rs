@@ -8,10 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-/// Messages per second a text-mode sender child sends: well under the
-/// server's default rate limit (20/s), so rate limiting never interferes.
-pub const SEND_EVERY: Duration = Duration::from_millis(100);
-
 /// The first address `server` (HOST:PORT) resolves to.
 pub fn resolve(server: &str) -> anyhow::Result<std::net::SocketAddr> {
     server
