@@ -229,6 +229,13 @@ impl ChatArgs {
                 client.socket_panel
             );
         }
+        // One message of the largest size must fit.
+        if client.scrollback_bytes < 64 * 1024 {
+            bail!(
+                "[client] scrollback_bytes must be at least 65536, not {}",
+                client.scrollback_bytes
+            );
+        }
         if let Some(k) = &self.keepalive {
             client.keepalive = k.clone();
         }

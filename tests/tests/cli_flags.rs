@@ -298,6 +298,11 @@ fn out_of_range_config_values_are_errors_naming_the_key() {
             "socket_panel",
         ),
         ("nick", "[client]\nnick = \"two words\"\n", "[client] nick"),
+        (
+            "scrollback",
+            "[client]\nscrollback_bytes = 100\n",
+            "scrollback_bytes",
+        ),
     ] {
         let p = config_file(name, text);
         let (code, err) = client(&["--plain", "--config", p.to_str().unwrap()]);

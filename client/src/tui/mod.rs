@@ -30,8 +30,6 @@ use app::{Action, App, Event, PanelMode, UiConfig};
 const TICK: Duration = Duration::from_millis(250);
 /// Shortest time between two draws (60 per second at most).
 const FRAME: Duration = Duration::from_millis(16);
-/// The smallest `[client] scrollback_bytes`: one frame of the largest size.
-const MIN_SCROLLBACK_BYTES: u64 = 64 * 1024;
 /// After /quit, how long we wait for the net task to close cleanly.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -48,12 +46,6 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
             "[client] socket_panel must be \"auto\", \"on\" or \"off\", not {other:?}"
         ),
     };
-    if c.scrollback_bytes < MIN_SCROLLBACK_BYTES {
-        anyhow::bail!(
-            "[client] scrollback_bytes must be at least {MIN_SCROLLBACK_BYTES} (one largest message), not {}",
-            c.scrollback_bytes
-        );
-    }
     let ui = UiConfig {
         server: c.server.clone(),
         timestamps: c.timestamps,
