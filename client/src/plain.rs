@@ -41,11 +41,15 @@ struct Where {
     /// only the first time (after a reconnect the driver rejoins our rooms
     /// and the focus stays where the user put it).
     room: String,
+    /// The rooms we are in, oldest join first.
+    rooms: Vec<String>,
     welcomed: bool,
 }
 
 impl Where {
-    /// Follow our nick (and the first room) from what the server says.
+    /// Follow our nick, our rooms (and the first room) from what the server
+    /// says. Leaving the focused room moves the focus to the room joined
+    /// last, as the server's own "current room" does.
     fn follow(&mut self, msg: &ServerMsg) {
         match msg {
             ServerMsg::Welcome { nick, room, .. } => {
@@ -56,7 +60,37 @@ impl Where {
                 self.welcomed = true;
             }
             ServerMsg::NickChanged { old, new } if *old == self.nick => self.nick = new.clone(),
+            ServerMsg::Joined { room, nick } if *nick == self.nick => {
+                let r = normalize_room(room).to_string();
+                if !self.rooms.contains(&r) {
+                    // Joined by the server (the default room, a rejoin):
+                    // known, but the focus stays.
+                    self.rooms.insert(0, r);
+                }
+            }
+            ServerMsg::Left { room, nick, .. } if *nick == self.nick => self.leave(room),
             _ => {}
+        }
+    }
+
+    /// `/join ROOM`: the focus moves there at once.
+    fn join(&mut self, room: &str) {
+        let r = normalize_room(room).to_string();
+        if !self.rooms.contains(&r) {
+            self.rooms.push(r.clone());
+        }
+        self.room = r;
+    }
+
+    /// `/leave ROOM` or our Left: if it was the focused room, the focus
+    /// moves to the room joined last.
+    fn leave(&mut self, room: &str) {
+        let r = normalize_room(room);
+        self.rooms.retain(|x| x != r);
+        if self.room == r
+            && let Some(last) = self.rooms.last()
+        {
+            self.room = last.clone();
         }
     }
 }
@@ -119,7 +153,12 @@ pub async fn run_with(
     };
     let mut here = Where {
         nick: cfg.nick.clone(),
-        room: cfg.room.clone(),
+        room: normalize_room(&cfg.room).to_string(),
+        // Where the driver will put us (the configured room).
+        rooms: Some(normalize_room(&cfg.room).to_string())
+            .filter(|r| !r.is_empty())
+            .into_iter()
+            .collect(),
         welcomed: false,
     };
     let (cmd_tx, mut events) = net::spawn(cfg);
@@ -178,9 +217,15 @@ pub async fn run_with(
                     }
                     Ok(input) => {
                         pending = input.to_net(&here.room, None).map(|c| outcomes.assign(c, &line));
-                        // The line after a /join is meant for the new room.
-                        if let Input::Send(Command::Join(r)) = &input {
-                            here.room = normalize_room(r).to_string();
+                        // The line after a /join or /leave is meant for the
+                        // room the user then looks at: move the focus now.
+                        match &input {
+                            Input::Send(Command::Join(r)) => here.join(r),
+                            Input::Send(Command::Leave(r)) => {
+                                let r = r.clone().unwrap_or_else(|| here.room.clone());
+                                here.leave(&r);
+                            }
+                            _ => {}
                         }
                     }
                 }

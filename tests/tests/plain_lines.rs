@@ -176,3 +176,22 @@ fn a_line_held_for_a_refused_join_fails_and_exits_1() {
     );
     assert_eq!(code, 1, "{seen:#?}");
 }
+
+/// `/leave` moves the focus at once too: the line after it goes to the
+/// room the user is back in, not to the room just left (where the server
+/// would refuse it).
+#[test]
+fn a_line_after_leave_goes_to_the_room_before() {
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let (code, seen) = run_piped(
+        &["--plain", "--json", "--server", &addr, "--nick", "leaver"],
+        "/join dev\n/leave\nback in lobby\n",
+    );
+    let chats: Vec<Value> = events(&seen, "chat")
+        .filter(|v| v["from"] == "leaver")
+        .collect();
+    assert_eq!(chats.len(), 1, "{seen:#?}");
+    assert_eq!(chats[0]["room"], "lobby", "{seen:#?}");
+    assert_eq!(code, 0, "{seen:#?}");
+}
