@@ -406,7 +406,8 @@ impl State {
         msg: ClientMsg,
         ev: &Events,
     ) {
-        let Some(m) = self.lines.dispatch(id, msg, &self.rooms, Instant::now()) else {
+        let here = (self.nick.as_str(), &self.rooms);
+        let Some(m) = self.lines.dispatch(id, msg, here, Instant::now()) else {
             return;
         };
         if let Err(why) = link.send(&m).await {

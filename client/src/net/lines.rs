@@ -54,10 +54,22 @@ pub(super) struct Lines {
     queued: VecDeque<(Option<LineId>, ClientMsg)>,
     /// Lines for a room whose Join is unanswered.
     held: Vec<Held>,
-    /// Rooms (keys) whose Join we sent and the server has not answered.
-    joining: VecDeque<String>,
+    /// Requests the server has not answered yet that it may refuse with
+    /// `BadName` (a Join or a Nick), in sending order: the server answers in
+    /// order, so a `BadName` is about the oldest.
+    asks: VecDeque<Ask>,
     /// Lines sent, waiting for their echo (in sending order).
     in_flight: VecDeque<InFlight>,
+}
+
+/// A request whose refusal matters to the lines.
+#[derive(Debug, PartialEq, Eq)]
+enum Ask {
+    /// A Join of this room (key): lines for it are held until it is
+    /// answered.
+    Join(String),
+    /// A Nick change (answered by NickChanged, or NickTaken/BadName).
+    Nick,
 }
 
 /// The name the server files a room under (`#dev` and `dev` are one room).
@@ -131,6 +143,31 @@ impl Lines {
         })
     }
 
+    /// True while the Join of this room (key) is unanswered.
+    fn joining(&self, room: &str) -> bool {
+        self.asks
+            .iter()
+            .any(|a| matches!(a, Ask::Join(r) if r == room))
+    }
+
+    /// The Join of `room` is answered (or given up): its entry goes.
+    fn answered_join(&mut self, room: &str) {
+        if let Some(i) = self
+            .asks
+            .iter()
+            .position(|a| matches!(a, Ask::Join(r) if r == room))
+        {
+            self.asks.remove(i);
+        }
+    }
+
+    /// The oldest Nick change is answered.
+    fn answered_nick(&mut self) {
+        if let Some(i) = self.asks.iter().position(|a| *a == Ask::Nick) {
+            self.asks.remove(i);
+        }
+    }
+
     /// Everything queued while there was no session, oldest first.
     pub(super) fn take_queued(&mut self) -> Vec<(Option<LineId>, ClientMsg)> {
         self.queued.drain(..).collect()
@@ -144,19 +181,28 @@ impl Lines {
         &mut self,
         id: Option<LineId>,
         msg: ClientMsg,
-        rooms: &BTreeSet<String>,
+        here: (&str, &BTreeSet<String>),
         now: Instant,
     ) -> Option<ClientMsg> {
-        if let ClientMsg::Join { room } = &msg {
-            let key = room_key(room);
-            if !rooms.contains(&key) && !self.joining.contains(&key) {
-                self.joining.push_back(key);
+        let (our_nick, rooms) = here;
+        match &msg {
+            ClientMsg::Join { room } => {
+                let key = room_key(room);
+                if !rooms.contains(&key) && !self.joining(&key) {
+                    self.asks.push_back(Ask::Join(key));
+                }
+                return Some(msg);
             }
-            return Some(msg);
+            // Our own nick again gets no answer at all.
+            ClientMsg::Nick { nick } if nick != our_nick => {
+                self.asks.push_back(Ask::Nick);
+                return Some(msg);
+            }
+            _ => {}
         }
         let Some(id) = id else { return Some(msg) };
         if let Some(room) = line_room(&msg).map(room_key)
-            && self.joining.contains(&room)
+            && self.joining(&room)
         {
             self.held.push(Held {
                 room,
@@ -221,16 +267,17 @@ impl Lines {
             }
             ServerMsg::Joined { room, nick } if nick == our_nick => {
                 let key = room_key(room);
-                self.joining.retain(|r| *r != key);
+                self.answered_join(&key);
                 let (go, keep): (Vec<Held>, Vec<Held>) =
                     self.held.drain(..).partition(|h| h.room == key);
                 self.held = keep;
                 for h in go {
-                    if let Some(m) = self.dispatch(Some(h.id), h.msg, rooms, now) {
+                    if let Some(m) = self.dispatch(Some(h.id), h.msg, (our_nick, rooms), now) {
                         send.push(m);
                     }
                 }
             }
+            ServerMsg::NickChanged { old, .. } if old == our_nick => self.answered_nick(),
             ServerMsg::Error { code, text } => self.on_error(*code, text, ev),
             _ => {}
         }
@@ -240,21 +287,20 @@ impl Lines {
     /// about the oldest request it could be about.
     fn on_error(&mut self, code: ErrorCode, text: &str, ev: &mut Vec<SocketEvent>) {
         match code {
-            // The Join of the oldest room we wait for was refused: its
-            // lines fail.
-            ErrorCode::BadName | ErrorCode::TooManyRooms => {
-                if let Some(room) = self.joining.pop_front() {
-                    let (fail, keep): (Vec<Held>, Vec<Held>) =
-                        self.held.drain(..).partition(|h| h.room == room);
-                    self.held = keep;
-                    for h in fail {
-                        ev.push(SocketEvent::LineFailed {
-                            id: h.id,
-                            why: format!("the join of {room} failed: {text}"),
-                        });
-                    }
+            // The oldest Join or Nick was refused; if a Join, its lines
+            // fail.
+            ErrorCode::BadName => match self.asks.pop_front() {
+                Some(Ask::Join(room)) => self.join_failed(&room, text, ev),
+                Some(Ask::Nick) | None => {}
+            },
+            ErrorCode::TooManyRooms => {
+                if let Some(i) = self.asks.iter().position(|a| matches!(a, Ask::Join(_)))
+                    && let Some(Ask::Join(room)) = self.asks.remove(i)
+                {
+                    self.join_failed(&room, text, ev);
                 }
             }
+            ErrorCode::NickTaken => self.answered_nick(),
             ErrorCode::NoSuchNick => {
                 self.fail_oldest(|e| matches!(e, Echo::Private { .. }), text, ev)
             }
@@ -263,6 +309,18 @@ impl Lines {
                 self.fail_oldest(|_| true, text, ev)
             }
             _ => {}
+        }
+    }
+
+    fn join_failed(&mut self, room: &str, text: &str, ev: &mut Vec<SocketEvent>) {
+        let (fail, keep): (Vec<Held>, Vec<Held>) =
+            self.held.drain(..).partition(|h| h.room == room);
+        self.held = keep;
+        for h in fail {
+            ev.push(SocketEvent::LineFailed {
+                id: h.id,
+                why: format!("the join of {room} failed: {text}"),
+            });
         }
     }
 
@@ -315,7 +373,7 @@ impl Lines {
             .partition(|h| now.duration_since(h.since) >= limit);
         self.held = keep;
         for h in fail {
-            self.joining.retain(|r| *r != h.room);
+            self.answered_join(&h.room);
             ev.push(SocketEvent::LineFailed {
                 id: h.id,
                 why: format!("the join of {} got no answer within {secs:.0} s", h.room),
@@ -339,7 +397,13 @@ impl Lines {
         for h in self.held.drain(..).rev() {
             self.queued.push_front((Some(h.id), h.msg));
         }
-        self.joining.drain(..).collect()
+        self.asks
+            .drain(..)
+            .filter_map(|a| match a {
+                Ask::Join(r) => Some(r),
+                Ask::Nick => None,
+            })
+            .collect()
     }
 
     /// No session will come (reconnect is off or gave up, or we quit):
@@ -394,9 +458,9 @@ mod tests {
         let mut rooms = BTreeSet::from(["lobby".to_string()]);
         let now = Instant::now();
         let j = ClientMsg::Join { room: "dev".into() };
-        assert_eq!(l.dispatch(None, j.clone(), &rooms, now), Some(j));
+        assert_eq!(l.dispatch(None, j.clone(), ("me", &rooms), now), Some(j));
         assert_eq!(
-            l.dispatch(Some(LineId(1)), say("dev", "hi\x07"), &rooms, now),
+            l.dispatch(Some(LineId(1)), say("dev", "hi\x07"), ("me", &rooms), now),
             None
         );
         let (mut send, mut ev) = (Vec::new(), Vec::new());
@@ -429,24 +493,25 @@ mod tests {
     }
 
     #[test]
-    fn refused_join_fails_its_lines_and_death_fails_in_flight() {
+    fn refused_join_fails_its_lines_not_a_refused_nick_and_death_fails_in_flight() {
         let mut l = Lines::default();
         let rooms = BTreeSet::from(["lobby".to_string()]);
         let now = Instant::now();
-        l.dispatch(
-            None,
-            ClientMsg::Join {
-                room: "bad!".into(),
-            },
-            &rooms,
-            now,
-        );
+        // A /nick the server will refuse, sent before the join.
+        let nick = ClientMsg::Nick {
+            nick: "bad nick".into(),
+        };
+        l.dispatch(None, nick, ("me", &rooms), now);
+        let join = ClientMsg::Join {
+            room: "bad!".into(),
+        };
+        l.dispatch(None, join, ("me", &rooms), now);
         assert_eq!(
-            l.dispatch(Some(LineId(1)), say("bad!", "x"), &rooms, now),
+            l.dispatch(Some(LineId(1)), say("bad!", "x"), ("me", &rooms), now),
             None
         );
         assert!(
-            l.dispatch(Some(LineId(2)), say("lobby", "y"), &rooms, now)
+            l.dispatch(Some(LineId(2)), say("lobby", "y"), ("me", &rooms), now)
                 .is_some()
         );
         let (mut send, mut ev) = (Vec::new(), Vec::new());
@@ -454,6 +519,9 @@ mod tests {
             code: ErrorCode::BadName,
             text: "bad room name".into(),
         };
+        // The first BadName answers the /nick: no line fails.
+        l.on_server(&err, "me", &rooms, now, &mut send, &mut ev);
+        assert!(ev.is_empty(), "{ev:?}");
         l.on_server(&err, "me", &rooms, now, &mut send, &mut ev);
         assert!(
             matches!(&ev[..], [SocketEvent::LineFailed { id: LineId(1), why }] if why.contains("bad room name"))
