@@ -90,6 +90,12 @@ async fn emit_all(ev: &Events, evs: Vec<SocketEvent>) -> Result<(), UiGone> {
     Ok(())
 }
 
+/// A timeout in whole seconds for [`DisconnectReason::IdleTimeout`],
+/// rounded up (a 300 ms timeout is not "0 s").
+fn whole_secs(d: Duration) -> u32 {
+    u32::try_from(d.as_millis().div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
 async fn resolve(server: &str) -> Result<SocketAddr, String> {
     match tokio::net::lookup_host(server).await {
         Ok(mut it) => it
@@ -341,7 +347,7 @@ impl State {
                         "no welcome from the server within {secs:.0} s (it accepted us but does not answer)"
                     );
                     emit(ev, SocketEvent::Local(text)).await?;
-                    let secs = cfg.ping_timeout.as_secs().min(u64::from(u32::MAX)) as u32;
+                    let secs = whole_secs(cfg.ping_timeout);
                     emit(
                         ev,
                         SocketEvent::Closed(CloseReason::Peer(DisconnectReason::IdleTimeout {
@@ -572,7 +578,7 @@ impl State {
     /// The server answered no ping for the ping timeout: it is hung (or a
     /// middlebox ate the connection). End it; the link is dropped (closed).
     async fn ping_timeout(&mut self, cfg: &NetConfig, ev: &Events) -> Result<End, UiGone> {
-        let secs = cfg.ping_timeout.as_secs().min(u64::from(u32::MAX)) as u32;
+        let secs = whole_secs(cfg.ping_timeout);
         emit(
             ev,
             SocketEvent::Local(format!(
