@@ -28,6 +28,8 @@ pub struct Ctx {
     pub shutdown: Shutdown,
     pub next_id: AtomicU64,
     pub server_name: String,
+    /// The file transfers being relayed (`[transfer]`).
+    pub transfers: crate::transfer::Registry,
     /// `limits.max_connections` permits: one per TCP connection or UDP
     /// session.
     slots: Arc<Semaphore>,
@@ -59,13 +61,18 @@ impl Ctx {
         ));
         let per_ip = (!settings.no_rate_limits).then(|| PerIpLimit::new(l.max_connections_per_ip));
         Ctx {
-            settings,
             hub,
             shutdown,
             next_id: AtomicU64::new(1),
             server_name: server_name(),
+            transfers: crate::transfer::Registry::new(
+                settings.config.transfer.clone(),
+                settings.config.udp.max_payload,
+                settings.config.server.outbox_frames,
+            ),
             slots,
             per_ip,
+            settings,
         }
     }
 

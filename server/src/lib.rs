@@ -29,6 +29,7 @@ pub mod shutdown;
 pub mod sockinfo;
 pub mod tcp;
 pub mod text;
+pub mod transfer;
 pub mod udp;
 
 use std::future::Future;

@@ -103,13 +103,16 @@ impl Session {
             return self.handle_unregistered(msg);
         }
         // Pings, pongs, hellos and quit are free; everything else costs a token.
+        // So do a transfer's messages after its offer: they are paced by
+        // the transfer's window, not by a chat rate.
         if !matches!(
             msg,
             ClientMsg::Ping { .. }
                 | ClientMsg::Pong { .. }
                 | ClientMsg::Hello { .. }
                 | ClientMsg::Quit { .. }
-        ) {
+        ) && !crate::transfer::is_paced(&msg)
+        {
             match self.rate.check(&self.ctx, &self.peer) {
                 Rate::Allowed => {}
                 Rate::Dropped => return Step::Continue,
@@ -136,6 +139,7 @@ impl Session {
             ClientMsg::Quit { message } => return Step::End(quit_reason(&self.ctx, &message)),
             ClientMsg::Say { room, text } => return self.chat(&room, text, ChatKind::Say),
             ClientMsg::Me { room, text } => return self.chat(&room, text, ChatKind::Me),
+            ClientMsg::Transfer(x) => self.ctx.transfers.handle(&self.ctx.hub, &self.peer, x),
             other => self.member().command(other),
         }
         Step::Continue
@@ -206,6 +210,7 @@ impl Session {
                 hub.leave(&self.peer, &r, Some(&reason), !server_shutdown, false);
             }
         }
+        self.ctx.transfers.peer_gone(&self.peer);
         if self.registered {
             hub.unregister(&self.peer);
             self.registered = false;
@@ -576,7 +581,8 @@ impl Member<'_> {
             | ClientMsg::Me { .. }
             | ClientMsg::Ping { .. }
             | ClientMsg::Pong { .. }
-            | ClientMsg::Quit { .. } => {}
+            | ClientMsg::Quit { .. }
+            | ClientMsg::Transfer(_) => {}
         }
     }
 }

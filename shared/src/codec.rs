@@ -112,24 +112,27 @@ pub fn check_preamble(bytes: &[u8]) -> Result<u8, DecodeError> {
 
 // ---------------------------------------------------------------- writing
 
-struct W<'a>(&'a mut BytesMut);
+pub(crate) struct W<'a>(&'a mut BytesMut);
 
 impl W<'_> {
-    fn u8(&mut self, v: u8) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.0.put_slice(b);
+    }
+    pub(crate) fn u8(&mut self, v: u8) {
         self.0.put_u8(v);
     }
-    fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.0.put_u16(v);
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.put_u32(v);
     }
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.put_u64(v);
     }
     /// Strings longer than u16::MAX bytes are cut at a char boundary; the
     /// server never produces one (limits are far lower).
-    fn str(&mut self, s: &str) {
+    pub(crate) fn str(&mut self, s: &str) {
         let mut end = s.len().min(u16::MAX as usize);
         while !s.is_char_boundary(end) {
             end -= 1;
@@ -256,6 +259,10 @@ fn write_client(w: &mut W<'_>, msg: &ClientMsg) {
             w.u8(0x0D);
             w.str(nick);
         }
+        ClientMsg::Transfer(x) => {
+            w.u8(crate::transfer::TAG_CLIENT);
+            crate::transfer::write(w, x);
+        }
     }
 }
 
@@ -366,20 +373,24 @@ fn write_server(w: &mut W<'_>, msg: &ServerMsg) {
             w.u8(0x8E);
             w.reason(reason);
         }
+        ServerMsg::Transfer(x) => {
+            w.u8(crate::transfer::TAG_SERVER);
+            crate::transfer::write(w, x);
+        }
     }
 }
 
 // ---------------------------------------------------------------- reading
 
-struct R<'a>(&'a [u8]);
+pub(crate) struct R<'a>(&'a [u8]);
 
 impl<'a> R<'a> {
-    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         let (&b, rest) = self.0.split_first().ok_or(DecodeError::Truncated(what))?;
         self.0 = rest;
         Ok(b)
     }
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError::Truncated(what));
         }
@@ -387,15 +398,15 @@ impl<'a> R<'a> {
         self.0 = rest;
         Ok(head)
     }
-    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
         let b = self.take(2, what)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         let b = self.take(4, what)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         let b = self.take(8, what)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -406,7 +417,7 @@ impl<'a> R<'a> {
         let b = self.take(n, what)?;
         std::str::from_utf8(b).map_err(|_| DecodeError::BadUtf8(what))
     }
-    fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
+    pub(crate) fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
         self.str_ref(what).map(str::to_owned)
     }
     fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
@@ -492,6 +503,7 @@ pub fn decode_client(payload: &[u8]) -> Result<ClientMsg, DecodeError> {
         0x0D => ClientMsg::SockInfo {
             nick: r.str("nick")?,
         },
+        crate::transfer::TAG_CLIENT => ClientMsg::Transfer(crate::transfer::read(&mut r)?),
         t => return Err(DecodeError::UnknownTag(t)),
     };
     r.finish(msg)
@@ -636,6 +648,7 @@ pub fn decode_server(payload: &[u8]) -> Result<ServerMsg, DecodeError> {
         0x8E => ServerMsg::Bye {
             reason: r.reason()?,
         },
+        crate::transfer::TAG_SERVER => ServerMsg::Transfer(crate::transfer::read(&mut r)?),
         t => return Err(DecodeError::UnknownTag(t)),
     };
     r.finish(msg)

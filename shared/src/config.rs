@@ -11,6 +11,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub limits: LimitsConfig,
     pub udp: UdpConfig,
+    pub transfer: TransferConfig,
     pub log: LogConfig,
     pub client: ClientConfig,
 }
@@ -171,6 +172,35 @@ impl Default for UdpConfig {
     }
 }
 
+/// `[transfer]`: file transfers relayed by the server (PROTOCOL.md "File
+/// transfer").
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferConfig {
+    pub enabled: bool,
+    /// Largest file offered (bytes); a bigger offer is refused `too-big`.
+    pub max_file_size: u64,
+    /// Transfers one user may have open, sending and receiving together.
+    pub max_per_user: usize,
+    /// Transfers open on the whole server.
+    pub max_per_server: usize,
+    /// Most bytes of one transfer sent and not yet acknowledged by the
+    /// receiver: what the server may hold for it (flow control).
+    pub window: u32,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_file_size: 4 << 30,
+            max_per_user: 4,
+            max_per_server: 256,
+            window: 1 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -224,6 +254,9 @@ pub struct ClientConfig {
     /// Bytes of chat lines the terminal UI keeps across all rooms; past it
     /// the oldest lines (in any room) are dropped.
     pub scrollback_bytes: u64,
+    /// Where accepted files are saved; empty: the XDG download directory
+    /// (`$XDG_DOWNLOAD_DIR`, else `~/Downloads`), else the current one.
+    pub download_dir: String,
 }
 
 impl Default for ClientConfig {
@@ -249,6 +282,7 @@ impl Default for ClientConfig {
             key_next_room: "C-n".into(),
             key_prev_room: "C-p".into(),
             scrollback_bytes: 32 * 1024 * 1024,
+            download_dir: String::new(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod reason;
 pub mod sanitize;
 pub mod sockopt;
 pub mod text;
+pub mod transfer;
 pub mod udp;
 
 pub use proto::{ChatKind, ClientMsg, ErrorCode, RoomInfo, ServerMsg};

@@ -139,6 +139,8 @@ pub enum ClientMsg {
     SockInfo {
         nick: String,
     },
+    /// A file-transfer message (`shared::transfer`).
+    Transfer(crate::transfer::Xfer),
 }
 
 /// Messages a server sends.
@@ -212,4 +214,6 @@ pub enum ServerMsg {
     Bye {
         reason: DisconnectReason,
     },
+    /// A file-transfer message relayed or answered by the server.
+    Transfer(crate::transfer::Xfer),
 }

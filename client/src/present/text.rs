@@ -228,6 +228,6 @@ fn server_json(m: &ServerMsg) -> Option<Value> {
             "reason": reason.code(),
             "text": reason.to_string(),
         }),
-        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } => return None,
+        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::Transfer(_) => return None,
     })
 }

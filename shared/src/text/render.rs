@@ -109,7 +109,9 @@ pub fn render(msg: &ServerMsg, me: &str) -> Option<Line> {
             DisconnectReason::Quit { .. } => (Notice, "* bye".to_string()),
             other => (Error, format!("! {other}")),
         },
-        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } => return None,
+        // Transfer messages are the client's file machinery, shown by it
+        // as transfer events; a text user is never sent one.
+        ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::Transfer(_) => return None,
     };
     Some(Line {
         severity,

@@ -1,0 +1,422 @@
+//! The file-transfer relay (PROTOCOL.md "File transfer"): offers, answers,
+//! chunks and acks between two sessions, whatever their transports (TCP to
+//! UDP and back), with the limits of `[transfer]`.
+//!
+//! Flow control: the server forwards a chunk only while the transfer's
+//! unacknowledged bytes (highest byte forwarded − receiver's cumulative
+//! ack) stay within the window it told the sender in Accept. A sender that
+//! overruns it is cut off with `protocol`; so the most the server ever
+//! holds for one transfer is one window, however slow the receiver.
+//!
+//! Ids: a sender's own id is mapped to a server id the receiver sees.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sockchat_shared::config::TransferConfig;
+use sockchat_shared::transfer::{CHUNK_OVERHEAD, TCP_CHUNK, Xfer, XferError};
+use sockchat_shared::{ServerMsg, udp};
+
+use crate::hub::{Format, Hub, Peer, Transport};
+
+/// One relayed transfer.
+struct Relay {
+    sender: Arc<Peer>,
+    /// The sender's id for it.
+    local: u64,
+    receiver: Arc<Peer>,
+    size: u64,
+    active: bool,
+    /// Highest byte forwarded + 1, and the receiver's cumulative ack.
+    forwarded: u64,
+    acked: u64,
+    window: u64,
+    max_chunk: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    next: u64,
+    relays: HashMap<u64, Relay>,
+    /// (sender peer id, sender's id) → server id.
+    by_sender: HashMap<(u64, u64), u64>,
+}
+
+/// Every transfer the server relays.
+pub struct Registry {
+    cfg: TransferConfig,
+    udp_max_payload: usize,
+    outbox_frames: usize,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+/// Messages to queue once the lock is released.
+type Out = Vec<(Arc<Peer>, Xfer)>;
+
+fn err(id: u64, code: XferError, text: impl Into<String>) -> Xfer {
+    Xfer::Error {
+        id,
+        code,
+        text: text.into(),
+    }
+}
+
+impl Registry {
+    pub fn new(cfg: TransferConfig, udp_max_payload: usize, outbox_frames: usize) -> Self {
+        Registry {
+            cfg,
+            udp_max_payload,
+            outbox_frames,
+            inner: Mutex::new(Inner {
+                next: 1,
+                ..Inner::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding it leaves plain maps: still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Largest chunk `p`'s transport carries in one message.
+    fn chunk_for(&self, p: &Peer) -> u64 {
+        match p.transport {
+            Transport::Tcp => TCP_CHUNK as u64,
+            Transport::Udp => self
+                .udp_max_payload
+                .saturating_sub(udp::HEADER_LEN + CHUNK_OVERHEAD)
+                .max(1) as u64,
+        }
+    }
+
+    /// Open transfers, for tests and sockinfo.
+    pub fn len(&self) -> usize {
+        self.lock().relays.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A transfer message from `from`.
+    pub fn handle(&self, hub: &Hub, from: &Arc<Peer>, x: Xfer) {
+        let mut out: Out = Vec::new();
+        {
+            let mut g = self.lock();
+            self.step(&mut g, hub, from, x, &mut out);
+        }
+        for (p, m) in out {
+            p.send(&ServerMsg::Transfer(m));
+        }
+    }
+
+    fn step(&self, g: &mut Inner, hub: &Hub, from: &Arc<Peer>, x: Xfer, out: &mut Out) {
+        let id = x.id();
+        if let Xfer::Offer {
+            peer,
+            name,
+            size,
+            sha256,
+            ..
+        } = x
+        {
+            return self.offer(g, hub, from, id, peer, name, size, sha256, out);
+        }
+        // Is `from` the sender (its own id) or the receiver (ours)?
+        let sid = match g.by_sender.get(&(from.id, id)) {
+            Some(&sid) => sid,
+            None => match g.relays.get(&id) {
+                Some(r) if r.receiver.id == from.id => id,
+                _ => {
+                    // Late messages after an end are normal (chunks in
+                    // flight when the receiver cancelled): an Error only
+                    // for what starts something.
+                    if matches!(x, Xfer::Accept { .. }) {
+                        out.push((
+                            from.clone(),
+                            err(id, XferError::Cancelled, "no such transfer (it ended)"),
+                        ));
+                    }
+                    return;
+                }
+            },
+        };
+        let Some(r) = g.relays.get_mut(&sid) else {
+            return;
+        };
+        let from_sender = r.sender.id == from.id && r.local == id;
+        let (to_sender, to_receiver) = ((r.sender.clone(), r.local), (r.receiver.clone(), sid));
+        let mut end = false;
+        match x {
+            Xfer::Offer { .. } => {}
+            Xfer::Accept { offset, .. } if !from_sender && !r.active => {
+                let offset = offset.min(r.size);
+                r.active = true;
+                r.forwarded = offset;
+                r.acked = offset;
+                out.push((
+                    to_sender.0,
+                    Xfer::Accept {
+                        id: to_sender.1,
+                        offset,
+                        window: r.window.min(u64::from(u32::MAX)) as u32,
+                        max_chunk: r.max_chunk as u32,
+                    },
+                ));
+            }
+            Xfer::Decline { .. } if !from_sender && !r.active => {
+                out.push((to_sender.0, Xfer::Decline { id: to_sender.1 }));
+                end = true;
+            }
+            Xfer::Chunk { offset, data, .. } if from_sender && r.active => {
+                let len = data.len() as u64;
+                let chunk_end = offset.saturating_add(len);
+                let problem = if chunk_end > r.size {
+                    Some("chunk past the end of the file")
+                } else if len > r.max_chunk {
+                    Some("chunk larger than max_chunk")
+                } else if chunk_end.saturating_sub(r.acked) > r.window {
+                    Some("window overrun: more unacknowledged bytes than the window")
+                } else {
+                    None
+                };
+                if let Some(why) = problem {
+                    out.push((to_sender.0, err(to_sender.1, XferError::Protocol, why)));
+                    out.push((to_receiver.0, err(sid, XferError::Protocol, why)));
+                    end = true;
+                } else {
+                    r.forwarded = r.forwarded.max(chunk_end);
+                    out.push((
+                        to_receiver.0,
+                        Xfer::Chunk {
+                            id: sid,
+                            offset,
+                            data,
+                        },
+                    ));
+                }
+            }
+            Xfer::Ack { offset, sack, .. } if !from_sender && r.active => {
+                r.acked = r.acked.max(offset.min(r.forwarded));
+                out.push((
+                    to_sender.0,
+                    Xfer::Ack {
+                        id: to_sender.1,
+                        offset,
+                        sack,
+                    },
+                ));
+            }
+            Xfer::Done { .. } if !from_sender && r.active => {
+                out.push((to_sender.0, Xfer::Done { id: to_sender.1 }));
+                end = true;
+            }
+            Xfer::Cancel { .. } => {
+                let (p, i) = if from_sender { to_receiver } else { to_sender };
+                out.push((p, Xfer::Cancel { id: i }));
+                end = true;
+            }
+            Xfer::Error { code, text, .. } => {
+                let (p, i) = if from_sender { to_receiver } else { to_sender };
+                out.push((p, Xfer::Error { id: i, code, text }));
+                end = true;
+            }
+            // A message out of turn (a chunk before Accept, an Accept
+            // twice, a receiver's message from the sender): ignored when
+            // harmless, but a chunk before Accept is a rule broken.
+            Xfer::Chunk { .. } if from_sender => {
+                out.push((
+                    to_sender.0,
+                    err(to_sender.1, XferError::Protocol, "chunk before accept"),
+                ));
+                out.push((
+                    to_receiver.0,
+                    err(sid, XferError::Protocol, "sender broke the rules"),
+                ));
+                end = true;
+            }
+            _ => {}
+        }
+        if end {
+            remove(g, sid);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn offer(
+        &self,
+        g: &mut Inner,
+        hub: &Hub,
+        from: &Arc<Peer>,
+        id: u64,
+        to: String,
+        name: String,
+        size: u64,
+        sha256: [u8; 32],
+        out: &mut Out,
+    ) {
+        let refuse = |code, text: String| (from.clone(), err(id, code, text));
+        if !self.cfg.enabled {
+            out.push(refuse(
+                XferError::Other(0),
+                "file transfer is off on this server".into(),
+            ));
+            return;
+        }
+        if g.by_sender.contains_key(&(from.id, id)) {
+            out.push(refuse(
+                XferError::Protocol,
+                format!("transfer id {id} is in use"),
+            ));
+            return;
+        }
+        if size > self.cfg.max_file_size {
+            out.push(refuse(
+                XferError::TooBig,
+                format!(
+                    "file of {size} B is larger than this server's limit of {} B",
+                    self.cfg.max_file_size
+                ),
+            ));
+            return;
+        }
+        let Some(target) = hub.find(&to) else {
+            out.push(refuse(XferError::NoSuchUser, format!("no such nick: {to}")));
+            return;
+        };
+        if target.id == from.id {
+            out.push(refuse(XferError::NoSuchUser, "that is you".into()));
+            return;
+        }
+        if target.format == Format::Text {
+            out.push(refuse(
+                XferError::NoSuchUser,
+                format!(
+                    "{} is a text-mode user: files need the sockchat client",
+                    target.nick()
+                ),
+            ));
+            return;
+        }
+        let count = |pid: u64| {
+            g.relays
+                .values()
+                .filter(|r| r.sender.id == pid || r.receiver.id == pid)
+                .count()
+        };
+        let max = self.cfg.max_per_user;
+        if count(from.id) >= max || count(target.id) >= max {
+            out.push(refuse(
+                XferError::TooMany,
+                format!("too many transfers (at most {max} per user)"),
+            ));
+            return;
+        }
+        if g.relays.len() >= self.cfg.max_per_server {
+            out.push(refuse(
+                XferError::TooMany,
+                format!(
+                    "too many transfers on the server (at most {})",
+                    self.cfg.max_per_server
+                ),
+            ));
+            return;
+        }
+        let max_chunk = self.chunk_for(from).min(self.chunk_for(&target));
+        // The receiver's outbox must hold every transfer's window in
+        // chunks with room for chat, or a full window would make it a slow
+        // consumer: a quarter of the outbox, shared by its transfers.
+        let frames = (self.outbox_frames / 4 / max.max(1)).max(4) as u64;
+        let window = u64::from(self.cfg.window)
+            .min(frames * max_chunk)
+            .max(max_chunk);
+        let sid = g.next;
+        g.next += 1;
+        g.by_sender.insert((from.id, id), sid);
+        g.relays.insert(
+            sid,
+            Relay {
+                sender: from.clone(),
+                local: id,
+                receiver: target.clone(),
+                size,
+                active: false,
+                forwarded: 0,
+                acked: 0,
+                window,
+                max_chunk,
+            },
+        );
+        out.push((
+            target,
+            Xfer::Offer {
+                id: sid,
+                peer: from.nick().to_string(),
+                name,
+                size,
+                sha256,
+            },
+        ));
+    }
+
+    /// `p`'s session ended: every transfer it was in ends, and the other
+    /// side hears `peer-gone`.
+    pub fn peer_gone(&self, p: &Peer) {
+        let mut out: Out = Vec::new();
+        {
+            let mut g = self.lock();
+            let ids: Vec<u64> = g
+                .relays
+                .iter()
+                .filter(|(_, r)| r.sender.id == p.id || r.receiver.id == p.id)
+                .map(|(id, _)| *id)
+                .collect();
+            for sid in ids {
+                if let Some(r) = remove(&mut g, sid) {
+                    let text = format!("{} disconnected", p.nick());
+                    if r.sender.id == p.id {
+                        out.push((r.receiver, err(sid, XferError::PeerGone, text)));
+                    } else {
+                        out.push((r.sender, err(r.local, XferError::PeerGone, text)));
+                    }
+                }
+            }
+        }
+        for (p, m) in out {
+            p.send(&ServerMsg::Transfer(m));
+        }
+    }
+}
+
+/// What is wrong with `[transfer]`, if anything: (key, why).
+pub(crate) fn check_config(c: &TransferConfig) -> Option<(&'static str, &'static str)> {
+    if c.window < 4096 {
+        return Some(("transfer.window", "must be at least 4096 bytes"));
+    }
+    if c.max_per_user == 0 {
+        return Some(("transfer.max_per_user", "must be at least 1"));
+    }
+    if c.max_per_server == 0 {
+        return Some(("transfer.max_per_server", "must be at least 1"));
+    }
+    None
+}
+
+/// True for the transfer messages paced by the window (everything after
+/// the offer): they do not cost a rate-limit token.
+pub(crate) fn is_paced(m: &sockchat_shared::ClientMsg) -> bool {
+    matches!(m, sockchat_shared::ClientMsg::Transfer(x) if !matches!(x, Xfer::Offer { .. }))
+}
+
+fn remove(g: &mut Inner, sid: u64) -> Option<Relay> {
+    let r = g.relays.remove(&sid)?;
+    g.by_sender.remove(&(r.sender.id, r.local));
+    Some(r)
+}

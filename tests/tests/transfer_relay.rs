@@ -1,0 +1,275 @@
+//! The server's file-transfer relay as PROTOCOL.md "File transfer" says,
+//! against the real `sockchat-server` binary over TCP: offer, accept,
+//! chunk, ack, done with the ids mapped; decline; cancel; the limits
+//! (too big, a text-mode target); a window overrun cut off; the other side
+//! told when a peer disconnects.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use sockchat_shared::transfer::{Xfer, XferError};
+use sockchat_shared::{ClientMsg, ServerMsg};
+use sockchat_tests::{FramedClient, ServerProc, TextClient};
+
+const SMALL: &str = "[server]\ndetect_timeout_ms = 100\n\
+[transfer]\nmax_file_size = 10000000\nwindow = 65536\n";
+
+fn server(name: &str) -> ServerProc {
+    ServerProc::start_with_config(&format!("relay-{name}"), SMALL, &[])
+}
+
+async fn xfer(c: &mut FramedClient) -> Xfer {
+    match c.recv_until(|m| matches!(m, ServerMsg::Transfer(_))).await {
+        ServerMsg::Transfer(x) => x,
+        _ => unreachable!(),
+    }
+}
+
+async fn send(c: &mut FramedClient, x: Xfer) {
+    c.send(&ClientMsg::Transfer(x)).await;
+}
+
+fn offer(id: u64, to: &str, size: u64) -> Xfer {
+    Xfer::Offer {
+        id,
+        peer: to.into(),
+        name: "a.bin".into(),
+        size,
+        sha256: [7; 32],
+    }
+}
+
+/// alice offers to bob; returns bob's id for it.
+async fn offered(a: &mut FramedClient, b: &mut FramedClient, size: u64) -> u64 {
+    send(a, offer(41, "bob", size)).await;
+    match xfer(b).await {
+        Xfer::Offer {
+            id,
+            peer,
+            name,
+            size: s,
+            sha256,
+        } => {
+            assert_eq!(
+                (peer.as_str(), name.as_str(), s, sha256),
+                ("alice", "a.bin", size, [7; 32])
+            );
+            id
+        }
+        other => panic!("expected an offer, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn offer_accept_chunks_acks_done_with_ids_mapped() {
+    let s = server("flow");
+    let mut a = FramedClient::connect(s.addr, "alice").await;
+    let mut b = FramedClient::connect(s.addr, "bob").await;
+    let bid = offered(&mut a, &mut b, 10).await;
+    send(
+        &mut b,
+        Xfer::Accept {
+            id: bid,
+            offset: 0,
+            window: 0,
+            max_chunk: 0,
+        },
+    )
+    .await;
+    let (window, max_chunk) = match xfer(&mut a).await {
+        Xfer::Accept {
+            id: 41,
+            offset: 0,
+            window,
+            max_chunk,
+        } => (window, max_chunk),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(window, 65536, "the configured window");
+    assert_eq!(max_chunk, 32 * 1024, "TCP to TCP: 32 KiB chunks");
+    let data = Bytes::from_static(b"0123456789");
+    send(
+        &mut a,
+        Xfer::Chunk {
+            id: 41,
+            offset: 0,
+            data: data.clone(),
+        },
+    )
+    .await;
+    assert_eq!(
+        xfer(&mut b).await,
+        Xfer::Chunk {
+            id: bid,
+            offset: 0,
+            data
+        }
+    );
+    send(
+        &mut b,
+        Xfer::Ack {
+            id: bid,
+            offset: 10,
+            sack: vec![],
+        },
+    )
+    .await;
+    assert_eq!(
+        xfer(&mut a).await,
+        Xfer::Ack {
+            id: 41,
+            offset: 10,
+            sack: vec![]
+        }
+    );
+    send(&mut b, Xfer::Done { id: bid }).await;
+    assert_eq!(xfer(&mut a).await, Xfer::Done { id: 41 });
+    // Over: the id can be used again.
+    let again = offered(&mut a, &mut b, 5).await;
+    assert_ne!(again, bid);
+}
+
+#[tokio::test]
+async fn decline_and_cancel_reach_the_other_side() {
+    let s = server("decline");
+    let mut a = FramedClient::connect(s.addr, "alice").await;
+    let mut b = FramedClient::connect(s.addr, "bob").await;
+    let bid = offered(&mut a, &mut b, 10).await;
+    send(&mut b, Xfer::Decline { id: bid }).await;
+    assert_eq!(xfer(&mut a).await, Xfer::Decline { id: 41 });
+    // Cancel by the sender after accept.
+    let bid = offered(&mut a, &mut b, 10).await;
+    send(
+        &mut b,
+        Xfer::Accept {
+            id: bid,
+            offset: 0,
+            window: 0,
+            max_chunk: 0,
+        },
+    )
+    .await;
+    xfer(&mut a).await;
+    send(&mut a, Xfer::Cancel { id: 41 }).await;
+    assert_eq!(xfer(&mut b).await, Xfer::Cancel { id: bid });
+    // Cancel by the receiver.
+    let bid = offered(&mut a, &mut b, 10).await;
+    send(&mut b, Xfer::Cancel { id: bid }).await;
+    assert_eq!(xfer(&mut a).await, Xfer::Cancel { id: 41 });
+}
+
+#[tokio::test]
+async fn too_big_and_text_users_are_refused_in_words() {
+    let s = server("limits");
+    let mut a = FramedClient::connect(s.addr, "alice").await;
+    let mut t = TextClient::connect(s.addr).await;
+    t.welcome().await;
+    t.line("/nick carol").await;
+    t.expect_prefix("* ").await;
+    send(&mut a, offer(1, "alice2", 20_000_000)).await;
+    match xfer(&mut a).await {
+        Xfer::Error {
+            id: 1,
+            code: XferError::TooBig,
+            text,
+        } => assert!(text.contains("10000000"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    send(&mut a, offer(2, "carol", 10)).await;
+    match xfer(&mut a).await {
+        Xfer::Error {
+            id: 2,
+            code: XferError::NoSuchUser,
+            text,
+        } => {
+            assert!(text.contains("files need the sockchat client"), "{text}")
+        }
+        other => panic!("{other:?}"),
+    }
+    send(&mut a, offer(3, "nobody", 10)).await;
+    assert!(matches!(
+        xfer(&mut a).await,
+        Xfer::Error {
+            id: 3,
+            code: XferError::NoSuchUser,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_window_overrun_ends_the_transfer_for_both() {
+    let s = server("overrun");
+    let mut a = FramedClient::connect(s.addr, "alice").await;
+    let mut b = FramedClient::connect(s.addr, "bob").await;
+    let bid = offered(&mut a, &mut b, 1_000_000).await;
+    send(
+        &mut b,
+        Xfer::Accept {
+            id: bid,
+            offset: 0,
+            window: 0,
+            max_chunk: 0,
+        },
+    )
+    .await;
+    xfer(&mut a).await;
+    // Three 32 KiB chunks unacknowledged: 96 KiB > the 64 KiB window.
+    for i in 0..3u64 {
+        let data = Bytes::from(vec![0u8; 32 * 1024]);
+        send(
+            &mut a,
+            Xfer::Chunk {
+                id: 41,
+                offset: i * 32 * 1024,
+                data,
+            },
+        )
+        .await;
+    }
+    match xfer(&mut a).await {
+        Xfer::Error {
+            id: 41,
+            code: XferError::Protocol,
+            text,
+        } => assert!(text.contains("window"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    // bob got the two chunks within the window, then the error.
+    for _ in 0..2 {
+        assert!(matches!(xfer(&mut b).await, Xfer::Chunk { .. }));
+    }
+    assert!(matches!(
+        xfer(&mut b).await,
+        Xfer::Error {
+            code: XferError::Protocol,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_receiver_that_leaves_ends_the_transfer_peer_gone() {
+    let s = server("gone");
+    let mut a = FramedClient::connect(s.addr, "alice").await;
+    let mut b = FramedClient::connect(s.addr, "bob").await;
+    offered(&mut a, &mut b, 10).await;
+    drop(b);
+    match tokio::time::timeout(Duration::from_secs(10), xfer(&mut a))
+        .await
+        .unwrap()
+    {
+        Xfer::Error {
+            id: 41,
+            code: XferError::PeerGone,
+            text,
+        } => assert!(text.contains("bob"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}
