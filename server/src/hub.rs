@@ -139,7 +139,8 @@ impl Peer {
     /// its outbox is full. Never blocks the caller and never writes the
     /// socket itself: inside an [`owed`] scope a TCP member that was idle is
     /// owed a flush at the scope's end (one `writev` for all it got
-    /// meanwhile); otherwise its writer task is woken if it was parked.
+    /// meanwhile; a big room's members go to their writer tasks then);
+    /// otherwise its writer task is woken if it was parked.
     pub fn deliver(&self, b: Bytes) {
         let pushed = if self.transport == Transport::Tcp && self.socket.is_some() && owed::active()
         {
@@ -228,6 +229,10 @@ impl owed::Flush for Peer {
                 .outbox
                 .flush(|_| Err(std::io::ErrorKind::WouldBlock.into())),
         }
+    }
+
+    fn hand_off(&self) {
+        self.outbox.hand_off();
     }
 }
 

@@ -14,7 +14,8 @@
 //!   gets one syscall per turn however many messages it was owed, nobody's
 //!   task is woken per delivery, and no socket is written under a room lock.
 //! - **Writer**: what the socket did not take (`EAGAIN`, a partial write),
-//!   and every push made outside a scope, goes to the member's writer task,
+//!   every push made outside a scope, and the members of a turn that owes
+//!   too many to write itself ([`Outbox::hand_off`]) go to the writer task,
 //!   woken only on the idle -> owned edge; it drains the queue with vectored
 //!   writes, waiting for write readiness, and parks when it is empty.
 //!
@@ -211,6 +212,16 @@ impl Outbox {
             drop(s);
             self.notify.notify_one();
             return;
+        }
+    }
+
+    /// An owed member goes to its writer task instead (woken now).
+    pub fn hand_off(&self) {
+        let mut s = self.lock();
+        if s.owner == Owner::Producer {
+            s.owner = Owner::Writer;
+            drop(s);
+            self.notify.notify_one();
         }
     }
 
@@ -530,6 +541,20 @@ mod tests {
             Owner::Idle,
             "an empty take parks the writer"
         );
+    }
+
+    /// A big turn hands an owed member to its writer task, which takes
+    /// everything.
+    #[test]
+    fn a_handed_off_member_is_written_by_the_writer() {
+        let o = Outbox::new(8);
+        assert_eq!(o.push_owed(b(b"a")), Push::Owed);
+        o.hand_off();
+        assert_eq!(o.lock().owner, Owner::Writer);
+        assert_eq!(o.push_owed(b(b"b")), Push::Queued);
+        let mut v = VecDeque::new();
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
+        assert_eq!(v, [b(b"a"), b(b"b")]);
     }
 
     /// The writer never writes a member a producer owes: it would overtake

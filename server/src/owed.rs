@@ -5,6 +5,12 @@
 //! meanwhile, from this turn and from any other task's. Redis does the same
 //! once per event-loop turn (`beforeSleep` -> `handleClientsWithPendingWrites`).
 //!
+//! A turn that owes more than [`INLINE_MAX`] members (a big room) wakes
+//! their writer tasks instead, as a bare fan-out server does: measured on
+//! 1,000-member rooms, writing them all from the reader's task tripled the
+//! p99, while the writers run beside the reader and each takes everything
+//! queued by the time it runs.
+//!
 //! The list is thread-local: a scope never spans an `.await` (the guard is
 //! not `Send`), so the deliveries and the flush run on the same thread, with
 //! no lock and no task wake-up. Outside any scope, deliveries go to the
@@ -18,7 +24,16 @@ use std::sync::Arc;
 pub trait Flush: Send + Sync {
     /// Write what is queued (non-blocking); hand the rest to the writer.
     fn flush(&self);
+    /// Leave all of it to the member's writer task (woken now).
+    fn hand_off(&self);
 }
+
+/// A turn that owes more members than this hands them to their writer
+/// tasks instead of writing them itself: a big room's members are then
+/// written in parallel with the reader (which goes back to reading, so more
+/// messages coalesce into each member's next write), as a bare fan-out
+/// server does; small rooms keep the direct write (no wake-up per delivery).
+pub const INLINE_MAX: usize = 64;
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
@@ -72,8 +87,13 @@ impl Drop for Scope {
 /// Flush every owed member, keeping the list's buffer for the next turn.
 fn flush_all() {
     let mut list = OWED.with(|o| std::mem::take(&mut *o.borrow_mut()));
+    let inline = list.len() <= INLINE_MAX;
     for m in list.drain(..) {
-        m.flush();
+        if inline {
+            m.flush();
+        } else {
+            m.hand_off();
+        }
     }
     OWED.with(|o| {
         let mut o = o.borrow_mut();
@@ -88,17 +108,40 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    struct Counter(AtomicUsize);
+    #[derive(Default)]
+    struct Counter(AtomicUsize, AtomicUsize);
 
     impl Flush for Counter {
         fn flush(&self) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+        fn hand_off(&self) {
+            self.1.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A turn owing many members (a big room) hands them to their writer
+    /// tasks; up to INLINE_MAX it writes them itself.
+    #[test]
+    fn a_big_turn_hands_off_to_the_writers() {
+        for (n, inline) in [(INLINE_MAX, true), (INLINE_MAX + 1, false)] {
+            let cs: Vec<Arc<Counter>> = (0..n).map(|_| Arc::default()).collect();
+            {
+                let _turn = scope();
+                for c in &cs {
+                    defer(c.clone());
+                }
+            }
+            for c in &cs {
+                let (f, h) = (c.0.load(Ordering::Relaxed), c.1.load(Ordering::Relaxed));
+                assert_eq!((f, h), if inline { (1, 0) } else { (0, 1) }, "{n} owed");
+            }
+        }
     }
 
     #[test]
     fn the_outermost_scope_flushes_once() {
-        let c = Arc::new(Counter(AtomicUsize::new(0)));
+        let c = Arc::new(Counter::default());
         assert!(!active());
         {
             let _outer = scope();
