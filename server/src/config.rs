@@ -41,6 +41,13 @@ pub struct Overrides {
     pub env_log: Option<String>,
     /// `--log-json`: `log.format = "json"`.
     pub log_json: bool,
+    /// `--tls`: turn the TLS listener on (as an empty `[tls]` would).
+    pub tls: bool,
+    /// `--tls-listen ADDR:PORT` (repeatable): replaces `tls.listen` (and
+    /// turns TLS on).
+    pub tls_listen: Vec<String>,
+    /// `--data-dir DIR`: replaces `tls.data_dir`.
+    pub data_dir: Option<String>,
 }
 
 /// Which tokio runtime runs the server (`server.runtime`). The benchmark
@@ -65,6 +72,9 @@ pub struct Settings {
     pub log_json: bool,
     /// The checked log filter: `--log`, else `RUST_LOG`, else `log.level`.
     pub log_filter: String,
+    /// The TLS listener's addresses (`tls.listen`, parsed, or every
+    /// `server.listen` address on port 7879); empty when TLS is off.
+    pub tls_listen: Vec<SocketAddr>,
 }
 
 impl Settings {
@@ -87,7 +97,17 @@ impl Settings {
         if ov.log_json {
             config.log.format = "json".into();
         }
+        if ov.tls || !ov.tls_listen.is_empty() || ov.data_dir.is_some() {
+            let t = config.tls.get_or_insert_with(Default::default);
+            if !ov.tls_listen.is_empty() {
+                t.listen = ov.tls_listen.clone();
+            }
+            if let Some(d) = &ov.data_dir {
+                t.data_dir = d.clone();
+            }
+        }
         let listen = validate(&config)?;
+        let tls_listen = crate::tls::listen_addrs(&config, &listen)?;
         // An explicit --log wins over RUST_LOG, which wins over the file;
         // whichever is used must be a valid filter (the error names it).
         let log_filter = match (ov.log, ov.env_log.filter(|e| !e.is_empty())) {
@@ -107,6 +127,7 @@ impl Settings {
             listen,
             no_rate_limits: ov.no_rate_limits,
             runtime,
+            tls_listen,
         })
     }
 

@@ -30,6 +30,7 @@ pub mod sockinfo;
 pub mod tcp;
 pub mod text;
 pub mod transfer;
+pub mod tls;
 pub mod udp;
 
 use std::future::Future;
@@ -68,6 +69,24 @@ pub async fn run_with_udp(
     udp_sockets: Vec<std::net::UdpSocket>,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run_all(settings, listeners, udp_sockets, None, signal).await
+}
+
+/// TLS listeners ([`tls::bind`]) and the identity they serve.
+#[derive(Debug)]
+pub struct TlsListeners {
+    pub server: Arc<tls::TlsServer>,
+    pub listeners: Vec<std::net::TcpListener>,
+}
+
+/// [`run_with_udp`] plus TLS listeners, served by the same session code.
+pub async fn run_all(
+    settings: Settings,
+    listeners: Vec<std::net::TcpListener>,
+    udp_sockets: Vec<std::net::UdpSocket>,
+    tls: Option<TlsListeners>,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let settings = Arc::new(settings);
     let c = &settings.config;
     let hub = Arc::new(Hub::new(HubConfig {
@@ -88,7 +107,18 @@ pub async fn run_with_udp(
     let mut loops = Vec::new();
     for l in listeners {
         let l = tokio::net::TcpListener::from_std(l)?;
-        loops.push(tokio::spawn(listener::accept_loop(l, accept.clone())));
+        loops.push(tokio::spawn(listener::accept_loop(l, accept.clone(), None)));
+    }
+    if let Some(t) = tls {
+        for l in t.listeners {
+            let l = tokio::net::TcpListener::from_std(l)?;
+            let server = Some(t.server.clone());
+            loops.push(tokio::spawn(listener::accept_loop(
+                l,
+                accept.clone(),
+                server,
+            )));
+        }
     }
     for u in udp_sockets {
         shutdown.tracker.spawn(udp::serve(u, ctx.clone()));
@@ -118,6 +148,8 @@ pub struct ServerHandle {
     pub addrs: Vec<SocketAddr>,
     /// Bound UDP addresses (same ports as TCP; empty if UDP is off).
     pub udp_addrs: Vec<SocketAddr>,
+    /// Bound TLS addresses (empty if TLS is off).
+    pub tls_addrs: Vec<SocketAddr>,
     trigger: CancellationToken,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -137,28 +169,55 @@ impl ServerHandle {
     }
 }
 
+/// Why [`start`] could not start a server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
 /// Bind and run a server on the current runtime; returns once it accepts.
-pub async fn start(settings: Settings) -> Result<ServerHandle, BindError> {
+pub async fn start(settings: Settings) -> Result<ServerHandle, StartError> {
+    let tls = tls::TlsServer::from_config(&settings.config)?;
     let bind::Bound {
         tcp: listeners,
         udp: udp_sockets,
-    } = bind::bind_listen_set(&settings)?;
-    let addrs: Vec<SocketAddr> = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
+    } = if tls::tls_only(&settings.config) {
+        bind::Bound {
+            tcp: Vec::new(),
+            udp: Vec::new(),
+        }
+    } else {
+        bind::bind_listen_set(&settings)?
+    };
+    let tls = match tls {
+        Some(server) => Some(TlsListeners {
+            server: Arc::new(server),
+            listeners: tls::bind(&settings)?,
+        }),
+        None => None,
+    };
+    let local = |l: &std::net::TcpListener| l.local_addr().ok();
+    let addrs: Vec<SocketAddr> = listeners.iter().filter_map(local).collect();
+    let tls_addrs = tls
+        .as_ref()
+        .map(|t| t.listeners.iter().filter_map(local).collect())
+        .unwrap_or_default();
     let udp_addrs = udp_sockets
         .iter()
         .filter_map(|u| u.local_addr().ok())
         .collect();
     let trigger = CancellationToken::new();
     let t = trigger.clone();
-    let done = tokio::spawn(run_with_udp(settings, listeners, udp_sockets, async move {
+    let done = tokio::spawn(run_all(settings, listeners, udp_sockets, tls, async move {
         t.cancelled().await
     }));
     Ok(ServerHandle {
         addrs,
         udp_addrs,
+        tls_addrs,
         trigger,
         done,
     })

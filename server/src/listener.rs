@@ -39,7 +39,13 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 /// Accept until shutdown. Out of descriptors (EMFILE) is not fatal: log it
 /// clearly and back off (10 ms doubling to 1 s) so existing connections keep
 /// being served; a close elsewhere frees a descriptor.
-pub(crate) async fn accept_loop(listener: TcpListener, a: Arc<AcceptCtx>) {
+///
+/// With `tls`, every accepted connection is a TLS one ([`crate::tls`]).
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    a: Arc<AcceptCtx>,
+    tls: Option<Arc<crate::tls::TlsServer>>,
+) {
     let shutdown = a.ctx.shutdown.clone();
     let mut backoff = Duration::ZERO;
     loop {
@@ -50,7 +56,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, a: Arc<AcceptCtx>) {
         match r {
             Ok((stream, addr)) => {
                 backoff = Duration::ZERO;
-                admit(stream, addr, &a);
+                admit(stream, addr, &a, tls.as_ref());
             }
             Err(e) if is_resource_exhaustion(&e) => {
                 backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -76,13 +82,21 @@ pub(crate) async fn accept_loop(listener: TcpListener, a: Arc<AcceptCtx>) {
     debug!("accept loop stopped");
 }
 
-fn admit(stream: TcpStream, addr: SocketAddr, a: &Arc<AcceptCtx>) {
+fn admit(
+    stream: TcpStream,
+    addr: SocketAddr,
+    a: &Arc<AcceptCtx>,
+    tls: Option<&Arc<crate::tls::TlsServer>>,
+) {
     let ctx = &a.ctx;
     let admission = match ctx.admit(addr.ip()) {
         Ok(adm) => adm,
         Err(Refusal { code, text }) => {
             info!(peer = %addr, %text, "refused");
-            reject(stream, a, code, text);
+            match tls {
+                Some(t) => crate::tls::reject(stream, a, t.clone(), code, text),
+                None => reject(stream, a, code, text),
+            }
             return;
         }
     };
@@ -91,9 +105,23 @@ fn admit(stream: TcpStream, addr: SocketAddr, a: &Arc<AcceptCtx>) {
         admission: Some(admission),
         input: ctx.shutdown.input_guard(),
     };
-    ctx.shutdown
-        .tracker
-        .spawn(tcp::serve(stream, addr, id, ctx.clone(), guards));
+    match tls {
+        Some(t) => {
+            ctx.shutdown.tracker.spawn(crate::tls::serve(
+                stream,
+                addr,
+                id,
+                ctx.clone(),
+                guards,
+                t.clone(),
+            ));
+        }
+        None => {
+            ctx.shutdown
+                .tracker
+                .spawn(tcp::serve(stream, addr, id, ctx.clone(), guards));
+        }
+    }
 }
 
 /// Tell a refused client why (in its own format), then close politely.
@@ -111,15 +139,7 @@ fn reject(stream: TcpStream, a: &Arc<AcceptCtx>, code: ErrorCode, text: String) 
             tokio::time::timeout(detect, stream.peek(&mut first)).await,
             Ok(Ok(1)) if first[0] == 0
         );
-        let msg = ServerMsg::Error { code, text };
-        let mut bytes = Vec::new();
-        if framed {
-            bytes.extend_from_slice(&sockchat_shared::proto::preamble());
-            bytes.extend_from_slice(&codec::server_frame(&msg));
-        } else if let Some(line) = crate::text::render(&msg) {
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.push(b'\n');
-        }
+        let bytes = refusal_bytes(framed, code, text);
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
         let _ = SockRef::from(&stream).shutdown(std::net::Shutdown::Write);
         // Drain briefly so unread bytes do not turn the close into RST.
@@ -134,4 +154,19 @@ fn reject(stream: TcpStream, a: &Arc<AcceptCtx>, code: ErrorCode, text: String) 
         })
         .await;
     });
+}
+
+/// What a refused client reads, in its format: our preamble and an Error
+/// frame, or an error line.
+pub(crate) fn refusal_bytes(framed: bool, code: ErrorCode, text: String) -> Vec<u8> {
+    let msg = ServerMsg::Error { code, text };
+    let mut bytes = Vec::new();
+    if framed {
+        bytes.extend_from_slice(&sockchat_shared::proto::preamble());
+        bytes.extend_from_slice(&codec::server_frame(&msg));
+    } else if let Some(line) = crate::text::render(&msg) {
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+    }
+    bytes
 }

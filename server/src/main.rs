@@ -39,6 +39,20 @@ struct Args {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
+    /// Also listen for TLS (port 7879 on every --listen address unless
+    /// --tls-listen or `tls.listen` says otherwise), as a `[tls]` section
+    /// would. Without a certificate in the config, a self-signed one is made
+    /// on first run and kept in the data dir; its fingerprint is printed.
+    #[arg(long)]
+    tls: bool,
+    /// Listen for TLS on ADDR:PORT (repeatable; implies --tls); replaces
+    /// `tls.listen`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    tls_listen: Vec<String>,
+    /// Where the self-signed certificate lives (replaces `tls.data_dir`;
+    /// default $XDG_DATA_HOME/sockchat-server).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +65,9 @@ fn main() -> ExitCode {
             log: args.log,
             env_log: std::env::var("RUST_LOG").ok(),
             log_json: args.log_json,
+            tls: args.tls,
+            tls_listen: args.tls_listen,
+            data_dir: args.data_dir,
         },
     ) {
         Ok(s) => s,
@@ -132,25 +149,55 @@ fn init_tracing(s: &Settings) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    use sockchat_server::tls;
+    let tls_server = tls::TlsServer::from_config(&settings.config)?;
     // TCP, then UDP on the port each TCP listener got (so `:0` works for
-    // both; a port-0 collision on UDP is retried on fresh ports).
+    // both; a port-0 collision on UDP is retried on fresh ports). With
+    // tls_only neither: both are plaintext.
     let sockchat_server::bind::Bound {
         tcp: listeners,
         udp,
-    } = sockchat_server::bind::bind_listen_set(&settings)?;
+    } = if tls::tls_only(&settings.config) {
+        sockchat_server::bind::Bound {
+            tcp: Vec::new(),
+            udp: Vec::new(),
+        }
+    } else {
+        sockchat_server::bind::bind_listen_set(&settings)?
+    };
+    let tls = match tls_server {
+        Some(server) => Some(sockchat_server::TlsListeners {
+            server: std::sync::Arc::new(server),
+            listeners: tls::bind(&settings)?,
+        }),
+        None => None,
+    };
     {
         // The stdout contract test harnesses rely on: one line per listener.
         let mut out = std::io::stdout().lock();
         for l in &listeners {
             writeln!(out, "listening on {} (tcp)", l.local_addr()?)?;
         }
+        if let Some(t) = &tls {
+            for l in &t.listeners {
+                writeln!(out, "listening on {} (tls)", l.local_addr()?)?;
+            }
+            writeln!(
+                out,
+                "tls certificate {} ({})",
+                t.server.fingerprint, t.server.source
+            )?;
+        }
         for u in &udp {
             writeln!(out, "listening on {} (udp)", u.local_addr()?)?;
         }
         out.flush()?;
     }
+    if let Some(t) = &tls {
+        tracing::info!(fingerprint = %t.server.fingerprint, source = %t.server.source, "tls certificate");
+    }
     tracing::info!(runtime = ?settings.runtime, "sockchat-server started");
-    sockchat_server::run_with_udp(settings, listeners, udp, shutdown_signal()).await?;
+    sockchat_server::run_all(settings, listeners, udp, tls, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -72,7 +72,7 @@ pub fn serve(
     ctx: Arc<Ctx>,
     guards: Guards,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let setup = Box::pin(setup(stream, addr, id, ctx, guards));
+    let setup = Box::pin(setup(stream, addr, id, ctx, guards, None));
     async move {
         if let Some(conn) = setup.await {
             drive(conn).await;
@@ -80,15 +80,41 @@ pub fn serve(
     }
 }
 
+/// [`serve`] for a stream that is not itself the user's TCP socket (TLS:
+/// [`crate::tls`] relays the decrypted bytes over a socketpair): `view` is
+/// `view` makes, from the stream this connection reads and writes, what
+/// `/sockinfo` shows (the real socket's TCP_INFO, the TLS version and
+/// cipher) and what an owed flush writes to. The socket options are the
+/// caller's business (they belong on the real socket).
+pub(crate) fn serve_with_view(
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: u64,
+    ctx: Arc<Ctx>,
+    guards: Guards,
+    view: MakeView,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let setup = Box::pin(setup(stream, addr, id, ctx, guards, Some(view)));
+    async move {
+        if let Some(conn) = setup.await {
+            drive(conn).await;
+        }
+    }
+}
+
+/// Builds a connection's [`crate::hub::SocketView`] from its stream.
+pub(crate) type MakeView =
+    Box<dyn FnOnce(Arc<TcpStream>) -> Arc<dyn crate::hub::SocketView> + Send>;
+
 /// A connection that ended before it had a session (EOF or an error on
 /// the first read, shutdown meanwhile): its one log line.
-fn log_early_end(id: u64, addr: SocketAddr, reason: &DisconnectReason) {
+pub(crate) fn log_early_end(id: u64, addr: SocketAddr, reason: &DisconnectReason) {
     let _in =
         info_span!("conn", conn_id = id, peer = %addr, transport = "tcp", nick = "").entered();
     info!(reason = %reason, code = %reason.code(), errno = reason.errno(), registered = false, "disconnected");
 }
 
-fn configure(stream: &TcpStream, s: &Settings) {
+pub(crate) fn configure(stream: &TcpStream, s: &Settings) {
     let c = &s.config.server;
     let sock = SockRef::from(stream);
     if let Err(e) = sock.set_tcp_nodelay(c.nodelay) {
@@ -156,9 +182,12 @@ async fn setup(
     id: u64,
     ctx: Arc<Ctx>,
     guards: Guards,
+    view: Option<MakeView>,
 ) -> Option<Box<Conn>> {
     let Guards { admission, input } = guards;
-    configure(&stream, &ctx.settings);
+    if view.is_none() {
+        configure(&stream, &ctx.settings);
+    }
     debug!(conn_id = id, peer = %addr, "connected");
     let stream = Arc::new(stream);
     let cfg = &ctx.settings.config;
@@ -183,7 +212,10 @@ async fn setup(
         }
     };
 
-    let view: Arc<dyn crate::hub::SocketView> = stream.clone();
+    let view: Arc<dyn crate::hub::SocketView> = match view {
+        Some(make) => make(stream.clone()),
+        None => stream.clone(),
+    };
     let peer = Peer::new(
         id,
         addr,

@@ -4,7 +4,8 @@
 
 use serde::Deserialize;
 
-/// The whole file: `[server]`, `[limits]`, `[udp]`, `[log]`, `[client]`.
+/// The whole file: `[server]`, `[limits]`, `[udp]`, `[log]`, `[client]`,
+/// `[tls]`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -14,6 +15,8 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub log: LogConfig,
     pub client: ClientConfig,
+    /// `[tls]`: present (even empty) turns the TLS listener on.
+    pub tls: Option<TlsConfig>,
 }
 
 /// What happens to a member whose outbox is full.
@@ -257,6 +260,15 @@ pub struct ClientConfig {
     /// Where accepted files are saved; empty: the XDG download directory
     /// (`$XDG_DOWNLOAD_DIR`, else `~/Downloads`), else the current one.
     pub download_dir: String,
+    /// Connect with TLS (`--tls`); the server's certificate is pinned on
+    /// first use in `known_servers`.
+    pub tls: bool,
+    /// Pin this certificate up front (`SHA256:AB:CD:...`); empty: trust on
+    /// first use.
+    pub tls_fingerprint: String,
+    /// The pinned fingerprints. Empty: `$XDG_CONFIG_HOME/sockchat/known_servers`
+    /// (`~/.config/sockchat/known_servers`).
+    pub known_servers: String,
 }
 
 impl Default for ClientConfig {
@@ -283,9 +295,34 @@ impl Default for ClientConfig {
             key_prev_room: "C-p".into(),
             scrollback_bytes: 32 * 1024 * 1024,
             download_dir: String::new(),
+            tls: false,
+            tls_fingerprint: String::new(),
+            known_servers: String::new(),
         }
     }
 }
+
+/// `[tls]`: the server's TLS listener (off unless the section is present
+/// or `--tls` is given).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Addresses of the TLS listener. Empty: every `server.listen` address
+    /// with the port [`DEFAULT_TLS_PORT`].
+    pub listen: Vec<String>,
+    /// PEM certificate chain and private key. Both empty: a self-signed
+    /// certificate is made on first run and kept in `data_dir`.
+    pub cert: String,
+    pub key: String,
+    /// Where the self-signed certificate lives. Empty:
+    /// `$XDG_DATA_HOME/sockchat-server` (`~/.local/share/sockchat-server`).
+    pub data_dir: String,
+    /// No plain TCP listener and no UDP (both are plaintext): TLS only.
+    pub tls_only: bool,
+}
+
+/// The TLS port when `tls.listen` is empty.
+pub const DEFAULT_TLS_PORT: u16 = 7879;
 
 /// The log levels a filter directive may name.
 pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];

@@ -9,6 +9,7 @@
 pub mod codec;
 pub mod config;
 pub mod errno;
+pub mod fingerprint;
 pub mod names;
 pub mod page;
 pub mod proto;

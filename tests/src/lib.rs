@@ -110,8 +110,10 @@ pub struct ServerProc {
     child: Child,
     /// The TCP address from the `listening on ADDR (tcp)` stdout line.
     pub addr: SocketAddr,
-    /// Every `listening on ...` line (tcp, and udp once it exists).
+    /// Every `listening on ...` line (tcp, tls, udp).
     pub listen_lines: Vec<String>,
+    /// The `SHA256:...` of the `tls certificate ...` line (TLS on).
+    pub tls_fingerprint: Option<String>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -127,6 +129,19 @@ impl ServerProc {
             .trim_end_matches(" (udp)")
             .parse()
             .expect("udp address")
+    }
+
+    /// The TLS address from the `listening on ADDR (tls)` stdout line.
+    pub fn tls_addr(&self) -> SocketAddr {
+        let line = self
+            .listen_lines
+            .iter()
+            .find(|l| l.ends_with(" (tls)"))
+            .unwrap_or_else(|| panic!("no `(tls)` listening line in {:?}", self.listen_lines));
+        line.trim_start_matches("listening on ")
+            .trim_end_matches(" (tls)")
+            .parse()
+            .expect("tls address")
     }
 
     /// Start with `--listen 127.0.0.1:0` plus `extra` arguments. Waits (up
@@ -216,7 +231,11 @@ impl ServerProc {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("listening on ") {
                         listen_lines.push(line.clone());
-                        if let Some(a) = rest.strip_suffix(" (tcp)") {
+                        // A TLS-only server has no plain TCP line.
+                        if let Some(a) = rest
+                            .strip_suffix(" (tcp)")
+                            .or_else(|| rest.strip_suffix(" (tls)"))
+                        {
                             addr = a.parse().ok();
                         }
                     }
@@ -231,16 +250,20 @@ impl ServerProc {
                 }
             }
         }
-        // Give a possible UDP line a moment without blocking on it.
+        // Give the other lines (tls, udp) a moment without blocking on them.
+        let mut tls_fingerprint = None;
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
             if line.starts_with("listening on ") {
                 listen_lines.push(line);
+            } else if let Some(rest) = line.strip_prefix("tls certificate ") {
+                tls_fingerprint = rest.split(' ').next().map(str::to_string);
             }
         }
         ServerProc {
             child,
             addr: addr.expect("parsed above"),
             listen_lines,
+            tls_fingerprint,
             stderr,
         }
     }

@@ -1,0 +1,199 @@
+//! TLS end to end, with real processes: the real `openssl s_client` and
+//! `ncat --ssl` chat in text mode over the server's TLS port with a framed
+//! client on the plain port; the certificate is self-signed on first run
+//! and its fingerprint printed (and the same as openssl's); `tls_only`
+//! leaves no plaintext way in. openssl and ncat are required under CI
+//! (test.sh installs them).
+
+#![allow(
+    clippy::expect_used,
+    reason = "test helpers: a panic is a failed test with its message"
+)]
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sockchat_shared::{ClientMsg, ServerMsg};
+use sockchat_tests::{FramedClient, Plain, ServerProc, require};
+
+/// Bound for each expected line (other processes load the CPU).
+const STEP: Duration = Duration::from_secs(20);
+
+fn has(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A fresh directory for one test (the server's data dir, the client's
+/// known_servers).
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sockchat-tls-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn tls_server(data: &std::path::Path, extra: &[&str]) -> ServerProc {
+    let mut args = vec![
+        "--tls-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    ServerProc::start(&args)
+}
+
+/// A text-mode user through a real TLS tool (stdin/stdout piped).
+fn tool(name: &str, args: &[&str]) -> Plain {
+    let mut cmd = Command::new(name);
+    cmd.args(args).stderr(Stdio::null());
+    Plain::spawn(&mut cmd, name, STEP)
+}
+
+fn chat_from<'a>(from: &'a str, text: &'a str) -> impl Fn(&ServerMsg) -> bool + 'a {
+    move |m| matches!(m, ServerMsg::Chat { from: f, text: t, .. } if f == from && t == text)
+}
+
+/// A text user on `tool` and a framed user on plain TCP see each other's
+/// messages.
+async fn chat_both_ways(server: &ServerProc, mut t: Plain, nick: &str) {
+    t.expect("welcome");
+    t.send(&format!("/nick {nick}"));
+    t.expect(&format!("is now known as {nick}"));
+    let mut framed = FramedClient::connect(server.addr, "plainbob").await;
+    t.expect("plainbob joined lobby");
+    t.send("hello over tls");
+    framed.recv_until(chat_from(nick, "hello over tls")).await;
+    framed
+        .send(&ClientMsg::Say {
+            room: "lobby".into(),
+            text: "hello in the clear".into(),
+        })
+        .await;
+    t.expect("plainbob: hello in the clear");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_chats_in_text_mode_over_tls() {
+    require!(
+        has("openssl"),
+        "openssl is not installed (test.sh installs it)"
+    );
+    let data = temp_dir("s_client");
+    let server = tls_server(&data, &[]);
+    let fp = server.tls_fingerprint.clone().expect("fingerprint printed");
+    // The fingerprint printed is the certificate's, as openssl computes it.
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(data.join("cert.pem"))
+        .output()
+        .expect("openssl x509");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.trim().ends_with(fp.trim_start_matches("SHA256:")),
+        "server printed {fp}, openssl says {text}"
+    );
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.join("key.pem"))
+            .expect("key.pem")
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o077, 0, "the private key is private");
+    let addr = server.tls_addr().to_string();
+    let t = tool("openssl", &["s_client", "-quiet", "-connect", &addr]);
+    chat_both_ways(&server, t, "sslsam").await;
+
+    // A restart keeps the same certificate (clients have pinned it).
+    drop(server);
+    let again = tls_server(&data, &[]);
+    assert_eq!(again.tls_fingerprint, Some(fp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ncat_ssl_chats_in_text_mode_over_tls() {
+    require!(has("ncat"), "ncat is not installed (test.sh installs it)");
+    let data = temp_dir("ncat");
+    let server = tls_server(&data, &[]);
+    let a = server.tls_addr();
+    let t = tool(
+        "ncat",
+        &["--ssl", &a.ip().to_string(), &a.port().to_string()],
+    );
+    chat_both_ways(&server, t, "ncatnat").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_only_leaves_no_plaintext_way_in() {
+    require!(
+        has("openssl"),
+        "openssl is not installed (test.sh installs it)"
+    );
+    let data = temp_dir("only");
+    // A port we know is free now: tls_only must leave it closed.
+    let plain_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{plain_port}");
+    let cfg = sockchat_tests::config_file(
+        "tls-only",
+        &format!(
+            "[tls]\ntls_only = true\nlisten = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n",
+            data.to_str().expect("utf-8")
+        ),
+    );
+    let server = ServerProc::start_args(
+        &["--listen", &listen],
+        &["--config", cfg.to_str().expect("utf-8")],
+    );
+    assert!(
+        server.listen_lines.iter().all(|l| l.ends_with(" (tls)")),
+        "only TLS listens: {:?}",
+        server.listen_lines
+    );
+    let e = std::net::TcpStream::connect(&listen).expect_err("plain TCP must be off");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    udp.connect(&listen).expect("connect udp");
+    let _ = udp.send(b"\x00SCK");
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    assert!(udp.recv(&mut [0u8; 64]).is_err(), "no UDP answer either");
+
+    // Plaintext on the TLS port gets no chat: the handshake fails.
+    let mut text = sockchat_tests::TextClient::connect(server.tls_addr()).await;
+    text.line("hello in the clear").await;
+    match text.read_line_timeout(STEP).await {
+        Ok(None) | Err(_) => {}
+        Ok(Some(l)) => assert!(!l.contains("welcome"), "plaintext got in: {l}"),
+    }
+    // While TLS works.
+    let addr = server.tls_addr().to_string();
+    let mut t = tool("openssl", &["s_client", "-quiet", "-connect", &addr]);
+    t.expect("welcome");
+}
+
+#[test]
+fn sockinfo_over_tls_shows_the_real_socket_and_the_cipher() {
+    require!(
+        has("openssl"),
+        "openssl is not installed (test.sh installs it)"
+    );
+    let data = temp_dir("sockinfo");
+    let server = tls_server(&data, &[]);
+    let addr = server.tls_addr().to_string();
+    let mut t = tool("openssl", &["s_client", "-quiet", "-connect", &addr]);
+    t.expect("welcome");
+    t.send("/sockinfo");
+    let l = t.expect("tls_version=");
+    assert!(l.contains("tls_version=TLSv1.3"), "{l}");
+    assert!(l.contains("tls_cipher=TLS13_"), "{l}");
+    // TCP_INFO of the user's TCP socket, not of the internal relay.
+    assert!(l.contains("tcpi_state=ESTABLISHED"), "{l}");
+    assert!(l.contains("rtt_us="), "{l}");
+}
