@@ -29,8 +29,8 @@ pub mod shutdown;
 pub mod sockinfo;
 pub mod tcp;
 pub mod text;
-pub mod transfer;
 pub mod tls;
+pub mod transfer;
 pub mod udp;
 
 use std::future::Future;
