@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::{Bytes, BytesMut};
 use sockchat_shared::config::SlowConsumerPolicy;
+use sockchat_shared::fold;
 use sockchat_shared::names::{self, NameError};
 use sockchat_shared::{DisconnectReason, ErrorCode, RoomInfo, ServerMsg, codec};
 use thiserror::Error;
@@ -439,6 +440,16 @@ impl HubError {
     }
 }
 
+/// What a "nick already taken" error says: the nick, and the holder's when
+/// they differ (only case or look-alike letters: `аlice` vs `alice`).
+fn taken_text(wanted: &str, holder: &str) -> String {
+    if wanted == holder {
+        wanted.to_string()
+    } else {
+        format!("{wanted} (too much like {holder}: nicks are compared without case and look-alike letters)")
+    }
+}
+
 /// Limits the hub enforces itself.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -456,7 +467,8 @@ pub struct HubConfig {
 pub struct Hub {
     cfg: HubConfig,
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
-    /// Lower-cased nick -> peer: nicks are unique regardless of case.
+    /// Nick key ([`fold::nick_key`]: case folded, look-alikes mapped) ->
+    /// peer: `alice`, `ALICE` and `аlice` are one nick.
     nicks: Mutex<HashMap<String, Arc<Peer>>>,
     guest_seq: AtomicU64,
 }
@@ -489,7 +501,7 @@ impl Hub {
                 let nick = format!("guest{n}");
                 let mut nicks = lock(&self.nicks);
                 if let std::collections::hash_map::Entry::Vacant(e) =
-                    nicks.entry(nick.to_lowercase())
+                    nicks.entry(fold::nick_key(&nick))
                 {
                     e.insert(peer.clone());
                     drop(nicks);
@@ -501,9 +513,9 @@ impl Hub {
         }
         names::check_nick(wanted, self.cfg.max_nick_len).map_err(HubError::BadName)?;
         let mut nicks = lock(&self.nicks);
-        match nicks.entry(wanted.to_lowercase()) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                Err(HubError::NickTaken(wanted.to_string()))
+        match nicks.entry(fold::nick_key(wanted)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                Err(HubError::NickTaken(taken_text(wanted, &e.get().nick())))
             }
             std::collections::hash_map::Entry::Vacant(e) => {
                 e.insert(peer.clone());
@@ -520,12 +532,12 @@ impl Hub {
     pub fn rename(&self, peer: &Arc<Peer>, new: &str) -> Result<Arc<str>, HubError> {
         names::check_nick(new, self.cfg.max_nick_len).map_err(HubError::BadName)?;
         let old = peer.nick();
-        let (old_key, new_key) = (old.to_lowercase(), new.to_lowercase());
+        let (old_key, new_key) = (fold::nick_key(&old), fold::nick_key(new));
         let mut nicks = lock(&self.nicks);
         if let Some(p) = nicks.get(&new_key)
             && p.id != peer.id
         {
-            return Err(HubError::NickTaken(new.to_string()));
+            return Err(HubError::NickTaken(taken_text(new, &p.nick())));
         }
         nicks.remove(&old_key);
         nicks.insert(new_key, peer.clone());
@@ -536,7 +548,7 @@ impl Hub {
 
     /// Forget `peer`'s nick (at disconnect).
     pub fn unregister(&self, peer: &Peer) {
-        let key = peer.nick().to_lowercase();
+        let key = fold::nick_key(&peer.nick());
         let mut nicks = lock(&self.nicks);
         if nicks.get(&key).is_some_and(|p| p.id == peer.id) {
             nicks.remove(&key);
@@ -544,7 +556,7 @@ impl Hub {
     }
 
     pub fn find(&self, nick: &str) -> Option<Arc<Peer>> {
-        lock(&self.nicks).get(&nick.to_lowercase()).cloned()
+        lock(&self.nicks).get(&fold::nick_key(nick)).cloned()
     }
 
     /// Number of registered users.

@@ -8,6 +8,15 @@
 //!   echoing it is welcomed. Any datagram refreshes the session; a session
 //!   silent for `udp.session_timeout_secs` ends with `idle-timeout`, which
 //!   the room hears as "... idle timeout (30 s) — UDP has no FIN".
+//! - **Session token:** every datagram of a session must carry, in its
+//!   COOKIE field, the cookie its Hello echoed (a SipHash of the address and
+//!   epoch under a per-process key, which a blind spoofer never sees); and
+//!   its sequence number must lie within the tracker's window. Anything else
+//!   is dropped unanswered, so a spoofed source address can neither speak for
+//!   a session, nor end it, nor draw replies from it (no reflection). A
+//!   Hello without the token gets a retry like an unknown address; one with
+//!   a fresh valid cookie (the same address, e.g. a restarted client)
+//!   re-keys the session.
 //! - **A UDP member is just another [`Peer`]** with a bounded outbox. Its
 //!   writer task turns each queued frame into one datagram with the
 //!   session's next sequence number; fan-out only pushes to outboxes, so a
@@ -82,6 +91,10 @@ pub struct UdpCounters {
     pub retries_suppressed: AtomicU64,
     /// Hellos with a bad or expired cookie.
     pub bad_cookies: AtomicU64,
+    /// Session datagrams without the session's token (spoofed or stale).
+    pub bad_tokens: AtomicU64,
+    /// Session datagrams whose sequence number is outside the window.
+    pub out_of_window: AtomicU64,
     pub sessions_refused: AtomicU64,
     /// recv_from errors (counted; the loop goes on).
     pub recv_errors: AtomicU64,
@@ -168,6 +181,8 @@ impl SocketView for UdpView {
 /// plus what only UDP has (sequence accounting, silence, its writer).
 struct UdpSession {
     s: Session,
+    /// The cookie the session's Hello echoed: every later datagram carries it.
+    token: u64,
     rx: SeqTracker,
     last_rx: Instant,
     stats: Arc<SessionStats>,
@@ -279,6 +294,8 @@ impl UdpServer {
             malformed = c.malformed.load(Ordering::Relaxed),
             unknown = c.unknown.load(Ordering::Relaxed),
             retries_sent = c.retries_sent.load(Ordering::Relaxed),
+            bad_tokens = c.bad_tokens.load(Ordering::Relaxed),
+            out_of_window = c.out_of_window.load(Ordering::Relaxed),
             "udp stopped"
         );
     }
@@ -295,8 +312,31 @@ impl UdpServer {
                 return;
             }
         };
-        if self.sessions.contains_key(&from) {
-            self.on_session_datagram(from, dg, d.len());
+        if let Some(s) = self.sessions.get(&from) {
+            if dg.cookie == Some(s.token) {
+                self.on_session_datagram(from, dg, d.len());
+                return;
+            }
+            c.bad_tokens.fetch_add(1, Ordering::Relaxed);
+            match (&dg.msg, dg.cookie) {
+                // Proof of the address again (a client restarted on the
+                // same port): the session takes the new token.
+                (ClientMsg::Hello { .. }, Some(cookie))
+                    if self.jar.verify(&from, cookie, self.cookie_now()) =>
+                {
+                    if let Some(s) = self.sessions.get_mut(&from) {
+                        s.token = cookie;
+                        s.rx = SeqTracker::expecting(dg.seq);
+                    }
+                    self.on_session_datagram(from, dg, d.len());
+                }
+                // A Hello without it: the same small, rate-limited retry as
+                // for an unknown address.
+                (ClientMsg::Hello { .. }, _) => self.send_retry(from, d.len()),
+                // Anything else is dropped unanswered (spoofed, or stale):
+                // answering would make the session a reflector.
+                _ => debug!(peer = %from, "session datagram without its token dropped"),
+            }
             return;
         }
         c.unknown.fetch_add(1, Ordering::Relaxed);
@@ -305,7 +345,7 @@ impl UdpServer {
                 if self.jar.verify(&from, cookie, self.cookie_now()) =>
             {
                 let nick = nick.clone();
-                self.create_session(from, &nick, dg.seq, d.len());
+                self.create_session(from, &nick, cookie, dg.seq, d.len());
             }
             _ => {
                 if dg.cookie.is_some() {
@@ -351,7 +391,7 @@ impl UdpServer {
     /// A verified Hello: admit (the global and per-address caps, shared
     /// with TCP, and `udp.max_sessions`), register the nick, welcome, join
     /// the default room.
-    fn create_session(&mut self, from: SocketAddr, nick: &str, seq: u32, len: usize) {
+    fn create_session(&mut self, from: SocketAddr, nick: &str, token: u64, seq: u32, len: usize) {
         let admitted = if self.sessions.len() >= self.cfg.max_sessions {
             Err(Refusal {
                 code: ErrorCode::ServerFull,
@@ -429,6 +469,7 @@ impl UdpServer {
             from,
             UdpSession {
                 s: session,
+                token,
                 rx,
                 last_rx: now,
                 stats,
@@ -451,6 +492,13 @@ impl UdpServer {
             let Some(s) = self.sessions.get_mut(&from) else {
                 return;
             };
+            if !s.rx.in_window(dg.seq) {
+                // A replay from long ago or a jump far ahead: not recorded,
+                // not handled, not answered.
+                self.counters.out_of_window.fetch_add(1, Ordering::Relaxed);
+                debug!(peer = %from, seq = dg.seq, "datagram outside the sequence window dropped");
+                return;
+            }
             s.last_rx = Instant::now();
             s.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
             s.stats.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
@@ -463,11 +511,12 @@ impl UdpServer {
                 // Doomed (slow consumer): end it with its reason.
                 let r = s.s.peer.reason().unwrap_or_else(DisconnectReason::quit);
                 Some(r)
-            } else if verdict == SeqVerdict::Duplicate && !matches!(dg.msg, ClientMsg::Hello { .. })
+            } else if matches!(verdict, SeqVerdict::Duplicate | SeqVerdict::Late)
+                && !matches!(dg.msg, ClientMsg::Hello { .. })
             {
-                // The same message twice must not be said twice. (A Hello
-                // is idempotent and always answered: a client that
-                // restarted on the same port numbers from 0 again.)
+                // The same message twice must not be said twice, nor one
+                // from before the session began. (A Hello is idempotent and
+                // always answered.)
                 None
             } else {
                 match s.s.handle(dg.msg) {

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod errno;
 pub mod fingerprint;
+pub mod fold;
 pub mod names;
 pub mod page;
 pub mod proto;

@@ -20,6 +20,12 @@
 //! ..      ...   zero padding up to the datagram end  (only if PADDED)
 //! ```
 //!
+//! COOKIE is set on the Hello that answers a retry and on **every** later
+//! client datagram of the session: the cookie that Hello echoed is the
+//! session's token ([`encode_in_session`]). The server drops a session
+//! datagram without it or with a sequence number outside
+//! [`SeqTracker::WINDOW`] of the highest seen ([`SeqTracker::in_window`]).
+//!
 //! Nothing here touches a socket or a clock, except [`procfs`] which reads
 //! `/proc/net/udp{,6}` (like `sockopt` reads TCP_INFO).
 
@@ -171,10 +177,25 @@ fn check_len(b: BytesMut, max: usize) -> Result<Bytes, EncodeError> {
     }
 }
 
-/// Encode a client message as one datagram of at most `max` bytes.
+/// Encode a client message as one datagram of at most `max` bytes, without
+/// a session token (a server drops it once a session exists: see
+/// [`encode_in_session`]).
 pub fn encode_client(seq: u32, msg: &ClientMsg, max: usize) -> Result<Bytes, EncodeError> {
+    encode_in_session(seq, None, msg, max)
+}
+
+/// Encode a client message of a session: the COOKIE field carries `token`,
+/// the cookie the session's Hello echoed. The server refuses every
+/// datagram of a session that does not carry it, so a blind spoofer of the
+/// session's address can neither speak for it nor end it.
+pub fn encode_in_session(
+    seq: u32,
+    token: Option<u64>,
+    msg: &ClientMsg,
+    max: usize,
+) -> Result<Bytes, EncodeError> {
     let mut b = BytesMut::with_capacity(64);
-    put_header(&mut b, 0, seq, None);
+    put_header(&mut b, 0, seq, token);
     codec::encode_client_payload(msg, &mut b);
     check_len(b, max)
 }
@@ -391,26 +412,25 @@ impl CookieJar {
     }
 
     fn mac(&self, addr: &std::net::SocketAddr, epoch: u64) -> u64 {
-        // A keyed mix of the address bytes (SplitMix64 finaliser rounds).
-        // Not a cryptographic MAC, but the key is secret and per process, and
-        // forging one needs the key: good enough to stop blind spoofing.
-        let mut h = self.key[0] ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut feed = |v: u64| {
-            h = mix64(h ^ v ^ self.key[1]);
-        };
+        // SipHash-2-4 is a keyed PRF made for short inputs: a cookie cannot
+        // be computed without the key, nor the key recovered from cookies an
+        // attacker collects for its own addresses. The cookie is also the
+        // session token (see `encode_in_session`), so this matters.
+        use std::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher24::new_with_keys(self.key[0], self.key[1]);
+        h.write_u64(epoch);
         match addr {
             std::net::SocketAddr::V4(a) => {
-                feed(u64::from(u32::from(*a.ip())));
-                feed(u64::from(a.port()) | 4 << 32);
+                h.write_u8(4);
+                h.write(&a.ip().octets());
             }
             std::net::SocketAddr::V6(a) => {
-                let v = u128::from(*a.ip());
-                feed(v as u64);
-                feed((v >> 64) as u64);
-                feed(u64::from(a.port()) | 6 << 32);
+                h.write_u8(6);
+                h.write(&a.ip().octets());
             }
         }
-        mix64(h ^ self.key[1].rotate_left(17))
+        h.write_u16(addr.port());
+        h.finish()
     }
 
     /// The cookie for `addr` at time `now_secs`.
@@ -548,6 +568,19 @@ impl SeqTracker {
         } else {
             self.bits[i / 64] &= !(1 << (i % 64));
         }
+    }
+
+    /// True when `seq` lies within [`Self::WINDOW`] of the highest sequence
+    /// number seen (either side), or nothing was seen yet. A datagram outside
+    /// it is refused by the server without being recorded: an old one may be
+    /// a replay, and a far jump ahead would push every later genuine
+    /// datagram behind the window.
+    pub fn in_window(&self, seq: u32) -> bool {
+        let Some(h) = self.highest else {
+            return true;
+        };
+        let d = i64::from(seq.wrapping_sub(h as u32) as i32);
+        d.unsigned_abs() < Self::WINDOW
     }
 
     /// Account for one received sequence number.
@@ -1111,6 +1144,34 @@ mod tests {
         assert!(!jar.verify(&b, c, 1000), "bound to the address");
         let other = CookieJar::new([3, 4], 30);
         assert!(!other.verify(&a, c, 1000), "bound to the key");
+    }
+
+    #[test]
+    fn session_datagrams_carry_the_token() {
+        let msg = ClientMsg::Ping { token: 9 };
+        let d = encode_in_session(5, Some(0xDEAD_BEEF), &msg, MAX).expect("fits");
+        let got = decode_client(&d, MAX).expect("decodes");
+        assert_eq!(got.cookie, Some(0xDEAD_BEEF));
+        assert_eq!((got.seq, got.msg), (5, msg.clone()));
+        let plain = encode_client(5, &msg, MAX).expect("fits");
+        assert_eq!(decode_client(&plain, MAX).expect("decodes").cookie, None);
+        assert_eq!(d.len(), plain.len() + COOKIE_LEN);
+    }
+
+    #[test]
+    fn sequence_window() {
+        let mut t = SeqTracker::expecting(0);
+        assert!(t.in_window(u32::MAX), "nothing seen yet: anything goes");
+        for s in 0..2000 {
+            t.record(s);
+        }
+        assert!(t.in_window(1999 - 1023) && t.in_window(1999 + 1023));
+        assert!(!t.in_window(1999 - 1024), "a replay from long ago");
+        assert!(!t.in_window(1999 + 1024), "a jump far ahead");
+        assert!(!t.in_window(0));
+        let mut w = SeqTracker::expecting(u32::MAX - 1);
+        w.record(u32::MAX - 1);
+        assert!(w.in_window(3), "across the u32 wrap");
     }
 
     fn feed(t: &mut SeqTracker, seqs: &[u32]) -> SeqStats {

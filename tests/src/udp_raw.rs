@@ -18,6 +18,9 @@ pub struct RawUdp {
     pub seq: u32,
     /// Largest datagram we send and accept.
     pub max: usize,
+    /// The session token: the cookie our last Hello echoed, carried by
+    /// every later datagram (PROTOCOL.md, "UDP").
+    pub token: Option<u64>,
 }
 
 /// One datagram from the server: its sequence number, its size on the
@@ -34,7 +37,12 @@ impl RawUdp {
     pub async fn bind(server: SocketAddr, max: usize) -> std::io::Result<RawUdp> {
         let sock = UdpSocket::bind("127.0.0.1:0").await?;
         sock.connect(server).await?;
-        Ok(RawUdp { sock, seq: 0, max })
+        Ok(RawUdp {
+            sock,
+            seq: 0,
+            max,
+            token: None,
+        })
     }
 
     /// Bind, say Hello, answer the retry with the cookie and wait for the
@@ -64,13 +72,17 @@ impl RawUdp {
     /// Send a padded Hello (with the cookie once we have one).
     pub async fn hello(&mut self, nick: &str, cookie: Option<u64>) {
         let d = udp::encode_hello(self.seq, nick, cookie, self.max).expect("hello fits");
+        if cookie.is_some() {
+            self.token = cookie;
+        }
         self.seq = self.seq.wrapping_add(1);
         self.sock.send(&d).await.expect("send hello");
     }
 
-    /// Send one message in one datagram.
+    /// Send one message in one datagram (with the session token once we
+    /// have one).
     pub async fn send(&mut self, msg: &ClientMsg) {
-        let d = udp::encode_client(self.seq, msg, self.max).expect("message fits");
+        let d = udp::encode_in_session(self.seq, self.token, msg, self.max).expect("message fits");
         self.seq = self.seq.wrapping_add(1);
         self.sock.send(&d).await.expect("send datagram");
     }

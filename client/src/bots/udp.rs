@@ -45,6 +45,8 @@ const SILENT: Duration = Duration::from_secs(5);
 struct Link {
     sock: UdpSocket,
     seq: u32,
+    /// The session token (the handshake's cookie), on every datagram.
+    token: Option<u64>,
     max: usize,
     /// When we last received any datagram from the server.
     last_rx_ns: u64,
@@ -59,7 +61,7 @@ impl Link {
 
     fn send_msg(&mut self, msg: &ClientMsg) -> Result<(), String> {
         let seq = self.next_seq();
-        let d = udp::encode_client(seq, msg, self.max).map_err(|e| format!("udp-encode: {e}"))?;
+        let d = udp::encode_in_session(seq, self.token, msg, self.max).map_err(|e| format!("udp-encode: {e}"))?;
         match self.sock.try_send(&d) {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock) => Ok(()),
@@ -212,10 +214,11 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
             HandshakeError::TooLarge(_) => "udp-encode".into(),
         })?;
     let max = udp.max_payload();
-    let (sock, seq) = udp.into_parts();
+    let (sock, seq, token) = udp.into_parts();
     let mut link = Link {
         sock,
         seq,
+        token,
         max,
         last_rx_ns: mono_ns(),
     };
@@ -302,7 +305,7 @@ fn send_due(
         d.clear();
         let size = group.size.pick(rand::random::<f64>());
         let dseq = link.next_seq();
-        wire::write_say_datagram(&mut d, dseq, room, &mark, size);
+        wire::write_say_datagram(&mut d, dseq, link.token, room, &mark, size);
         // The message counts as sent whether the network (or we) lose it.
         st.groups[spec.group].sent += 1;
         if spec.measured {

@@ -112,13 +112,27 @@ pub fn write_say_frame(dst: &mut BytesMut, room: &str, m: &Mark, size: usize) {
 }
 
 /// Append one UDP datagram carrying a `Say`: the 8-byte sockchat UDP header
-/// (magic, version, no flags, sequence) and the payload, as
-/// `shared::udp::encode_client` would make it.
-pub fn write_say_datagram(dst: &mut BytesMut, seq: u32, room: &str, m: &Mark, size: usize) {
+/// (magic, version, flags, sequence), the session token when there is one,
+/// and the payload, as `shared::udp::encode_in_session` would make it.
+pub fn write_say_datagram(
+    dst: &mut BytesMut,
+    seq: u32,
+    token: Option<u64>,
+    room: &str,
+    m: &Mark,
+    size: usize,
+) {
     dst.put_slice(&sockchat_shared::udp::MAGIC);
     dst.put_u8(sockchat_shared::udp::VERSION);
-    dst.put_u8(0);
+    dst.put_u8(if token.is_some() {
+        sockchat_shared::udp::flags::COOKIE
+    } else {
+        0
+    });
     dst.put_u32(seq);
+    if let Some(t) = token {
+        dst.put_u64(t);
+    }
     write_say_payload(dst, room, m, size);
 }
 
@@ -360,11 +374,12 @@ mod tests {
     #[test]
     fn say_datagram_matches_shared_udp() {
         let mut mine = BytesMut::new();
-        write_say_datagram(&mut mine, 77, "r1", &mark(), 90);
+        write_say_datagram(&mut mine, 77, Some(0xC0FFEE), "r1", &mark(), 90);
         let mut text = BytesMut::new();
         write_text(&mut text, &mark(), 90);
-        let theirs = sockchat_shared::udp::encode_client(
+        let theirs = sockchat_shared::udp::encode_in_session(
             77,
+            Some(0xC0FFEE),
             &ClientMsg::Say {
                 room: "r1".into(),
                 text: String::from_utf8(text.to_vec()).expect("ascii"),

@@ -313,7 +313,9 @@ impl UdpLink {
             _ => {
                 // Check the size before taking a sequence number: a refused
                 // message must not look like a lost datagram to the server.
-                udp::encode_client(self.seq, msg, self.max).inspect(|_| {
+                // Every datagram after the Hello carries the session token
+                // (the cookie the Hello echoed): the server drops it without.
+                udp::encode_in_session(self.seq, self.cookie, msg, self.max).inspect(|_| {
                     self.seq = self.seq.wrapping_add(1);
                 })
             }
@@ -522,10 +524,11 @@ impl UdpLink {
         &self.sock
     }
 
-    /// The socket and our next sequence number, for a sender that frames
-    /// its own datagrams after the handshake (the bots' hot path).
-    pub fn into_parts(self) -> (UdpSocket, u32) {
-        (self.sock, self.seq)
+    /// The socket, our next sequence number and the session token, for a
+    /// sender that frames its own datagrams after the handshake (the bots'
+    /// hot path).
+    pub fn into_parts(self) -> (UdpSocket, u32, Option<u64>) {
+        (self.sock, self.seq, self.cookie)
     }
 }
 
