@@ -441,12 +441,14 @@ impl HubError {
 }
 
 /// What a "nick already taken" error says: the nick, and the holder's when
-/// they differ (only case or look-alike letters: `аlice` vs `alice`).
+/// they differ by more than case (look-alike letters: `аlice` vs `alice`).
 fn taken_text(wanted: &str, holder: &str) -> String {
-    if wanted == holder {
+    if wanted.to_lowercase() == holder.to_lowercase() {
         wanted.to_string()
     } else {
-        format!("{wanted} (too much like {holder}: nicks are compared without case and look-alike letters)")
+        format!(
+            "{wanted} (too much like {holder}: nicks are compared without case and look-alike letters)"
+        )
     }
 }
 

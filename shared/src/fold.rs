@@ -38,10 +38,10 @@ mod tests {
         for other in [
             "ALICE",
             "Alice",
-            "\u{0430}lice",                                // Cyrillic а
-            "\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}",    // fullwidth ａｌｉｃｅ
-            "\u{FF21}\u{FF2C}\u{FF29}\u{FF23}\u{FF25}",    // fullwidth ＡＬＩＣＥ
-            "a\u{217C}ice",                                // ⅼ small roman numeral fifty
+            "\u{0430}lice",                             // Cyrillic а
+            "\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}", // fullwidth ａｌｉｃｅ
+            "\u{FF21}\u{FF2C}\u{FF29}\u{FF23}\u{FF25}", // fullwidth ＡＬＩＣＥ
+            "a\u{217C}ice",                             // ⅼ small roman numeral fifty
         ] {
             assert!(same_nick("alice", other), "alice vs {other:?}");
         }

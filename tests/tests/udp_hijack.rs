@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use sockchat_shared::udp::{self, ServerBody, SeqTracker};
+use sockchat_shared::udp::{self, SeqTracker, ServerBody};
 use sockchat_shared::{ClientMsg, ServerMsg};
 use sockchat_tests::udp_raw::RawUdp;
 use sockchat_tests::{FramedClient, STEP, ServerProc};
@@ -35,7 +35,10 @@ fn say(text: &str) -> ClientMsg {
 async fn heard(alice: &mut FramedClient, text: &str, marker: &str) -> usize {
     let mut n = 0;
     loop {
-        match alice.recv_until(|m| matches!(m, ServerMsg::Chat { .. })).await {
+        match alice
+            .recv_until(|m| matches!(m, ServerMsg::Chat { .. }))
+            .await
+        {
             ServerMsg::Chat { text: t, .. } if t == text => n += 1,
             ServerMsg::Chat { text: t, .. } if t == marker => return n,
             _ => {}
@@ -53,19 +56,40 @@ async fn datagrams_without_the_session_token_are_refused() {
         .recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"))
         .await;
     victim
-        .recv_until(STEP, |m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"))
+        .recv_until(
+            STEP,
+            |m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"),
+        )
         .await;
 
     // Forged: the victim's address, the next sequence numbers, no token /
     // a wrong token.
     let forged = [
         udp::encode_client(victim.seq, &say("forged, no token"), 1472).unwrap(),
-        udp::encode_in_session(victim.seq + 1, Some(token ^ 1), &say("forged, bad token"), 1472)
-            .unwrap(),
+        udp::encode_in_session(
+            victim.seq + 1,
+            Some(token ^ 1),
+            &say("forged, bad token"),
+            1472,
+        )
+        .unwrap(),
         udp::encode_client(victim.seq + 2, &ClientMsg::Rooms, 1472).unwrap(),
-        udp::encode_client(victim.seq + 3, &ClientMsg::SockInfo { nick: String::new() }, 1472)
-            .unwrap(),
-        udp::encode_client(victim.seq + 4, &ClientMsg::Who { room: String::new() }, 1472).unwrap(),
+        udp::encode_client(
+            victim.seq + 3,
+            &ClientMsg::SockInfo {
+                nick: String::new(),
+            },
+            1472,
+        )
+        .unwrap(),
+        udp::encode_client(
+            victim.seq + 4,
+            &ClientMsg::Who {
+                room: String::new(),
+            },
+            1472,
+        )
+        .unwrap(),
         udp::encode_client(
             victim.seq + 5,
             &ClientMsg::Quit {
@@ -120,7 +144,10 @@ async fn replayed_and_far_ahead_sequence_numbers_are_refused() {
         .recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"))
         .await;
     victim
-        .recv_until(STEP, |m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"))
+        .recv_until(
+            STEP,
+            |m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"),
+        )
         .await;
     // A genuine message, captured on the wire.
     let captured = udp::encode_in_session(victim.seq, token, &say("once"), 1472).unwrap();

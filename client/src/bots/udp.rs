@@ -61,7 +61,8 @@ impl Link {
 
     fn send_msg(&mut self, msg: &ClientMsg) -> Result<(), String> {
         let seq = self.next_seq();
-        let d = udp::encode_in_session(seq, self.token, msg, self.max).map_err(|e| format!("udp-encode: {e}"))?;
+        let d = udp::encode_in_session(seq, self.token, msg, self.max)
+            .map_err(|e| format!("udp-encode: {e}"))?;
         match self.sock.try_send(&d) {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock) => Ok(()),
