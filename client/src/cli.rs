@@ -77,6 +77,20 @@ pub struct ChatArgs {
     /// [default: 1472]
     #[arg(long, value_name = "BYTES")]
     pub udp_max_payload: Option<usize>,
+    /// TLS over TCP. The server's certificate is trusted on first use: its
+    /// fingerprint is pinned in known_servers, and a changed one is refused
+    /// with a warning. Default: [client] tls.
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust only this certificate (implies --tls): `SHA256:AB:CD:...` as
+    /// the server prints it at start (or openssl's digits). It is pinned,
+    /// replacing an older pin: the command to accept a changed certificate.
+    #[arg(long, value_name = "SHA256:...")]
+    pub tls_fingerprint: Option<String>,
+    /// The pinned fingerprints file (default: SOCKCHAT_KNOWN_SERVERS, else
+    /// [client] known_servers, else ~/.config/sockchat/known_servers).
+    #[arg(long, value_name = "FILE")]
+    pub known_servers: Option<String>,
     /// Plain mode: stdin lines are sent, every event is printed as one line.
     /// Exits 0 only when every line was delivered (echoed by the server)
     /// and the session ended by /quit or end of input; 1 when a line could
@@ -209,6 +223,30 @@ impl ChatArgs {
         } else {
             None
         };
+        if self.tls || self.tls_fingerprint.is_some() {
+            client.tls = true;
+        }
+        if let Some(f) = &self.tls_fingerprint {
+            client.tls_fingerprint = f.clone();
+        }
+        let tls = if client.tls {
+            let fingerprint = match client.tls_fingerprint.as_str() {
+                "" => None,
+                f => Some(
+                    sockchat_shared::fingerprint::Fingerprint::parse(f)
+                        .map_err(|e| anyhow::anyhow!("--tls-fingerprint: {e}"))?,
+                ),
+            };
+            Some(crate::net::tls::TlsOptions {
+                fingerprint,
+                known_servers: crate::net::known_servers::default_path(
+                    self.known_servers.as_deref(),
+                    &client.known_servers,
+                ),
+            })
+        } else {
+            None
+        };
         // Out-of-range values are errors that name the key, never clamped.
         if client.info_poll_ms == 0 {
             bail!("[client] info_poll_ms must be at least 1");
@@ -265,6 +303,7 @@ impl ChatArgs {
             info_poll: std::time::Duration::from_millis(client.info_poll_ms),
             ping_timeout: std::time::Duration::from_millis(client.ping_timeout_ms),
             udp,
+            tls,
             ..crate::net::NetConfig::default()
         };
         Ok(ChatSettings {

@@ -131,6 +131,7 @@ fn info() -> SocketInfo {
             bytes_out: 1234,
         },
         reading_paused: false,
+        tls: None,
     }
 }
 
@@ -173,6 +174,24 @@ fn chat_lines_sidebar_and_status() {
     assert!(s.contains("ESTABLISHED"), "{s}");
     assert!(s.contains("[lobby] hello bob"), "{s}");
     insta::assert_snapshot!(s);
+}
+
+#[test]
+fn socket_panel_shows_tls_version_and_cipher() {
+    let (mut a, _) = app(140, 40);
+    connected(&mut a);
+    let plain = screen(&a);
+    assert!(!plain.contains("TLS13_"), "{plain}");
+    let mut i = info();
+    i.tls = Some(sockchat::net::tls::TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        fingerprint: sockchat_shared::fingerprint::Fingerprint::of_der(b"cert"),
+        trust: sockchat::net::tls::Trust::Pinned,
+    });
+    sock(&mut a, SocketEvent::Info(Box::new(i)));
+    let s = screen(&a);
+    assert!(s.contains("TLSv1.3 TLS13_AES_256_GCM_SHA384"), "{s}");
 }
 
 #[test]

@@ -2,8 +2,11 @@
 //! `ncat --ssl` chat in text mode over the server's TLS port with a framed
 //! client on the plain port; the certificate is self-signed on first run
 //! and its fingerprint printed (and the same as openssl's); `tls_only`
-//! leaves no plaintext way in. openssl and ncat are required under CI
-//! (test.sh installs them).
+//! leaves no plaintext way in; the sockchat client pins the certificate on
+//! first use, refuses a changed one with a warning and the command that
+//! accepts it, takes `--tls-fingerprint` up front, and warns that `--udp` is
+//! not encrypted. openssl and ncat are required under CI (test.sh installs
+//! them).
 
 #![allow(
     clippy::expect_used,
@@ -15,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sockchat_shared::{ClientMsg, ServerMsg};
-use sockchat_tests::{FramedClient, Plain, ServerProc, require};
+use sockchat_tests::{FramedClient, Plain, ServerProc, require, sockchat_command};
 
 /// Bound for each expected line (other processes load the CPU).
 const STEP: Duration = Duration::from_secs(20);
@@ -196,4 +199,151 @@ fn sockinfo_over_tls_shows_the_real_socket_and_the_cipher() {
     // TCP_INFO of the user's TCP socket, not of the internal relay.
     assert!(l.contains("tcpi_state=ESTABLISHED"), "{l}");
     assert!(l.contains("rtt_us="), "{l}");
+}
+
+/// `sockchat --plain` over TLS to `server`, with its own known_servers.
+fn tls_client(server: &str, known: &std::path::Path, extra: &[&str]) -> Plain {
+    let mut args = vec![
+        "--plain",
+        "--no-reconnect",
+        "--server",
+        server,
+        "--known-servers",
+        known.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let mut cmd = sockchat_command(&args);
+    cmd.stderr(Stdio::null());
+    Plain::spawn(&mut cmd, format!("sockchat {}", extra.join(" ")), STEP)
+}
+
+#[test]
+fn the_client_pins_on_first_use_and_refuses_a_changed_certificate() {
+    let dir = temp_dir("tofu");
+    let known = dir.join("config/known_servers");
+    let first = tls_server(&dir.join("a"), &[]);
+    let fp_a = first.tls_fingerprint.clone().expect("fingerprint");
+    let addr = first.tls_addr().to_string();
+
+    // First contact: connected, told, pinned.
+    let mut c = tls_client(&addr, &known, &["--tls", "--nick", "tina"]);
+    let l = c.expect("first contact");
+    assert!(l.contains(&fp_a), "shows the fingerprint: {l}");
+    assert!(l.contains("TLSv1.3"), "{l}");
+    c.send("pinned hello");
+    c.expect("tina: pinned hello");
+    c.send("/quit");
+    assert_eq!(c.finish(), 0, "{:?}", c.seen);
+    let pins = std::fs::read_to_string(&known).expect("known_servers written");
+    assert_eq!(pins.trim(), format!("{addr} {fp_a}"));
+
+    // Again: the pin matches.
+    let mut c = tls_client(&addr, &known, &["--tls", "--nick", "tina"]);
+    c.expect("matches the pin");
+    c.send("/quit");
+    assert_eq!(c.finish(), 0, "{:?}", c.seen);
+
+    // The same address, a new certificate: refused with the warning and
+    // the command to accept it; nothing is sent.
+    drop(first);
+    let second = tls_server(&dir.join("b"), &["--tls-listen", &addr]);
+    let fp_b = second.tls_fingerprint.clone().expect("fingerprint");
+    assert_ne!(fp_a, fp_b);
+    let mut c = tls_client(&addr, &known, &["--tls", "--nick", "tina"]);
+    c.send("must not arrive");
+    let warning = c.expect("HAS CHANGED");
+    assert!(
+        warning.contains(&fp_a) && warning.contains(&fp_b),
+        "{warning}"
+    );
+    let cmd = warning
+        .split("accept it with: ")
+        .nth(1)
+        .expect("the command to accept")
+        .trim()
+        .to_string();
+    assert_eq!(
+        cmd,
+        format!("sockchat --server {addr} --tls --tls-fingerprint {fp_b}")
+    );
+    assert_eq!(c.finish(), 1, "{:?}", c.seen);
+    assert!(
+        !c.seen.iter().any(|l| l.contains("welcome")),
+        "no session with a changed certificate: {:?}",
+        c.seen
+    );
+    assert_eq!(
+        std::fs::read_to_string(&known).expect("pins").trim(),
+        format!("{addr} {fp_a}"),
+        "a refused certificate is not pinned"
+    );
+
+    // The command from the warning accepts it (and re-pins).
+    let args: Vec<&str> = cmd
+        .split(' ')
+        .skip(1)
+        .filter(|a| !a.starts_with("--server") && *a != addr)
+        .collect();
+    let mut c = tls_client(&addr, &known, &args);
+    c.expect("is the one --tls-fingerprint gave");
+    c.send("/quit");
+    assert_eq!(c.finish(), 0, "{:?}", c.seen);
+    assert_eq!(
+        std::fs::read_to_string(&known).expect("pins").trim(),
+        format!("{addr} {fp_b}")
+    );
+    let mut c = tls_client(&addr, &known, &["--tls"]);
+    c.expect("matches the pin");
+}
+
+#[test]
+fn tls_fingerprint_pins_up_front() {
+    let dir = temp_dir("upfront");
+    let known = dir.join("known_servers");
+    let server = tls_server(&dir.join("data"), &[]);
+    let fp = server.tls_fingerprint.clone().expect("fingerprint");
+    let addr = server.tls_addr().to_string();
+    // A wrong fingerprint: refused before any session, even on first contact.
+    let wrong =
+        sockchat_shared::fingerprint::Fingerprint::of_der(b"another certificate").to_string();
+    let mut c = tls_client(&addr, &known, &["--tls-fingerprint", &wrong]);
+    let l = c.expect("HAS CHANGED");
+    assert!(l.contains("--tls-fingerprint"), "{l}");
+    assert_eq!(c.finish(), 1, "{:?}", c.seen);
+    assert!(!known.exists(), "nothing pinned");
+    // The right one (openssl's form: no prefix, lower case, no colons).
+    let bare = fp
+        .trim_start_matches("SHA256:")
+        .replace(':', "")
+        .to_lowercase();
+    let mut c = tls_client(&addr, &known, &["--tls-fingerprint", &bare]);
+    c.expect("is the one --tls-fingerprint gave");
+    c.send("/quit");
+    assert_eq!(c.finish(), 0, "{:?}", c.seen);
+    assert_eq!(
+        std::fs::read_to_string(&known).expect("pinned").trim(),
+        format!("{addr} {fp}")
+    );
+}
+
+#[test]
+fn udp_with_tls_says_udp_is_not_encrypted() {
+    let dir = temp_dir("udp");
+    let server = tls_server(&dir.join("data"), &[]);
+    let udp = server.udp_addr().to_string();
+    let mut c = tls_client(&udp, &dir.join("known"), &["--udp", "--tls"]);
+    c.expect("UDP is not encrypted");
+    c.expect("welcome");
+    c.send("/quit");
+    assert_eq!(c.finish(), 0, "{:?}", c.seen);
+    // Without TLS asked for, no such warning.
+    let mut c = tls_client(&udp, &dir.join("known"), &["--udp"]);
+    c.expect("welcome");
+    c.send("/quit");
+    c.finish();
+    assert!(
+        !c.seen.iter().any(|l| l.contains("not encrypted")),
+        "{:?}",
+        c.seen
+    );
 }

@@ -12,9 +12,11 @@
 pub mod backoff;
 mod driver;
 mod fault;
+pub mod known_servers;
 mod lines;
 mod link;
 mod tcp;
+pub mod tls;
 pub mod udp;
 mod udp_transport;
 
@@ -64,6 +66,9 @@ pub struct NetConfig {
     pub max_frame: usize,
     /// `Some`: chat over UDP (`--udp`) with these options instead of TCP.
     pub udp: Option<udp::UdpOptions>,
+    /// `Some`: TLS over TCP (`--tls`). With `--udp` it only earns the
+    /// warning that UDP is not encrypted.
+    pub tls: Option<tls::TlsOptions>,
 }
 
 impl Default for NetConfig {
@@ -86,6 +91,7 @@ impl Default for NetConfig {
             max_message_len: l.max_message_len,
             max_frame: l.max_frame,
             udp: None,
+            tls: None,
         }
     }
 }
@@ -212,6 +218,8 @@ pub struct SocketInfo {
     pub stats: Stats,
     /// True while `/fault stop-reading` is in effect.
     pub reading_paused: bool,
+    /// TLS version, cipher and certificate (`--tls`).
+    pub tls: Option<tls::TlsInfo>,
 }
 
 /// Everything the net task reports. The UI's whole picture of the socket is
@@ -269,6 +277,11 @@ pub enum SocketEvent {
     Finished,
 }
 
+/// The warning for `--udp` with TLS asked for (flag or config).
+pub const UDP_NOT_ENCRYPTED: &str = "WARNING: UDP is not encrypted. --tls applies to TCP only: \
+over --udp everything you type, your nick and your rooms cross the network in the clear, \
+and anyone on the path can read or forge it (SECURITY.md). Leave out --udp to chat over TLS.";
+
 /// Start the net task on the current tokio runtime. The event channel is
 /// bounded: if the UI falls behind, the task stops reading the socket and
 /// TCP flow control pushes back on the server, instead of memory growing.
@@ -276,6 +289,11 @@ pub fn spawn(cfg: NetConfig) -> (mpsc::Sender<NetCmd>, mpsc::Receiver<SocketEven
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (ev_tx, ev_rx) = mpsc::channel(4096);
     if cfg.udp.is_some() {
+        if cfg.tls.is_some() {
+            // Said first, before anything is sent: the user asked for
+            // encryption and UDP gives none.
+            let _ = ev_tx.try_send(SocketEvent::Local(UDP_NOT_ENCRYPTED.into()));
+        }
         tokio::spawn(driver::run::<udp_transport::UdpTransport>(
             cfg, cmd_rx, ev_tx,
         ));

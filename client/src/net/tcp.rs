@@ -2,6 +2,8 @@
 //! connect), the preamble and Hello, frames both ways, TCP_INFO polls and
 //! state changes, the half-closes, and the `/fault` actions. What TCP and
 //! UDP share (reconnecting, rooms, lines, liveness) is the driver's.
+//! With `--tls` the same link speaks TLS ([`super::tls`]): the handshake
+//! in `open`, then every read and write passes through the TLS session.
 //!
 //! Reads and writes use readiness (`readable`/`try_read`,
 //! `writable`/`try_write`) inside one `select!`, so nothing is half-done
@@ -21,6 +23,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::link::{HelloError, Link, OpenError, Outbox, Up, Welcome};
+use super::tls::{TlsSession, Trust};
 use super::{
     CloseReason, Fault, HalfClose, NetConfig, SocketEvent, SocketInfo, Stats, SysError, Transport,
 };
@@ -62,6 +65,8 @@ pub(super) struct TcpLink {
     peer_fin_at: Option<Instant>,
     /// What happened and was not yet taken by `next`.
     out: Outbox,
+    /// `--tls`: the TLS session every byte passes through.
+    tls: Option<Box<TlsSession>>,
 }
 
 fn sys_or_local(syscall: &'static str, e: &std::io::Error) -> OpenError {
@@ -126,7 +131,7 @@ impl Link for TcpLink {
         let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
         let mut info_tick = tokio::time::interval(cfg.info_poll.max(Duration::from_millis(10)));
         info_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        Ok(Self {
+        let mut link = Self {
             local: stream.local_addr().unwrap_or(unknown),
             peer: stream.peer_addr().unwrap_or(unknown),
             stream,
@@ -146,7 +151,13 @@ impl Link for TcpLink {
             quit_by: None,
             peer_fin_at: None,
             out: Outbox::default(),
-        })
+            tls: None,
+        };
+        if let Some(opts) = &cfg.tls {
+            link.start_tls(&cfg.server, opts, cfg.connect_timeout)
+                .await?;
+        }
+        Ok(link)
     }
 
     fn addrs(&self) -> (SocketAddr, SocketAddr) {
@@ -224,7 +235,7 @@ impl Link for TcpLink {
                     Ok(()) => self.read(),
                     Err(e) => self.fail("read", &e),
                 },
-                r = self.stream.writable(), if !self.wbuf.is_empty() => match r {
+                r = self.stream.writable(), if self.wants_write() => match r {
                     Ok(()) => self.write(),
                     Err(e) => self.fail("write", &e),
                 },
@@ -313,6 +324,83 @@ impl Link for TcpLink {
 }
 
 impl TcpLink {
+    /// The TLS handshake, bounded by the connect timeout; reports the
+    /// version, cipher and how the certificate was trusted. A refused
+    /// certificate is an [`OpenError`] with the whole warning.
+    async fn start_tls(
+        &mut self,
+        server: &str,
+        opts: &super::tls::TlsOptions,
+        limit: Duration,
+    ) -> Result<(), OpenError> {
+        // The reason is the warning's first sentence; the event has it all.
+        let local = |text: String| OpenError {
+            reason: CloseReason::Local(text.split(". ").next().unwrap_or(&text).to_string()),
+            report: vec![SocketEvent::Local(text)],
+        };
+        let mut t = TlsSession::new(server, opts).map_err(local)?;
+        let hs = async {
+            while t.info().is_none() || t.wants_write() {
+                if t.wants_write() {
+                    self.stream.writable().await?;
+                    match t.write(&self.stream, &mut self.wbuf) {
+                        Ok(n) => self.stats.bytes_out += n as u64,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
+                    }
+                    continue;
+                }
+                self.stream.readable().await?;
+                match t.read(&self.stream, &mut self.rbuf) {
+                    Ok(0) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "tls: the server closed the connection during the handshake (is it a TLS port?)",
+                        ));
+                    }
+                    Ok(n) => self.stats.bytes_in += n as u64,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(limit, hs).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(local(e.to_string())),
+            Err(_) => {
+                return Err(local(format!(
+                    "tls: no handshake within {} s (is it a TLS port?)",
+                    limit.as_secs()
+                )));
+            }
+        }
+        if let Some(i) = t.info() {
+            let how = match (i.trust.clone(), &opts.known_servers) {
+                (Trust::New, Some(p)) => format!(
+                    "first contact: certificate {} is now pinned in {}; check it against the fingerprint the server printed at start",
+                    i.fingerprint,
+                    p.display()
+                ),
+                (Trust::New, None) => format!(
+                    "first contact: certificate {} (nowhere to pin it: no HOME; use --known-servers)",
+                    i.fingerprint
+                ),
+                (Trust::Pinned, _) => format!("certificate {} matches the pin", i.fingerprint),
+                (Trust::Given, _) => format!(
+                    "certificate {} is the one --tls-fingerprint gave (pinned)",
+                    i.fingerprint
+                ),
+            };
+            self.report(SocketEvent::Local(format!(
+                "tls: {} {}; {how}",
+                i.version, i.cipher
+            )));
+        }
+        self.tls = Some(Box::new(t));
+        Ok(())
+    }
+
     fn queue(&mut self, msg: &ClientMsg) {
         codec::encode_client(msg, &mut self.wbuf);
         self.stats.frames_out += 1;
@@ -346,16 +434,35 @@ impl TcpLink {
         self.close(CloseReason::Peer(reason));
     }
 
+    /// Bytes wait for the socket: ours, or TLS records.
+    fn wants_write(&self) -> bool {
+        !self.wbuf.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
     fn write(&mut self) {
-        match self.stream.try_write(&self.wbuf) {
-            Ok(n) => {
-                self.wbuf.advance(n);
-                self.stats.bytes_out += n as u64;
+        let r = match &mut self.tls {
+            Some(t) => {
+                if self.quit_by.is_some() {
+                    // After the Quit (it is in wbuf): close_notify, so the
+                    // server can tell our end from a cut connection.
+                    let r = t.write(&self.stream, &mut self.wbuf);
+                    t.close_notify();
+                    r.and_then(|n| Ok(n + t.write(&self.stream, &mut self.wbuf)?))
+                } else {
+                    t.write(&self.stream, &mut self.wbuf)
+                }
             }
+            None => self
+                .stream
+                .try_write(&self.wbuf)
+                .inspect(|&n| self.wbuf.advance(n)),
+        };
+        match r {
+            Ok(n) => self.stats.bytes_out += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return self.fail("write", &e),
         }
-        if self.wbuf.is_empty() && self.quit_by.is_some() && !self.we_sent_fin {
+        if !self.wants_write() && self.quit_by.is_some() && !self.we_sent_fin {
             // Everything said: send our FIN, wait for the server's.
             let _ = socket2::SockRef::from(&self.stream).shutdown(Shutdown::Write);
             self.we_sent_fin = true;
@@ -367,7 +474,11 @@ impl TcpLink {
         if self.rbuf.capacity() - self.rbuf.len() < 4096 {
             self.rbuf.reserve(8192);
         }
-        match self.stream.try_read_buf(&mut self.rbuf) {
+        let r = match &mut self.tls {
+            Some(t) => t.read(&self.stream, &mut self.rbuf),
+            None => self.stream.try_read_buf(&mut self.rbuf),
+        };
+        match r {
             Ok(0) => {
                 // read() returned 0: the peer sent FIN.
                 self.report(SocketEvent::HalfClosed(HalfClose::PeerSentFin));
@@ -385,6 +496,9 @@ impl TcpLink {
             }
             Ok(n) => self.stats.bytes_in += n as u64,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData && self.tls.is_some() => {
+                return self.protocol_error(e.to_string());
+            }
             Err(e) => return self.fail("read", &e),
         }
         if !self.got_preamble {
@@ -455,6 +569,7 @@ impl TcpLink {
             snap,
             stats: self.stats,
             reading_paused: !self.reading,
+            tls: self.tls.as_ref().and_then(|t| t.info().cloned()),
         };
         self.report(SocketEvent::Info(Box::new(info)));
     }

@@ -709,6 +709,12 @@ pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
         ));
     }
     lines.push(Line::from(q));
+    if let Some(t) = &info.tls {
+        lines.push(Line::from(vec![
+            key("tls"),
+            Span::raw(format!("{} {}", t.version, t.cipher)),
+        ]));
+    }
     let st = info.stats;
     lines.push(Line::from(vec![
         key("frames"),
