@@ -244,6 +244,77 @@ mod tests {
         assert_eq!(assemble(&pages), vec![info.clone(), info]);
     }
 
+    /// The first item of `page` alone, as a message of the same kind.
+    fn first_of(page: &ServerMsg) -> ServerMsg {
+        match page {
+            ServerMsg::Who { room, nicks } => ServerMsg::Who {
+                room: room.clone(),
+                nicks: nicks[..1].to_vec(),
+            },
+            ServerMsg::Rooms { rooms } => ServerMsg::Rooms {
+                rooms: rooms[..1].to_vec(),
+            },
+            ServerMsg::SockInfo { nick, fields } => ServerMsg::SockInfo {
+                nick: nick.clone(),
+                fields: fields[..1].to_vec(),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// Pages are as full as the limit allows: each fits, and the next
+    /// page's first item would not have fitted on it (sizes computed
+    /// exactly, neither over- nor underestimated).
+    #[test]
+    fn pages_are_exactly_as_full_as_the_limit_allows() {
+        let empty = |m: &ServerMsg| match m {
+            ServerMsg::Who { room, .. } => ServerMsg::Who {
+                room: room.clone(),
+                nicks: vec![],
+            },
+            ServerMsg::Rooms { .. } => ServerMsg::Rooms { rooms: vec![] },
+            ServerMsg::SockInfo { nick, .. } => ServerMsg::SockInfo {
+                nick: nick.clone(),
+                fields: vec![],
+            },
+            other => other.clone(),
+        };
+        let lists = [
+            who(300, 7),
+            ServerMsg::Rooms {
+                rooms: (0..300)
+                    .map(|i| RoomInfo {
+                        name: format!("r{i:05}"),
+                        members: i,
+                    })
+                    .collect(),
+            },
+            ServerMsg::SockInfo {
+                nick: "someone".into(),
+                fields: (0..300)
+                    .map(|i| (format!("k{i:04}"), format!("v{i}")))
+                    .collect(),
+            },
+        ];
+        // 98 = 3 + 12 x 8 - 1: a Rooms page head counted one byte short would overflow it.
+        for max in [97, 98, 200, 541] {
+            for list in &lists {
+                let pages = paginate(list.clone(), max);
+                assert!(pages.len() > 2, "{max}");
+                for w in pages.windows(2) {
+                    let used = payload_len(&w[0]);
+                    assert!(used <= max, "{used} > {max}");
+                    // One more item: its size is what it adds to an empty list.
+                    let item = payload_len(&first_of(&w[1])) - payload_len(&empty(&w[1]));
+                    assert!(
+                        used + item > max,
+                        "{list:?}: {used} + {item} still fits {max}"
+                    );
+                }
+            }
+        }
+    }
+
     /// What a client does: merge while pages continue.
     fn assemble(frames: &[ServerMsg]) -> Vec<ServerMsg> {
         let mut out: Vec<ServerMsg> = Vec::new();

@@ -976,6 +976,29 @@ mod tests {
             "{pm}"
         );
         assert!(text(&[0xff]).contains("a server message did not fit"));
+        let pm_from = |from: &str, to: &str| {
+            let mut b = BytesMut::new();
+            codec::encode_server_payload(
+                &ServerMsg::Private {
+                    from: from.into(),
+                    to: to.into(),
+                    text: "x".into(),
+                    ts_ms: 0,
+                },
+                &mut b,
+            );
+            text(&b)
+        };
+        // A private message to me, or to myself (its only copy), was not
+        // delivered to me.
+        for (from, to) in [("bob", "me"), ("me", "me")] {
+            let t = pm_from(from, to);
+            assert!(
+                t.starts_with(&format!("a private message from {from} did not fit"))
+                    && t.contains("not delivered to you"),
+                "{t}"
+            );
+        }
     }
 
     #[test]

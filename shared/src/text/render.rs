@@ -155,6 +155,27 @@ mod tests {
     }
 
     #[test]
+    fn a_line_displays_as_its_text() {
+        let l = render(&ServerMsg::Notice { text: "hi".into() }, "me").expect("line");
+        assert_eq!(l.to_string(), "* hi");
+    }
+
+    /// Replayed history is marked inside the brackets (a room name has no
+    /// space, so it cannot be mistaken for a live line).
+    #[test]
+    fn history_is_marked() {
+        let mut m = chat(ChatKind::Say);
+        if let ServerMsg::Chat { history, .. } = &mut m {
+            *history = true;
+        }
+        assert_eq!(line(&m), "[lobby history] alice: hello");
+        if let ServerMsg::Chat { kind, .. } = &mut m {
+            *kind = ChatKind::Me;
+        }
+        assert_eq!(line(&m), "[lobby history] * alice hello");
+    }
+
+    #[test]
     fn contract_lines() {
         assert_eq!(line(&chat(ChatKind::Say)), "[lobby] alice: hello");
         assert_eq!(line(&chat(ChatKind::Me)), "[lobby] * alice hello");
