@@ -272,8 +272,14 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
         }
     }
     let l = &c.limits;
-    if l.max_connections == 0 {
-        return Err(invalid("limits.max_connections", "must be at least 1"));
+    // The admission semaphore holds at most MAX_PERMITS: a larger value
+    // would be cut silently, so it is an error instead.
+    let max_permits = tokio::sync::Semaphore::MAX_PERMITS;
+    if l.max_connections == 0 || l.max_connections > max_permits {
+        return Err(invalid(
+            "limits.max_connections",
+            format!("must be between 1 and {max_permits}"),
+        ));
     }
     if l.max_connections_per_ip == 0 {
         return Err(invalid(
@@ -427,6 +433,10 @@ mod tests {
         c.limits.idle_timeout_secs = u64::MAX;
         let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
         assert!(e.to_string().contains("limits.idle_timeout_secs"), "{e}");
+        let mut c = Config::default();
+        c.limits.max_connections = usize::MAX;
+        let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
+        assert!(e.to_string().contains("limits.max_connections"), "{e}");
         let mut c = Config::default();
         c.limits.messages_per_sec = 0.0;
         let e = Settings::from_config(c, Overrides::default()).expect_err("bad");

@@ -57,7 +57,7 @@ impl Ctx {
     pub fn new(settings: Arc<Settings>, hub: Arc<Hub>, shutdown: Shutdown) -> Self {
         let l = &settings.config.limits;
         let slots = Arc::new(Semaphore::new(
-            l.max_connections.min(Semaphore::MAX_PERMITS),
+            l.max_connections, // validated: at most MAX_PERMITS
         ));
         let per_ip = (!settings.no_rate_limits).then(|| PerIpLimit::new(l.max_connections_per_ip));
         Ctx {
