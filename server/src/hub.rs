@@ -71,6 +71,13 @@ pub trait SocketView: Send + Sync {
     fn try_writev_now(&self, _bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
         Err(std::io::ErrorKind::WouldBlock.into())
     }
+
+    /// Why the connection under this socket ended, when the stream the
+    /// session reads only saw EOF (TLS: the relay read a reset or a bad
+    /// record from the user's socket). `None`: the EOF is the reason.
+    fn end_reason(&self) -> Option<DisconnectReason> {
+        None
+    }
 }
 
 /// One connected user: what the hub needs to deliver to it and to end it.
@@ -204,6 +211,11 @@ impl Peer {
         if let Some(b) = encode(msg, self.format) {
             self.deliver(b);
         }
+    }
+
+    /// [`SocketView::end_reason`] of this member's socket.
+    pub fn socket_end_reason(&self) -> Option<DisconnectReason> {
+        self.socket.as_ref()?.end_reason()
     }
 
     /// The server's view of this member's socket plus its outbox.

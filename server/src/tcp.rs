@@ -387,7 +387,7 @@ impl TcpSession {
         let shutdown = self.r.s.ctx.shutdown.clone();
         let reason = match &end {
             End::Server(r) => r.clone(),
-            End::Eof => DisconnectReason::Eof,
+            End::Eof => peer.socket_end_reason().unwrap_or(DisconnectReason::Eof),
             End::Io(e) => DisconnectReason::from_io_error(e),
             End::Doomed => peer.reason().unwrap_or(DisconnectReason::ProtocolError {
                 detail: "connection aborted".into(),

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -312,6 +312,8 @@ struct TlsView {
     real: Arc<TcpStream>,
     version: String,
     cipher: String,
+    /// Set by the relay when the user's side ended with an error.
+    ended: Arc<Mutex<Option<DisconnectReason>>>,
 }
 
 impl SocketView for TlsView {
@@ -324,6 +326,25 @@ impl SocketView for TlsView {
 
     fn try_writev_now(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         self.plain.try_write_vectored(bufs)
+    }
+
+    fn end_reason(&self) -> Option<DisconnectReason> {
+        self.ended.lock().ok()?.clone()
+    }
+}
+
+/// What a read error on the user's side means for the session: a kernel
+/// error keeps its errno (`reset`...), a bad TLS record is a protocol
+/// error, and a close without close_notify is an ordinary EOF.
+fn relay_end(e: &io::Error) -> Option<DisconnectReason> {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return None;
+    }
+    match e.raw_os_error() {
+        Some(_) => Some(DisconnectReason::from_io_error(e)),
+        None => Some(DisconnectReason::ProtocolError {
+            detail: format!("tls: {e}"),
+        }),
     }
 }
 
@@ -377,22 +398,25 @@ pub(crate) fn serve(
             (v, s)
         };
         debug!(conn_id = id, peer = %addr, %version, %cipher, "tls handshake done");
-        let (relay_end, session_end) = match pair() {
+        let (relay_side, session_end) = match pair() {
             Ok(p) => p,
             Err(e) => {
                 return tcp::log_early_end(id, addr, &DisconnectReason::from_io_error(&e));
             }
         };
+        let ended = Arc::new(Mutex::new(None));
+        let slot = ended.clone();
         let make_view: tcp::MakeView = Box::new(move |plain| {
             Arc::new(TlsView {
                 plain,
                 real,
                 version,
                 cipher,
+                ended,
             })
         });
         let session = tcp::serve_with_view(session_end, addr, id, ctx.clone(), guards, make_view);
-        ctx.shutdown.tracker.spawn(relay(tls_stream, relay_end));
+        ctx.shutdown.tracker.spawn(relay(tls_stream, relay_side, slot));
         session.await;
     })
 }
@@ -412,12 +436,22 @@ fn pair() -> io::Result<(UnixStream, TcpStream)> {
 /// directions are done. The session closing its side (FIN after Bye) ends
 /// the TLS stream with close_notify and FIN; the user closing theirs (or a
 /// TLS error) ends the session's input with EOF.
-async fn relay(tls: tokio_rustls::server::TlsStream<Shared>, session: UnixStream) {
+async fn relay(
+    tls: tokio_rustls::server::TlsStream<Shared>,
+    session: UnixStream,
+    ended: Arc<Mutex<Option<DisconnectReason>>>,
+) {
     let (mut tr, mut tw) = tokio::io::split(tls);
     let (mut sr, mut sw) = session.into_split();
     let up = async move {
-        // A peer that closes without close_notify is an EOF like any other.
         let r = tokio::io::copy(&mut tr, &mut sw).await;
+        // The reason first, then the EOF the session will read.
+        if let Err(e) = &r
+            && let Some(reason) = relay_end(e)
+            && let Ok(mut slot) = ended.lock()
+        {
+            *slot = Some(reason);
+        }
         let _ = sw.shutdown().await;
         r
     };

@@ -347,3 +347,133 @@ fn udp_with_tls_says_udp_is_not_encrypted() {
         c.seen
     );
 }
+
+#[test]
+fn a_configured_certificate_is_served_and_its_fingerprint_printed() {
+    require!(
+        has("openssl"),
+        "openssl is not installed (test.sh installs it)"
+    );
+    let dir = temp_dir("ownca");
+    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-subj",
+            "/CN=sockchat-test",
+            "-days",
+            "2",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl req");
+    assert!(made.success());
+    let cfg = sockchat_tests::config_file(
+        "own-cert",
+        &format!(
+            "[tls]\nlisten = [\"127.0.0.1:0\"]\ncert = {:?}\nkey = {:?}\ndata_dir = {:?}\n",
+            cert.to_str().expect("utf-8"),
+            key.to_str().expect("utf-8"),
+            dir.join("unused").to_str().expect("utf-8"),
+        ),
+    );
+    let server = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl x509");
+    let fp = server.tls_fingerprint.clone().expect("fingerprint printed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with(fp.trim_start_matches("SHA256:")),
+        "{fp}"
+    );
+    assert!(!dir.join("unused").exists(), "no self-signed pair made");
+    let known = dir.join("known");
+    let mut c = tls_client(
+        &server.tls_addr().to_string(),
+        &known,
+        &["--tls-fingerprint", &fp],
+    );
+    c.expect("is the one --tls-fingerprint gave");
+}
+
+#[test]
+fn a_silent_connection_on_the_tls_port_is_closed_after_the_handshake_timeout() {
+    let dir = temp_dir("slow");
+    let cfg = sockchat_tests::config_file(
+        "tls-slow",
+        &format!(
+            "[limits]\nhandshake_timeout_secs = 1\n[tls]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n",
+            dir.to_str().expect("utf-8")
+        ),
+    );
+    let server = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let mut s = std::net::TcpStream::connect(server.tls_addr()).expect("connect");
+    // Half a ClientHello, then nothing (slowloris on the handshake).
+    std::io::Write::write_all(&mut s, &[0x16, 0x03, 0x01, 0x00, 0x80, 0x01]).expect("write");
+    s.set_read_timeout(Some(STEP)).expect("timeout");
+    let t = std::time::Instant::now();
+    let r = std::io::Read::read(&mut s, &mut [0u8; 64]);
+    assert!(
+        matches!(r, Ok(0))
+            || r.as_ref()
+                .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock),
+        "closed by the server: {r:?}"
+    );
+    let waited = t.elapsed();
+    assert!(waited < Duration::from_secs(10), "closed after {waited:?}");
+    assert!(
+        server.wait_stderr("tls handshake: not done within 1 s", STEP),
+        "logged: {}",
+        server.stderr()
+    );
+}
+
+/// A TLS user's abrupt end keeps its one real reason: a reset of the TCP
+/// connection under TLS is announced as `reset`, not as the EOF the relay
+/// hands the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_under_tls_is_announced_as_reset() {
+    let dir = temp_dir("rst");
+    let server = tls_server(&dir.join("data"), &[]);
+    let mut watcher = FramedClient::connect(server.addr, "watcher").await;
+    let addr = server.tls_addr().to_string();
+    let known = dir.join("known");
+    let mut rosa = tls_client(&addr, &known, &["--tls", "--nick", "rosa"]);
+    let rosa = tokio::task::spawn_blocking(move || {
+        rosa.expect("welcome rosa");
+        rosa.send("/fault rst");
+        rosa.expect("fault rst");
+        rosa
+    })
+    .await
+    .expect("rosa");
+    let left = watcher
+        .recv_until(|m| matches!(m, ServerMsg::Left { nick, .. } if nick == "rosa"))
+        .await;
+    let ServerMsg::Left { reason, .. } = left else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason.map(|r| r.code().to_string()),
+        Some("reset".to_string()),
+        "stderr: {}",
+        server.stderr()
+    );
+    drop(rosa);
+}
