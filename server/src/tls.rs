@@ -416,7 +416,9 @@ pub(crate) fn serve(
             })
         });
         let session = tcp::serve_with_view(session_end, addr, id, ctx.clone(), guards, make_view);
-        ctx.shutdown.tracker.spawn(relay(tls_stream, relay_side, slot));
+        ctx.shutdown
+            .tracker
+            .spawn(relay(tls_stream, relay_side, slot));
         session.await;
     })
 }
