@@ -17,7 +17,8 @@ use tracing_subscriber::EnvFilter;
     version,
     about,
     after_help = "Exit codes: 0 ok (stopped by SIGINT/SIGTERM), 1 runtime failure (cannot bind, \
-cannot start), 2 usage or config error (bad flag, invalid or out-of-range value)."
+cannot start), 2 usage or config error (bad flag, invalid or out-of-range value, \
+unreadable TLS certificate or key)."
 )]
 struct Args {
     /// Listen on ADDR:PORT: binds TCP *and* UDP on that port (UDP on the
@@ -77,6 +78,15 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&settings);
+    // Before the runtime: a certificate named in the config that cannot be
+    // read is a config error (exit 2), like the config file itself.
+    let tls = match sockchat_server::tls::TlsServer::from_config(&settings.config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sockchat-server: {e}");
+            return ExitCode::from(if e.is_config() { 2 } else { 1 });
+        }
+    };
     raise_fd_limit();
     let rt = match settings.runtime {
         RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
@@ -91,7 +101,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(settings)) {
+    match rt.block_on(serve(settings, tls)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sockchat-server: {e:#}");
@@ -148,9 +158,11 @@ fn init_tracing(s: &Settings) {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    tls_server: Option<sockchat_server::tls::TlsServer>,
+) -> anyhow::Result<()> {
     use sockchat_server::tls;
-    let tls_server = tls::TlsServer::from_config(&settings.config)?;
     // TCP, then UDP on the port each TCP listener got (so `:0` works for
     // both; a port-0 collision on UDP is retried on fresh ports). With
     // tls_only neither: both are plaintext.

@@ -45,14 +45,23 @@ const LINGER: Duration = Duration::from_secs(5);
 /// The TLS listener could not be set up: the message names the file or key.
 #[derive(Debug, Error)]
 pub enum TlsError {
-    #[error("tls: cannot read {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("tls: cannot read {path}: {err}")]
+    Read { path: PathBuf, err: io::Error },
     #[error("tls: {path}: {message}")]
     Pem { path: PathBuf, message: String },
-    #[error("tls: cannot write {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("tls: cannot write {path}: {err}")]
+    Write { path: PathBuf, err: io::Error },
     #[error("tls: {0}")]
     Other(String),
+}
+
+impl TlsError {
+    /// The configuration names something unusable (a missing or bad
+    /// certificate or key file): a config error (exit 2), not a failure
+    /// while running.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Read { .. } | Self::Pem { .. })
+    }
 }
 
 /// The server's TLS identity, ready to accept.
@@ -196,7 +205,7 @@ fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
     }
     let write_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| TlsError::Write { path, source }
+        move |err| TlsError::Write { path, err }
     };
     std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     let mut names = vec!["localhost".to_string()];
@@ -233,7 +242,7 @@ fn read_pem(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
     let pem_err = |path: &Path| {
         let path = path.to_path_buf();
         move |e: rustls::pki_types::pem::Error| match e {
-            rustls::pki_types::pem::Error::Io(source) => TlsError::Read { path, source },
+            rustls::pki_types::pem::Error::Io(err) => TlsError::Read { path, err },
             e => TlsError::Pem {
                 path,
                 message: e.to_string(),

@@ -477,3 +477,36 @@ async fn a_reset_under_tls_is_announced_as_reset() {
     );
     drop(rosa);
 }
+
+#[test]
+fn unusable_tls_settings_are_config_errors() {
+    let run = |cmd: &mut Command| {
+        let out = cmd.stdin(Stdio::null()).output().expect("run the binary");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let cfg = sockchat_tests::config_file(
+        "tls-missing",
+        "[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n",
+    );
+    let (code, err) = run(Command::new(sockchat_tests::bin("sockchat-server"))
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot read /nonexistent/c.pem"), "{err}");
+    let cfg = sockchat_tests::config_file("tls-half", "[tls]\ncert = \"/x.pem\"\n");
+    let (code, err) = run(Command::new(sockchat_tests::bin("sockchat-server"))
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("tls.cert and tls.key go together"), "{err}");
+    let (code, err) = run(&mut sockchat_command(&[
+        "--plain",
+        "--tls-fingerprint",
+        "SHA256:12:34",
+    ]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a SHA-256 fingerprint"), "{err}");
+}
