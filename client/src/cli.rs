@@ -125,6 +125,10 @@ pub struct ChatArgs {
     /// Write the client's tracing log to this file (never to the screen).
     #[arg(long)]
     pub log_file: Option<String>,
+    /// Save accepted files here (default: [client] download_dir, else
+    /// $XDG_DOWNLOAD_DIR, else ~/Downloads, else the current folder).
+    #[arg(long, value_name = "DIR")]
+    pub download_dir: Option<std::path::PathBuf>,
     /// Log filter for --log-file: a level (`info`) or TARGET=LEVEL
     /// directives (`sockchat=debug,warn`). Wins over RUST_LOG; a bad
     /// filter (here or in RUST_LOG) is an error. Default: RUST_LOG, else info.
@@ -304,6 +308,10 @@ impl ChatArgs {
             ping_timeout: std::time::Duration::from_millis(client.ping_timeout_ms),
             udp,
             tls,
+            download_dir: match &self.download_dir {
+                Some(d) => d.clone(),
+                None => crate::net::transfer::download_dir(&client.download_dir),
+            },
             ..crate::net::NetConfig::default()
         };
         Ok(ChatSettings {

@@ -168,6 +168,8 @@ impl Registry {
                         offset,
                         window: r.window.min(u64::from(u32::MAX)) as u32,
                         max_chunk: r.max_chunk as u32,
+                        lossless: r.sender.transport == Transport::Tcp
+                            && r.receiver.transport == Transport::Tcp,
                     },
                 ));
             }

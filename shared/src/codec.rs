@@ -420,7 +420,7 @@ impl<'a> R<'a> {
     pub(crate) fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
         self.str_ref(what).map(str::to_owned)
     }
-    fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+    pub(crate) fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),

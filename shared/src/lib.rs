@@ -15,6 +15,7 @@ pub mod names;
 pub mod page;
 pub mod proto;
 pub mod reason;
+pub mod rudp;
 pub mod sanitize;
 pub mod sockopt;
 pub mod text;

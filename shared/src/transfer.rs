@@ -116,12 +116,14 @@ pub enum Xfer {
     },
     /// Receiver → sender: start at `offset` (resume: what it already has).
     /// From the server the sender also learns the window (most unacked
-    /// bytes allowed) and the largest chunk; a receiver sends 0 for both.
+    /// bytes allowed), the largest chunk, and whether both legs are TCP
+    /// (`lossless`: never retransmit); a receiver sends 0, 0, false.
     Accept {
         id: u64,
         offset: u64,
         window: u32,
         max_chunk: u32,
+        lossless: bool,
     },
     Decline {
         id: u64,
@@ -209,12 +211,14 @@ pub(crate) fn write(w: &mut W<'_>, x: &Xfer) {
             offset,
             window,
             max_chunk,
+            lossless,
         } => {
             w.u8(2);
             w.u64(*id);
             w.u64(*offset);
             w.u32(*window);
             w.u32(*max_chunk);
+            w.u8(u8::from(*lossless));
         }
         Xfer::Decline { id } => {
             w.u8(3);
@@ -282,6 +286,7 @@ pub(crate) fn read(r: &mut R<'_>) -> Result<Xfer, DecodeError> {
             offset: r.u64("offset")?,
             window: r.u32("window")?,
             max_chunk: r.u32("max chunk")?,
+            lossless: r.bool("lossless")?,
         },
         3 => Xfer::Decline { id },
         4 => Xfer::Cancel { id },
@@ -348,12 +353,13 @@ mod tests {
                     sha256
                 }
             ),
-            (id, any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
-                |(id, offset, window, max_chunk)| Xfer::Accept {
+            (id, any::<u64>(), any::<u32>(), any::<u32>(), any::<bool>()).prop_map(
+                |(id, offset, window, max_chunk, lossless)| Xfer::Accept {
                     id,
                     offset,
                     window,
-                    max_chunk
+                    max_chunk,
+                    lossless
                 }
             ),
             id.prop_map(|id| Xfer::Decline { id }),

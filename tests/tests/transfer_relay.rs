@@ -79,6 +79,7 @@ async fn offer_accept_chunks_acks_done_with_ids_mapped() {
             offset: 0,
             window: 0,
             max_chunk: 0,
+            lossless: false,
         },
     )
     .await;
@@ -88,6 +89,7 @@ async fn offer_accept_chunks_acks_done_with_ids_mapped() {
             offset: 0,
             window,
             max_chunk,
+            lossless: true,
         } => (window, max_chunk),
         other => panic!("{other:?}"),
     };
@@ -152,6 +154,7 @@ async fn decline_and_cancel_reach_the_other_side() {
             offset: 0,
             window: 0,
             max_chunk: 0,
+            lossless: false,
         },
     )
     .await;
@@ -216,6 +219,7 @@ async fn a_window_overrun_ends_the_transfer_for_both() {
             offset: 0,
             window: 0,
             max_chunk: 0,
+            lossless: false,
         },
     )
     .await;

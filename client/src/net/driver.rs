@@ -20,6 +20,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::lines::{Lines, room_key};
 use super::link::{HelloError, Link, Up, Welcome};
+use super::transfer::Transfers;
 use super::{CloseReason, Events, LineId, NetCmd, NetConfig, SocketEvent, UiGone, backoff, emit};
 
 /// A connection must stay up this long after its Welcome before the
@@ -64,7 +65,13 @@ struct State {
     /// waits for the Welcome (the link is busy with the handshake).
     in_hello: bool,
     faults: Vec<super::Fault>,
+    /// File transfers (they end with the session).
+    xfer: Transfers,
 }
+
+/// Chunks are handed to the link only while less than this waits in it,
+/// so a chat line typed during a transfer waits behind little.
+const MAX_CHUNK_BACKLOG: usize = 256 * 1024;
 
 /// Run the driver over transport `L` until the user quits, reconnect gives
 /// up, or the UI goes away.
@@ -79,6 +86,7 @@ pub(super) async fn run<L: Link>(cfg: NetConfig, mut cmds: mpsc::Receiver<NetCmd
         failures: 0,
         in_hello: false,
         faults: Vec::new(),
+        xfer: Transfers::new(cfg.download_dir.clone(), L::TRANSPORT, own_max_chunk(&cfg)),
     };
     let _ = st.run::<L>(&cfg, &mut cmds, &ev).await;
 }
@@ -94,6 +102,18 @@ async fn emit_all(ev: &Events, evs: Vec<SocketEvent>) -> Result<(), UiGone> {
 /// rounded up (a 300 ms timeout is not "0 s").
 fn whole_secs(d: Duration) -> u32 {
     u32::try_from(d.as_millis().div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
+/// Largest file chunk our own link carries in one message.
+fn own_max_chunk(cfg: &NetConfig) -> u64 {
+    use sockchat_shared::transfer::{CHUNK_OVERHEAD, TCP_CHUNK};
+    match &cfg.udp {
+        Some(u) => u
+            .max_payload
+            .saturating_sub(sockchat_shared::udp::HEADER_LEN + CHUNK_OVERHEAD)
+            .max(1) as u64,
+        None => TCP_CHUNK as u64,
+    }
 }
 
 async fn resolve(server: &str) -> Result<SocketAddr, String> {
@@ -122,6 +142,8 @@ impl State {
             )
             .await?;
             let end = self.attempt::<L>(cfg, cmds, ev).await?;
+            self.xfer.session_lost();
+            self.emit_xfer(ev).await?;
             let mut evs = Vec::new();
             for r in self.lines.session_lost(&mut evs) {
                 self.rooms.insert(r);
@@ -201,6 +223,10 @@ impl State {
                 }
             }
             NetCmd::Quit(m) => self.quit = Some(m),
+            NetCmd::Transfer(c) => {
+                self.xfer.command(c, false);
+                self.emit_xfer(ev).await?;
+            }
             NetCmd::Fault(f) if self.in_hello && self.faults.len() < 16 => self.faults.push(f),
             NetCmd::Fault(_) => {
                 emit(
@@ -434,8 +460,14 @@ impl State {
         m: ServerMsg,
         ev: &Events,
     ) -> Result<(), UiGone> {
+        if let ServerMsg::Transfer(x) = m {
+            self.xfer.on_msg(x, Instant::now());
+            return self.flush_xfer(link, ev).await;
+        }
         match &m {
             ServerMsg::Welcome { nick, room, .. } => {
+                self.xfer.session_lost();
+                self.emit_xfer(ev).await?;
                 // A new session on the same link (the UDP server forgot us
                 // and welcomed our new Hello): what was in flight went to
                 // the old one and fails; held lines wait for the rejoins.
@@ -521,14 +553,31 @@ impl State {
         // When the oldest ping not yet answered left (None: all answered).
         let mut unanswered: Option<Instant> = None;
         loop {
+            // A /quit also waits for our file transfers to end (done,
+            // declined, failed: each ends by itself or with its peer).
             if !quitting
                 && !self.lines.unresolved()
+                && !self.xfer.busy()
                 && let Some(m) = quit_after.take()
             {
                 quitting = true;
                 link.quit(m).await;
             }
+            // File chunks the windows allow, while the link is not backed up.
+            let mut more_chunks = false;
+            if !quitting && link.backlog() < MAX_CHUNK_BACKLOG {
+                more_chunks = self.xfer.pump(Instant::now());
+                self.flush_xfer(link, ev).await?;
+            }
+            let resend_at = self.xfer.deadline();
+            let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
+                h = self.xfer.next_hashed() => {
+                    self.xfer.hashed(h);
+                    self.flush_xfer(link, ev).await?;
+                }
+                _ = tokio::time::sleep_until(resend_at.unwrap_or(far).into()), if resend_at.is_some() => {}
+                _ = std::future::ready(()), if more_chunks && link.backlog() < MAX_CHUNK_BACKLOG => {}
                 up = link.next() => match up {
                     Up::Closed(reason) => {
                         emit(ev, SocketEvent::Closed(reason)).await?;
@@ -545,12 +594,18 @@ impl State {
                     Some(NetCmd::Quit(m)) => quit_after = Some(m),
                     Some(NetCmd::Send { id, msg }) => self.dispatch(link, id, msg, ev).await,
                     Some(NetCmd::Fault(f)) => link.fault(f).await,
+                    Some(NetCmd::Transfer(c)) => {
+                        self.xfer.command(c, true);
+                        self.flush_xfer(link, ev).await?;
+                    }
                 },
                 _ = tick.tick() => {
                     let now = Instant::now();
                     let mut evs = Vec::new();
                     self.lines.expire(now, cfg.ping_timeout, &mut evs);
                     emit_all(ev, evs).await?;
+                    self.xfer.tick(now);
+                    self.emit_xfer(ev).await?;
                     if !link.can_hear() || quitting {
                         // Nothing can come back (we stopped reading, or
                         // sent our FIN): no ping is expected.
@@ -593,6 +648,37 @@ impl State {
         )
         .await?;
         Ok(End::Lost { healthy: false })
+    }
+
+    /// Report what the transfers have to say (no session needed).
+    async fn emit_xfer(&mut self, ev: &Events) -> Result<(), UiGone> {
+        let (msgs, evs) = self.xfer.drain();
+        // Without a session nothing can be sent (the server forgot them).
+        drop(msgs);
+        for e in evs {
+            emit(ev, SocketEvent::Transfer(Box::new(e))).await?;
+        }
+        Ok(())
+    }
+
+    /// Send what the transfers have to send, and report their news.
+    async fn flush_xfer<L: Link>(&mut self, link: &mut L, ev: &Events) -> Result<(), UiGone> {
+        loop {
+            let (msgs, evs) = self.xfer.drain();
+            if msgs.is_empty() && evs.is_empty() {
+                return Ok(());
+            }
+            for m in msgs {
+                if let Err(why) = link.send(&m).await
+                    && let ClientMsg::Transfer(x) = &m
+                {
+                    self.xfer.refused(x.id(), &why);
+                }
+            }
+            for e in evs {
+                emit(ev, SocketEvent::Transfer(Box::new(e))).await?;
+            }
+        }
     }
 
     /// One report of the link on the live session.

@@ -91,6 +91,13 @@ pub(super) trait Link: Sized {
         true
     }
 
+    /// Bytes queued in the link and not yet handed to the kernel: the
+    /// driver sends file chunks only while this is small, so a chat line
+    /// typed during a transfer waits behind little.
+    fn backlog(&self) -> usize {
+        0
+    }
+
     /// The next thing that happened. Cancel-safe.
     async fn next(&mut self) -> Up;
 

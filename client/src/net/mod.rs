@@ -15,8 +15,10 @@ mod fault;
 pub mod known_servers;
 mod lines;
 mod link;
+mod save;
 mod tcp;
 pub mod tls;
+pub mod transfer;
 pub mod udp;
 mod udp_transport;
 
@@ -69,6 +71,9 @@ pub struct NetConfig {
     /// `Some`: TLS over TCP (`--tls`). With `--udp` it only earns the
     /// warning that UDP is not encrypted.
     pub tls: Option<tls::TlsOptions>,
+    /// Where accepted files are saved (`--download-dir`, `[client]
+    /// download_dir`, the XDG download folder).
+    pub download_dir: std::path::PathBuf,
 }
 
 impl Default for NetConfig {
@@ -92,6 +97,7 @@ impl Default for NetConfig {
             max_frame: l.max_frame,
             udp: None,
             tls: None,
+            download_dir: save::download_dir(&c.download_dir),
         }
     }
 }
@@ -114,6 +120,8 @@ pub enum NetCmd {
     },
     /// Demonstrate an abrupt disconnect (see [`Fault`]).
     Fault(Fault),
+    /// `/send`, `/accept`, `/decline`, `/cancel`.
+    Transfer(transfer::XferCmd),
     /// Say goodbye, close cleanly and end the task.
     Quit(String),
 }
@@ -273,6 +281,9 @@ pub enum SocketEvent {
     /// Sent on every tick while a ping to the server is unanswered: how
     /// long it has waited.
     Lag { waiting_ms: u64 },
+    /// A file transfer's news (offer, start, progress once a second, done,
+    /// failed).
+    Transfer(Box<transfer::XferEvent>),
     /// The task ended (after /quit, or with reconnect off).
     Finished,
 }

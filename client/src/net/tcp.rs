@@ -218,6 +218,10 @@ impl Link for TcpLink {
         self.queue(&ClientMsg::Ping { token });
     }
 
+    fn backlog(&self) -> usize {
+        self.wbuf.len()
+    }
+
     fn can_hear(&self) -> bool {
         self.reading && !self.we_sent_fin && self.peer_fin_at.is_none()
     }

@@ -8,14 +8,37 @@ use sockchat_shared::text::{self, Command, CommandError, CommandHelp};
 
 pub use sockchat_shared::text::InputLimits;
 
+use crate::net::transfer::XferCmd;
 use crate::net::{Fault, LineId, NetCmd};
 
 /// The client's own commands, for `/help` and Tab completion.
-pub const CLIENT_COMMANDS: &[CommandHelp] = &[CommandHelp {
-    name: "/fault",
-    args: "fin|rst|close-unread|stop-reading|resume|crash",
-    about: "abrupt-disconnect demos on your own socket",
-}];
+pub const CLIENT_COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "/fault",
+        args: "fin|rst|close-unread|stop-reading|resume|crash",
+        about: "abrupt-disconnect demos on your own socket",
+    },
+    CommandHelp {
+        name: "/send",
+        args: "PATH NICK",
+        about: "offer a file to NICK",
+    },
+    CommandHelp {
+        name: "/accept",
+        args: "[ID]",
+        about: "take a file offered to you",
+    },
+    CommandHelp {
+        name: "/decline",
+        args: "[ID]",
+        about: "refuse a file offered to you",
+    },
+    CommandHelp {
+        name: "/cancel",
+        args: "[ID]",
+        about: "stop a file transfer",
+    },
+];
 
 /// A parsed input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +51,8 @@ pub enum Input {
     Quit(String),
     /// `/fault NAME`.
     Fault(Fault),
+    /// `/send`, `/accept`, `/decline`, `/cancel`.
+    Transfer(XferCmd),
     /// Anything that becomes one protocol message (chat text, `/msg`,
     /// `/join`...), already checked against the local limits.
     Send(Command),
@@ -55,11 +80,59 @@ pub fn parse_input(line: &str, lim: &InputLimits) -> Result<Input, String> {
                 )
             })?)
         }
+        Command::Other { name, rest }
+            if matches!(name.as_str(), "send" | "accept" | "decline" | "cancel") =>
+        {
+            Input::Transfer(transfer_command(&name, &rest)?)
+        }
         Command::Other { name, .. } => return Err(CommandError::Unknown(name).to_string()),
         other => match other.check(lim).map_err(|e| e.to_string())? {
             Command::Quit(m) => Input::Quit(m),
             checked => Input::Send(checked),
         },
+    })
+}
+
+/// `/send PATH NICK` (the nick is the last word, so a path may hold
+/// spaces), `/accept [ID]`, `/decline [ID]`, `/cancel [ID]`.
+fn transfer_command(name: &str, rest: &str) -> Result<XferCmd, String> {
+    let rest = rest.trim();
+    if name == "send" {
+        let usage = "usage: /send PATH NICK";
+        let (path, to) = rest.rsplit_once(char::is_whitespace).ok_or(usage)?;
+        let (path, to) = (path.trim(), to.trim());
+        if path.is_empty() || to.is_empty() {
+            return Err(usage.into());
+        }
+        if to.starts_with('#') {
+            return Err(format!(
+                "send to one nick at a time: offering a file to a room ({to}) is not supported"
+            ));
+        }
+        let path = match path.strip_prefix("~/") {
+            Some(p) => std::env::var_os("HOME")
+                .map(|h| std::path::Path::new(&h).join(p))
+                .unwrap_or_else(|| path.into()),
+            None => path.into(),
+        };
+        return Ok(XferCmd::Send {
+            path,
+            to: to.to_string(),
+        });
+    }
+    let id = if rest.is_empty() {
+        None
+    } else {
+        Some(
+            rest.trim_start_matches('#')
+                .parse::<u64>()
+                .map_err(|_| format!("usage: /{name} [ID] (ID is the transfer's number)"))?,
+        )
+    };
+    Ok(match name {
+        "accept" => XferCmd::Accept(id),
+        "decline" => XferCmd::Decline(id),
+        _ => XferCmd::Cancel(id),
     })
 }
 
@@ -90,6 +163,7 @@ impl Input {
             Input::Empty | Input::Help | Input::Fault(Fault::Crash) => None,
             Input::Quit(m) => Some(NetCmd::Quit(m.clone())),
             Input::Fault(f) => Some(NetCmd::Fault(*f)),
+            Input::Transfer(c) => Some(NetCmd::Transfer(c.clone())),
             Input::Send(_) => self.to_msg(room).map(|msg| NetCmd::Send {
                 id: id.filter(|_| self.is_line()),
                 msg,

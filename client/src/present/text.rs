@@ -86,6 +86,7 @@ pub fn event_line(ev: &SocketEvent, me: &str) -> Option<Line> {
         ),
         SocketEvent::Local(s) => (Error, format!("! {s}")),
         SocketEvent::LineFailed { why, .. } => (Error, format!("! not sent: {why}")),
+        SocketEvent::Transfer(e) => super::transfer::line(e),
         SocketEvent::Info(_)
         | SocketEvent::UdpInfo(_)
         | SocketEvent::Latency(_)
@@ -164,6 +165,7 @@ pub fn event_json(ev: &SocketEvent) -> Option<Value> {
             json!({"event": "line-failed", "id": id.0, "why": why})
         }
         SocketEvent::Lag { waiting_ms } => json!({"event": "lag", "waiting_ms": waiting_ms}),
+        SocketEvent::Transfer(e) => super::transfer::json(e),
         SocketEvent::Info(_) | SocketEvent::UdpInfo(_) => return None,
     })
 }

@@ -207,6 +207,8 @@ pub struct App {
     /// Events dropped because a bound was reached (rooms, members), so the
     /// user is told once, not per event.
     over_bound_told: bool,
+    /// File transfers moving now (bars above the input line).
+    pub transfers: super::transfer::Transfers,
 }
 
 impl App {
@@ -261,6 +263,7 @@ impl App {
             pending: BTreeMap::new(),
             next_line: 1,
             over_bound_told: false,
+            transfers: Default::default(),
         }
     }
 
@@ -818,6 +821,11 @@ impl App {
                 self.pending.remove(&id);
             }
             SocketEvent::LineFailed { id, why } => self.line_failed(id, &why),
+            SocketEvent::Transfer(e) => match self.transfers.on_event(&e) {
+                Some((true, text)) => self.error(text),
+                Some((false, text)) => self.system(text),
+                None => {}
+            },
             SocketEvent::FaultDone {
                 fault,
                 did,

@@ -13,6 +13,7 @@ pub mod input;
 pub mod keys;
 pub mod rooms;
 pub mod term_input;
+pub mod transfer;
 pub mod view;
 
 use std::io;

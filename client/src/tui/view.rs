@@ -188,12 +188,16 @@ fn pending_spans(app: &App, p: &super::app::Pending) -> Vec<Span<'static>> {
 /// Draw the whole screen.
 pub fn render(app: &App, f: &mut Frame) {
     let area = f.area();
-    let [main, input, status] = Layout::vertical([
+    let [main, bars, input, status] = Layout::vertical([
         Constraint::Min(3),
+        Constraint::Length(app.transfers.height()),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
     .areas(area);
+    if bars.height > 0 {
+        super::transfer::render(&app.transfers, f, bars);
+    }
     let show_panel = app.panel_visible() && main.width >= PANEL + 30;
     let show_sidebar = area.width >= SIDEBAR_MIN_WIDTH;
     let mut chat = main;

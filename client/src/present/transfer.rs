@@ -1,0 +1,303 @@
+//! File-transfer events in words (plain mode, the TUI) and as JSON
+//! (`--json`): offers with what to type, progress (bytes, throughput, ETA,
+//! transport, and over UDP what the reliability layer did), the verified
+//! end, and failures with their reason.
+
+use serde_json::{Value, json};
+use sockchat_shared::text::Severity;
+
+use super::text::fmt_duration;
+use crate::net::transfer::{Dir, Progress, XferEvent};
+
+/// `104,857,600`.
+pub fn grouped(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `45.2 MB/s` (decimal units, as network rates are).
+pub fn rate(bps: f64) -> String {
+    if bps >= 1e9 {
+        format!("{:.2} GB/s", bps / 1e9)
+    } else if bps >= 1e6 {
+        format!("{:.1} MB/s", bps / 1e6)
+    } else if bps >= 1e3 {
+        format!("{:.1} kB/s", bps / 1e3)
+    } else {
+        format!("{bps:.0} B/s")
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..16).unwrap_or(sha)
+}
+
+fn arrow(p: &Progress) -> String {
+    match p.dir {
+        Dir::Send => format!("{} -> {}", p.name, p.peer),
+        Dir::Receive => format!("{} <- {}", p.name, p.peer),
+    }
+}
+
+/// What the reliability layer did, for people (empty over TCP, where the
+/// kernel does it).
+pub fn reliability(p: &Progress) -> String {
+    if let Some(s) = &p.sender
+        && s.sent > 0
+        && p.transport == crate::net::Transport::Udp
+    {
+        let rtt = s.srtt.map(fmt_duration).unwrap_or_else(|| "-".into());
+        return format!(
+            "; datagrams sent {}, retransmitted {} ({:.1} %), timeouts {}, window {} B, rtt {rtt}, rto {}",
+            grouped(s.sent),
+            grouped(s.retransmitted),
+            s.loss_rate() * 100.0,
+            s.timeouts,
+            grouped(s.cwnd),
+            fmt_duration(s.rto)
+        );
+    }
+    if let Some(r) = &p.receiver
+        && (r.duplicates > 0 || r.out_of_order > 0 || r.dropped > 0)
+    {
+        return format!(
+            "; chunks {}, duplicates {}, out of order {}, dropped {}",
+            grouped(r.chunks),
+            grouped(r.duplicates),
+            grouped(r.out_of_order),
+            grouped(r.dropped)
+        );
+    }
+    String::new()
+}
+
+/// The line for a transfer event.
+pub fn line(e: &XferEvent) -> (Severity, String) {
+    use Severity::{Error, Notice};
+    match e {
+        XferEvent::Offered {
+            id,
+            from,
+            name,
+            size,
+            sha256,
+        } => (
+            Notice,
+            format!(
+                "* {from} offers you {name} ({} B, SHA-256 {}…): /accept {id} or /decline {id}",
+                grouped(*size),
+                short(sha256)
+            ),
+        ),
+        XferEvent::OfferSent {
+            id,
+            to,
+            name,
+            size,
+            sha256,
+        } => (
+            Notice,
+            format!(
+                "* transfer {id}: offered {name} ({} B, SHA-256 {}…) to {to}; waiting for an answer (/cancel {id})",
+                grouped(*size),
+                short(sha256)
+            ),
+        ),
+        XferEvent::Started {
+            id,
+            dir,
+            peer,
+            name,
+            size,
+            ..
+        } => (
+            Notice,
+            match dir {
+                Dir::Send => format!(
+                    "* transfer {id}: {peer} accepted; sending {name} ({} B)",
+                    grouped(*size)
+                ),
+                Dir::Receive => format!(
+                    "* transfer {id}: receiving {name} ({} B) from {peer}",
+                    grouped(*size)
+                ),
+            },
+        ),
+        XferEvent::Progress(p) => {
+            let pct = (p.bytes as f64 * 100.0 / p.size.max(1) as f64).min(100.0);
+            let eta = p.eta().map(fmt_duration).unwrap_or_else(|| "-".into());
+            (
+                Notice,
+                format!(
+                    "* transfer {} {}: {} / {} B ({pct:.0} %), {}, ETA {eta}, {}{}",
+                    p.id,
+                    arrow(p),
+                    grouped(p.bytes),
+                    grouped(p.size),
+                    rate(p.rate()),
+                    p.transport,
+                    reliability(p)
+                ),
+            )
+        }
+        XferEvent::Done {
+            progress: p,
+            sha256: _,
+            saved,
+        } => {
+            let how = format!(
+                "{} B in {} ({}, {})",
+                grouped(p.size),
+                fmt_duration(p.elapsed),
+                rate(p.rate()),
+                p.transport
+            );
+            let lost = match &p.sender {
+                Some(s) if s.retransmitted > 0 => format!(
+                    "; lost {:.1} % of datagrams, all recovered, file intact",
+                    s.loss_rate() * 100.0
+                ),
+                _ => String::new(),
+            };
+            (
+                Notice,
+                match (p.dir, saved) {
+                    (Dir::Receive, Some(path)) => format!(
+                        "* transfer {}: received {} from {}: {how}, SHA-256 verified, saved to {}{}",
+                        p.id,
+                        p.name,
+                        p.peer,
+                        path.display(),
+                        reliability(p)
+                    ),
+                    _ => format!(
+                        "* transfer {}: sent {} to {}: {how}, SHA-256 verified by {}{lost}{}",
+                        p.id,
+                        p.name,
+                        p.peer,
+                        p.peer,
+                        reliability(p)
+                    ),
+                },
+            )
+        }
+        XferEvent::Failed { id: 0, why, .. } => (Error, format!("! transfer: {why}")),
+        XferEvent::Failed {
+            id,
+            peer,
+            name,
+            why,
+            ..
+        } => (Error, format!("! transfer {id} ({name}, {peer}): {why}")),
+    }
+}
+
+fn progress_json(p: &Progress) -> Value {
+    let mut v = json!({
+        "id": p.id,
+        "direction": match p.dir { Dir::Send => "send", Dir::Receive => "receive" },
+        "peer": p.peer,
+        "name": p.name,
+        "size": p.size,
+        "bytes": p.bytes,
+        "elapsed_ms": p.elapsed.as_millis() as u64,
+        "bytes_per_sec": p.rate().round() as u64,
+        "eta_ms": p.eta().map(|d| d.as_millis() as u64),
+        "transport": p.transport.to_string(),
+    });
+    if let Some(s) = &p.sender {
+        v["datagrams_sent"] = json!(s.sent);
+        v["retransmitted"] = json!(s.retransmitted);
+        v["timeouts"] = json!(s.timeouts);
+        v["cwnd"] = json!(s.cwnd);
+        v["srtt_us"] = json!(s.srtt.map(|d| d.as_micros() as u64));
+        v["rto_ms"] = json!(s.rto.as_millis() as u64);
+    }
+    if let Some(r) = &p.receiver {
+        v["chunks"] = json!(r.chunks);
+        v["duplicates"] = json!(r.duplicates);
+        v["out_of_order"] = json!(r.out_of_order);
+        v["dropped"] = json!(r.dropped);
+    }
+    v
+}
+
+/// The JSON object for a transfer event.
+pub fn json(e: &XferEvent) -> Value {
+    match e {
+        XferEvent::Offered {
+            id,
+            from,
+            name,
+            size,
+            sha256,
+        } => {
+            json!({"event": "transfer-offered", "id": id, "from": from, "name": name, "size": size, "sha256": sha256})
+        }
+        XferEvent::OfferSent {
+            id,
+            to,
+            name,
+            size,
+            sha256,
+        } => {
+            json!({"event": "transfer-offer-sent", "id": id, "to": to, "name": name, "size": size, "sha256": sha256})
+        }
+        XferEvent::Started {
+            id,
+            dir,
+            peer,
+            name,
+            size,
+            transport,
+        } => json!({"event": "transfer-started", "id": id, "transport": transport.to_string(),
+            "direction": match dir { Dir::Send => "send", Dir::Receive => "receive" },
+            "peer": peer, "name": name, "size": size}),
+        XferEvent::Progress(p) => {
+            let mut v = progress_json(p);
+            v["event"] = json!("transfer-progress");
+            v
+        }
+        XferEvent::Done {
+            progress,
+            sha256,
+            saved,
+        } => {
+            let mut v = progress_json(progress);
+            v["event"] = json!("transfer-done");
+            v["sha256"] = json!(sha256);
+            v["verified"] = json!(true);
+            v["saved"] = json!(saved.as_ref().map(|p| p.display().to_string()));
+            v
+        }
+        XferEvent::Failed {
+            id,
+            dir,
+            peer,
+            name,
+            why,
+        } => json!({"event": "transfer-failed", "id": id,
+            "direction": match dir { Dir::Send => "send", Dir::Receive => "receive" },
+            "peer": peer, "name": name, "why": why}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(grouped(104_857_600), "104,857,600");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(rate(45_200_000.0), "45.2 MB/s");
+    }
+}

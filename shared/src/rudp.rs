@@ -1,0 +1,721 @@
+//! The reliability layer of a file transfer (PROTOCOL.md "File transfer",
+//! "Over UDP"): a [`Sender`] that decides which chunk goes next and a
+//! [`Receiver`] that puts chunks back in order and says what it has.
+//!
+//! Pure: no sockets, no clock. Every call that needs the time takes `now`,
+//! so the tests drive it with a simulated clock through a simulated network
+//! that loses, duplicates and reorders.
+//!
+//! - Chunks are identified by their byte offset (the sequence number);
+//!   their boundaries never change, so a retransmission is the same chunk.
+//! - The receiver acks cumulatively plus up to [`MAX_SACK`] selective
+//!   ranges of what it holds above that.
+//! - The sender retransmits a chunk when its retransmission timeout (RFC
+//!   6298: SRTT, RTTVAR, RTO = SRTT + 4·RTTVAR, Karn's rule, back-off
+//!   doubling) expires; sooner when chunks at least [`DUP_THRESH`] chunks
+//!   above it were acknowledged (fast retransmit, as TCP's three duplicate
+//!   acks); and sooner when a chunk sent after it was acknowledged and it
+//!   has been out for 5/4 of the smoothed RTT (RACK, RFC 8985: a small
+//!   window has too few later chunks for three duplicate acks, and waiting
+//!   for the 200 ms minimum RTO would stall a LAN transfer).
+//! - Its congestion window is AIMD: slow start to `ssthresh`, then one
+//!   chunk per window of acked bytes; halved once per loss episode (fast
+//!   retransmit), one chunk after a timeout. It never exceeds the window
+//!   the server granted (flow control), which also bounds the receiver's
+//!   out-of-order buffer.
+//!
+//! Over TCP (`lossless`) nothing is retransmitted and only the granted
+//! window applies.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+pub use crate::transfer::MAX_SACK;
+
+/// Chunks acknowledged above an unacknowledged one before it is deemed
+/// lost (TCP's duplicate-ack threshold).
+pub const DUP_THRESH: u64 = 3;
+/// Lower bound of the retransmission timeout (Linux uses 200 ms; RFC 6298
+/// says 1 s for the Internet, but this is a LAN chat).
+pub const MIN_RTO: Duration = Duration::from_millis(200);
+pub const MAX_RTO: Duration = Duration::from_secs(30);
+/// RTO before the first RTT sample (RFC 6298: 1 s).
+pub const INITIAL_RTO: Duration = Duration::from_secs(1);
+
+/// What the sender did, for the progress panel.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SenderStats {
+    /// Chunks sent, first transmissions and retransmissions.
+    pub sent: u64,
+    pub retransmitted: u64,
+    /// Retransmissions because the RTO expired (the rest were fast).
+    pub timeouts: u64,
+    /// Congestion window in bytes.
+    pub cwnd: u64,
+    pub srtt: Option<Duration>,
+    pub rto: Duration,
+}
+
+impl SenderStats {
+    /// Retransmitted chunks as a fraction of chunks sent: the loss the
+    /// sender saw (and repaired).
+    pub fn loss_rate(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            self.retransmitted as f64 / self.sent as f64
+        }
+    }
+}
+
+/// One chunk sent and not yet acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    len: u64,
+    sent_at: Instant,
+    /// Sent more than once (Karn: no RTT sample from it).
+    retx: bool,
+    /// Covered by a selective ack.
+    sacked: bool,
+}
+
+/// A chunk to send now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Send {
+    pub offset: u64,
+    pub len: u64,
+    pub retransmit: bool,
+}
+
+/// The sending side of one transfer.
+#[derive(Debug)]
+pub struct Sender {
+    size: u64,
+    chunk: u64,
+    window: u64,
+    lossless: bool,
+    /// Next byte never sent.
+    next: u64,
+    /// Every byte below this is acknowledged.
+    acked: u64,
+    inflight: BTreeMap<u64, Seg>,
+    /// Highest byte covered by a selective ack.
+    high_sack: u64,
+    /// RACK: the latest send time of a chunk (sent once) known delivered.
+    rack_sent: Option<Instant>,
+    cwnd: f64,
+    ssthresh: f64,
+    /// No further halving until `acked` passes this (one cut per episode).
+    recover: u64,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    rto: Duration,
+    stats: SenderStats,
+}
+
+impl Sender {
+    /// Send `size` bytes from `start` (a resume) in chunks of at most
+    /// `chunk` bytes, at most `window` bytes unacknowledged. `lossless`:
+    /// the carrier (TCP) loses nothing, never retransmit.
+    pub fn new(size: u64, start: u64, chunk: u64, window: u64, lossless: bool) -> Self {
+        let chunk = chunk.max(1);
+        let window = window.max(chunk);
+        let start = start.min(size);
+        Sender {
+            size,
+            chunk,
+            window,
+            lossless,
+            next: start,
+            acked: start,
+            inflight: BTreeMap::new(),
+            high_sack: start,
+            rack_sent: None,
+            cwnd: if lossless {
+                window as f64
+            } else {
+                (4 * chunk).min(window) as f64
+            },
+            ssthresh: window as f64,
+            recover: start,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: INITIAL_RTO,
+            stats: SenderStats::default(),
+        }
+    }
+
+    /// Every byte is acknowledged.
+    pub fn finished(&self) -> bool {
+        self.acked >= self.size
+    }
+
+    /// Bytes acknowledged (the progress).
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    pub fn stats(&self) -> SenderStats {
+        SenderStats {
+            cwnd: self.cwnd as u64,
+            srtt: self.srtt,
+            rto: self.rto,
+            ..self.stats
+        }
+    }
+
+    fn rtt_sample(&mut self, r: Duration) {
+        // RFC 6298 2.2 and 2.3, alpha 1/8, beta 1/4, G folded into MIN_RTO.
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(s) => {
+                let diff = s.abs_diff(r);
+                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
+                self.srtt = Some(s * 7 / 8 + r / 8);
+            }
+        }
+        let s = self.srtt.unwrap_or(r);
+        self.rto = (s + self.rttvar * 4).clamp(MIN_RTO, MAX_RTO);
+    }
+
+    fn grow(&mut self, bytes: u64) {
+        if self.lossless {
+            return;
+        }
+        let b = bytes as f64;
+        if self.cwnd < self.ssthresh {
+            self.cwnd += b;
+        } else {
+            self.cwnd += self.chunk as f64 * b / self.cwnd;
+        }
+        self.cwnd = self.cwnd.min(self.window as f64);
+    }
+
+    /// An Ack: every byte below `offset` arrived, and the `sack` ranges.
+    /// Values outside what was sent are ignored (a hostile or confused
+    /// peer cannot make us skip data).
+    pub fn on_ack(&mut self, offset: u64, sack: &[(u64, u64)], now: Instant) {
+        let offset = offset.min(self.next);
+        let mut newly = 0u64;
+        if offset > self.acked {
+            let done: Vec<u64> = self.inflight.range(..offset).map(|(o, _)| *o).collect();
+            for o in done {
+                if let Some(seg) = self.inflight.remove(&o) {
+                    if o + seg.len > offset {
+                        // A chunk only partly covered (cannot happen with
+                        // fixed boundaries): keep its tail outstanding.
+                        self.inflight.insert(
+                            offset,
+                            Seg {
+                                len: o + seg.len - offset,
+                                ..seg
+                            },
+                        );
+                    }
+                    if !seg.retx {
+                        self.rtt_sample(now.saturating_duration_since(seg.sent_at));
+                        self.rack_sent = self.rack_sent.max(Some(seg.sent_at));
+                    }
+                    if !seg.sacked {
+                        newly += seg.len;
+                    }
+                }
+            }
+            self.acked = offset;
+        }
+        for &(a, b) in sack.iter().take(MAX_SACK) {
+            let b = b.min(self.next);
+            if b <= a {
+                continue;
+            }
+            self.high_sack = self.high_sack.max(b);
+            let mut sample = None;
+            for (o, seg) in self.inflight.range_mut(a..b) {
+                if !seg.sacked && o + seg.len <= b {
+                    seg.sacked = true;
+                    newly += seg.len;
+                    if !seg.retx {
+                        sample = Some(seg.sent_at);
+                    }
+                }
+            }
+            if let Some(sent) = sample {
+                self.rtt_sample(now.saturating_duration_since(sent));
+                self.rack_sent = self.rack_sent.max(Some(sent));
+            }
+        }
+        self.grow(newly);
+    }
+
+    /// Bytes sent and neither acked nor sacked: what the network holds.
+    fn pipe(&self) -> u64 {
+        self.inflight
+            .values()
+            .filter(|s| !s.sacked)
+            .map(|s| s.len)
+            .sum()
+    }
+
+    /// The next chunk to send at `now`, if any: a lost one first, then new
+    /// data while the windows allow. Call until `None`.
+    pub fn poll(&mut self, now: Instant) -> Option<Send> {
+        if !self.lossless
+            && let Some(s) = self.lost(now)
+        {
+            return Some(s);
+        }
+        if self.next >= self.size {
+            return None;
+        }
+        let len = self.chunk.min(self.size - self.next);
+        // Flow control: the server's window over the cumulative ack.
+        if self.next + len - self.acked > self.window {
+            return None;
+        }
+        // Congestion control: what is in the network.
+        if !self.lossless && self.pipe() + len > (self.cwnd as u64).max(self.chunk) {
+            return None;
+        }
+        let offset = self.next;
+        self.next += len;
+        self.inflight.insert(
+            offset,
+            Seg {
+                len,
+                sent_at: now,
+                retx: false,
+                sacked: false,
+            },
+        );
+        self.stats.sent += 1;
+        Some(Send {
+            offset,
+            len,
+            retransmit: false,
+        })
+    }
+
+    /// RACK's wait: how long a chunk overtaken by a later one may still
+    /// be on its way (reordering) before it counts as lost.
+    fn reo_wait(&self) -> Duration {
+        match self.srtt {
+            Some(s) => s + s / 4,
+            None => Duration::from_millis(10),
+        }
+    }
+
+    /// The oldest chunk that timed out, was overtaken by [`DUP_THRESH`]
+    /// acknowledged chunks, or by RACK's rule; marks it sent again.
+    fn lost(&mut self, now: Instant) -> Option<Send> {
+        let thresh = DUP_THRESH * self.chunk;
+        let rto = self.rto;
+        let (rack, wait) = (self.rack_sent, self.reo_wait());
+        let (offset, seg, timeout) = self.inflight.iter_mut().find_map(|(o, s)| {
+            if s.sacked {
+                return None;
+            }
+            let out_for = now.saturating_duration_since(s.sent_at);
+            let timed_out = out_for >= rto;
+            // Overtaken: only once per transmission (sent_at is reset).
+            let overtaken = self.high_sack >= o + s.len + thresh && s.sent_at < now && !s.retx;
+            let racked = rack.is_some_and(|r| r > s.sent_at) && out_for >= wait;
+            (timed_out || overtaken || racked).then_some((*o, s, timed_out))
+        })?;
+        seg.sent_at = now;
+        seg.retx = true;
+        let len = seg.len;
+        self.stats.sent += 1;
+        self.stats.retransmitted += 1;
+        let flight = self.pipe() as f64;
+        if timeout {
+            self.stats.timeouts += 1;
+            self.ssthresh = (flight / 2.0).max(2.0 * self.chunk as f64);
+            self.cwnd = self.chunk as f64;
+            self.rto = (self.rto * 2).min(MAX_RTO);
+            self.recover = self.next;
+        } else if offset >= self.recover {
+            self.ssthresh = (self.cwnd / 2.0).max(2.0 * self.chunk as f64);
+            self.cwnd = self.ssthresh;
+            self.recover = self.next;
+        }
+        Some(Send {
+            offset,
+            len,
+            retransmit: true,
+        })
+    }
+
+    /// When [`Sender::poll`] may next have a retransmission to give
+    /// (`None`: nothing outstanding, or lossless).
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.lossless {
+            return None;
+        }
+        let wait = self.reo_wait();
+        self.inflight
+            .values()
+            .filter(|s| !s.sacked)
+            .map(|s| match self.rack_sent {
+                Some(r) if r > s.sent_at => s.sent_at + wait.min(self.rto),
+                _ => s.sent_at + self.rto,
+            })
+            .min()
+    }
+}
+
+/// What the receiver saw, for the progress panel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    pub chunks: u64,
+    /// Chunks that carried nothing new.
+    pub duplicates: u64,
+    /// Chunks that arrived above a gap (kept for later).
+    pub out_of_order: u64,
+    /// Chunks thrown away: beyond the window or past the end.
+    pub dropped: u64,
+}
+
+/// The receiving side: in-order delivery from chunks in any order.
+#[derive(Debug)]
+pub struct Receiver {
+    size: u64,
+    next: u64,
+    held: BTreeMap<u64, Bytes>,
+    held_bytes: u64,
+    /// Most bytes held above a gap (the granted window).
+    max_held: u64,
+    stats: ReceiverStats,
+}
+
+impl Receiver {
+    pub fn new(size: u64, start: u64, max_held: u64) -> Self {
+        Receiver {
+            size,
+            next: start.min(size),
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            max_held,
+            stats: ReceiverStats::default(),
+        }
+    }
+
+    /// Every byte below this has been delivered.
+    pub fn offset(&self) -> u64 {
+        self.next
+    }
+
+    pub fn complete(&self) -> bool {
+        self.next >= self.size
+    }
+
+    pub fn stats(&self) -> ReceiverStats {
+        self.stats
+    }
+
+    /// A chunk arrived: the bytes now deliverable in order (possibly
+    /// several held chunks), in order.
+    pub fn on_chunk(&mut self, offset: u64, data: Bytes) -> Vec<Bytes> {
+        self.stats.chunks += 1;
+        let end = offset.saturating_add(data.len() as u64);
+        if end > self.size {
+            self.stats.dropped += 1;
+            return Vec::new();
+        }
+        if end <= self.next || self.held.contains_key(&offset) {
+            self.stats.duplicates += 1;
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if offset <= self.next {
+            // Trim what we already have (overlap), deliver the rest.
+            let skip = (self.next - offset) as usize;
+            out.push(data.slice(skip..));
+            self.next = end;
+        } else {
+            if end - self.next > self.max_held.saturating_add(data.len() as u64) {
+                self.stats.dropped += 1;
+                return Vec::new();
+            }
+            self.stats.out_of_order += 1;
+            self.held_bytes += data.len() as u64;
+            self.held.insert(offset, data);
+            return out;
+        }
+        // Drain held chunks that are now contiguous.
+        while let Some((&o, _)) = self.held.first_key_value() {
+            if o > self.next {
+                break;
+            }
+            let Some((o, d)) = self.held.pop_first() else {
+                break;
+            };
+            self.held_bytes -= d.len() as u64;
+            let e = o + d.len() as u64;
+            if e > self.next {
+                out.push(d.slice((self.next - o) as usize..));
+                self.next = e;
+            }
+        }
+        out
+    }
+
+    /// The Ack to send: cumulative offset and up to [`MAX_SACK`] ranges
+    /// held above it (merged when adjacent).
+    pub fn ack(&self) -> (u64, Vec<(u64, u64)>) {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for (&o, d) in &self.held {
+            let e = o + d.len() as u64;
+            match ranges.last_mut() {
+                Some(last) if last.1 >= o => last.1 = last.1.max(e),
+                _ => {
+                    if ranges.len() == MAX_SACK {
+                        break;
+                    }
+                    ranges.push((o, e));
+                }
+            }
+        }
+        (self.next, ranges)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A network leg: each datagram is lost, duplicated or delayed by a
+    /// random amount (which reorders).
+    struct Net<T> {
+        q: Vec<(Instant, T)>,
+    }
+
+    impl<T: Clone> Net<T> {
+        fn push(&mut self, now: Instant, v: T, rng: &mut u64, loss: u32, dup: u32) {
+            let r = next(rng);
+            if r % 100 < u64::from(loss) {
+                return;
+            }
+            let delay = Duration::from_micros(500 + next(rng) % 3000);
+            self.q.push((now + delay, v.clone()));
+            if next(rng) % 100 < u64::from(dup) {
+                self.q.push((now + delay * 2, v));
+            }
+        }
+        fn due(&mut self, now: Instant) -> Vec<T> {
+            let (due, rest): (Vec<_>, Vec<_>) = self.q.drain(..).partition(|(t, _)| *t <= now);
+            self.q = rest;
+            let mut due = due;
+            due.sort_by_key(|(t, _)| *t);
+            due.into_iter().map(|(_, v)| v).collect()
+        }
+    }
+
+    fn next(s: &mut u64) -> u64 {
+        // xorshift64*
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        s.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Run one transfer through lossy legs; returns the received bytes,
+    /// the sender's stats and the simulated time it took.
+    fn run(
+        size: u64,
+        chunk: u64,
+        window: u64,
+        loss: u32,
+        dup: u32,
+        seed: u64,
+    ) -> (Vec<u8>, SenderStats, Duration) {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut rng = seed | 1;
+        let mut s = Sender::new(size, 0, chunk, window, false);
+        let mut r = Receiver::new(size, 0, window);
+        let mut got = Vec::new();
+        let mut fwd: Net<(u64, Bytes)> = Net { q: Vec::new() };
+        let mut back: Net<(u64, Vec<(u64, u64)>)> = Net { q: Vec::new() };
+        let mut steps = 0u64;
+        while !s.finished() {
+            steps += 1;
+            assert!(steps < 2_000_000, "no progress: {:?}", s.stats());
+            while let Some(c) = s.poll(now) {
+                let d =
+                    Bytes::copy_from_slice(&data[c.offset as usize..(c.offset + c.len) as usize]);
+                fwd.push(now, (c.offset, d), &mut rng, loss, dup);
+            }
+            for (o, d) in fwd.due(now) {
+                for b in r.on_chunk(o, d) {
+                    got.extend_from_slice(&b);
+                }
+                let (a, sack) = r.ack();
+                back.push(now, (a, sack), &mut rng, loss, dup);
+            }
+            for (a, sack) in back.due(now) {
+                s.on_ack(a, &sack, now);
+            }
+            now += Duration::from_micros(250);
+        }
+        (got, s.stats(), now - t0)
+    }
+
+    /// The UDP end-to-end test's shape (1432-byte chunks, the 91,648-byte
+    /// window a UDP receiver gets by default) with 5 % loss on each leg:
+    /// repaired without the timer stalling it (a timeout costs 200 ms+).
+    #[test]
+    fn five_percent_loss_in_a_small_window_keeps_moving() {
+        let (got, st, took) = run(4 << 20, 1432, 91_648, 5, 0, 9);
+        assert_eq!(got.len(), 4 << 20);
+        assert!(st.timeouts <= 3, "{st:?}");
+        assert!(took < Duration::from_secs(10), "{st:?} took {took:?}");
+    }
+
+    #[test]
+    fn reordering_without_loss_needs_no_timer() {
+        // The simulated legs reorder (random delays): a chunk overtaken by
+        // three others is resent early, as TCP would, but nothing waits
+        // for a timeout.
+        let (got, st, _) = run(100_000, 1000, 20_000, 0, 0, 1);
+        assert_eq!(got.len(), 100_000);
+        assert_eq!(st.timeouts, 0);
+        assert!(st.retransmitted * 5 < st.sent, "{st:?}");
+    }
+
+    #[test]
+    fn tcp_mode_never_retransmits() {
+        let mut s = Sender::new(10_000, 0, 1000, 4000, true);
+        let t = Instant::now();
+        while s.poll(t).is_some() {}
+        assert_eq!(s.deadline(), None);
+        let later = t + Duration::from_secs(100);
+        assert_eq!(s.poll(later), None, "waits for acks, however long");
+        s.on_ack(4000, &[], later);
+        assert_eq!(s.poll(later).map(|c| c.offset), Some(4000));
+    }
+
+    #[test]
+    fn five_percent_loss_is_repaired_mostly_without_timeouts() {
+        let (got, st, _) = run(1_000_000, 1400, 200_000, 5, 0, 42);
+        let want: Vec<u8> = (0..1_000_000u64).map(|i| (i * 7 + i / 251) as u8).collect();
+        assert!(got == want, "bytes differ");
+        assert!(st.retransmitted > 0);
+        // Most losses are found by selective acks, not by the timer.
+        assert!(st.timeouts * 2 < st.retransmitted, "{st:?}");
+    }
+
+    #[test]
+    fn rto_follows_rfc_6298() {
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        let t = Instant::now();
+        assert_eq!(s.stats().rto, INITIAL_RTO);
+        s.poll(t);
+        s.on_ack(1000, &[], t + Duration::from_millis(100));
+        // SRTT = R, RTTVAR = R/2, RTO = R + 4 R/2 = 300 ms.
+        assert_eq!(s.stats().srtt, Some(Duration::from_millis(100)));
+        assert_eq!(s.stats().rto, Duration::from_millis(300));
+        // A timeout doubles it (back-off) and resends the same chunk.
+        let t2 = t + Duration::from_millis(200);
+        let c = s.poll(t2).unwrap();
+        let t3 = t2 + Duration::from_millis(300);
+        let again = s.poll(t3).unwrap();
+        assert_eq!((again.offset, again.retransmit), (c.offset, true));
+        assert_eq!(s.stats().rto, Duration::from_millis(600));
+        assert_eq!(s.stats().cwnd, 1000, "one chunk after a timeout");
+    }
+
+    #[test]
+    fn rack_resends_a_chunk_overtaken_by_one_after_five_quarters_rtt() {
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        let t = Instant::now();
+        s.poll(t);
+        s.on_ack(1000, &[], t + Duration::from_millis(4)); // srtt 4 ms
+        let t1 = t + Duration::from_millis(10);
+        let lost = s.poll(t1).unwrap(); // 1000..2000, will be lost
+        let t2 = t1 + Duration::from_millis(1);
+        s.poll(t2).unwrap(); // 2000..3000, arrives
+        s.on_ack(1000, &[(2000, 3000)], t2 + Duration::from_millis(4));
+        // Too early: it may only be reordered.
+        assert_eq!(
+            s.poll(t1 + Duration::from_millis(4)).map(|c| c.retransmit),
+            Some(false)
+        );
+        // 5/4 srtt after it was sent, long before the 200 ms RTO.
+        let due = s.deadline().unwrap();
+        assert!(due <= t1 + Duration::from_millis(5), "{:?}", due - t1);
+        let again = s.poll(t1 + Duration::from_millis(5)).unwrap();
+        assert_eq!((again.offset, again.retransmit), (lost.offset, true));
+        assert_eq!(s.stats().timeouts, 0);
+    }
+
+    #[test]
+    fn the_window_bounds_unacked_bytes() {
+        let mut s = Sender::new(1_000_000, 0, 1000, 8000, true);
+        let t = Instant::now();
+        let mut n = 0;
+        while s.poll(t).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 8);
+        s.on_ack(3000, &[], t);
+        let mut m = 0;
+        while s.poll(t).is_some() {
+            m += 1;
+        }
+        assert_eq!(m, 3);
+    }
+
+    #[test]
+    fn receiver_orders_trims_and_bounds() {
+        let mut r = Receiver::new(30, 0, 10);
+        assert!(r.on_chunk(10, Bytes::from_static(b"bbbbbbbbbb")).is_empty());
+        assert_eq!(r.ack(), (0, vec![(10, 20)]));
+        // Beyond the held bound: dropped.
+        assert!(r.on_chunk(25, Bytes::from_static(b"zzzzz")).is_empty());
+        assert_eq!(r.stats().dropped, 1);
+        let out = r.on_chunk(0, Bytes::from_static(b"aaaaaaaaaa"));
+        assert_eq!(out.concat(), b"aaaaaaaaaabbbbbbbbbb");
+        assert_eq!(r.ack(), (20, vec![]));
+        assert!(r.on_chunk(0, Bytes::from_static(b"aaaaaaaaaa")).is_empty());
+        assert_eq!(r.stats().duplicates, 1);
+        // Past the end: dropped, never delivered.
+        assert!(r.on_chunk(25, Bytes::from_static(b"0123456789")).is_empty());
+    }
+
+    #[test]
+    fn hostile_acks_do_not_skip_data() {
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        let t = Instant::now();
+        s.poll(t);
+        s.on_ack(u64::MAX, &[(5000, u64::MAX), (9, 3)], t);
+        assert_eq!(s.acked(), 1000, "only what was sent can be acked");
+        assert!(!s.finished());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        #[test]
+        fn any_loss_dup_reorder_delivers_the_exact_bytes(
+            size in 1u64..60_000,
+            chunk in 100u64..2000,
+            wchunks in 2u64..40,
+            loss in 0u32..30,
+            dup in 0u32..30,
+            seed in any::<u64>(),
+        ) {
+            let (got, st, _) = run(size, chunk, chunk * wchunks, loss, dup, seed);
+            let want: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+            prop_assert!(got == want);
+            if loss == 0 {
+                prop_assert_eq!(st.timeouts, 0);
+            }
+        }
+    }
+}
