@@ -19,12 +19,41 @@ use sockchat_shared::transfer::Xfer;
 use sockchat_shared::{ClientMsg, ServerMsg};
 use sockchat_tests::{FramedClient, Plain, ServerProc, sockchat_command};
 
-/// A fresh folder for one test.
-fn dir(tag: &str) -> PathBuf {
+/// A fresh folder for one test, removed when the test ends (pass or
+/// fail: these hold tens of megabytes).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn dir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(format!("sockchat-xfer-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
+}
+
+/// The big-file tests take turns: each needs about 100 MB of disk.
+static BIG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn big_turn() -> std::sync::MutexGuard<'static, ()> {
+    BIG.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `len` pseudo-random bytes (xorshift: incompressible, reproducible).
@@ -90,6 +119,7 @@ const STEP: Duration = Duration::from_secs(120);
 
 #[test]
 fn fifty_mb_over_tcp_arrives_verified() {
+    let _turn = big_turn();
     let s = ServerProc::start(&[]);
     let (src, dl) = (dir("tcp-src"), dir("tcp-dl"));
     let file = src.join("big.bin");
@@ -107,16 +137,23 @@ fn fifty_mb_over_tcp_arrives_verified() {
     same_file(&file, &saved);
     // No temporary file is left behind.
     assert_eq!(std::fs::read_dir(&dl).unwrap().count(), 1);
-    // A second copy never overwrites the first.
-    let (_, again) = send_and_accept(&mut a, &mut b, &file);
+    // A second file of the same name never overwrites the first.
+    std::fs::remove_file(&saved).unwrap();
+    std::fs::write(&saved, b"already here").unwrap();
+    let sub = src.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("big.bin"), b"second").unwrap();
+    let (_, again) = send_and_accept(&mut a, &mut b, &sub.join("big.bin"));
     assert_eq!(
         PathBuf::from(again["saved"].as_str().unwrap()),
         dl.join("big (1).bin")
     );
+    assert_eq!(std::fs::read(&saved).unwrap(), b"already here");
 }
 
 #[test]
 fn udp_with_injected_loss_recovers_every_datagram() {
+    let _turn = big_turn();
     let s = ServerProc::start(&[]);
     let (src, dl) = (dir("udp-src"), dir("udp-dl"));
     let file = src.join("lossy.bin");
