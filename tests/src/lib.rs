@@ -120,28 +120,23 @@ pub struct ServerProc {
 impl ServerProc {
     /// The UDP address from the `listening on ADDR (udp)` stdout line.
     pub fn udp_addr(&self) -> SocketAddr {
-        let line = self
-            .listen_lines
-            .iter()
-            .find(|l| l.ends_with(" (udp)"))
-            .unwrap_or_else(|| panic!("no `(udp)` listening line in {:?}", self.listen_lines));
-        line.trim_start_matches("listening on ")
-            .trim_end_matches(" (udp)")
-            .parse()
-            .expect("udp address")
+        self.listen_addr("udp")
     }
 
     /// The TLS address from the `listening on ADDR (tls)` stdout line.
     pub fn tls_addr(&self) -> SocketAddr {
-        let line = self
-            .listen_lines
+        self.listen_addr("tls")
+    }
+
+    /// The address of the first `listening on ADDR (KIND)` line.
+    fn listen_addr(&self, kind: &str) -> SocketAddr {
+        let tail = format!(" ({kind})");
+        self.listen_lines
             .iter()
-            .find(|l| l.ends_with(" (tls)"))
-            .unwrap_or_else(|| panic!("no `(tls)` listening line in {:?}", self.listen_lines));
-        line.trim_start_matches("listening on ")
-            .trim_end_matches(" (tls)")
+            .find_map(|l| l.strip_prefix("listening on ")?.strip_suffix(&tail))
+            .unwrap_or_else(|| panic!("no `({kind})` listening line in {:?}", self.listen_lines))
             .parse()
-            .expect("tls address")
+            .unwrap_or_else(|e| panic!("{kind} address: {e}"))
     }
 
     /// Start with `--listen 127.0.0.1:0` plus `extra` arguments. Waits (up

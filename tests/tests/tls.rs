@@ -510,3 +510,33 @@ fn unusable_tls_settings_are_config_errors() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("not a SHA-256 fingerprint"), "{err}");
 }
+
+/// A client refused at admission (per-address cap) reads why inside TLS,
+/// in its own format, as a plain client does.
+#[test]
+fn a_refused_tls_client_reads_why_inside_tls() {
+    require!(
+        has("openssl"),
+        "openssl is not installed (test.sh installs it)"
+    );
+    let dir = temp_dir("cap");
+    let cfg = sockchat_tests::config_file(
+        "tls-cap",
+        &format!(
+            "[limits]\nmax_connections_per_ip = 1\n[tls]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n",
+            dir.to_str().expect("utf-8")
+        ),
+    );
+    let server = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let addr = server.tls_addr().to_string();
+    let mut first = tool("openssl", &["s_client", "-quiet", "-connect", &addr]);
+    first.expect("welcome");
+    let mut second = tool("openssl", &["s_client", "-quiet", "-connect", &addr]);
+    let l = second.expect("too many connections");
+    assert!(l.contains("(max 1)"), "{l}");
+    // And the framed sockchat client gets it as an Error frame.
+    let known = dir.join("known");
+    let mut c = tls_client(&addr, &known, &["--tls"]);
+    c.expect("too many connections");
+    assert_eq!(c.finish(), 1, "{:?}", c.seen);
+}

@@ -118,6 +118,9 @@ pub(super) struct TlsSession {
     /// The pin the handshake was checked against (for the warning).
     pinned: Option<Fingerprint>,
     info: Option<TlsInfo>,
+    /// The server's close_notify came with data: the data was handed out,
+    /// the EOF comes with the next read.
+    closed: bool,
 }
 
 /// The socket as `io::Read`/`io::Write` without blocking: rustls's
@@ -181,6 +184,7 @@ impl TlsSession {
             opts: opts.clone(),
             pinned,
             info: None,
+            closed: false,
         })
     }
 
@@ -204,6 +208,10 @@ impl TlsSession {
     /// plain read; a close_notify counts as EOF too). A TLS error (a bad
     /// record, a refused certificate) is `InvalidData` with its text.
     pub(super) fn read(&mut self, stream: &TcpStream, rbuf: &mut BytesMut) -> io::Result<usize> {
+        if self.closed {
+            return Ok(0);
+        }
+        let before = rbuf.len();
         let n = self.conn.read_tls(&mut Sock(stream))?;
         let state = self
             .conn
@@ -224,7 +232,12 @@ impl TlsSession {
             plain -= got;
         }
         if n > 0 && state.peer_has_closed() {
-            return Ok(0);
+            if rbuf.len() == before {
+                return Ok(0);
+            }
+            // The last frames (a Bye, an Error) arrived with the
+            // close_notify: hand them out first.
+            self.closed = true;
         }
         Ok(n)
     }
