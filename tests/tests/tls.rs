@@ -540,3 +540,41 @@ fn a_refused_tls_client_reads_why_inside_tls() {
     c.expect("too many connections");
     assert_eq!(c.finish(), 1, "{:?}", c.seen);
 }
+
+/// In a real terminal: the first-contact line in the event log, and the
+/// socket panel's `tls` line with version and cipher next to the TCP
+/// numbers of the real socket.
+#[test]
+fn the_tui_shows_the_pin_and_the_cipher_in_the_socket_panel() {
+    use sockchat_tests::tmux::Tmux;
+    require!(
+        Tmux::available(),
+        "tmux is not installed (./test.sh installs it)"
+    );
+    let dir = temp_dir("tui");
+    let server = tls_server(&dir.join("data"), &[]);
+    let fp = server.tls_fingerprint.clone().expect("fingerprint");
+    let addr = server.tls_addr();
+    let known = dir.join("known");
+    let tmux = Tmux::new("tls");
+    tmux.client(
+        "tina",
+        160,
+        45,
+        &format!(
+            "--server {addr} --tls --known-servers {} --nick tina",
+            known.display()
+        ),
+    );
+    tmux.wait_for("tina", "welcome tina");
+    let screen = tmux.wait_for("tina", "TLS13_");
+    println!("{screen}");
+    assert!(screen.contains("TLSv1.3 TLS13_"), "{screen}");
+    assert!(screen.contains("ESTABLISHED"), "{screen}");
+    assert!(screen.contains("cwnd"), "TCP_INFO still shown:\n{screen}");
+    // The pinned fingerprint is on file (the log line may be cut by the
+    // screen's width).
+    let pins = std::fs::read_to_string(&known).expect("pinned");
+    assert!(pins.contains(&fp), "{pins}");
+    assert!(screen.contains("first contact"), "{screen}");
+}
