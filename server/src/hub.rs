@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Outbox, Push};
 use crate::owed;
+use crate::room_quota::{QuotaConfig, QuotaError, RoomQuota};
 use crate::text;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -431,6 +432,8 @@ pub enum HubError {
     #[error("nick already taken: {0}")]
     NickTaken(String),
     #[error("{0}")]
+    RoomQuota(QuotaError),
+    #[error("{0}")]
     BadName(NameError),
     #[error("no such nick: {0}")]
     NoSuchNick(String),
@@ -447,7 +450,7 @@ impl HubError {
             Self::BadName(_) => ErrorCode::BadName,
             Self::NoSuchNick(_) => ErrorCode::NoSuchNick,
             Self::NoSuchRoom(_) => ErrorCode::NoSuchRoom,
-            Self::TooManyRooms(_) => ErrorCode::TooManyRooms,
+            Self::TooManyRooms(_) | Self::RoomQuota(_) => ErrorCode::TooManyRooms,
         }
     }
 }
@@ -472,6 +475,8 @@ pub struct HubConfig {
     /// Joins/leaves are announced only in rooms up to this size.
     pub announce_max_members: usize,
     pub max_rooms: usize,
+    /// Rooms one user / one address may have created that still exist.
+    pub room_quota: QuotaConfig,
     pub max_nick_len: usize,
     pub max_room_len: usize,
     pub server_name: String,
@@ -481,6 +486,8 @@ pub struct HubConfig {
 pub struct Hub {
     cfg: HubConfig,
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    /// Who created the live rooms; locked only inside `rooms`.
+    quota: Mutex<RoomQuota>,
     /// Nick key ([`fold::nick_key`]: case folded, look-alikes mapped) ->
     /// peer: `alice`, `ALICE` and `аlice` are one nick.
     nicks: Mutex<HashMap<String, Arc<Peer>>>,
@@ -498,6 +505,7 @@ impl Hub {
         Self {
             cfg,
             rooms: Mutex::default(),
+            quota: Mutex::default(),
             nicks: Mutex::default(),
             guest_seq: AtomicU64::new(1),
         }
@@ -608,6 +616,14 @@ impl Hub {
                     return Err(HubError::TooManyRooms(self.cfg.max_rooms));
                 }
                 let key: Arc<str> = Arc::from(name);
+                // The default room is nobody's.
+                if name != self.cfg.default_room.as_str() {
+                    let mut quota = lock(&self.quota);
+                    quota
+                        .check(self.cfg.room_quota, peer.id, peer.addr.ip())
+                        .map_err(HubError::RoomQuota)?;
+                    quota.created(key.clone(), peer.id, peer.addr.ip());
+                }
                 let r = Arc::new(Room::new(key.clone(), self.cfg.history));
                 rooms.insert(key, r.clone());
                 r
@@ -670,6 +686,7 @@ impl Hub {
         let empty = inner.members.is_empty();
         if empty && &*room.name != self.cfg.default_room.as_str() {
             rooms.remove(&room.name);
+            lock(&self.quota).removed(&room.name);
         }
         drop(rooms);
         if announce || tell_self {
@@ -744,6 +761,10 @@ mod tests {
             history: 2,
             announce_max_members: 1000,
             max_rooms: 10,
+            room_quota: QuotaConfig {
+                per_user: None,
+                per_ip: None,
+            },
             max_nick_len: 24,
             max_room_len: 32,
             server_name: "test".into(),

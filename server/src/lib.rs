@@ -23,6 +23,7 @@ pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod outbox;
+pub mod room_quota;
 pub mod owed;
 pub mod session;
 pub mod shutdown;
@@ -94,6 +95,10 @@ pub async fn run_all(
         history: c.server.history,
         announce_max_members: c.server.announce_max_members,
         max_rooms: c.limits.max_rooms,
+        room_quota: room_quota::QuotaConfig {
+            per_user: (!settings.no_rate_limits).then_some(c.limits.max_rooms_created_per_user),
+            per_ip: (!settings.no_rate_limits).then_some(c.limits.max_rooms_created_per_ip),
+        },
         max_nick_len: c.limits.max_nick_len,
         max_room_len: c.limits.max_room_len,
         server_name: server_name(),

@@ -119,6 +119,12 @@ pub struct LimitsConfig {
     /// Rooms users may create (the default room does not count).
     pub max_rooms: usize,
     pub max_rooms_per_user: usize,
+    /// Rooms one user may have created that still exist (a room is deleted
+    /// when its last member leaves)...
+    pub max_rooms_created_per_user: usize,
+    /// ...and one address (off with `--no-rate-limits`), so no one fills
+    /// `max_rooms`.
+    pub max_rooms_created_per_ip: usize,
     pub max_nick_len: usize,
     pub max_room_len: usize,
 }
@@ -139,6 +145,8 @@ impl Default for LimitsConfig {
             rate_limit_strikes: 20,
             max_rooms: 1000,
             max_rooms_per_user: 32,
+            max_rooms_created_per_user: 8,
+            max_rooms_created_per_ip: 50,
             max_nick_len: 24,
             max_room_len: 32,
         }

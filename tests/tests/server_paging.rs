@@ -265,9 +265,9 @@ async fn a_udp_echo_too_large_for_a_datagram_is_reported_as_delivered() {
     let mut tcp = FramedClient::connect(srv.addr, "listener").await;
     let mut u = RawUdp::join(srv.udp_addr(), "speaker", step).await;
     u.max = MAX;
-    // The Say fits (8 + 1 + 2 + 2 + 280 = 293 bytes); its echo (with room,
-    // nick, timestamp) does not.
-    let text = "z".repeat(280);
+    // The Say fits (8 + 8 token + 1 + 2 + 2 + 272 = 293 bytes); its echo
+    // (with room, nick, timestamp) does not.
+    let text = "z".repeat(272);
     u.send(&ClientMsg::Say {
         room: String::new(),
         text: text.clone(),
