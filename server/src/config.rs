@@ -338,7 +338,10 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
         ));
     }
     if l.max_rooms_created_per_ip == 0 {
-        return Err(invalid("limits.max_rooms_created_per_ip", "must be at least 1"));
+        return Err(invalid(
+            "limits.max_rooms_created_per_ip",
+            "must be at least 1",
+        ));
     }
     if l.max_nick_len == 0 || l.max_nick_len > 255 {
         return Err(invalid("limits.max_nick_len", "must be between 1 and 255"));

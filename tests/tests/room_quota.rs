@@ -75,7 +75,11 @@ async fn one_address_cannot_fill_the_room_table() {
         }
         users.push((nick, c));
     }
-    assert_eq!(created.len(), 5, "rooms created from one address: {created:?}");
+    assert_eq!(
+        created.len(),
+        5,
+        "rooms created from one address: {created:?}"
+    );
     assert!(
         refusals
             .iter()
@@ -90,11 +94,15 @@ async fn one_address_cannot_fill_the_room_table() {
     );
     // Joining a room that exists costs nothing.
     let (n4, c4) = &mut users[4];
-    join(c4, n4, "flood0x0").await.expect("join an existing room");
+    join(c4, n4, "flood0x0")
+        .await
+        .expect("join an existing room");
 
     // Another address still can (the server's cap is 12).
     let mut other = user_from(srv.addr, "127.0.0.2", "neighbour").await;
-    join(&mut other, "neighbour", "ours").await.expect("127.0.0.2 creates a room");
+    join(&mut other, "neighbour", "ours")
+        .await
+        .expect("127.0.0.2 creates a room");
 
     // A room that empties is deleted and gives its slot back.
     let (u, room) = created.last().cloned().unwrap();
