@@ -88,7 +88,7 @@ impl RoomQuota {
     }
 
     /// Rooms counted (for tests and logs).
-    pub fn len(&self) -> usize {
+    pub fn counted(&self) -> usize {
         self.creator.len()
     }
 }
@@ -126,7 +126,7 @@ mod tests {
         assert_eq!(q.check(CFG, 1, a), Ok(()), "a deleted room frees both");
         q.removed("r1");
         q.removed("nope");
-        assert_eq!(q.len(), 2);
+        assert_eq!(q.counted(), 2);
         let off = QuotaConfig {
             per_user: None,
             per_ip: None,
