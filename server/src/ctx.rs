@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicU64;
 use sockchat_shared::ErrorCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::access::Access;
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::limits::{IpSlot, PerIpLimit};
@@ -36,6 +37,8 @@ pub struct Ctx {
     /// `limits.max_connections_per_ip`, TCP and UDP together (none with
     /// `--no-rate-limits`).
     per_ip: Option<PerIpLimit>,
+    /// `[access]`: allow/deny lists, `/sockinfo` address policy.
+    pub access: Access,
 }
 
 /// What an admitted session holds for its whole life (released on drop).
@@ -72,6 +75,7 @@ impl Ctx {
             ),
             slots,
             per_ip,
+            access: Access::new(&settings.config.access),
             settings,
         }
     }
@@ -79,6 +83,10 @@ impl Ctx {
     /// Admit one more session from `ip` (TCP connection or UDP session):
     /// a global permit and a per-address slot, or why not.
     pub fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+        self.access.admits(ip).map_err(|text| Refusal {
+            code: ErrorCode::Forbidden,
+            text,
+        })?;
         let max = self.settings.config.limits.max_connections;
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Err(Refusal {

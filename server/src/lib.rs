@@ -15,6 +15,7 @@
 //! [`shutdown`] the two-phase graceful stop; [`sockinfo`] the server's view
 //! of a socket; [`config`] loads and validates settings.
 
+pub mod access;
 pub mod bind;
 pub mod config;
 pub mod connection;

@@ -568,7 +568,10 @@ impl Member<'_> {
                 match target {
                     Some(t) => self.send_list(ServerMsg::SockInfo {
                         nick: t.nick().to_string(),
-                        fields: t.sockinfo(),
+                        fields: self
+                            .ctx
+                            .access
+                            .sockinfo_for(t.sockinfo(), t.id == self.peer.id),
                     }),
                     None => self.error(
                         ErrorCode::NoSuchNick,

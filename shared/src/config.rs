@@ -13,6 +13,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub udp: UdpConfig,
     pub transfer: TransferConfig,
+    pub access: AccessConfig,
     pub log: LogConfig,
     pub client: ClientConfig,
     /// `[tls]`: present (even empty) turns the TLS listener on.
@@ -179,6 +180,29 @@ impl Default for UdpConfig {
             drop_probability: 0.0,
             duplicate_probability: 0.0,
             reorder_probability: 0.0,
+        }
+    }
+}
+
+/// `[access]`: who may come in, and who may see whose address.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Addresses or CIDR blocks allowed in; empty: everyone (but `deny`).
+    pub allow: Vec<String>,
+    /// Addresses or CIDR blocks refused (wins over `allow`).
+    pub deny: Vec<String>,
+    /// Who sees a user's IP address and port in `/sockinfo`: `"self"` (the
+    /// user only) or `"everyone"`. The TCP internals are public either way.
+    pub sockinfo_address: String,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            sockinfo_address: "self".into(),
         }
     }
 }

@@ -44,6 +44,8 @@ pub enum ErrorCode {
     VersionMismatch,
     ServerFull,
     TooManyFromAddress,
+    /// The address is not allowed in (`[access]` allow/deny lists).
+    Forbidden,
     Other(u16),
 }
 
@@ -63,6 +65,7 @@ impl ErrorCode {
             Self::VersionMismatch => 11,
             Self::ServerFull => 12,
             Self::TooManyFromAddress => 13,
+            Self::Forbidden => 14,
             Self::Other(n) => n,
         }
     }
@@ -82,6 +85,7 @@ impl ErrorCode {
             11 => Self::VersionMismatch,
             12 => Self::ServerFull,
             13 => Self::TooManyFromAddress,
+            14 => Self::Forbidden,
             other => Self::Other(other),
         }
     }

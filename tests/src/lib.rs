@@ -26,7 +26,7 @@
 )]
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -342,6 +342,22 @@ impl FramedClient {
             nick: String::new(),
             preamble_seen: false,
         })
+    }
+
+    /// [`Self::connect_raw`] from the local address `from` (another
+    /// loopback address such as 127.0.0.2: a second "host" for per-address
+    /// rules).
+    pub async fn connect_raw_from(addr: SocketAddr, from: IpAddr) -> std::io::Result<FramedClient> {
+        let sock = match from {
+            IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        sock.bind(SocketAddr::new(from, 0))?;
+        let mut stream = sock.connect(addr).await?;
+        stream
+            .write_all(&sockchat_shared::proto::preamble())
+            .await?;
+        Ok(Self::from_stream(stream))
     }
 
     /// Wrap a connected stream that has already sent whatever preamble

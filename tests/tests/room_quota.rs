@@ -15,22 +15,15 @@ use std::net::SocketAddr;
 
 use sockchat_shared::{ClientMsg, ErrorCode, ServerMsg};
 use sockchat_tests::{FramedClient, ServerProc};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpSocket;
 
 const CONFIG: &str = "[limits]\nmax_rooms = 12\nmax_rooms_per_user = 32\n\
                       max_rooms_created_per_user = 3\nmax_rooms_created_per_ip = 5\n";
 
 /// A framed user connected from `from` (an address of 127.0.0.0/8).
 async fn user_from(server: SocketAddr, from: &str, nick: &str) -> FramedClient {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    let mut stream = sock.connect(server).await.unwrap();
-    stream
-        .write_all(&sockchat_shared::proto::preamble())
+    let mut c = FramedClient::connect_raw_from(server, from.parse().unwrap())
         .await
         .unwrap();
-    let mut c = FramedClient::from_stream(stream);
     c.send(&ClientMsg::Hello { nick: nick.into() }).await;
     c.recv_until(|m| matches!(m, ServerMsg::Joined { nick: n, .. } if n == nick))
         .await;

@@ -197,6 +197,7 @@ pub(super) fn error_code_name(c: sockchat_shared::ErrorCode) -> String {
         E::VersionMismatch => "version-mismatch".into(),
         E::ServerFull => "server-full".into(),
         E::TooManyFromAddress => "too-many-from-address".into(),
+        E::Forbidden => "forbidden".into(),
         E::Other(n) => format!("server-error-{n}"),
     }
 }
