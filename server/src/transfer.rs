@@ -91,7 +91,8 @@ impl Registry {
             Transport::Tcp => TCP_CHUNK as u64,
             Transport::Udp => self
                 .udp_max_payload
-                .saturating_sub(udp::HEADER_LEN + CHUNK_OVERHEAD)
+                // A UDP sender's chunks also carry its session token.
+                .saturating_sub(udp::SESSION_HEADER_LEN + CHUNK_OVERHEAD)
                 .max(1) as u64,
         }
     }

@@ -43,6 +43,10 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 8;
 /// Length of the optional cookie that follows the header.
 pub const COOKIE_LEN: usize = 8;
+/// Header of a client datagram inside a session: the fixed header plus the
+/// session token ([`encode_in_session`]). What a client→server message
+/// loses of `max_payload`.
+pub const SESSION_HEADER_LEN: usize = HEADER_LEN + COOKIE_LEN;
 
 /// 1500-byte Ethernet MTU - 20 (IPv4 header) - 8 (UDP header): the largest
 /// payload that crosses a LAN without IP fragmentation. The default.

@@ -110,7 +110,7 @@ fn own_max_chunk(cfg: &NetConfig) -> u64 {
     match &cfg.udp {
         Some(u) => u
             .max_payload
-            .saturating_sub(sockchat_shared::udp::HEADER_LEN + CHUNK_OVERHEAD)
+            .saturating_sub(sockchat_shared::udp::SESSION_HEADER_LEN + CHUNK_OVERHEAD)
             .max(1) as u64,
         None => TCP_CHUNK as u64,
     }
