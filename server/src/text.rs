@@ -33,6 +33,14 @@ pub fn parse(line: &str) -> TextCommand {
     match text::parse_command(line) {
         Ok(None) => TextCommand::Nothing,
         Ok(Some(Command::Help)) => TextCommand::Help,
+        // The sockchat client's file commands: say what it takes.
+        Ok(Some(Command::Other { name, .. }))
+            if matches!(name.as_str(), "send" | "accept" | "decline" | "cancel") =>
+        {
+            TextCommand::Error(format!(
+                "/{name}: files need the sockchat client (text mode carries lines only)"
+            ))
+        }
         Ok(Some(Command::Other { name, .. })) => {
             TextCommand::Error(CommandError::Unknown(name).to_string())
         }
@@ -113,6 +121,12 @@ mod tests {
         assert_eq!(
             parse("/frobnicate"),
             TextCommand::Error("unknown command: /frobnicate (try /help)".into())
+        );
+        assert_eq!(
+            parse("/send f.txt bob"),
+            TextCommand::Error(
+                "/send: files need the sockchat client (text mode carries lines only)".into()
+            )
         );
         assert_eq!(
             parse("/msg bob"),

@@ -397,3 +397,46 @@ fn a_receiver_that_stops_reading_does_not_grow_the_server() {
     let f = a.expect_event("transfer-failed", |_| true);
     assert!(f["why"].as_str().unwrap().contains("peer-gone"), "{f}");
 }
+
+/// `printf '/send FILE bob\n' | sockchat --plain`: the /send typed before
+/// the session waits for it, and the end of input waits for the transfer;
+/// the exit status is 0 once bob has the file.
+#[test]
+fn a_piped_send_waits_for_the_session_and_the_transfer() {
+    let s = ServerProc::start(&[]);
+    let (src, dl) = (dir("pipe-src"), dir("pipe-dl"));
+    let file = src.join("piped.txt");
+    std::fs::write(&file, b"sent from a script\n").unwrap();
+    let mut b = client(&s, "bob", &dl, &[], STEP);
+    let addr = s.addr.to_string();
+    let args = [
+        "--json",
+        "--no-reconnect",
+        "--server",
+        &addr,
+        "--nick",
+        "alice",
+    ];
+    let mut a = Plain::spawn(&mut sockchat_command(&args), "alice piped", STEP);
+    a.send(&format!("/send {} bob", file.display()));
+    a.stdin = None; // end of input at once
+    let offer = b.expect_event("transfer-offered", |v| v["from"] == "alice");
+    // alice is still there, waiting for the answer.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "alice quit before the transfer ended"
+    );
+    b.send(&format!("/accept {}", offer["id"]));
+    b.expect_event("transfer-done", |_| true);
+    assert_eq!(a.finish(), 0, "{}", a.seen.join("\n"));
+    assert!(
+        a.seen.iter().any(|l| l.contains("\"transfer-done\"")),
+        "{}",
+        a.seen.join("\n")
+    );
+    assert_eq!(
+        std::fs::read(dl.join("piped.txt")).unwrap(),
+        b"sent from a script\n"
+    );
+}

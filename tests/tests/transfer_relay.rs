@@ -175,6 +175,10 @@ async fn too_big_and_text_users_are_refused_in_words() {
     t.welcome().await;
     t.line("/nick carol").await;
     t.expect_prefix("* ").await;
+    // A text user who tries is told what it takes.
+    t.line("/send notes.txt alice").await;
+    let l = t.expect_prefix("! /send").await;
+    assert!(l.contains("files need the sockchat client"), "{l}");
     send(&mut a, offer(1, "alice2", 20_000_000)).await;
     match xfer(&mut a).await {
         Xfer::Error {

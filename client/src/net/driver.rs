@@ -67,6 +67,8 @@ struct State {
     faults: Vec<super::Fault>,
     /// File transfers (they end with the session).
     xfer: Transfers,
+    /// `/send`s typed while there was no session: offered once there is.
+    xfer_queued: Vec<super::transfer::XferCmd>,
 }
 
 /// Chunks are handed to the link only while less than this waits in it,
@@ -87,6 +89,7 @@ pub(super) async fn run<L: Link>(cfg: NetConfig, mut cmds: mpsc::Receiver<NetCmd
         in_hello: false,
         faults: Vec::new(),
         xfer: Transfers::new(cfg.download_dir.clone(), L::TRANSPORT, own_max_chunk(&cfg)),
+        xfer_queued: Vec::new(),
     };
     let _ = st.run::<L>(&cfg, &mut cmds, &ev).await;
 }
@@ -175,6 +178,18 @@ impl State {
         let mut evs = Vec::new();
         self.lines.give_up(why, &mut evs);
         emit_all(ev, evs).await?;
+        for c in std::mem::take(&mut self.xfer_queued) {
+            if let super::transfer::XferCmd::Send { path, .. } = c {
+                let e = super::transfer::XferEvent::Failed {
+                    id: 0,
+                    dir: super::transfer::Dir::Send,
+                    peer: String::new(),
+                    name: String::new(),
+                    why: format!("{} not offered: {why}", path.display()),
+                };
+                emit(ev, SocketEvent::Transfer(Box::new(e))).await?;
+            }
+        }
         emit(ev, SocketEvent::Finished).await
     }
 
@@ -223,6 +238,13 @@ impl State {
                 }
             }
             NetCmd::Quit(m) => self.quit = Some(m),
+            // A /send waits for the session like a typed line (bounded);
+            // the rest act on transfers, which need one.
+            NetCmd::Transfer(c @ super::transfer::XferCmd::Send { .. })
+                if self.xfer_queued.len() < 16 =>
+            {
+                self.xfer_queued.push(c);
+            }
             NetCmd::Transfer(c) => {
                 self.xfer.command(c, false);
                 self.emit_xfer(ev).await?;
@@ -542,6 +564,10 @@ impl State {
         for f in std::mem::take(&mut self.faults) {
             link.fault(f).await;
         }
+        for c in std::mem::take(&mut self.xfer_queued) {
+            self.xfer.command(c, true);
+        }
+        self.flush_xfer(link, ev).await?;
         // A /quit waits for the lines typed before it (bounded: they
         // expire), so the user learns whether they were delivered.
         let mut quit_after = self.quit.take();
