@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::usage::{UsageError, usage};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sockchat",
@@ -21,17 +23,6 @@ pub struct Cli {
 pub const EXIT_CODES: &str = "Exit codes: 0 ok, 1 runtime failure (connection lost for good, \
 a line not delivered, a failed experiment...), 2 usage or config error (bad flag, flag that \
 does not apply, invalid value).";
-
-/// A usage or config error: the command line or the config file asks for
-/// something invalid. `main` exits 2 for it (1 for every other failure).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// `bail!` for usage errors.
-pub fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
-}
 
 #[derive(Debug, Subcommand)]
 // BotsArgs has many optional flags; the enum is parsed once per process.

@@ -195,7 +195,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     }
     for name in &args.only {
         if !SCENARIOS.iter().any(|s| s.name == name) {
-            return Err(crate::cli::usage(format!(
+            return Err(crate::usage::usage(format!(
                 "unknown scenario {name:?}; known: {}",
                 scenario_names().join(", ")
             )));
