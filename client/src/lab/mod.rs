@@ -30,11 +30,13 @@ mod tcp;
 mod textconn;
 mod udp;
 mod window;
+pub mod wire;
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use outcome::{Outcome, Status};
+use wire::{Wire, WireResult};
 
 /// `sockchat lab` flags. The hidden `--child*` flags exist because the
 /// kill -9 and restart scenarios need a real process of their own to kill:
@@ -55,6 +57,13 @@ pub struct LabArgs {
     /// observes the reason the server announces. Other scenarios run locally.
     #[arg(long, value_name = "ADDR")]
     pub server: Option<String>,
+    /// Capture each TCP scenario's packets on lo (needs CAP_NET_RAW), show
+    /// them in tcpdump's notation and check their pattern (FIN, RST, ...).
+    #[arg(long)]
+    pub wire: bool,
+    /// With --wire (implied): write one pcap file per scenario into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub pcap: Option<std::path::PathBuf>,
     /// Internal: run as a lab child process (used by the kill -9 and server
     /// restart scenarios, which need a real process to die).
     #[arg(long, hide = true)]
@@ -77,9 +86,14 @@ pub struct LabArgs {
 struct Scenario {
     name: &'static str,
     summary: &'static str,
-    local: fn() -> Outcome,
+    local: fn(&Wire) -> Outcome,
     remote: Option<fn(&str) -> Outcome>,
+    /// Why `--wire` does not capture this scenario (`None`: it does).
+    no_wire: Option<&'static str>,
 }
+
+const UDP_NO_WIRE: &str = "a UDP scenario: no TCP packet pattern to check";
+const CABLE_NO_WIRE: &str = "the pulled cable runs between network namespaces; capturing on their veth is not implemented yet";
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -87,84 +101,98 @@ const SCENARIOS: &[Scenario] = &[
         summary: "close() with nothing unread: FIN, peer reads EOF",
         local: tcp::normal_close,
         remote: Some(remote::normal_close),
+        no_wire: None,
     },
     Scenario {
         name: "close-unread",
         summary: "close() with unread data in the receive buffer: RST, peer gets ECONNRESET",
         local: tcp::close_unread,
         remote: Some(remote::close_unread),
+        no_wire: None,
     },
     Scenario {
         name: "linger-zero",
         summary: "SO_LINGER {on, 0} then close(): RST, peer gets ECONNRESET",
         local: tcp::linger_zero,
         remote: Some(remote::linger_zero),
+        no_wire: None,
     },
     Scenario {
         name: "kill9-sending",
         summary: "process killed with SIGKILL while sending, nothing unread: peer drains, then EOF",
         local: procs::kill9_sending,
         remote: Some(remote::kill9_sending),
+        no_wire: None,
     },
     Scenario {
         name: "kill9-unread",
         summary: "process killed with SIGKILL while sending, with unread data: RST, ECONNRESET",
         local: procs::kill9_unread,
         remote: Some(remote::kill9_unread),
+        no_wire: None,
     },
     Scenario {
         name: "write-after-close",
         summary: "peer closed, we write twice: first write ok, second EPIPE (SIGPIPE ignored)",
         local: tcp::write_after_close,
         remote: None,
+        no_wire: None,
     },
     Scenario {
         name: "connect-refused",
         summary: "connect where nothing listens: ECONNREFUSED",
         local: tcp::connect_refused,
         remote: None,
+        no_wire: None,
     },
     Scenario {
         name: "half-close",
         summary: "shutdown(Write): peer reads EOF but can still send, and we still receive",
         local: tcp::half_close,
         remote: Some(remote::half_close),
+        no_wire: None,
     },
     Scenario {
         name: "zero-window",
         summary: "receiver stops reading: send queue and window fill, timed write fails (EAGAIN)",
         local: window::zero_window,
         remote: None,
+        no_wire: None,
     },
     Scenario {
         name: "cable-pulled-send",
         summary: "path disappears while data is in flight: TCP_USER_TIMEOUT gives ETIMEDOUT",
-        local: netns::cable_pulled_send,
+        local: |_| netns::cable_pulled_send(),
         remote: None,
+        no_wire: Some(CABLE_NO_WIRE),
     },
     Scenario {
         name: "cable-pulled-idle",
         summary: "path disappears on an idle connection: keepalive gives ETIMEDOUT",
-        local: netns::cable_pulled_idle,
+        local: |_| netns::cable_pulled_idle(),
         remote: None,
+        no_wire: Some(CABLE_NO_WIRE),
     },
     Scenario {
         name: "server-restart",
         summary: "server process stops and comes back: EOF, ECONNREFUSED while down, reconnect",
         local: procs::server_restart,
         remote: None,
+        no_wire: None,
     },
     Scenario {
         name: "udp-peer-gone",
         summary: "UDP peer disappears: no signal at all, only our own timeout",
-        local: udp::peer_gone,
+        local: |_| udp::peer_gone(),
         remote: None,
+        no_wire: Some(UDP_NO_WIRE),
     },
     Scenario {
         name: "udp-refused",
         summary: "connected UDP socket, nothing listening: ECONNREFUSED on the next receive",
-        local: udp::connected_refused,
+        local: |_| udp::connected_refused(),
         remote: None,
+        no_wire: Some(UDP_NO_WIRE),
     },
 ];
 
@@ -206,6 +234,10 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     }
     // Before any thread exists: Ctrl-C must not leave namespaces behind.
     cleanup::install();
+    let wire = Wire::new(args.wire, args.pcap.clone());
+    if let Wire::Unavailable(why) = &wire {
+        eprintln!("lab: --wire: {why}");
+    }
     let selected = SCENARIOS
         .iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|n| n == s.name));
@@ -217,7 +249,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
         let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             match (&args.server, s.remote) {
                 (Some(server), Some(remote)) => remote(server),
-                _ => (s.local)(),
+                _ => (s.local)(&wire),
             }
         }))
         .unwrap_or_else(|p| {
@@ -228,6 +260,25 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "unknown panic".into());
             Outcome::setup_failed(s.name, "no-panic", &anyhow::anyhow!("panicked: {msg}"))
         });
+        let mut o = match (&o.wire, wire.why_not()) {
+            (None, Some(why)) => {
+                let why = match (s.no_wire, &args.server) {
+                    (Some(no), _) => no.to_string(),
+                    (None, Some(server)) if s.remote.is_some() => {
+                        format!("ran against {server}, not on this machine's loopback")
+                    }
+                    _ => why,
+                };
+                o.with_wire(Some(WireResult::NotCaptured(why)))
+            }
+            _ => o,
+        };
+        if let (Some(dir), Some(w)) = (wire.pcap_dir(), o.wire.as_mut()) {
+            w.write_pcap(dir, s.name);
+            if !w.ok() {
+                o.status = Status::Fail;
+            }
+        }
         if args.json {
             // Streamed: one line per scenario as soon as it finishes.
             writeln!(stdout, "{}", o.to_json())?;

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use sockchat_shared::{DisconnectReason, errno};
 
+use super::wire::WireResult;
+
 /// Did the kernel do what Linux is expected to do? `Skipped` is not a pass:
 /// the scenario could not run here (no root, no `ip`), and the reason says why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +37,8 @@ pub struct Outcome {
     pub target: String,
     /// Extra evidence: samples over time, byte counts, timings.
     pub details: Vec<String>,
+    /// `--wire`: the scenario's packets and their pattern check.
+    pub wire: Option<WireResult>,
 }
 
 impl Outcome {
@@ -65,6 +69,7 @@ impl Outcome {
             explanation: explanation.into(),
             target: "127.0.0.1".into(),
             details: Vec::new(),
+            wire: None,
         }
     }
 
@@ -82,6 +87,7 @@ impl Outcome {
             explanation: format!("{err:#}"),
             target: "127.0.0.1".into(),
             details: Vec::new(),
+            wire: None,
         }
     }
 
@@ -92,6 +98,16 @@ impl Outcome {
 
     pub fn with_details(mut self, details: Vec<String>) -> Self {
         self.details = details;
+        self
+    }
+
+    /// Attach the capture; a packet pattern that failed fails the scenario
+    /// even when the errno was right.
+    pub fn with_wire(mut self, wire: Option<WireResult>) -> Self {
+        if wire.as_ref().is_some_and(|w| !w.ok()) && self.status == Status::Pass {
+            self.status = Status::Fail;
+        }
+        self.wire = wire;
         self
     }
 
@@ -123,6 +139,7 @@ impl Outcome {
             "explanation": self.explanation,
             "target": self.target,
             "details": self.details,
+            "wire": self.wire.as_ref().map(WireResult::to_json),
         })
     }
 }
@@ -191,6 +208,9 @@ pub fn render_table(outcomes: &[Outcome]) -> String {
         }
         for d in &o.details {
             let _ = writeln!(out, "      {d}");
+        }
+        for w in o.wire.iter().flat_map(WireResult::lines) {
+            let _ = writeln!(out, "    {w}");
         }
     }
     let pass = outcomes.iter().filter(|o| o.passed()).count();

@@ -12,18 +12,26 @@ use anyhow::Context as _;
 use sockchat_shared::sockopt;
 
 use super::outcome::code_of;
+use super::wire::{Capture, Pattern, Wire};
 
 /// Bound for every blocking read in the lab: loopback answers in
 /// microseconds, so anything slower than this is a finding, not a wait.
 pub const READ_LIMIT: Duration = Duration::from_secs(3);
 
-/// A fresh connected pair on loopback: (client, accepted server side).
-pub fn pair() -> anyhow::Result<(TcpStream, TcpStream)> {
+/// A fresh connected pair on loopback: (client, accepted server side),
+/// and the capture of its packets (from before the SYN) under `--wire`;
+/// `names`: what to call the server side and the client in the trace.
+pub fn pair(
+    wire: &Wire,
+    names: [&'static str; 2],
+    pattern: Pattern,
+) -> anyhow::Result<(TcpStream, TcpStream, Capture)> {
     let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
     let addr = l.local_addr()?;
+    let cap = wire.capture(addr.port(), names, pattern)?;
     let c = TcpStream::connect(addr).context("connect")?;
     let (s, _) = accept_within(&l, READ_LIMIT)?;
-    Ok((c, s))
+    Ok((c, s, cap))
 }
 
 /// `accept` with a deadline (std's accept has no timeout of its own).

@@ -13,24 +13,40 @@ use anyhow::Context as _;
 use super::child::ChildProc;
 use super::outcome::{Outcome, code_of};
 use super::probe::{READ_LIMIT, accept_within, read_until_end};
+use super::wire::{Kind, Pattern, Side, Wire};
 
 /// How much the parent reads from a sending child before killing it: proof
 /// that the child is really in the middle of sending.
 const READ_BEFORE_KILL: u64 = 256 * 1024;
 
-pub fn kill9_sending() -> Outcome {
-    kill9("kill9-sending", false)
+pub fn kill9_sending(wire: &Wire) -> Outcome {
+    kill9(wire, "kill9-sending", false)
 }
 
-pub fn kill9_unread() -> Outcome {
-    kill9("kill9-unread", true)
+pub fn kill9_unread(wire: &Wire) -> Outcome {
+    kill9(wire, "kill9-unread", true)
 }
 
-fn kill9(name: &'static str, unread: bool) -> Outcome {
+fn kill9(wire: &Wire, name: &'static str, unread: bool) -> Outcome {
     let expected = if unread { "reset" } else { "eof" };
     let run = || -> anyhow::Result<Outcome> {
         let l = TcpListener::bind("127.0.0.1:0")?;
         let addr = l.local_addr()?;
+        let pattern = if unread {
+            // Our unread bytes, then the dying child's RST and no FIN.
+            Pattern::default()
+                .then(Side::Listen, Kind::Data)
+                .then(Side::Connect, Kind::Rst)
+                .never(Some(Side::Connect), Kind::Fin)
+        } else {
+            // The child's data, then its FIN (sent by the kernel after the
+            // process is gone), and no RST anywhere.
+            Pattern::default()
+                .then(Side::Connect, Kind::Data)
+                .then(Side::Connect, Kind::Fin)
+                .never(None, Kind::Rst)
+        };
+        let cap = wire.capture(addr.port(), ["peer", "child"], pattern)?;
         let mode = if unread { "sender-unread" } else { "sender" };
         let mut child = ChildProc::spawn(mode, &addr.to_string(), None)?;
         let (mut peer, _) = accept_within(&l, Duration::from_secs(5))?;
@@ -51,6 +67,7 @@ fn kill9(name: &'static str, unread: bool) -> Outcome {
         let pid = child.pid();
         let status = child.signal_and_wait(libc::SIGKILL)?;
         let r = read_until_end(&mut peer, READ_LIMIT);
+        drop(peer);
         let (obs, errno) = r.observed();
         let action = format!(
             "kill -9 while sending{}",
@@ -88,12 +105,13 @@ fn kill9(name: &'static str, unread: bool) -> Outcome {
                 },
                 r.elapsed
             ),
-        ]))
+        ])
+        .with_wire(cap.finish()))
     };
     run().unwrap_or_else(|e| Outcome::setup_failed(name, expected, &e))
 }
 
-pub fn server_restart() -> Outcome {
+pub fn server_restart(wire: &Wire) -> Outcome {
     const NAME: &str = "server-restart";
     let run = || -> anyhow::Result<Outcome> {
         let mut details = Vec::new();
@@ -104,6 +122,17 @@ pub fn server_restart() -> Outcome {
             .and_then(|p| p.parse().ok())
             .context("server child did not report its port")?;
         let addr = format!("127.0.0.1:{port}");
+        // Handshake, the stopping server's FIN, a SYN refused with RST-ACK
+        // while it is down, and a new handshake after the restart.
+        let pattern = Pattern::default()
+            .then(Side::Connect, Kind::Syn)
+            .then(Side::Listen, Kind::SynAck)
+            .then(Side::Listen, Kind::Fin)
+            .then(Side::Connect, Kind::Syn)
+            .then(Side::Listen, Kind::RstAck)
+            .then(Side::Connect, Kind::Syn)
+            .then(Side::Listen, Kind::SynAck);
+        let cap = wire.capture(port, ["server", "client"], pattern)?;
         let mut c = TcpStream::connect(&addr)?;
         c.set_read_timeout(Some(READ_LIMIT))?;
         let mut greet = String::new();
@@ -155,6 +184,7 @@ pub fn server_restart() -> Outcome {
             Err(e) => code_of(&e).0,
         };
         drop(server2);
+        let trace = cap.finish();
         let observed = format!("{step1} -> {step2} -> {step3}");
         Ok(Outcome::judge(
             NAME,
@@ -166,7 +196,8 @@ pub fn server_restart() -> Outcome {
             true,
             "a stopping server's kernel closes its sockets with FIN (EOF for clients); while nothing listens SYNs get RST (ECONNREFUSED); a client that retries reconnects",
         )
-        .with_details(details))
+        .with_details(details)
+        .with_wire(trace))
     };
     run().unwrap_or_else(|e| Outcome::setup_failed(NAME, "eof -> refused -> connected", &e))
 }

@@ -12,6 +12,11 @@ use sockchat_shared::sockopt;
 
 use super::outcome::{Outcome, code_of};
 use super::probe::{READ_LIMIT, pair, read_until_end, wait_recv_queue, wait_state};
+use super::wire::{Kind, Pattern, Side, Wire};
+
+/// Trace names in these scenarios: the accepted socket is the peer, the
+/// connecting one the actor.
+const NAMES: [&str; 2] = ["peer", "actor"];
 
 fn scenario(
     name: &'static str,
@@ -21,13 +26,20 @@ fn scenario(
     f().unwrap_or_else(|e| Outcome::setup_failed(name, expected, &e))
 }
 
-pub fn normal_close() -> Outcome {
+pub fn normal_close(wire: &Wire) -> Outcome {
     scenario("normal-close", "eof", || {
-        let (mut actor, mut peer) = pair()?;
+        // FIN both ways (the actor's first), and no RST anywhere.
+        let pattern = Pattern::default()
+            .then(Side::Connect, Kind::Data)
+            .then(Side::Connect, Kind::Fin)
+            .then(Side::Listen, Kind::Fin)
+            .never(None, Kind::Rst);
+        let (mut actor, mut peer, cap) = pair(wire, NAMES, pattern)?;
         actor.write_all(b"last words\n")?;
         let inq = sockopt::recv_queue(actor.as_raw_fd())?;
         drop(actor); // close(): receive queue empty, so the kernel sends FIN
         let r = read_until_end(&mut peer, READ_LIMIT);
+        drop(peer); // the peer's close: its FIN
         let (obs, errno) = r.observed();
         Ok(Outcome::judge(
             "normal-close",
@@ -42,13 +54,18 @@ pub fn normal_close() -> Outcome {
         .with_details(vec![format!(
             "actor SIOCINQ at close: {inq} bytes; peer read {} bytes, then EOF after {:?}",
             r.bytes, r.elapsed
-        )]))
+        )])
+        .with_wire(cap.finish()))
     })
 }
 
-pub fn close_unread() -> Outcome {
+pub fn close_unread(wire: &Wire) -> Outcome {
     scenario("close-unread", "reset", || {
-        let (actor, mut peer) = pair()?;
+        let pattern = Pattern::default()
+            .then(Side::Listen, Kind::Data)
+            .then(Side::Connect, Kind::Rst)
+            .never(Some(Side::Connect), Kind::Fin);
+        let (actor, mut peer, cap) = pair(wire, NAMES, pattern)?;
         peer.write_all(b"unread")?;
         let inq = wait_recv_queue(actor.as_raw_fd(), 6, READ_LIMIT)?;
         drop(actor); // close() with 6 unread bytes: RFC 2525 says RST, Linux does it
@@ -63,13 +80,18 @@ pub fn close_unread() -> Outcome {
             Some(libc::ECONNRESET),
             true,
             "closing with data still in the receive queue means data was lost, so Linux sends RST instead of FIN (RFC 2525 2.17)",
-        ))
+        )
+        .with_wire(cap.finish()))
     })
 }
 
-pub fn linger_zero() -> Outcome {
+pub fn linger_zero(wire: &Wire) -> Outcome {
     scenario("linger-zero", "reset", || {
-        let (actor, mut peer) = pair()?;
+        // The abortive close: the actor's RST, and never a FIN from it.
+        let pattern = Pattern::default()
+            .then(Side::Connect, Kind::Rst)
+            .never(Some(Side::Connect), Kind::Fin);
+        let (actor, mut peer, cap) = pair(wire, NAMES, pattern)?;
         socket2::SockRef::from(&actor).set_linger(Some(Duration::ZERO))?;
         drop(actor);
         let r = read_until_end(&mut peer, READ_LIMIT);
@@ -83,7 +105,8 @@ pub fn linger_zero() -> Outcome {
             Some(libc::ECONNRESET),
             true,
             "a zero linger time asks for an abortive close: the kernel drops the send queue and sends RST, skipping FIN and TIME_WAIT",
-        ))
+        )
+        .with_wire(cap.finish()))
     })
 }
 
@@ -109,9 +132,14 @@ pub fn sigpipe_ignored() -> bool {
     }
 }
 
-pub fn write_after_close() -> Outcome {
+pub fn write_after_close(wire: &Wire) -> Outcome {
     scenario("write-after-close", "broken-pipe", || {
-        let (actor, peer) = pair()?;
+        // The peer's FIN, our first write's data, the closed peer's RST.
+        let pattern = Pattern::default()
+            .then(Side::Listen, Kind::Fin)
+            .then(Side::Connect, Kind::Data)
+            .then(Side::Listen, Kind::Rst);
+        let (actor, peer, cap) = pair(wire, NAMES, pattern)?;
         drop(peer); // the peer closes: FIN to us, we go to CLOSE_WAIT
         let fd = actor.as_raw_fd();
         let st0 = wait_state(fd, "CLOSE_WAIT", READ_LIMIT);
@@ -142,14 +170,20 @@ pub fn write_after_close() -> Outcome {
             format!("write #1: {}", match &first { Ok(n) => format!("ok, {n} bytes"), Err(e) => e.to_string() }),
             format!("state after write #1: {st1} (RST received)"),
             format!("write #2: {}", match &second { Ok(n) => format!("ok, {n} bytes"), Err(e) => e.to_string() }),
-        ]))
+        ])
+        .with_wire(cap.finish()))
     })
 }
 
-pub fn connect_refused() -> Outcome {
+pub fn connect_refused(wire: &Wire) -> Outcome {
     scenario("connect-refused", "refused", || {
         // A port that was just free: bind, note it, close.
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let pattern = Pattern::default()
+            .then(Side::Connect, Kind::Syn)
+            .then(Side::Listen, Kind::RstAck)
+            .never(Some(Side::Listen), Kind::SynAck);
+        let cap = wire.capture(addr.port(), ["closed-port", "client"], pattern)?;
         let r = TcpStream::connect_timeout(&addr, READ_LIMIT);
         let (obs, errno) = match &r {
             Ok(_) => ("connected".to_string(), None),
@@ -164,13 +198,21 @@ pub fn connect_refused() -> Outcome {
             Some(libc::ECONNREFUSED),
             true,
             "the peer's kernel answers a SYN for a port with no listener with RST; connect() returns ECONNREFUSED at once (no retries)",
-        ))
+        )
+        .with_wire(cap.finish()))
     })
 }
 
-pub fn half_close() -> Outcome {
+pub fn half_close(wire: &Wire) -> Outcome {
     scenario("half-close", "eof", || {
-        let (mut actor, mut peer) = pair()?;
+        // The actor's FIN, then the peer's data still flowing to it.
+        let pattern = Pattern::default()
+            .then(Side::Connect, Kind::Data)
+            .then(Side::Connect, Kind::Fin)
+            .then(Side::Listen, Kind::Data)
+            .then(Side::Listen, Kind::Fin)
+            .never(None, Kind::Rst);
+        let (mut actor, mut peer, cap) = pair(wire, NAMES, pattern)?;
         actor.write_all(b"request")?;
         actor.shutdown(Shutdown::Write)?; // FIN: "I am done sending"
         let r = read_until_end(&mut peer, READ_LIMIT);
@@ -202,6 +244,7 @@ pub fn half_close() -> Outcome {
                 "actor received after its shutdown: {:?}",
                 String::from_utf8_lossy(&got)
             ),
-        ]))
+        ])
+        .with_wire(cap.finish()))
     })
 }

@@ -12,6 +12,7 @@ use sockchat_shared::sockopt;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::outcome::{Outcome, code_of};
+use super::wire::{Kind, Pattern, Side, Wire};
 
 /// Small buffers make the window close within milliseconds on loopback.
 const RCVBUF: usize = 16 * 1024;
@@ -20,11 +21,11 @@ const SAMPLES: usize = 8;
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 
-pub fn zero_window() -> Outcome {
-    run().unwrap_or_else(|e| Outcome::setup_failed("zero-window", "eagain", &e))
+pub fn zero_window(wire: &Wire) -> Outcome {
+    run(wire).unwrap_or_else(|e| Outcome::setup_failed("zero-window", "eagain", &e))
 }
 
-fn run() -> anyhow::Result<Outcome> {
+fn run(wire: &Wire) -> anyhow::Result<Outcome> {
     // SO_RCVBUF must be set before listen(): the window scale is chosen
     // at the handshake, and accepted sockets inherit the listener's buffer.
     let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
@@ -33,6 +34,15 @@ fn run() -> anyhow::Result<Outcome> {
     l.listen(1)?;
     let l: std::net::TcpListener = l.into();
     let addr = l.local_addr()?;
+    // Data until the receiver's window is 0, then the sender's probes into
+    // the closed window (each answered with win 0 again).
+    let pattern = Pattern::default()
+        .then(Side::Connect, Kind::Data)
+        .then(Side::Listen, Kind::ZeroWindow)
+        .then(Side::Connect, Kind::Probe)
+        .then(Side::Connect, Kind::Probe)
+        .never(None, Kind::Rst);
+    let cap = wire.capture(addr.port(), ["receiver", "sender"], pattern)?;
     let c = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     c.set_send_buffer_size(SNDBUF)?;
     c.connect(&addr.into())?;
@@ -107,6 +117,8 @@ fn run() -> anyhow::Result<Outcome> {
             .map(|i| i.state_name())
             .unwrap_or("n/a"),
     ));
+    // Still open while the capture waits for the probes.
+    let trace = cap.finish();
     drop(receiver);
     Ok(Outcome::judge(
         "zero-window",
@@ -118,5 +130,6 @@ fn run() -> anyhow::Result<Outcome> {
         window_closed,
         "a full receive buffer advertises window 0 and the sender's queue fills; write() then blocks forever unless a send timeout turns it into EAGAIN; nothing is broken, the kernel keeps probing the window",
     )
-    .with_details(details))
+    .with_details(details)
+    .with_wire(trace))
 }

@@ -1,0 +1,346 @@
+//! The capture itself: an `AF_PACKET` socket bound to `lo` that receives
+//! only the IPv4 TCP segments of one port (a classic BPF filter in the
+//! kernel, truncated to the headers), read on its own thread into memory.
+//!
+//! Why these choices: `SOCK_DGRAM` gives the IP packet without the
+//! loopback's dummy Ethernet header; bound to ETH_P_IP (not ETH_P_ALL) it
+//! sees each segment once, arriving on `lo` (the transmit tap feeds only
+//! ETH_P_ALL sockets, which would see every segment twice); the filter is attached before the socket is bound so
+//! no other traffic is ever queued; the kernel timestamps each packet
+//! (`SIOCGSTAMPNS`), so a loaded machine does not skew the times.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Bytes kept per packet: the IPv4 header and the TCP header with options
+/// (at most 60 + 60) fit; payloads are not needed and not kept.
+pub const SNAPLEN: u32 = 128;
+/// At most this many packets per scenario (memory bound); more are counted.
+const MAX_PACKETS: usize = 20_000;
+/// The reader wakes this often to see whether it should stop.
+const POLL: Duration = Duration::from_millis(20);
+/// Loopback segments are up to 64 KiB and the kernel charges the whole
+/// buffer to the capture socket even when truncated: make room.
+const CAPTURE_RCVBUF: usize = 16 * 1024 * 1024;
+
+/// One captured packet: kernel receive time, original length, the first
+/// [`SNAPLEN`] bytes of the IP packet.
+#[derive(Debug, Clone)]
+pub struct RawPacket {
+    pub ts: Duration,
+    pub orig_len: u32,
+    pub data: Vec<u8>,
+}
+
+/// What the reader thread fills.
+#[derive(Default)]
+struct Store {
+    packets: Vec<RawPacket>,
+    over_limit: u64,
+    error: Option<String>,
+}
+
+/// A running capture; [`Sniffer::stop`] ends it and returns the packets.
+pub struct Sniffer {
+    fd: Arc<OwnedFd>,
+    stop: Arc<AtomicBool>,
+    store: Arc<Mutex<Store>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What a stopped capture holds.
+pub struct Captured {
+    pub packets: Vec<RawPacket>,
+    /// Packets the kernel or the memory bound dropped (0 = complete).
+    pub dropped: u64,
+    pub error: Option<String>,
+}
+
+fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    } else {
+        Ok(())
+    }
+}
+
+/// Can this process open a packet socket? `Err` says why not (EPERM
+/// without CAP_NET_RAW).
+pub fn available() -> io::Result<()> {
+    open_socket().map(drop)
+}
+
+/// `socket(AF_PACKET, SOCK_DGRAM, 0)`: protocol 0 receives nothing until
+/// `bind` names a protocol, so the filter can be attached first.
+fn open_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check(fd, "socket(AF_PACKET)")?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Classic BPF: accept IPv4 TCP whose source or destination port is
+/// `port` (first fragments only), cut to [`SNAPLEN`] bytes; drop the rest.
+/// Offsets are from the IP header (SOCK_DGRAM has no link header).
+fn filter(port: u16) -> [libc::sock_filter; 11] {
+    let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let p = u32::from(port);
+    [
+        ins(0x30, 0, 0, 9),       // 0: ldb [9]            IP protocol
+        ins(0x15, 0, 8, 6),       // 1: jeq #6 (TCP) else drop
+        ins(0x28, 0, 0, 6),       // 2: ldh [6]            flags, fragment offset
+        ins(0x45, 6, 0, 0x1fff),  // 3: jset #0x1fff (not first fragment) -> drop
+        ins(0xb1, 0, 0, 0),       // 4: ldxb 4*([0]&0xf)   IP header length
+        ins(0x48, 0, 0, 0),       // 5: ldh [x+0]          source port
+        ins(0x15, 2, 0, p),       // 6: jeq port -> accept
+        ins(0x48, 0, 0, 2),       // 7: ldh [x+2]          destination port
+        ins(0x15, 0, 1, p),       // 8: jeq port -> accept else drop
+        ins(0x06, 0, 0, SNAPLEN), // 9: accept, truncated
+        ins(0x06, 0, 0, 0),       // 10: drop
+    ]
+}
+
+fn setsockopt<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: &T,
+    what: &str,
+) -> io::Result<()> {
+    // SAFETY: v points to a valid T for the call; the size matches.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    check(rc, what)
+}
+
+fn if_index(name: &str) -> io::Result<libc::c_int> {
+    let c =
+        std::ffi::CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {name}"),
+        ));
+    }
+    Ok(i as libc::c_int)
+}
+
+impl Sniffer {
+    /// Start capturing TCP port `port` on `lo`.
+    pub fn start(port: u16) -> io::Result<Sniffer> {
+        let fd = open_socket()?;
+        let raw = fd.as_raw_fd();
+        let prog = filter(port);
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_ptr().cast_mut(),
+        };
+        setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &fprog,
+            "SO_ATTACH_FILTER",
+        )?;
+        let size = CAPTURE_RCVBUF as libc::c_int;
+        // FORCE needs CAP_NET_ADMIN; the plain option is capped by rmem_max.
+        if setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            &size,
+            "SO_RCVBUFFORCE",
+        )
+        .is_err()
+        {
+            setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &size, "SO_RCVBUF")?;
+        }
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: POLL.as_micros() as libc::suseconds_t,
+        };
+        setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv, "SO_RCVTIMEO")?;
+        let on: libc::c_int = 1;
+        // Kernel timestamps from the first packet on (SIOCGSTAMPNS reads them).
+        setsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &on,
+            "SO_TIMESTAMPNS",
+        )?;
+        // SAFETY: zeroed sockaddr_ll is a valid starting value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+        sll.sll_ifindex = if_index("lo")?;
+        // SAFETY: sll is a valid sockaddr_ll of the given size.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        check(rc, "bind(AF_PACKET, lo)")?;
+        let fd = Arc::new(fd);
+        let stop = Arc::new(AtomicBool::new(false));
+        let store = Arc::new(Mutex::new(Store::default()));
+        let thread = {
+            let (fd, stop, store) = (fd.clone(), stop.clone(), store.clone());
+            std::thread::Builder::new()
+                .name("lab-wire".into())
+                .spawn(move || read_loop(fd.as_raw_fd(), &stop, &store))?
+        };
+        Ok(Sniffer {
+            fd,
+            stop,
+            store,
+            thread: Some(thread),
+        })
+    }
+
+    /// The packets so far (the capture keeps running).
+    pub fn snapshot(&self) -> Vec<RawPacket> {
+        self.store
+            .lock()
+            .map(|s| s.packets.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stop the reader and return everything it captured.
+    pub fn stop(mut self) -> Captured {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let kernel_drops = packet_drops(self.fd.as_raw_fd());
+        let mut s = self
+            .store
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        if let Err(e) = &kernel_drops {
+            s.error
+                .get_or_insert_with(|| format!("PACKET_STATISTICS: {e}"));
+        }
+        Captured {
+            packets: s.packets,
+            dropped: s.over_limit + kernel_drops.unwrap_or(0),
+            error: s.error,
+        }
+    }
+}
+
+impl Drop for Sniffer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Packets the kernel dropped for lack of buffer (PACKET_STATISTICS).
+fn packet_drops(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: zeroed tpacket_stats is valid; len is its size.
+    let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: st and len are valid out-pointers of the right size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut st as *mut libc::tpacket_stats).cast(),
+            &mut len,
+        )
+    };
+    check(rc, "getsockopt")?;
+    Ok(u64::from(st.tp_drops))
+}
+
+fn read_loop(fd: RawFd, stop: &AtomicBool, store: &Mutex<Store>) {
+    let mut buf = [0u8; SNAPLEN as usize];
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: zeroed sockaddr_ll is valid; recvfrom fills at most len.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut alen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // MSG_TRUNC: return the packet's real length, not what fit.
+        // SAFETY: buf, sll and alen are valid for the sizes given.
+        let n = unsafe {
+            libc::recvfrom(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_TRUNC,
+                (&mut sll as *mut libc::sockaddr_ll).cast(),
+                &mut alen,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => continue,
+                _ => {
+                    if let Ok(mut s) = store.lock() {
+                        s.error = Some(format!("recvfrom: {e}"));
+                    }
+                    return;
+                }
+            }
+        }
+        // A copy leaving lo (only ETH_P_ALL sockets get them, but should
+        // one come, the same segment also arrives as PACKET_HOST).
+        if sll.sll_pkttype == libc::PACKET_OUTGOING {
+            continue;
+        }
+        let ts = stamp(fd);
+        let kept = (n as usize).min(buf.len());
+        if let Ok(mut s) = store.lock() {
+            if s.packets.len() >= MAX_PACKETS {
+                s.over_limit += 1;
+            } else {
+                s.packets.push(RawPacket {
+                    ts,
+                    orig_len: n as u32,
+                    data: buf[..kept].to_vec(),
+                });
+            }
+        }
+    }
+}
+
+/// `SIOCGSTAMPNS` from linux/sockios.h (libc does not export it): the
+/// receive time of the last packet read, as a timespec.
+const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
+
+/// The kernel's receive time of the last packet read, or now if unknown.
+fn stamp(fd: RawFd) -> Duration {
+    // SAFETY: zeroed timespec is valid; SIOCGSTAMPNS writes one.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: ts is a valid out-pointer for SIOCGSTAMPNS.
+    let rc = unsafe { libc::ioctl(fd, SIOCGSTAMPNS as _, &mut ts) };
+    if rc == 0 && ts.tv_sec >= 0 {
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,194 @@
+//! The packet pattern a scenario must show, and the check of a capture
+//! against it: an ordered sequence of segments (each found after the one
+//! before) plus segments that must not appear at all.
+
+use super::packet::{Segment, Side};
+
+/// A kind of segment a pattern names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `[S]`: a connection request.
+    Syn,
+    /// `[S.]`: the listener's answer.
+    SynAck,
+    /// Any segment carrying payload (not a window probe).
+    Data,
+    /// `[F.]`, alone or with data.
+    Fin,
+    /// `[R]` or `[R.]`.
+    Rst,
+    /// `[R.]`: a reset that acknowledges (the answer to a SYN on a closed port).
+    RstAck,
+    /// A segment advertising window 0.
+    ZeroWindow,
+    /// A zero-window probe.
+    Probe,
+}
+
+impl Kind {
+    fn matches(self, s: &Segment) -> bool {
+        match self {
+            Kind::Syn => s.syn && !s.ack,
+            Kind::SynAck => s.syn && s.ack,
+            Kind::Data => s.len > 0 && !s.probe,
+            Kind::Fin => s.fin,
+            Kind::Rst => s.rst,
+            Kind::RstAck => s.rst && s.ack,
+            Kind::ZeroWindow => s.win == 0 && !s.rst && !s.syn,
+            Kind::Probe => s.probe,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Syn => "SYN [S]",
+            Kind::SynAck => "SYN-ACK [S.]",
+            Kind::Data => "data",
+            Kind::Fin => "FIN",
+            Kind::Rst => "RST",
+            Kind::RstAck => "RST-ACK [R.]",
+            Kind::ZeroWindow => "win 0",
+            Kind::Probe => "window probe",
+        }
+    }
+}
+
+/// What a scenario's capture must show. `Side` names come from the capture.
+#[derive(Debug, Clone, Default)]
+pub struct Pattern {
+    /// In this order (other segments may come between).
+    pub seq: Vec<(Side, Kind)>,
+    /// Never, from this side (`None`: from either side).
+    pub never: Vec<(Option<Side>, Kind)>,
+}
+
+impl Pattern {
+    pub fn then(mut self, side: Side, kind: Kind) -> Self {
+        self.seq.push((side, kind));
+        self
+    }
+
+    pub fn never(mut self, side: Option<Side>, kind: Kind) -> Self {
+        self.never.push((side, kind));
+        self
+    }
+
+    /// Have all the ordered segments been seen (so the capture can stop)?
+    pub fn seen(&self, segs: &[Segment]) -> bool {
+        self.check(segs, ["", ""])
+            .iter()
+            .take(self.seq.len())
+            .all(|c| c.ok)
+    }
+
+    /// One check line per expectation.
+    pub fn check(&self, segs: &[Segment], names: [&str; 2]) -> Vec<Check> {
+        let name = |s: Side| {
+            if s == Side::Listen {
+                names[0]
+            } else {
+                names[1]
+            }
+        };
+        let mut out = Vec::new();
+        let mut from = 0usize;
+        let mut lost = false;
+        for (i, &(side, kind)) in self.seq.iter().enumerate() {
+            let what = format!("{}: {} from {}", i + 1, kind.label(), name(side));
+            let found = (!lost)
+                .then(|| {
+                    segs[from..]
+                        .iter()
+                        .position(|s| s.from == side && kind.matches(s))
+                })
+                .flatten();
+            match found {
+                Some(k) => {
+                    out.push(Check {
+                        what,
+                        ok: true,
+                        saw: format!("at {:.6}", segs[from + k].t),
+                    });
+                    from += k + 1;
+                }
+                None => {
+                    lost = true;
+                    out.push(Check {
+                        what,
+                        ok: false,
+                        saw: "not seen (in this order)".into(),
+                    });
+                }
+            }
+        }
+        for &(side, kind) in &self.never {
+            let who = side.map_or("either side".to_string(), |s| name(s).to_string());
+            let hits: Vec<&Segment> = segs
+                .iter()
+                .filter(|s| side.is_none_or(|x| s.from == x) && kind.matches(s))
+                .collect();
+            out.push(Check {
+                what: format!("no {} from {who}", kind.label()),
+                ok: hits.is_empty(),
+                saw: match hits.first() {
+                    None => "none".into(),
+                    Some(s) => format!("{} (first at {:.6})", hits.len(), s.t),
+                },
+            });
+        }
+        out
+    }
+}
+
+/// One expectation and what the capture showed.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub what: String,
+    pub ok: bool,
+    pub saw: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(from: Side, f: &str, len: u32) -> Segment {
+        Segment {
+            t: 0.0,
+            from,
+            src_port: 1,
+            dst_port: 2,
+            syn: f.contains('S'),
+            ack: f.contains('.'),
+            fin: f.contains('F'),
+            rst: f.contains('R'),
+            psh: f.contains('P'),
+            seq: 0,
+            ack_no: 0,
+            win: 100,
+            len,
+            options: None,
+            probe: false,
+        }
+    }
+
+    #[test]
+    fn order_matters_and_never_is_checked() {
+        let p = Pattern::default()
+            .then(Side::Connect, Kind::Fin)
+            .then(Side::Listen, Kind::Fin)
+            .never(None, Kind::Rst);
+        let good = [seg(Side::Connect, "F.", 0), seg(Side::Listen, "F.", 0)];
+        assert!(p.check(&good, ["l", "c"]).iter().all(|c| c.ok));
+        let wrong_order = [seg(Side::Listen, "F.", 0), seg(Side::Connect, "F.", 0)];
+        assert!(!p.seen(&wrong_order));
+        let reset = [
+            seg(Side::Connect, "F.", 0),
+            seg(Side::Listen, "F.", 0),
+            seg(Side::Listen, "R", 0),
+        ];
+        let c = p.check(&reset, ["l", "c"]);
+        assert!(p.seen(&reset));
+        assert!(!c[2].ok, "{c:?}");
+    }
+}
