@@ -23,6 +23,7 @@ pub mod ctx;
 pub mod hub;
 pub mod limits;
 pub mod listener;
+pub mod mmsg;
 pub mod outbox;
 pub mod owed;
 pub mod room_quota;

@@ -52,6 +52,7 @@ use tracing::{debug, info, warn};
 use crate::ctx::{Admission, Ctx, Refusal};
 use crate::hub::{Format, Peer, SocketView, Transport};
 use crate::limits::TokenBucket;
+use crate::mmsg;
 use crate::session::{Session, Step};
 
 /// How often a held-back (reordered) datagram is released at the latest.
@@ -669,8 +670,10 @@ async fn writer_task(
                     None => out.push(d),
                 }
             }
-            send_all(&sock, addr, &stats, &mut out).await;
         }
+        // Everything taken goes out together: up to mmsg::BATCH datagrams
+        // per syscall.
+        send_all(&sock, addr, &stats, &mut out).await;
         if closed {
             if let Some(i) = &mut inj {
                 i.flush(&mut out);
@@ -681,35 +684,43 @@ async fn writer_task(
     }
 }
 
-/// Send datagrams to one member. EAGAIN (socket buffer full) waits for
-/// room and is counted; ENOBUFS and other per-datagram errors lose that
-/// datagram, as UDP may, and are counted: none of them ends the session.
+/// Send datagrams to one member, in order, with `sendmmsg` (one syscall
+/// per [`mmsg::BATCH`]). EAGAIN (socket buffer full) waits for room and is
+/// counted; ENOBUFS and other per-datagram errors lose that datagram, as
+/// UDP may, and are counted: none of them ends the session.
 async fn send_all(sock: &UdpSocket, to: SocketAddr, stats: &SessionStats, out: &mut Vec<Bytes>) {
-    for d in out.drain(..) {
-        loop {
-            match sock.try_send_to(&d, to) {
-                Ok(n) => {
-                    stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
-                    stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    stats.send_eagain.fetch_add(1, Ordering::Relaxed);
-                    if sock.writable().await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    stats.send_enobufs.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    debug!(peer = %to, error = %e, "udp send failed");
+    let dest = socket2::SockAddr::from(to);
+    let mut done = 0;
+    while done < out.len() {
+        let rest = &out[done..];
+        match sock.try_io(tokio::io::Interest::WRITABLE, || {
+            mmsg::send_to(sock, &dest, rest)
+        }) {
+            Ok(n) => {
+                let bytes: usize = rest.iter().take(n).map(Bytes::len).sum();
+                stats.datagrams_out.fetch_add(n as u64, Ordering::Relaxed);
+                stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+                done += n.max(1);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stats.send_eagain.fetch_add(1, Ordering::Relaxed);
+                if sock.writable().await.is_err() {
+                    break;
                 }
             }
-            break;
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                stats.send_enobufs.fetch_add(1, Ordering::Relaxed);
+                done += 1;
+            }
+            Err(e) => {
+                stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                debug!(peer = %to, error = %e, "udp send failed");
+                done += 1;
+            }
         }
     }
+    out.clear();
 }
 
 #[cfg(test)]
