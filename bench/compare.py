@@ -10,6 +10,9 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from markers import write_section  # noqa: E402
+
 (out_dir, doc, base, new, mode, dur, pairs, a100_rate, e_rate, load0, load1, nice) = sys.argv[1:13]
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
 
@@ -135,16 +138,4 @@ for load in loads_seen:
       f"Errors: {', '.join(f'{k} {v}' for k, v in errs.items()) or 'none'}.")
     w("")
 
-text = "\n".join(lines)
-try:
-    doc_text = open(doc).read()
-except OSError:
-    doc_text = "# Benchmarks\n"
-if BEGIN in doc_text and END in doc_text:
-    head, rest = doc_text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc_text = f"{head}{BEGIN}\n{text}\n{END}{tail}"
-else:
-    doc_text = f"{doc_text.rstrip()}\n\n## A/B against a baseline\n\n{BEGIN}\n{text}\n{END}\n"
-with open(doc, "w") as f:
-    f.write(doc_text)
+write_section(doc, BEGIN, END, "\n".join(lines), "## A/B against a baseline\n\n")

@@ -10,6 +10,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from markers import write_section  # noqa: E402
+
 out_dir, doc, dur, load0, load1 = sys.argv[1:6]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -221,16 +224,4 @@ else:
     w("- not measured in this run (the server printed no UDP listener, or load e was not selected).")
 w("")
 
-text = "\n".join(lines)
-try:
-    doc_text = open(doc).read()
-except OSError:
-    doc_text = f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-if BEGIN in doc_text and END in doc_text:
-    head, rest = doc_text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc_text = f"{head}{BEGIN}\n{text}\n{END}{tail}"
-else:
-    doc_text = f"{doc_text.rstrip()}\n\n{BEGIN}\n{text}\n{END}\n"
-with open(doc, "w") as f:
-    f.write(doc_text)
+write_section(doc, BEGIN, END, "\n".join(lines), "")

@@ -33,7 +33,7 @@ pub trait Flush: Send + Sync {
 /// written in parallel with the reader (which goes back to reading, so more
 /// messages coalesce into each member's next write), as a bare fan-out
 /// server does; small rooms keep the direct write (no wake-up per delivery).
-pub const INLINE_MAX: usize = 128;
+pub const INLINE_MAX: usize = 64;
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
