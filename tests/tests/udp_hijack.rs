@@ -46,12 +46,12 @@ async fn heard(alice: &mut FramedClient, text: &str, marker: &str) -> usize {
     }
 }
 
-#[tokio::test]
-async fn datagrams_without_the_session_token_are_refused() {
+/// A server, a TCP user and a UDP victim in the lobby, each having seen
+/// the victim join.
+async fn setup() -> (ServerProc, FramedClient, RawUdp) {
     let srv = ServerProc::start(&[]);
     let mut alice = FramedClient::connect(srv.addr, "alice").await;
     let mut victim = RawUdp::join(srv.udp_addr(), "victim", STEP).await;
-    let token = victim.token.expect("the Hello echoed a cookie");
     alice
         .recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"))
         .await;
@@ -61,6 +61,13 @@ async fn datagrams_without_the_session_token_are_refused() {
             |m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"),
         )
         .await;
+    (srv, alice, victim)
+}
+
+#[tokio::test]
+async fn datagrams_without_the_session_token_are_refused() {
+    let (srv, mut alice, mut victim) = setup().await;
+    let token = victim.token.expect("the Hello echoed a cookie");
 
     // Forged: the victim's address, the next sequence numbers, no token /
     // a wrong token.
@@ -136,19 +143,8 @@ async fn datagrams_without_the_session_token_are_refused() {
 
 #[tokio::test]
 async fn replayed_and_far_ahead_sequence_numbers_are_refused() {
-    let srv = ServerProc::start(&[]);
-    let mut alice = FramedClient::connect(srv.addr, "alice").await;
-    let mut victim = RawUdp::join(srv.udp_addr(), "victim", STEP).await;
+    let (_srv, mut alice, mut victim) = setup().await;
     let token = victim.token;
-    alice
-        .recv_until(|m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"))
-        .await;
-    victim
-        .recv_until(
-            STEP,
-            |m| matches!(m, ServerMsg::Joined { nick, .. } if nick == "victim"),
-        )
-        .await;
     // A genuine message, captured on the wire.
     let captured = udp::encode_in_session(victim.seq, token, &say("once"), 1472).unwrap();
     victim.seq += 1;
