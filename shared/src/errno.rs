@@ -78,6 +78,86 @@ const TABLE: &[(i32, &str, &str)] = &[
     ),
 ];
 
+/// Winsock's code for the same condition (seed 003): (Linux errno, Windows
+/// name, Windows number), from Microsoft's "Windows Sockets Error Codes".
+/// Only real equivalents: EAGAIN is WSAEWOULDBLOCK (also what a
+/// non-blocking connect returns there, where Linux says EINPROGRESS), and
+/// EPIPE has none (Windows reports a write into a reset connection as
+/// WSAECONNRESET and one after shutdown as WSAESHUTDOWN).
+const WINDOWS: &[(i32, &str, u32)] = &[
+    (libc::EINTR, "WSAEINTR", 10004),
+    (libc::EBADF, "WSAEBADF", 10009),
+    (libc::EACCES, "WSAEACCES", 10013),
+    (libc::EFAULT, "WSAEFAULT", 10014),
+    (libc::EINVAL, "WSAEINVAL", 10022),
+    (libc::EMFILE, "WSAEMFILE", 10024),
+    (libc::EAGAIN, "WSAEWOULDBLOCK", 10035),
+    (libc::EALREADY, "WSAEALREADY", 10037),
+    (libc::ENOTSOCK, "WSAENOTSOCK", 10038),
+    (libc::EDESTADDRREQ, "WSAEDESTADDRREQ", 10039),
+    (libc::EMSGSIZE, "WSAEMSGSIZE", 10040),
+    (libc::ENOPROTOOPT, "WSAENOPROTOOPT", 10042),
+    (libc::EPROTONOSUPPORT, "WSAEPROTONOSUPPORT", 10043),
+    (libc::EOPNOTSUPP, "WSAEOPNOTSUPP", 10045),
+    (libc::EAFNOSUPPORT, "WSAEAFNOSUPPORT", 10047),
+    (libc::EADDRINUSE, "WSAEADDRINUSE", 10048),
+    (libc::EADDRNOTAVAIL, "WSAEADDRNOTAVAIL", 10049),
+    (libc::ENETDOWN, "WSAENETDOWN", 10050),
+    (libc::ENETUNREACH, "WSAENETUNREACH", 10051),
+    (libc::ENETRESET, "WSAENETRESET", 10052),
+    (libc::ECONNABORTED, "WSAECONNABORTED", 10053),
+    (libc::ECONNRESET, "WSAECONNRESET", 10054),
+    (libc::ENOBUFS, "WSAENOBUFS", 10055),
+    (libc::EISCONN, "WSAEISCONN", 10056),
+    (libc::ENOTCONN, "WSAENOTCONN", 10057),
+    (libc::ESHUTDOWN, "WSAESHUTDOWN", 10058),
+    (libc::ETIMEDOUT, "WSAETIMEDOUT", 10060),
+    (libc::ECONNREFUSED, "WSAECONNREFUSED", 10061),
+    (libc::EHOSTDOWN, "WSAEHOSTDOWN", 10064),
+    (libc::EHOSTUNREACH, "WSAEHOSTUNREACH", 10065),
+];
+
+/// Winsock's name and number for a Linux errno (`ECONNRESET` ->
+/// `("WSAECONNRESET", 10054)`), if it has one.
+pub fn windows(errno: i32) -> Option<(&'static str, u32)> {
+    WINDOWS
+        .iter()
+        .find(|(n, _, _)| *n == errno)
+        .map(|&(_, name, code)| (name, code))
+}
+
+/// `ECONNRESET 104 — Windows: WSAECONNRESET 10054`, or the Linux part
+/// alone when Windows has no such code.
+pub fn with_windows(errno: i32) -> String {
+    match windows(errno) {
+        Some((w, c)) => format!("{} {errno} — Windows: {w} {c}", name(errno)),
+        None => format!("{} {errno}", name(errno)),
+    }
+}
+
+/// Where Windows and Linux report the same situation differently, one
+/// line (seed 003's claims), else `None`.
+pub fn windows_note(errno: i32) -> Option<&'static str> {
+    match errno {
+        libc::ECONNABORTED => Some(
+            "Windows gives WSAECONNABORTED 10053 when its own stack aborts an established connection, typically after its data retransmissions time out (a pulled cable while sending); Linux reports that same situation as ETIMEDOUT 110, and ECONNABORTED 103 only when a local socket is aborted (`ss -K`) or from accept()",
+        ),
+        libc::ETIMEDOUT => Some(
+            "for a connection whose data retransmissions time out, Windows usually reports WSAECONNABORTED 10053 (WSAETIMEDOUT 10060 is mostly a connect that got no answer); Linux says ETIMEDOUT 110 in both cases",
+        ),
+        libc::EPIPE => Some(
+            "Windows has no EPIPE for sockets: a write after the peer's RST fails with WSAECONNRESET 10054, one after our own shutdown with WSAESHUTDOWN 10058; there is no SIGPIPE",
+        ),
+        libc::EAGAIN => Some(
+            "Windows calls it WSAEWOULDBLOCK 10035, and a timed-out blocking recv/send (SO_RCVTIMEO/SO_SNDTIMEO) fails with WSAETIMEDOUT 10060 there, not with the would-block code",
+        ),
+        libc::ECONNRESET => Some(
+            "the same RST on both systems; Windows also reports 10054 on a UDP socket after an ICMP port unreachable, where Linux gives ECONNREFUSED 111 on a connected UDP socket",
+        ),
+        _ => None,
+    }
+}
+
 /// The symbolic name of an errno (`ECONNRESET`), or `E<number>` if unknown.
 pub fn name(errno: i32) -> String {
     TABLE
@@ -158,5 +238,38 @@ mod tests {
         assert_eq!(from_name("nonsense"), None);
         assert_eq!(describe(113), "no route to host");
         assert!(explain("write", libc::EPIPE).contains("first write"));
+    }
+
+    #[test]
+    fn windows_codes_beside_linux_errnos() {
+        assert_eq!(
+            with_windows(libc::ECONNRESET),
+            "ECONNRESET 104 — Windows: WSAECONNRESET 10054"
+        );
+        assert_eq!(
+            windows(libc::ECONNABORTED),
+            Some(("WSAECONNABORTED", 10053))
+        );
+        assert_eq!(
+            windows(libc::ECONNREFUSED),
+            Some(("WSAECONNREFUSED", 10061))
+        );
+        assert_eq!(windows(libc::ETIMEDOUT), Some(("WSAETIMEDOUT", 10060)));
+        assert_eq!(windows(libc::EAGAIN), Some(("WSAEWOULDBLOCK", 10035)));
+        assert_eq!(windows(libc::EPIPE), None);
+        assert_eq!(with_windows(libc::EPIPE), "EPIPE 32");
+        assert!(windows_note(libc::ECONNABORTED).is_some_and(|n| n.contains("10053")));
+        // Every Windows code names an errno of the table, and each once.
+        for (i, (n, w, c)) in WINDOWS.iter().enumerate() {
+            assert!(
+                TABLE.iter().any(|(t, _, _)| t == n),
+                "{w}: errno {n} not in TABLE"
+            );
+            if *n != libc::EAGAIN {
+                assert_eq!(*w, format!("WSA{}", name(*n)), "{w} vs {}", name(*n));
+            }
+            assert!((10004..=10065).contains(c), "{w} {c}");
+            assert!(WINDOWS[..i].iter().all(|(m, _, _)| m != n), "{w} twice");
+        }
     }
 }

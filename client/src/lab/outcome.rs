@@ -131,6 +131,8 @@ impl Outcome {
             "observed": self.observed,
             "errno": self.errno,
             "errno_name": self.errno.map(errno::name),
+            "errno_windows": self.errno.and_then(errno::windows).map(|(w, c)| format!("{w} {c}")),
+            "windows_note": self.errno.and_then(errno::windows_note),
             "expected": self.expected,
             "expected_errno": self.expected_errno,
             "pass": self.passed(),
@@ -203,6 +205,18 @@ pub fn render_table(outcomes: &[Outcome]) -> String {
             let _ = writeln!(out, "    skipped: {why}");
         }
         let _ = writeln!(out, "    why: {}", o.explanation);
+        if let Some(e) = o
+            .errno
+            .filter(|&e| errno::windows(e).is_some() || errno::windows_note(e).is_some())
+        {
+            let _ = write!(out, "    windows: {}", errno::with_windows(e));
+            match errno::windows_note(e) {
+                Some(n) => {
+                    let _ = writeln!(out, "; {n}");
+                }
+                None => out.push('\n'),
+            }
+        }
         if o.target != "127.0.0.1" {
             let _ = writeln!(out, "    ran on: {}", o.target);
         }
@@ -253,8 +267,13 @@ mod tests {
             assert!(v.get(k).is_some(), "missing {k}");
         }
         assert_eq!(v["errno_name"], "ECONNRESET");
+        assert_eq!(v["errno_windows"], "WSAECONNRESET 10054");
         let t = render_table(&[o]);
         assert!(t.contains("104 ECONNRESET"));
+        assert!(
+            t.contains("windows: ECONNRESET 104 — Windows: WSAECONNRESET 10054"),
+            "{t}"
+        );
         assert!(t.contains("1 passed, 0 failed, 0 skipped"));
     }
 }
