@@ -249,10 +249,12 @@ pub async fn run_with(
                         }
                         continue;
                     }
-                    SocketEvent::Finished => {
-                        // 0 only for a quit we asked for, after a session
-                        // that was up, with every line delivered.
-                        let clean = quit_sent && here.welcomed && outcomes.failed == 0 && outcomes.waiting.is_empty();
+                    SocketEvent::Finished { quit } => {
+                        // 0 only for a session that was up and ended by
+                        // our quit (the driver's verdict: a reset racing
+                        // the end of input is not a quit), with every line
+                        // delivered.
+                        let clean = *quit && quit_sent && here.welcomed && outcomes.failed == 0 && outcomes.waiting.is_empty();
                         return Ok(if clean { 0 } else { 1 });
                     }
                     _ => {}

@@ -241,7 +241,7 @@ async fn peer_reset_is_econnreset() {
     .await;
     assert_eq!(closed, CloseReason::Peer(DisconnectReason::Reset));
     expect(&mut rx, "finished", |e| {
-        matches!(e, SocketEvent::Finished).then_some(())
+        matches!(e, SocketEvent::Finished { .. }).then_some(())
     })
     .await;
 }
@@ -316,7 +316,7 @@ async fn refused_then_reconnect_attempts_then_quit() {
     }
     tx.send(NetCmd::Quit(String::new())).await.expect("quit");
     expect(&mut rx, "finished", |e| {
-        matches!(e, SocketEvent::Finished).then_some(())
+        matches!(e, SocketEvent::Finished { .. }).then_some(())
     })
     .await;
 }

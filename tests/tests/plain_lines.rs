@@ -195,3 +195,24 @@ fn a_line_after_leave_goes_to_the_room_before() {
     assert_eq!(chats[0]["room"], "lobby", "{seen:#?}");
     assert_eq!(code, 0, "{seen:#?}");
 }
+
+#[test]
+fn a_connection_reset_before_the_end_of_input_exits_1() {
+    // The reset and the end of input reach the client together, so its
+    // Quit is asked for before the reset's Closed arrives: the session
+    // still ended by the reset, not by the quit (this raced before: 0 or 1
+    // depending on which event the process saw first).
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    for _ in 0..5 {
+        let (code, seen) = run_piped(
+            &["--plain", "--server", &addr, "--no-reconnect"],
+            "/fault rst\n",
+        );
+        assert!(
+            seen.iter().any(|l| l.starts_with("* CLOSED:")),
+            "the reset was carried out: {seen:?}"
+        );
+        assert_eq!(code, 1, "the session ended by the reset: {seen:?}");
+    }
+}

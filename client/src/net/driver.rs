@@ -153,28 +153,31 @@ impl State {
             }
             emit_all(ev, evs).await?;
             match end {
-                End::Quit => return self.finish("we quit", ev).await,
+                End::Quit => return self.finish("we quit", true, ev).await,
                 End::Lost { healthy } if healthy => self.failures = 0,
                 End::Lost { .. } => {}
             }
             self.failures += 1;
             if self.quit.is_some() {
                 return self
-                    .finish("the connection failed while we were quitting", ev)
+                    .finish("the connection failed while we were quitting", false, ev)
                     .await;
             }
             if !cfg.reconnect {
                 emit(ev, SocketEvent::Local("reconnect is off".into())).await?;
-                return self.finish("not connected and reconnect is off", ev).await;
+                return self
+                    .finish("not connected and reconnect is off", false, ev)
+                    .await;
             }
             if !self.wait_to_reconnect(cfg, cmds, ev).await? {
-                return self.finish("not connected when we quit", ev).await;
+                return self.finish("not connected when we quit", false, ev).await;
             }
         }
     }
 
     /// No session will come: every line still waiting fails; the end.
-    async fn finish(&mut self, why: &str, ev: &Events) -> Result<(), UiGone> {
+    /// `quit`: the last session ended by our Quit.
+    async fn finish(&mut self, why: &str, quit: bool, ev: &Events) -> Result<(), UiGone> {
         let mut evs = Vec::new();
         self.lines.give_up(why, &mut evs);
         emit_all(ev, evs).await?;
@@ -190,7 +193,7 @@ impl State {
                 emit(ev, SocketEvent::Transfer(Box::new(e))).await?;
             }
         }
-        emit(ev, SocketEvent::Finished).await
+        emit(ev, SocketEvent::Finished { quit }).await
     }
 
     /// Announce the back-off delay and wait it out, keeping what is typed
@@ -350,7 +353,7 @@ impl State {
                         r = &mut h => break r,
                         cmd = cmds.recv() => match cmd {
                             None => {
-                                emit(ev, SocketEvent::Finished).await?;
+                                emit(ev, SocketEvent::Finished { quit: false }).await?;
                                 return Err(UiGone);
                             }
                             Some(c) => self.offline(c, ev).await?,
@@ -581,7 +584,10 @@ impl State {
         loop {
             // A /quit also waits for our file transfers to end (done,
             // declined, failed: each ends by itself or with its peer).
+            // A link that already ended (a /fault rst just before the
+            // quit) cannot say it: its Closed comes next and is not a quit.
             if !quitting
+                && !link.is_over()
                 && !self.lines.unresolved()
                 && !self.xfer.busy()
                 && let Some(m) = quit_after.take()
@@ -607,7 +613,13 @@ impl State {
                 up = link.next() => match up {
                     Up::Closed(reason) => {
                         emit(ev, SocketEvent::Closed(reason)).await?;
-                        return Ok(if quitting { End::Quit } else { End::Lost { healthy: false } });
+                        if quitting {
+                            return Ok(End::Quit);
+                        }
+                        // A quit asked for but not said is still wanted:
+                        // the caller ends instead of reconnecting.
+                        self.quit = self.quit.take().or(quit_after);
+                        return Ok(End::Lost { healthy: false });
                     }
                     Up::Pong(rtt) => {
                         unanswered = None;

@@ -98,6 +98,11 @@ pub(super) trait Link: Sized {
         0
     }
 
+    /// True once the link has ended (a kernel error, a `/fault` that
+    /// closed it...) even if [`Link::next`] has not handed out its
+    /// [`Up::Closed`] yet: a Quit can no longer be said on it.
+    fn is_over(&self) -> bool;
+
     /// The next thing that happened. Cancel-safe.
     async fn next(&mut self) -> Up;
 
@@ -123,6 +128,11 @@ impl Outbox {
 
     pub(super) fn report(&mut self, e: SocketEvent) {
         self.queue.push_back(Up::Report(e));
+    }
+
+    /// Whether [`Outbox::close`] was called.
+    pub(super) fn is_over(&self) -> bool {
+        self.over
     }
 
     /// The link is over with this reason: nothing follows it.

@@ -284,8 +284,11 @@ pub enum SocketEvent {
     /// A file transfer's news (offer, start, progress once a second, done,
     /// failed).
     Transfer(Box<transfer::XferEvent>),
-    /// The task ended (after /quit, or with reconnect off).
-    Finished,
+    /// The task ended (after /quit, or with reconnect off). `quit`: the
+    /// last session ended by our Quit (the user's /quit or end of input),
+    /// not by the network, a /fault or the server — what a script's exit
+    /// status is made of.
+    Finished { quit: bool },
 }
 
 /// The warning for `--udp` with TLS asked for (flag or config).

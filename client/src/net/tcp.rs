@@ -222,6 +222,10 @@ impl Link for TcpLink {
         self.wbuf.len()
     }
 
+    fn is_over(&self) -> bool {
+        self.out.is_over()
+    }
+
     fn can_hear(&self) -> bool {
         self.reading && !self.we_sent_fin && self.peer_fin_at.is_none()
     }

@@ -69,6 +69,10 @@ impl UdpTransport {
 }
 
 impl Link for UdpTransport {
+    fn is_over(&self) -> bool {
+        self.out.is_over()
+    }
+
     const TRANSPORT: Transport = Transport::Udp;
 
     async fn open(addr: SocketAddr, cfg: &NetConfig) -> Result<Self, OpenError> {

@@ -92,7 +92,7 @@ pub fn event_line(ev: &SocketEvent, me: &str) -> Option<Line> {
         | SocketEvent::Latency(_)
         | SocketEvent::LineConfirmed { .. }
         | SocketEvent::Lag { .. }
-        | SocketEvent::Finished => return None,
+        | SocketEvent::Finished { .. } => return None,
     };
     Some(Line {
         severity,
@@ -159,7 +159,7 @@ pub fn event_json(ev: &SocketEvent) -> Option<Value> {
             peer_sees,
         } => json!({"event": "fault", "fault": fault.name(), "did": did, "peer_sees": peer_sees}),
         SocketEvent::Local(s) => json!({"event": "local-error", "text": s}),
-        SocketEvent::Finished => json!({"event": "finished"}),
+        SocketEvent::Finished { quit } => json!({"event": "finished", "quit": quit}),
         SocketEvent::LineConfirmed { id } => json!({"event": "line-confirmed", "id": id.0}),
         SocketEvent::LineFailed { id, why } => {
             json!({"event": "line-failed", "id": id.0, "why": why})

@@ -834,7 +834,7 @@ impl App {
                 "fault {fault}: {did}; the peer should see: {peer_sees}"
             )),
             SocketEvent::Local(s) => self.error(s),
-            SocketEvent::Finished => {
+            SocketEvent::Finished { .. } => {
                 self.conn.state = ConnState::Finished;
                 if self.quitting {
                     self.done = true;
