@@ -586,19 +586,17 @@ impl UdpServer {
 }
 
 /// Split a chunk of length-prefixed frames (what the hub queues for a
-/// framed member) into payloads, without copying.
+/// framed member) into payloads, without copying: the one frame splitter
+/// (`codec::split_frame`) finds each frame, the payload is a slice of the
+/// shared chunk. The hub encodes what it queues, so a malformed frame is a
+/// bug; it ends the iteration instead of reading past it.
 fn frames(chunk: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
     let mut pos = 0;
     std::iter::from_fn(move || {
-        let rest = chunk.get(pos..)?;
-        if rest.len() < codec::HEADER_LEN {
-            return None;
-        }
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let start = pos + codec::HEADER_LEN;
-        let end = start.checked_add(len).filter(|&e| e <= chunk.len())?;
-        pos = end;
-        Some(chunk.slice(start..end))
+        let (payload, used) = codec::split_frame(chunk.get(pos..)?, usize::MAX).ok()??;
+        let start = pos + used - payload.len();
+        pos += used;
+        Some(chunk.slice(start..pos))
     })
 }
 
