@@ -8,8 +8,10 @@
 //! over a socketpair whose other end [`crate::tcp::serve_with_view`]
 //! treats as its socket. That keeps the plain-TCP path's types and
 //! syscalls unchanged (no generic, no box on the fan-out path) at the cost
-//! of two more descriptors and one copy per TLS user. `/sockinfo` still
-//! reads TCP_INFO from the user's real socket ([`TlsView`]).
+//! of two more descriptors and one copy per TLS user (measured on a debug
+//! build with 300 idle users: +26.5 kB and 3 fds per TLS user, +7.3 kB and
+//! 1 fd per plain one). `/sockinfo` still reads TCP_INFO from the user's
+//! real socket ([`TlsView`]).
 
 use std::io;
 use std::net::SocketAddr;
