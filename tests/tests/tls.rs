@@ -51,6 +51,23 @@ fn tls_server(data: &std::path::Path, extra: &[&str]) -> ServerProc {
     ServerProc::start(&args)
 }
 
+/// A config file: `limits` (TOML lines of `[limits]`, may be empty), then
+/// `[tls]` on 127.0.0.1:0 with its data dir and the extra `tls` lines.
+fn tls_config(tag: &str, limits: &str, tls: &str, data: &std::path::Path) -> PathBuf {
+    sockchat_tests::config_file(
+        tag,
+        &format!(
+            "[limits]\n{limits}[tls]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n{tls}",
+            data.to_str().expect("utf-8")
+        ),
+    )
+}
+
+/// A server started with `--config` and nothing else but `--listen`.
+fn server_with(cfg: &std::path::Path) -> ServerProc {
+    ServerProc::start(&["--config", cfg.to_str().expect("utf-8")])
+}
+
 /// A text-mode user through a real TLS tool (stdin/stdout piped).
 fn tool(name: &str, args: &[&str]) -> Plain {
     let mut cmd = Command::new(name);
@@ -143,13 +160,7 @@ async fn tls_only_leaves_no_plaintext_way_in() {
         .expect("free port")
         .port();
     let listen = format!("127.0.0.1:{plain_port}");
-    let cfg = sockchat_tests::config_file(
-        "tls-only",
-        &format!(
-            "[tls]\ntls_only = true\nlisten = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n",
-            data.to_str().expect("utf-8")
-        ),
-    );
+    let cfg = tls_config("tls-only", "", "tls_only = true\n", &data);
     let server = ServerProc::start_args(
         &["--listen", &listen],
         &["--config", cfg.to_str().expect("utf-8")],
@@ -380,16 +391,12 @@ fn a_configured_certificate_is_served_and_its_fingerprint_printed() {
         .status()
         .expect("openssl req");
     assert!(made.success());
-    let cfg = sockchat_tests::config_file(
-        "own-cert",
-        &format!(
-            "[tls]\nlisten = [\"127.0.0.1:0\"]\ncert = {:?}\nkey = {:?}\ndata_dir = {:?}\n",
-            cert.to_str().expect("utf-8"),
-            key.to_str().expect("utf-8"),
-            dir.join("unused").to_str().expect("utf-8"),
-        ),
+    let own = format!(
+        "cert = {:?}\nkey = {:?}\n",
+        cert.to_str().expect("utf-8"),
+        key.to_str().expect("utf-8")
     );
-    let server = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let server = server_with(&tls_config("own-cert", "", &own, &dir.join("unused")));
     let out = Command::new("openssl")
         .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
         .arg(&cert)
@@ -415,14 +422,8 @@ fn a_configured_certificate_is_served_and_its_fingerprint_printed() {
 #[test]
 fn a_silent_connection_on_the_tls_port_is_closed_after_the_handshake_timeout() {
     let dir = temp_dir("slow");
-    let cfg = sockchat_tests::config_file(
-        "tls-slow",
-        &format!(
-            "[limits]\nhandshake_timeout_secs = 1\n[tls]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n",
-            dir.to_str().expect("utf-8")
-        ),
-    );
-    let server = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let cfg = tls_config("tls-slow", "handshake_timeout_secs = 1\n", "", &dir);
+    let server = server_with(&cfg);
     let mut s = std::net::TcpStream::connect(server.tls_addr()).expect("connect");
     // Half a ClientHello, then nothing (slowloris on the handshake).
     std::io::Write::write_all(&mut s, &[0x16, 0x03, 0x01, 0x00, 0x80, 0x01]).expect("write");
@@ -520,14 +521,8 @@ fn a_refused_tls_client_reads_why_inside_tls() {
         "openssl is not installed (test.sh installs it)"
     );
     let dir = temp_dir("cap");
-    let cfg = sockchat_tests::config_file(
-        "tls-cap",
-        &format!(
-            "[limits]\nmax_connections_per_ip = 1\n[tls]\nlisten = [\"127.0.0.1:0\"]\ndata_dir = {:?}\n",
-            dir.to_str().expect("utf-8")
-        ),
-    );
-    let server = ServerProc::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let cfg = tls_config("tls-cap", "max_connections_per_ip = 1\n", "", &dir);
+    let server = server_with(&cfg);
     let addr = server.tls_addr().to_string();
     let mut first = tool("openssl", &["s_client", "-quiet", "-connect", &addr]);
     first.expect("welcome");
