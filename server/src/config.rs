@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use sockchat_shared::config::{Config, UdpConfig};
+use sockchat_shared::config::{Config, DEFAULT_TLS_PORT, UdpConfig};
 use sockchat_shared::udp::FaultConfig;
 use thiserror::Error;
 
@@ -107,7 +107,7 @@ impl Settings {
             }
         }
         let listen = validate(&config)?;
-        let tls_listen = crate::tls::listen_addrs(&config, &listen)?;
+        let tls_listen = tls_listen_addrs(&config, &listen)?;
         // An explicit --log wins over RUST_LOG, which wins over the file;
         // whichever is used must be a valid filter (the error names it).
         let log_filter = match (ov.log, ov.env_log.filter(|e| !e.is_empty())) {
@@ -393,6 +393,36 @@ pub fn udp_faults(c: &UdpConfig) -> FaultConfig {
         duplicate: c.duplicate_probability,
         reorder: c.reorder_probability,
     }
+}
+
+/// `tls.listen` parsed, or every `server.listen` address on port 7879;
+/// empty when TLS is off.
+fn tls_listen_addrs(c: &Config, listen: &[SocketAddr]) -> Result<Vec<SocketAddr>, ConfigError> {
+    let Some(t) = &c.tls else {
+        return Ok(Vec::new());
+    };
+    if (t.cert.is_empty()) != (t.key.is_empty()) {
+        return Err(ConfigError::Invalid {
+            key: "tls.cert",
+            message: "tls.cert and tls.key go together (both empty: a self-signed certificate)"
+                .into(),
+        });
+    }
+    if t.listen.is_empty() {
+        return Ok(listen
+            .iter()
+            .map(|a| SocketAddr::new(a.ip(), DEFAULT_TLS_PORT))
+            .collect());
+    }
+    t.listen
+        .iter()
+        .map(|a| {
+            a.parse().map_err(|_| ConfigError::Invalid {
+                key: "tls.listen",
+                message: format!("{a:?} is not an ADDR:PORT (e.g. \"0.0.0.0:7879\")"),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod listener;
 pub mod mmsg;
 pub mod outbox;
 pub mod owed;
+pub mod refusal;
 pub mod room_quota;
 pub mod session;
 pub mod shutdown;
@@ -51,7 +52,7 @@ pub use ctx::server_name;
 
 use crate::ctx::Ctx;
 use crate::hub::{Hub, HubConfig};
-use crate::listener::AcceptCtx;
+use crate::refusal::AcceptCtx;
 use crate::shutdown::Shutdown;
 
 /// Serve on already-bound listeners until `signal` completes, then shut

@@ -12,22 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sockchat_shared::{ErrorCode, ServerMsg, codec, errno};
+use sockchat_shared::{ErrorCode, errno};
 use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::ctx::{Ctx, Refusal};
+use crate::ctx::Refusal;
+use crate::refusal::{AcceptCtx, refusal_bytes};
 use crate::tcp::{self, Guards};
-
-/// Shared by every accept loop.
-pub(crate) struct AcceptCtx {
-    pub ctx: Arc<Ctx>,
-    /// Bounds the short tasks that tell a refused client why.
-    pub reject_slots: Arc<Semaphore>,
-}
 
 fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
@@ -154,19 +147,4 @@ fn reject(stream: TcpStream, a: &Arc<AcceptCtx>, code: ErrorCode, text: String) 
         })
         .await;
     });
-}
-
-/// What a refused client reads, in its format: our preamble and an Error
-/// frame, or an error line.
-pub(crate) fn refusal_bytes(framed: bool, code: ErrorCode, text: String) -> Vec<u8> {
-    let msg = ServerMsg::Error { code, text };
-    let mut bytes = Vec::new();
-    if framed {
-        bytes.extend_from_slice(&sockchat_shared::proto::preamble());
-        bytes.extend_from_slice(&codec::server_frame(&msg));
-    } else if let Some(line) = crate::text::render(&msg) {
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-    }
-    bytes
 }

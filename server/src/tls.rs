@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sockchat_shared::config::{Config, DEFAULT_TLS_PORT, TlsConfig};
+use sockchat_shared::config::{Config, TlsConfig};
 use sockchat_shared::fingerprint::Fingerprint;
 use sockchat_shared::{DisconnectReason, ErrorCode, sockopt};
 use socket2::SockRef;
@@ -34,10 +34,9 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
-use crate::config::ConfigError;
 use crate::ctx::Ctx;
 use crate::hub::SocketView;
-use crate::listener::{AcceptCtx, refusal_bytes};
+use crate::refusal::{AcceptCtx, refusal_bytes};
 use crate::tcp::{self, Guards};
 
 /// How long the relay waits for the user's side after the session has
@@ -82,36 +81,6 @@ impl std::fmt::Debug for TlsServer {
             .field("source", &self.source)
             .finish()
     }
-}
-
-/// `tls.listen` parsed, or every `server.listen` address on port 7879;
-/// empty when TLS is off.
-pub fn listen_addrs(c: &Config, listen: &[SocketAddr]) -> Result<Vec<SocketAddr>, ConfigError> {
-    let Some(t) = &c.tls else {
-        return Ok(Vec::new());
-    };
-    if (t.cert.is_empty()) != (t.key.is_empty()) {
-        return Err(ConfigError::Invalid {
-            key: "tls.cert",
-            message: "tls.cert and tls.key go together (both empty: a self-signed certificate)"
-                .into(),
-        });
-    }
-    if t.listen.is_empty() {
-        return Ok(listen
-            .iter()
-            .map(|a| SocketAddr::new(a.ip(), DEFAULT_TLS_PORT))
-            .collect());
-    }
-    t.listen
-        .iter()
-        .map(|a| {
-            a.parse().map_err(|_| ConfigError::Invalid {
-                key: "tls.listen",
-                message: format!("{a:?} is not an ADDR:PORT (e.g. \"0.0.0.0:7879\")"),
-            })
-        })
-        .collect()
 }
 
 /// Bind the TLS listeners (the same socket options as the plain ones).
