@@ -19,7 +19,9 @@ use anyhow::Context as _;
 use sockchat_shared::sockopt;
 
 use super::cleanup::{self, Resource};
+use super::nsenter::in_netns;
 use super::outcome::{Outcome, Status, code_of};
+use super::wire::{Kind, Pattern, Side, Wire};
 
 const PREFIX: &str = "sclab-";
 /// Inside the namespaces only; never configured on the host.
@@ -81,6 +83,8 @@ pub struct NetnsPair {
     pub far: String,
     /// The switch port the far host's cable is plugged into.
     pub far_port: String,
+    /// The near host's end of its cable (where `--wire` captures).
+    pub near_dev: String,
 }
 
 impl NetnsPair {
@@ -94,8 +98,9 @@ impl NetnsPair {
             far: format!("{PREFIX}b-{pid}-{tag}"),
             // Interface names: at most 15 bytes (3 letters, 7-digit pid, tag).
             far_port: format!("swb{pid}{tag}"),
+            near_dev: format!("sca{pid}{tag}"),
         };
-        let (near_dev, near_port) = (format!("sca{pid}{tag}"), format!("swa{pid}{tag}"));
+        let (near_dev, near_port) = (pair.near_dev.clone(), format!("swa{pid}{tag}"));
         let far_dev = format!("scb{pid}{tag}");
         let bridge = format!("br{pid}{tag}");
         for ns in [&pair.near, &pair.switch, &pair.far] {
@@ -177,27 +182,6 @@ fn remove_stale() {
     }
 }
 
-/// Run `f` on a thread that has joined namespace `ns`. Sockets created
-/// there belong to that namespace for life, whichever thread uses them later.
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    let path = format!("/run/netns/{ns}");
-    let h = std::thread::spawn(move || -> io::Result<T> {
-        let file = std::fs::File::open(&path)?;
-        // SAFETY: setns on this thread only, with a valid namespace fd.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        f()
-    });
-    match h.join() {
-        Ok(r) => r.with_context(|| format!("inside namespace {ns}")),
-        Err(_) => anyhow::bail!("namespace thread panicked"),
-    }
-}
-
 /// Which timer is supposed to notice.
 #[derive(Clone, Copy)]
 enum Detector {
@@ -207,15 +191,42 @@ enum Detector {
     Keepalive,
 }
 
-pub fn cable_pulled_send() -> Outcome {
-    cable("cable-pulled-send", Detector::UserTimeout, 1)
+pub fn cable_pulled_send(wire: &Wire) -> Outcome {
+    cable(wire, "cable-pulled-send", Detector::UserTimeout, 1)
 }
 
-pub fn cable_pulled_idle() -> Outcome {
-    cable("cable-pulled-idle", Detector::Keepalive, 2)
+pub fn cable_pulled_idle(wire: &Wire) -> Outcome {
+    cable(wire, "cable-pulled-idle", Detector::Keepalive, 2)
 }
 
-fn cable(name: &'static str, det: Detector, tag: u32) -> Outcome {
+/// What the near host's cable must carry: the handshake and the "hello"
+/// that proves the path, then, once the cable is pulled, our unanswered
+/// segments (retransmissions with growing gaps, or keepalive probes) and
+/// nothing at all from the far host.
+fn pattern(det: Detector) -> Pattern {
+    let p = Pattern::default()
+        .then(Side::Connect, Kind::Syn)
+        .then(Side::Listen, Kind::SynAck)
+        .then(Side::Connect, Kind::Data);
+    match det {
+        Detector::UserTimeout => p
+            .then(Side::Connect, Kind::Retransmit)
+            .then(Side::Connect, Kind::Retransmit)
+            .silent_after(Side::Connect, Kind::Retransmit)
+            .growing_gaps(Side::Connect)
+            // TCP_USER_TIMEOUT ends it silently (tcp_write_err): no RST.
+            .never(Some(Side::Connect), Kind::Rst),
+        Detector::Keepalive => p
+            .then(Side::Connect, Kind::KeepAlive)
+            .then(Side::Connect, Kind::KeepAlive)
+            // When keepalive gives up, Linux sends an RST into the dead
+            // path (tcp_keepalive_timer), then reports ETIMEDOUT.
+            .then(Side::Connect, Kind::Rst)
+            .silent_after(Side::Connect, Kind::KeepAlive),
+    }
+}
+
+fn cable(wire: &Wire, name: &'static str, det: Detector, tag: u32) -> Outcome {
     let action = match det {
         Detector::UserTimeout => format!(
             "cable pulled at the switch (3 netns), then write; TCP_USER_TIMEOUT={}ms",
@@ -247,6 +258,13 @@ fn cable(name: &'static str, det: Detector, tag: u32) -> Outcome {
             Ok(l)
         })?;
         let target: SocketAddr = SocketAddr::new(far_addr.ip(), listener.local_addr()?.port());
+        let cap = wire.capture_on(
+            &pair.near_dev,
+            Some(&pair.near),
+            target.port(),
+            ["far", "near"],
+            pattern(det),
+        )?;
         let client = in_netns(&pair.near, move || {
             let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
             let fd = s.as_raw_fd();
@@ -345,6 +363,7 @@ fn cable(name: &'static str, det: Detector, tag: u32) -> Outcome {
                 "an idle connection over a dead path looks perfectly healthy; only keepalive probes (off by default, 2 h idle default) find out, then ETIMEDOUT"
             }
         };
+        let trace = cap.finish();
         drop(pair); // explicit: namespaces go away before we report
         Ok(Outcome::judge(
             name,
@@ -357,7 +376,8 @@ fn cable(name: &'static str, det: Detector, tag: u32) -> Outcome {
             why,
         )
         .with_target("network namespaces")
-        .with_details(details))
+        .with_details(details)
+        .with_wire(trace))
     };
     run().unwrap_or_else(|e| {
         Outcome::setup_failed(name, "timed-out", &e).with_target("network namespaces")

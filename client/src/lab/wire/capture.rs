@@ -3,9 +3,10 @@
 //! kernel, truncated to the headers), read on its own thread into memory.
 //!
 //! Why these choices: `SOCK_DGRAM` gives the IP packet without the
-//! loopback's dummy Ethernet header; bound to ETH_P_IP (not ETH_P_ALL) it
-//! sees each segment once, arriving on `lo` (the transmit tap feeds only
-//! ETH_P_ALL sockets, which would see every segment twice); the filter is attached before the socket is bound so
+//! loopback's dummy Ethernet header; on `lo`, bound to ETH_P_IP (not
+//! ETH_P_ALL), it sees each segment once, arriving (the transmit tap feeds
+//! only ETH_P_ALL sockets, which would see every segment twice there); on a
+//! namespace's veth it is bound to ETH_P_ALL to see both directions; the filter is attached before the socket is bound so
 //! no other traffic is ever queued; the kernel timestamps each packet
 //! (`SIOCGSTAMPNS`), so a loaded machine does not skew the times.
 
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use super::super::nsenter::in_netns;
 
 /// Bytes kept per packet: the IPv4 header and the TCP header with options
 /// (at most 60 + 60) fit; payloads are not needed and not kept.
@@ -43,6 +46,8 @@ struct Store {
     over_limit: u64,
     error: Option<String>,
 }
+
+const LOOPBACK: &str = "lo";
 
 /// A running capture; [`Sniffer::stop`] ends it and returns the packets.
 pub struct Sniffer {
@@ -86,23 +91,26 @@ fn open_socket() -> io::Result<OwnedFd> {
 }
 
 /// Classic BPF: accept IPv4 TCP whose source or destination port is
-/// `port` (first fragments only), cut to [`SNAPLEN`] bytes; drop the rest.
+/// `port` (first fragments only), cut to [`SNAPLEN`] bytes; drop the rest
+/// (ARP and IPv6 included: the first test is the frame's protocol).
 /// Offsets are from the IP header (SOCK_DGRAM has no link header).
-fn filter(port: u16) -> [libc::sock_filter; 11] {
+fn filter(port: u16) -> [libc::sock_filter; 13] {
     let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     let p = u32::from(port);
     [
-        ins(0x30, 0, 0, 9),       // 0: ldb [9]            IP protocol
-        ins(0x15, 0, 8, 6),       // 1: jeq #6 (TCP) else drop
-        ins(0x28, 0, 0, 6),       // 2: ldh [6]            flags, fragment offset
-        ins(0x45, 6, 0, 0x1fff),  // 3: jset #0x1fff (not first fragment) -> drop
-        ins(0xb1, 0, 0, 0),       // 4: ldxb 4*([0]&0xf)   IP header length
-        ins(0x48, 0, 0, 0),       // 5: ldh [x+0]          source port
-        ins(0x15, 2, 0, p),       // 6: jeq port -> accept
-        ins(0x48, 0, 0, 2),       // 7: ldh [x+2]          destination port
-        ins(0x15, 0, 1, p),       // 8: jeq port -> accept else drop
-        ins(0x06, 0, 0, SNAPLEN), // 9: accept, truncated
-        ins(0x06, 0, 0, 0),       // 10: drop
+        ins(0x28, 0, 0, 0xffff_f000), // 0: ldh [SKF_AD_OFF + SKF_AD_PROTOCOL]
+        ins(0x15, 0, 10, 0x0800),     // 1: jeq #ETH_P_IP else drop
+        ins(0x30, 0, 0, 9),           // 2: ldb [9]            IP protocol
+        ins(0x15, 0, 8, 6),           // 3: jeq #6 (TCP) else drop
+        ins(0x28, 0, 0, 6),           // 4: ldh [6]            flags, fragment offset
+        ins(0x45, 6, 0, 0x1fff),      // 5: jset #0x1fff (not first fragment) -> drop
+        ins(0xb1, 0, 0, 0),           // 6: ldxb 4*([0]&0xf)   IP header length
+        ins(0x48, 0, 0, 0),           // 7: ldh [x+0]          source port
+        ins(0x15, 2, 0, p),           // 8: jeq port -> accept
+        ins(0x48, 0, 0, 2),           // 9: ldh [x+2]          destination port
+        ins(0x15, 0, 1, p),           // 10: jeq port -> accept else drop
+        ins(0x06, 0, 0, SNAPLEN),     // 11: accept, truncated
+        ins(0x06, 0, 0, 0),           // 12: drop
     ]
 }
 
@@ -126,6 +134,73 @@ fn setsockopt<T>(
     check(rc, what)
 }
 
+/// The packet socket for `port` on `iface`, filter attached, bound.
+fn open_bound(port: u16, iface: &str) -> io::Result<OwnedFd> {
+    let fd = open_socket()?;
+    let raw = fd.as_raw_fd();
+    let prog = filter(port);
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    setsockopt(
+        raw,
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_FILTER,
+        &fprog,
+        "SO_ATTACH_FILTER",
+    )?;
+    let size = CAPTURE_RCVBUF as libc::c_int;
+    // FORCE needs CAP_NET_ADMIN; the plain option is capped by rmem_max.
+    if setsockopt(
+        raw,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        &size,
+        "SO_RCVBUFFORCE",
+    )
+    .is_err()
+    {
+        setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &size, "SO_RCVBUF")?;
+    }
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: POLL.as_micros() as libc::suseconds_t,
+    };
+    setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv, "SO_RCVTIMEO")?;
+    let on: libc::c_int = 1;
+    // Kernel timestamps from the first packet on (SIOCGSTAMPNS reads them).
+    setsockopt(
+        raw,
+        libc::SOL_SOCKET,
+        libc::SO_TIMESTAMPNS,
+        &on,
+        "SO_TIMESTAMPNS",
+    )?;
+    // SAFETY: zeroed sockaddr_ll is a valid starting value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    // On lo, ETH_P_IP: each segment once (arriving). Elsewhere (a veth)
+    // ETH_P_ALL, the only way to see what this host sends as well.
+    let proto = if iface == LOOPBACK {
+        libc::ETH_P_IP
+    } else {
+        libc::ETH_P_ALL
+    };
+    sll.sll_protocol = (proto as u16).to_be();
+    sll.sll_ifindex = if_index(iface)?;
+    // SAFETY: sll is a valid sockaddr_ll of the given size.
+    let rc = unsafe {
+        libc::bind(
+            raw,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    check(rc, "bind(AF_PACKET, lo)")?;
+    Ok(fd)
+}
+
 fn if_index(name: &str) -> io::Result<libc::c_int> {
     let c =
         std::ffi::CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -141,63 +216,21 @@ fn if_index(name: &str) -> io::Result<libc::c_int> {
 }
 
 impl Sniffer {
-    /// Start capturing TCP port `port` on `lo`.
-    pub fn start(port: u16) -> io::Result<Sniffer> {
-        let fd = open_socket()?;
-        let raw = fd.as_raw_fd();
-        let prog = filter(port);
-        let fprog = libc::sock_fprog {
-            len: prog.len() as u16,
-            filter: prog.as_ptr().cast_mut(),
+    /// Start capturing TCP port `port` on interface `iface`, inside
+    /// network namespace `netns` if given (the socket and the interface
+    /// index belong to the namespace it is created in).
+    pub fn start(port: u16, iface: &str, netns: Option<&str>) -> anyhow::Result<Sniffer> {
+        let fd = match netns {
+            None => open_bound(port, iface)?,
+            Some(ns) => {
+                let iface = iface.to_string();
+                in_netns(ns, move || open_bound(port, &iface))?
+            }
         };
-        setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            &fprog,
-            "SO_ATTACH_FILTER",
-        )?;
-        let size = CAPTURE_RCVBUF as libc::c_int;
-        // FORCE needs CAP_NET_ADMIN; the plain option is capped by rmem_max.
-        if setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &size,
-            "SO_RCVBUFFORCE",
-        )
-        .is_err()
-        {
-            setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &size, "SO_RCVBUF")?;
-        }
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: POLL.as_micros() as libc::suseconds_t,
-        };
-        setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv, "SO_RCVTIMEO")?;
-        let on: libc::c_int = 1;
-        // Kernel timestamps from the first packet on (SIOCGSTAMPNS reads them).
-        setsockopt(
-            raw,
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            &on,
-            "SO_TIMESTAMPNS",
-        )?;
-        // SAFETY: zeroed sockaddr_ll is a valid starting value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_IP as u16).to_be();
-        sll.sll_ifindex = if_index("lo")?;
-        // SAFETY: sll is a valid sockaddr_ll of the given size.
-        let rc = unsafe {
-            libc::bind(
-                raw,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        check(rc, "bind(AF_PACKET, lo)")?;
+        Self::run(fd, iface == LOOPBACK)
+    }
+
+    fn run(fd: OwnedFd, skip_outgoing: bool) -> anyhow::Result<Sniffer> {
         let fd = Arc::new(fd);
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::new(Mutex::new(Store::default()));
@@ -205,7 +238,7 @@ impl Sniffer {
             let (fd, stop, store) = (fd.clone(), stop.clone(), store.clone());
             std::thread::Builder::new()
                 .name("lab-wire".into())
-                .spawn(move || read_loop(fd.as_raw_fd(), &stop, &store))?
+                .spawn(move || read_loop(fd.as_raw_fd(), skip_outgoing, &stop, &store))?
         };
         Ok(Sniffer {
             fd,
@@ -275,7 +308,7 @@ fn packet_drops(fd: RawFd) -> io::Result<u64> {
     Ok(u64::from(st.tp_drops))
 }
 
-fn read_loop(fd: RawFd, stop: &AtomicBool, store: &Mutex<Store>) {
+fn read_loop(fd: RawFd, skip_outgoing: bool, stop: &AtomicBool, store: &Mutex<Store>) {
     let mut buf = [0u8; SNAPLEN as usize];
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: zeroed sockaddr_ll is valid; recvfrom fills at most len.
@@ -307,7 +340,7 @@ fn read_loop(fd: RawFd, stop: &AtomicBool, store: &Mutex<Store>) {
         }
         // A copy leaving lo (only ETH_P_ALL sockets get them, but should
         // one come, the same segment also arrives as PACKET_HOST).
-        if sll.sll_pkttype == libc::PACKET_OUTGOING {
+        if skip_outgoing && sll.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         let ts = stamp(fd);

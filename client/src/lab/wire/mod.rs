@@ -25,7 +25,8 @@ use pattern::Check;
 
 /// How long a capture waits for the pattern's segments to show up after
 /// the scenario is done (loopback needs microseconds; window probes and a
-/// loaded machine need more).
+/// loaded machine need more; the pulled cable's have all been sent by
+/// the time its connection timed out).
 const WAIT_PATTERN: Duration = Duration::from_secs(3);
 /// After the pattern is complete, how long to keep listening so that a
 /// segment that must *not* come (a FIN after an RST) would be seen.
@@ -78,10 +79,24 @@ impl Wire {
         names: [&'static str; 2],
         pattern: Pattern,
     ) -> anyhow::Result<Capture> {
+        self.capture_on("lo", None, port, names, pattern)
+    }
+
+    /// [`Wire::capture`] on interface `iface` inside network namespace
+    /// `netns` (the pulled cable's veth).
+    pub fn capture_on(
+        &self,
+        iface: &str,
+        netns: Option<&str>,
+        port: u16,
+        names: [&'static str; 2],
+        pattern: Pattern,
+    ) -> anyhow::Result<Capture> {
         let running = match self {
             Wire::On { .. } => Some(Running {
-                sniffer: Sniffer::start(port)?,
+                sniffer: Sniffer::start(port, iface, netns)?,
                 port,
+                iface: iface.to_string(),
                 names,
                 pattern,
             }),
@@ -106,6 +121,7 @@ impl Wire {
 struct Running {
     sniffer: Sniffer,
     port: u16,
+    iface: String,
     names: [&'static str; 2],
     pattern: Pattern,
 }
@@ -151,6 +167,7 @@ impl Capture {
         Some(WireResult::Captured(Trace {
             names: r.names,
             port: r.port,
+            iface: r.iface,
             segments,
             checks,
             raw: got.packets,
@@ -171,6 +188,7 @@ pub enum WireResult {
 pub struct Trace {
     names: [&'static str; 2],
     port: u16,
+    iface: String,
     segments: Vec<Segment>,
     checks: Vec<Check>,
     raw: Vec<RawPacket>,
@@ -203,8 +221,8 @@ impl WireResult {
             WireResult::NotCaptured(why) => vec![format!("wire: not captured: {why}")],
             WireResult::Captured(t) => {
                 let mut v = vec![format!(
-                    "wire: port {} on lo, {} = the socket on it, {} = the other end",
-                    t.port, t.names[0], t.names[1]
+                    "wire: port {} on {}, {} = the socket on it, {} = the other end",
+                    t.port, t.iface, t.names[0], t.names[1]
                 )];
                 let n = t.segments.len();
                 for (i, s) in t.segments.iter().enumerate() {
@@ -244,6 +262,7 @@ impl WireResult {
                 "captured": true,
                 "pass": self.ok(),
                 "port": t.port,
+                "interface": t.iface,
                 "names": { "listen": t.names[0], "connect": t.names[1] },
                 "packets": t.segments.iter().map(|s| s.to_json(t.names)).collect::<Vec<_>>(),
                 "checks": t.checks.iter().map(|c| serde_json::json!({ "what": c.what, "ok": c.ok, "saw": c.saw })).collect::<Vec<_>>(),

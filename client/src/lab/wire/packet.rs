@@ -53,6 +53,10 @@ pub struct Segment {
     pub options: Option<String>,
     /// A zero-window probe: an empty ACK one byte below what the peer acked.
     pub probe: bool,
+    /// The same empty ACK into an open window: a keepalive probe.
+    pub keepalive: bool,
+    /// Data this direction had already sent (a retransmission).
+    pub retransmit: bool,
 }
 
 impl Segment {
@@ -106,6 +110,10 @@ impl Segment {
         let _ = write!(l, ", length {}", self.len);
         if self.probe {
             l.push_str("   <- window probe");
+        } else if self.keepalive {
+            l.push_str("   <- keepalive probe");
+        } else if self.retransmit {
+            l.push_str("   <- retransmission");
         } else if self.win == 0 && !self.rst {
             l.push_str("   <- zero window");
         }
@@ -133,6 +141,8 @@ impl Segment {
             "len": self.len,
             "options": self.options,
             "window_probe": self.probe,
+            "keepalive": self.keepalive,
+            "retransmission": self.retransmit,
         })
     }
 }
@@ -160,6 +170,8 @@ struct Dir {
     /// The last ack number and window this direction sent.
     last_ack: Option<u32>,
     last_win: Option<u16>,
+    /// The end of the data sent so far, relative.
+    sent_end: u32,
 }
 
 /// Parse what the capture of `port` kept into segments, in capture order.
@@ -187,16 +199,24 @@ pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
         let d = dirs.entry((sp, dp)).or_default();
         if tcp.syn || d.isn.is_none() {
             // A new SYN starts a new connection on this 4-tuple.
-            d.isn = Some(tcp.sequence_number);
+            *d = Dir {
+                isn: Some(tcp.sequence_number),
+                ..Dir::default()
+            };
         }
         let isn = d.isn.unwrap_or(0);
         // An empty bare ACK one below what the other side acked, into its
-        // closed window: the kernel's zero-window probe (tcp_xmit_probe_skb).
-        let probe = len == 0
+        // closed window: the kernel's zero-window probe
+        // (tcp_xmit_probe_skb); into an open window it is a keepalive.
+        let below_ack = len == 0
             && tcp.ack
             && !(tcp.syn || tcp.fin || tcp.rst || tcp.psh)
-            && back.last_win == Some(0)
             && back.last_ack == Some(tcp.sequence_number.wrapping_add(1));
+        let probe = below_ack && back.last_win == Some(0);
+        let keepalive = below_ack && !probe;
+        let rel = tcp.sequence_number.wrapping_sub(isn);
+        let retransmit = len > 0 && rel.wrapping_add(len) <= d.sent_end;
+        d.sent_end = d.sent_end.max(rel.wrapping_add(len));
         d.last_ack = tcp.ack.then_some(tcp.acknowledgment_number);
         if !tcp.rst {
             d.last_win = Some(tcp.window_size);
@@ -215,7 +235,7 @@ pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
             fin: tcp.fin,
             rst: tcp.rst,
             psh: tcp.psh,
-            seq: tcp.sequence_number.wrapping_sub(isn),
+            seq: rel,
             ack_no: tcp
                 .acknowledgment_number
                 .wrapping_sub(back.isn.unwrap_or(0)),
@@ -223,6 +243,8 @@ pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
             len,
             options: tcp.syn.then(|| options_text(&tcp)),
             probe,
+            keepalive,
+            retransmit,
         };
         out.push(seg);
     }

@@ -23,6 +23,10 @@ pub enum Kind {
     ZeroWindow,
     /// A zero-window probe.
     Probe,
+    /// A keepalive probe.
+    KeepAlive,
+    /// Data sent again.
+    Retransmit,
 }
 
 impl Kind {
@@ -36,6 +40,8 @@ impl Kind {
             Kind::RstAck => s.rst && s.ack,
             Kind::ZeroWindow => s.win == 0 && !s.rst && !s.syn,
             Kind::Probe => s.probe,
+            Kind::KeepAlive => s.keepalive,
+            Kind::Retransmit => s.retransmit,
         }
     }
 
@@ -49,6 +55,8 @@ impl Kind {
             Kind::RstAck => "RST-ACK [R.]",
             Kind::ZeroWindow => "win 0",
             Kind::Probe => "window probe",
+            Kind::KeepAlive => "keepalive probe",
+            Kind::Retransmit => "retransmission",
         }
     }
 }
@@ -60,6 +68,12 @@ pub struct Pattern {
     pub seq: Vec<(Side, Kind)>,
     /// Never, from this side (`None`: from either side).
     pub never: Vec<(Option<Side>, Kind)>,
+    /// Nothing at all from the other side after the first segment of
+    /// this kind from this side (a dead path).
+    pub silent_after: Option<(Side, Kind)>,
+    /// This side's last data segment was sent again and again with each
+    /// gap longer than the one before (exponential back-off).
+    pub growing_gaps: Option<Side>,
 }
 
 impl Pattern {
@@ -70,6 +84,16 @@ impl Pattern {
 
     pub fn never(mut self, side: Option<Side>, kind: Kind) -> Self {
         self.never.push((side, kind));
+        self
+    }
+
+    pub fn silent_after(mut self, side: Side, kind: Kind) -> Self {
+        self.silent_after = Some((side, kind));
+        self
+    }
+
+    pub fn growing_gaps(mut self, side: Side) -> Self {
+        self.growing_gaps = Some(side);
         self
     }
 
@@ -136,8 +160,59 @@ impl Pattern {
                 },
             });
         }
+        if let Some((side, kind)) = self.silent_after {
+            let first = segs.iter().position(|s| s.from == side && kind.matches(s));
+            let replies = first.map_or(0, |i| segs[i..].iter().filter(|s| s.from != side).count());
+            out.push(Check {
+                what: format!(
+                    "nothing from {} after the first {} from {}",
+                    name(side.other()),
+                    kind.label(),
+                    name(side)
+                ),
+                ok: first.is_some() && replies == 0,
+                saw: match first {
+                    None => format!("no {} at all", kind.label()),
+                    Some(_) => format!("{replies} segments"),
+                },
+            });
+        }
+        if let Some(side) = self.growing_gaps {
+            let last = segs.iter().rev().find(|s| s.from == side && s.len > 0);
+            let times: Vec<f64> = last.map_or(Vec::new(), |l| {
+                segs.iter()
+                    .filter(|s| s.from == side && s.len > 0 && s.seq == l.seq)
+                    .map(|s| s.t)
+                    .collect()
+            });
+            let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+            out.push(Check {
+                what: format!("{}'s last data sent again with growing gaps", name(side)),
+                ok: backing_off(&gaps),
+                saw: format!(
+                    "gaps {}",
+                    gaps.iter()
+                        .map(|g| format!("{g:.3}s"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         out
     }
+}
+
+/// Exponential back-off seen in the gaps between transmissions: at least
+/// two gaps, none clearly shorter than the one before (a tail-loss probe
+/// and the first timeout can be about equal, and timers jitter under load),
+/// and the last at least 1.5 times the first.
+fn backing_off(gaps: &[f64]) -> bool {
+    gaps.len() >= 2
+        && gaps.windows(2).all(|g| g[1] >= 0.8 * g[0])
+        && gaps
+            .last()
+            .zip(gaps.first())
+            .is_some_and(|(l, f)| *l >= 1.5 * f)
 }
 
 /// One expectation and what the capture showed.
@@ -169,7 +244,17 @@ mod tests {
             len,
             options: None,
             probe: false,
+            keepalive: false,
+            retransmit: false,
         }
+    }
+
+    #[test]
+    fn back_off_means_gaps_that_grow() {
+        assert!(backing_off(&[0.205, 0.208, 0.424, 0.832]));
+        assert!(!backing_off(&[0.2, 0.2, 0.2]));
+        assert!(!backing_off(&[0.4, 0.1, 0.8]));
+        assert!(!backing_off(&[0.2]));
     }
 
     #[test]
