@@ -112,6 +112,31 @@ fn every_tcp_scenario_shows_its_packet_pattern_and_pcap_parses_back() {
         !flags_from(unread, "actor").iter().any(|f| f.contains('F')),
         "{unread}"
     );
+    // The syscalls sit between the packets by the kernel's clock: the
+    // actor's close() comes before its RST, the peer's ECONNRESET after it.
+    let calls = unread["wire"]["syscalls"].as_array().expect("syscalls");
+    let at = |needle: &str| {
+        calls
+            .iter()
+            .find(|c| c["what"].as_str().is_some_and(|w| w.contains(needle)))
+            .and_then(|c| c["t"].as_f64())
+            .unwrap_or_else(|| panic!("no syscall {needle:?}: {calls:?}"))
+    };
+    let rst_t = unread["wire"]["packets"]
+        .as_array()
+        .expect("packets")
+        .iter()
+        .find(|p| p["flags"] == "[R.]")
+        .and_then(|p| p["t"].as_f64())
+        .expect("RST time");
+    assert!(
+        at("actor: close()") <= rst_t,
+        "close() after its own RST? {calls:?} rst {rst_t}"
+    );
+    assert!(
+        at("ECONNRESET") >= rst_t,
+        "ECONNRESET before the RST? {calls:?} rst {rst_t}"
+    );
     let normal = by("normal-close");
     for side in ["actor", "peer"] {
         assert!(

@@ -258,7 +258,7 @@ fn cable(wire: &Wire, name: &'static str, det: Detector, tag: u32) -> Outcome {
             Ok(l)
         })?;
         let target: SocketAddr = SocketAddr::new(far_addr.ip(), listener.local_addr()?.port());
-        let cap = wire.capture_on(
+        let mut cap = wire.capture_on(
             &pair.near_dev,
             Some(&pair.near),
             target.port(),
@@ -291,6 +291,7 @@ fn cable(wire: &Wire, name: &'static str, det: Detector, tag: u32) -> Outcome {
         far_side.read_exact(&mut b)?;
 
         pair.pull_cable()?;
+        cap.mark("switch: far host's port set down (cable pulled)");
         let pulled = Instant::now();
         let mut details = vec![format!(
             "netns {} ({ADDR_NEAR}) <-veth-> {} (bridge) <-veth-> {} ({ADDR_FAR}); switch port {} set down",
@@ -298,6 +299,7 @@ fn cable(wire: &Wire, name: &'static str, det: Detector, tag: u32) -> Outcome {
         )];
         if let Detector::UserTimeout = det {
             let w = client.write(b"are you there?");
+            cap.mark("near: write(14 bytes)");
             details.push(format!(
                 "write after the pull: {} (queued; nobody can tell yet)",
                 match &w {
@@ -340,6 +342,13 @@ fn cable(wire: &Wire, name: &'static str, det: Detector, tag: u32) -> Outcome {
         let (r, took) = reader
             .join()
             .map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+        cap.mark(format!(
+            "near: read() -> {}",
+            match &r {
+                Ok(n) => format!("{n}"),
+                Err(e) => super::probe::err_text(e),
+            }
+        ));
         let (obs, errno) = match &r {
             Ok(0) => ("eof".to_string(), None),
             Ok(n) => (format!("data ({n} bytes)"), None),

@@ -28,7 +28,8 @@ pub fn pair(
 ) -> anyhow::Result<(TcpStream, TcpStream, Capture)> {
     let l = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")?;
     let addr = l.local_addr()?;
-    let cap = wire.capture(addr.port(), names, pattern)?;
+    let mut cap = wire.capture(addr.port(), names, pattern)?;
+    cap.mark(format!("{}: connect()", names[1]));
     let c = TcpStream::connect(addr).context("connect")?;
     let (s, _) = accept_within(&l, READ_LIMIT)?;
     Ok((c, s, cap))
@@ -68,6 +69,14 @@ pub struct ReadEnd {
 }
 
 impl ReadEnd {
+    /// `EOF` or the errno's name (`ECONNRESET`).
+    pub fn end_text(&self) -> String {
+        match &self.end {
+            Ok(()) => "0 (EOF)".into(),
+            Err(e) => err_text(e),
+        }
+    }
+
     /// (reason code, errno) of the end.
     pub fn observed(&self) -> (String, Option<i32>) {
         match &self.end {
@@ -75,6 +84,14 @@ impl ReadEnd {
             Err(e) => code_of(e),
         }
     }
+}
+
+/// An error as its errno's name (`ECONNRESET`), for the syscall marks
+/// beside the packets.
+pub fn err_text(e: &io::Error) -> String {
+    code_of(e)
+        .1
+        .map_or_else(|| e.to_string(), sockchat_shared::errno::name)
 }
 
 /// Read until EOF or an error, each read bounded by `limit`.

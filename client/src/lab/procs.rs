@@ -46,7 +46,7 @@ fn kill9(wire: &Wire, name: &'static str, unread: bool) -> Outcome {
                 .then(Side::Connect, Kind::Fin)
                 .never(None, Kind::Rst)
         };
-        let cap = wire.capture(addr.port(), ["peer", "child"], pattern)?;
+        let mut cap = wire.capture(addr.port(), ["peer", "child"], pattern)?;
         let mode = if unread { "sender-unread" } else { "sender" };
         let mut child = ChildProc::spawn(mode, &addr.to_string(), None)?;
         let (mut peer, _) = accept_within(&l, Duration::from_secs(5))?;
@@ -65,8 +65,16 @@ fn kill9(wire: &Wire, name: &'static str, unread: bool) -> Outcome {
             before += n as u64;
         }
         let pid = child.pid();
+        cap.mark(format!(
+            "parent: kill -9 child (pid {pid}) after reading {before} bytes"
+        ));
         let status = child.signal_and_wait(libc::SIGKILL)?;
         let r = read_until_end(&mut peer, READ_LIMIT);
+        cap.mark(format!(
+            "peer: read {} more bytes, then read() -> {}",
+            r.bytes,
+            r.end_text()
+        ));
         drop(peer);
         let (obs, errno) = r.observed();
         let action = format!(

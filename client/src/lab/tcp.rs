@@ -11,7 +11,7 @@ use std::time::Duration;
 use sockchat_shared::sockopt;
 
 use super::outcome::{Outcome, code_of};
-use super::probe::{READ_LIMIT, pair, read_until_end, wait_recv_queue, wait_state};
+use super::probe::{READ_LIMIT, err_text, pair, read_until_end, wait_recv_queue, wait_state};
 use super::wire::{Kind, Pattern, Side, Wire};
 
 /// Trace names in these scenarios: the accepted socket is the peer, the
@@ -34,13 +34,20 @@ pub fn normal_close(wire: &Wire) -> Outcome {
             .then(Side::Connect, Kind::Fin)
             .then(Side::Listen, Kind::Fin)
             .never(None, Kind::Rst);
-        let (mut actor, mut peer, cap) = pair(wire, NAMES, pattern)?;
+        let (mut actor, mut peer, mut cap) = pair(wire, NAMES, pattern)?;
         actor.write_all(b"last words\n")?;
+        cap.mark("actor: write(11 bytes)");
         let inq = sockopt::recv_queue(actor.as_raw_fd())?;
+        cap.mark("actor: close()");
         drop(actor); // close(): receive queue empty, so the kernel sends FIN
         let r = read_until_end(&mut peer, READ_LIMIT);
-        drop(peer); // the peer's close: its FIN
         let (obs, errno) = r.observed();
+        cap.mark(format!(
+            "peer: read {} bytes, then read() -> {obs}",
+            r.bytes
+        ));
+        cap.mark("peer: close()");
+        drop(peer); // the peer's close: its FIN
         Ok(Outcome::judge(
             "normal-close",
             "close() with nothing unread",
@@ -65,12 +72,15 @@ pub fn close_unread(wire: &Wire) -> Outcome {
             .then(Side::Listen, Kind::Data)
             .then(Side::Connect, Kind::Rst)
             .never(Some(Side::Connect), Kind::Fin);
-        let (actor, mut peer, cap) = pair(wire, NAMES, pattern)?;
+        let (actor, mut peer, mut cap) = pair(wire, NAMES, pattern)?;
         peer.write_all(b"unread")?;
+        cap.mark("peer: write(6 bytes)");
         let inq = wait_recv_queue(actor.as_raw_fd(), 6, READ_LIMIT)?;
+        cap.mark(format!("actor: close() with {inq} bytes unread"));
         drop(actor); // close() with 6 unread bytes: RFC 2525 says RST, Linux does it
         let r = read_until_end(&mut peer, READ_LIMIT);
         let (obs, errno) = r.observed();
+        cap.mark(format!("peer: read() -> {}", r.end_text()));
         Ok(Outcome::judge(
             "close-unread",
             format!("close() with {inq} unread bytes"),
@@ -91,11 +101,13 @@ pub fn linger_zero(wire: &Wire) -> Outcome {
         let pattern = Pattern::default()
             .then(Side::Connect, Kind::Rst)
             .never(Some(Side::Connect), Kind::Fin);
-        let (actor, mut peer, cap) = pair(wire, NAMES, pattern)?;
+        let (actor, mut peer, mut cap) = pair(wire, NAMES, pattern)?;
         socket2::SockRef::from(&actor).set_linger(Some(Duration::ZERO))?;
+        cap.mark("actor: SO_LINGER {on, 0}; close()");
         drop(actor);
         let r = read_until_end(&mut peer, READ_LIMIT);
         let (obs, errno) = r.observed();
+        cap.mark(format!("peer: read() -> {}", r.end_text()));
         Ok(Outcome::judge(
             "linger-zero",
             "SO_LINGER {on, 0}, then close()",
@@ -108,6 +120,14 @@ pub fn linger_zero(wire: &Wire) -> Outcome {
         )
         .with_wire(cap.finish()))
     })
+}
+
+/// `ok (N)` or the errno's name, for a syscall mark.
+fn result_text<T: std::fmt::Debug>(r: &io::Result<T>) -> String {
+    match r {
+        Ok(n) => format!("ok {n:?}"),
+        Err(e) => err_text(e),
+    }
 }
 
 /// `write(2)` itself, not std's `send(MSG_NOSIGNAL)`: this is the call that
@@ -139,16 +159,19 @@ pub fn write_after_close(wire: &Wire) -> Outcome {
             .then(Side::Listen, Kind::Fin)
             .then(Side::Connect, Kind::Data)
             .then(Side::Listen, Kind::Rst);
-        let (actor, peer, cap) = pair(wire, NAMES, pattern)?;
+        let (actor, peer, mut cap) = pair(wire, NAMES, pattern)?;
+        cap.mark("peer: close()");
         drop(peer); // the peer closes: FIN to us, we go to CLOSE_WAIT
         let fd = actor.as_raw_fd();
         let st0 = wait_state(fd, "CLOSE_WAIT", READ_LIMIT);
         let ign = sigpipe_ignored();
         let first = raw_write(fd, b"first");
+        cap.mark(format!("actor: write(5 bytes) -> {}", result_text(&first)));
         // The closed peer answers the first write's data with RST; once it
         // lands our state goes CLOSE_WAIT -> CLOSE and sk_err is EPIPE.
         let st1 = wait_state(fd, "CLOSE", READ_LIMIT);
         let second = raw_write(fd, b"second");
+        cap.mark(format!("actor: write(6 bytes) -> {}", result_text(&second)));
         let (obs, errno) = match &second {
             Ok(n) => (format!("ok ({n} bytes)"), None),
             Err(e) => code_of(e),
@@ -183,8 +206,12 @@ pub fn connect_refused(wire: &Wire) -> Outcome {
             .then(Side::Connect, Kind::Syn)
             .then(Side::Listen, Kind::RstAck)
             .never(Some(Side::Listen), Kind::SynAck);
-        let cap = wire.capture(addr.port(), ["closed-port", "client"], pattern)?;
+        let mut cap = wire.capture(addr.port(), ["closed-port", "client"], pattern)?;
         let r = TcpStream::connect_timeout(&addr, READ_LIMIT);
+        cap.mark(match &r {
+            Ok(_) => "client: connect() -> ok".to_string(),
+            Err(e) => format!("client: connect() -> {}", err_text(e)),
+        });
         let (obs, errno) = match &r {
             Ok(_) => ("connected".to_string(), None),
             Err(e) => code_of(e),
@@ -212,11 +239,16 @@ pub fn half_close(wire: &Wire) -> Outcome {
             .then(Side::Listen, Kind::Data)
             .then(Side::Listen, Kind::Fin)
             .never(None, Kind::Rst);
-        let (mut actor, mut peer, cap) = pair(wire, NAMES, pattern)?;
+        let (mut actor, mut peer, mut cap) = pair(wire, NAMES, pattern)?;
         actor.write_all(b"request")?;
+        cap.mark("actor: write(7 bytes); shutdown(SHUT_WR)");
         actor.shutdown(Shutdown::Write)?; // FIN: "I am done sending"
         let r = read_until_end(&mut peer, READ_LIMIT);
         let (obs, errno) = r.observed();
+        cap.mark(format!(
+            "peer: read {} bytes, then read() -> {obs}",
+            r.bytes
+        ));
         // The peer can still send after reading EOF ...
         let reply = b"reply after your FIN";
         let sent = peer
@@ -225,7 +257,12 @@ pub fn half_close(wire: &Wire) -> Outcome {
         // ... and the half-closed actor still receives it.
         let mut got = Vec::new();
         actor.set_read_timeout(Some(READ_LIMIT))?;
+        cap.mark("peer: write(20 bytes); shutdown(SHUT_WR)");
         let recv = actor.read_to_end(&mut got);
+        cap.mark(format!(
+            "actor: read {} bytes after its own FIN, then EOF",
+            got.len()
+        ));
         let ok = r.bytes == 7 && sent.is_ok() && recv.is_ok() && got == reply;
         Ok(Outcome::judge(
             "half-close",

@@ -42,13 +42,14 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
         .then(Side::Connect, Kind::Probe)
         .then(Side::Connect, Kind::Probe)
         .never(None, Kind::Rst);
-    let cap = wire.capture(addr.port(), ["receiver", "sender"], pattern)?;
+    let mut cap = wire.capture(addr.port(), ["receiver", "sender"], pattern)?;
     let c = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     c.set_send_buffer_size(SNDBUF)?;
     c.connect(&addr.into())?;
     let mut sender: TcpStream = c.into();
     let (receiver, _) = super::probe::accept_within(&l, Duration::from_secs(3))?;
     // The receiver never reads from here on.
+    cap.mark("receiver: accept(), then never read()");
 
     sender.set_nonblocking(true)?;
     let chunk = vec![b'w'; 16 * 1024];
@@ -103,6 +104,13 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
     let t = Instant::now();
     let res = sender.write(&chunk);
     let took = t.elapsed();
+    cap.mark(format!(
+        "sender: blocking write() -> {} after {took:.1?}",
+        match &res {
+            Ok(n) => format!("ok {n}"),
+            Err(e) => super::probe::err_text(e),
+        }
+    ));
     let (obs, errno) = match &res {
         Ok(n) => (format!("ok ({n} bytes)"), None),
         Err(e) => code_of(e),

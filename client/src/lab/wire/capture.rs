@@ -75,9 +75,14 @@ fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
 }
 
 /// Can this process open a packet socket? `Err` says why not (EPERM
-/// without CAP_NET_RAW).
-pub fn available() -> io::Result<()> {
-    open_socket().map(drop)
+/// without CAP_NET_RAW). `Ok`: a socket to keep open for the whole run,
+/// which has turned the kernel's packet timestamps on. The kernel enables
+/// them system-wide lazily (a deferred static key) when the first socket
+/// asks: asked here, the first scenario's first packets are stamped too.
+pub fn available() -> io::Result<OwnedFd> {
+    let fd = open_socket()?;
+    let _ = kernel_stamp(fd.as_raw_fd());
+    Ok(fd)
 }
 
 /// `socket(AF_PACKET, SOCK_DGRAM, 0)`: protocol 0 receives nothing until
@@ -168,15 +173,12 @@ fn open_bound(port: u16, iface: &str) -> io::Result<OwnedFd> {
         tv_usec: POLL.as_micros() as libc::suseconds_t,
     };
     setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv, "SO_RCVTIMEO")?;
-    let on: libc::c_int = 1;
-    // Kernel timestamps from the first packet on (SIOCGSTAMPNS reads them).
-    setsockopt(
-        raw,
-        libc::SOL_SOCKET,
-        libc::SO_TIMESTAMPNS,
-        &on,
-        "SO_TIMESTAMPNS",
-    )?;
+    // Kernel timestamps from the first packet on: the first SIOCGSTAMPNS
+    // turns them on (SOCK_TIMESTAMP; it answers ENOENT, nothing received
+    // yet), and from then on each receive records its packet's stamp for
+    // the next SIOCGSTAMPNS. (SO_TIMESTAMPNS would move the stamp into a
+    // control message that recvfrom drops, and the ioctl would fail.)
+    let _ = kernel_stamp(raw);
     // SAFETY: zeroed sockaddr_ll is a valid starting value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -365,15 +367,21 @@ const SIOCGSTAMPNS: libc::c_ulong = 0x8907;
 
 /// The kernel's receive time of the last packet read, or now if unknown.
 fn stamp(fd: RawFd) -> Duration {
+    kernel_stamp(fd).unwrap_or_else(wall_clock)
+}
+
+/// SIOCGSTAMPNS: the receive time of the last packet read.
+fn kernel_stamp(fd: RawFd) -> Option<Duration> {
     // SAFETY: zeroed timespec is valid; SIOCGSTAMPNS writes one.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: ts is a valid out-pointer for SIOCGSTAMPNS.
     let rc = unsafe { libc::ioctl(fd, SIOCGSTAMPNS as _, &mut ts) };
-    if rc == 0 && ts.tv_sec >= 0 {
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-    }
+    (rc == 0 && ts.tv_sec > 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// CLOCK_REALTIME, the clock packet timestamps use.
+pub fn wall_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }

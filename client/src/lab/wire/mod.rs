@@ -13,7 +13,9 @@ mod packet;
 mod pattern;
 mod pcap;
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use packet::Side;
@@ -40,6 +42,9 @@ pub enum Wire {
     Off,
     On {
         pcap: Option<PathBuf>,
+        /// Held for the run: keeps kernel timestamping on (see
+        /// `capture::available`).
+        _stamps: Arc<OwnedFd>,
     },
     /// `--wire` was asked for but this process cannot capture: why, and how
     /// to grant it.
@@ -54,7 +59,10 @@ impl Wire {
             return Wire::Off;
         }
         match capture::available() {
-            Ok(()) => Wire::On { pcap },
+            Ok(fd) => Wire::On {
+                pcap,
+                _stamps: Arc::new(fd),
+            },
             Err(e) => Wire::Unavailable(format!(
                 "cannot capture packets: {e}. Capturing needs CAP_NET_RAW: run the lab as root, or grant it once with `sudo setcap cap_net_raw+ep {}`; the scenarios run without packets",
                 std::env::current_exe()
@@ -65,7 +73,7 @@ impl Wire {
 
     pub fn pcap_dir(&self) -> Option<&Path> {
         match self {
-            Wire::On { pcap } => pcap.as_deref(),
+            Wire::On { pcap, .. } => pcap.as_deref(),
             _ => None,
         }
     }
@@ -95,6 +103,7 @@ impl Wire {
         let running = match self {
             Wire::On { .. } => Some(Running {
                 sniffer: Sniffer::start(port, iface, netns)?,
+                marks: Vec::new(),
                 port,
                 iface: iface.to_string(),
                 names,
@@ -120,6 +129,9 @@ impl Wire {
 
 struct Running {
     sniffer: Sniffer,
+    /// The scenario's system calls, with the wall clock the kernel stamps
+    /// packets with, so they interleave with the segments.
+    marks: Vec<(Duration, String)>,
     port: u16,
     iface: String,
     names: [&'static str; 2],
@@ -134,6 +146,14 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// Note what a side's system call did (`peer: read() -> reset`), to be
+    /// shown between the packets at the time it happened.
+    pub fn mark(&mut self, what: impl Into<String>) {
+        if let Some(r) = &mut self.running {
+            r.marks.push((capture::wall_clock(), what.into()));
+        }
+    }
+
     /// Wait (bounded) for the pattern's segments, listen a little longer,
     /// stop and check. `None` when the lab runs without `--wire`.
     pub fn finish(self) -> Option<WireResult> {
@@ -151,6 +171,12 @@ impl Capture {
         std::thread::sleep(SETTLE);
         let got = r.sniffer.stop();
         let (segments, bad) = packet::parse(&got.packets, r.port);
+        let t0 = got.packets.first().map_or(Duration::ZERO, |p| p.ts);
+        let syscalls = r
+            .marks
+            .into_iter()
+            .map(|(at, what)| (at.as_secs_f64() - t0.as_secs_f64(), what))
+            .collect();
         let mut checks = r.pattern.check(&segments, r.names);
         checks.push(Check {
             what: "capture complete".into(),
@@ -169,6 +195,7 @@ impl Capture {
             port: r.port,
             iface: r.iface,
             segments,
+            syscalls,
             checks,
             raw: got.packets,
             pcap: None,
@@ -190,6 +217,8 @@ pub struct Trace {
     port: u16,
     iface: String,
     segments: Vec<Segment>,
+    /// (seconds since the first packet, what the call did).
+    syscalls: Vec<(f64, String)>,
     checks: Vec<Check>,
     raw: Vec<RawPacket>,
     /// Where `--pcap` wrote them, or why it could not.
@@ -225,7 +254,11 @@ impl WireResult {
                     t.port, t.iface, t.names[0], t.names[1]
                 )];
                 let n = t.segments.len();
-                for (i, s) in t.segments.iter().enumerate() {
+                let mut calls = t.syscalls.iter().peekable();
+                for (i, seg) in t.segments.iter().enumerate() {
+                    while let Some((at, what)) = calls.next_if(|(at, _)| *at < seg.t) {
+                        v.push(format!("  {at:>9.6} ---- {what}"));
+                    }
                     // Long streams: the start and the end tell the story.
                     if n > 2 * TABLE_EDGE && i == TABLE_EDGE {
                         v.push(format!(
@@ -234,8 +267,11 @@ impl WireResult {
                         ));
                     }
                     if n <= 2 * TABLE_EDGE || i < TABLE_EDGE || i >= n - TABLE_EDGE {
-                        v.push(format!("  {}", s.line(t.names)));
+                        v.push(format!("  {}", seg.line(t.names)));
                     }
+                }
+                for (at, what) in calls {
+                    v.push(format!("  {at:>9.6} ---- {what}"));
                 }
                 for c in &t.checks {
                     v.push(format!(
@@ -265,6 +301,7 @@ impl WireResult {
                 "interface": t.iface,
                 "names": { "listen": t.names[0], "connect": t.names[1] },
                 "packets": t.segments.iter().map(|s| s.to_json(t.names)).collect::<Vec<_>>(),
+                "syscalls": t.syscalls.iter().map(|(at, what)| serde_json::json!({ "t": at, "what": what })).collect::<Vec<_>>(),
                 "checks": t.checks.iter().map(|c| serde_json::json!({ "what": c.what, "ok": c.ok, "saw": c.saw })).collect::<Vec<_>>(),
                 "pcap": match &t.pcap { Some(Ok(p)) => Some(p.display().to_string()), _ => None },
                 "pcap_error": match &t.pcap { Some(Err(e)) => Some(e.as_str()), _ => None },
