@@ -58,7 +58,8 @@ pub struct LabArgs {
     /// observes the reason the server announces. Other scenarios run locally.
     #[arg(long, value_name = "ADDR")]
     pub server: Option<String>,
-    /// Capture each TCP scenario's packets on lo (needs CAP_NET_RAW), show
+    /// Capture each TCP scenario's packets (on lo; the pulled cable's on its
+    /// veth; needs CAP_NET_RAW), show
     /// them in tcpdump's notation and check their pattern (FIN, RST, ...).
     #[arg(long)]
     pub wire: bool,
