@@ -9,36 +9,15 @@
 //! a string is `u16 length` + UTF-8 bytes; a list is `u16 count` + items.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use thiserror::Error;
 
+use crate::fields::{R, W};
 use crate::proto::{ChatKind, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
 use crate::reason::DisconnectReason;
 
 /// Length of the frame header (the u32 payload length).
 pub const HEADER_LEN: usize = 4;
 
-/// Why bytes could not be decoded. Every variant is a protocol error.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("frame of {len} bytes exceeds the maximum of {max}")]
-    FrameTooLarge { len: usize, max: usize },
-    #[error("empty frame")]
-    EmptyFrame,
-    #[error("unknown message tag 0x{0:02x}")]
-    UnknownTag(u8),
-    #[error("truncated message: {0}")]
-    Truncated(&'static str),
-    #[error("invalid UTF-8 in {0}")]
-    BadUtf8(&'static str),
-    #[error("{0} trailing bytes after message")]
-    Trailing(usize),
-    #[error("invalid value for {0}")]
-    BadValue(&'static str),
-    #[error("bad preamble: not a sockchat peer")]
-    BadMagic,
-    #[error("unsupported protocol version {0}")]
-    BadVersion(u8),
-}
+pub use crate::fields::DecodeError;
 
 impl From<DecodeError> for DisconnectReason {
     fn from(e: DecodeError) -> Self {
@@ -112,34 +91,7 @@ pub fn check_preamble(bytes: &[u8]) -> Result<u8, DecodeError> {
 
 // ---------------------------------------------------------------- writing
 
-pub(crate) struct W<'a>(&'a mut BytesMut);
-
 impl W<'_> {
-    pub(crate) fn bytes(&mut self, b: &[u8]) {
-        self.0.put_slice(b);
-    }
-    pub(crate) fn u8(&mut self, v: u8) {
-        self.0.put_u8(v);
-    }
-    pub(crate) fn u16(&mut self, v: u16) {
-        self.0.put_u16(v);
-    }
-    pub(crate) fn u32(&mut self, v: u32) {
-        self.0.put_u32(v);
-    }
-    pub(crate) fn u64(&mut self, v: u64) {
-        self.0.put_u64(v);
-    }
-    /// Strings longer than u16::MAX bytes are cut at a char boundary; the
-    /// server never produces one (limits are far lower).
-    pub(crate) fn str(&mut self, s: &str) {
-        let mut end = s.len().min(u16::MAX as usize);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.0.put_u16(end as u16);
-        self.0.put_slice(&s.as_bytes()[..end]);
-    }
     fn reason(&mut self, r: &DisconnectReason) {
         let (code, param, detail): (u8, u32, &str) = match r {
             DisconnectReason::Quit { message } => (1, 0, message.as_str()),
@@ -382,51 +334,7 @@ fn write_server(w: &mut W<'_>, msg: &ServerMsg) {
 
 // ---------------------------------------------------------------- reading
 
-pub(crate) struct R<'a>(&'a [u8]);
-
 impl<'a> R<'a> {
-    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
-        let (&b, rest) = self.0.split_first().ok_or(DecodeError::Truncated(what))?;
-        self.0 = rest;
-        Ok(b)
-    }
-    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(DecodeError::Truncated(what));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        let b = self.take(8, what)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
-    }
-    fn str_ref(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
-        let n = self.u16(what)? as usize;
-        let b = self.take(n, what)?;
-        std::str::from_utf8(b).map_err(|_| DecodeError::BadUtf8(what))
-    }
-    pub(crate) fn str(&mut self, what: &'static str) -> Result<String, DecodeError> {
-        self.str_ref(what).map(str::to_owned)
-    }
-    pub(crate) fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
-        match self.u8(what)? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(DecodeError::BadValue(what)),
-        }
-    }
     fn reason(&mut self) -> Result<DisconnectReason, DecodeError> {
         let code = self.u8("reason")?;
         let param = self.u32("reason")?;

@@ -9,6 +9,7 @@
 pub mod codec;
 pub mod config;
 pub mod errno;
+mod fields;
 pub mod fingerprint;
 pub mod fold;
 pub mod names;

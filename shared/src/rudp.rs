@@ -217,11 +217,15 @@ impl Sender {
                             },
                         );
                     }
-                    if !seg.retx {
-                        self.rtt_sample(now.saturating_duration_since(seg.sent_at));
-                        self.rack_sent = self.rack_sent.max(Some(seg.sent_at));
-                    }
+                    // A chunk already sacked gave its sample when the
+                    // sack came: timing it again now would measure how
+                    // long it waited behind a hole, not the round trip
+                    // (an inflated srtt drove the RTO to its 30 s cap).
                     if !seg.sacked {
+                        if !seg.retx {
+                            self.rtt_sample(now.saturating_duration_since(seg.sent_at));
+                            self.rack_sent = self.rack_sent.max(Some(seg.sent_at));
+                        }
                         newly += seg.len;
                     }
                 }
@@ -687,6 +691,22 @@ mod tests {
         assert_eq!(r.stats().duplicates, 1);
         // Past the end: dropped, never delivered.
         assert!(r.on_chunk(25, Bytes::from_static(b"0123456789")).is_empty());
+    }
+
+    #[test]
+    fn a_sacked_chunk_is_not_timed_again_by_the_cumulative_ack() {
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        let t = Instant::now();
+        s.poll(t).unwrap(); // 0..1000: lost
+        s.poll(t).unwrap(); // 1000..2000: arrives, sacked after 5 ms
+        s.on_ack(0, &[(1000, 2000)], t + Duration::from_millis(5));
+        let again = s.poll(t + Duration::from_secs(1)).unwrap();
+        assert_eq!((again.offset, again.retransmit), (0, true));
+        // The hole is filled late; the sacked chunk's wait behind it is
+        // not a round trip.
+        s.on_ack(2000, &[], t + Duration::from_secs(5));
+        let srtt = s.stats().srtt.unwrap();
+        assert!(srtt < Duration::from_millis(100), "{srtt:?}");
     }
 
     #[test]

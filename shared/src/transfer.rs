@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::{DecodeError, R, W};
+use crate::fields::{DecodeError, R, W};
 
 /// Length of a SHA-256 digest.
 pub const SHA256_LEN: usize = 32;

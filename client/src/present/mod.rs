@@ -1,8 +1,9 @@
 //! Presentation shared by the TUI and plain mode: what a typed line means
-//! ([`command`]) and how events read ([`text`], [`transfer`] for files). Built on `shared::text`
+//! ([`command`]) and how events read ([`text`], [`transfer`] for files, [`duration`]). Built on `shared::text`
 //! (the one `/command` parser and the one renderer of server messages);
 //! nothing here touches a socket or a terminal.
 
 pub mod command;
+pub mod duration;
 pub mod text;
 pub mod transfer;

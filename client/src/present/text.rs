@@ -13,21 +13,8 @@ use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::text::{Line, Severity, render};
 use sockchat_shared::{ChatKind, ServerMsg};
 
+use super::duration::fmt_duration;
 use crate::net::{CloseReason, HalfClose, SocketEvent, Transport};
-
-/// `1.2 s`, `350 ms`, `42 µs`.
-pub fn fmt_duration(d: std::time::Duration) -> String {
-    let us = d.as_micros();
-    if us >= 10_000_000 {
-        format!("{} s", d.as_secs())
-    } else if us >= 1_000_000 {
-        format!("{:.1} s", d.as_secs_f64())
-    } else if us >= 1000 {
-        format!("{:.1} ms", us as f64 / 1000.0)
-    } else {
-        format!("{us} µs")
-    }
-}
 
 /// The text of a half-close.
 pub fn half_close_text(h: HalfClose) -> &'static str {

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use sockchat_shared::text::Severity;
 
-use super::text::fmt_duration;
+use super::duration::fmt_duration;
 use crate::net::transfer::{Dir, Progress, XferEvent};
 
 /// `104,857,600`.

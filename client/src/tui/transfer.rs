@@ -14,7 +14,7 @@ use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::text::Severity;
 
 use crate::net::transfer::{Dir, Progress, XferEvent};
-use crate::present::text::fmt_duration;
+use crate::present::duration::fmt_duration;
 use crate::present::transfer::{grouped, line, rate};
 
 /// At most this many bars are drawn (the rest are counted).

@@ -18,7 +18,7 @@ use sockchat_shared::text::Severity;
 use super::app::{App, ChatLine, ConnState, LineKind};
 use crate::net::{HalfClose, Transport};
 use crate::present::command::help_lines;
-use crate::present::text::fmt_duration;
+use crate::present::duration::fmt_duration;
 
 /// A string from the network as it may be shown: control characters and
 /// bidi overrides replaced (`shared::sanitize`).
