@@ -198,21 +198,27 @@ fn a_line_after_leave_goes_to_the_room_before() {
 
 #[test]
 fn a_connection_reset_before_the_end_of_input_exits_1() {
-    // The reset and the end of input reach the client together, so its
-    // Quit is asked for before the reset's Closed arrives: the session
-    // still ended by the reset, not by the quit (this raced before: 0 or 1
-    // depending on which event the process saw first).
+    // Once the session is up, the reset and the end of input reach the
+    // client together, so its Quit is asked for before the reset's Closed
+    // arrives: the session still ended by the reset, not by the quit
+    // (this raced before: 0 or 1 depending on which event came first).
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     for _ in 0..5 {
-        let (code, seen) = run_piped(
-            &["--plain", "--server", &addr, "--no-reconnect"],
-            "/fault rst\n",
+        let args = ["--plain", "--server", &addr, "--no-reconnect"];
+        let mut p = Plain::spawn(
+            sockchat_command(&args).stderr(Stdio::inherit()),
+            args.join(" "),
+            STEP,
         );
+        p.expect("* welcome");
+        p.send("/fault rst");
+        let code = p.finish();
         assert!(
-            seen.iter().any(|l| l.starts_with("* CLOSED:")),
-            "the reset was carried out: {seen:?}"
+            p.seen.iter().any(|l| l.starts_with("* CLOSED: we reset")),
+            "the reset was carried out: {:?}",
+            p.seen
         );
-        assert_eq!(code, 1, "the session ended by the reset: {seen:?}");
+        assert_eq!(code, 1, "the session ended by the reset: {:?}", p.seen);
     }
 }
