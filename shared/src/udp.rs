@@ -833,7 +833,9 @@ pub mod procfs {
         pub drops: u64,
     }
 
-    fn hex_addr(s: &str) -> Option<SocketAddr> {
+    /// A `/proc/net/{tcp,udp}{,6}` address (`0100007F:1F90`): the same
+    /// encoding in every table (the lab reads /proc/net/tcp with it).
+    pub fn hex_addr(s: &str) -> Option<SocketAddr> {
         let (ip, port) = s.split_once(':')?;
         let port = u16::from_str_radix(port, 16).ok()?;
         // The kernel prints each 32-bit word of the address as the u32 it

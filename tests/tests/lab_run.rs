@@ -124,6 +124,9 @@ fn lab_json_every_scenario_passes() {
         "cable-pulled-send",
         "cable-pulled-idle",
         "server-restart",
+        "reuseaddr-timewait",
+        "reuseport-spread",
+        "accept-later",
         "udp-peer-gone",
         "udp-refused",
     ] {

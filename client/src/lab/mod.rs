@@ -16,9 +16,12 @@
 //! `netns` (pulled cable across two namespaces), `udp`, `remote` (the same
 //! cases' actor side against a live sockchat-server, observed by a second
 //! text connection), `textconn` (that text connection), `cleanup` (nothing
-//! outlives the lab, not even on Ctrl-C). Each scenario has a local
+//! outlives the lab, not even on Ctrl-C); the seeds' socket-API claims:
+//! `reuseaddr`, `reuseport`, `accept_later`, and `tcptable` (the kernel's
+//! TCP table, for sockets without a descriptor). Each scenario has a local
 //! function and, where it makes sense, a remote one; `run` picks.
 
+mod accept_later;
 mod child;
 mod cleanup;
 mod netns;
@@ -27,7 +30,10 @@ pub mod outcome;
 mod probe;
 mod procs;
 pub mod remote;
+mod reuseaddr;
+mod reuseport;
 mod tcp;
+mod tcptable;
 mod textconn;
 mod udp;
 mod window;
@@ -178,6 +184,27 @@ const SCENARIOS: &[Scenario] = &[
         name: "server-restart",
         summary: "server process stops and comes back: EOF, ECONNREFUSED while down, reconnect",
         local: procs::server_restart,
+        remote: None,
+        no_wire: None,
+    },
+    Scenario {
+        name: "reuseaddr-timewait",
+        summary: "a port held by TIME_WAIT: bind() fails with EADDRINUSE, with SO_REUSEADDR it succeeds",
+        local: reuseaddr::reuseaddr_time_wait,
+        remote: None,
+        no_wire: None,
+    },
+    Scenario {
+        name: "reuseport-spread",
+        summary: "two SO_REUSEPORT listeners on one port: how the kernel spreads new connections",
+        local: reuseport::reuseport_spread,
+        remote: None,
+        no_wire: None,
+    },
+    Scenario {
+        name: "accept-later",
+        summary: "handshake and data complete before accept(); accept() returns them already there",
+        local: accept_later::accept_later,
         remote: None,
         no_wire: None,
     },

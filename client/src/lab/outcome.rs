@@ -39,6 +39,9 @@ pub struct Outcome {
     pub details: Vec<String>,
     /// `--wire`: the scenario's packets and their pattern check.
     pub wire: Option<WireResult>,
+    /// The numbers a scenario measured (counts, byte counts, seconds), as
+    /// one JSON object, so scripts and tests need not parse `details`.
+    pub measured: Option<serde_json::Value>,
 }
 
 impl Outcome {
@@ -70,6 +73,7 @@ impl Outcome {
             target: "127.0.0.1".into(),
             details: Vec::new(),
             wire: None,
+            measured: None,
         }
     }
 
@@ -88,6 +92,7 @@ impl Outcome {
             target: "127.0.0.1".into(),
             details: Vec::new(),
             wire: None,
+            measured: None,
         }
     }
 
@@ -98,6 +103,11 @@ impl Outcome {
 
     pub fn with_details(mut self, details: Vec<String>) -> Self {
         self.details = details;
+        self
+    }
+
+    pub fn with_measured(mut self, measured: serde_json::Value) -> Self {
+        self.measured = Some(measured);
         self
     }
 
@@ -142,6 +152,7 @@ impl Outcome {
             "target": self.target,
             "details": self.details,
             "wire": self.wire.as_ref().map(WireResult::to_json),
+            "measured": self.measured,
         })
     }
 }

@@ -82,7 +82,41 @@ fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
 pub fn available() -> io::Result<OwnedFd> {
     let fd = open_socket()?;
     let _ = kernel_stamp(fd.as_raw_fd());
+    wait_stamps_on(Duration::from_secs(2));
     Ok(fd)
+}
+
+/// The first request only *schedules* turning the stamps on (a work item
+/// patches the kernel's code); until it has run, packets arrive unstamped
+/// and get the time they are read instead, which put a `--only` run's
+/// packets after its system calls. Wait (bounded; best effort) until a
+/// datagram over loopback carries its arrival time: read 10 ms after it
+/// arrived, its stamp is that much older than the read.
+fn wait_stamps_on(limit: Duration) {
+    let Ok(rx) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        return;
+    };
+    let Ok(tx) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        return;
+    };
+    let (Ok(to), Ok(())) = (rx.local_addr(), rx.set_read_timeout(Some(POLL))) else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = [0u8; 8];
+    while std::time::Instant::now() < deadline {
+        if tx.send_to(b"stamp", to).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        let before = wall_clock();
+        if rx.recv(&mut buf).is_err() {
+            continue;
+        }
+        if kernel_stamp(rx.as_raw_fd()).is_some_and(|ts| ts + Duration::from_millis(5) <= before) {
+            return;
+        }
+    }
 }
 
 /// `socket(AF_PACKET, SOCK_DGRAM, 0)`: protocol 0 receives nothing until

@@ -55,7 +55,8 @@ pub struct Segment {
     pub probe: bool,
     /// The same empty ACK into an open window: a keepalive probe.
     pub keepalive: bool,
-    /// Data this direction had already sent (a retransmission).
+    /// Data this direction had already sent, or its SYN again (a
+    /// retransmission).
     pub retransmit: bool,
 }
 
@@ -197,6 +198,8 @@ pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
             .saturating_sub(tcp.header_len() as u32);
         let back = dirs.get(&(dp, sp)).copied().unwrap_or_default();
         let d = dirs.entry((sp, dp)).or_default();
+        // The same SYN again (same initial sequence number): no answer came.
+        let syn_again = tcp.syn && !tcp.ack && d.isn == Some(tcp.sequence_number);
         if tcp.syn || d.isn.is_none() {
             // A new SYN starts a new connection on this 4-tuple.
             *d = Dir {
@@ -215,7 +218,7 @@ pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
         let probe = below_ack && back.last_win == Some(0);
         let keepalive = below_ack && !probe;
         let rel = tcp.sequence_number.wrapping_sub(isn);
-        let retransmit = len > 0 && rel.wrapping_add(len) <= d.sent_end;
+        let retransmit = syn_again || (len > 0 && rel.wrapping_add(len) <= d.sent_end);
         d.sent_end = d.sent_end.max(rel.wrapping_add(len));
         d.last_ack = tcp.ack.then_some(tcp.acknowledgment_number);
         if !tcp.rst {

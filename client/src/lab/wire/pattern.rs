@@ -11,6 +11,9 @@ pub enum Kind {
     Syn,
     /// `[S.]`: the listener's answer.
     SynAck,
+    /// A bare `[.]`: no payload, no SYN, FIN or RST (the handshake's
+    /// third segment, the acknowledgement of data).
+    Ack,
     /// Any segment carrying payload (not a window probe).
     Data,
     /// `[F.]`, alone or with data.
@@ -25,7 +28,7 @@ pub enum Kind {
     Probe,
     /// A keepalive probe.
     KeepAlive,
-    /// Data sent again.
+    /// Data, or a SYN, sent again.
     Retransmit,
 }
 
@@ -34,6 +37,7 @@ impl Kind {
         match self {
             Kind::Syn => s.syn && !s.ack,
             Kind::SynAck => s.syn && s.ack,
+            Kind::Ack => s.ack && s.len == 0 && !(s.syn || s.fin || s.rst),
             Kind::Data => s.len > 0 && !s.probe,
             Kind::Fin => s.fin,
             Kind::Rst => s.rst,
@@ -49,6 +53,7 @@ impl Kind {
         match self {
             Kind::Syn => "SYN [S]",
             Kind::SynAck => "SYN-ACK [S.]",
+            Kind::Ack => "ACK [.]",
             Kind::Data => "data",
             Kind::Fin => "FIN",
             Kind::Rst => "RST",
@@ -74,6 +79,10 @@ pub struct Pattern {
     /// This side's last data segment was sent again and again with each
     /// gap longer than the one before (exponential back-off).
     pub growing_gaps: Option<Side>,
+    /// A connection request from this side that went unanswered and was
+    /// sent again with gaps that do not shrink and end longer than they
+    /// began (the SYN of the source port that sent the most).
+    pub syn_growing_gaps: Option<Side>,
 }
 
 impl Pattern {
@@ -94,6 +103,11 @@ impl Pattern {
 
     pub fn growing_gaps(mut self, side: Side) -> Self {
         self.growing_gaps = Some(side);
+        self
+    }
+
+    pub fn syn_growing_gaps(mut self, side: Side) -> Self {
+        self.syn_growing_gaps = Some(side);
         self
     }
 
@@ -191,6 +205,29 @@ impl Pattern {
                 ok: backing_off(&gaps),
                 saw: format!(
                     "gaps {}",
+                    gaps.iter()
+                        .map(|g| format!("{g:.3}s"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        if let Some(side) = self.syn_growing_gaps {
+            let mut by_port: std::collections::BTreeMap<u16, Vec<f64>> = Default::default();
+            for s in segs.iter().filter(|s| s.from == side && s.syn && !s.ack) {
+                by_port.entry(s.src_port).or_default().push(s.t);
+            }
+            let (port, times) = by_port
+                .into_iter()
+                .max_by_key(|(_, t)| t.len())
+                .unwrap_or_default();
+            let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+            out.push(Check {
+                what: format!("{}'s SYN sent again with growing gaps", name(side)),
+                ok: backing_off(&gaps),
+                saw: format!(
+                    "{} SYNs from port {port}, gaps {}",
+                    times.len(),
                     gaps.iter()
                         .map(|g| format!("{g:.3}s"))
                         .collect::<Vec<_>>()
