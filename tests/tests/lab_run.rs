@@ -127,8 +127,11 @@ fn lab_json_every_scenario_passes() {
         "reuseaddr-timewait",
         "reuseport-spread",
         "accept-later",
+        "backlog-full",
+        "send-vs-sendall",
         "udp-peer-gone",
         "udp-refused",
+        "udp-naive-sender",
     ] {
         assert!(
             names.iter().any(|n| n == must),

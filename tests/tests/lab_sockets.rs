@@ -179,3 +179,155 @@ fn accept_later_finds_the_connection_and_its_data_already_there() {
         );
     }
 }
+
+#[test]
+fn backlog_full_drops_syns_so_connect_takes_seconds_or_times_out() {
+    let (v, took) = lab("backlog-full");
+    let m = &v["measured"];
+    println!("backlog-full: {m}\nrun took {took:?}");
+    // listen(1) queues backlog + 1 connections.
+    assert_eq!(m["accept_queue_full_at"], 2, "{m}");
+    assert_eq!(v["errno"], 110, "{v}");
+    let imp = &m["impatient"];
+    assert_eq!(imp["result"], "timed-out", "{m}");
+    // TCP_SYNCNT 1 gives up after about 3 s (1 s + 2 s of modelled back-off).
+    let imp_s = num(&imp["connect_s"]);
+    assert!(
+        (2.5..6.0).contains(&imp_s),
+        "impatient gave up after {imp_s} s"
+    );
+    assert!(imp["syns_sent"].as_u64().expect("syns") >= 2, "{m}");
+    let pat = &m["patient"];
+    assert_eq!(pat["result"], "connected", "{m}");
+    // It got in only after the server accepted one, with its next SYN.
+    let pat_s = num(&pat["connect_s"]);
+    let accepted = num(&m["accepted_one_at_s"]);
+    assert!(
+        pat_s > accepted && pat_s >= 2.5,
+        "patient {pat_s} s, accept at {accepted} s"
+    );
+    let syns = pat["syns_sent"].as_u64().expect("syns");
+    assert!(syns >= 3, "{m}");
+    if let Some(d) = m["listen_overflows_delta"].as_u64() {
+        assert!(d >= syns - 1, "every dropped SYN counted: {m}");
+    }
+    // The timeout grew before the server let it in (back-off).
+    let rto: Vec<u64> = pat["rto_ms"]
+        .as_array()
+        .expect("rto")
+        .iter()
+        .map(|r| r.as_u64().expect("ms"))
+        .collect();
+    assert!(rto.last() > rto.first(), "RTO never grew: {rto:?}");
+    assert!(took < Duration::from_secs(20), "backlog-full took {took:?}");
+
+    require!(is_root(), "lab_sockets: --wire needs CAP_NET_RAW (root)");
+    let p = packets(&v);
+    // The patient client's port: the one that sent the most SYNs.
+    let mut by_port = std::collections::BTreeMap::<u64, Vec<f64>>::new();
+    for s in p.iter().filter(|p| flags(p) == "[S]") {
+        by_port
+            .entry(s["src_port"].as_u64().expect("port"))
+            .or_default()
+            .push(num(&s["t"]));
+    }
+    let (port, times) = by_port.iter().max_by_key(|(_, t)| t.len()).expect("SYNs");
+    assert_eq!(
+        times.len() as u64,
+        syns,
+        "SYNs on the wire vs TCP_INFO: {times:?}"
+    );
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= 0.8),
+        "SYN gaps of about 1 s or more: {gaps:?}"
+    );
+    assert!(
+        gaps.last().expect("gaps") >= &(1.5 * gaps[0]),
+        "the last gap longer than the first: {gaps:?}"
+    );
+    // Only the last of them was answered, after the server's accept().
+    let answers: Vec<&Value> = p
+        .iter()
+        .filter(|p| flags(p) == "[S.]" && p["dst_port"] == *port)
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(num(&answers[0]["t"]) > syscall_at(&v, "server: accept() one"));
+    // The impatient client's SYNs were never answered at all.
+    let imp_port = by_port
+        .iter()
+        .filter(|(p, _)| *p != port)
+        .max_by_key(|(_, t)| t.len())
+        .map(|(p, _)| *p)
+        .expect("impatient port");
+    assert!(
+        !p.iter().any(|p| p["dst_port"] == imp_port),
+        "the impatient client got an answer"
+    );
+}
+
+#[test]
+fn naive_udp_sender_loses_what_the_receive_buffer_cannot_hold() {
+    let (v, _) = lab("udp-naive-sender");
+    let m = &v["measured"];
+    println!("udp-naive-sender: {m}");
+    let count = m["count"].as_u64().expect("count");
+    for round in ["seed", "slow"] {
+        let r = &m[round];
+        assert_eq!(r["sent"], count, "{round}: every send() succeeded: {r}");
+        assert_eq!(r["send_errors"], 0, "{round}: {r}");
+        let received = r["received"].as_u64().expect("received");
+        // Every datagram is either read or in the socket's drops column.
+        assert_eq!(
+            received + r["drops"].as_u64().expect("drops"),
+            count,
+            "{round}: {r}"
+        );
+    }
+    let slow = &m["slow"];
+    assert!(slow["drops"].as_u64().expect("drops") > 0, "{slow}");
+    assert!(num(&slow["fraction"]) < 1.0, "{slow}");
+    // A datagram costs the receive buffer more than its payload.
+    let per = m["unread_socket"]["per_datagram"].as_u64().expect("per");
+    assert!(per > m["datagram"].as_u64().expect("size"), "{m}");
+    // UDP: no TCP packet pattern; under --wire it says why.
+    assert_ne!(v["wire"]["captured"], true, "{v}");
+}
+
+#[test]
+fn non_blocking_send_takes_part_and_sendall_takes_the_rest() {
+    let (v, _) = lab("send-vs-sendall");
+    let m = &v["measured"];
+    println!("send-vs-sendall: {m}");
+    let buffer = m["buffer"].as_u64().expect("buffer");
+    let first = m["first_send"].as_u64().expect("first");
+    assert!(first > 0 && first < buffer, "partial: {m}");
+    assert_eq!(m["eagain_errno"], 11, "{m}");
+    assert_eq!(v["errno"], 11, "{v}");
+    let accepted = m["accepted_before_eagain"].as_u64().expect("accepted");
+    // What the kernel took is about both buffers, far from the megabyte.
+    assert!(accepted < buffer / 2, "{m}");
+    assert_eq!(m["at_eagain"]["peer_window"], 0, "{m}");
+    let sa = &m["sendall"];
+    let rest: u64 = sa["returns"]
+        .as_array()
+        .expect("returns")
+        .iter()
+        .map(|n| n.as_u64().expect("n"))
+        .sum();
+    assert_eq!(accepted + rest, buffer, "{m}");
+    // It blocked until the late reader made room.
+    assert!(num(&sa["blocked_ms"]) >= 200.0, "{m}");
+    assert_eq!(m["received"], buffer, "{m}");
+    assert_eq!(m["intact"], true, "{m}");
+
+    require!(is_root(), "lab_sockets: --wire needs CAP_NET_RAW (root)");
+    let p = packets(&v);
+    let eagain = syscall_at(&v, "send() -> EAGAIN");
+    assert!(
+        p.iter()
+            .any(|p| p["from"] == "receiver" && p["win"] == 0 && num(&p["t"]) < eagain),
+        "the receiver's zero window came before EAGAIN"
+    );
+    assert!(!p.iter().any(|p| flags(p).contains('R')), "no RST");
+}

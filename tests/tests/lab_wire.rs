@@ -97,7 +97,7 @@ fn every_tcp_scenario_shows_its_packet_pattern_and_pcap_parses_back() {
         }
     }
     let tcp = tcp_scenarios();
-    assert_eq!(tcp.len(), 15, "the TCP scenarios: {tcp:?}");
+    assert_eq!(tcp.len(), 17, "the TCP scenarios: {tcp:?}");
     assert_eq!(captured, tcp, "the TCP scenarios, each captured");
     assert_eq!(code, 0, "lab --wire exit code");
 

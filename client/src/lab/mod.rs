@@ -17,11 +17,13 @@
 //! cases' actor side against a live sockchat-server, observed by a second
 //! text connection), `textconn` (that text connection), `cleanup` (nothing
 //! outlives the lab, not even on Ctrl-C); the seeds' socket-API claims:
-//! `reuseaddr`, `reuseport`, `accept_later`, and `tcptable` (the kernel's
-//! TCP table, for sockets without a descriptor). Each scenario has a local
+//! `reuseaddr`, `reuseport`, `accept_later`, `backlog`, `sendall`,
+//! `udp_naive`, and `tcptable` (the kernel's TCP table, for sockets
+//! without a descriptor, and its counters). Each scenario has a local
 //! function and, where it makes sense, a remote one; `run` picks.
 
 mod accept_later;
+mod backlog;
 mod child;
 mod cleanup;
 mod netns;
@@ -32,10 +34,12 @@ mod procs;
 pub mod remote;
 mod reuseaddr;
 mod reuseport;
+mod sendall;
 mod tcp;
 mod tcptable;
 mod textconn;
 mod udp;
+mod udp_naive;
 mod window;
 pub mod wire;
 
@@ -209,6 +213,20 @@ const SCENARIOS: &[Scenario] = &[
         no_wire: None,
     },
     Scenario {
+        name: "backlog-full",
+        summary: "accept queue full: SYNs dropped and retried, connect() takes seconds or times out",
+        local: backlog::backlog_full,
+        remote: None,
+        no_wire: None,
+    },
+    Scenario {
+        name: "send-vs-sendall",
+        summary: "non-blocking send() of 1 MiB to a peer not reading takes part, then EAGAIN; sendall loops until all is queued",
+        local: sendall::send_vs_sendall,
+        remote: None,
+        no_wire: None,
+    },
+    Scenario {
         name: "udp-peer-gone",
         summary: "UDP peer disappears: no signal at all, only our own timeout",
         local: |_| udp::peer_gone(),
@@ -219,6 +237,13 @@ const SCENARIOS: &[Scenario] = &[
         name: "udp-refused",
         summary: "connected UDP socket, nothing listening: ECONNREFUSED on the next receive",
         local: |_| udp::connected_refused(),
+        remote: None,
+        no_wire: Some(UDP_NO_WIRE),
+    },
+    Scenario {
+        name: "udp-naive-sender",
+        summary: "8,000-byte datagrams fired at a receiver that cannot keep up: the fraction that arrived, the kernel's drops",
+        local: |_| udp_naive::naive_sender(),
         remote: None,
         no_wire: Some(UDP_NO_WIRE),
     },

@@ -114,6 +114,38 @@ pub fn wait_row(port: u16, state: u8, limit: Duration) -> anyhow::Result<TcpRow>
     }
 }
 
+/// A counter of `/proc/net/netstat` (`TcpExt`), e.g. `ListenOverflows`:
+/// per network namespace, so other programs' sockets count too.
+pub fn tcpext_counter(name: &str) -> Option<u64> {
+    netstat_counter(
+        &std::fs::read_to_string("/proc/net/netstat").ok()?,
+        "TcpExt:",
+        name,
+    )
+}
+
+/// A counter of `/proc/net/snmp` (`Udp`, `Tcp`, ...), e.g. `RcvbufErrors`.
+pub fn snmp_counter(section: &str, name: &str) -> Option<u64> {
+    netstat_counter(
+        &std::fs::read_to_string("/proc/net/snmp").ok()?,
+        &format!("{section}:"),
+        name,
+    )
+}
+
+/// These files hold pairs of lines: `Section: Name1 Name2 ...` then
+/// `Section: value1 value2 ...`.
+fn netstat_counter(text: &str, section: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(section));
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let i = names.split_whitespace().position(|n| n == name)?;
+        if let Some(v) = values.split_whitespace().nth(i) {
+            return v.parse().ok();
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +164,12 @@ mod tests {
         let r = parse_line(l, 100).expect("row");
         assert_eq!((r.state, r.rx_queue), (LISTEN, 2));
         assert!(parse_line("  sl  local_address rem_address   st", 100).is_none());
+    }
+
+    #[test]
+    fn counters_by_name() {
+        let t = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 7 9\nIpExt: A\nIpExt: 1\n";
+        assert_eq!(netstat_counter(t, "TcpExt:", "ListenOverflows"), Some(7));
+        assert_eq!(netstat_counter(t, "TcpExt:", "Nope"), None);
     }
 }
