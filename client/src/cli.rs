@@ -91,6 +91,11 @@ pub struct ChatArgs {
     /// Plain mode with one JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// TCP: capture this connection's own packets (needs CAP_NET_RAW) and
+    /// print them in tcpdump's notation (`~ ...` lines; `--json`: `wire`
+    /// objects). The TUI always captures them for its wire view (F4).
+    #[arg(long)]
+    pub wire: bool,
     /// Do not reconnect automatically.
     #[arg(long)]
     pub no_reconnect: bool,
@@ -299,6 +304,7 @@ impl ChatArgs {
             ping_timeout: std::time::Duration::from_millis(client.ping_timeout_ms),
             udp,
             tls,
+            wire: self.wire,
             download_dir: match &self.download_dir {
                 Some(d) => d.clone(),
                 None => crate::net::transfer::download_dir(&client.download_dir),

@@ -12,6 +12,7 @@ pub mod plain;
 pub mod present;
 pub mod tui;
 pub mod usage;
+pub mod wire;
 
 /// Dispatch a parsed command line. Everything the command line and the
 /// config files ask for is checked before anything runs, and a bad value

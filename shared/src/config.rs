@@ -284,6 +284,8 @@ pub struct ClientConfig {
     pub key_help: String,
     pub key_panel: String,
     pub key_log: String,
+    /// The wire view: this connection's packets (TUI).
+    pub key_wire: String,
     pub key_next_room: String,
     pub key_prev_room: String,
     /// Bytes of chat lines the terminal UI keeps across all rooms; past it
@@ -323,6 +325,7 @@ impl Default for ClientConfig {
             key_help: "F1".into(),
             key_panel: "F2".into(),
             key_log: "F3".into(),
+            key_wire: "F4".into(),
             key_next_room: "C-n".into(),
             key_prev_room: "C-p".into(),
             scrollback_bytes: 32 * 1024 * 1024,

@@ -318,16 +318,30 @@ impl State {
         self.in_hello = false;
         let Some(welcome) = welcome? else {
             self.faults.clear();
+            self.closed(link, ev).await?;
             return lost;
         };
         let welcomed_at = Instant::now();
-        let end = self.session(&mut link, welcome, cfg, cmds, ev).await?;
-        Ok(match end {
+        let end = self.session(&mut link, welcome, cfg, cmds, ev).await;
+        self.closed(link, ev).await?;
+        Ok(match end? {
             End::Lost { .. } => End::Lost {
                 healthy: welcomed_at.elapsed() >= HEALTHY_AFTER,
             },
             quit => quit,
         })
+    }
+
+    /// The link is over: close its socket (drop it) and tell what the
+    /// kernel keeps of it, with the packets the close set off.
+    async fn closed<L: Link>(&mut self, mut link: L, ev: &Events) -> Result<(), UiGone> {
+        let tap = link.take_tap();
+        let (local, peer) = link.addrs();
+        drop(link);
+        if L::TRANSPORT == super::Transport::Tcp {
+            super::after_close::report(local, peer, tap, ev).await?;
+        }
+        Ok(())
     }
 
     /// Hello until welcomed: a taken nick is retried as NICK_, NICK__,

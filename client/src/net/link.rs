@@ -111,6 +111,13 @@ pub(super) trait Link: Sized {
 
     /// Say goodbye; [`Link::next`] ends with [`Up::Closed`] soon after.
     async fn quit(&mut self, message: String);
+
+    /// The capture of this link's packets, handed over before the link
+    /// is dropped so the packets its close sets off are still reported
+    /// ([`super::after_close`]). TCP only.
+    fn take_tap(&mut self) -> Option<crate::wire::Tap> {
+        None
+    }
 }
 
 /// What a link has to report and not yet handed out, and whether it is

@@ -9,6 +9,7 @@
 //! arrived (a room whose name holds an escape must stay addressable); the
 //! UI sanitises them when it displays them.
 
+mod after_close;
 pub mod backoff;
 mod driver;
 mod fault;
@@ -16,6 +17,7 @@ pub mod known_servers;
 mod lines;
 mod link;
 mod save;
+pub mod sock_diag;
 mod tcp;
 pub mod tls;
 pub mod transfer;
@@ -74,6 +76,9 @@ pub struct NetConfig {
     /// Where accepted files are saved (`--download-dir`, `[client]
     /// download_dir`, the XDG download folder).
     pub download_dir: std::path::PathBuf,
+    /// Capture this connection's own packets ([`SocketEvent::Wire`]): the
+    /// TUI always does (its wire view), plain mode with `--wire`. TCP only.
+    pub wire: bool,
 }
 
 impl Default for NetConfig {
@@ -98,6 +103,7 @@ impl Default for NetConfig {
             udp: None,
             tls: None,
             download_dir: save::download_dir(&c.download_dir),
+            wire: false,
         }
     }
 }
@@ -284,11 +290,43 @@ pub enum SocketEvent {
     /// A file transfer's news (offer, start, progress once a second, done,
     /// failed).
     Transfer(Box<transfer::XferEvent>),
+    /// Packets of our own TCP connection (with [`NetConfig::wire`]), or
+    /// why there are none.
+    Wire(Box<WireNews>),
+    /// After our close: the socket the kernel still keeps for the
+    /// connection (TIME_WAIT, FIN_WAIT2...) and its timer, read with
+    /// sock_diag; sent after the close and whenever it changes or goes.
+    AfterClose(Box<AfterClose>),
     /// The task ended (after /quit, or with reconnect off). `quit`: the
     /// last session ended by our Quit (the user's /quit or end of input),
     /// not by the network, a /fault or the server — what a script's exit
     /// status is made of.
     Finished { quit: bool },
+}
+
+/// What the capture of our own connection has to say.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WireNews {
+    /// Segments since the last report, oldest first; `lost`: packets the
+    /// capture could not keep meanwhile (0: none missing).
+    Packets {
+        segments: Vec<crate::wire::Segment>,
+        lost: u64,
+    },
+    /// No packets will come for this connection: why, and what to run.
+    Off(String),
+}
+
+/// The kernel's own socket for a connection we closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterClose {
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    /// `None`: the kernel keeps nothing (an RST, or the peer closed first
+    /// and acknowledged our FIN).
+    pub socket: Option<sock_diag::KernelSocket>,
+    /// sock_diag could not be asked (the socket is then unknown).
+    pub error: Option<String>,
 }
 
 /// The warning for `--udp` with TLS asked for (flag or config).

@@ -22,11 +22,14 @@ use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Interval, MissedTickBehavior};
 
+use super::after_close::tap_news;
 use super::link::{HelloError, Link, OpenError, Outbox, Up, Welcome};
 use super::tls::{TlsSession, Trust};
 use super::{
     CloseReason, Fault, HalfClose, NetConfig, SocketEvent, SocketInfo, Stats, SysError, Transport,
+    WireNews,
 };
+use crate::wire::{Tap, cannot_capture};
 
 /// How long we stay in CLOSE_WAIT after the peer's FIN before closing our
 /// side too, so a person can see the state (the server is gone anyway).
@@ -67,6 +70,23 @@ pub(super) struct TcpLink {
     out: Outbox,
     /// `--tls`: the TLS session every byte passes through.
     tls: Option<Box<TlsSession>>,
+    /// The capture of this connection's packets (`NetConfig::wire`),
+    /// drained on every TCP_INFO poll.
+    tap: Option<Tap>,
+}
+
+/// Bind `sock` to a port of the kernel's choosing (so the capture's filter
+/// can name it before the SYN leaves), then start capturing the
+/// connection to `peer`. `Err`: why there will be no packets.
+fn start_tap(sock: &TcpSocket, peer: SocketAddr) -> Result<Tap, String> {
+    let any = match peer {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    sock.bind(any)
+        .and_then(|()| sock.local_addr())
+        .and_then(|local| Tap::start(local, peer))
+        .map_err(|e| cannot_capture(&e))
 }
 
 fn sys_or_local(syscall: &'static str, e: &std::io::Error) -> OpenError {
@@ -110,6 +130,14 @@ impl Link for TcpLink {
                 .set_tcp_user_timeout(Some(Duration::from_millis(cfg.user_timeout_ms.into())))
                 .map_err(|e| sys_or_local("setsockopt", &e))?;
         }
+        let (mut tap, no_tap) = if cfg.wire {
+            match start_tap(&sock, addr) {
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(e)),
+            }
+        } else {
+            (None, None)
+        };
         let stream = match tokio::time::timeout(cfg.connect_timeout, sock.connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(sys_or_local("connect", &e)),
@@ -129,6 +157,9 @@ impl Link for TcpLink {
             .set_nodelay(true)
             .map_err(|e| sys_or_local("setsockopt", &e))?;
         let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        if let (Some(t), Ok(l)) = (&mut tap, stream.local_addr()) {
+            t.set_local(l);
+        }
         let mut info_tick = tokio::time::interval(cfg.info_poll.max(Duration::from_millis(10)));
         info_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut link = Self {
@@ -152,7 +183,11 @@ impl Link for TcpLink {
             peer_fin_at: None,
             out: Outbox::default(),
             tls: None,
+            tap,
         };
+        if let Some(why) = no_tap {
+            link.report(SocketEvent::Wire(Box::new(WireNews::Off(why))));
+        }
         if let Some(opts) = &cfg.tls {
             link.start_tls(&cfg.server, opts, cfg.connect_timeout)
                 .await?;
@@ -318,6 +353,12 @@ impl Link for TcpLink {
         }
     }
 
+    fn take_tap(&mut self) -> Option<Tap> {
+        // What was captured up to now goes out with this link's reports.
+        self.drain_tap();
+        self.tap.take()
+    }
+
     /// Say Quit, then (once it is written) send FIN and wait a moment for
     /// the server to close.
     async fn quit(&mut self, message: String) {
@@ -420,6 +461,8 @@ impl TcpLink {
 
     /// The connection is over with this reason: nothing more is read.
     fn close(&mut self, reason: CloseReason) {
+        // The packets so far come before the end.
+        self.drain_tap();
         self.out.close(reason);
         self.reading = false;
         self.wbuf.clear();
@@ -559,7 +602,18 @@ impl TcpLink {
         self.close(CloseReason::Peer(reason));
     }
 
+    /// Report the packets captured since the last poll (before the state
+    /// change the same poll may report: they came first).
+    fn drain_tap(&mut self) {
+        if let Some(t) = &mut self.tap {
+            for n in tap_news(t) {
+                self.out.report(SocketEvent::Wire(Box::new(n)));
+            }
+        }
+    }
+
     fn poll_info(&mut self) {
+        self.drain_tap();
         let snap = tcp_snapshot(self.stream.as_raw_fd());
         if let Some(info) = &snap.info {
             let now = info.state_name();

@@ -1,5 +1,7 @@
 //! Presentation shared by the TUI and plain mode: what a typed line means
-//! ([`command`]) and how events read ([`text`], [`transfer`] for files, [`duration`]). Built on `shared::text`
+//! ([`command`]) and how events read ([`text`], [`transfer`] for files,
+//! [`wire`] for our packets and the kernel socket left after our close,
+//! [`duration`]). Built on `shared::text`
 //! (the one `/command` parser and the one renderer of server messages);
 //! nothing here touches a socket or a terminal.
 
@@ -7,3 +9,4 @@ pub mod command;
 pub mod duration;
 pub mod text;
 pub mod transfer;
+pub mod wire;

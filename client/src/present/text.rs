@@ -14,7 +14,24 @@ use sockchat_shared::text::{Line, Severity, render};
 use sockchat_shared::{ChatKind, ServerMsg};
 
 use super::duration::fmt_duration;
-use crate::net::{CloseReason, HalfClose, SocketEvent, Transport};
+use super::wire::{after_close_json, after_close_text, wire_json, wire_text};
+use crate::net::{CloseReason, HalfClose, SocketEvent, SysError, Transport, WireNews};
+use sockchat_shared::errno;
+
+/// A failed system call as the user reads it: the errno and what it means
+/// for this socket, then Winsock's code for the same condition beside it
+/// (`... — Windows: WSAECONNRESET 10054`), and where Windows reports the
+/// situation differently, how (seed 003: 10053 there is ETIMEDOUT here).
+pub fn error_text(e: &SysError) -> String {
+    let mut t = e.to_string();
+    if let Some((name, code)) = errno::windows(e.errno) {
+        t.push_str(&format!(" — Windows: {name} {code}"));
+    }
+    if let Some(note) = errno::windows_note(e.errno) {
+        t.push_str(&format!(" (on Windows: {note})"));
+    }
+    t
+}
 
 /// The text of a half-close.
 pub fn half_close_text(h: HalfClose) -> &'static str {
@@ -52,7 +69,7 @@ pub fn event_line(ev: &SocketEvent, me: &str) -> Option<Line> {
             Notice,
             format!("* connected {local} -> {peer} (udp): session up"),
         ),
-        SocketEvent::Error(e) => (Error, format!("! {e}")),
+        SocketEvent::Error(e) => (Error, format!("! {}", error_text(e))),
         SocketEvent::HalfClosed(h) => (Notice, format!("* {}", half_close_text(*h))),
         SocketEvent::Closed(r) => (Notice, format!("* CLOSED: {r}")),
         SocketEvent::Reconnecting { delay, attempt } => (
@@ -74,6 +91,15 @@ pub fn event_line(ev: &SocketEvent, me: &str) -> Option<Line> {
         SocketEvent::Local(s) => (Error, format!("! {s}")),
         SocketEvent::LineFailed { why, .. } => (Error, format!("! not sent: {why}")),
         SocketEvent::Transfer(e) => super::transfer::line(e),
+        SocketEvent::Wire(n) => (
+            if matches!(**n, WireNews::Off(_)) {
+                Error
+            } else {
+                Notice
+            },
+            wire_text(n),
+        ),
+        SocketEvent::AfterClose(a) => (Notice, format!("* {}", after_close_text(a))),
         SocketEvent::Info(_)
         | SocketEvent::UdpInfo(_)
         | SocketEvent::Latency(_)
@@ -81,9 +107,11 @@ pub fn event_line(ev: &SocketEvent, me: &str) -> Option<Line> {
         | SocketEvent::Lag { .. }
         | SocketEvent::Finished { .. } => return None,
     };
+    // Line by line: packets are one line per segment.
+    let text: Vec<_> = text.split('\n').map(sanitize).collect();
     Some(Line {
         severity,
-        text: sanitize(&text).into_owned(),
+        text: text.join("\n"),
     })
 }
 
@@ -123,6 +151,7 @@ pub fn event_json(ev: &SocketEvent) -> Option<Value> {
             "name": e.name(),
             "reason": e.reason().code(),
             "text": e.to_string(),
+            "windows": errno::windows(e.errno).map(|(name, code)| json!({"name": name, "code": code})),
         }),
         SocketEvent::HalfClosed(h) => json!({
             "event": "half-closed",
@@ -153,6 +182,8 @@ pub fn event_json(ev: &SocketEvent) -> Option<Value> {
         }
         SocketEvent::Lag { waiting_ms } => json!({"event": "lag", "waiting_ms": waiting_ms}),
         SocketEvent::Transfer(e) => super::transfer::json(e),
+        SocketEvent::Wire(n) => wire_json(n),
+        SocketEvent::AfterClose(a) => after_close_json(a),
         SocketEvent::Info(_) | SocketEvent::UdpInfo(_) => return None,
     })
 }

@@ -11,10 +11,10 @@ use sockchat_shared::text::{Command, Severity};
 use sockchat_shared::{ChatKind, ClientMsg, ErrorCode, ServerMsg};
 
 use crate::net::{
-    CloseReason, Fault, HalfClose, LineId, NetCmd, SocketEvent, SocketInfo, Transport,
+    CloseReason, Fault, HalfClose, LineId, NetCmd, SocketEvent, SocketInfo, Transport, WireNews,
 };
 use crate::present::command::{Input, InputLimits, command_names, parse_input};
-use crate::present::text::{event_line, half_close_text};
+use crate::present::text::{error_text, event_line, half_close_text};
 
 use super::input::LineEditor;
 pub use super::rooms::{ChatLine, LineKind, Room, RoomId, Rooms};
@@ -209,6 +209,10 @@ pub struct App {
     over_bound_told: bool,
     /// File transfers moving now (bars above the input line).
     pub transfers: super::transfer::Transfers,
+    /// This connection's packets and the kernel's socket after our close.
+    pub wire: super::wire_view::WireLog,
+    /// F4: the wire view in the chat's place.
+    pub show_wire: bool,
 }
 
 impl App {
@@ -264,6 +268,8 @@ impl App {
             next_line: 1,
             over_bound_told: false,
             transfers: Default::default(),
+            wire: Default::default(),
+            show_wire: false,
         }
     }
 
@@ -545,6 +551,10 @@ impl App {
             self.show_log = true;
             return Vec::new();
         }
+        if keys.wire.matches(&k) {
+            self.show_wire = !self.show_wire;
+            return Vec::new();
+        }
         if keys.next_room.matches(&k) {
             self.next_room(true);
             return Vec::new();
@@ -721,8 +731,13 @@ impl App {
     }
 
     fn socket(&mut self, ev: SocketEvent) {
-        // Every event with words goes to the event log.
+        self.wire.on_event(&ev, self.now);
+        // Every event with words goes to the event log (packets have
+        // their own view).
+        let packets =
+            matches!(&ev, SocketEvent::Wire(n) if matches!(**n, WireNews::Packets { .. }));
         if !matches!(ev, SocketEvent::Server(_))
+            && !packets
             && let Some(line) = event_line(&ev, &self.nick)
         {
             self.log(line.text, line.severity == Severity::Error);
@@ -752,7 +767,7 @@ impl App {
                 self.system(format!("connected {local} -> {peer} ({transport})"));
             }
             SocketEvent::Server(m) => self.server(m),
-            SocketEvent::Error(e) => self.error(e.to_string()),
+            SocketEvent::Error(e) => self.error(error_text(&e)),
             SocketEvent::HalfClosed(h) => {
                 self.conn.state = ConnState::HalfClosed(h);
                 self.system(half_close_text(h).to_string());
@@ -809,7 +824,7 @@ impl App {
                 self.conn.udp = Some(*info);
                 self.conn.info_at = Some(self.now);
             }
-            SocketEvent::TcpState { .. } => {}
+            SocketEvent::TcpState { .. } | SocketEvent::Wire(_) | SocketEvent::AfterClose(_) => {}
             SocketEvent::Latency(d) => {
                 self.conn.latency = Some(d);
                 self.conn.lag = None;

@@ -60,6 +60,7 @@ pub struct KeyMap {
     pub help: Key,
     pub panel: Key,
     pub log: Key,
+    pub wire: Key,
     pub next_room: Key,
     pub prev_room: Key,
 }
@@ -78,6 +79,10 @@ impl Default for KeyMap {
             },
             log: Key {
                 code: KeyCode::F(3),
+                mods: KeyModifiers::NONE,
+            },
+            wire: Key {
+                code: KeyCode::F(4),
                 mods: KeyModifiers::NONE,
             },
             next_room: Key {
@@ -100,6 +105,7 @@ impl KeyMap {
             help: k("key_help", &c.key_help)?,
             panel: k("key_panel", &c.key_panel)?,
             log: k("key_log", &c.key_log)?,
+            wire: k("key_wire", &c.key_wire)?,
             next_room: k("key_next_room", &c.key_next_room)?,
             prev_room: k("key_prev_room", &c.key_prev_room)?,
         })
@@ -138,6 +144,7 @@ mod tests {
         assert_eq!(KeyMap::label(&Key::parse("M-p").expect("valid")), "Alt-P");
         let d = KeyMap::default();
         assert_eq!(KeyMap::label(&d.panel), "F2");
+        assert_eq!(KeyMap::label(&d.wire), "F4");
         assert_eq!(KeyMap::label(&d.next_room), "Ctrl-N");
     }
 }

@@ -15,6 +15,7 @@ pub mod rooms;
 pub mod term_input;
 pub mod transfer;
 pub mod view;
+pub mod wire_view;
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -66,7 +67,12 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         .enable_all()
         .build()?;
     let crash = rt.block_on(async {
-        let (cmd_tx, ev_rx) = net::spawn(settings.net.clone());
+        // The TUI always captures its connection (when it may): the wire
+        // view must have the handshake when it is opened later.
+        let (cmd_tx, ev_rx) = net::spawn(net::NetConfig {
+            wire: true,
+            ..settings.net.clone()
+        });
         let guard = TerminalGuard::enter()?;
         let mut terminal = Terminal::new(ratatui::backend::CrosstermBackend::new(io::stdout()))?;
         terminal.clear()?;

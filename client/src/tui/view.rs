@@ -213,7 +213,11 @@ pub fn render(app: &App, f: &mut Frame) {
         chat = rest;
         render_sidebar(app, f, side);
     }
-    render_chat(app, f, chat);
+    if app.show_wire {
+        super::wire_view::render(app, f, chat);
+    } else {
+        render_chat(app, f, chat);
+    }
     render_input(app, f, input);
     render_status(app, f, status);
     if app.show_help {
@@ -503,10 +507,11 @@ fn render_help(app: &App, f: &mut Frame, area: Rect) {
             l(&k.prev_room)
         )),
         Line::from(format!(
-            " {} this help   {} socket panel   {} event log",
+            " {} this help   {} socket panel   {} event log   {} wire (packets)",
             l(&k.help),
             l(&k.panel),
-            l(&k.log)
+            l(&k.log),
+            l(&k.wire)
         )),
         Line::from(" Ctrl-A/E/U/K/W edit the line   Ctrl-C quit"),
         Line::default(),
@@ -601,6 +606,12 @@ pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
         lines.push(Line::from(vec![
             key("last end"),
             Span::styled(r.clone(), color(app, Color::LightRed)),
+        ]));
+    }
+    if let Some((k, v)) = super::wire_view::panel_line(app) {
+        lines.push(Line::from(vec![
+            key(&k),
+            Span::styled(v, color(app, Color::Magenta)),
         ]));
     }
     if let Some(u) = &c.udp {
@@ -813,7 +824,8 @@ pub fn diagram_lines(app: &App) -> Vec<Line<'static>> {
         })
         .unwrap_or(match app.conn.state {
             ConnState::Connecting { .. } => "SYN_SENT",
-            _ => "CLOSE",
+            // After our close: the socket the kernel keeps (sock_diag).
+            _ => app.wire.kept(app.now).map_or("CLOSE", |(s, _)| s),
         });
     let lit = |name: &'static str, label: &'static str| -> Span<'static> {
         if name == current {

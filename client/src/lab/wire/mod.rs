@@ -3,13 +3,12 @@
 //! returned, and checks them against the packet pattern the scenario
 //! promises (FIN both ways, RST and no FIN, SYN answered by RST-ACK, ...).
 //!
-//! `capture` (the AF_PACKET socket and its filter), `packet` (headers to
-//! segments, the notation), `pattern` (the expectations and their check),
-//! `pcap` (`--pcap DIR`). Scenarios only see [`Wire`], [`Capture`] and the
-//! pattern types; outcomes carry a [`WireResult`].
+//! `crate::wire::capture` (the AF_PACKET socket and its filter) and
+//! `crate::wire::packet` (headers to segments, the notation) are shared
+//! with the client's wire view; here: `pattern` (the expectations and
+//! their check), `pcap` (`--pcap DIR`). Scenarios only see [`Wire`],
+//! [`Capture`] and the pattern types; outcomes carry a [`WireResult`].
 
-mod capture;
-mod packet;
 mod pattern;
 mod pcap;
 
@@ -18,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use packet::Side;
+pub use crate::wire::packet::Side;
 pub use pattern::{Kind, Pattern};
 
-use capture::{RawPacket, Sniffer};
-use packet::Segment;
+use crate::wire::capture::{self, Keep, RawPacket, Sniffer};
+use crate::wire::packet::{self, Segment};
 use pattern::Check;
 
 /// How long a capture waits for the pattern's segments to show up after
@@ -35,6 +34,8 @@ const WAIT_PATTERN: Duration = Duration::from_secs(3);
 const SETTLE: Duration = Duration::from_millis(200);
 /// The table shows this many segments from each end of a long trace.
 const TABLE_EDGE: usize = 15;
+/// At most this many packets per scenario (memory bound); more are counted.
+const MAX_PACKETS: usize = 20_000;
 
 /// Whether and how the lab captures: decided once per run.
 #[derive(Debug, Clone)]
@@ -64,9 +65,8 @@ impl Wire {
                 _stamps: Arc::new(fd),
             },
             Err(e) => Wire::Unavailable(format!(
-                "cannot capture packets: {e}. Capturing needs CAP_NET_RAW: run the lab as root, or grant it once with `sudo setcap cap_net_raw+ep {}`; the scenarios run without packets",
-                std::env::current_exe()
-                    .map_or("$(command -v sockchat)".into(), |p| p.display().to_string())
+                "cannot capture packets: {e}. Capturing needs CAP_NET_RAW: run the lab as root, or grant it once with `{}`; the scenarios run without packets",
+                capture::grant_hint()
             )),
         }
     }
@@ -102,7 +102,7 @@ impl Wire {
     ) -> anyhow::Result<Capture> {
         let running = match self {
             Wire::On { .. } => Some(Running {
-                sniffer: Sniffer::start(port, iface, netns)?,
+                sniffer: start_sniffer(port, iface, netns)?,
                 marks: Vec::new(),
                 port,
                 iface: iface.to_string(),
@@ -125,6 +125,27 @@ impl Wire {
             Wire::Unavailable(why) => Some(why.clone()),
         }
     }
+}
+
+/// Capture TCP port `port` on interface `iface`, inside network namespace
+/// `netns` if given (the socket and the interface index belong to the
+/// namespace it is created in).
+fn start_sniffer(port: u16, iface: &str, netns: Option<&str>) -> anyhow::Result<Sniffer> {
+    let open = {
+        let iface = iface.to_string();
+        move || -> std::io::Result<_> {
+            let fd = capture::open_port(port, &iface)?;
+            let lo = (iface == capture::LOOPBACK)
+                .then(|| capture::if_index(&iface))
+                .transpose()?;
+            Ok((fd, lo))
+        }
+    };
+    let (fd, lo) = match netns {
+        None => open()?,
+        Some(ns) => super::nsenter::in_netns(ns, open)?,
+    };
+    Ok(Sniffer::run(fd, Keep::First(MAX_PACKETS), lo)?)
 }
 
 struct Running {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use etherparse::{Ipv4Header, TcpHeader, TcpOptionElement};
+use etherparse::{Ipv4Header, Ipv6Header, TcpHeader, TcpOptionElement};
 
 use super::capture::RawPacket;
 
@@ -29,8 +29,8 @@ impl Side {
     }
 }
 
-/// One TCP segment as the lab shows and judges it.
-#[derive(Debug, Clone)]
+/// One TCP segment as the lab and the client's wire view show it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
     /// Seconds since the capture started.
     pub t: f64,
@@ -165,7 +165,7 @@ fn options_text(tcp: &TcpHeader) -> String {
 }
 
 /// Per-direction state for relative numbers and probe detection.
-#[derive(Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Dir {
     isn: Option<u32>,
     /// The last ack number and window this direction sent.
@@ -175,29 +175,57 @@ struct Dir {
     sent_end: u32,
 }
 
-/// Parse what the capture of `port` kept into segments, in capture order.
-/// Packets that are not IPv4 TCP (the filter lets none through) or that
-/// are cut short are skipped and counted in the second value.
-pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
-    let t0 = raw.first().map(|p| p.ts).unwrap_or_default();
-    let mut dirs: HashMap<(u16, u16), Dir> = HashMap::new();
-    let mut out = Vec::new();
-    let mut bad = 0;
-    for p in raw {
-        let Ok((ip, rest)) = Ipv4Header::from_slice(&p.data) else {
-            bad += 1;
-            continue;
-        };
-        let Ok((tcp, _)) = TcpHeader::from_slice(rest) else {
-            bad += 1;
-            continue;
-        };
+/// The TCP header and payload length of an IPv4 or IPv6 packet (the
+/// client's capture sees either; TCP right after the fixed IPv6 header, as
+/// the filter asks). `None`: not that, or cut short.
+fn ip_tcp(data: &[u8]) -> Option<(TcpHeader, u32)> {
+    let (ip_payload_len, rest) = match data.first().map(|b| b >> 4) {
+        Some(4) => {
+            let (ip, rest) = Ipv4Header::from_slice(data).ok()?;
+            let len = u32::from(ip.total_len).saturating_sub(ip.header_len() as u32);
+            (len, rest)
+        }
+        Some(6) => {
+            let (ip, rest) = Ipv6Header::from_slice(data).ok()?;
+            (u32::from(ip.payload_length), rest)
+        }
+        _ => return None,
+    };
+    let (tcp, _) = TcpHeader::from_slice(rest).ok()?;
+    let len = ip_payload_len.saturating_sub(tcp.header_len() as u32);
+    Some((tcp, len))
+}
+
+/// Segments from packets one at a time, keeping what relative numbers
+/// and probe detection need (each direction's first sequence number, last
+/// ack and window). Times are relative to the first packet pushed.
+#[derive(Debug, Clone)]
+pub struct Parser {
+    /// The port of the [`Side::Listen`] end.
+    port: u16,
+    t0: Option<std::time::Duration>,
+    dirs: HashMap<(u16, u16), Dir>,
+}
+
+impl Parser {
+    /// `port`: the listening end's port (the lab's scenario port, the
+    /// server's port for the client).
+    pub fn new(port: u16) -> Parser {
+        Parser {
+            port,
+            t0: None,
+            dirs: HashMap::new(),
+        }
+    }
+
+    /// The segment in `p`; `None` if it is not IPv4/IPv6 TCP or is cut
+    /// short (the filters let none through).
+    pub fn push(&mut self, p: &RawPacket) -> Option<Segment> {
+        let t0 = *self.t0.get_or_insert(p.ts);
+        let (tcp, len) = ip_tcp(&p.data)?;
         let (sp, dp) = (tcp.source_port, tcp.destination_port);
-        let len = u32::from(ip.total_len)
-            .saturating_sub(ip.header_len() as u32)
-            .saturating_sub(tcp.header_len() as u32);
-        let back = dirs.get(&(dp, sp)).copied().unwrap_or_default();
-        let d = dirs.entry((sp, dp)).or_default();
+        let back = self.dirs.get(&(dp, sp)).copied().unwrap_or_default();
+        let d = self.dirs.entry((sp, dp)).or_default();
         // The same SYN again (same initial sequence number): no answer came.
         let syn_again = tcp.syn && !tcp.ack && d.isn == Some(tcp.sequence_number);
         if tcp.syn || d.isn.is_none() {
@@ -224,9 +252,9 @@ pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
         if !tcp.rst {
             d.last_win = Some(tcp.window_size);
         }
-        let seg = Segment {
+        Some(Segment {
             t: p.ts.saturating_sub(t0).as_secs_f64(),
-            from: if sp == port {
+            from: if sp == self.port {
                 Side::Listen
             } else {
                 Side::Connect
@@ -248,8 +276,22 @@ pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
             probe,
             keepalive,
             retransmit,
-        };
-        out.push(seg);
+        })
+    }
+}
+
+/// Parse what the capture of `port` kept into segments, in capture order.
+/// Packets that are not TCP (the filter lets none through) or that are
+/// cut short are skipped and counted in the second value.
+pub fn parse(raw: &[RawPacket], port: u16) -> (Vec<Segment>, usize) {
+    let mut parser = Parser::new(port);
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for p in raw {
+        match parser.push(p) {
+            Some(s) => out.push(s),
+            None => bad += 1,
+        }
     }
     (out, bad)
 }

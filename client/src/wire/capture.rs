@@ -1,14 +1,20 @@
-//! The capture itself: an `AF_PACKET` socket bound to `lo` that receives
-//! only the IPv4 TCP segments of one port (a classic BPF filter in the
-//! kernel, truncated to the headers), read on its own thread into memory.
+//! The capture itself: an `AF_PACKET` socket that receives only the TCP
+//! segments it is asked for (a classic BPF filter in the kernel, truncated
+//! to the headers), read on its own thread into memory. Two users: the
+//! lab captures one port on one interface and keeps the whole trace
+//! ([`open_port`], [`Sniffer::run`] with [`Keep::First`]); the client's wire view
+//! captures one connection on every interface and keeps the newest
+//! packets ([`open_conn`], [`Keep::Last`]).
 //!
 //! Why these choices: `SOCK_DGRAM` gives the IP packet without the
 //! loopback's dummy Ethernet header; on `lo`, bound to ETH_P_IP (not
 //! ETH_P_ALL), it sees each segment once, arriving (the transmit tap feeds
 //! only ETH_P_ALL sockets, which would see every segment twice there); on a
-//! namespace's veth it is bound to ETH_P_ALL to see both directions; the filter is attached before the socket is bound so
-//! no other traffic is ever queued; the kernel timestamps each packet
-//! (`SIOCGSTAMPNS`), so a loaded machine does not skew the times.
+//! namespace's veth, or on every interface (the client's), it is bound to
+//! ETH_P_ALL to see both directions, and the copy leaving `lo` is skipped;
+//! the filter is attached before the socket is bound so no other traffic
+//! is ever queued; the kernel timestamps each packet (`SIOCGSTAMPNS`), so a
+//! loaded machine does not skew the times.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -17,13 +23,20 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::super::nsenter::in_netns;
-
 /// Bytes kept per packet: the IPv4 header and the TCP header with options
 /// (at most 60 + 60) fit; payloads are not needed and not kept.
 pub const SNAPLEN: u32 = 128;
-/// At most this many packets per scenario (memory bound); more are counted.
-const MAX_PACKETS: usize = 20_000;
+/// What a capture keeps when more packets come than it may hold (a
+/// memory bound either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The first N (the lab: a trace from its SYN); more are counted as
+    /// dropped, so an incomplete trace is known.
+    First(usize),
+    /// The newest N, a ring (the client's live view, drained often); the
+    /// oldest are evicted and counted.
+    Last(usize),
+}
 /// The reader wakes this often to see whether it should stop.
 const POLL: Duration = Duration::from_millis(20);
 /// Loopback segments are up to 64 KiB and the kernel charges the whole
@@ -42,12 +55,12 @@ pub struct RawPacket {
 /// What the reader thread fills.
 #[derive(Default)]
 struct Store {
-    packets: Vec<RawPacket>,
+    packets: std::collections::VecDeque<RawPacket>,
     over_limit: u64,
     error: Option<String>,
 }
 
-const LOOPBACK: &str = "lo";
+pub const LOOPBACK: &str = "lo";
 
 /// A running capture; [`Sniffer::stop`] ends it and returns the packets.
 pub struct Sniffer {
@@ -72,6 +85,16 @@ fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// How to grant the capability a capture needs, for the messages that say
+/// why there are no packets.
+pub fn grant_hint() -> String {
+    format!(
+        "sudo setcap cap_net_raw+ep {}",
+        std::env::current_exe()
+            .map_or("$(command -v sockchat)".into(), |p| p.display().to_string())
+    )
 }
 
 /// Can this process open a packet socket? `Err` says why not (EPERM
@@ -133,7 +156,7 @@ fn open_socket() -> io::Result<OwnedFd> {
 /// `port` (first fragments only), cut to [`SNAPLEN`] bytes; drop the rest
 /// (ARP and IPv6 included: the first test is the frame's protocol).
 /// Offsets are from the IP header (SOCK_DGRAM has no link header).
-fn filter(port: u16) -> [libc::sock_filter; 13] {
+fn port_filter(port: u16) -> [libc::sock_filter; 13] {
     let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     let p = u32::from(port);
     [
@@ -150,6 +173,38 @@ fn filter(port: u16) -> [libc::sock_filter; 13] {
         ins(0x15, 0, 1, p),           // 10: jeq port -> accept else drop
         ins(0x06, 0, 0, SNAPLEN),     // 11: accept, truncated
         ins(0x06, 0, 0, 0),           // 12: drop
+    ]
+}
+
+/// Classic BPF: accept the TCP segments of one connection, IPv4 (first
+/// fragments) or IPv6 (TCP right after the fixed header), whose ports are
+/// `a` and `b` in either direction, cut to [`SNAPLEN`]; drop the rest.
+fn conn_filter(a: u16, b: u16) -> [libc::sock_filter; 21] {
+    let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    let (a, b) = (u32::from(a), u32::from(b));
+    // Jumps count the instructions skipped after the current one.
+    [
+        ins(0x28, 0, 0, 0xffff_f000), // 0: ldh [SKF_AD_OFF + SKF_AD_PROTOCOL]
+        ins(0x15, 0, 6, 0x0800),      // 1: jeq #ETH_P_IP else 8
+        ins(0x30, 0, 0, 9),           // 2: ldb [9]            IP protocol
+        ins(0x15, 0, 16, 6),          // 3: jeq #6 (TCP) else drop
+        ins(0x28, 0, 0, 6),           // 4: ldh [6]            flags, fragment offset
+        ins(0x45, 14, 0, 0x1fff),     // 5: jset #0x1fff (not first fragment) -> drop
+        ins(0xb1, 0, 0, 0),           // 6: ldxb 4*([0]&0xf)   IP header length
+        ins(0x05, 0, 0, 4),           // 7: ja 12
+        ins(0x15, 0, 11, 0x86dd),     // 8: jeq #ETH_P_IPV6 else drop
+        ins(0x30, 0, 0, 6),           // 9: ldb [6]            next header
+        ins(0x15, 0, 9, 6),           // 10: jeq #6 (TCP) else drop
+        ins(0x01, 0, 0, 40),          // 11: ldx #40           fixed IPv6 header
+        ins(0x48, 0, 0, 0),           // 12: ldh [x+0]         source port
+        ins(0x15, 0, 2, a),           // 13: jeq a else 16
+        ins(0x48, 0, 0, 2),           // 14: ldh [x+2]         destination port
+        ins(0x15, 3, 4, b),           // 15: jeq b -> accept else drop
+        ins(0x15, 0, 3, b),           // 16: jeq b else drop   (A: source port)
+        ins(0x48, 0, 0, 2),           // 17: ldh [x+2]
+        ins(0x15, 0, 1, a),           // 18: jeq a -> accept else drop
+        ins(0x06, 0, 0, SNAPLEN),     // 19: accept, truncated
+        ins(0x06, 0, 0, 0),           // 20: drop
     ]
 }
 
@@ -173,11 +228,33 @@ fn setsockopt<T>(
     check(rc, what)
 }
 
-/// The packet socket for `port` on `iface`, filter attached, bound.
-fn open_bound(port: u16, iface: &str) -> io::Result<OwnedFd> {
+/// The lab's packet socket: IPv4 TCP port `port` on `iface`, filter
+/// attached, bound. Call it inside the namespace that owns `iface`.
+pub fn open_port(port: u16, iface: &str) -> io::Result<OwnedFd> {
+    let ifindex = if_index(iface)?;
+    let proto = if iface == LOOPBACK {
+        libc::ETH_P_IP
+    } else {
+        libc::ETH_P_ALL
+    };
+    open_filtered(&port_filter(port), proto, ifindex)
+}
+
+/// The client's packet socket: the TCP segments between ports `local` and
+/// `peer`, on every interface (the connection may use any), both ways.
+pub fn open_conn(local: u16, peer: u16) -> io::Result<OwnedFd> {
+    open_filtered(&conn_filter(local, peer), libc::ETH_P_ALL, 0)
+}
+
+/// `prog` attached, a big receive buffer, the poll timeout, kernel stamps
+/// on, then bound to `proto` on interface `ifindex` (0: all).
+fn open_filtered(
+    prog: &[libc::sock_filter],
+    proto: libc::c_int,
+    ifindex: libc::c_int,
+) -> io::Result<OwnedFd> {
     let fd = open_socket()?;
     let raw = fd.as_raw_fd();
-    let prog = filter(port);
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr().cast_mut(),
@@ -216,15 +293,11 @@ fn open_bound(port: u16, iface: &str) -> io::Result<OwnedFd> {
     // SAFETY: zeroed sockaddr_ll is a valid starting value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
-    // On lo, ETH_P_IP: each segment once (arriving). Elsewhere (a veth)
-    // ETH_P_ALL, the only way to see what this host sends as well.
-    let proto = if iface == LOOPBACK {
-        libc::ETH_P_IP
-    } else {
-        libc::ETH_P_ALL
-    };
+    // On lo, ETH_P_IP: each segment once (arriving). Elsewhere (a veth,
+    // every interface) ETH_P_ALL, the only way to see what this host sends
+    // as well.
     sll.sll_protocol = (proto as u16).to_be();
-    sll.sll_ifindex = if_index(iface)?;
+    sll.sll_ifindex = ifindex;
     // SAFETY: sll is a valid sockaddr_ll of the given size.
     let rc = unsafe {
         libc::bind(
@@ -233,11 +306,11 @@ fn open_bound(port: u16, iface: &str) -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
         )
     };
-    check(rc, "bind(AF_PACKET, lo)")?;
+    check(rc, "bind(AF_PACKET)")?;
     Ok(fd)
 }
 
-fn if_index(name: &str) -> io::Result<libc::c_int> {
+pub fn if_index(name: &str) -> io::Result<libc::c_int> {
     let c =
         std::ffi::CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     // SAFETY: c is a valid NUL-terminated string.
@@ -252,29 +325,19 @@ fn if_index(name: &str) -> io::Result<libc::c_int> {
 }
 
 impl Sniffer {
-    /// Start capturing TCP port `port` on interface `iface`, inside
-    /// network namespace `netns` if given (the socket and the interface
-    /// index belong to the namespace it is created in).
-    pub fn start(port: u16, iface: &str, netns: Option<&str>) -> anyhow::Result<Sniffer> {
-        let fd = match netns {
-            None => open_bound(port, iface)?,
-            Some(ns) => {
-                let iface = iface.to_string();
-                in_netns(ns, move || open_bound(port, &iface))?
-            }
-        };
-        Self::run(fd, iface == LOOPBACK)
-    }
-
-    fn run(fd: OwnedFd, skip_outgoing: bool) -> anyhow::Result<Sniffer> {
+    /// Read packet socket `fd` (from [`open_port`] or [`open_conn`]) on a
+    /// thread of its own, keeping what `keep` says. `skip_out_of`: the
+    /// index of `lo` when the socket sees both directions there, whose
+    /// outgoing copies are skipped (the same segment also arrives).
+    pub fn run(fd: OwnedFd, keep: Keep, skip_out_of: Option<libc::c_int>) -> io::Result<Sniffer> {
         let fd = Arc::new(fd);
         let stop = Arc::new(AtomicBool::new(false));
         let store = Arc::new(Mutex::new(Store::default()));
         let thread = {
             let (fd, stop, store) = (fd.clone(), stop.clone(), store.clone());
             std::thread::Builder::new()
-                .name("lab-wire".into())
-                .spawn(move || read_loop(fd.as_raw_fd(), skip_outgoing, &stop, &store))?
+                .name("wire-capture".into())
+                .spawn(move || read_loop(fd.as_raw_fd(), keep, skip_out_of, &stop, &store))?
         };
         Ok(Sniffer {
             fd,
@@ -288,7 +351,20 @@ impl Sniffer {
     pub fn snapshot(&self) -> Vec<RawPacket> {
         self.store
             .lock()
-            .map(|s| s.packets.clone())
+            .map(|s| s.packets.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Take the packets held now, and how many were evicted or dropped
+    /// since the last take (the capture keeps running), and the reader's
+    /// error if it stopped.
+    pub fn take(&self) -> (Vec<RawPacket>, u64, Option<String>) {
+        self.store
+            .lock()
+            .map(|mut s| {
+                let p = s.packets.drain(..).collect();
+                (p, std::mem::take(&mut s.over_limit), s.error.clone())
+            })
             .unwrap_or_default()
     }
 
@@ -309,7 +385,7 @@ impl Sniffer {
                 .get_or_insert_with(|| format!("PACKET_STATISTICS: {e}"));
         }
         Captured {
-            packets: s.packets,
+            packets: s.packets.into(),
             dropped: s.over_limit + kernel_drops.unwrap_or(0),
             error: s.error,
         }
@@ -344,7 +420,13 @@ fn packet_drops(fd: RawFd) -> io::Result<u64> {
     Ok(u64::from(st.tp_drops))
 }
 
-fn read_loop(fd: RawFd, skip_outgoing: bool, stop: &AtomicBool, store: &Mutex<Store>) {
+fn read_loop(
+    fd: RawFd,
+    keep: Keep,
+    skip_out_of: Option<libc::c_int>,
+    stop: &AtomicBool,
+    store: &Mutex<Store>,
+) {
     let mut buf = [0u8; SNAPLEN as usize];
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: zeroed sockaddr_ll is valid; recvfrom fills at most len.
@@ -374,22 +456,27 @@ fn read_loop(fd: RawFd, skip_outgoing: bool, stop: &AtomicBool, store: &Mutex<St
                 }
             }
         }
-        // A copy leaving lo (only ETH_P_ALL sockets get them, but should
-        // one come, the same segment also arrives as PACKET_HOST).
-        if skip_outgoing && sll.sll_pkttype == libc::PACKET_OUTGOING {
+        // A copy leaving lo (only ETH_P_ALL sockets get them): the same
+        // segment also arrives as PACKET_HOST.
+        if skip_out_of == Some(sll.sll_ifindex) && sll.sll_pkttype == libc::PACKET_OUTGOING {
             continue;
         }
         let ts = stamp(fd);
         let kept = (n as usize).min(buf.len());
         if let Ok(mut s) = store.lock() {
-            if s.packets.len() >= MAX_PACKETS {
-                s.over_limit += 1;
-            } else {
-                s.packets.push(RawPacket {
-                    ts,
-                    orig_len: n as u32,
-                    data: buf[..kept].to_vec(),
-                });
+            let p = RawPacket {
+                ts,
+                orig_len: n as u32,
+                data: buf[..kept].to_vec(),
+            };
+            match keep {
+                Keep::First(max) if s.packets.len() >= max => s.over_limit += 1,
+                Keep::Last(max) if s.packets.len() >= max => {
+                    s.packets.pop_front();
+                    s.packets.push_back(p);
+                    s.over_limit += 1;
+                }
+                _ => s.packets.push_back(p),
             }
         }
     }
