@@ -335,6 +335,12 @@ impl ChatArgs {
                 );
             }
         } else {
+            if self.wire {
+                anyhow::bail!(
+                    "--wire shows the packets of a TCP connection and does not apply with --udp \
+                     (the session's datagrams are counted in the socket panel and /sockinfo)"
+                );
+            }
             let tcp_only = [
                 ("--keepalive", self.keepalive.is_some()),
                 ("--user-timeout-ms", self.user_timeout_ms.is_some()),

@@ -475,10 +475,11 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
         let l = super::keys::KeyMap::label;
         spans.push(Span::styled(
             format!(
-                "{} help {} panel {} log",
+                "{} help {} panel {} log {} wire",
                 l(&k.help),
                 l(&k.panel),
-                l(&k.log)
+                l(&k.log),
+                l(&k.wire)
             ),
             color(app, Color::DarkGray),
         ));
