@@ -128,7 +128,9 @@ fn screen(t: &Terminal<TestBackend>) -> String {
 fn fg_of(t: &Terminal<TestBackend>, needle: &str) -> Color {
     let b = t.backend().buffer();
     for y in 0..b.area.height {
-        let row: String = (0..b.area.width).map(|x| b[(x, y)].symbol().to_string()).collect();
+        let row: String = (0..b.area.width)
+            .map(|x| b[(x, y)].symbol().to_string())
+            .collect();
         if let Some(i) = row.find(needle) {
             // Cells are one column each here (ASCII before the needle).
             let x = row[..i].chars().count() as u16;
@@ -176,7 +178,10 @@ fn normal_close_handshake_data_fins_and_the_time_wait_left() {
     a.panel_override = Some(true);
     let s = screen(&draw(&a));
     assert!(s.contains("45 s left"), "{s}");
-    assert!(s.contains("kept     TIME_WAIT 45 s left (sock_diag)"), "{s}");
+    assert!(
+        s.contains("kept     TIME_WAIT 45 s left (sock_diag)"),
+        "{s}"
+    );
     let lit = view::diagram_lines(&a)
         .into_iter()
         .flat_map(|l| l.spans)
@@ -187,7 +192,11 @@ fn normal_close_handshake_data_fins_and_the_time_wait_left() {
 
 #[test]
 fn linger_zero_rst_in_red_and_nothing_kept() {
-    let (a, _) = app_after("wire-linger-zero.pcap", None, "we reset the connection (fault rst)");
+    let (a, _) = app_after(
+        "wire-linger-zero.pcap",
+        None,
+        "we reset the connection (fault rst)",
+    );
     let t = draw(&a);
     let s = screen(&t);
     assert!(
@@ -195,7 +204,10 @@ fn linger_zero_rst_in_red_and_nothing_kept() {
         "{s}"
     );
     assert_eq!(fg_of(&t, "[R.]"), Color::LightRed);
-    assert!(s.contains("the kernel keeps nothing of 127.0.0.1:51982"), "{s}");
+    assert!(
+        s.contains("the kernel keeps nothing of 127.0.0.1:51982"),
+        "{s}"
+    );
     assert!(!s.contains("TIME_WAIT,"), "{s}");
     insta::assert_snapshot!(t.backend());
 }

@@ -59,7 +59,10 @@ fn json_client(addr: &str, nick: &str, extra: &[&str]) -> (Plain, u16) {
 
 #[test]
 fn json_wire_shows_this_connection_then_the_time_wait_our_close_left() {
-    require!(is_root(), "client_wire: capturing needs CAP_NET_RAW (run as root)");
+    require!(
+        is_root(),
+        "client_wire: capturing needs CAP_NET_RAW (run as root)"
+    );
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let (mut a, port) = json_client(&addr, "wa", &[]);
@@ -68,7 +71,9 @@ fn json_wire_shows_this_connection_then_the_time_wait_our_close_left() {
     let (mut other, other_port) = json_client(&addr, "wb", &[]);
     other.send("noise from another connection");
     a.send("hello from wa");
-    a.expect_event("chat", |v| v["text"] == "hello from wa" && v["history"] == false);
+    a.expect_event("chat", |v| {
+        v["text"] == "hello from wa" && v["history"] == false
+    });
     other.expect_event("chat", |v| v["from"] == "wb" && v["history"] == false);
     a.send("/quit");
     let after = a.expect_event("after-close", |_| true);
@@ -80,12 +85,19 @@ fn json_wire_shows_this_connection_then_the_time_wait_our_close_left() {
     assert_eq!(me.first().map(String::as_str), Some("[S]"), "{pk:#?}");
     assert_eq!(srv.first().map(String::as_str), Some("[S.]"), "{pk:#?}");
     assert!(
-        pk.iter().any(|p| p["from"] == "me" && p["len"].as_u64() > Some(0)),
+        pk.iter()
+            .any(|p| p["from"] == "me" && p["len"].as_u64() > Some(0)),
         "our data: {pk:#?}"
     );
     assert!(me.iter().any(|f| f.contains('F')), "our FIN: {me:?}");
-    assert!(srv.iter().any(|f| f.contains('F')), "the server's FIN: {srv:?}");
-    assert!(!me.iter().chain(&srv).any(|f| f.contains('R')), "no RST: {pk:#?}");
+    assert!(
+        srv.iter().any(|f| f.contains('F')),
+        "the server's FIN: {srv:?}"
+    );
+    assert!(
+        !me.iter().chain(&srv).any(|f| f.contains('R')),
+        "no RST: {pk:#?}"
+    );
     for p in &pk {
         let ports = [p["src_port"].as_u64(), p["dst_port"].as_u64()];
         assert!(
@@ -102,14 +114,21 @@ fn json_wire_shows_this_connection_then_the_time_wait_our_close_left() {
     assert_eq!(after["timer"], "timewait", "{after}");
     let left = after["expires_ms"].as_u64().expect("timer");
     assert!((50_000..=60_000).contains(&left), "{after}");
-    assert!(after["local"].as_str().is_some_and(|l| l.ends_with(&format!(":{port}"))));
+    assert!(
+        after["local"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(&format!(":{port}")))
+    );
     other.send("/quit");
     assert_eq!(other.finish(), 0);
 }
 
 #[test]
 fn json_wire_fault_rst_shows_our_reset_and_leaves_no_time_wait() {
-    require!(is_root(), "client_wire: capturing needs CAP_NET_RAW (run as root)");
+    require!(
+        is_root(),
+        "client_wire: capturing needs CAP_NET_RAW (run as root)"
+    );
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let (mut a, _) = json_client(&addr, "wr", &["--no-reconnect"]);
@@ -121,8 +140,15 @@ fn json_wire_fault_rst_shows_our_reset_and_leaves_no_time_wait() {
     let pk = packets(&a);
     let me = flags(&pk, "me");
     assert!(me.iter().any(|f| f == "[R.]"), "our RST: {me:?}");
-    assert!(!me.iter().any(|f| f.contains('F')), "an RST and no FIN: {me:?}");
-    assert_eq!(after["state"], Value::Null, "SO_LINGER 0: nothing kept: {after}");
+    assert!(
+        !me.iter().any(|f| f.contains('F')),
+        "an RST and no FIN: {me:?}"
+    );
+    assert_eq!(
+        after["state"],
+        Value::Null,
+        "SO_LINGER 0: nothing kept: {after}"
+    );
     assert_eq!(after["error"], Value::Null, "{after}");
 }
 
@@ -132,7 +158,10 @@ fn without_cap_net_raw_wire_says_why_and_what_to_run_and_chat_goes_on() {
         on_path("setpriv"),
         "client_wire: setpriv (util-linux) is needed to drop CAP_NET_RAW"
     );
-    require!(is_root(), "client_wire: dropping CAP_NET_RAW from root needs root");
+    require!(
+        is_root(),
+        "client_wire: dropping CAP_NET_RAW from root needs root"
+    );
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     // Out of the bounding set: even root's exec of sockchat lacks it.
@@ -149,7 +178,9 @@ fn without_cap_net_raw_wire_says_why_and_what_to_run_and_chat_goes_on() {
     assert!(why.contains("setcap cap_net_raw+ep"), "{why}");
     p.seen_or_expect_event("welcome", |_| true);
     p.send("still chatting");
-    p.expect_event("chat", |v| v["text"] == "still chatting" && v["history"] == false);
+    p.expect_event("chat", |v| {
+        v["text"] == "still chatting" && v["history"] == false
+    });
     p.send("/quit");
     assert_eq!(p.finish(), 0);
     assert!(packets(&p).is_empty());
@@ -161,17 +192,31 @@ fn wire_with_udp_is_a_usage_error() {
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--wire"), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--wire"),
+        "{o:?}"
+    );
 }
 
 #[test]
 fn tui_wire_view_shows_the_handshake_data_and_our_reset() {
-    require!(Tmux::available(), "tmux is not installed (./test.sh installs it)");
-    require!(is_root(), "client_wire: capturing needs CAP_NET_RAW (run as root)");
+    require!(
+        Tmux::available(),
+        "tmux is not installed (./test.sh installs it)"
+    );
+    require!(
+        is_root(),
+        "client_wire: capturing needs CAP_NET_RAW (run as root)"
+    );
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("wire");
-    tmux.client("w", 200, 50, &format!("--server {addr} --nick wt --no-reconnect"));
+    tmux.client(
+        "w",
+        200,
+        50,
+        &format!("--server {addr} --nick wt --no-reconnect"),
+    );
     tmux.wait_for("w", "welcome wt");
     tmux.line("w", "hello wire");
     tmux.wait_for("w", "wt: hello wire");

@@ -263,20 +263,26 @@ mod tests {
     #[test]
     fn errors_show_the_windows_code_beside_the_linux_errno() {
         let t = error_text(&err("read", libc::ECONNRESET));
-        assert!(t.starts_with("read: ECONNRESET (104) connection reset by peer"), "{t}");
+        assert!(
+            t.starts_with("read: ECONNRESET (104) connection reset by peer"),
+            "{t}"
+        );
         assert!(t.contains(" — Windows: WSAECONNRESET 10054"), "{t}");
         // 10053: what gives it on Windows, what Linux says then.
         let t = error_text(&err("write", libc::ECONNABORTED));
         assert!(t.contains("Windows: WSAECONNABORTED 10053"), "{t}");
         assert!(t.contains("ETIMEDOUT 110"), "{t}");
         let t = error_text(&err("read", libc::ETIMEDOUT));
-        assert!(t.contains("WSAETIMEDOUT 10060") && t.contains("10053"), "{t}");
+        assert!(
+            t.contains("WSAETIMEDOUT 10060") && t.contains("10053"),
+            "{t}"
+        );
         // No Winsock twin: no code, but the difference is said.
         let t = error_text(&err("write", libc::EPIPE));
         assert!(!t.contains("Windows: WSA"), "{t}");
         assert!(t.contains("WSAECONNRESET 10054"), "{t}");
-        let line = event_line(&SocketEvent::Error(err("read", libc::ECONNRESET)), "me")
-            .expect("a line");
+        let line =
+            event_line(&SocketEvent::Error(err("read", libc::ECONNRESET)), "me").expect("a line");
         assert!(line.text.contains("WSAECONNRESET 10054"), "{}", line.text);
         let j = event_json(&SocketEvent::Error(err("read", libc::ECONNRESET))).expect("json");
         assert_eq!(j["windows"]["code"], 10054);
