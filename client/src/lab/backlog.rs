@@ -8,7 +8,7 @@
 //! and the next SYN gets in.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use sockchat_shared::sockopt;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::outcome::{Outcome, code_of, errno_cell};
-use super::probe::{READ_LIMIT, accept_within, err_text};
+use super::probe::{READ_LIMIT, accept_within, err_text, listen_with};
 use super::tcptable::{LISTEN, rows_on_port, tcpext_counter};
 use super::wire::{Kind, Pattern, Side, Wire};
 
@@ -146,10 +146,7 @@ fn poll_both(a: &mut Pending, b: &mut Pending, ms: i32) -> io::Result<()> {
 }
 
 fn run(wire: &Wire) -> anyhow::Result<Outcome> {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
-    s.listen(BACKLOG)?;
-    let l: TcpListener = s.into();
+    let l = listen_with(0, BACKLOG, |_| Ok(()))?;
     let addr = l.local_addr()?;
     let pattern = Pattern::default()
         .then(Side::Connect, Kind::Syn)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sockchat_shared::sockopt;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::outcome::code_of;
 use super::wire::{Capture, Pattern, Wire};
@@ -33,6 +34,34 @@ pub fn pair(
     let c = TcpStream::connect(addr).context("connect")?;
     let (s, _) = accept_within(&l, READ_LIMIT)?;
     Ok((c, s, cap))
+}
+
+/// A listener on 127.0.0.1:`port` built with socket2, so that options
+/// which must come before `bind()`/`listen()` can be set by `before`:
+/// SO_RCVBUF (the window scale is chosen at the handshake and accepted
+/// sockets inherit the listener's buffer), SO_REUSEADDR, SO_REUSEPORT.
+pub fn listen_with(
+    port: u16,
+    backlog: i32,
+    before: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    before(&s)?;
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+/// A blocking connect to `addr` after `before` set options that must come
+/// first (SO_SNDBUF).
+pub fn connect_with(
+    addr: SocketAddr,
+    before: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<TcpStream> {
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    before(&s)?;
+    s.connect(&addr.into())?;
+    Ok(s.into())
 }
 
 /// `accept` with a deadline (std's accept has no timeout of its own).

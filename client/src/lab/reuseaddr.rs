@@ -5,13 +5,11 @@
 //! the lab shows it from the kernel's table, as `ss -tan` would.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-
 use super::outcome::{Outcome, code_of};
-use super::probe::{READ_LIMIT, accept_within, err_text, read_until_end};
+use super::probe::{READ_LIMIT, accept_within, err_text, listen_with, read_until_end};
 use super::tcptable::{TIME_WAIT, TcpRow, wait_row};
 use super::wire::{Kind, Pattern, Side, Wire};
 
@@ -23,12 +21,8 @@ pub fn reuseaddr_time_wait(wire: &Wire) -> Outcome {
 }
 
 /// A listening socket on 127.0.0.1:`port`, with or without SO_REUSEADDR.
-pub fn listen_on(port: u16, reuseaddr: bool) -> io::Result<TcpListener> {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(reuseaddr)?;
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
-    s.listen(8)?;
-    Ok(s.into())
+fn listen_on(port: u16, reuseaddr: bool) -> io::Result<TcpListener> {
+    listen_with(port, 8, |s| s.set_reuse_address(reuseaddr))
 }
 
 /// (`bound` or the errno's code, errno) of a bind attempt.

@@ -5,13 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
-
 use super::outcome::{Outcome, code_of, errno_cell};
-use super::probe::{READ_LIMIT, err_text};
+use super::probe::{READ_LIMIT, err_text, listen_with};
 use super::wire::{Kind, Pattern, Side, Wire};
 
 const NAME: &str = "reuseport-spread";
@@ -28,12 +26,9 @@ pub fn reuseport_spread(wire: &Wire) -> Outcome {
 
 /// A listener on 127.0.0.1:`port`, with or without SO_REUSEPORT.
 fn listen_on(port: u16, reuseport: bool) -> io::Result<TcpListener> {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_port(reuseport)?;
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into())?;
-    s.listen(BACKLOG)?;
-    s.set_nonblocking(true)?;
-    Ok(s.into())
+    let l = listen_with(port, BACKLOG, |s| s.set_reuse_port(reuseport))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// Accept everything queued on `l` now (non-blocking).

@@ -6,15 +6,14 @@
 //! kernel", not "received".
 
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use sockchat_shared::sockopt;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use super::outcome::{Outcome, code_of};
-use super::probe::{READ_LIMIT, accept_within, err_text};
+use super::probe::{READ_LIMIT, accept_within, connect_with, err_text, listen_with};
 use super::wire::{Kind, Pattern, Side, Wire};
 
 const NAME: &str = "send-vs-sendall";
@@ -93,11 +92,7 @@ fn wait_still(fd: RawFd) -> u32 {
 fn run(wire: &Wire) -> anyhow::Result<Outcome> {
     // SO_RCVBUF before listen(): the window scale is chosen at the
     // handshake, and the accepted socket inherits the buffer.
-    let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    l.set_recv_buffer_size(RCVBUF)?;
-    l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
-    l.listen(1)?;
-    let l: TcpListener = l.into();
+    let l = listen_with(0, 1, |s| s.set_recv_buffer_size(RCVBUF))?;
     let addr = l.local_addr()?;
     let pattern = Pattern::default()
         .then(Side::Connect, Kind::Data)
@@ -107,11 +102,8 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
         .then(Side::Listen, Kind::Fin)
         .never(None, Kind::Rst);
     let mut cap = wire.capture(addr.port(), ["receiver", "sender"], pattern)?;
-    let c = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    c.set_send_buffer_size(SNDBUF)?;
-    c.connect(&addr.into())?;
-    let sndbuf = c.send_buffer_size()?;
-    let sender: TcpStream = c.into();
+    let sender = connect_with(addr, |s| s.set_send_buffer_size(SNDBUF))?;
+    let sndbuf = socket2::SockRef::from(&sender).send_buffer_size()?;
     let (mut receiver, _) = accept_within(&l, READ_LIMIT)?;
     let rcvbuf = socket2::SockRef::from(&receiver).recv_buffer_size()?;
     let (sfd, rfd) = (sender.as_raw_fd(), receiver.as_raw_fd());

@@ -4,14 +4,13 @@
 //! error (EAGAIN). The connection itself stays healthy.
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use sockchat_shared::sockopt;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use super::outcome::{Outcome, code_of};
+use super::probe::{connect_with, listen_with};
 use super::wire::{Kind, Pattern, Side, Wire};
 
 /// Small buffers make the window close within milliseconds on loopback.
@@ -28,11 +27,7 @@ pub fn zero_window(wire: &Wire) -> Outcome {
 fn run(wire: &Wire) -> anyhow::Result<Outcome> {
     // SO_RCVBUF must be set before listen(): the window scale is chosen
     // at the handshake, and accepted sockets inherit the listener's buffer.
-    let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    l.set_recv_buffer_size(RCVBUF)?;
-    l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
-    l.listen(1)?;
-    let l: std::net::TcpListener = l.into();
+    let l = listen_with(0, 1, |s| s.set_recv_buffer_size(RCVBUF))?;
     let addr = l.local_addr()?;
     // Data until the receiver's window is 0, then the sender's probes into
     // the closed window (each answered with win 0 again).
@@ -43,10 +38,7 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
         .then(Side::Connect, Kind::Probe)
         .never(None, Kind::Rst);
     let mut cap = wire.capture(addr.port(), ["receiver", "sender"], pattern)?;
-    let c = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    c.set_send_buffer_size(SNDBUF)?;
-    c.connect(&addr.into())?;
-    let mut sender: TcpStream = c.into();
+    let mut sender = connect_with(addr, |s| s.set_send_buffer_size(SNDBUF))?;
     let (receiver, _) = super::probe::accept_within(&l, Duration::from_secs(3))?;
     // The receiver never reads from here on.
     cap.mark("receiver: accept(), then never read()");

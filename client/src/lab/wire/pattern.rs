@@ -199,17 +199,11 @@ impl Pattern {
                     .map(|s| s.t)
                     .collect()
             });
-            let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+            let (ok, gaps) = gaps_check(&times);
             out.push(Check {
                 what: format!("{}'s last data sent again with growing gaps", name(side)),
-                ok: backing_off(&gaps),
-                saw: format!(
-                    "gaps {}",
-                    gaps.iter()
-                        .map(|g| format!("{g:.3}s"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                ok,
+                saw: format!("gaps {gaps}"),
             });
         }
         if let Some(side) = self.syn_growing_gaps {
@@ -221,22 +215,26 @@ impl Pattern {
                 .into_iter()
                 .max_by_key(|(_, t)| t.len())
                 .unwrap_or_default();
-            let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+            let (ok, gaps) = gaps_check(&times);
             out.push(Check {
                 what: format!("{}'s SYN sent again with growing gaps", name(side)),
-                ok: backing_off(&gaps),
-                saw: format!(
-                    "{} SYNs from port {port}, gaps {}",
-                    times.len(),
-                    gaps.iter()
-                        .map(|g| format!("{g:.3}s"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                ok,
+                saw: format!("{} SYNs from port {port}, gaps {gaps}", times.len()),
             });
         }
         out
     }
+}
+
+/// The gaps between transmission times: backing off?, and as text.
+fn gaps_check(times: &[f64]) -> (bool, String) {
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let text = gaps
+        .iter()
+        .map(|g| format!("{g:.3}s"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (backing_off(&gaps), text)
 }
 
 /// Exponential back-off seen in the gaps between transmissions: at least
