@@ -119,18 +119,14 @@ impl Pending {
 
 /// Wait up to `ms` for either connect to finish.
 fn poll_both(a: &mut Pending, b: &mut Pending, ms: i32) -> io::Result<()> {
-    let mut fds = [
-        libc::pollfd {
-            fd: a.fd(),
-            events: if a.done.is_none() { libc::POLLOUT } else { 0 },
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: b.fd(),
-            events: if b.done.is_none() { libc::POLLOUT } else { 0 },
-            revents: 0,
-        },
-    ];
+    // A finished socket is left out (fd -1): a failed connect leaves it
+    // CLOSED, which polls as POLLHUP at once and would make this spin.
+    let entry = |p: &Pending| libc::pollfd {
+        fd: if p.done.is_none() { p.fd() } else { -1 },
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let mut fds = [entry(a), entry(b)];
     // SAFETY: fds is a valid array of two pollfd for the call.
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
     if rc < 0 {
