@@ -154,6 +154,12 @@ fn accept_later_finds_the_connection_and_its_data_already_there() {
     assert_eq!(m["accept_queue_before_accept"], 1, "{m}");
     assert_eq!(m["client_unacked_before_accept"], 0, "{m}");
     assert_eq!(m["bytes_waiting_at_accept"], 20, "{m}");
+    // The server's end existed, with the data, before accept().
+    assert_eq!(
+        m["server_side_before_accept"]["state"], "ESTABLISHED",
+        "{m}"
+    );
+    assert_eq!(m["server_side_before_accept"]["recv_q"], 20, "{m}");
     assert_eq!(m["bytes_read"], 20, "{m}");
 
     require!(is_root(), "lab_sockets: --wire needs CAP_NET_RAW (root)");

@@ -14,7 +14,7 @@ use sockchat_shared::sockopt;
 
 use super::outcome::Outcome;
 use super::probe::{READ_LIMIT, accept_within, read_until_end};
-use super::tcptable::{LISTEN, rows_on_port};
+use super::tcptable::{ESTABLISHED, LISTEN, rows_on_port};
 use super::wire::{Kind, Pattern, Side, Wire};
 
 const NAME: &str = "accept-later";
@@ -63,15 +63,20 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
     c.write_all(MESSAGE)?;
     cap.mark(format!("client: write({} bytes) -> ok", MESSAGE.len()));
     let unacked = wait_acked(c.as_raw_fd());
-    // For a LISTEN socket the rx_queue column is the accept queue.
-    let queued = rows_on_port(addr.port())?
-        .into_iter()
-        .find(|r| r.state == LISTEN)
-        .map(|r| r.rx_queue);
+    // For a LISTEN socket the rx_queue column is the accept queue; the
+    // connection itself is already a row of its own, with the data.
+    let rows = rows_on_port(addr.port())?;
+    let queued = rows.iter().find(|r| r.state == LISTEN).map(|r| r.rx_queue);
+    let client_addr = c.local_addr()?;
+    let server_side = rows
+        .iter()
+        .find(|r| r.state == ESTABLISHED && r.remote == client_addr)
+        .cloned();
     cap.mark(format!(
-        "kernel: client's unacknowledged bytes (SIOCOUTQ) {}; listener's accept queue (/proc/net/tcp) {}",
+        "kernel: client's unacknowledged bytes (SIOCOUTQ) {}; listener's accept queue (/proc/net/tcp) {}; server side, not yet accepted: {}",
         unacked.map_or("n/a".into(), |q| q.to_string()),
         queued.map_or("n/a".into(), |q| q.to_string()),
+        server_side.as_ref().map_or("not found".into(), |r| r.describe()),
     ));
     std::thread::sleep(BUSY);
     let (mut s, _) = accept_within(&l, READ_LIMIT)?;
@@ -94,6 +99,7 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
         && client_state == "ESTABLISHED"
         && unacked == Some(0)
         && queued == Some(1)
+        && server_side.as_ref().map(|r| r.rx_queue) == Some(MESSAGE.len() as u64)
         && r.end.is_ok();
     let observed = if waiting as usize == MESSAGE.len() {
         EXPECTED.to_string()
@@ -117,6 +123,10 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
             unacked.map_or("n/a".into(), |q| q.to_string()),
             queued.map_or("n/a".into(), |q| q.to_string())
         ),
+        format!(
+            "before accept(), /proc/net/tcp (ss -tan) already lists the server's end: {}",
+            server_side.as_ref().map_or("not found".into(), |r| r.describe())
+        ),
         format!("accept() after {BUSY:?}: {waiting} bytes already waiting; read() returned {:?}", String::from_utf8_lossy(&got)),
     ])
     .with_measured(serde_json::json!({
@@ -124,6 +134,10 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
         "client_state_before_accept": client_state,
         "client_unacked_before_accept": unacked,
         "accept_queue_before_accept": queued,
+        "server_side_before_accept": server_side.as_ref().map(|r| serde_json::json!({
+            "state": sockopt::tcp_state_name(r.state),
+            "recv_q": r.rx_queue,
+        })),
         "accept_after_ms": BUSY.as_millis() as u64,
         "bytes_waiting_at_accept": waiting,
         "bytes_read": n,

@@ -12,6 +12,7 @@ use sockchat_shared::sockopt::tcp_state_name;
 use sockchat_shared::udp::procfs::hex_addr;
 
 /// `tcp_state` numbers (include/net/tcp_states.h) the lab looks for.
+pub const ESTABLISHED: u8 = 1;
 pub const TIME_WAIT: u8 = 6;
 pub const LISTEN: u8 = 10;
 
