@@ -16,6 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+use sockchat_shared::sockopt::tcp_state_name;
+
 /// linux/sock_diag.h
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// sizeof(struct nlmsghdr)
@@ -38,25 +40,6 @@ pub struct KernelSocket {
     pub timer: Option<&'static str>,
     /// What is left of that timer.
     pub expires: Option<Duration>,
-}
-
-/// tcp_states.h order, the names TCP_INFO uses elsewhere in the client.
-fn state_name(s: u8) -> &'static str {
-    match s {
-        1 => "ESTABLISHED",
-        2 => "SYN_SENT",
-        3 => "SYN_RECV",
-        4 => "FIN_WAIT1",
-        5 => "FIN_WAIT2",
-        6 => "TIME_WAIT",
-        7 => "CLOSE",
-        8 => "CLOSE_WAIT",
-        9 => "LAST_ACK",
-        10 => "LISTEN",
-        11 => "CLOSING",
-        12 => "NEW_SYN_RECV",
-        _ => "UNKNOWN",
-    }
 }
 
 /// idiag_timer, as `ss` names it.
@@ -207,7 +190,7 @@ fn parse(b: &[u8]) -> io::Result<Option<KernelSocket>> {
     // After family, state, timer, retrans (4) and the socket id (48).
     let expires = u32::from_ne_bytes([m[52], m[53], m[54], m[55]]);
     Ok(Some(KernelSocket {
-        state: state_name(m[1]),
+        state: tcp_state_name(m[1]),
         timer,
         expires: timer.map(|_| Duration::from_millis(u64::from(expires))),
     }))

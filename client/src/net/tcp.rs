@@ -455,7 +455,10 @@ impl TcpLink {
         self.stats.frames_out += 1;
     }
 
+    /// Report `e`, after the packets captured so far (they came first: a
+    /// half-close or an error follows the segment that caused it).
     fn report(&mut self, e: SocketEvent) {
+        self.drain_tap();
         self.out.report(e);
     }
 
@@ -521,6 +524,8 @@ impl TcpLink {
     }
 
     fn read(&mut self) {
+        // The segments that brought these bytes go out before what they say.
+        self.drain_tap();
         // Bound the buffer: one max frame plus a read's worth.
         if self.rbuf.capacity() - self.rbuf.len() < 4096 {
             self.rbuf.reserve(8192);
