@@ -31,6 +31,7 @@ pub mod room_quota;
 pub mod session;
 pub mod shutdown;
 pub mod sockinfo;
+pub mod stats;
 pub mod tcp;
 pub mod text;
 pub mod tls;
@@ -131,6 +132,7 @@ pub async fn run_all(
     for u in udp_sockets {
         shutdown.tracker.spawn(udp::serve(u, ctx.clone()));
     }
+    stats::spawn_on_sigusr1(ctx.clone());
     signal.await;
     info!(
         users = ctx.hub.user_count(),

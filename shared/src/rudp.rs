@@ -417,6 +417,11 @@ impl Receiver {
         self.next >= self.size
     }
 
+    /// Bytes held out of order (above a gap), waiting for it to fill.
+    pub fn held(&self) -> u64 {
+        self.held_bytes
+    }
+
     pub fn stats(&self) -> ReceiverStats {
         self.stats
     }
@@ -425,6 +430,13 @@ impl Receiver {
     /// several held chunks), in order.
     pub fn on_chunk(&mut self, offset: u64, data: Bytes) -> Vec<Bytes> {
         self.stats.chunks += 1;
+        // An empty chunk carries nothing; held above a gap it would make
+        // `ack` report an empty range, which the server refuses as a
+        // protocol error from *us* (found by fuzz/fuzz_targets/rudp.rs).
+        if data.is_empty() {
+            self.stats.dropped += 1;
+            return Vec::new();
+        }
         let end = offset.saturating_add(data.len() as u64);
         if end > self.size {
             self.stats.dropped += 1;
@@ -441,7 +453,13 @@ impl Receiver {
             out.push(data.slice(skip..));
             self.next = end;
         } else {
-            if end - self.next > self.max_held.saturating_add(data.len() as u64) {
+            // Within the window, and within the bytes we agreed to hold:
+            // chunks at distinct but overlapping offsets (a hostile or
+            // broken sender) would otherwise each be kept whole, up to
+            // `max_held` of them (found by fuzz/fuzz_targets/rudp.rs).
+            if end - self.next > self.max_held.saturating_add(data.len() as u64)
+                || self.held_bytes.saturating_add(data.len() as u64) > self.max_held
+            {
                 self.stats.dropped += 1;
                 return Vec::new();
             }
@@ -717,6 +735,54 @@ mod tests {
         s.on_ack(u64::MAX, &[(5000, u64::MAX), (9, 3)], t);
         assert_eq!(s.acked(), 1000, "only what was sent can be acked");
         assert!(!s.finished());
+    }
+
+    /// Found by the `rudp` fuzz target: chunks at distinct, overlapping
+    /// offsets above a gap were each held whole, so a sender could make a
+    /// receiver with an 8 MiB bound hold gigabytes.
+    #[test]
+    fn overlapping_chunks_above_a_gap_stay_within_the_bound() {
+        let max_held = 64 * 1024;
+        let mut r = Receiver::new(1 << 30, 0, max_held);
+        for offset in 1..=1000u64 {
+            let out = r.on_chunk(offset, Bytes::from(vec![0u8; 32 * 1024]));
+            assert!(out.is_empty());
+            assert!(
+                r.held() <= max_held,
+                "holds {} bytes at offset {offset}",
+                r.held()
+            );
+        }
+        assert!(r.stats().dropped >= 990);
+        // The gap fills: what was kept is delivered, in order, once.
+        let out = r.on_chunk(0, Bytes::from(vec![1u8; 2]));
+        let got: u64 = out.iter().map(|b| b.len() as u64).sum();
+        assert_eq!(got, r.offset());
+        assert_eq!(r.held(), 0);
+    }
+
+    /// Found by the `rudp` fuzz target: an empty chunk above a gap was
+    /// held, and the next Ack carried the empty range `[o, o)`, which the
+    /// decoder (and so the server) refuses: a sender could get its
+    /// receiver disconnected for a protocol error.
+    #[test]
+    fn an_empty_chunk_never_shows_in_the_ack() {
+        let mut r = Receiver::new(100_000, 0, 64 * 1024);
+        assert!(r.on_chunk(60_000, Bytes::new()).is_empty());
+        r.on_chunk(10, Bytes::from_static(b"abc"));
+        let (cum, sack) = r.ack();
+        assert_eq!((cum, sack), (0, vec![(10, 13)]));
+        let mut b = bytes::BytesMut::new();
+        let ack = crate::transfer::Xfer::Ack {
+            id: 1,
+            offset: 0,
+            sack: r.ack().1,
+        };
+        crate::codec::encode_client_payload(&crate::ClientMsg::Transfer(ack.clone()), &mut b);
+        assert_eq!(
+            crate::codec::decode_client(&b),
+            Ok(crate::ClientMsg::Transfer(ack))
+        );
     }
 
     proptest! {
