@@ -18,6 +18,8 @@
 //! announcing the reason, then free the nick); the session's own
 //! exactly-once rule (the first reason wins) is tested with it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test")]
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::pin;

@@ -177,7 +177,7 @@ async fn stayer(
                 let m = m.unwrap_or_else(|e| panic!("{nick}: {e}")).unwrap_or_else(|| panic!("{nick}: EOF"));
                 record(&mut seen, &nick, m);
                 read += 1;
-                if slow && read % SLOW_EVERY == 0 {
+                if slow && read.is_multiple_of(SLOW_EVERY) {
                     tokio::time::sleep(SLOW_PAUSE).await;
                 }
             }
@@ -296,7 +296,8 @@ async fn churner(
                 let _ = c.stream.shutdown().await;
             }
             "rst" => {
-                let _ = c.stream.set_linger(Some(Duration::ZERO));
+                // SO_LINGER 0: close sends RST (zero-length linger never blocks).
+                let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
             }
             "half-frame" => {
                 let f = codec::client_frame(&ClientMsg::Say {
