@@ -153,6 +153,47 @@ fn json_wire_fault_rst_shows_our_reset_and_leaves_no_time_wait() {
 }
 
 #[test]
+fn json_wire_connect_refused_shows_the_syn_and_its_rst_ack_before_111() {
+    require!(
+        is_root(),
+        "client_wire: capturing needs CAP_NET_RAW (run as root)"
+    );
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut p = Plain::spawn(
+        &mut sockchat_command(&["--server", &addr, "--json", "--wire", "--no-reconnect"]),
+        "refused",
+        STEP,
+    );
+    p.finish();
+    let events: Vec<Value> = p
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let wire_at = events.iter().position(|v| v["event"] == "wire");
+    let err_at = events
+        .iter()
+        .position(|v| v["event"] == "error" && v["errno"] == 111);
+    assert!(
+        wire_at.is_some() && wire_at < err_at,
+        "packets, then ECONNREFUSED: {}",
+        p.seen.join("\n")
+    );
+    let pk = packets(&p);
+    assert_eq!(
+        flags(&pk, "me").first().map(String::as_str),
+        Some("[S]"),
+        "{pk:#?}"
+    );
+    assert_eq!(flags(&pk, "server"), vec!["[R.]"], "{pk:#?}");
+}
+
+#[test]
 fn without_cap_net_raw_wire_says_why_and_what_to_run_and_chat_goes_on() {
     require!(
         on_path("setpriv"),

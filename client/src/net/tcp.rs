@@ -35,6 +35,10 @@ use crate::wire::{Tap, cannot_capture};
 /// side too, so a person can see the state (the server is gone anyway).
 const PEER_FIN_LINGER: Duration = Duration::from_secs(1);
 
+/// After a failed connect, how long the capture may take to read the
+/// segments that made it fail (they arrived before the error did).
+const FAILED_CONNECT_SETTLE: Duration = Duration::from_millis(30);
+
 /// Most bytes we queue for the server before refusing more input; the
 /// server only stops reading us if something is badly wrong.
 const MAX_PENDING_WRITE: usize = 1 << 20;
@@ -138,18 +142,34 @@ impl Link for TcpLink {
         } else {
             (None, None)
         };
-        let stream = match tokio::time::timeout(cfg.connect_timeout, sock.connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(sys_or_local("connect", &e)),
+        let connected = tokio::time::timeout(cfg.connect_timeout, sock.connect(addr)).await;
+        let failed = match connected {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(sys_or_local("connect", &e)),
             Err(_) => {
                 let text = format!(
                     "connect: no answer from {addr} within {} s (the kernel would keep retrying SYN; we gave up)",
                     cfg.connect_timeout.as_secs()
                 );
-                return Err(OpenError {
+                Err(OpenError {
                     report: vec![SocketEvent::Local(text.clone())],
                     reason: CloseReason::Local(text),
-                });
+                })
+            }
+        };
+        let stream = match failed {
+            Ok(s) => s,
+            Err(mut e) => {
+                // The SYNs and their answer (an RST-ACK: ECONNREFUSED) come
+                // before the error, once the capture has read them.
+                if let Some(t) = &mut tap {
+                    tokio::time::sleep(FAILED_CONNECT_SETTLE).await;
+                    let news = tap_news(t)
+                        .into_iter()
+                        .map(|n| SocketEvent::Wire(Box::new(n)));
+                    e.report.splice(0..0, news);
+                }
+                return Err(e);
             }
         };
         // Chat lines are small: send them at once (no Nagle delay).

@@ -92,6 +92,24 @@ impl WireLog {
             SocketEvent::TcpState { from, to } => {
                 self.push(WireEntry::State { from, to });
             }
+            SocketEvent::Connecting { addr, attempt } => {
+                self.push(WireEntry::Note(format!(
+                    "connecting to {addr} (attempt {attempt})"
+                )));
+            }
+            // What the system calls said, between the segments that
+            // caused it (as the lab shows them).
+            SocketEvent::Error(e) => self.push(WireEntry::Note(format!(
+                "{}: {} ({})",
+                e.syscall,
+                e.name(),
+                e.errno
+            ))),
+            SocketEvent::HalfClosed(h) => {
+                self.push(WireEntry::Note(
+                    crate::present::text::half_close_text(*h).to_string(),
+                ));
+            }
             SocketEvent::Closed(r) => self.push(WireEntry::Note(format!("CLOSED: {r}"))),
             SocketEvent::AfterClose(a) => {
                 self.push(WireEntry::Note(crate::present::wire::after_close_text(a)));
