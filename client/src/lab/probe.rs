@@ -64,6 +64,26 @@ pub fn connect_with(
     Ok(s.into())
 }
 
+/// A loopback pair with small fixed buffers, so windows and queues fill
+/// within milliseconds: `rcvbuf` on the listener (before `listen()`: the
+/// window scale is chosen at the handshake and the accepted socket
+/// inherits it), `sndbuf` on the connecting socket (before `connect()`),
+/// captured from before the SYN as `receiver` (the accepted end) and
+/// `sender`. Returns (sender, receiver, capture).
+pub fn buffered_pair(
+    wire: &Wire,
+    rcvbuf: usize,
+    sndbuf: usize,
+    pattern: Pattern,
+) -> anyhow::Result<(TcpStream, TcpStream, Capture)> {
+    let l = listen_with(0, 1, |s| s.set_recv_buffer_size(rcvbuf))?;
+    let addr = l.local_addr()?;
+    let cap = wire.capture(addr.port(), ["receiver", "sender"], pattern)?;
+    let sender = connect_with(addr, |s| s.set_send_buffer_size(sndbuf))?;
+    let (receiver, _) = accept_within(&l, READ_LIMIT)?;
+    Ok((sender, receiver, cap))
+}
+
 /// `accept` with a deadline (std's accept has no timeout of its own).
 pub fn accept_within(l: &TcpListener, limit: Duration) -> anyhow::Result<(TcpStream, SocketAddr)> {
     l.set_nonblocking(true)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sockchat_shared::sockopt;
 
 use super::outcome::{Outcome, code_of};
-use super::probe::{READ_LIMIT, accept_within, connect_with, err_text, listen_with};
+use super::probe::{READ_LIMIT, buffered_pair, err_text};
 use super::wire::{Kind, Pattern, Side, Wire};
 
 const NAME: &str = "send-vs-sendall";
@@ -90,10 +90,6 @@ fn wait_still(fd: RawFd) -> u32 {
 }
 
 fn run(wire: &Wire) -> anyhow::Result<Outcome> {
-    // SO_RCVBUF before listen(): the window scale is chosen at the
-    // handshake, and the accepted socket inherits the buffer.
-    let l = listen_with(0, 1, |s| s.set_recv_buffer_size(RCVBUF))?;
-    let addr = l.local_addr()?;
     let pattern = Pattern::default()
         .then(Side::Connect, Kind::Data)
         .then(Side::Listen, Kind::ZeroWindow)
@@ -101,10 +97,8 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
         .then(Side::Connect, Kind::Fin)
         .then(Side::Listen, Kind::Fin)
         .never(None, Kind::Rst);
-    let mut cap = wire.capture(addr.port(), ["receiver", "sender"], pattern)?;
-    let sender = connect_with(addr, |s| s.set_send_buffer_size(SNDBUF))?;
+    let (sender, mut receiver, mut cap) = buffered_pair(wire, RCVBUF, SNDBUF, pattern)?;
     let sndbuf = socket2::SockRef::from(&sender).send_buffer_size()?;
-    let (mut receiver, _) = accept_within(&l, READ_LIMIT)?;
     let rcvbuf = socket2::SockRef::from(&receiver).recv_buffer_size()?;
     let (sfd, rfd) = (sender.as_raw_fd(), receiver.as_raw_fd());
     cap.mark("receiver: accept(), does not read yet");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sockchat_shared::sockopt;
 
 use super::outcome::{Outcome, code_of};
-use super::probe::{connect_with, listen_with};
+use super::probe::buffered_pair;
 use super::wire::{Kind, Pattern, Side, Wire};
 
 /// Small buffers make the window close within milliseconds on loopback.
@@ -25,10 +25,6 @@ pub fn zero_window(wire: &Wire) -> Outcome {
 }
 
 fn run(wire: &Wire) -> anyhow::Result<Outcome> {
-    // SO_RCVBUF must be set before listen(): the window scale is chosen
-    // at the handshake, and accepted sockets inherit the listener's buffer.
-    let l = listen_with(0, 1, |s| s.set_recv_buffer_size(RCVBUF))?;
-    let addr = l.local_addr()?;
     // Data until the receiver's window is 0, then the sender's probes into
     // the closed window (each answered with win 0 again).
     let pattern = Pattern::default()
@@ -37,9 +33,7 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
         .then(Side::Connect, Kind::Probe)
         .then(Side::Connect, Kind::Probe)
         .never(None, Kind::Rst);
-    let mut cap = wire.capture(addr.port(), ["receiver", "sender"], pattern)?;
-    let mut sender = connect_with(addr, |s| s.set_send_buffer_size(SNDBUF))?;
-    let (receiver, _) = super::probe::accept_within(&l, Duration::from_secs(3))?;
+    let (mut sender, receiver, mut cap) = buffered_pair(wire, RCVBUF, SNDBUF, pattern)?;
     // The receiver never reads from here on.
     cap.mark("receiver: accept(), then never read()");
 
