@@ -16,6 +16,7 @@ pub mod term_input;
 pub mod transfer;
 pub mod view;
 pub mod wire_view;
+pub mod wrap;
 
 use std::io;
 use std::time::{Duration, Instant};

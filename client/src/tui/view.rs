@@ -10,12 +10,13 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Sparkline};
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+use unicode_width::UnicodeWidthStr;
 
 use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::text::Severity;
 
 use super::app::{App, ChatLine, ConnState, LineKind};
+pub use super::wrap::wrap;
 use crate::net::{HalfClose, Transport};
 use crate::present::command::help_lines;
 use crate::present::duration::fmt_duration;
@@ -64,38 +65,6 @@ pub fn hms(ts_ms: u64, offset_secs: i64) -> String {
     let s = (ts_ms / 1000) as i64 + offset_secs;
     let d = s.rem_euclid(86_400);
     format!("{:02}:{:02}:{:02}", d / 3600, (d / 60) % 60, d % 60)
-}
-
-/// Wrap styled text into lines of at most `width` cells, breaking between
-/// characters (so wide CJK/emoji never straddle the edge).
-pub fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
-    let width = width.max(1);
-    let mut lines = Vec::new();
-    let mut cur: Vec<Span<'static>> = Vec::new();
-    let mut used = 0;
-    for span in spans {
-        let style = span.style;
-        let mut buf = String::new();
-        for c in span.content.chars() {
-            let w = c.width().unwrap_or(0);
-            if used + w > width && used > 0 {
-                if !buf.is_empty() {
-                    cur.push(Span::styled(std::mem::take(&mut buf), style));
-                }
-                lines.push(Line::from(std::mem::take(&mut cur)));
-                used = 0;
-            }
-            buf.push(c);
-            used += w;
-        }
-        if !buf.is_empty() {
-            cur.push(Span::styled(buf, style));
-        }
-    }
-    if !cur.is_empty() || lines.is_empty() {
-        lines.push(Line::from(cur));
-    }
-    lines
 }
 
 fn color(app: &App, c: Color) -> Style {
@@ -214,7 +183,8 @@ pub fn render(app: &App, f: &mut Frame) {
         render_sidebar(app, f, side);
     }
     if app.show_wire {
-        super::wire_view::render(app, f, chat);
+        let key = super::keys::KeyMap::label(&app.cfg.keys.wire);
+        super::wire_view::render(&app.wire, app.now, app.cfg.colors, &key, f, chat);
     } else {
         render_chat(app, f, chat);
     }
@@ -609,7 +579,7 @@ pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
             Span::styled(r.clone(), color(app, Color::LightRed)),
         ]));
     }
-    if let Some((k, v)) = super::wire_view::panel_line(app) {
+    if let Some((k, v)) = super::wire_view::panel_line(&app.wire, app.now) {
         lines.push(Line::from(vec![
             key(&k),
             Span::styled(v, color(app, Color::Magenta)),

@@ -5,8 +5,10 @@
 //! chat's place while it is on; the input line stays live, so `/fault rst`
 //! typed there shows its `[R.]` as it happens.
 //!
-//! [`WireLog`] is the state (fed every socket event); [`render`] draws it.
-//! When nothing can be captured the view says why and what to run.
+//! [`WireLog`] is the state (the app feeds it every socket event);
+//! [`render`] draws it. When nothing can be captured the view says why and
+//! what to run. A leaf beside the app: it knows no app state, so the app
+//! holds it and the view draws it without an import cycle.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,8 +19,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
-use super::app::App;
-use super::view::wrap;
+use super::wrap::wrap;
 use crate::net::{AfterClose, SocketEvent, Transport, WireNews};
 use crate::present::duration::fmt_duration;
 use crate::present::wire::segment_line;
@@ -133,8 +134,8 @@ impl WireLog {
     }
 }
 
-fn style(app: &App, c: Color) -> Style {
-    if app.cfg.colors {
+fn style(colors: bool, c: Color) -> Style {
+    if colors {
         Style::default().fg(c)
     } else {
         Style::default()
@@ -142,7 +143,7 @@ fn style(app: &App, c: Color) -> Style {
 }
 
 /// The colour of a segment's flags: RST red, SYN green, FIN yellow.
-fn flag_style(app: &App, s: &Segment) -> Style {
+fn flag_style(colors: bool, s: &Segment) -> Style {
     let c = if s.rst {
         Color::LightRed
     } else if s.syn {
@@ -152,76 +153,75 @@ fn flag_style(app: &App, s: &Segment) -> Style {
     } else {
         return Style::default();
     };
-    style(app, c).add_modifier(Modifier::BOLD)
+    style(colors, c).add_modifier(Modifier::BOLD)
 }
 
 /// One segment line, its flags coloured.
-fn seg_spans(app: &App, s: &Segment) -> Vec<Span<'static>> {
+fn seg_spans(colors: bool, s: &Segment) -> Vec<Span<'static>> {
     let line = segment_line(s);
     let flags = s.flags();
     match line.find(&flags) {
         Some(i) => vec![
             Span::raw(line[..i].to_string()),
-            Span::styled(flags.clone(), flag_style(app, s)),
+            Span::styled(flags.clone(), flag_style(colors, s)),
             Span::raw(line[i + flags.len()..].to_string()),
         ],
         None => vec![Span::raw(line)],
     }
 }
 
-fn entry_spans(app: &App, e: &WireEntry) -> Vec<Span<'static>> {
+fn entry_spans(colors: bool, e: &WireEntry) -> Vec<Span<'static>> {
     match e {
         WireEntry::Conn(c) => vec![Span::styled(
             format!("── connection {c} ──"),
-            style(app, Color::Cyan).add_modifier(Modifier::BOLD),
+            style(colors, Color::Cyan).add_modifier(Modifier::BOLD),
         )],
-        WireEntry::Seg(s) => seg_spans(app, s),
+        WireEntry::Seg(s) => seg_spans(colors, s),
         WireEntry::State { from, to } => vec![Span::styled(
             format!("   ---- tcp state {from} -> {to}"),
-            style(app, Color::Cyan),
+            style(colors, Color::Cyan),
         )],
         WireEntry::Note(n) => vec![Span::styled(
             format!("   ---- {n}"),
-            style(app, Color::Magenta),
+            style(colors, Color::Magenta),
         )],
     }
 }
 
-/// The lines the view shows before any packet: why none, or what to wait
-/// for.
-fn header(app: &App) -> Vec<Vec<Span<'static>>> {
-    let w = &app.wire;
+/// The lines the view shows above the packets: why there are none, what
+/// the kernel keeps after our close.
+fn header(w: &WireLog, now: Instant, colors: bool) -> Vec<Vec<Span<'static>>> {
     let mut v = Vec::new();
     if w.udp {
         v.push(vec![Span::styled(
             "the wire view shows TCP only: this session is UDP (its datagrams are in the socket panel's counts)".to_string(),
-            style(app, Color::Yellow),
+            style(colors, Color::Yellow),
         )]);
     }
     if let Some(why) = &w.off {
         v.push(vec![Span::styled(
             why.clone(),
-            style(app, Color::LightRed).add_modifier(Modifier::BOLD),
+            style(colors, Color::LightRed).add_modifier(Modifier::BOLD),
         )]);
     } else if w.entries.is_empty() && !w.udp {
         v.push(vec![Span::raw("no packets yet")]);
     }
-    if let Some((state, left)) = w.kept(app.now) {
+    if let Some((state, left)) = w.kept(now) {
         v.push(vec![Span::styled(
             format!(
                 "after our close the kernel keeps the socket in {state}{}",
                 left.map(|l| format!(", {} left", fmt_duration(l)))
                     .unwrap_or_default()
             ),
-            style(app, Color::Magenta),
+            style(colors, Color::Magenta),
         )]);
     }
     v
 }
 
-/// Draw the wire view into `area` (the chat's place).
-pub fn render(app: &App, f: &mut Frame, area: Rect) {
-    let key = super::keys::KeyMap::label(&app.cfg.keys.wire);
+/// Draw the wire view into `area` (the chat's place); `key` is how the
+/// key that closes it is written.
+pub fn render(w: &WireLog, now: Instant, colors: bool, key: &str, f: &mut Frame, area: Rect) {
     let block = Block::default()
         .borders(Borders::TOP)
         .title(format!(" wire: this connection's packets ({key} closes) "));
@@ -231,15 +231,15 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
     if height == 0 || width == 0 {
         return;
     }
-    let head: Vec<Line<'static>> = header(app)
+    let head: Vec<Line<'static>> = header(w, now, colors)
         .into_iter()
         .flat_map(|s| wrap(s, width))
         .collect();
     let room = height.saturating_sub(head.len());
     // Newest at the bottom: walk back until the rows are full.
     let mut rows: Vec<Line<'static>> = Vec::new();
-    for e in app.wire.entries.iter().rev() {
-        let mut wrapped = wrap(entry_spans(app, e), width);
+    for e in w.entries.iter().rev() {
+        let mut wrapped = wrap(entry_spans(colors, e), width);
         while let Some(last) = wrapped.pop() {
             if rows.len() >= room {
                 break;
@@ -258,8 +258,8 @@ pub fn render(app: &App, f: &mut Frame, area: Rect) {
 
 /// The socket panel's line for the kernel's socket after our close
 /// (`kept TIME_WAIT 58 s left (sock_diag)`), while it lasts.
-pub fn panel_line(app: &App) -> Option<(String, String)> {
-    let (state, left) = app.wire.kept(app.now)?;
+pub fn panel_line(w: &WireLog, now: Instant) -> Option<(String, String)> {
+    let (state, left) = w.kept(now)?;
     Some((
         "kept".to_string(),
         format!(
