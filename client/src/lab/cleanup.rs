@@ -20,6 +20,11 @@ pub enum Resource {
 
 static LIVE: Mutex<Vec<Resource>> = Mutex::new(Vec::new());
 
+/// Held by the signal thread from the signal until its `exit`: the main
+/// thread, finishing a scenario whose namespaces that thread is deleting,
+/// must not return from `main` (exit status 0 or 1) before it.
+static EXITING: Mutex<()> = Mutex::new(());
+
 fn live() -> std::sync::MutexGuard<'static, Vec<Resource>> {
     LIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -75,6 +80,7 @@ pub fn install() {
             let mut sig: libc::c_int = 0;
             // SAFETY: sigwait with an initialised set and a valid out-pointer.
             if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                let _exiting = EXITING.lock().unwrap_or_else(|p| p.into_inner());
                 let left = remove_all();
                 eprintln!(
                     "lab: interrupted by signal {sig}; removed {left} namespace(s)/process(es) it had created"
@@ -90,6 +96,13 @@ pub fn install() {
             libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
         }
     }
+}
+
+/// Call before the lab returns: if a signal is being handled, wait for
+/// the signal thread's `exit(128 + signal)` instead of racing it with our
+/// own exit status.
+pub fn hold_exit() {
+    drop(EXITING.lock().unwrap_or_else(|p| p.into_inner()));
 }
 
 /// Kill registered children, delete registered namespaces.

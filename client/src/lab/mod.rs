@@ -255,6 +255,14 @@ pub fn scenario_names() -> Vec<&'static str> {
 }
 
 pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
+    let r = run_scenarios(args);
+    // A Ctrl-C may be removing this run's namespaces right now: its exit
+    // status (128 + signal) is the one that counts.
+    cleanup::hold_exit();
+    r
+}
+
+fn run_scenarios(args: LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(mode) = &args.child {
         return child::child_main(
             mode,
