@@ -245,6 +245,9 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
     if let Some((key, why)) = crate::access::check_config(&c.access) {
         return Err(invalid(key, why));
     }
+    if let Some((key, why)) = crate::auth::check_config(&c.auth) {
+        return Err(invalid(key, why));
+    }
     // Durations are added to clock readings: bound them so an absurd value
     // is a config error, not an overflow later.
     const YEAR_SECS: u64 = 365 * 24 * 3600;

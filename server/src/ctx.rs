@@ -1,7 +1,8 @@
 //! What every session shares, whatever its transport: the settings, the
 //! hub, the shutdown, the id counter, and the admission limits (the global
 //! `limits.max_connections` permits and the per-address cap), so that TCP
-//! connections and UDP sessions are counted together, as config.toml says.
+//! connections and UDP sessions are counted together, as config.toml says;
+//! who may come in (`[access]`, operators' bans, `[auth]` passwords).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,9 +12,11 @@ use sockchat_shared::ErrorCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::Access;
+use crate::auth::Auth;
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::limits::{IpSlot, PerIpLimit};
+use crate::operators::Bans;
 use crate::shutdown::Shutdown;
 
 /// The name the server gives itself in `Welcome`.
@@ -39,6 +42,10 @@ pub struct Ctx {
     per_ip: Option<PerIpLimit>,
     /// `[access]`: allow/deny lists, `/sockinfo` address policy.
     pub access: Access,
+    /// `[auth]`: the server and operator passwords, registered nicks.
+    pub auth: Auth,
+    /// Operators' bans (checked here at admission for addresses).
+    pub bans: Bans,
 }
 
 /// What an admitted session holds for its whole life (released on drop).
@@ -57,7 +64,7 @@ pub struct Refusal {
 }
 
 impl Ctx {
-    pub fn new(settings: Arc<Settings>, hub: Arc<Hub>, shutdown: Shutdown) -> Self {
+    pub fn new(settings: Arc<Settings>, hub: Arc<Hub>, shutdown: Shutdown, auth: Auth) -> Self {
         let l = &settings.config.limits;
         let slots = Arc::new(Semaphore::new(
             l.max_connections, // validated: at most MAX_PERMITS
@@ -76,6 +83,8 @@ impl Ctx {
             slots,
             per_ip,
             access: Access::new(&settings.config.access),
+            auth,
+            bans: Bans::default(),
             settings,
         }
     }
@@ -87,6 +96,13 @@ impl Ctx {
             code: ErrorCode::Forbidden,
             text,
         })?;
+        let now = std::time::Instant::now();
+        if let Some(ban) = self.bans.find(None, ip, now) {
+            return Err(Refusal {
+                code: ErrorCode::Banned,
+                text: ban.refusal(now),
+            });
+        }
         let max = self.settings.config.limits.max_connections;
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Err(Refusal {

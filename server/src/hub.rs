@@ -96,6 +96,8 @@ pub struct Peer {
     /// its tasks stop at once.
     cancel: CancellationToken,
     socket: Option<Arc<dyn SocketView>>,
+    /// Set by an operator's `/mute`: this member's chat is refused.
+    mute: Mutex<Option<Mute>>,
     /// This peer's own `Arc`, so a delivery can owe it a flush
     /// ([`crate::owed`]) from `&self`.
     me: Weak<Peer>,
@@ -132,8 +134,46 @@ impl Peer {
             reason: Mutex::new(None),
             cancel: CancellationToken::new(),
             socket,
+            mute: Mutex::new(None),
             me: me.clone(),
         })
+    }
+
+    /// End this member's session on an operator's word (`kicked`,
+    /// `banned`): the reason is recorded (if it is the first) and the
+    /// session's tasks are told to stop, but its queue is kept, so its
+    /// transport ends it politely through `Session::end` (the rooms are
+    /// told, then `Bye` with the reason, then FIN). False when the session
+    /// was already ending for another reason.
+    pub fn remove(&self, reason: DisconnectReason) -> bool {
+        let first = self.set_reason(reason);
+        self.cancel.cancel();
+        first
+    }
+
+    /// True when an operator ended this session ([`Peer::remove`]): its
+    /// transport still says goodbye, unlike a doomed connection's.
+    pub fn removed(&self) -> bool {
+        matches!(
+            self.reason(),
+            Some(DisconnectReason::Kicked { .. } | DisconnectReason::Banned { .. })
+        )
+    }
+
+    /// Mute this member (`None`: unmute).
+    pub fn set_mute(&self, m: Option<Mute>) {
+        *lock(&self.mute) = m;
+    }
+
+    /// The mute in force now, if any (an expired one is forgotten).
+    pub fn muted(&self, now: std::time::Instant) -> Option<Mute> {
+        let mut m = lock(&self.mute);
+        if m.as_ref()
+            .is_some_and(|m| m.until.is_some_and(|u| u <= now))
+        {
+            *m = None;
+        }
+        m.clone()
     }
 
     pub fn nick(&self) -> Arc<str> {
@@ -250,6 +290,53 @@ impl owed::Flush for Peer {
     }
 }
 
+/// An operator's `/mute` of one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mute {
+    /// The operator's nick.
+    pub by: String,
+    /// `None`: until `/unmute`.
+    pub until: Option<std::time::Instant>,
+}
+
+/// Who may join a room besides anyone: its key, whether it is
+/// invite-only and who was invited, and its operator (the member who
+/// created it; server operators may always set these).
+#[derive(Debug, Default)]
+struct Gate {
+    key: Option<String>,
+    invite_only: bool,
+    /// Nick keys ([`fold::nick_key`]) invited while the room lives.
+    invited: HashSet<String>,
+    /// The peer id of the member who created the room (0: nobody, the
+    /// default room).
+    op: u64,
+}
+
+/// Why a join was refused by the room's gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateError {
+    /// The room has a key and none (or another) was given.
+    Key { room: String, given: bool },
+    /// Invite-only and not invited.
+    InviteOnly(String),
+}
+
+impl std::fmt::Display for GateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Key { room, given: false } => {
+                write!(f, "{room} needs a key: /join {room} KEY")
+            }
+            Self::Key { room, given: true } => write!(f, "wrong key for {room}"),
+            Self::InviteOnly(room) => write!(
+                f,
+                "{room} is invite-only: ask its operator (or a server operator) to /invite you"
+            ),
+        }
+    }
+}
+
 /// Encode one message for one format. `None`: nothing to send in that
 /// format (e.g. a Ping to a text user).
 pub fn encode(msg: &ServerMsg, format: Format) -> Option<Bytes> {
@@ -308,6 +395,9 @@ impl<'a> Encoded<'a> {
 pub struct Room {
     pub name: Arc<str>,
     inner: Mutex<RoomInner>,
+    /// Key, invite-only, invitations, operator; locked on its own, never
+    /// with `inner`.
+    gate: Mutex<Gate>,
 }
 
 struct RoomInner {
@@ -332,6 +422,47 @@ impl Room {
                 history: VecDeque::new(),
                 history_cap,
             }),
+            gate: Mutex::default(),
+        }
+    }
+
+    /// Is `peer` this room's operator (the member who created it)?
+    pub fn is_op(&self, peer: &Peer) -> bool {
+        lock(&self.gate).op == peer.id
+    }
+
+    /// Set (or with `None` remove) the room's key.
+    pub fn set_key(&self, key: Option<String>) {
+        lock(&self.gate).key = key;
+    }
+
+    /// Make the room invite-only, or open it.
+    pub fn set_invite_only(&self, on: bool) {
+        lock(&self.gate).invite_only = on;
+    }
+
+    /// Let `nick` in while the room lives, whether or not it is
+    /// invite-only (and without its key).
+    pub fn invite(&self, nick: &str) {
+        lock(&self.gate).invited.insert(fold::nick_key(nick));
+    }
+
+    /// May `peer` come in with `key`? Invited nicks and `privileged`
+    /// members (server operators) pass every gate.
+    fn admits(&self, peer: &Peer, key: Option<&str>, privileged: bool) -> Result<(), GateError> {
+        let g = lock(&self.gate);
+        if privileged || g.invited.contains(&fold::nick_key(&peer.nick())) {
+            return Ok(());
+        }
+        if g.invite_only {
+            return Err(GateError::InviteOnly(self.name.to_string()));
+        }
+        match &g.key {
+            Some(k) if Some(k.as_str()) != key => Err(GateError::Key {
+                room: self.name.to_string(),
+                given: key.is_some(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -441,6 +572,8 @@ pub enum HubError {
     NoSuchRoom(String),
     #[error("too many rooms on this server (max {0})")]
     TooManyRooms(usize),
+    #[error("{0}")]
+    Gate(GateError),
 }
 
 impl HubError {
@@ -451,6 +584,8 @@ impl HubError {
             Self::NoSuchNick(_) => ErrorCode::NoSuchNick,
             Self::NoSuchRoom(_) => ErrorCode::NoSuchRoom,
             Self::TooManyRooms(_) | Self::RoomQuota(_) => ErrorCode::TooManyRooms,
+            Self::Gate(GateError::Key { .. }) => ErrorCode::BadRoomKey,
+            Self::Gate(GateError::InviteOnly(_)) => ErrorCode::InviteOnly,
         }
     }
 }
@@ -581,6 +716,11 @@ impl Hub {
         lock(&self.nicks).get(&fold::nick_key(nick)).cloned()
     }
 
+    /// Every registered user (for an operator's ban of an address).
+    pub fn peers(&self) -> Vec<Arc<Peer>> {
+        lock(&self.nicks).values().cloned().collect()
+    }
+
     /// Number of registered users.
     pub fn user_count(&self) -> usize {
         lock(&self.nicks).len()
@@ -604,10 +744,27 @@ impl Hub {
     /// the room's history to the joiner. The caller checks that the peer is
     /// not already a member.
     pub fn join(&self, peer: &Arc<Peer>, typed: &str) -> Result<Arc<Room>, HubError> {
+        self.join_with(peer, typed, None, false)
+    }
+
+    /// [`Hub::join`] through the room's gate: `key` as given (a room this
+    /// creates gets it as its key), `privileged` (a server operator)
+    /// passes every gate. The member who creates a room is its operator.
+    pub fn join_with(
+        &self,
+        peer: &Arc<Peer>,
+        typed: &str,
+        room_key: Option<&str>,
+        privileged: bool,
+    ) -> Result<Arc<Room>, HubError> {
         let name = self.room_name(typed)?;
         let mut rooms = lock(&self.rooms);
         let room = match rooms.get(name) {
-            Some(r) => r.clone(),
+            Some(r) => {
+                r.admits(peer, room_key, privileged)
+                    .map_err(HubError::Gate)?;
+                r.clone()
+            }
             None => {
                 // The default room does not count against the cap.
                 let created =
@@ -625,6 +782,11 @@ impl Hub {
                     quota.created(key.clone(), peer.id, peer.addr.ip());
                 }
                 let r = Arc::new(Room::new(key.clone(), self.cfg.history));
+                if name != self.cfg.default_room.as_str() {
+                    let mut g = lock(&r.gate);
+                    g.op = peer.id;
+                    g.key = room_key.map(str::to_string);
+                }
                 rooms.insert(key, r.clone());
                 r
             }

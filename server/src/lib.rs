@@ -16,6 +16,7 @@
 //! of a socket; [`config`] loads and validates settings.
 
 pub mod access;
+pub mod auth;
 pub mod bind;
 pub mod config;
 pub mod connection;
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod mmsg;
+pub mod operators;
 pub mod outbox;
 pub mod owed;
 pub mod refusal;
@@ -108,7 +110,12 @@ pub async fn run_all(
         server_name: server_name(),
     }));
     let shutdown = Shutdown::new(Duration::from_secs(c.server.shutdown_grace_secs));
-    let ctx = Arc::new(Ctx::new(settings.clone(), hub, shutdown.clone()));
+    // The registered nicks live in the data dir the TLS certificate uses.
+    let auth = auth::Auth::load(&c.auth, || {
+        tls::data_dir(c.tls.as_ref().unwrap_or(&Default::default())).ok()
+    })
+    .map_err(std::io::Error::other)?;
+    let ctx = Arc::new(Ctx::new(settings.clone(), hub, shutdown.clone(), auth));
     let accept = Arc::new(AcceptCtx {
         ctx: ctx.clone(),
         reject_slots: Arc::new(Semaphore::new(64)),

@@ -6,23 +6,32 @@
 //! move bytes and decide *when* a session ends, so a command behaves the
 //! same whichever socket it came in on.
 //!
+//! Who may come in is decided here too, the same for every transport: the
+//! server password before `Hello`, registered nicks (`Identify`,
+//! `Register`), nick bans, mutes, and the operators' commands (kick, ban,
+//! mute, room keys and invitations: [`crate::operators`], [`crate::auth`]).
+//!
 //! **Invariant:** every session ends exactly once, in [`Session::end`],
 //! with one [`DisconnectReason`] (the first recorded on its [`Peer`] wins).
+//! **Invariant:** a password is never logged, echoed or kept: only
+//! [`crate::auth`] sees it, to hash or verify it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use sockchat_shared::ban::BanTarget;
 use sockchat_shared::names::normalize_room;
 use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::{
-    ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg, codec, page, udp,
+    ChatKind, ClientMsg, DisconnectReason, ErrorCode, ServerMsg, codec, fold, page, secret, udp,
 };
 
 use tracing::{debug, info, info_span};
 
+use crate::auth::AuthError;
 use crate::ctx::Ctx;
-use crate::hub::{Format, HubError, Peer, Room, Transport};
+use crate::hub::{Format, HubError, Mute, Peer, Room, Transport};
 use crate::limits::TokenBucket;
 
 /// What [`Session::handle`] leaves to the transport.
@@ -44,17 +53,83 @@ pub(crate) struct Session {
     rooms: Vec<Arc<Room>>,
     rate: RateLimit,
     registered: bool,
+    /// The server password was given (or the server has none).
+    passed: bool,
+    /// The nick key this session proved it owns (`Identify`, `Register`).
+    identified: Option<String>,
+    /// A server operator (`/oper`, or an identified nick in
+    /// `auth.operators`).
+    oper: bool,
+    /// Wrong passwords so far (server, nick, operator together).
+    failures: u32,
+}
+
+/// Wrong passwords one session may give; the next one ends it
+/// (`protocol-error`, "too many wrong passwords"): a password cannot be
+/// guessed faster than connections can be opened.
+pub(crate) const MAX_PASSWORD_FAILURES: u32 = 3;
+
+/// Longest kick or ban reason kept, in characters.
+const MAX_WHY: usize = 300;
+
+/// Why a session could not take a nick: the error code and text the client
+/// gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    code: ErrorCode,
+    text: String,
+}
+
+impl Refused {
+    fn new(code: ErrorCode, text: impl Into<String>) -> Self {
+        Refused {
+            code,
+            text: text.into(),
+        }
+    }
+
+    pub(crate) fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl From<HubError> for Refused {
+    fn from(e: HubError) -> Self {
+        Refused::new(e.code(), e.to_string())
+    }
+}
+
+/// What a user without the server password reads.
+fn password_required(format: Format) -> Refused {
+    Refused::new(
+        ErrorCode::PasswordRequired,
+        match format {
+            Format::Text => "this server needs a password: type /pass PASSWORD",
+            Format::Framed => "this server needs a password: send Pass, then Hello",
+        },
+    )
 }
 
 impl Session {
     pub(crate) fn new(ctx: Arc<Ctx>, peer: Arc<Peer>, now: Instant) -> Self {
         let rate = RateLimit::new(&ctx, now);
+        let passed = !ctx.auth.needs_password();
         Session {
             ctx,
             peer,
             rooms: Vec::new(),
             rate,
             registered: false,
+            passed,
+            identified: None,
+            oper: false,
+            failures: 0,
         }
     }
 
@@ -70,9 +145,54 @@ impl Session {
         span(&self.peer)
     }
 
+    /// A text user has just connected: welcome them as `guestN`, or, on a
+    /// server with a password, tell them to type it first.
+    pub(crate) fn greet_text(&mut self) {
+        if !self.passed {
+            self.peer.send(&ServerMsg::Notice {
+                text: "this server needs a password: type /pass PASSWORD (over TLS if you can: plain TCP carries it in the clear)".into(),
+            });
+            return;
+        }
+        if let Err(e) = self.register("") {
+            self.error(e.code(), e.to_string());
+        }
+    }
+
+    /// May this session take `nick` (`""`: a guest nick)? Not when it is
+    /// banned (or the address is), nor when it is registered to someone
+    /// and this session has not identified for it.
+    fn admit_nick(&self, nick: &str) -> Result<(), Refused> {
+        let now = Instant::now();
+        let named = (!nick.is_empty()).then_some(nick);
+        if let Some(ban) = self.ctx.bans.find(named, self.peer.addr.ip(), now) {
+            return Err(Refused::new(ErrorCode::Banned, ban.refusal(now)));
+        }
+        if let Some(owner) = named.and_then(|n| self.ctx.auth.registered(n))
+            && self.identified.as_deref() != Some(fold::nick_key(nick).as_str())
+        {
+            let how = match self.peer.format {
+                Format::Text => format!("/identify {owner} PASSWORD"),
+                Format::Framed => format!("Identify {owner} PASSWORD"),
+            };
+            return Err(Refused::new(
+                ErrorCode::NickRegistered,
+                format!(
+                    "nick {} is registered: identify first ({how}), or pick another nick",
+                    shown(nick)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Take `wanted` (empty: `guestN`), send Welcome and join the default
     /// room. On error nothing is sent: the caller tells the client.
-    pub(crate) fn register(&mut self, wanted: &str) -> Result<(), HubError> {
+    pub(crate) fn register(&mut self, wanted: &str) -> Result<(), Refused> {
+        if !self.passed {
+            return Err(password_required(self.peer.format));
+        }
+        self.admit_nick(wanted)?;
         self.ctx.hub.register(&self.peer, wanted)?;
         self.registered = true;
         self.member().welcome_and_join();
@@ -90,7 +210,278 @@ impl Session {
             ctx: &self.ctx,
             peer: &self.peer,
             rooms: &mut self.rooms,
+            oper: self.oper,
         }
+    }
+
+    fn notice(&self, text: impl Into<String>) {
+        self.peer.send(&ServerMsg::Notice { text: text.into() });
+    }
+
+    /// One more wrong password: tell the user, and end the session past
+    /// [`MAX_PASSWORD_FAILURES`].
+    fn wrong_password(&mut self, text: String) -> Step {
+        self.failures += 1;
+        self.error(ErrorCode::BadPassword, text);
+        if self.failures >= MAX_PASSWORD_FAILURES {
+            return Step::End(DisconnectReason::ProtocolError {
+                detail: format!("too many wrong passwords ({MAX_PASSWORD_FAILURES})"),
+            });
+        }
+        Step::Continue
+    }
+
+    /// `Pass`: the server password.
+    fn pass(&mut self, password: &str) -> Step {
+        if self.registered || self.passed {
+            self.notice("no password needed: you are in");
+            return Step::Continue;
+        }
+        if !self.ctx.auth.server_password(password) {
+            return self.wrong_password("wrong server password".into());
+        }
+        self.passed = true;
+        self.notice("password accepted");
+        if self.peer.format == Format::Text
+            && let Err(e) = self.register("")
+        {
+            self.error(e.code(), e.to_string());
+        }
+        Step::Continue
+    }
+
+    /// `Identify`: prove this session owns a registered nick; after
+    /// `Hello` it is then renamed to it.
+    fn identify(&mut self, nick: &str, password: &str) -> Step {
+        if !self.passed {
+            let e = password_required(self.peer.format);
+            self.error(e.code(), e.to_string());
+            return Step::Continue;
+        }
+        let nick = if nick.is_empty() {
+            if !self.registered {
+                self.error(
+                    ErrorCode::BadCommand,
+                    "say which nick: Identify NICK PASSWORD before Hello",
+                );
+                return Step::Continue;
+            }
+            self.peer.nick().to_string()
+        } else {
+            nick.to_string()
+        };
+        let key = match self.ctx.auth.identify(&nick, password) {
+            Ok(k) => k,
+            Err(AuthError::BadPassword(_)) => {
+                return self.wrong_password(format!("wrong password for {}", shown(&nick)));
+            }
+            Err(e) => {
+                self.error(ErrorCode::NotRegistered, shown(&e.to_string()));
+                return Step::Continue;
+            }
+        };
+        self.identified = Some(key.clone());
+        self.notice(format!("you are identified as {}", shown(&nick)));
+        if self.ctx.auth.is_operator(&key) && !self.oper {
+            self.oper = true;
+            self.notice("you are a server operator");
+        }
+        if self.registered && fold::nick_key(&self.peer.nick()) != key {
+            self.member().command(ClientMsg::Nick { nick });
+        }
+        Step::Continue
+    }
+
+    /// `Register`: register the current nick to this session.
+    fn register_nick(&mut self, password: &str) {
+        let nick = self.peer.nick();
+        match self.ctx.auth.register(&nick, password) {
+            Ok(key) => {
+                info!(parent: &self.span(), "nick registered");
+                self.notice(format!(
+                    "{nick} is registered to you: from now on identify first (/identify {nick} PASSWORD)"
+                ));
+                if self.ctx.auth.is_operator(&key) && !self.oper {
+                    self.oper = true;
+                    self.notice("you are a server operator");
+                }
+                self.identified = Some(key);
+            }
+            Err(e) => {
+                let code = match e {
+                    AuthError::AlreadyRegistered(_) => ErrorCode::NickRegistered,
+                    AuthError::Secret(_) => ErrorCode::BadCommand,
+                    AuthError::Guest(_) => ErrorCode::BadName,
+                    _ => ErrorCode::NotPermitted,
+                };
+                self.error(code, e.to_string());
+            }
+        }
+    }
+
+    /// `Oper`.
+    fn oper(&mut self, password: &str) -> Step {
+        if self.ctx.auth.oper_password(password) {
+            if !self.oper {
+                info!(parent: &self.span(), "became an operator");
+            }
+            self.oper = true;
+            self.notice("you are a server operator");
+            return Step::Continue;
+        }
+        self.wrong_password("wrong operator password (or none is set on this server)".into())
+    }
+
+    /// An operator command from someone who is not one: tell them.
+    fn not_oper(&self, cmd: &str) -> bool {
+        if !self.oper {
+            self.error(
+                ErrorCode::NotPermitted,
+                format!("{cmd} is for server operators (/oper PASSWORD)"),
+            );
+        }
+        !self.oper
+    }
+
+    /// The operator's reason, as the rooms will read it.
+    fn why(typed: &str) -> String {
+        let clean = sanitize(typed.trim());
+        match clean.char_indices().nth(MAX_WHY) {
+            Some((cut, _)) => clean[..cut].to_string(),
+            None => clean.into_owned(),
+        }
+    }
+
+    /// Kick, Ban, Unban, Mute, Unmute (server operators only).
+    fn operate(&mut self, msg: ClientMsg) {
+        let me = self.peer.nick().to_string();
+        let hub = self.ctx.hub.clone();
+        let now = Instant::now();
+        let find = |nick: &str| {
+            let t = hub.find(nick);
+            if t.is_none() {
+                error(
+                    &self.peer,
+                    ErrorCode::NoSuchNick,
+                    format!("no such nick: {}", shown(nick)),
+                );
+            }
+            t
+        };
+        match msg {
+            ClientMsg::Kick { nick, reason } => {
+                if self.not_oper("/kick") {
+                    return;
+                }
+                let Some(t) = find(&nick) else { return };
+                let why = Self::why(&reason);
+                info!(parent: &self.span(), target = %t.nick(), %why, "kick");
+                t.remove(DisconnectReason::Kicked { by: me, why });
+                self.notice(format!("kicked {}", t.nick()));
+            }
+            ClientMsg::Ban {
+                target,
+                secs,
+                reason,
+            } => {
+                if self.not_oper("/ban") {
+                    return;
+                }
+                if target.trim().is_empty() || secs > sockchat_shared::text::MAX_SECS {
+                    return self.error(
+                        ErrorCode::BadCommand,
+                        "usage: /ban NICK|ADDR|CIDR [TIME] [REASON] (TIME at most 365d)",
+                    );
+                }
+                let t = BanTarget::parse(&target);
+                let why = Self::why(&reason);
+                self.ctx.bans.ban(t.clone(), &me, &why, secs, now);
+                info!(parent: &self.span(), target = %t, secs, %why, "ban");
+                let mut ended = 0;
+                for p in hub.peers() {
+                    if t.matches(Some(&p.nick()), p.addr.ip())
+                        && p.remove(DisconnectReason::Banned {
+                            by: me.clone(),
+                            why: why.clone(),
+                            secs,
+                        })
+                    {
+                        ended += 1;
+                    }
+                }
+                let time = if secs == 0 {
+                    "until /unban or a restart".to_string()
+                } else {
+                    format!("for {secs} s")
+                };
+                self.notice(format!("banned {t} {time} ({ended} sessions ended)"));
+            }
+            ClientMsg::Unban { target } => {
+                if self.not_oper("/unban") {
+                    return;
+                }
+                let t = BanTarget::parse(&target);
+                if self.ctx.bans.unban(&t, now) {
+                    info!(parent: &self.span(), target = %t, "unban");
+                    self.notice(format!("unbanned {t}"));
+                } else {
+                    self.error(ErrorCode::BadCommand, format!("no ban on {t}"));
+                }
+            }
+            ClientMsg::Mute { nick, secs } => {
+                if self.not_oper("/mute") {
+                    return;
+                }
+                let Some(t) = find(&nick) else { return };
+                let until =
+                    (secs > 0).then(|| now + std::time::Duration::from_secs(u64::from(secs)));
+                t.set_mute(Some(Mute {
+                    by: me.clone(),
+                    until,
+                }));
+                info!(parent: &self.span(), target = %t.nick(), secs, "mute");
+                let time = if secs == 0 {
+                    String::new()
+                } else {
+                    format!(" for {secs} s")
+                };
+                t.send(&ServerMsg::Notice {
+                    text: format!("you are muted by {me}{time}: your messages are refused"),
+                });
+                self.notice(format!("muted {}{time}", t.nick()));
+            }
+            ClientMsg::Unmute { nick } => {
+                if self.not_oper("/unmute") {
+                    return;
+                }
+                let Some(t) = find(&nick) else { return };
+                t.set_mute(None);
+                t.send(&ServerMsg::Notice {
+                    text: format!("{me} unmuted you"),
+                });
+                self.notice(format!("unmuted {}", t.nick()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Refuse chat from a muted member (true: refused, and told).
+    fn refuse_muted(&self) -> bool {
+        let Some(m) = self.peer.muted(Instant::now()) else {
+            return false;
+        };
+        let left = match m.until {
+            Some(u) => format!(
+                ", {} s left",
+                u.saturating_duration_since(Instant::now()).as_secs().max(1)
+            ),
+            None => String::new(),
+        };
+        self.error(
+            ErrorCode::Muted,
+            format!("you are muted (by {}{left}): message not sent", m.by),
+        );
+        true
     }
 
     fn error(&self, code: ErrorCode, text: impl Into<String>) {
@@ -134,6 +525,21 @@ impl Session {
                 });
             }
             ClientMsg::Hello { .. } => self.error(ErrorCode::BadCommand, "already registered"),
+            ClientMsg::Say { .. } | ClientMsg::Me { .. } | ClientMsg::Private { .. }
+                if self.refuse_muted() => {}
+            ClientMsg::Nick { nick } => match self.admit_nick(&nick) {
+                Ok(()) => self.member().command(ClientMsg::Nick { nick }),
+                Err(e) => self.error(e.code(), e.to_string()),
+            },
+            ClientMsg::Pass { password } => return self.pass(&password),
+            ClientMsg::Identify { nick, password } => return self.identify(&nick, &password),
+            ClientMsg::Register { password } => self.register_nick(&password),
+            ClientMsg::Oper { password } => return self.oper(&password),
+            m @ (ClientMsg::Kick { .. }
+            | ClientMsg::Ban { .. }
+            | ClientMsg::Unban { .. }
+            | ClientMsg::Mute { .. }
+            | ClientMsg::Unmute { .. }) => self.operate(m),
             ClientMsg::Ping { token } => self.peer.send(&ServerMsg::Pong { token }),
             ClientMsg::Pong { .. } => {}
             ClientMsg::Quit { message } => return Step::End(quit_reason(&self.ctx, &message)),
@@ -155,6 +561,12 @@ impl Session {
             ClientMsg::Ping { token } => self.peer.send(&ServerMsg::Pong { token }),
             ClientMsg::Pong { .. } => {}
             ClientMsg::Quit { message } => return Step::End(quit_reason(&self.ctx, &message)),
+            ClientMsg::Pass { password } => return self.pass(&password),
+            ClientMsg::Identify { nick, password } => return self.identify(&nick, &password),
+            _ if !self.passed => {
+                let e = password_required(self.peer.format);
+                self.error(e.code(), e.to_string());
+            }
             _ => self.error(ErrorCode::BadCommand, "send Hello first"),
         }
         Step::Continue
@@ -336,6 +748,8 @@ struct Member<'a> {
     peer: &'a Arc<Peer>,
     /// Rooms this user is in; the last one is the current room.
     rooms: &'a mut Vec<Arc<Room>>,
+    /// A server operator: passes room gates, may set any room's key.
+    oper: bool,
 }
 
 impl Member<'_> {
@@ -468,29 +882,16 @@ impl Member<'_> {
                 }
                 Err(e) => self.error(e.code(), e.to_string()),
             },
-            ClientMsg::Join { room } => {
-                let name = match hub.room_name(&room) {
-                    Ok(n) => n,
-                    Err(e) => return self.error(e.code(), e.to_string()),
-                };
-                if let Some(i) = self.find_joined(name) {
-                    let r = self.rooms.remove(i);
-                    self.notice(format!("now talking in {}", r.name));
-                    self.rooms.push(r);
-                    return;
+            ClientMsg::Join { room } => self.join(&room, None),
+            ClientMsg::JoinKey { room, key } => {
+                if let Err(e) = secret::check_room_key(&key) {
+                    return self.error(ErrorCode::BadCommand, e.to_string());
                 }
-                let max = self.ctx.settings.config.limits.max_rooms_per_user;
-                if self.rooms.len() >= max {
-                    return self.error(
-                        ErrorCode::TooManyRooms,
-                        format!("you are in too many rooms (max {max}); /leave one first"),
-                    );
-                }
-                match hub.join(self.peer, name) {
-                    Ok(r) => self.rooms.push(r),
-                    Err(e) => self.error(e.code(), e.to_string()),
-                }
+                self.join(&room, Some(&key));
             }
+            m @ (ClientMsg::Invite { .. }
+            | ClientMsg::RoomKey { .. }
+            | ClientMsg::InviteOnly { .. }) => self.room_setting(m),
             ClientMsg::Leave { room } => {
                 let idx = if room.is_empty() {
                     self.rooms.len().checked_sub(1)
@@ -568,10 +969,11 @@ impl Member<'_> {
                 match target {
                     Some(t) => self.send_list(ServerMsg::SockInfo {
                         nick: t.nick().to_string(),
+                        // Operators see addresses too (to /ban them).
                         fields: self
                             .ctx
                             .access
-                            .sockinfo_for(t.sockinfo(), t.id == self.peer.id),
+                            .sockinfo_for(t.sockinfo(), t.id == self.peer.id || self.oper),
                     }),
                     None => self.error(
                         ErrorCode::NoSuchNick,
@@ -585,7 +987,135 @@ impl Member<'_> {
             | ClientMsg::Ping { .. }
             | ClientMsg::Pong { .. }
             | ClientMsg::Quit { .. }
-            | ClientMsg::Transfer(_) => {}
+            | ClientMsg::Transfer(_)
+            | ClientMsg::Pass { .. }
+            | ClientMsg::Register { .. }
+            | ClientMsg::Identify { .. }
+            | ClientMsg::Oper { .. }
+            | ClientMsg::Kick { .. }
+            | ClientMsg::Ban { .. }
+            | ClientMsg::Unban { .. }
+            | ClientMsg::Mute { .. }
+            | ClientMsg::Unmute { .. } => {}
+        }
+    }
+
+    /// Join (or make current) a room, through its gate with `key`.
+    fn join(&mut self, room: &str, key: Option<&str>) {
+        let hub = self.ctx.hub.clone();
+        let name = match hub.room_name(room) {
+            Ok(n) => n,
+            Err(e) => return self.error(e.code(), e.to_string()),
+        };
+        if let Some(i) = self.find_joined(name) {
+            let r = self.rooms.remove(i);
+            self.notice(format!("now talking in {}", r.name));
+            self.rooms.push(r);
+            return;
+        }
+        let max = self.ctx.settings.config.limits.max_rooms_per_user;
+        if self.rooms.len() >= max {
+            return self.error(
+                ErrorCode::TooManyRooms,
+                format!("you are in too many rooms (max {max}); /leave one first"),
+            );
+        }
+        match hub.join_with(self.peer, name, key, self.oper) {
+            Ok(r) => self.rooms.push(r),
+            Err(e) => self.error(e.code(), e.to_string()),
+        }
+    }
+
+    /// Invite, RoomKey, InviteOnly: the room's operator (who created it)
+    /// or a server operator; the default room stays open.
+    fn room_setting(&mut self, msg: ClientMsg) {
+        let hub = self.ctx.hub.clone();
+        let typed = match &msg {
+            ClientMsg::Invite { room, .. }
+            | ClientMsg::RoomKey { room, .. }
+            | ClientMsg::InviteOnly { room, .. } => room.clone(),
+            _ => return,
+        };
+        let room = if typed.is_empty() {
+            self.rooms.last().cloned()
+        } else {
+            hub.room(&typed)
+        };
+        let Some(room) = room else {
+            return if typed.is_empty() {
+                self.error(ErrorCode::NotInRoom, "you are not in a room (/join ROOM)")
+            } else {
+                self.error(
+                    ErrorCode::NoSuchRoom,
+                    format!("no such room: {}", shown(&typed)),
+                )
+            };
+        };
+        if !self.oper && !room.is_op(self.peer) {
+            return self.error(
+                ErrorCode::NotPermitted,
+                format!(
+                    "only {}'s operator (who created it) or a server operator may do that",
+                    room.name
+                ),
+            );
+        }
+        let me = self.peer.nick();
+        let default = &*room.name == self.ctx.settings.config.server.default_room.as_str();
+        match msg {
+            ClientMsg::Invite { nick, .. } => {
+                let Some(t) = hub.find(&nick) else {
+                    return self.error(
+                        ErrorCode::NoSuchNick,
+                        format!("no such nick: {}", shown(&nick)),
+                    );
+                };
+                room.invite(&t.nick());
+                t.send(&ServerMsg::Notice {
+                    text: format!("{me} invites you to {}: /join {}", room.name, room.name),
+                });
+                self.notice(format!("invited {} to {}", t.nick(), room.name));
+            }
+            _ if default => self.error(
+                ErrorCode::NotPermitted,
+                format!(
+                    "{} is the default room: it stays open to everyone",
+                    room.name
+                ),
+            ),
+            ClientMsg::RoomKey { key, .. } if key.is_empty() => {
+                room.set_key(None);
+                room.broadcast(
+                    &ServerMsg::Notice {
+                        text: format!("{me} removed the key of {}", room.name),
+                    },
+                    None,
+                );
+            }
+            ClientMsg::RoomKey { key, .. } => {
+                if let Err(e) = secret::check_room_key(&key) {
+                    return self.error(ErrorCode::BadCommand, e.to_string());
+                }
+                room.set_key(Some(key));
+                // The key itself is never shown: members were told it
+                // some other way, or set it.
+                room.broadcast(
+                    &ServerMsg::Notice {
+                        text: format!("{me} set a key on {}: /join {} KEY", room.name, room.name),
+                    },
+                    None,
+                );
+            }
+            ClientMsg::InviteOnly { on, .. } => {
+                room.set_invite_only(on);
+                let text = if on {
+                    format!("{me} made {} invite-only (/invite NICK)", room.name)
+                } else {
+                    format!("{me} opened {}: no longer invite-only", room.name)
+                };
+                room.broadcast(&ServerMsg::Notice { text }, None);
+            }
+            _ => {}
         }
     }
 }

@@ -255,10 +255,8 @@ async fn setup(
 
     // Replies to the first bytes are written once, when this scope ends.
     let turn = owed::scope();
-    if format == Format::Text
-        && let Err(e) = t.r.s.register("")
-    {
-        t.r.error(e.code(), e.to_string());
+    if format == Format::Text {
+        t.r.s.greet_text();
     }
     let r = &mut t.r;
     let end = t.conn.process_buffered(|f| r.on_frame(f)).break_value();
@@ -400,8 +398,11 @@ impl TcpSession {
         }
         // A slow consumer's writer is still running: it may yet deliver a
         // last notice to a peer that is slow rather than gone.
+        // So is a kicked or banned user's: an operator ended it, and it is
+        // told why (`Peer::remove`).
         let slow = matches!(end, End::Doomed)
-            && matches!(peer.reason(), Some(DisconnectReason::SlowConsumer { .. }));
+            && (matches!(peer.reason(), Some(DisconnectReason::SlowConsumer { .. }))
+                || peer.removed());
         let polite = match &end {
             End::Server(_) | End::Eof => !peer.cancel_token().is_cancelled(),
             End::Doomed => slow,

@@ -440,15 +440,26 @@ impl UdpServer {
         let mut session = Session::new(ctx.clone(), peer.clone(), now);
         // Registering queues the Welcome, Joined and history in the
         // outbox; the writer below sends them.
-        if let Err(e) = session.register(nick) {
-            self.reply_direct(
-                from,
-                &ServerMsg::Error {
+        match session.register(nick) {
+            Ok(()) => {}
+            // A server with a password: the session is kept, unregistered,
+            // so its Pass (with the token) and then Hello can follow.
+            Err(e) if e.code() == ErrorCode::PasswordRequired => {
+                session.peer.send(&ServerMsg::Error {
                     code: e.code(),
                     text: e.to_string(),
-                },
-            );
-            return;
+                });
+            }
+            Err(e) => {
+                self.reply_direct(
+                    from,
+                    &ServerMsg::Error {
+                        code: e.code(),
+                        text: e.to_string(),
+                    },
+                );
+                return;
+            }
         }
         let inj = {
             let f = crate::config::udp_faults(&self.cfg);
@@ -576,7 +587,8 @@ impl UdpServer {
             rx_reordered = rx.reordered,
             "udp session accounting"
         );
-        let live = !u.s.peer.cancel_token().is_cancelled();
+        // A kicked or banned user is still there to read its Bye.
+        let live = !u.s.peer.cancel_token().is_cancelled() || u.s.peer.removed();
         u.s.end(reason, live);
         if live {
             u.s.peer.outbox.close();

@@ -93,6 +93,7 @@ pub fn check_preamble(bytes: &[u8]) -> Result<u8, DecodeError> {
 
 impl W<'_> {
     fn reason(&mut self, r: &DisconnectReason) {
+        let by_why;
         let (code, param, detail): (u8, u32, &str) = match r {
             DisconnectReason::Quit { message } => (1, 0, message.as_str()),
             DisconnectReason::Eof => (2, 0, ""),
@@ -106,6 +107,14 @@ impl W<'_> {
             DisconnectReason::RateLimited => (10, 0, ""),
             DisconnectReason::ServerShutdown => (11, 0, ""),
             DisconnectReason::Os { errno } => (12, *errno as u32, ""),
+            DisconnectReason::Kicked { by, why } => {
+                by_why = crate::reason::join_by_why(by, why);
+                (13, 0, by_why.as_str())
+            }
+            DisconnectReason::Banned { by, why, secs } => {
+                by_why = crate::reason::join_by_why(by, why);
+                (14, *secs, by_why.as_str())
+            }
         };
         self.u8(code);
         self.u32(param);
@@ -214,6 +223,71 @@ fn write_client(w: &mut W<'_>, msg: &ClientMsg) {
         ClientMsg::Transfer(x) => {
             w.u8(crate::transfer::TAG_CLIENT);
             crate::transfer::write(w, x);
+        }
+        ClientMsg::Pass { password } => {
+            w.u8(0x0E);
+            w.str(password);
+        }
+        ClientMsg::Register { password } => {
+            w.u8(0x0F);
+            w.str(password);
+        }
+        ClientMsg::Identify { nick, password } => {
+            w.u8(0x10);
+            w.str(nick);
+            w.str(password);
+        }
+        ClientMsg::Oper { password } => {
+            w.u8(0x11);
+            w.str(password);
+        }
+        ClientMsg::Invite { nick, room } => {
+            w.u8(0x12);
+            w.str(nick);
+            w.str(room);
+        }
+        ClientMsg::RoomKey { room, key } => {
+            w.u8(0x13);
+            w.str(room);
+            w.str(key);
+        }
+        ClientMsg::InviteOnly { room, on } => {
+            w.u8(0x14);
+            w.str(room);
+            w.u8(u8::from(*on));
+        }
+        ClientMsg::Kick { nick, reason } => {
+            w.u8(0x15);
+            w.str(nick);
+            w.str(reason);
+        }
+        ClientMsg::Ban {
+            target,
+            secs,
+            reason,
+        } => {
+            w.u8(0x16);
+            w.str(target);
+            w.u32(*secs);
+            w.str(reason);
+        }
+        ClientMsg::Unban { target } => {
+            w.u8(0x17);
+            w.str(target);
+        }
+        ClientMsg::Mute { nick, secs } => {
+            w.u8(0x18);
+            w.str(nick);
+            w.u32(*secs);
+        }
+        ClientMsg::Unmute { nick } => {
+            w.u8(0x19);
+            w.str(nick);
+        }
+        ClientMsg::JoinKey { room, key } => {
+            w.u8(0x1A);
+            w.str(room);
+            w.str(key);
         }
     }
 }
@@ -354,6 +428,18 @@ impl<'a> R<'a> {
             12 => DisconnectReason::Os {
                 errno: param as i32,
             },
+            13 => {
+                let (by, why) = crate::reason::split_by_why(&detail);
+                DisconnectReason::Kicked { by, why }
+            }
+            14 => {
+                let (by, why) = crate::reason::split_by_why(&detail);
+                DisconnectReason::Banned {
+                    by,
+                    why,
+                    secs: param,
+                }
+            }
             _ => return Err(DecodeError::BadValue("reason code")),
         })
     }
@@ -412,6 +498,54 @@ pub fn decode_client(payload: &[u8]) -> Result<ClientMsg, DecodeError> {
             nick: r.str("nick")?,
         },
         crate::transfer::TAG_CLIENT => ClientMsg::Transfer(crate::transfer::read(&mut r)?),
+        0x0E => ClientMsg::Pass {
+            password: r.str("password")?,
+        },
+        0x0F => ClientMsg::Register {
+            password: r.str("password")?,
+        },
+        0x10 => ClientMsg::Identify {
+            nick: r.str("nick")?,
+            password: r.str("password")?,
+        },
+        0x11 => ClientMsg::Oper {
+            password: r.str("password")?,
+        },
+        0x12 => ClientMsg::Invite {
+            nick: r.str("nick")?,
+            room: r.str("room")?,
+        },
+        0x13 => ClientMsg::RoomKey {
+            room: r.str("room")?,
+            key: r.str("key")?,
+        },
+        0x14 => ClientMsg::InviteOnly {
+            room: r.str("room")?,
+            on: r.bool("on")?,
+        },
+        0x15 => ClientMsg::Kick {
+            nick: r.str("nick")?,
+            reason: r.str("reason")?,
+        },
+        0x16 => ClientMsg::Ban {
+            target: r.str("target")?,
+            secs: r.u32("secs")?,
+            reason: r.str("reason")?,
+        },
+        0x17 => ClientMsg::Unban {
+            target: r.str("target")?,
+        },
+        0x18 => ClientMsg::Mute {
+            nick: r.str("nick")?,
+            secs: r.u32("secs")?,
+        },
+        0x19 => ClientMsg::Unmute {
+            nick: r.str("nick")?,
+        },
+        0x1A => ClientMsg::JoinKey {
+            room: r.str("room")?,
+            key: r.str("key")?,
+        },
         t => return Err(DecodeError::UnknownTag(t)),
     };
     r.finish(msg)

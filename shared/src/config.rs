@@ -14,6 +14,7 @@ pub struct Config {
     pub udp: UdpConfig,
     pub transfer: TransferConfig,
     pub access: AccessConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
     pub client: ClientConfig,
     /// `[tls]`: present (even empty) turns the TLS listener on.
@@ -203,6 +204,43 @@ impl Default for AccessConfig {
             allow: Vec::new(),
             deny: Vec::new(),
             sockinfo_address: "self".into(),
+        }
+    }
+}
+
+/// `[auth]`: passwords, registered nicks and operators (PROTOCOL.md "Who
+/// may come in"; SECURITY.md says where each secret lives).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The server password in plain text (`""`: none). Prefer
+    /// `password_hash`; at most one of the two.
+    pub password: String,
+    /// The server password as an argon2 PHC string (`$argon2id$...`).
+    pub password_hash: String,
+    /// `/register` allowed.
+    pub registration: bool,
+    /// The registered nicks (argon2 hashes only). Empty: `nicks` in the
+    /// server's data dir (`tls.data_dir`, else `$XDG_DATA_HOME/sockchat-server`).
+    pub nicks_file: String,
+    /// `/oper PASSWORD` in plain text (`""`: none); prefer the hash.
+    pub oper_password: String,
+    /// The operator password as an argon2 PHC string.
+    pub oper_password_hash: String,
+    /// Registered nicks that become operators when they identify.
+    pub operators: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            password: String::new(),
+            password_hash: String::new(),
+            registration: true,
+            nicks_file: String::new(),
+            oper_password: String::new(),
+            oper_password_hash: String::new(),
+            operators: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! is pure (no sockets, no clock); `sockopt` talks to the kernel through a raw
 //! fd and nothing else.
 
+pub mod ban;
 pub mod codec;
 pub mod config;
 pub mod errno;
@@ -18,6 +19,7 @@ pub mod proto;
 pub mod reason;
 pub mod rudp;
 pub mod sanitize;
+pub mod secret;
 pub mod sockopt;
 pub mod text;
 pub mod transfer;

@@ -43,6 +43,31 @@ pub fn normalize_room(room: &str) -> &str {
     room.strip_prefix('#').unwrap_or(room)
 }
 
+/// A nick the server hands out (`guest` and digits, in any case or
+/// look-alike, e.g. `GUEST1` or `guestl`): it cannot be registered, or the
+/// server could hand a registered nick to a new user. Compared on folded
+/// keys (`fold::nick_key`), like every nick.
+pub fn is_guest_nick(nick: &str) -> bool {
+    let key = crate::fold::nick_key(nick);
+    let Some(rest) = key.strip_prefix(crate::fold::nick_key("guest").as_str()) else {
+        return false;
+    };
+    let digits: Vec<String> = (0..10)
+        .map(|d| crate::fold::nick_key(&d.to_string()))
+        .collect();
+    // `rest` must be one or more digits' keys, end to end.
+    fn digits_only(rest: &str, digits: &[String]) -> bool {
+        rest.is_empty()
+            || digits.iter().any(|d| {
+                !d.is_empty()
+                    && rest
+                        .strip_prefix(d.as_str())
+                        .is_some_and(|r| digits_only(r, digits))
+            })
+    }
+    !rest.is_empty() && digits_only(rest, &digits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +82,15 @@ mod tests {
         assert!(check_nick(&"x".repeat(25), 24).is_err());
         assert_eq!(normalize_room("#lobby"), "lobby");
         assert!(check_room("dev-ops", 32).is_ok());
+    }
+
+    #[test]
+    fn guest_nicks() {
+        for g in ["guest1", "GUEST42", "guest007", "guestl", "gu\u{0435}st7"] {
+            assert!(is_guest_nick(g), "{g}");
+        }
+        for n in ["guest", "guestx", "alice", "guest1a", "myguest1"] {
+            assert!(!is_guest_nick(n), "{n}");
+        }
     }
 }

@@ -46,6 +46,27 @@ pub enum ErrorCode {
     TooManyFromAddress,
     /// The address is not allowed in (`[access]` allow/deny lists).
     Forbidden,
+    /// The server needs its password (`Pass`) before `Hello` (text mode:
+    /// `/pass PASSWORD` first).
+    PasswordRequired,
+    /// A wrong password: the server's, a registered nick's or the
+    /// operators'.
+    BadPassword,
+    /// The nick is registered and this session has not identified for it.
+    NickRegistered,
+    /// Banned: the address at admission, the nick at `Hello`/`Nick`.
+    Banned,
+    /// An operator command from someone who is not one (server operator,
+    /// or the room's operator for room settings).
+    NotPermitted,
+    /// Chat from a muted user.
+    Muted,
+    /// `Join` of a room with a key, without it or with a wrong one.
+    BadRoomKey,
+    /// `Join` of an invite-only room without an invitation.
+    InviteOnly,
+    /// `Identify` for a nick nobody registered.
+    NotRegistered,
     Other(u16),
 }
 
@@ -66,6 +87,15 @@ impl ErrorCode {
             Self::ServerFull => 12,
             Self::TooManyFromAddress => 13,
             Self::Forbidden => 14,
+            Self::PasswordRequired => 15,
+            Self::BadPassword => 16,
+            Self::NickRegistered => 17,
+            Self::Banned => 18,
+            Self::NotPermitted => 19,
+            Self::Muted => 20,
+            Self::BadRoomKey => 21,
+            Self::InviteOnly => 22,
+            Self::NotRegistered => 23,
             Self::Other(n) => n,
         }
     }
@@ -86,6 +116,15 @@ impl ErrorCode {
             12 => Self::ServerFull,
             13 => Self::TooManyFromAddress,
             14 => Self::Forbidden,
+            15 => Self::PasswordRequired,
+            16 => Self::BadPassword,
+            17 => Self::NickRegistered,
+            18 => Self::Banned,
+            19 => Self::NotPermitted,
+            20 => Self::Muted,
+            21 => Self::BadRoomKey,
+            22 => Self::InviteOnly,
+            23 => Self::NotRegistered,
             other => Self::Other(other),
         }
     }
@@ -145,6 +184,69 @@ pub enum ClientMsg {
     },
     /// A file-transfer message (`shared::transfer`).
     Transfer(crate::transfer::Xfer),
+    /// The server's password, before `Hello` (PROTOCOL.md "Who may come
+    /// in").
+    Pass {
+        password: String,
+    },
+    /// Register my current nick with this password.
+    Register {
+        password: String,
+    },
+    /// Prove I own registered NICK (empty: my current nick); after `Hello`
+    /// the server renames me to it.
+    Identify {
+        nick: String,
+        password: String,
+    },
+    /// Become a server operator.
+    Oper {
+        password: String,
+    },
+    /// Invite NICK into ROOM (empty: my current room).
+    Invite {
+        nick: String,
+        room: String,
+    },
+    /// Set ROOM's key (empty: remove it).
+    RoomKey {
+        room: String,
+        key: String,
+    },
+    /// Make ROOM invite-only, or open it again.
+    InviteOnly {
+        room: String,
+        on: bool,
+    },
+    /// Operator: end NICK's session (reason `kicked`).
+    Kick {
+        nick: String,
+        reason: String,
+    },
+    /// Operator: ban a nick, an address or a CIDR block for `secs` (0: until
+    /// unbanned); sessions it matches end (reason `banned`).
+    Ban {
+        target: String,
+        secs: u32,
+        reason: String,
+    },
+    /// Operator: lift a ban (the target exactly as banned).
+    Unban {
+        target: String,
+    },
+    /// Operator: NICK's chat is refused for `secs` (0: until unmuted).
+    Mute {
+        nick: String,
+        secs: u32,
+    },
+    Unmute {
+        nick: String,
+    },
+    /// Join ROOM with its key (a new room gets this key).
+    JoinKey {
+        room: String,
+        key: String,
+    },
 }
 
 /// Messages a server sends.

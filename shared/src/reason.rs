@@ -38,6 +38,13 @@ pub enum DisconnectReason {
     ServerShutdown,
     /// Any other errno, kept with its number and symbolic name.
     Os { errno: i32 },
+    /// A server operator ended the session with `/kick`: who (their nick)
+    /// and why (may be empty).
+    Kicked { by: String, why: String },
+    /// A server operator banned the user (`/ban`): who, why (may be empty)
+    /// and for how long in seconds (0: until unbanned or the server
+    /// restarts).
+    Banned { by: String, why: String, secs: u32 },
 }
 
 impl DisconnectReason {
@@ -65,6 +72,8 @@ impl DisconnectReason {
             Self::RateLimited => "rate-limited".into(),
             Self::ServerShutdown => "server-shutdown".into(),
             Self::Os { errno } => errno::name(*errno).to_ascii_lowercase(),
+            Self::Kicked { .. } => "kicked".into(),
+            Self::Banned { .. } => "banned".into(),
         }
     }
 
@@ -131,6 +140,15 @@ impl DisconnectReason {
             },
             "rate-limited" => Self::RateLimited,
             "server-shutdown" => Self::ServerShutdown,
+            "kicked" => Self::Kicked {
+                by: String::new(),
+                why: String::new(),
+            },
+            "banned" => Self::Banned {
+                by: String::new(),
+                why: String::new(),
+                secs: 0,
+            },
             other => Self::Os {
                 errno: errno::from_name(&other.to_ascii_uppercase())?,
             },
@@ -158,7 +176,46 @@ impl fmt::Display for DisconnectReason {
             Self::Os { errno: e } => {
                 write!(f, "{} ({} {})", errno::describe(*e), errno::name(*e), e)
             }
+            Self::Kicked { by, why } => {
+                write!(f, "kicked by {by}")?;
+                colon_why(f, why)
+            }
+            Self::Banned { by, why, secs } => {
+                write!(f, "banned by {by}")?;
+                if *secs > 0 {
+                    write!(f, " for {secs} s")?;
+                }
+                colon_why(f, why)
+            }
         }
+    }
+}
+
+/// `: WHY` after a kick or ban, or nothing when no reason was given.
+fn colon_why(f: &mut fmt::Formatter<'_>, why: &str) -> fmt::Result {
+    if why.is_empty() {
+        Ok(())
+    } else {
+        write!(f, ": {why}")
+    }
+}
+
+/// Who and why of a kick or ban in one `detail` string on the wire:
+/// `BY` or `BY: WHY` (a nick never contains `:` or a space, so the first
+/// `": "` splits them). [`split_by_why`] is the inverse.
+pub fn join_by_why(by: &str, why: &str) -> String {
+    if why.is_empty() {
+        by.to_string()
+    } else {
+        format!("{by}: {why}")
+    }
+}
+
+/// The inverse of [`join_by_why`]: `(by, why)`.
+pub fn split_by_why(detail: &str) -> (String, String) {
+    match detail.split_once(": ") {
+        Some((by, why)) => (by.to_string(), why.to_string()),
+        None => (detail.to_string(), String::new()),
     }
 }
 
@@ -197,6 +254,21 @@ impl std::str::FromStr for DisconnectReason {
         ];
         if let Some(r) = FIXED.into_iter().find(|r| r.to_string() == text) {
             return Ok(r);
+        }
+        if let Some(rest) = text.strip_prefix("kicked by ") {
+            let (by, why) = split_by_why(rest);
+            return Ok(Self::Kicked { by, why });
+        }
+        if let Some(rest) = text.strip_prefix("banned by ") {
+            let (who, why) = split_by_why(rest);
+            let (by, secs) = match who.split_once(" for ") {
+                Some((by, d)) => {
+                    let n = d.strip_suffix(" s").ok_or_else(err)?;
+                    (by.to_string(), n.parse().map_err(|_| err())?)
+                }
+                None => (who, 0),
+            };
+            return Ok(Self::Banned { by, why, secs });
         }
         if let Some(detail) = text.strip_prefix("protocol error: ") {
             return Ok(Self::ProtocolError {
@@ -256,6 +328,24 @@ mod tests {
             },
             DisconnectReason::Os { errno: 113 },
             DisconnectReason::Os { errno: 9999 },
+            DisconnectReason::Kicked {
+                by: "op".into(),
+                why: "spam: again".into(),
+            },
+            DisconnectReason::Kicked {
+                by: "op".into(),
+                why: String::new(),
+            },
+            DisconnectReason::Banned {
+                by: "op".into(),
+                why: "flood".into(),
+                secs: 600,
+            },
+            DisconnectReason::Banned {
+                by: "op".into(),
+                why: String::new(),
+                secs: 0,
+            },
         ] {
             assert_eq!(r.to_string().parse::<DisconnectReason>(), Ok(r.clone()));
         }
@@ -308,6 +398,39 @@ mod tests {
             DisconnectReason::Os { errno: 113 }.to_string(),
             "no route to host (EHOSTUNREACH 113)"
         );
+        let kicked = |why: &str| DisconnectReason::Kicked {
+            by: "op".into(),
+            why: why.into(),
+        };
+        assert_eq!(kicked("").to_string(), "kicked by op");
+        assert_eq!(kicked("spam").to_string(), "kicked by op: spam");
+        let banned = |secs, why: &str| DisconnectReason::Banned {
+            by: "op".into(),
+            why: why.into(),
+            secs,
+        };
+        assert_eq!(banned(0, "").to_string(), "banned by op");
+        assert_eq!(banned(60, "").to_string(), "banned by op for 60 s");
+        assert_eq!(
+            banned(60, "flood").to_string(),
+            "banned by op for 60 s: flood"
+        );
+        assert_eq!(kicked("x").code(), "kicked");
+        assert_eq!(banned(1, "x").code(), "banned");
+        assert!("banned by op for x s".parse::<DisconnectReason>().is_err());
+        assert!("banned by op for 5".parse::<DisconnectReason>().is_err());
+    }
+
+    #[test]
+    fn who_and_why_share_one_detail() {
+        for (by, why) in [("op", ""), ("op", "spam"), ("op", "a: b"), ("", "x")] {
+            assert_eq!(
+                split_by_why(&join_by_why(by, why)),
+                (by.to_string(), why.to_string())
+            );
+        }
+        assert_eq!(join_by_why("op", ""), "op");
+        assert_eq!(join_by_why("op", "spam"), "op: spam");
     }
 
     #[test]
@@ -337,6 +460,15 @@ mod tests {
             DisconnectReason::Refused,
             DisconnectReason::RateLimited,
             DisconnectReason::ServerShutdown,
+            DisconnectReason::Kicked {
+                by: String::new(),
+                why: String::new(),
+            },
+            DisconnectReason::Banned {
+                by: String::new(),
+                why: String::new(),
+                secs: 0,
+            },
         ] {
             assert_eq!(DisconnectReason::from_code(&r.code()), Some(r));
         }

@@ -5,9 +5,11 @@
 //! ("Text mode") documents the shapes.
 
 mod command;
+mod duration;
 mod render;
 
 pub use command::{
     COMMANDS, Command, CommandError, CommandHelp, InputLimits, help_lines, parse_command,
 };
+pub use duration::{MAX_SECS, parse_duration};
 pub use render::{Line, Severity, bye_reason, render};

@@ -48,6 +48,33 @@ fn command() -> impl Strategy<Value = Command> {
         proptest::option::of(word()).prop_map(Command::SockInfo),
         "[^\r\n]{0,20}".prop_map(|s| Command::Quit(s.trim().to_string())),
         Just(Command::Help),
+        word().prop_map(Command::Pass),
+        word().prop_map(Command::Register),
+        (proptest::option::of(word()), word())
+            .prop_map(|(nick, password)| Command::Identify { nick, password }),
+        word().prop_map(Command::Oper),
+        (word(), word()).prop_map(|(room, key)| Command::JoinKey { room, key }),
+        (word(), proptest::option::of(word()))
+            .prop_map(|(nick, room)| Command::Invite { nick, room }),
+        (word(), proptest::option::of(word()))
+            .prop_map(|(room, key)| Command::RoomKey { room, key }),
+        (word(), any::<bool>()).prop_map(|(room, on)| Command::InviteOnly { room, on }),
+        (word(), proptest::option::of(words())).prop_map(|(nick, reason)| Command::Kick {
+            nick,
+            reason: reason.unwrap_or_default()
+        }),
+        // A reason never starts with a digit here: it would be read as a
+        // duration (the documented rule).
+        (word(), 0..=text::MAX_SECS, "([a-z][a-z ]{0,12})?").prop_map(|(target, secs, r)| {
+            Command::Ban {
+                target,
+                secs,
+                reason: r.trim().to_string(),
+            }
+        }),
+        word().prop_map(Command::Unban),
+        (word(), 0..=text::MAX_SECS).prop_map(|(nick, secs)| Command::Mute { nick, secs }),
+        word().prop_map(Command::Unmute),
     ]
 }
 
@@ -70,6 +97,40 @@ fn typed(c: &Command) -> String {
         Command::Quit(m) => format!("/quit {m}"),
         Command::Help => "/help".into(),
         Command::Other { name, rest } => format!("/{name} {rest}"),
+        Command::Pass(p) => format!("/pass {p}"),
+        Command::Register(p) => format!("/register {p}"),
+        Command::Identify {
+            nick: Some(n),
+            password,
+        } => format!("/identify {n} {password}"),
+        Command::Identify {
+            nick: None,
+            password,
+        } => format!("/identify {password}"),
+        Command::Oper(p) => format!("/oper {p}"),
+        Command::JoinKey { room, key } => format!("/join {room} {key}"),
+        Command::Invite { nick, room } => opt(&format!("/invite {nick}"), room),
+        Command::RoomKey { room, key } => opt(&format!("/key {room}"), key),
+        Command::InviteOnly { room, on } => {
+            format!("/inviteonly {room} {}", if *on { "on" } else { "off" })
+        }
+        Command::Kick { nick, reason } => format!("/kick {nick} {reason}"),
+        Command::Ban {
+            target,
+            secs,
+            reason,
+        } => {
+            let d = if *secs == 0 {
+                String::new()
+            } else {
+                format!(" {secs}")
+            };
+            format!("/ban {target}{d} {reason}")
+        }
+        Command::Unban(t) => format!("/unban {t}"),
+        Command::Mute { nick, secs: 0 } => format!("/mute {nick}"),
+        Command::Mute { nick, secs } => format!("/mute {nick} {secs}s"),
+        Command::Unmute(n) => format!("/unmute {n}"),
     }
 }
 
@@ -106,6 +167,8 @@ proptest! {
                 prop_assert_eq!(text::bye_reason(&line.text), Some(DisconnectReason::quit()));
             }
             DisconnectReason::ProtocolError { detail } if !is_clean(detail) => {}
+            DisconnectReason::Kicked { why, .. } | DisconnectReason::Banned { why, .. }
+                if !is_clean(why) => {}
             _ => prop_assert_eq!(text::bye_reason(&line.text), Some(r)),
         }
     }

@@ -198,6 +198,15 @@ pub(super) fn error_code_name(c: sockchat_shared::ErrorCode) -> String {
         E::ServerFull => "server-full".into(),
         E::TooManyFromAddress => "too-many-from-address".into(),
         E::Forbidden => "forbidden".into(),
+        E::PasswordRequired => "password-required".into(),
+        E::BadPassword => "bad-password".into(),
+        E::NickRegistered => "nick-registered".into(),
+        E::Banned => "banned".into(),
+        E::NotPermitted => "not-permitted".into(),
+        E::Muted => "muted".into(),
+        E::BadRoomKey => "bad-room-key".into(),
+        E::InviteOnly => "invite-only".into(),
+        E::NotRegistered => "not-registered".into(),
         E::Other(n) => format!("server-error-{n}"),
     }
 }

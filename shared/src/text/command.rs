@@ -37,6 +37,40 @@ pub enum Command {
     Quit(String),
     /// `/help` (`/h`, `/?`).
     Help,
+    /// `/pass PASSWORD`: the server's password (text mode: before anything
+    /// else).
+    Pass(String),
+    /// `/register PASSWORD`: register your current nick.
+    Register(String),
+    /// `/identify [NICK] PASSWORD`; `None`: your current nick.
+    Identify {
+        nick: Option<String>,
+        password: String,
+    },
+    /// `/oper PASSWORD`.
+    Oper(String),
+    /// `/join ROOM KEY`.
+    JoinKey { room: String, key: String },
+    /// `/invite NICK [ROOM]`; `None`: the current room.
+    Invite { nick: String, room: Option<String> },
+    /// `/key ROOM [KEY]`; no key: remove it.
+    RoomKey { room: String, key: Option<String> },
+    /// `/inviteonly ROOM on|off`.
+    InviteOnly { room: String, on: bool },
+    /// `/kick NICK [REASON]`.
+    Kick { nick: String, reason: String },
+    /// `/ban NICK|ADDR|CIDR [DURATION] [REASON]`; `secs` 0: until lifted.
+    Ban {
+        target: String,
+        secs: u32,
+        reason: String,
+    },
+    /// `/unban NICK|ADDR|CIDR`.
+    Unban(String),
+    /// `/mute NICK [DURATION]`; `secs` 0: until lifted.
+    Mute { nick: String, secs: u32 },
+    /// `/unmute NICK`.
+    Unmute(String),
     /// A `/command` this parser does not know: its name lowercased without
     /// the `/`, and the rest of the line trimmed.
     Other { name: String, rest: String },
@@ -58,6 +92,9 @@ pub enum CommandError {
     /// A nick or room name that breaks the naming rules.
     #[error(transparent)]
     BadName(#[from] names::NameError),
+    /// A password or key that breaks its rule.
+    #[error(transparent)]
+    BadSecret(#[from] crate::secret::SecretError),
 }
 
 /// One protocol command for the help text.
@@ -124,6 +161,66 @@ pub const COMMANDS: &[CommandHelp] = &[
         args: "",
         about: "this help",
     },
+    CommandHelp {
+        name: "/pass",
+        args: "PASSWORD",
+        about: "the server's password (text mode: first)",
+    },
+    CommandHelp {
+        name: "/register",
+        args: "PASSWORD",
+        about: "register your nick (then nobody else can use it)",
+    },
+    CommandHelp {
+        name: "/identify",
+        args: "[NICK] PASSWORD",
+        about: "prove a registered nick is yours (and take it)",
+    },
+    CommandHelp {
+        name: "/invite",
+        args: "NICK [ROOM]",
+        about: "invite NICK into an invite-only room",
+    },
+    CommandHelp {
+        name: "/key",
+        args: "ROOM [KEY]",
+        about: "set (or without KEY remove) ROOM's key",
+    },
+    CommandHelp {
+        name: "/inviteonly",
+        args: "ROOM on|off",
+        about: "make ROOM invite-only, or open it",
+    },
+    CommandHelp {
+        name: "/oper",
+        args: "PASSWORD",
+        about: "become a server operator",
+    },
+    CommandHelp {
+        name: "/kick",
+        args: "NICK [REASON]",
+        about: "operator: disconnect NICK",
+    },
+    CommandHelp {
+        name: "/ban",
+        args: "NICK|ADDR|CIDR [TIME] [REASON]",
+        about: "operator: ban (TIME: 30s, 10m, 2h, 7d)",
+    },
+    CommandHelp {
+        name: "/unban",
+        args: "NICK|ADDR|CIDR",
+        about: "operator: lift a ban",
+    },
+    CommandHelp {
+        name: "/mute",
+        args: "NICK [TIME]",
+        about: "operator: refuse NICK's messages",
+    },
+    CommandHelp {
+        name: "/unmute",
+        args: "NICK",
+        about: "operator: lift a mute",
+    },
 ];
 
 /// The help text for [`COMMANDS`] (plus `extra`, a program's own commands),
@@ -136,7 +233,7 @@ pub fn help_lines(extra: &[CommandHelp]) -> Vec<String> {
         } else {
             format!("{} {}", c.name, c.args)
         };
-        lines.push(format!("  {usage:<18} {}", c.about));
+        lines.push(format!("  {usage:<18} {}", c.about).trim_end().to_string());
     }
     lines.push(
         "other lines are said in your current room; start a line with // to say one beginning with /"
@@ -184,6 +281,31 @@ fn opt_arg(rest: &str, usage: &'static str) -> Result<Option<String>, CommandErr
     }
 }
 
+/// Exactly `n` words (`/key ROOM KEY`), or the usage error.
+fn words(rest: &str, n: usize, usage: &'static str) -> Result<Vec<String>, CommandError> {
+    let w: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+    if w.len() == n {
+        Ok(w)
+    } else {
+        Err(CommandError::Usage(usage))
+    }
+}
+
+/// The first word and the rest of the line (trimmed), or the usage error
+/// when there is no first word.
+fn first_and_rest<'a>(
+    rest: &'a str,
+    usage: &'static str,
+) -> Result<(&'a str, &'a str), CommandError> {
+    if rest.is_empty() {
+        return Err(CommandError::Usage(usage));
+    }
+    Ok(match rest.split_once(char::is_whitespace) {
+        Some((a, b)) => (a, b.trim()),
+        None => (rest, ""),
+    })
+}
+
 /// Parse one typed line (a trailing `\r`/`\n` is ignored). `Ok(None)`: a
 /// blank line, nothing to do. Text lines are kept exactly as typed; command
 /// arguments are trimmed (`/msg`'s text only at its ends).
@@ -205,7 +327,13 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, CommandError> {
     let name = name.to_lowercase();
     Ok(Some(match name.as_str() {
         "nick" => Command::Nick(one_arg(rest, "/nick NAME")?.to_string()),
-        "join" | "j" => Command::Join(one_arg(rest, "/join ROOM")?.to_string()),
+        "join" | "j" => match words(rest, 2, "/join ROOM [KEY]") {
+            Ok(w) => Command::JoinKey {
+                room: w[0].clone(),
+                key: w[1].clone(),
+            },
+            Err(_) => Command::Join(one_arg(rest, "/join ROOM [KEY]")?.to_string()),
+        },
         "leave" | "part" => Command::Leave(opt_arg(rest, "/leave [ROOM]")?),
         "msg" | "m" | "query" => match rest.split_once(char::is_whitespace) {
             Some((to, text)) => Command::Msg {
@@ -222,6 +350,88 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, CommandError> {
         "sockinfo" => Command::SockInfo(opt_arg(rest, "/sockinfo [NICK]")?),
         "quit" | "exit" | "bye" | "q" => Command::Quit(rest.to_string()),
         "help" | "h" | "?" => Command::Help,
+        "pass" => Command::Pass(one_arg(rest, "/pass PASSWORD")?.to_string()),
+        "register" => Command::Register(one_arg(rest, "/register PASSWORD")?.to_string()),
+        "identify" => match words(rest, 2, "/identify [NICK] PASSWORD") {
+            Ok(w) => Command::Identify {
+                nick: Some(w[0].clone()),
+                password: w[1].clone(),
+            },
+            Err(_) => Command::Identify {
+                nick: None,
+                password: one_arg(rest, "/identify [NICK] PASSWORD")?.to_string(),
+            },
+        },
+        "oper" => Command::Oper(one_arg(rest, "/oper PASSWORD")?.to_string()),
+        "invite" => {
+            let usage = "/invite NICK [ROOM]";
+            let (nick, room) = first_and_rest(rest, usage)?;
+            Command::Invite {
+                nick: nick.to_string(),
+                room: opt_arg(room, usage)?,
+            }
+        }
+        "key" => {
+            let usage = "/key ROOM [KEY]";
+            let (room, key) = first_and_rest(rest, usage)?;
+            Command::RoomKey {
+                room: room.to_string(),
+                key: opt_arg(key, usage)?,
+            }
+        }
+        "inviteonly" => {
+            let usage = "/inviteonly ROOM on|off";
+            let w = words(rest, 2, usage)?;
+            let on = match w[1].to_lowercase().as_str() {
+                "on" => true,
+                "off" => false,
+                _ => return Err(CommandError::Usage(usage)),
+            };
+            Command::InviteOnly {
+                room: w[0].clone(),
+                on,
+            }
+        }
+        "kick" => {
+            let (nick, reason) = first_and_rest(rest, "/kick NICK [REASON]")?;
+            Command::Kick {
+                nick: nick.to_string(),
+                reason: reason.to_string(),
+            }
+        }
+        "ban" => {
+            let (target, more) = first_and_rest(rest, "/ban NICK|ADDR|CIDR [TIME] [REASON]")?;
+            // A second word that is a duration is the duration; anything
+            // else starts the reason.
+            let (secs, reason) = match more.split_once(char::is_whitespace) {
+                Some((d, r)) if super::parse_duration(d).is_some() => {
+                    (super::parse_duration(d).unwrap_or(0), r.trim())
+                }
+                None if super::parse_duration(more).is_some() => {
+                    (super::parse_duration(more).unwrap_or(0), "")
+                }
+                _ => (0, more),
+            };
+            Command::Ban {
+                target: target.to_string(),
+                secs,
+                reason: reason.to_string(),
+            }
+        }
+        "unban" => Command::Unban(one_arg(rest, "/unban NICK|ADDR|CIDR")?.to_string()),
+        "mute" => {
+            let usage = "/mute NICK [TIME]";
+            let (nick, time) = first_and_rest(rest, usage)?;
+            let secs = match opt_arg(time, usage)? {
+                None => 0,
+                Some(t) => super::parse_duration(&t).ok_or(CommandError::Usage(usage))?,
+            };
+            Command::Mute {
+                nick: nick.to_string(),
+                secs,
+            }
+        }
+        "unmute" => Command::Unmute(one_arg(rest, "/unmute NICK")?.to_string()),
         _ => Command::Other {
             name,
             rest: rest.to_string(),
@@ -267,6 +477,41 @@ impl Command {
                 Command::Msg { to, text }
             }
             Command::Join(r) => Command::Join(room_ok(r)?),
+            Command::JoinKey { room, key } => {
+                crate::secret::check_room_key(&key)?;
+                Command::JoinKey {
+                    room: room_ok(room)?,
+                    key,
+                }
+            }
+            Command::RoomKey { room, key } => {
+                if let Some(k) = &key {
+                    crate::secret::check_room_key(k)?;
+                }
+                Command::RoomKey {
+                    room: room_ok(room)?,
+                    key,
+                }
+            }
+            Command::Pass(p) => {
+                crate::secret::check_password(&p)?;
+                Command::Pass(p)
+            }
+            Command::Register(p) => {
+                crate::secret::check_password(&p)?;
+                Command::Register(p)
+            }
+            Command::Oper(p) => {
+                crate::secret::check_password(&p)?;
+                Command::Oper(p)
+            }
+            Command::Identify { nick, password } => {
+                crate::secret::check_password(&password)?;
+                if let Some(n) = &nick {
+                    names::check_nick(n, lim.max_nick_len)?;
+                }
+                Command::Identify { nick, password }
+            }
             Command::Leave(r) => Command::Leave(r.map(room_ok).transpose()?),
             Command::Who(r) => Command::Who(r.map(room_ok).transpose()?),
             other => other,
@@ -305,6 +550,56 @@ impl Command {
             Command::Quit(message) => ClientMsg::Quit {
                 message: message.clone(),
             },
+            Command::Pass(password) => ClientMsg::Pass {
+                password: password.clone(),
+            },
+            Command::Register(password) => ClientMsg::Register {
+                password: password.clone(),
+            },
+            Command::Identify { nick, password } => ClientMsg::Identify {
+                nick: nick.clone().unwrap_or_default(),
+                password: password.clone(),
+            },
+            Command::Oper(password) => ClientMsg::Oper {
+                password: password.clone(),
+            },
+            Command::JoinKey { room, key } => ClientMsg::JoinKey {
+                room: room.clone(),
+                key: key.clone(),
+            },
+            Command::Invite { nick, room: r } => ClientMsg::Invite {
+                nick: nick.clone(),
+                room: r.clone().unwrap_or_else(|| room.to_string()),
+            },
+            Command::RoomKey { room, key } => ClientMsg::RoomKey {
+                room: room.clone(),
+                key: key.clone().unwrap_or_default(),
+            },
+            Command::InviteOnly { room, on } => ClientMsg::InviteOnly {
+                room: room.clone(),
+                on: *on,
+            },
+            Command::Kick { nick, reason } => ClientMsg::Kick {
+                nick: nick.clone(),
+                reason: reason.clone(),
+            },
+            Command::Ban {
+                target,
+                secs,
+                reason,
+            } => ClientMsg::Ban {
+                target: target.clone(),
+                secs: *secs,
+                reason: reason.clone(),
+            },
+            Command::Unban(target) => ClientMsg::Unban {
+                target: target.clone(),
+            },
+            Command::Mute { nick, secs } => ClientMsg::Mute {
+                nick: nick.clone(),
+                secs: *secs,
+            },
+            Command::Unmute(nick) => ClientMsg::Unmute { nick: nick.clone() },
             Command::Help | Command::Other { .. } => return None,
         })
     }
@@ -392,8 +687,28 @@ mod tests {
         for (line, usage) in [
             ("/nick", "/nick NAME"),
             ("/nick a b", "/nick NAME"),
-            ("/join", "/join ROOM"),
-            ("/join a b", "/join ROOM"),
+            ("/join", "/join ROOM [KEY]"),
+            ("/join a b c", "/join ROOM [KEY]"),
+            ("/pass", "/pass PASSWORD"),
+            ("/pass a b", "/pass PASSWORD"),
+            ("/register", "/register PASSWORD"),
+            ("/identify", "/identify [NICK] PASSWORD"),
+            ("/identify a b c", "/identify [NICK] PASSWORD"),
+            ("/oper", "/oper PASSWORD"),
+            ("/invite", "/invite NICK [ROOM]"),
+            ("/invite a b c", "/invite NICK [ROOM]"),
+            ("/key", "/key ROOM [KEY]"),
+            ("/key a b c", "/key ROOM [KEY]"),
+            ("/inviteonly dev", "/inviteonly ROOM on|off"),
+            ("/inviteonly dev maybe", "/inviteonly ROOM on|off"),
+            ("/kick", "/kick NICK [REASON]"),
+            ("/ban", "/ban NICK|ADDR|CIDR [TIME] [REASON]"),
+            ("/unban", "/unban NICK|ADDR|CIDR"),
+            ("/unban a b", "/unban NICK|ADDR|CIDR"),
+            ("/mute", "/mute NICK [TIME]"),
+            ("/mute bob soon", "/mute NICK [TIME]"),
+            ("/mute bob 10m x", "/mute NICK [TIME]"),
+            ("/unmute", "/unmute NICK"),
             ("/leave a b", "/leave [ROOM]"),
             ("/who a b", "/who [ROOM]"),
             ("/msg bob", "/msg NICK TEXT"),
@@ -413,6 +728,252 @@ mod tests {
         assert_eq!(
             CommandError::Unknown("frob".into()).to_string(),
             "unknown command: /frob (try /help)"
+        );
+    }
+
+    #[test]
+    fn who_may_come_in_commands() {
+        let ban = |target: &str, secs, reason: &str| Command::Ban {
+            target: target.into(),
+            secs,
+            reason: reason.into(),
+        };
+        for (line, want) in [
+            ("/pass pw", Command::Pass("pw".into())),
+            ("/register pw", Command::Register("pw".into())),
+            (
+                "/identify pw",
+                Command::Identify {
+                    nick: None,
+                    password: "pw".into(),
+                },
+            ),
+            (
+                "/identify alice pw",
+                Command::Identify {
+                    nick: Some("alice".into()),
+                    password: "pw".into(),
+                },
+            ),
+            ("/oper pw", Command::Oper("pw".into())),
+            (
+                "/j #dev k",
+                Command::JoinKey {
+                    room: "#dev".into(),
+                    key: "k".into(),
+                },
+            ),
+            (
+                "/invite bob",
+                Command::Invite {
+                    nick: "bob".into(),
+                    room: None,
+                },
+            ),
+            (
+                "/invite bob dev",
+                Command::Invite {
+                    nick: "bob".into(),
+                    room: Some("dev".into()),
+                },
+            ),
+            (
+                "/key dev k",
+                Command::RoomKey {
+                    room: "dev".into(),
+                    key: Some("k".into()),
+                },
+            ),
+            (
+                "/key dev",
+                Command::RoomKey {
+                    room: "dev".into(),
+                    key: None,
+                },
+            ),
+            (
+                "/inviteonly dev ON",
+                Command::InviteOnly {
+                    room: "dev".into(),
+                    on: true,
+                },
+            ),
+            (
+                "/inviteonly dev off",
+                Command::InviteOnly {
+                    room: "dev".into(),
+                    on: false,
+                },
+            ),
+            (
+                "/kick bob",
+                Command::Kick {
+                    nick: "bob".into(),
+                    reason: String::new(),
+                },
+            ),
+            (
+                "/kick bob  stop  that ",
+                Command::Kick {
+                    nick: "bob".into(),
+                    reason: "stop  that".into(),
+                },
+            ),
+            ("/ban bob", ban("bob", 0, "")),
+            ("/ban 10.0.0.0/8 2h flood", ban("10.0.0.0/8", 7200, "flood")),
+            ("/ban bob 10m", ban("bob", 600, "")),
+            ("/ban bob spam again", ban("bob", 0, "spam again")),
+            (
+                "/ban bob 0 zero is no duration",
+                ban("bob", 0, "0 zero is no duration"),
+            ),
+            ("/unban 127.0.0.5", Command::Unban("127.0.0.5".into())),
+            (
+                "/mute bob",
+                Command::Mute {
+                    nick: "bob".into(),
+                    secs: 0,
+                },
+            ),
+            (
+                "/mute bob 30s",
+                Command::Mute {
+                    nick: "bob".into(),
+                    secs: 30,
+                },
+            ),
+            ("/unmute bob", Command::Unmute("bob".into())),
+        ] {
+            assert_eq!(p(line), Ok(Some(want)), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn who_may_come_in_messages() {
+        let m = |line: &str| ok(line).to_client_msg("dev");
+        assert_eq!(
+            m("/identify pw"),
+            Some(ClientMsg::Identify {
+                nick: String::new(),
+                password: "pw".into()
+            })
+        );
+        assert_eq!(
+            m("/identify al pw"),
+            Some(ClientMsg::Identify {
+                nick: "al".into(),
+                password: "pw".into()
+            })
+        );
+        assert_eq!(
+            m("/invite bob"),
+            Some(ClientMsg::Invite {
+                nick: "bob".into(),
+                room: "dev".into()
+            })
+        );
+        assert_eq!(
+            m("/key dev"),
+            Some(ClientMsg::RoomKey {
+                room: "dev".into(),
+                key: String::new()
+            })
+        );
+        assert_eq!(
+            m("/inviteonly x on"),
+            Some(ClientMsg::InviteOnly {
+                room: "x".into(),
+                on: true
+            })
+        );
+        assert_eq!(
+            m("/join x k"),
+            Some(ClientMsg::JoinKey {
+                room: "x".into(),
+                key: "k".into()
+            })
+        );
+        assert_eq!(
+            m("/kick bob go"),
+            Some(ClientMsg::Kick {
+                nick: "bob".into(),
+                reason: "go".into()
+            })
+        );
+        assert_eq!(
+            m("/ban bob 1m x"),
+            Some(ClientMsg::Ban {
+                target: "bob".into(),
+                secs: 60,
+                reason: "x".into()
+            })
+        );
+        assert_eq!(
+            m("/mute bob 2m"),
+            Some(ClientMsg::Mute {
+                nick: "bob".into(),
+                secs: 120
+            })
+        );
+        assert_eq!(
+            m("/unmute bob"),
+            Some(ClientMsg::Unmute { nick: "bob".into() })
+        );
+        assert_eq!(
+            m("/unban bob"),
+            Some(ClientMsg::Unban {
+                target: "bob".into()
+            })
+        );
+        assert_eq!(
+            m("/pass x"),
+            Some(ClientMsg::Pass {
+                password: "x".into()
+            })
+        );
+        assert_eq!(
+            m("/oper x"),
+            Some(ClientMsg::Oper {
+                password: "x".into()
+            })
+        );
+        assert_eq!(
+            m("/register x"),
+            Some(ClientMsg::Register {
+                password: "x".into()
+            })
+        );
+        let lim = InputLimits::default();
+        assert!(ok("/pass a\u{1b}b").check(&lim).is_err());
+        assert!(ok("/oper a\u{7f}").check(&lim).is_err());
+        assert!(ok("/register a\u{0}").check(&lim).is_err());
+        assert!(
+            ok(&format!("/identify {}", "x".repeat(129)))
+                .check(&lim)
+                .is_err()
+        );
+        assert!(ok("/identify b\u{1b}d pw").check(&lim).is_err());
+        assert!(ok("/join dev k\u{1}").check(&lim).is_err());
+        assert!(ok("/key dev k\u{1}").check(&lim).is_err());
+        assert_eq!(
+            ok("/join #dev k").check(&lim),
+            Ok(Command::JoinKey {
+                room: "dev".into(),
+                key: "k".into()
+            })
+        );
+        assert_eq!(
+            ok("/key #dev").check(&lim),
+            Ok(Command::RoomKey {
+                room: "dev".into(),
+                key: None
+            })
+        );
+        assert_eq!(ok("/oper pw").check(&lim), Ok(Command::Oper("pw".into())));
+        assert_eq!(ok("/pass pw").check(&lim), Ok(Command::Pass("pw".into())));
+        assert_eq!(
+            ok("/register pw").check(&lim),
+            Ok(Command::Register("pw".into()))
         );
     }
 

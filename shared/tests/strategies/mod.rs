@@ -26,6 +26,10 @@ pub fn reason() -> impl Strategy<Value = DisconnectReason> {
         Just(DisconnectReason::RateLimited),
         Just(DisconnectReason::ServerShutdown),
         (0i32..4096).prop_map(|errno| DisconnectReason::Os { errno }),
+        // `by` is a nick: never ": " inside (it splits who from why).
+        ("[a-z0-9._-]{0,12}", text()).prop_map(|(by, why)| DisconnectReason::Kicked { by, why }),
+        ("[a-z0-9._-]{0,12}", text(), any::<u32>())
+            .prop_map(|(by, why, secs)| DisconnectReason::Banned { by, why, secs }),
     ]
 }
 
@@ -44,6 +48,23 @@ pub fn client_msg() -> impl Strategy<Value = ClientMsg> {
         any::<u64>().prop_map(|token| ClientMsg::Pong { token }),
         text().prop_map(|message| ClientMsg::Quit { message }),
         text().prop_map(|nick| ClientMsg::SockInfo { nick }),
+        text().prop_map(|password| ClientMsg::Pass { password }),
+        text().prop_map(|password| ClientMsg::Register { password }),
+        (text(), text()).prop_map(|(nick, password)| ClientMsg::Identify { nick, password }),
+        text().prop_map(|password| ClientMsg::Oper { password }),
+        (text(), text()).prop_map(|(nick, room)| ClientMsg::Invite { nick, room }),
+        (text(), text()).prop_map(|(room, key)| ClientMsg::RoomKey { room, key }),
+        (text(), any::<bool>()).prop_map(|(room, on)| ClientMsg::InviteOnly { room, on }),
+        (text(), text()).prop_map(|(nick, reason)| ClientMsg::Kick { nick, reason }),
+        (text(), any::<u32>(), text()).prop_map(|(target, secs, reason)| ClientMsg::Ban {
+            target,
+            secs,
+            reason
+        }),
+        text().prop_map(|target| ClientMsg::Unban { target }),
+        (text(), any::<u32>()).prop_map(|(nick, secs)| ClientMsg::Mute { nick, secs }),
+        text().prop_map(|nick| ClientMsg::Unmute { nick }),
+        (text(), text()).prop_map(|(room, key)| ClientMsg::JoinKey { room, key }),
     ]
 }
 
