@@ -30,6 +30,10 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         tokio::io::stdin(),
         std::io::stdout(),
     ))?;
+    // Do not wait for the stdin reader: its blocking read() only returns
+    // at the next line or EOF, and a driver that stopped for good (a
+    // changed TLS certificate) must end the process now, not then.
+    rt.shutdown_background();
     Ok(std::process::ExitCode::from(code))
 }
 

@@ -627,7 +627,7 @@ async fn text_mode_history_marker_msg_confirmation_errors_and_eof_line() {
     t.line("/frob").await;
     t.expect_line("! unknown command: /frob (try /help)").await;
     t.line("/join").await;
-    t.expect_line("! usage: /join ROOM").await;
+    t.expect_line("! usage: /join ROOM [KEY]").await;
     t.line(&"z".repeat(90)).await;
     t.expect_line("! line too long (max 20 bytes): ignored")
         .await;

@@ -277,7 +277,20 @@ fn the_client_pins_on_first_use_and_refuses_a_changed_certificate() {
         cmd,
         format!("sockchat --server {addr} --tls --tls-fingerprint {fp_b}")
     );
+    // It stops for good, with its input still open: the reconnect loop
+    // does not try the same certificate again at every back-off.
+    let stopped = c.wait_exit(Duration::from_secs(4));
     assert_eq!(c.finish(), 1, "{:?}", c.seen);
+    assert!(stopped.is_some(), "still reconnecting: {:?}", c.seen);
+    assert_eq!(
+        c.seen
+            .iter()
+            .filter(|l| l.contains("Refusing to connect"))
+            .count(),
+        1,
+        "warned once: {:?}",
+        c.seen
+    );
     assert!(
         !c.seen.iter().any(|l| l.contains("welcome")),
         "no session with a changed certificate: {:?}",

@@ -43,6 +43,8 @@ enum End {
     /// The connection or session ended; `healthy` if it stayed up long
     /// enough to start the back-off over.
     Lost { healthy: bool },
+    /// Trying again cannot help (a changed TLS certificate): stop for good.
+    Refused,
 }
 
 /// What the driver remembers across reconnects.
@@ -154,6 +156,15 @@ impl State {
             emit_all(ev, evs).await?;
             match end {
                 End::Quit => return self.finish("we quit", true, ev).await,
+                End::Refused => {
+                    return self
+                        .finish(
+                            "the server's certificate changed: not reconnecting",
+                            false,
+                            ev,
+                        )
+                        .await;
+                }
                 End::Lost { healthy } if healthy => self.failures = 0,
                 End::Lost { .. } => {}
             }
@@ -279,6 +290,7 @@ impl State {
                 let addr = resolve(&cfg.server)
                     .await
                     .map_err(|text| super::link::OpenError {
+                        permanent: false,
                         report: vec![SocketEvent::Local(text.clone())],
                         reason: CloseReason::Local(text),
                     })?;
@@ -300,6 +312,9 @@ impl State {
             Err(e) => {
                 emit_all(ev, e.report).await?;
                 emit(ev, SocketEvent::Closed(e.reason)).await?;
+                if e.permanent {
+                    return Ok(End::Refused);
+                }
                 return lost;
             }
         };

@@ -57,6 +57,10 @@ pub(super) enum HelloError {
 pub(super) struct OpenError {
     pub report: Vec<SocketEvent>,
     pub reason: CloseReason,
+    /// Trying again cannot help (the server shows a certificate other
+    /// than the pinned one): the driver stops for good instead of
+    /// reconnecting.
+    pub permanent: bool,
 }
 
 /// One transport's connection to a server, driven by the session driver.

@@ -96,12 +96,14 @@ fn start_tap(sock: &TcpSocket, peer: SocketAddr) -> Result<Tap, String> {
 fn sys_or_local(syscall: &'static str, e: &std::io::Error) -> OpenError {
     match SysError::from_io(syscall, e) {
         Some(s) => OpenError {
+            permanent: false,
             reason: CloseReason::Peer(s.reason()),
             report: vec![SocketEvent::Error(s)],
         },
         None => {
             let text = format!("{syscall}: {e}");
             OpenError {
+                permanent: false,
                 report: vec![SocketEvent::Local(text.clone())],
                 reason: CloseReason::Local(text),
             }
@@ -152,6 +154,7 @@ impl Link for TcpLink {
                     cfg.connect_timeout.as_secs()
                 );
                 Err(OpenError {
+                    permanent: false,
                     report: vec![SocketEvent::Local(text.clone())],
                     reason: CloseReason::Local(text),
                 })
@@ -404,6 +407,7 @@ impl TcpLink {
     ) -> Result<(), OpenError> {
         // The reason is the warning's first sentence; the event has it all.
         let local = |text: String| OpenError {
+            permanent: false,
             reason: CloseReason::Local(text.split(". ").next().unwrap_or(&text).to_string()),
             report: vec![SocketEvent::Local(text)],
         };
@@ -436,7 +440,13 @@ impl TcpLink {
         };
         match tokio::time::timeout(limit, hs).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(local(e.to_string())),
+            Ok(Err(e)) => {
+                // A changed certificate stays changed: no reconnect.
+                return Err(OpenError {
+                    permanent: t.certificate_changed(),
+                    ..local(e.to_string())
+                });
+            }
             Err(_) => {
                 return Err(local(format!(
                     "tls: no handshake within {} s (is it a TLS port?)",

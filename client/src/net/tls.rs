@@ -307,6 +307,13 @@ impl TlsSession {
         Ok(())
     }
 
+    /// True when the server showed a certificate other than the pinned
+    /// one (the handshake was refused for it).
+    pub(super) fn certificate_changed(&self) -> bool {
+        let seen = self.verifier.seen.lock().ok().and_then(|s| *s);
+        matches!((seen, self.pinned), (Some(now), Some(pin)) if now != pin)
+    }
+
     /// A TLS error in words; a changed certificate gets the whole warning.
     fn tls_error(&self, e: rustls::Error) -> io::Error {
         let seen = self.verifier.seen.lock().ok().and_then(|s| *s);

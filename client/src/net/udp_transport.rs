@@ -80,7 +80,11 @@ impl Link for UdpTransport {
             .await
             .map_err(|e| {
                 let (report, reason) = sys_events("connect", &e);
-                OpenError { report, reason }
+                OpenError {
+                    report,
+                    reason,
+                    permanent: false,
+                }
             })?;
         let mut info = tokio::time::interval(cfg.info_poll.max(Duration::from_millis(10)));
         info.set_missed_tick_behavior(MissedTickBehavior::Delay);

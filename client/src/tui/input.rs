@@ -165,10 +165,15 @@ impl LineEditor {
         self.edited();
     }
 
-    /// Enter: take the line, remember it in the history, clear.
+    /// Enter: take the line, remember it in the history, clear. A line
+    /// with a password or key (`/identify pw`, `/join room key`:
+    /// `secret::carries_secret`) is never kept.
     pub fn submit(&mut self) -> String {
         let line = self.text();
-        if !line.trim().is_empty() && self.history.last() != Some(&line) {
+        if !line.trim().is_empty()
+            && self.history.last() != Some(&line)
+            && !sockchat_shared::secret::carries_secret(&line)
+        {
             self.history.push(line.clone());
             if self.history.len() > HISTORY_MAX {
                 self.history.remove(0);
@@ -319,6 +324,21 @@ impl LineEditor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_the_history() {
+        let mut e = LineEditor::default();
+        for line in [
+            "/identify hunter2",
+            "/join dev k3y",
+            "hello",
+            "/oper hunter2",
+        ] {
+            e.insert_str(line);
+            assert_eq!(e.submit(), line);
+        }
+        assert_eq!(e.history(), ["hello".to_string()]);
+    }
 
     #[test]
     fn edit_and_history() {
