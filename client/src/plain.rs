@@ -224,7 +224,9 @@ pub async fn run_with(
                         // The line after a /join or /leave is meant for the
                         // room the user then looks at: move the focus now.
                         match &input {
-                            Input::Send(Command::Join(r)) => here.join(r),
+                            Input::Send(Command::Join(r) | Command::JoinKey { room: r, .. }) => {
+                                here.join(r)
+                            }
                             Input::Send(Command::Leave(r)) => {
                                 let r = r.clone().unwrap_or_else(|| here.room.clone());
                                 here.leave(&r);

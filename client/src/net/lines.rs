@@ -113,7 +113,7 @@ fn echo_of(msg: &ClientMsg) -> Option<Echo> {
 fn what(msg: &ClientMsg) -> &'static str {
     match msg {
         ClientMsg::Say { .. } | ClientMsg::Me { .. } | ClientMsg::Private { .. } => "line",
-        ClientMsg::Join { .. } => "/join",
+        ClientMsg::Join { .. } | ClientMsg::JoinKey { .. } => "/join",
         ClientMsg::Leave { .. } => "/leave",
         ClientMsg::Nick { .. } => "/nick",
         ClientMsg::Who { .. } => "/who",
@@ -186,7 +186,7 @@ impl Lines {
     ) -> Option<ClientMsg> {
         let (our_nick, rooms) = here;
         match &msg {
-            ClientMsg::Join { room } => {
+            ClientMsg::Join { room } | ClientMsg::JoinKey { room, .. } => {
                 let key = room_key(room);
                 if !rooms.contains(&key) && !self.joining(&key) {
                     self.asks.push_back(Ask::Join(key));

@@ -650,7 +650,7 @@ impl App {
                 }];
             }
             Input::Fault(f) => self.log(format!("fault {f} requested"), false),
-            Input::Send(Command::Join(r)) => {
+            Input::Send(Command::Join(r) | Command::JoinKey { room: r, .. }) => {
                 if let Some(id) = self.rooms.find(r)
                     && self.rooms.get(id).is_some_and(|x| x.joined)
                 {
