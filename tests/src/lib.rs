@@ -614,6 +614,40 @@ pub async fn with_server(
     .expect("test timed out");
 }
 
+/// A `/proc/PID/status` size field in KiB (`VmHWM`: peak resident memory,
+/// `VmRSS`: current), for the tests that bound a process's memory.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// SHA-256 by the reference implementation (`sha256sum`), for test peers
+/// that send files: the client crate's own hashing would hide a bug in it.
+pub fn sha256sum(data: &[u8]) -> [u8; 32] {
+    use std::io::Write;
+    let mut c = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils)");
+    c.stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write to sha256sum");
+    let out = c.wait_with_output().expect("sha256sum");
+    let hex = String::from_utf8(out.stdout).expect("hex");
+    let mut d = [0u8; 32];
+    for (i, b) in d.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex digit");
+    }
+    d
+}
+
 /// A child process driven through pipes: lines written to its stdin, its
 /// stdout lines collected on a channel by a reader thread. Used for
 /// `sockchat --plain` (TCP, UDP, inside a network namespace). Killed on

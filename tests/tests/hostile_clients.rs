@@ -34,15 +34,6 @@ use tokio::net::{TcpStream, UdpSocket};
 const RSS_BOUND_KIB: u64 = 96 * 1024;
 const T: Duration = Duration::from_secs(10);
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// The end of every case: the server is up, serves two fresh users, never
 /// panicked, and its peak RSS stayed bounded. Prints the figure.
 async fn still_serving(case: &str, srv: &mut ServerProc) {
@@ -62,9 +53,16 @@ async fn still_serving(case: &str, srv: &mut ServerProc) {
         !err.contains("panicked"),
         "{case}: the server panicked:\n{err}"
     );
-    let hwm = vm_hwm_kib(srv.pid());
+    let hwm = sockchat_tests::proc_status_kib(srv.pid(), "VmHWM");
     println!("hostile {case}: peak RSS {hwm} KiB");
     assert!(hwm < RSS_BOUND_KIB, "{case}: peak RSS {hwm} KiB");
+}
+
+/// Send `msg` and wait for the `Error` with `code` it must draw.
+async fn refused(c: &mut FramedClient, msg: ClientMsg, want: ErrorCode) {
+    c.send(&msg).await;
+    c.recv_until(|m| matches!(m, ServerMsg::Error { code, .. } if *code == want))
+        .await;
 }
 
 /// A framed connection that said Hello and read its Welcome.
@@ -198,27 +196,17 @@ async fn escapes_and_bidi_everywhere() {
     text_user.welcome().await;
     let mut bad = hello(srv.addr, "bad").await;
     for n in nasty {
-        bad.send(&ClientMsg::Nick { nick: n.into() }).await;
-        bad.recv_until(|m| {
-            matches!(
-                m,
-                ServerMsg::Error {
-                    code: ErrorCode::BadName,
-                    ..
-                }
-            )
-        })
+        refused(
+            &mut bad,
+            ClientMsg::Nick { nick: n.into() },
+            ErrorCode::BadName,
+        )
         .await;
-        bad.send(&ClientMsg::Join { room: n.into() }).await;
-        bad.recv_until(|m| {
-            matches!(
-                m,
-                ServerMsg::Error {
-                    code: ErrorCode::BadName,
-                    ..
-                }
-            )
-        })
+        refused(
+            &mut bad,
+            ClientMsg::Join { room: n.into() },
+            ErrorCode::BadName,
+        )
         .await;
     }
     // A quit message full of escapes reaches the others clean (in Left).

@@ -25,7 +25,6 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -58,22 +57,6 @@ const STEP: Duration = Duration::from_secs(30);
 
 fn file_bytes() -> Vec<u8> {
     (0..FILE_LEN).map(|i| (i * 31 + i / 977) as u8).collect()
-}
-
-fn sha256(data: &[u8]) -> [u8; 32] {
-    let mut c = std::process::Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sha256sum (coreutils)");
-    c.stdin.take().unwrap().write_all(data).unwrap();
-    let out = c.wait_with_output().unwrap();
-    let hex = String::from_utf8(out.stdout).unwrap();
-    let mut d = [0u8; 32];
-    for (i, b) in d.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    d
 }
 
 /// The server's writing half, shared by the script and the reader
@@ -234,7 +217,7 @@ fn serve(l: TcpListener, go: mpsc::Receiver<Go>, heard: mpsc::Sender<ClientMsg>)
                         peer: NASTY[1].into(),
                         name: "../../../hostile-x\x1b]52;c;eA==\x07\u{202E}gpj.sh".into(),
                         size: FILE_LEN as u64,
-                        sha256: sha256(&data),
+                        sha256: sockchat_tests::sha256sum(&data),
                     })],
                 );
             }
@@ -276,15 +259,6 @@ fn send_file(s: &Writer) {
     for o in (0..FILE_LEN).step_by(CHUNK) {
         send(s, &[ServerMsg::Transfer(chunk_at(o))]);
     }
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }
 
 fn entries(d: &Path) -> Vec<String> {
@@ -395,7 +369,7 @@ fn run(mode: &str) {
         c.expect("marker-abuse");
     }
     c.expect("marker-history");
-    let after_history = vm_hwm_kib(pid);
+    let after_history = sockchat_tests::proc_status_kib(pid, "VmHWM");
 
     go.send(Go::Offer).unwrap();
     c.expect("gpj.sh");
@@ -417,7 +391,7 @@ fn run(mode: &str) {
             _ => continue,
         }
     }
-    let after_file = vm_hwm_kib(pid);
+    let after_file = sockchat_tests::proc_status_kib(pid, "VmHWM");
 
     go.send(Go::Oversize).unwrap();
     c.expect("marker-file");

@@ -342,6 +342,19 @@ fn spawn_plain(addr: SocketAddr, nick: &str, r: &str, lines: u64) -> (Child, Chi
     (child, stdin)
 }
 
+/// What each of the stayers `ms` recorded about `key` (a sender or a
+/// departing user in a room), from the map `pick` chooses.
+fn per_member<T: Clone + Default>(
+    ms: &[usize],
+    results: &[(String, Vec<String>, Seen)],
+    key: &(String, String),
+    pick: impl Fn(&Seen) -> &BTreeMap<(String, String), T>,
+) -> Vec<T> {
+    ms.iter()
+        .map(|&m| pick(&results[m].2).get(key).cloned().unwrap_or_default())
+        .collect()
+}
+
 /// The server's `stats users=N rooms=N tasks=N` line after a SIGUSR1.
 fn stats(server: &ServerProc) -> (u64, u64, u64) {
     let before = server.stderr().matches(" stats ").count();
@@ -544,17 +557,8 @@ async fn nothing_lost_under_churn() {
         let mut union: BTreeSet<u64> = BTreeSet::new();
         for r in (0..ROOMS).map(room) {
             let ms = members(&r);
-            let lists: Vec<Vec<u64>> = ms
-                .iter()
-                .map(|&m| {
-                    results[m]
-                        .2
-                        .chat
-                        .get(&(who.clone(), r.clone()))
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .collect();
+            let key = (who.clone(), r.clone());
+            let lists: Vec<Vec<u64>> = per_member(&ms, &results, &key, |s| &s.chat);
             for (i, l) in lists.iter().enumerate() {
                 assert_eq!(
                     l, &lists[0],
@@ -570,28 +574,9 @@ async fn nothing_lost_under_churn() {
             accepted += lists[0].len() as u64;
             union.extend(&lists[0]);
             // Joined and Left: once each or not at all, the same at every member.
-            let joins: Vec<u32> = ms
-                .iter()
-                .map(|&m| {
-                    results[m]
-                        .2
-                        .joined
-                        .get(&(who.clone(), r.clone()))
-                        .copied()
-                        .unwrap_or(0)
-                })
-                .collect();
-            let lefts: Vec<Vec<Option<DisconnectReason>>> = ms
-                .iter()
-                .map(|&m| {
-                    results[m]
-                        .2
-                        .left
-                        .get(&(who.clone(), r.clone()))
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .collect();
+            let joins: Vec<u32> = per_member(&ms, &results, &key, |s| &s.joined);
+            let lefts: Vec<Vec<Option<DisconnectReason>>> =
+                per_member(&ms, &results, &key, |s| &s.left);
             for (j, l) in joins.iter().zip(&lefts) {
                 assert!(
                     *j <= 1 && l.len() as u32 == *j,

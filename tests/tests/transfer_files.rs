@@ -288,7 +288,7 @@ fn hostile_names_are_saved_safely() {
     ];
     for (i, (name, want)) in cases.iter().enumerate() {
         let data = Bytes::from(format!("payload {i}"));
-        let sha = sha256(&data);
+        let sha = sockchat_tests::sha256sum(&data);
         let id = i as u64 + 1;
         rt.block_on(evil.send(&ClientMsg::Transfer(Xfer::Offer {
             id,
@@ -320,25 +320,6 @@ fn hostile_names_are_saved_safely() {
         assert_eq!(std::fs::read(&saved).unwrap(), data);
     }
     assert!(!Path::new("/etc/passwd.sockchat").exists());
-}
-
-/// SHA-256 for the hostile sender (the client crate's own would hide a
-/// bug in it; this is the reference implementation through `sha256sum`).
-fn sha256(data: &[u8]) -> [u8; 32] {
-    use std::io::Write;
-    let mut c = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sha256sum (coreutils)");
-    c.stdin.take().unwrap().write_all(data).unwrap();
-    let out = c.wait_with_output().unwrap();
-    let hex = String::from_utf8(out.stdout).unwrap();
-    let mut d = [0u8; 32];
-    for (i, b) in d.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    d
 }
 
 fn rss_kb(pid: u32) -> u64 {
