@@ -23,6 +23,13 @@ if ((${#targets[@]} == 0)); then
   mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^sockchat-fuzz$')
 fi
 
+# libFuzzer itself is C++ (built by libfuzzer-sys).
+if ! command -v c++ >/dev/null 2>&1; then
+  echo "fuzz/run.sh: installing g++ (libFuzzer is C++)"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq g++ >/dev/null
+fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: installing cargo-fuzz"
   cargo install cargo-fuzz --locked
