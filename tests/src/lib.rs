@@ -12,6 +12,8 @@
 //! - [`udp_raw::RawUdp`]: a minimal UDP client (hello, cookie, datagrams)
 //!   built from PROTOCOL.md and the shared datagram codec.
 //! - [`tmux::Tmux`]: a private tmux server to drive the terminal UI.
+//! - [`proc_status_kib`]: a process's peak or current memory (`VmHWM`,
+//!   `VmRSS`); [`sha256sum`]: the reference SHA-256 for test senders.
 //! - [`require!`] / [`require`]: a missing host precondition (root, tmux,
 //!   `ip`, `::1`) fails under CI and skips with its reason locally
 //!   ([`precondition`]).

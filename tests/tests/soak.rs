@@ -1,7 +1,8 @@
 //! Soak: nothing lost, proven. The real server binary; *stayers* (framed
 //! clients that join several rooms first and keep reading to the end, a
 //! few of them slow readers) chat in many rooms while *churners* come and go
-//! and end abruptly (FIN, RST, a frame cut in half, `/quit`) and real
+//! and end abruptly (FIN, RST, a close with replies unread, a frame cut
+//! in half, `/quit`) and real
 //! `sockchat --plain` processes are killed with SIGKILL.
 //!
 //! Checked at the end, from what every stayer received:
@@ -289,7 +290,7 @@ async fn churner(
             1 => "rst",
             2 => "half-frame",
             3 => "quit",
-            _ => "fin-unread",
+            _ => "close-unread",
         };
         match how {
             "fin" => {
