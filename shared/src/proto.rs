@@ -100,6 +100,21 @@ impl ErrorCode {
         }
     }
 
+    /// Does this error answer a `Hello` that was refused, leaving the
+    /// connection open for another try (another nick, the password,
+    /// identifying first)?
+    pub fn refuses_hello(self) -> bool {
+        matches!(
+            self,
+            Self::NickTaken
+                | Self::BadName
+                | Self::PasswordRequired
+                | Self::BadPassword
+                | Self::NickRegistered
+                | Self::Banned
+        )
+    }
+
     pub fn from_u16(n: u16) -> Self {
         match n {
             1 => Self::NickTaken,
@@ -322,4 +337,22 @@ pub enum ServerMsg {
     },
     /// A file-transfer message relayed or answered by the server.
     Transfer(crate::transfer::Xfer),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_round_trip_and_which_refuse_a_hello() {
+        for n in 0..=30u16 {
+            assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
+        }
+        let refusing: Vec<u16> = (0..=30u16)
+            .filter(|n| ErrorCode::from_u16(*n).refuses_hello())
+            .collect();
+        // NickTaken, BadName, PasswordRequired, BadPassword, NickRegistered,
+        // Banned: the connection stays open for another Hello.
+        assert_eq!(refusing, [1, 2, 15, 16, 17, 18]);
+    }
 }

@@ -168,6 +168,42 @@ async fn the_server_password_on_framed_text_and_udp() {
     .unwrap();
     assert!(matches!(next(&mut u).await, ServerMsg::Welcome { nick, .. } if nick == "udpal"));
 
+    // The sockchat client: asked, the user types /pass; or it comes from
+    // SOCKCHAT_PASSWORD. The password is not in its --json output.
+    let args = [
+        "--plain",
+        "--json",
+        "--no-reconnect",
+        "--server",
+        &srv.addr.to_string(),
+    ];
+    let mut cmd = sockchat_command(&args);
+    cmd.env_remove("SOCKCHAT_PASSWORD");
+    let mut p = Plain::spawn(&mut cmd, "plain asked", STEP);
+    p.expect("this server needs a password: type /pass PASSWORD");
+    p.send("/pass wrong-one");
+    p.expect("wrong server password");
+    p.send(&format!("/pass {SERVER_PW}"));
+    p.expect("welcome");
+    p.send("/quit");
+    assert_eq!(p.finish(), 0, "{:?}", p.seen);
+    assert!(
+        !p.seen.iter().any(|l| l.contains(SERVER_PW)),
+        "{:?}",
+        p.seen
+    );
+    let mut cmd = sockchat_command(&args);
+    cmd.env("SOCKCHAT_PASSWORD", SERVER_PW);
+    let mut p = Plain::spawn(&mut cmd, "plain env", STEP);
+    p.expect("welcome");
+    p.send("/quit");
+    assert_eq!(p.finish(), 0, "{:?}", p.seen);
+    assert!(
+        !p.seen.iter().any(|l| l.contains(SERVER_PW)),
+        "{:?}",
+        p.seen
+    );
+
     let log = srv.stderr();
     assert!(log.contains("disconnected"), "the log is there: {log}");
     assert!(!log.contains(SERVER_PW), "the server password is logged");

@@ -71,7 +71,13 @@ struct State {
     xfer: Transfers,
     /// `/send`s typed while there was no session: offered once there is.
     xfer_queued: Vec<super::transfer::XferCmd>,
+    /// The server password: `SOCKCHAT_PASSWORD`, or the last `/pass` typed
+    /// while a server asked for one. Kept in memory only, for reconnects.
+    password: Option<String>,
 }
+
+/// Where the server password comes from when it is not typed.
+pub const PASSWORD_ENV: &str = "SOCKCHAT_PASSWORD";
 
 /// Chunks are handed to the link only while less than this waits in it,
 /// so a chat line typed during a transfer waits behind little.
@@ -92,6 +98,7 @@ pub(super) async fn run<L: Link>(cfg: NetConfig, mut cmds: mpsc::Receiver<NetCmd
         faults: Vec::new(),
         xfer: Transfers::new(cfg.download_dir.clone(), L::TRANSPORT, own_max_chunk(&cfg)),
         xfer_queued: Vec::new(),
+        password: std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
     };
     let _ = st.run::<L>(&cfg, &mut cmds, &ev).await;
 }
@@ -370,8 +377,10 @@ impl State {
         cmds: &mut mpsc::Receiver<NetCmd>,
         ev: &Events,
     ) -> Result<Option<Welcome>, UiGone> {
-        let deadline = tokio::time::Instant::now() + cfg.ping_timeout;
+        let mut deadline = tokio::time::Instant::now() + cfg.ping_timeout;
         let mut refusals = 0u32;
+        // Passwords sent on this link (a wrong one is asked for again).
+        let mut passes = 0u32;
         loop {
             let nick = self.nick.clone();
             let r = {
@@ -392,6 +401,27 @@ impl State {
             };
             match r {
                 Ok(Ok(w)) => return Ok(Some(w)),
+                // The server's password: send the one we have, or ask the
+                // user for it; then Hello again on the same link.
+                Ok(Err(HelloError::Refused { code, text }))
+                    if matches!(code, ErrorCode::PasswordRequired | ErrorCode::BadPassword) =>
+                {
+                    emit(ev, SocketEvent::Server(ServerMsg::Error { code, text })).await?;
+                    if code == ErrorCode::BadPassword {
+                        self.password = None;
+                    }
+                    let pw = match self.password.clone() {
+                        Some(p) if passes < 2 => p,
+                        _ => match self.ask_password(link, cmds, ev).await? {
+                            Some(p) => p,
+                            None => return Ok(None),
+                        },
+                    };
+                    passes += 1;
+                    self.password = Some(pw.clone());
+                    let _ = link.send(&ClientMsg::Pass { password: pw }).await;
+                    deadline = tokio::time::Instant::now() + cfg.ping_timeout;
+                }
                 Ok(Err(HelloError::Refused { code, text })) => {
                     emit(ev, SocketEvent::Server(ServerMsg::Error { code, text })).await?;
                     refusals += 1;
@@ -436,6 +466,50 @@ impl State {
                     )
                     .await?;
                     return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Wait for the user's `/pass PASSWORD` (other commands are kept for
+    /// the session). `None`: the link ended meanwhile (the server's
+    /// handshake timeout), already reported.
+    async fn ask_password<L: Link>(
+        &mut self,
+        link: &mut L,
+        cmds: &mut mpsc::Receiver<NetCmd>,
+        ev: &Events,
+    ) -> Result<Option<String>, UiGone> {
+        emit(
+            ev,
+            SocketEvent::Local(format!(
+                "this server needs a password: type /pass PASSWORD (or set {PASSWORD_ENV})"
+            )),
+        )
+        .await?;
+        loop {
+            tokio::select! {
+                cmd = cmds.recv() => match cmd {
+                    None => {
+                        emit(ev, SocketEvent::Finished { quit: false }).await?;
+                        return Err(UiGone);
+                    }
+                    Some(NetCmd::Send { msg: ClientMsg::Pass { password }, .. }) => {
+                        return Ok(Some(password));
+                    }
+                    Some(c) => {
+                        self.offline(c, ev).await?;
+                        if self.quit.is_some() {
+                            return Ok(None);
+                        }
+                    }
+                },
+                u = link.next() => {
+                    let over = matches!(u, Up::Closed(_));
+                    self.report(u, ev).await?;
+                    if over {
+                        return Ok(None);
+                    }
                 }
             }
         }

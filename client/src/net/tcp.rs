@@ -18,7 +18,7 @@ use bytes::{Buf, BytesMut};
 use sockchat_shared::codec::{self, decode_frame, decode_server};
 use sockchat_shared::proto::{PREAMBLE_LEN, preamble};
 use sockchat_shared::sockopt::{recv_queue, tcp_snapshot};
-use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
+use sockchat_shared::{ClientMsg, DisconnectReason, ServerMsg};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -243,8 +243,7 @@ impl Link for TcpLink {
                         early,
                     });
                 }
-                Up::Msg(ServerMsg::Error { code, text })
-                    if matches!(code, ErrorCode::NickTaken | ErrorCode::BadName) =>
+                Up::Msg(ServerMsg::Error { code, text }) if code.refuses_hello() =>
                 {
                     return Err(HelloError::Refused { code, text });
                 }

@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sockchat_shared::{ClientMsg, ErrorCode, ServerMsg};
+use sockchat_shared::{ClientMsg, ServerMsg};
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::link::{HelloError, Link, OpenError, Outbox, Up, Welcome};
@@ -119,9 +119,7 @@ impl Link for UdpTransport {
                 server: w.server,
                 early: w.early.into_iter().map(Up::Msg).collect(),
             }),
-            Err(HandshakeError::Refused { code, text })
-                if matches!(code, ErrorCode::NickTaken | ErrorCode::BadName) =>
-            {
+            Err(HandshakeError::Refused { code, text }) if code.refuses_hello() => {
                 Err(HelloError::Refused { code, text })
             }
             Err(HandshakeError::Refused { code, text }) => Err(over(
