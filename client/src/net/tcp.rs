@@ -376,8 +376,8 @@ impl Link for TcpLink {
     }
 
     fn take_tap(&mut self) -> Option<Tap> {
-        // What was captured up to now goes out with this link's reports.
-        self.drain_tap();
+        // Not drained here: the link is over and its reports are no longer
+        // taken; what the ring holds goes out with the after-close report.
         self.tap.take()
     }
 
