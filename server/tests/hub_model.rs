@@ -1,7 +1,8 @@
 //! A proptest state machine of the hub: random sequences of connect (with
-//! look-alike nicks), join, leave, rename and disconnect (with a reason) are
-//! run against the real `Hub` and `Peer`s (in process, their outboxes read
-//! back and decoded) and against a model, and after every step:
+//! look-alike nicks), join, leave, rename, kick and disconnect (with a
+//! reason) are run against the real `Hub` and `Peer`s (in process, their
+//! outboxes read back and decoded) and against a model, and after every
+//! step:
 //!
 //! - a nick is unique after folding (`shared::fold`): a register or rename
 //!   is refused exactly when another live user's nick folds to the same key,
@@ -74,6 +75,9 @@ enum Op {
     Rename(usize, usize),
     /// Slot, reason, and a second reason recorded after it (must lose).
     Disconnect(usize, usize, usize),
+    /// An operator (second slot) kicks a user (`Peer::remove`, as `/kick`
+    /// does); its socket then fails too (reset), which must lose.
+    Kick(usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -83,6 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..SLOTS, 0..ROOMS.len()).prop_map(|(s, r)| Op::Leave(s, r)),
         2 => (0..SLOTS, 0..NICKS.len()).prop_map(|(s, n)| Op::Rename(s, n)),
         2 => (0..SLOTS, 0..6usize, 0..6usize).prop_map(|(s, a, b)| Op::Disconnect(s, a, b)),
+        1 => (0..SLOTS, 0..SLOTS).prop_map(|(s, by)| Op::Kick(s, by)),
     ]
 }
 
@@ -314,13 +319,33 @@ impl World {
                     u.nick = new.to_string();
                 }
             }
-            Op::Disconnect(s, a, b) => {
+            Op::Disconnect(..) | Op::Kick(..) => {
+                let (s, first, second, kick) = match *op {
+                    Op::Disconnect(s, a, b) => {
+                        (s, reasons()[a].clone(), reasons()[b].clone(), false)
+                    }
+                    Op::Kick(s, by) => {
+                        let Some(op_nick) = self.users[by].as_ref().map(|u| u.nick.clone()) else {
+                            return Ok(());
+                        };
+                        let kicked = DisconnectReason::Kicked {
+                            by: op_nick,
+                            why: "flood".into(),
+                        };
+                        (s, kicked, DisconnectReason::Reset, true)
+                    }
+                    _ => unreachable!(),
+                };
                 let Some(u) = self.users[s].take() else {
                     return Ok(());
                 };
-                let (first, second) = (reasons()[a].clone(), reasons()[b].clone());
                 // Session::end: the first reason recorded wins.
-                prop_assert!(u.peer.set_reason(first.clone()));
+                if kick {
+                    prop_assert!(u.peer.remove(first.clone()));
+                    prop_assert!(u.peer.removed());
+                } else {
+                    prop_assert!(u.peer.set_reason(first.clone()));
+                }
                 prop_assert!(!u.peer.set_reason(second));
                 let reason = u.peer.reason().expect("a reason");
                 prop_assert_eq!(&reason, &first);
