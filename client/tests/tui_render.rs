@@ -300,7 +300,9 @@ fn new_messages_marker_and_unread_counts() {
 
 #[test]
 fn help_overlay() {
-    let (mut a, _) = app(100, 30);
+    // Tall enough for every command (the server's account and operator
+    // commands made the list longer than 30 rows).
+    let (mut a, _) = app(100, 40);
     connected(&mut a);
     a.show_help = true;
     let s = screen(&a);
