@@ -13,7 +13,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 
-use tracing::debug;
+use tracing::{debug, info};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use thiserror::Error;
@@ -141,7 +141,8 @@ pub fn bind_tcp_all(s: &Settings) -> Result<Vec<TcpListener>, BindError> {
 }
 
 /// Bind one UDP socket (IPV6_V6ONLY like the TCP listener; SO_RCVBUF from
-/// `server.recv_buffer`). No SO_REUSEADDR: on UDP it would let a second
+/// `udp.recv_buffer`, else `server.recv_buffer`, logged with what the
+/// kernel made of it). No SO_REUSEADDR: on UDP it would let a second
 /// server silently share the port.
 pub fn bind_udp(addr: SocketAddr, s: &Settings) -> io::Result<UdpSocket> {
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -149,8 +150,21 @@ pub fn bind_udp(addr: SocketAddr, s: &Settings) -> io::Result<UdpSocket> {
         sock.set_only_v6(true)?;
     }
     let c = &s.config.server;
-    if c.recv_buffer > 0 {
-        sock.set_recv_buffer_size(c.recv_buffer as usize)?;
+    let want = match s.config.udp.recv_buffer {
+        0 => c.recv_buffer as usize,
+        n => n,
+    };
+    if want > 0 {
+        let r = set_udp_recv_buffer(&sock, want)?;
+        info!(
+            %addr,
+            requested = r.requested,
+            effective = r.effective,
+            rmem_max = r.rmem_max.map_or_else(|| "unknown".to_string(), |m| m.to_string()),
+            via = r.via.name(),
+            "udp receive buffer (SO_RCVBUF: the kernel doubles the request for its overhead \
+             and caps it at net.core.rmem_max unless set with SO_RCVBUFFORCE)"
+        );
     }
     if c.send_buffer > 0 {
         sock.set_send_buffer_size(c.send_buffer as usize)?;
@@ -158,6 +172,75 @@ pub fn bind_udp(addr: SocketAddr, s: &Settings) -> io::Result<UdpSocket> {
     sock.bind(&addr.into())?;
     sock.set_nonblocking(true)?;
     Ok(sock.into())
+}
+
+/// How the UDP receive buffer was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RcvbufVia {
+    /// SO_RCVBUF: the request was within `net.core.rmem_max`.
+    Rcvbuf,
+    /// SO_RCVBUFFORCE (CAP_NET_ADMIN): above `rmem_max`, and allowed.
+    Force,
+    /// Above `rmem_max`, SO_RCVBUFFORCE refused (not root): SO_RCVBUF,
+    /// which the kernel capped at `rmem_max`.
+    Capped,
+}
+
+impl RcvbufVia {
+    pub fn name(self) -> &'static str {
+        match self {
+            RcvbufVia::Rcvbuf => "SO_RCVBUF",
+            RcvbufVia::Force => "SO_RCVBUFFORCE",
+            RcvbufVia::Capped => "SO_RCVBUF (capped at rmem_max: SO_RCVBUFFORCE not permitted)",
+        }
+    }
+}
+
+/// What [`set_udp_recv_buffer`] asked for and what the kernel gave.
+#[derive(Debug, Clone, Copy)]
+pub struct RcvbufReport {
+    pub requested: usize,
+    /// `getsockopt(SO_RCVBUF)` afterwards: twice what was granted.
+    pub effective: usize,
+    /// `/proc/sys/net/core/rmem_max`, if readable.
+    pub rmem_max: Option<usize>,
+    pub via: RcvbufVia,
+}
+
+/// Set a socket's receive buffer to `want` bytes: SO_RCVBUF when that is
+/// within `net.core.rmem_max`, else SO_RCVBUFFORCE (root), falling back to
+/// the capped SO_RCVBUF when that is refused (EPERM).
+pub fn set_udp_recv_buffer(sock: &Socket, want: usize) -> io::Result<RcvbufReport> {
+    use std::os::fd::AsRawFd;
+    let rmem_max = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()
+        .and_then(|t| t.trim().parse::<usize>().ok());
+    let fd = sock.as_raw_fd();
+    let val = want.min(i32::MAX as usize / 2) as i32;
+    let via = if rmem_max.is_some_and(|m| want > m) {
+        match sockchat_shared::sockopt::setsockopt_int(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            val,
+        ) {
+            Ok(()) => RcvbufVia::Force,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                sock.set_recv_buffer_size(val as usize)?;
+                RcvbufVia::Capped
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        sock.set_recv_buffer_size(val as usize)?;
+        RcvbufVia::Rcvbuf
+    };
+    Ok(RcvbufReport {
+        requested: want,
+        effective: sock.recv_buffer_size()?,
+        rmem_max,
+        via,
+    })
 }
 
 /// Bind a UDP socket on the address (and so the port) of every bound TCP
@@ -285,6 +368,43 @@ mod tests {
         assert_eq!(calls, 1);
         assert_eq!(e.source.kind(), io::ErrorKind::AddrInUse);
         assert_eq!(e.addr.port(), port);
+    }
+
+    /// The kernel doubles the request; above rmem_max root gets it through
+    /// SO_RCVBUFFORCE and anyone else the cap, and the report says which.
+    #[test]
+    fn udp_recv_buffer_is_set_and_reported() {
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .expect("rmem_max")
+            .trim()
+            .parse()
+            .expect("number");
+        let small = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+        let r = set_udp_recv_buffer(&small, 65536).expect("set");
+        if rmem_max >= 65536 {
+            assert_eq!(r.via, RcvbufVia::Rcvbuf);
+            assert_eq!(r.effective, 2 * 65536, "the kernel doubles it");
+        }
+        let big = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+        let want = rmem_max + 65536;
+        let r = set_udp_recv_buffer(&big, want).expect("set");
+        assert_eq!(r.rmem_max, Some(rmem_max));
+        match r.via {
+            RcvbufVia::Force => assert_eq!(r.effective, 2 * want),
+            RcvbufVia::Capped => assert_eq!(r.effective, 2 * rmem_max),
+            RcvbufVia::Rcvbuf => panic!("above rmem_max must not be a plain SO_RCVBUF: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn udp_socket_gets_the_configured_buffer() {
+        let mut s = settings("127.0.0.1:0");
+        s.config.udp.recv_buffer = 8192;
+        let u = bind_udp("127.0.0.1:0".parse().expect("addr"), &s).expect("bind");
+        assert_eq!(
+            socket2::SockRef::from(&u).recv_buffer_size().expect("get"),
+            16384
+        );
     }
 
     #[test]

@@ -373,6 +373,11 @@ fn check_filter(what: &'static str, filter: String) -> Result<String, ConfigErro
     Ok(filter)
 }
 
+/// Bounds of `udp.recv_buffer` when set: the kernel's minimum (2,304 bytes,
+/// SOCK_MIN_RCVBUF) rounded up, and 1 GiB (doubled, still an int).
+pub const UDP_RECV_BUFFER_MIN: usize = 4096;
+pub const UDP_RECV_BUFFER_MAX: usize = 1 << 30;
+
 /// Check the `[udp]` section; the error names the key.
 fn validate_udp(c: &UdpConfig) -> Result<(), ConfigError> {
     sockchat_shared::udp::check_max_payload(c.max_payload)
@@ -385,6 +390,17 @@ fn validate_udp(c: &UdpConfig) -> Result<(), ConfigError> {
     }
     if c.session_timeout_secs == 0 {
         return Err(invalid("udp.session_timeout_secs", "must be at least 1"));
+    }
+    // The kernel takes an int and doubles it; below 2 KiB it uses its own
+    // minimum, so a smaller number would not mean what it says.
+    if c.recv_buffer != 0 && !(UDP_RECV_BUFFER_MIN..=UDP_RECV_BUFFER_MAX).contains(&c.recv_buffer) {
+        return Err(invalid(
+            "udp.recv_buffer",
+            format!(
+                "{} is out of range: 0 (server.recv_buffer) or {UDP_RECV_BUFFER_MIN}..={UDP_RECV_BUFFER_MAX} bytes",
+                c.recv_buffer
+            ),
+        ));
     }
     Ok(())
 }
@@ -465,6 +481,16 @@ mod tests {
         c.drop_probability = 2.0;
         let e = validate_udp(&c).expect_err("bad p").to_string();
         assert!(e.contains("drop"), "{e}");
+        c.drop_probability = 0.0;
+        for bad in [1, UDP_RECV_BUFFER_MIN - 1, UDP_RECV_BUFFER_MAX + 1] {
+            c.recv_buffer = bad;
+            let e = validate_udp(&c).expect_err("bad buffer").to_string();
+            assert!(e.contains("udp.recv_buffer"), "{e}");
+        }
+        for good in [0, UDP_RECV_BUFFER_MIN, UDP_RECV_BUFFER_MAX] {
+            c.recv_buffer = good;
+            assert!(validate_udp(&c).is_ok(), "{good}");
+        }
     }
 
     #[test]

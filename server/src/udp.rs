@@ -99,6 +99,11 @@ pub struct UdpCounters {
     pub sessions_refused: AtomicU64,
     /// recv_from errors (counted; the loop goes on).
     pub recv_errors: AtomicU64,
+    /// Datagrams the session writers handed to the kernel, and in how many
+    /// `sendmmsg` calls: their ratio is the batch a member's writer finds
+    /// (what GSO or `sendmmsg` could merge), logged when the socket stops.
+    pub datagrams_out: AtomicU64,
+    pub send_calls: AtomicU64,
 }
 
 /// Per-session numbers shared by the receive task, the writer task and
@@ -221,6 +226,10 @@ pub async fn serve(sock: std::net::UdpSocket, ctx: Arc<Ctx>) {
         .local_addr()
         .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
     let cfg = ctx.settings.config.udp.clone();
+    if !cfg.gso {
+        mmsg::disable_gso();
+    }
+    info!(gso = mmsg::gso_enabled(&*sock), "udp send path");
     let now = Instant::now();
     let mut s = UdpServer {
         sock,
@@ -290,8 +299,17 @@ impl UdpServer {
             self.end(a, DisconnectReason::ServerShutdown);
         }
         let c = &self.counters;
+        // The kernel's own count of datagrams this socket could not queue
+        // (receive buffer full): the loss no sequence number of ours sees.
+        let kernel_drops = udp::procfs::row_for_fd(self.sock.as_raw_fd())
+            .ok()
+            .flatten()
+            .map_or_else(|| "unknown".to_string(), |r| r.drops.to_string());
         info!(
             datagrams_in = c.datagrams_in.load(Ordering::Relaxed),
+            kernel_drops = %kernel_drops,
+            datagrams_out = c.datagrams_out.load(Ordering::Relaxed),
+            send_calls = c.send_calls.load(Ordering::Relaxed),
             malformed = c.malformed.load(Ordering::Relaxed),
             unknown = c.unknown.load(Ordering::Relaxed),
             retries_sent = c.retries_sent.load(Ordering::Relaxed),
@@ -469,6 +487,7 @@ impl UdpServer {
             self.sock.clone(),
             peer.clone(),
             stats.clone(),
+            self.counters.clone(),
             self.max(),
             inj,
         ));
@@ -619,6 +638,7 @@ async fn writer_task(
     sock: Arc<UdpSocket>,
     peer: Arc<Peer>,
     stats: Arc<SessionStats>,
+    counters: Arc<UdpCounters>,
     max: usize,
     mut inj: Option<FaultInjector>,
 ) {
@@ -636,7 +656,7 @@ async fn writer_task(
             if let Some(i) = &mut inj {
                 i.flush(&mut out);
             }
-            send_all(&sock, addr, &stats, &mut out).await;
+            send_all(&sock, addr, &stats, &counters, &mut out).await;
             continue;
         };
         for chunk in batch.drain(..) {
@@ -683,12 +703,12 @@ async fn writer_task(
         }
         // Everything taken goes out together: up to mmsg::BATCH datagrams
         // per syscall.
-        send_all(&sock, addr, &stats, &mut out).await;
+        send_all(&sock, addr, &stats, &counters, &mut out).await;
         if closed {
             if let Some(i) = &mut inj {
                 i.flush(&mut out);
             }
-            send_all(&sock, addr, &stats, &mut out).await;
+            send_all(&sock, addr, &stats, &counters, &mut out).await;
             return;
         }
     }
@@ -698,7 +718,13 @@ async fn writer_task(
 /// per [`mmsg::BATCH`]). EAGAIN (socket buffer full) waits for room and is
 /// counted; ENOBUFS and other per-datagram errors lose that datagram, as
 /// UDP may, and are counted: none of them ends the session.
-async fn send_all(sock: &UdpSocket, to: SocketAddr, stats: &SessionStats, out: &mut Vec<Bytes>) {
+async fn send_all(
+    sock: &UdpSocket,
+    to: SocketAddr,
+    stats: &SessionStats,
+    counters: &UdpCounters,
+    out: &mut Vec<Bytes>,
+) {
     let dest = socket2::SockAddr::from(to);
     let mut done = 0;
     while done < out.len() {
@@ -710,6 +736,10 @@ async fn send_all(sock: &UdpSocket, to: SocketAddr, stats: &SessionStats, out: &
                 let bytes: usize = rest.iter().take(n).map(Bytes::len).sum();
                 stats.datagrams_out.fetch_add(n as u64, Ordering::Relaxed);
                 stats.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+                counters
+                    .datagrams_out
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                counters.send_calls.fetch_add(1, Ordering::Relaxed);
                 done += n.max(1);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -165,6 +165,16 @@ pub struct UdpConfig {
     /// IPv4 - 8 UDP. (548 is the Internet-safe figure, 65507 the hard limit.)
     pub max_payload: usize,
     pub max_sessions: usize,
+    /// SO_RCVBUF of the server's UDP socket, in bytes: one socket receives
+    /// from every UDP client, so a burst (1,000 handshakes) overflows the
+    /// kernel default. 0 = `server.recv_buffer` (0 there too: the kernel's
+    /// default). The kernel doubles it and clamps it to
+    /// `net.core.rmem_max` (unless the server may use SO_RCVBUFFORCE).
+    pub recv_buffer: usize,
+    /// Send runs of equal-sized datagrams to one member as one UDP GSO
+    /// (`UDP_SEGMENT`) message where the kernel has it; false: one
+    /// message per datagram (for A/B measurements).
+    pub gso: bool,
     /// Fault injection for demonstrations, probabilities in 0..=1 (off).
     pub drop_probability: f64,
     pub duplicate_probability: f64,
@@ -178,6 +188,8 @@ impl Default for UdpConfig {
             session_timeout_secs: 30,
             max_payload: 1472,
             max_sessions: 10_000,
+            recv_buffer: 4 * 1024 * 1024,
+            gso: true,
             drop_probability: 0.0,
             duplicate_probability: 0.0,
             reorder_probability: 0.0,

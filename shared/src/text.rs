@@ -12,4 +12,4 @@ pub use command::{
     COMMANDS, Command, CommandError, CommandHelp, InputLimits, help_lines, parse_command,
 };
 pub use duration::{MAX_SECS, parse_duration};
-pub use render::{Line, Severity, bye_reason, render};
+pub use render::{Line, Severity, bye_reason, joined, render};

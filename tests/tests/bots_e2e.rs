@@ -324,3 +324,95 @@ fn udp_bots_measure_injected_loss() {
     assert!(lost - dropped * 12 <= u(&r, "expected") / 100, "{r}");
     assert_eq!(u(&r, "delivered") + u(&r, "lost"), u(&r, "expected"), "{r}");
 }
+
+/// A line server whose `/join` takes effect late (1.5 s, like a busy
+/// server working through a 1,000-member room's join notices): it relays a
+/// chat line to the other joined connections, and counts the chat lines a
+/// connection sent before its join was answered. Returns the address, the
+/// early count, and the accept thread (ends after `conns` connections).
+fn slow_join_server(conns: usize) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    let early = Arc::new(AtomicU64::new(0));
+    let joined: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    let e = early.clone();
+    std::thread::spawn(move || {
+        for (k, s) in l.incoming().take(conns).enumerate() {
+            let Ok(s) = s else { return };
+            let (e, joined) = (e.clone(), joined.clone());
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(20)))
+                    .expect("timeout");
+                let mut w = s.try_clone().expect("clone");
+                let _ = writeln!(w, "* welcome, you are guest{k}");
+                let in_room = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                for line in BufReader::new(s.try_clone().expect("clone")).lines() {
+                    let Ok(line) = line else { return };
+                    if let Some(room) = line.strip_prefix("/join ") {
+                        // The join takes effect later; reading goes on.
+                        let (mut w, joined, in_room) = (
+                            w.try_clone().expect("clone"),
+                            joined.clone(),
+                            in_room.clone(),
+                        );
+                        let room = room.to_string();
+                        std::thread::spawn(move || {
+                            std::thread::sleep(Duration::from_millis(1500));
+                            let mut j = joined.lock().expect("lock");
+                            let _ = writeln!(w, "* guest{k} joined {room}");
+                            j.push(w.try_clone().expect("clone"));
+                            in_room.store(true, Ordering::SeqCst);
+                        });
+                    } else if line.starts_with('/') {
+                    } else if !in_room.load(Ordering::SeqCst) {
+                        e.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        for o in joined.lock().expect("lock").iter_mut() {
+                            if o.peer_addr().ok() != s.peer_addr().ok() {
+                                let _ = writeln!(o, "[r] guest{k}: {line}");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, early)
+}
+
+/// Lines mode: a bot waits for its `/join` to be answered before the send
+/// phase starts, so no message goes out before it is in the room (they
+/// would be lost, or counted for another room).
+#[test]
+fn lines_bots_wait_for_their_join() {
+    let (addr, early) = slow_join_server(3);
+    let (code, r, err) = bots(&[
+        "--server",
+        &addr,
+        "--wire",
+        "lines",
+        "--count",
+        "3",
+        "--senders",
+        "1",
+        "--rate",
+        "100/s",
+        "--duration",
+        "1s",
+        "--settle",
+        "0s",
+        "--connect-rate",
+        "0",
+    ]);
+    assert_eq!(
+        early.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "chat lines sent before the join was answered; report {r}, stderr {err}"
+    );
+    assert_eq!(code, 0, "exit {code}, stderr {err}, report {r}");
+    assert_clean(&r, 3);
+}

@@ -506,7 +506,75 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
         st.pending_out += conn.out.len() as u64;
     }
     flush(sh, spec, &mut conn, None)?;
+    // Lines mode: a text server answers `/join` only with a notice, so the
+    // bot waits for it here; sending before it took effect would put the
+    // first messages in the old room (lost, or counted for other bots).
+    // The ramp counts a bot as attempted only when `connect` returns, so
+    // the send phase starts after every join was seen.
+    if plan.wire == Wire::Lines && join && plan.join_lines.iter().any(|l| l.starts_with("/join ")) {
+        wait_joined(sh, spec, &mut conn, room).await?;
+    }
     Ok(conn)
+}
+
+/// Read until the server's `* NICK joined ROOM` line for our room (the
+/// first one we can see is ours or a later joiner's: either way we are in),
+/// within `--connect-timeout`. Lines before it are the greeting and lobby
+/// notices; bytes after it stay in `partial` for the receive path.
+async fn wait_joined(
+    sh: &Shard,
+    spec: &BotSpec,
+    conn: &mut Conn,
+    room: &str,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + sh.plan.connect_timeout;
+    let mut buf = [0u8; 4096];
+    loop {
+        let ready = if conn.out.is_empty() {
+            tokio::time::timeout_at(deadline, conn.stream.readable()).await
+        } else {
+            tokio::time::timeout_at(
+                deadline,
+                conn.stream
+                    .ready(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE),
+            )
+            .await
+            .map(|r| r.map(|_| ()))
+        };
+        match ready {
+            Err(_) => return Err("join-timeout".into()),
+            Ok(Err(e)) => return Err(code(&e)),
+            Ok(Ok(())) => {}
+        }
+        if !conn.out.is_empty() {
+            flush(sh, spec, conn, None)?;
+        }
+        let n = match conn.stream.try_read(&mut buf) {
+            Ok(0) => return Err("eof".into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(code(&e)),
+        };
+        sh.stats.borrow_mut().bytes_in += n as u64;
+        conn.partial.extend_from_slice(&buf[..n]);
+        let mut pos = 0;
+        while let Some(i) = memchr::memchr(b'\n', &conn.partial[pos..]) {
+            let line = String::from_utf8_lossy(&conn.partial[pos..pos + i]).into_owned();
+            pos += i + 1;
+            if sockchat_shared::text::joined(&line).is_some_and(|(_, r)| r == room) {
+                conn.partial.drain(..pos);
+                return Ok(());
+            }
+            if let Some(r) = sockchat_shared::text::bye_reason(&line) {
+                return Err(r.code());
+            }
+        }
+        conn.partial.drain(..pos);
+        if conn.partial.len() > wire::MAX_LINE {
+            return Err("protocol-error".into());
+        }
+    }
 }
 
 /// Write what we can; count fully written messages as sent.

@@ -134,6 +134,17 @@ pub fn bye_reason(line: &str) -> Option<DisconnectReason> {
     }
 }
 
+/// The room a text-mode `Joined` line names, and who joined it (the
+/// inverse of [`render`] for `Joined`: `* NICK joined ROOM`). Nicks and room
+/// names have no spaces, so the split is unambiguous. A trailing `\r` is
+/// ignored. Load generators wait for their own join with it before sending.
+pub fn joined(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (nick, room) = line.strip_prefix("* ")?.split_once(" joined ")?;
+    (!nick.is_empty() && !nick.contains(' ') && !room.is_empty() && !room.contains(' '))
+        .then_some((nick, room))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +163,19 @@ mod tests {
             ts_ms: 1,
             history: false,
         }
+    }
+
+    #[test]
+    fn joined_is_the_inverse_of_the_joined_line() {
+        let l = line(&ServerMsg::Joined {
+            room: "bots3".into(),
+            nick: "guest7".into(),
+        });
+        assert_eq!(joined(&l), Some(("guest7", "bots3")));
+        assert_eq!(joined("* guest7 joined bots3\r"), Some(("guest7", "bots3")));
+        assert_eq!(joined("[lobby] bob: * x joined y"), None);
+        assert_eq!(joined("* guest7 left bots3"), None);
+        assert_eq!(joined("* a b joined c"), None);
     }
 
     #[test]

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Idle connections against memory (issue 10 item 5): for each count, a fresh
+# release server holds that many idle framed connections from the bots
+# (loopback, 2 worker processes, 16 source addresses), and we record the
+# server's VmRSS, the bots' VmRSS, /proc/net/sockstat and the growth of
+# every slab cache in /proc/slabinfo (in pages actually held by each cache).
+# With SERVERS=K, K servers on K ports are filled at once (K bots runs in
+# parallel) to go past one process's RLIMIT_NOFILE.
+#
+#   bench/idle.sh                        # 1000 5000 10000 19900, one server
+#   SERVERS=3 bench/idle.sh 19900        # 3 x 19,900 connections
+#
+# Writes target/bench/idle/<N>x<K>.json (one object per step) for
+# bench/idle.py, which prints the table and the projection. Loopback only;
+# every run is bounded (timeout, bots --duration).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+COUNTS=${*:-"1000 5000 10000 19900"}
+SERVERS=${SERVERS:-1}
+HOLD=${HOLD:-15}
+OUT=$ROOT/target/bench/idle
+mkdir -p "$OUT"
+
+cargo build --release -p sockchat -p sockchat-server 2>&1 | tail -1
+BOTS=$ROOT/target/release/sockchat
+SRV=$ROOT/target/release/sockchat-server
+CONF=$OUT/server.toml
+printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n' > "$CONF"
+
+PIDS=()
+BOT_PIDS=()
+cleanup() {
+    for p in "${BOT_PIDS[@]}" "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+}
+trap cleanup EXIT
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+# The RSS of processes and all their descendants (timeout -> bots ->
+# worker processes).
+tree_rss() {
+    local t=0 p
+    for p in "$@"; do
+        t=$((t + $(rss_kb "$p") + $(tree_rss $(pgrep -P "$p"))))
+    done
+    echo "$t"
+}
+# One snapshot of the kernel's side: sockstat, slabinfo, meminfo Slab.
+kernel_snap() {
+    python3 - "$1" <<'PY'
+import json, sys
+snap = {"sockstat": {}, "slab_pages": {}, "slab_active_bytes": {}}
+for line in open("/proc/net/sockstat"):
+    k, _, rest = line.partition(":")
+    f = rest.split()
+    snap["sockstat"][k] = {f[i]: int(f[i + 1]) for i in range(0, len(f) - 1, 2)}
+for line in open("/proc/slabinfo").read().splitlines()[2:]:
+    f = line.split()
+    name, active, size, pps = f[0], int(f[1]), int(f[3]), int(f[5])
+    slabs = int(f[-2])
+    snap["slab_pages"][name] = slabs * pps
+    snap["slab_active_bytes"][name] = active * size
+for line in open("/proc/meminfo"):
+    k, v = line.split(":")
+    if k in ("Slab", "SUnreclaim", "MemAvailable"):
+        snap[k + "_kb"] = int(v.split()[0])
+json.dump(snap, open(sys.argv[1], "w"))
+PY
+}
+
+for n in $COUNTS; do
+    name=${n}x$SERVERS
+    echo "== $(date -u +%H:%M:%S) $SERVERS server(s) x $n idle connections; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    PIDS=() BOT_PIDS=() ADDRS=()
+    for k in $(seq "$SERVERS"); do
+        "$SRV" --listen 127.0.0.1:0 --config "$CONF" --no-rate-limits > "$OUT/srv$k.out" 2> "$OUT/srv$k.err" &
+        PIDS+=($!)
+    done
+    for k in $(seq "$SERVERS"); do
+        a=
+        for _ in $(seq 100); do
+            a=$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\) (tcp)$/\1/p' "$OUT/srv$k.out" | head -1)
+            [ -n "$a" ] && break
+            sleep 0.1
+        done
+        [ -n "$a" ] || { echo "server $k did not start"; cat "$OUT/srv$k.err"; exit 1; }
+        ADDRS+=("$a")
+    done
+    sleep 1
+    r0=0 f0=0
+    for p in "${PIDS[@]}"; do r0=$((r0 + $(rss_kb "$p"))); f0=$((f0 + $(nfds "$p"))); done
+    kernel_snap "$OUT/$name.k0.json"
+    ramp=$(( (n + 4999) / 5000 ))
+    for k in $(seq "$SERVERS"); do
+        # Each run's bots get their own 16 source addresses.
+        base=$(( (k - 1) * 16 ))
+        timeout 300 "$BOTS" bots --json --no-progress --server "${ADDRS[$((k - 1))]}" --wire framed \
+            --count "$n" --senders 0 --connect-rate 5000/s --connect-timeout 10s --settle 1s --duration "$((HOLD + ramp))s" \
+            --workers 2 --source-ips "127.0.$((1 + base / 250)).$((1 + base % 250))-127.0.$((1 + base / 250)).$((16 + base % 250))" \
+            > "$OUT/$name.bots$k.json" 2> "$OUT/$name.bots$k.err" &
+        BOT_PIDS+=($!)
+    done
+    # Wait until every server holds its connections (fds), or their number
+    # stopped growing for 2 s after the ramp (a connect that timed out on
+    # the loaded machine is not coming), then 1 s more.
+    want=$((f0 + n * SERVERS))
+    last=-1 still=0
+    for i in $(seq 600); do
+        f=0
+        for p in "${PIDS[@]}"; do f=$((f + $(nfds "$p"))); done
+        [ "$f" -ge "$want" ] && break
+        if [ "$f" = "$last" ]; then still=$((still + 1)); else still=0; fi
+        last=$f
+        [ $((i * 2)) -gt $(( (ramp + 1) * 10 )) ] && [ "$still" -ge 10 ] && [ $((2 * (f - f0))) -ge $((want - f0)) ] && break
+        sleep 0.2
+    done
+    sleep 1
+    r1=0 f1=0
+    for p in "${PIDS[@]}"; do r1=$((r1 + $(rss_kb "$p"))); f1=$((f1 + $(nfds "$p"))); done
+    brss=$(tree_rss "${BOT_PIDS[@]}")
+    kernel_snap "$OUT/$name.k1.json"
+    la=$(cut -d' ' -f1 /proc/loadavg)
+    for p in "${BOT_PIDS[@]}"; do wait "$p"; done
+    sleep 0.5
+    kernel_snap "$OUT/$name.k2.json"
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    connected=0
+    for k in $(seq "$SERVERS"); do
+        c=$(jq -r '.connected // 0' "$OUT/$name.bots$k.json" 2>/dev/null | tail -1)
+        connected=$((connected + ${c:-0}))
+    done
+    printf '{"count":%s,"servers":%s,"connected":%s,"server_rss0_kb":%s,"server_rss_kb":%s,"server_fds0":%s,"server_fds":%s,"bots_rss_kb":%s,"load1":%s}\n' \
+        "$n" "$SERVERS" "$connected" "$r0" "$r1" "$f0" "$f1" "$brss" "$la" > "$OUT/$name.json"
+    cat "$OUT/$name.json"
+done
