@@ -22,7 +22,7 @@ GSO=${GSO:-true}
 DUR=${DUR:-5s}
 OUT=$ROOT/target/bench/udp
 mkdir -p "$OUT"
-cargo build --release -p sockchat -p sockchat-server 2>&1 | tail -1
+[ -n "${NOBUILD:-}" ] || cargo build --release -p sockchat -p sockchat-server 2>&1 | tail -1
 printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n[udp]\ngso = %s\n' "$GSO" > "$OUT/server.toml"
 "$ROOT/target/release/sockchat-server" --listen 127.0.0.1:0 --config "$OUT/server.toml" --no-rate-limits \
     > "$OUT/server.out" 2> "$OUT/server.err" &
@@ -43,7 +43,7 @@ drops() {
     awk -v p=":$PORT_HEX" 'NR > 1 {
         split($2, a, ":"); ip = a[1];
         if ($2 ~ p"$" && ip == "0100007F") s += $NF;
-        else if (substr(ip, 5, 2) >= "04" && substr(ip, 5, 2) <= "07" && substr(ip, 7, 2) == "7F") b += $NF;
+        else if (substr(ip, 3, 2) >= "04" && substr(ip, 3, 2) <= "07" && substr(ip, 5, 4) == "007F") b += $NF;
     } END { printf "%d %d\n", s, b }' /proc/net/udp
 }
 S0=$(snmp)

@@ -268,6 +268,8 @@ async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, St
             link.send_msg(&ClientMsg::Leave { room: l.clone() })?;
         }
     }
+    // Only now: the join wait above reads one datagram per call.
+    receive_in_batches(&link.sock);
     link.last_rx_ns = mono_ns();
     Ok(link)
 }
@@ -333,6 +335,63 @@ fn send_due(
     Ok(())
 }
 
+/// The bot's receive socket for a fan-out: UDP_GRO, so that what the server
+/// sent as one GSO message (a run of our datagrams) is read with one
+/// `recvmsg` and cut here, and a bigger SO_RCVBUF (the default ~208 KiB
+/// holds ~200 small datagrams: a burst to 1,000 bots on a busy machine
+/// overflowed it, `RcvbufErrors`). Both are best effort: without them the
+/// bot reads one datagram per call, as before.
+fn receive_in_batches(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let _ = sockchat_shared::sockopt::setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1);
+    let _ = socket2::SockRef::from(sock).set_recv_buffer_size(RCVBUF);
+}
+
+/// SO_RCVBUF of each UDP bot (the kernel doubles it, capped by rmem_max).
+const RCVBUF: usize = 1 << 20;
+
+/// A control buffer for the UDP_GRO cmsg, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+/// One `recvmsg`: the bytes and, when the kernel coalesced several
+/// datagrams (UDP_GRO), the size they are cut by (the last may be shorter).
+fn recv_gro(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<usize>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut ctl = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is valid (no name, no iov, no control);
+    // the fields used are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.0.as_mut_ptr().cast();
+    msg.msg_controllen = ctl.0.len() as _;
+    // SAFETY: msg points at `iov` (into `buf`) and `ctl`, alive for the
+    // call; the kernel writes at most their lengths.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut seg = None;
+    // SAFETY: the CMSG_* walk stays inside msg_controllen, which the kernel
+    // set to what it wrote into `ctl`; UDP_GRO's payload is an int.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let v: libc::c_int = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                seg = usize::try_from(v).ok().filter(|&v| v > 0);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, seg))
+}
+
 fn recv_ready(
     sh: &Shard,
     spec: &BotSpec,
@@ -347,9 +406,13 @@ fn recv_ready(
         let mut st = sh.stats.borrow_mut();
         let now = mono_ns();
         let now_us = now / 1000;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&link.sock);
         for _ in 0..RECVS_PER_WAKE {
-            let n = match link.sock.try_recv(&mut buf[..]) {
-                Ok(n) => n,
+            let (n, seg) = match link
+                .sock
+                .try_io(tokio::io::Interest::READABLE, || recv_gro(fd, &mut buf[..]))
+            {
+                Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ECONNREFUSED here: an ICMP port-unreachable came back for
@@ -358,34 +421,39 @@ fn recv_ready(
             };
             st.bytes_in += n as u64;
             link.last_rx_ns = now;
-            let Ok((h, payload)) = udp::decode_header(&buf[..n], link.max.max(n)) else {
-                continue;
-            };
-            if !h.from_server || payload.is_empty() {
-                continue;
-            }
-            match wire::frame_event(payload) {
-                Ok(Event::Mark { mark, history }) => {
-                    if history || !mark.measured || mark.run != sh.plan.run_id || !spec.measured {
-                        st.other_deliveries += 1;
-                        continue;
-                    }
-                    match trackers.entry(mark.sender).or_default().record(mark.seq) {
-                        Seen::Duplicate => st.duplicated += 1,
-                        seen => {
-                            if seen == Seen::Reordered {
-                                st.reordered += 1;
+            // One datagram, or several coalesced by GRO: each segment is
+            // one of the server's datagrams.
+            for dgram in buf[..n].chunks(seg.unwrap_or(n).max(1)) {
+                let Ok((h, payload)) = udp::decode_header(dgram, link.max.max(dgram.len())) else {
+                    continue;
+                };
+                if !h.from_server || payload.is_empty() {
+                    continue;
+                }
+                match wire::frame_event(payload) {
+                    Ok(Event::Mark { mark, history }) => {
+                        if history || !mark.measured || mark.run != sh.plan.run_id || !spec.measured
+                        {
+                            st.other_deliveries += 1;
+                            continue;
+                        }
+                        match trackers.entry(mark.sender).or_default().record(mark.seq) {
+                            Seen::Duplicate => st.duplicated += 1,
+                            seen => {
+                                if seen == Seen::Reordered {
+                                    st.reordered += 1;
+                                }
+                                st.delivered += 1;
+                                st.latency
+                                    .saturating_record(now_us.saturating_sub(mark.sched_us).max(1));
+                                st.last_delivery_ns = now;
                             }
-                            st.delivered += 1;
-                            st.latency
-                                .saturating_record(now_us.saturating_sub(mark.sched_us).max(1));
-                            st.last_delivery_ns = now;
                         }
                     }
+                    Ok(Event::Ping(t)) => pongs.push(t),
+                    Ok(Event::Bye(r)) => bye = Some(r),
+                    Ok(Event::Other) | Err(_) => {}
                 }
-                Ok(Event::Ping(t)) => pongs.push(t),
-                Ok(Event::Bye(r)) => bye = Some(r),
-                Ok(Event::Other) | Err(_) => {}
             }
         }
     }
