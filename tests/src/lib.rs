@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use sockchat_shared::codec;
-use sockchat_shared::{ClientMsg, ServerMsg};
+use sockchat_shared::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -384,6 +384,26 @@ impl FramedClient {
             other => panic!("expected Welcome, got {other:?}"),
         }
         c
+    }
+
+    /// Connect from local address `from` (a 127.0.0.x playing another
+    /// host) and hello with `nick`: the welcomed client, or the refusal's
+    /// code and text. Panics (test helper) on anything else.
+    pub async fn hello_from(
+        addr: SocketAddr,
+        from: IpAddr,
+        nick: &str,
+    ) -> Result<FramedClient, (ErrorCode, String)> {
+        let mut c = Self::connect_raw_from(addr, from).await.expect("connect");
+        c.send(&ClientMsg::Hello { nick: nick.into() }).await;
+        match c.recv().await {
+            ServerMsg::Welcome { nick, .. } => {
+                c.nick = nick;
+                Ok(c)
+            }
+            ServerMsg::Error { code, text } => Err((code, text)),
+            other => panic!("expected Welcome or Error, got {other:?}"),
+        }
     }
 
     /// Send one message (panics on a write error: use `send_raw` to test

@@ -10,7 +10,7 @@
     reason = "test code: a panic is a failed test with its message"
 )]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sockchat::net::udp::{HandshakeError, UdpLink, UdpOptions};
@@ -19,17 +19,9 @@ use sockchat_tests::{FramedClient, STEP, ServerProc};
 
 /// A framed Hello from `from`: the nick welcomed, or the error.
 async fn hello_from(server: SocketAddr, from: &str) -> Result<String, (ErrorCode, String)> {
-    let from: IpAddr = from.parse().unwrap();
-    let mut c = FramedClient::connect_raw_from(server, from).await.unwrap();
-    c.send(&ClientMsg::Hello {
-        nick: String::new(),
-    })
-    .await;
-    match c.recv().await {
-        ServerMsg::Welcome { nick, .. } => Ok(nick),
-        ServerMsg::Error { code, text } => Err((code, text)),
-        other => panic!("{other:?}"),
-    }
+    FramedClient::hello_from(server, from.parse().unwrap(), "")
+        .await
+        .map(|c| c.nick)
 }
 
 async fn udp_from(server: SocketAddr, from: &str) -> Result<(), HandshakeError> {

@@ -12,7 +12,7 @@
     reason = "test code: a panic is a failed test with its message"
 )]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sockchat::net::udp::{HandshakeError, UdpLink, UdpOptions};
@@ -40,17 +40,7 @@ async fn hello_from(
     from: &str,
     nick: &str,
 ) -> Result<FramedClient, (ErrorCode, String)> {
-    let from: IpAddr = from.parse().unwrap();
-    let mut c = FramedClient::connect_raw_from(server, from).await.unwrap();
-    c.send(&ClientMsg::Hello { nick: nick.into() }).await;
-    match c.recv().await {
-        ServerMsg::Welcome { nick, .. } => {
-            c.nick = nick;
-            Ok(c)
-        }
-        ServerMsg::Error { code, text } => Err((code, text)),
-        other => panic!("{other:?}"),
-    }
+    FramedClient::hello_from(server, from.parse().unwrap(), nick).await
 }
 
 async fn udp_from(server: SocketAddr, from: &str) -> Result<(), HandshakeError> {

@@ -243,8 +243,7 @@ impl Link for TcpLink {
                         early,
                     });
                 }
-                Up::Msg(ServerMsg::Error { code, text }) if code.refuses_hello() =>
-                {
+                Up::Msg(ServerMsg::Error { code, text }) if code.refuses_hello() => {
                     return Err(HelloError::Refused { code, text });
                 }
                 Up::Closed(reason) => return Err(HelloError::Over { early, reason }),
