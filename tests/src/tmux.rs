@@ -139,7 +139,13 @@ impl Tmux {
 
     /// Wait until the screen contains `needle`; returns the screen.
     pub fn wait_for(&self, session: &str, needle: &str) -> String {
-        let deadline = Instant::now() + STEP;
+        self.wait_for_within(session, needle, STEP)
+    }
+
+    /// `wait_for` with its own bound, for a step whose work scales with
+    /// the machine (hashing a 2 GiB file on a loaded 2-core box).
+    pub fn wait_for_within(&self, session: &str, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
         loop {
             let s = self.capture(session);
             if s.contains(needle) {

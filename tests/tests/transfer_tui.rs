@@ -11,6 +11,7 @@
 
 use sockchat_tests::ServerProc;
 use sockchat_tests::tmux::Tmux;
+use std::time::Duration;
 
 #[test]
 fn send_shows_bars_keeps_chat_and_cancels() {
@@ -41,7 +42,13 @@ fn send_shows_bars_keeps_chat_and_cancels() {
     );
     tmux.wait_for("bob", "welcome bob");
     tmux.line("alice", &format!("/send {} bob", file.display()));
-    tmux.wait_for("alice", "offered big.iso (2,147,483,648 B");
+    // The offer comes once the whole file is hashed (2 GiB: seconds on an
+    // idle machine, more under a loaded CI).
+    tmux.wait_for_within(
+        "alice",
+        "offered big.iso (2,147,483,648 B",
+        Duration::from_secs(90),
+    );
     tmux.wait_for("bob", "alice offers you big.iso (2,147,483,648 B");
     tmux.wait_for("bob", "/accept 1 or /decline 1");
     tmux.line("bob", "/accept 1");
