@@ -214,6 +214,10 @@ pub async fn run_with(
                         );
                         std::process::abort();
                     }
+                    Ok(Input::Local(_)) => {
+                        let e = "that command works in the terminal UI only";
+                        out_line(&mut out, json, format!("! {e}"), serde_json::json!({"event": "local-error", "text": e}));
+                    }
                     Ok(Input::Quit(m)) => {
                         input_open = false;
                         quit_sent = true;

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use sockchat::net::{CloseReason, NetCmd, SocketEvent, SocketInfo, Stats, SysError, Transport};
@@ -169,7 +170,9 @@ fn chat_lines_sidebar_and_status() {
     let s = screen(&a);
     println!("{s}");
     assert!(s.contains("bob: hi alice"), "{s}");
-    assert!(s.contains("23:40:05"), "timestamp: {s}");
+    // One clock: a live line shows when it reached us (the server's
+    // stamp, 23:40:05, is not mixed with local times).
+    assert!(s.contains("23:40:00 bob: hi alice"), "timestamp: {s}");
     assert!(s.contains("Members (2)"), "{s}");
     assert!(s.contains("ESTABLISHED"), "{s}");
     assert!(s.contains("[lobby] hello bob"), "{s}");
@@ -307,11 +310,18 @@ fn help_overlay() {
     a.show_help = true;
     let s = screen(&a);
     println!("{s}");
+    assert!(s.contains("PgUp / PgDn"), "{s}");
+    assert!(s.contains("Alt-→ / Alt-←            next / previous room"), "{s}");
+    // Longer than the screen: End scrolls to the last line, and the
+    // overlay stays open.
+    a.update(Event::Key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE)));
+    assert!(a.show_help);
+    let s = screen(&a);
     assert!(
         s.contains("/fault fin|rst|close-unread|stop-reading|resume|crash"),
         "{s}"
     );
-    assert!(s.contains("PgUp/PgDn"), "{s}");
+    assert!(s.contains("any other key closes this help"), "{s}");
     insta::assert_snapshot!(s);
 }
 
@@ -344,6 +354,14 @@ fn peer_sent_fin_and_server_view_of_a_socket() {
     );
     assert!(s.contains("read: EOF (peer sent FIN)"), "{s}");
     assert!(s.contains("HALF-CLOSED (peer sent FIN)"), "{s}");
+}
+
+/// Outputs that go nowhere (no bell, no chat log).
+fn no_outputs() -> sockchat::tui::Outputs {
+    sockchat::tui::Outputs {
+        bell: Box::new(std::io::sink()),
+        chatlog: None,
+    }
 }
 
 /// The real loop, driven with replayed terminal input and socket events
@@ -384,7 +402,7 @@ async fn run_loop_replays_events_into_a_test_backend() {
     let input = futures::stream::iter(keys);
     let out = tokio::time::timeout(
         Duration::from_secs(5),
-        sockchat::tui::run_loop(&mut term, &mut a, input, ev_rx, cmd_tx),
+        sockchat::tui::run_loop(&mut term, &mut a, input, ev_rx, cmd_tx, no_outputs()),
     )
     .await
     .expect("loop ends when its sources end")

@@ -98,6 +98,9 @@ pub struct Peer {
     socket: Option<Arc<dyn SocketView>>,
     /// Set by an operator's `/mute`: this member's chat is refused.
     mute: Mutex<Option<Mute>>,
+    /// The `/away` text; `None`: here. Shown after a `Who` reply and to
+    /// whoever sends this user a private message.
+    away: Mutex<Option<Arc<str>>>,
     /// This peer's own `Arc`, so a delivery can owe it a flush
     /// ([`crate::owed`]) from `&self`.
     me: Weak<Peer>,
@@ -135,6 +138,7 @@ impl Peer {
             cancel: CancellationToken::new(),
             socket,
             mute: Mutex::new(None),
+            away: Mutex::new(None),
             me: me.clone(),
         })
     }
@@ -174,6 +178,16 @@ impl Peer {
             *m = None;
         }
         m.clone()
+    }
+
+    /// The `/away` text, if this user is away.
+    pub fn away(&self) -> Option<Arc<str>> {
+        lock(&self.away).clone()
+    }
+
+    /// Mark this user away with `text` (`None`: back).
+    pub fn set_away(&self, text: Option<Arc<str>>) {
+        *lock(&self.away) = text;
     }
 
     pub fn nick(&self) -> Arc<str> {
@@ -475,6 +489,22 @@ impl Room {
             .collect();
         v.sort();
         v
+    }
+
+    /// The members who are away: `Away` messages, sorted by nick.
+    pub fn away(&self) -> Vec<ServerMsg> {
+        let mut v: Vec<(String, Arc<str>)> = lock(&self.inner)
+            .members
+            .iter()
+            .filter_map(|p| p.away().map(|a| (p.nick().to_string(), a)))
+            .collect();
+        v.sort();
+        v.into_iter()
+            .map(|(nick, text)| ServerMsg::Away {
+                nick,
+                text: text.to_string(),
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {

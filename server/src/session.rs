@@ -903,7 +903,15 @@ impl Member<'_> {
                         let r = self.rooms.remove(i);
                         hub.leave(self.peer, &r, None, true, true);
                     }
-                    None => self.error(ErrorCode::NotInRoom, "you are not in that room"),
+                    None if room.is_empty() => {
+                        self.error(ErrorCode::NotInRoom, "you are not in a room")
+                    }
+                    // Name the room (as `Say` does): the user may have
+                    // typed it, or a client may have sent the one in view.
+                    None => self.error(
+                        ErrorCode::NotInRoom,
+                        format!("you are not in {}", shown(normalize_room(&room))),
+                    ),
                 }
             }
             ClientMsg::Private { to, text } => {
@@ -924,6 +932,10 @@ impl Member<'_> {
                     ts_ms: sockchat_shared::now_ms(),
                 };
                 target.send(&m);
+                let away = target.away().map(|text| ServerMsg::Away {
+                    nick: target.nick().to_string(),
+                    text: text.to_string(),
+                });
                 // The sender learns it was delivered: a framed client gets
                 // the message back (with the server's timestamp), a text
                 // user the line `[pm] -> bob: text`.
@@ -938,6 +950,22 @@ impl Member<'_> {
                         }
                     }
                 }
+                // ... and that nobody may read it soon (after the echo).
+                if let Some(a) = away {
+                    self.peer.send(&a);
+                }
+            }
+            ClientMsg::Away { text } => {
+                if !self.check_len(&text) {
+                    return;
+                }
+                let text = sanitize(&text).into_owned();
+                self.peer
+                    .set_away((!text.is_empty()).then(|| Arc::from(text.as_str())));
+                self.peer.send(&ServerMsg::Away {
+                    nick: self.peer.nick().to_string(),
+                    text,
+                });
             }
             ClientMsg::Who { room } => {
                 let r = if room.is_empty() {
@@ -946,10 +974,16 @@ impl Member<'_> {
                     hub.room(&room)
                 };
                 match r {
-                    Some(r) => self.send_list(ServerMsg::Who {
-                        room: r.name.to_string(),
-                        nicks: r.who(),
-                    }),
+                    Some(r) => {
+                        self.send_list(ServerMsg::Who {
+                            room: r.name.to_string(),
+                            nicks: r.who(),
+                        });
+                        // The away marks follow the reply's last page.
+                        for a in r.away() {
+                            self.peer.send(&a);
+                        }
+                    }
                     None if room.is_empty() => {
                         self.error(ErrorCode::NotInRoom, "you are not in a room (/join ROOM)")
                     }

@@ -44,6 +44,10 @@ pub fn parse(line: &str) -> TextCommand {
         Ok(Some(Command::Other { name, .. })) => {
             TextCommand::Error(CommandError::Unknown(name).to_string())
         }
+        // A query view is the client's; here `/query` is `/msg`.
+        Ok(Some(Command::Query(_))) => {
+            TextCommand::Error(CommandError::Usage("/msg NICK TEXT").to_string())
+        }
         Ok(Some(c)) => match c.to_client_msg("") {
             Some(m) => TextCommand::Msg(m),
             None => TextCommand::Nothing,

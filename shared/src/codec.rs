@@ -289,6 +289,10 @@ fn write_client(w: &mut W<'_>, msg: &ClientMsg) {
             w.str(room);
             w.str(key);
         }
+        ClientMsg::Away { text } => {
+            w.u8(0x1B);
+            w.str(text);
+        }
     }
 }
 
@@ -403,6 +407,11 @@ fn write_server(w: &mut W<'_>, msg: &ServerMsg) {
             w.u8(crate::transfer::TAG_SERVER);
             crate::transfer::write(w, x);
         }
+        ServerMsg::Away { nick, text } => {
+            w.u8(0x8F);
+            w.str(nick);
+            w.str(text);
+        }
     }
 }
 
@@ -496,6 +505,9 @@ pub fn decode_client(payload: &[u8]) -> Result<ClientMsg, DecodeError> {
         },
         0x0D => ClientMsg::SockInfo {
             nick: r.str("nick")?,
+        },
+        0x1B => ClientMsg::Away {
+            text: r.str("text")?,
         },
         crate::transfer::TAG_CLIENT => ClientMsg::Transfer(crate::transfer::read(&mut r)?),
         0x0E => ClientMsg::Pass {
@@ -689,6 +701,10 @@ pub fn decode_server(payload: &[u8]) -> Result<ServerMsg, DecodeError> {
         }
         0x8E => ServerMsg::Bye {
             reason: r.reason()?,
+        },
+        0x8F => ServerMsg::Away {
+            nick: r.str("nick")?,
+            text: r.str("text")?,
         },
         crate::transfer::TAG_SERVER => ServerMsg::Transfer(crate::transfer::read(&mut r)?),
         t => return Err(DecodeError::UnknownTag(t)),

@@ -353,6 +353,12 @@ pub struct ClientConfig {
     /// The pinned fingerprints. Empty: `$XDG_CONFIG_HOME/sockchat/known_servers`
     /// (`~/.config/sockchat/known_servers`).
     pub known_servers: String,
+    /// When the terminal UI rings the bell: "off", "mentions" (lines that
+    /// name you, and private messages), "pms", "all".
+    pub bell: String,
+    /// Keep each room's lines in a file in this folder (`ROOM.log`,
+    /// appended); empty: no chat log.
+    pub chat_log_dir: String,
 }
 
 impl Default for ClientConfig {
@@ -383,6 +389,8 @@ impl Default for ClientConfig {
             tls: false,
             tls_fingerprint: String::new(),
             known_servers: String::new(),
+            bell: "mentions".into(),
+            chat_log_dir: String::new(),
         }
     }
 }

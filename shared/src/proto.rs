@@ -262,6 +262,10 @@ pub enum ClientMsg {
         room: String,
         key: String,
     },
+    /// Mark yourself away with `text` (`/away TEXT`); `""`: back again.
+    Away {
+        text: String,
+    },
 }
 
 /// Messages a server sends.
@@ -337,6 +341,13 @@ pub enum ServerMsg {
     },
     /// A file-transfer message relayed or answered by the server.
     Transfer(crate::transfer::Xfer),
+    /// NICK is away with `text` (`""`: back). Sent to a user about
+    /// themself in answer to `Away`, after a `Who` reply for each away
+    /// member of the room, and to the sender of a `Private` to an away user.
+    Away {
+        nick: String,
+        text: String,
+    },
 }
 
 #[cfg(test)]

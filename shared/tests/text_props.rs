@@ -75,6 +75,8 @@ fn command() -> impl Strategy<Value = Command> {
         word().prop_map(Command::Unban),
         (word(), 0..=text::MAX_SECS).prop_map(|(nick, secs)| Command::Mute { nick, secs }),
         word().prop_map(Command::Unmute),
+        "[^\r\n]{0,20}".prop_map(|s| Command::Away(s.trim().to_string())),
+        word().prop_map(Command::Query),
     ]
 }
 
@@ -96,6 +98,8 @@ fn typed(c: &Command) -> String {
         Command::SockInfo(n) => opt("/sockinfo", n),
         Command::Quit(m) => format!("/quit {m}"),
         Command::Help => "/help".into(),
+        Command::Away(t) => format!("/away {t}"),
+        Command::Query(n) => format!("/query {n}"),
         Command::Other { name, rest } => format!("/{name} {rest}"),
         Command::Pass(p) => format!("/pass {p}"),
         Command::Register(p) => format!("/register {p}"),

@@ -69,7 +69,7 @@ fn a_key_that_closes_an_overlay_never_leaks_a_private_message() {
     assert!(got.starts_with("[pm] alice"), "a private message: {got}");
 
     tmux.keys("alice", &["F3"]);
-    tmux.wait_for("alice", "event log (any key closes it)");
+    tmux.wait_for("alice", "other keys close");
     tmux.line("alice", "/msg bob second secret");
     let got = bob.expect("second secret");
     assert!(got.starts_with("[pm] alice"), "a private message: {got}");

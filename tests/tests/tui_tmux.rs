@@ -178,8 +178,23 @@ fn server_restart_refused_countdown_and_narrow_terminal() {
     server.signal(libc::SIGKILL);
     let _ = server.wait_timeout(STEP);
     tmux.wait_for("dana", "read: EOF (peer sent FIN)");
-    tmux.wait_for("dana", "connect: ECONNREFUSED (111)");
+    tmux.wait_for("dana", "ECONNREFUSED (111)");
     tmux.wait_for("dana", "RECONNECTING in");
+    // Issue 16 item 5: the whole outage is one line in the chat, updated
+    // by each attempt (every attempt is in the event log, F3), however
+    // many attempts fail.
+    tmux.wait_for("dana", "(attempt 3)");
+    let s = tmux.wait_for("dana", "reconnecting (F3: every attempt)");
+    let errors = s.lines().filter(|l| l.get(8..11) == Some(" ! ")).count();
+    assert_eq!(errors, 1, "one error line for the outage:\n{s}");
+    assert_eq!(s.matches("ECONNREFUSED").count(), 1, "{s}");
+    tmux.keys("dana", &["F3"]);
+    let log = tmux.wait_for("dana", "other keys close");
+    assert!(
+        log.matches("ECONNREFUSED").count() >= 2,
+        "the event log keeps every attempt:\n{log}"
+    );
+    tmux.keys("dana", &["Escape"]);
     // Back on the same port: ESTABLISHED again, nick restored.
     let _server2 = ServerProc::start_args(&["--listen", &addr], &[]);
     let deadline = Instant::now() + Duration::from_secs(40);

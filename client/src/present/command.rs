@@ -38,7 +38,50 @@ pub const CLIENT_COMMANDS: &[CommandHelp] = &[
         args: "[ID]",
         about: "stop a file transfer",
     },
+    CommandHelp {
+        name: "/query",
+        args: "NICK",
+        about: "a private view with NICK (its lines go to NICK)",
+    },
+    CommandHelp {
+        name: "/close",
+        args: "",
+        about: "close the private view you are in",
+    },
+    CommandHelp {
+        name: "/clear",
+        args: "",
+        about: "clear the lines of the room in view",
+    },
+    CommandHelp {
+        name: "/ignore",
+        args: "[NICK]",
+        about: "hide NICK's lines (no NICK: list); /unignore NICK",
+    },
+    CommandHelp {
+        name: "/search",
+        args: "[TEXT]",
+        about: "find TEXT in this room's lines (again: the older one)",
+    },
 ];
+
+/// What the terminal UI does by itself, without the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// `/query NICK`: open (or go to) the private view with NICK.
+    Query(String),
+    /// `/close`: close the private view in view.
+    Close,
+    /// `/clear`: forget the lines of the room in view.
+    Clear,
+    /// `/ignore [NICK]`: hide NICK's lines; `None`: list who is ignored.
+    Ignore(Option<String>),
+    /// `/unignore NICK`.
+    Unignore(String),
+    /// `/search [TEXT]`: the newest line above the view holding TEXT;
+    /// `None`: the next older match of the last search.
+    Search(Option<String>),
+}
 
 /// A parsed input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +96,8 @@ pub enum Input {
     Fault(Fault),
     /// `/send`, `/accept`, `/decline`, `/cancel`.
     Transfer(XferCmd),
+    /// The terminal UI's own commands (views, ignore, search).
+    Local(Local),
     /// Anything that becomes one protocol message (chat text, `/msg`,
     /// `/join`...), already checked against the local limits.
     Send(Command),
@@ -84,6 +129,31 @@ pub fn parse_input(line: &str, lim: &InputLimits) -> Result<Input, String> {
             if matches!(name.as_str(), "send" | "accept" | "decline" | "cancel") =>
         {
             Input::Transfer(transfer_command(&name, &rest)?)
+        }
+        Command::Query(nick) => Input::Local(Local::Query(nick)),
+        Command::Other { name, rest } if name == "close" && rest.is_empty() => {
+            Input::Local(Local::Close)
+        }
+        Command::Other { name, rest } if name == "clear" && rest.is_empty() => {
+            Input::Local(Local::Clear)
+        }
+        Command::Other { name, rest } if name == "ignore" || name == "unignore" => {
+            let usage = if name == "ignore" {
+                "/ignore [NICK]"
+            } else {
+                "/unignore NICK"
+            };
+            if rest.contains(char::is_whitespace) || (name == "unignore" && rest.is_empty()) {
+                return Err(CommandError::Usage(usage).to_string());
+            }
+            match (name.as_str(), rest.is_empty()) {
+                ("ignore", true) => Input::Local(Local::Ignore(None)),
+                ("ignore", false) => Input::Local(Local::Ignore(Some(rest))),
+                _ => Input::Local(Local::Unignore(rest)),
+            }
+        }
+        Command::Other { name, rest } if name == "search" => {
+            Input::Local(Local::Search((!rest.is_empty()).then_some(rest)))
         }
         Command::Other { name, .. } => return Err(CommandError::Unknown(name).to_string()),
         other => match other.check(lim).map_err(|e| e.to_string())? {
@@ -160,7 +230,7 @@ impl Input {
     /// itself (help, crash, empty) gives `None`.
     pub fn to_net(&self, room: &str, id: Option<LineId>) -> Option<NetCmd> {
         match self {
-            Input::Empty | Input::Help | Input::Fault(Fault::Crash) => None,
+            Input::Empty | Input::Help | Input::Fault(Fault::Crash) | Input::Local(_) => None,
             Input::Quit(m) => Some(NetCmd::Quit(m.clone())),
             Input::Fault(f) => Some(NetCmd::Fault(*f)),
             Input::Transfer(c) => Some(NetCmd::Transfer(c.clone())),
@@ -222,6 +292,24 @@ mod tests {
             Err("unknown command: /bogus (try /help)".to_string())
         );
         assert!(p("/nick a b").is_err());
+        assert_eq!(p("/query bob"), Ok(Input::Local(Local::Query("bob".into()))));
+        assert_eq!(p("/clear"), Ok(Input::Local(Local::Clear)));
+        assert_eq!(p("/ignore"), Ok(Input::Local(Local::Ignore(None))));
+        assert_eq!(
+            p("/ignore spam"),
+            Ok(Input::Local(Local::Ignore(Some("spam".into()))))
+        );
+        assert!(p("/unignore").is_err());
+        assert_eq!(
+            p("/search two words"),
+            Ok(Input::Local(Local::Search(Some("two words".into()))))
+        );
+        assert_eq!(p("/search"), Ok(Input::Local(Local::Search(None))));
+        assert!(p("/me").is_err(), "/me with no text is refused");
+        assert_eq!(
+            p("/away back soon"),
+            Ok(Input::Send(Command::Away("back soon".into())))
+        );
         assert_eq!(p("   "), Ok(Input::Empty));
         let long = "x".repeat(l.max_message_len + 1);
         assert!(p(&long).is_err_and(|e| e.contains("too long")));

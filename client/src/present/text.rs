@@ -248,6 +248,7 @@ fn server_json(m: &ServerMsg) -> Option<Value> {
             "reason": reason.code(),
             "text": reason.to_string(),
         }),
+        ServerMsg::Away { nick, text } => json!({"event": "away", "nick": nick, "text": text}),
         ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::Transfer(_) => return None,
     })
 }

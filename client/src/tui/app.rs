@@ -2,7 +2,7 @@
 //! here: the loop feeds events in, takes [`Action`]s out, and the view
 //! draws whatever the state says. Tests drive this directly.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,10 +13,11 @@ use sockchat_shared::{ChatKind, ClientMsg, ErrorCode, ServerMsg};
 use crate::net::{
     CloseReason, Fault, HalfClose, LineId, NetCmd, SocketEvent, SocketInfo, Transport, WireNews,
 };
-use crate::present::command::{Input, InputLimits, command_names, parse_input};
+use crate::present::command::{Input, InputLimits, Local, command_names, parse_input};
 use crate::present::text::{error_text, event_line, half_close_text};
 
 use super::input::LineEditor;
+use super::mention::Mentions;
 pub use super::rooms::{ChatLine, LineKind, Room, RoomId, Rooms};
 
 /// Lines typed and not yet confirmed, kept at most (the net task fails
@@ -28,6 +29,40 @@ const JOINS_MAX: usize = 256;
 const LOG_MAX: usize = 1000;
 /// Samples kept for the sparklines.
 const SPARK_MAX: usize = 120;
+/// Nicks ignored at most (`/ignore`), and away marks kept at most.
+const IGNORE_MAX: usize = 1000;
+const AWAY_MAX: usize = 100_000;
+/// Chat lines queued for the chat log files between two loop turns, at
+/// most (the loop writes them after every batch of events).
+const CHATLOG_QUEUE_MAX: usize = 100_000;
+
+/// When the terminal bell rings (`[client] bell`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bell {
+    Off,
+    /// Lines that mention us, and private messages (the default).
+    Mentions,
+    /// Private messages only.
+    Pms,
+    /// Every chat line or private message from someone else.
+    All,
+}
+
+impl Bell {
+    pub fn parse(s: &str) -> Result<Bell, String> {
+        Ok(match s {
+            "off" => Bell::Off,
+            "mentions" => Bell::Mentions,
+            "pms" => Bell::Pms,
+            "all" => Bell::All,
+            other => {
+                return Err(format!(
+                    "[client] bell must be \"off\", \"mentions\", \"pms\" or \"all\", not {other:?}"
+                ));
+            }
+        })
+    }
+}
 
 /// Everything that can happen to the app.
 #[derive(Debug, Clone)]
@@ -81,6 +116,11 @@ pub struct UiConfig {
     pub room: String,
     /// The rebindable keys (`[client] key_*`).
     pub keys: super::keys::KeyMap,
+    /// When the terminal bell rings.
+    pub bell: Bell,
+    /// Write every room's lines to a file in this folder (`[client]
+    /// chat_log_dir`); `None`: no chat log.
+    pub chat_log: bool,
 }
 
 impl Default for UiConfig {
@@ -97,6 +137,8 @@ impl Default for UiConfig {
             info_poll: Duration::from_millis(250),
             room: "lobby".into(),
             keys: super::keys::KeyMap::default(),
+            bell: Bell::Mentions,
+            chat_log: false,
         }
     }
 }
@@ -213,6 +255,59 @@ pub struct App {
     pub wire: super::wire_view::WireLog,
     /// F4: the wire view in the chat's place.
     pub show_wire: bool,
+    /// Our nick's identity key, to find mentions.
+    mentions: Mentions,
+    /// Bells owed to the terminal (the loop rings once and clears).
+    pub bells: u32,
+    /// Ctrl-L: the loop clears the terminal and draws everything again.
+    pub redraw: bool,
+    /// Lines scrolled up in the help overlay and in the F3 event log.
+    pub help_scroll: usize,
+    pub log_scroll: usize,
+    /// Away marks of other users (nick -> text), from `Away` messages.
+    pub away: HashMap<String, String>,
+    /// Our own away text, while we are away.
+    pub away_me: Option<String>,
+    /// Identity keys of the nicks `/ignore`d, and the nicks as typed.
+    ignored: BTreeSet<String>,
+    ignored_names: BTreeSet<String>,
+    /// The current connection outage: its one chat line (room, line
+    /// number), what ended the connection, and when.
+    outage: Option<Outage>,
+    /// The last `/search` text and the line number it found.
+    pub search: Option<(String, Option<u64>)>,
+    /// Rooms with lines not yet seen, in the order they got them (the
+    /// activity line when the sidebar is hidden; never a walk over every
+    /// room).
+    pub activity: Vec<RoomId>,
+    /// Lines for the chat log files (room name, line) when `chat_log` is
+    /// on; the loop takes them.
+    pub chatlog: Vec<(String, String)>,
+}
+
+/// One connection outage: a single line in the chat that the following
+/// attempts update (their details are in the event log).
+#[derive(Debug, Clone)]
+struct Outage {
+    room: RoomId,
+    line: u64,
+    first: String,
+    /// The latest failure after the first, and the attempt it ended.
+    last: Option<(u32, String)>,
+    attempt: u32,
+    /// The attempt that was up when it started.
+    start: u32,
+    since: Instant,
+}
+
+impl Outage {
+    /// The line: what ended the connection, then the latest attempt.
+    fn text(&self) -> String {
+        match &self.last {
+            Some((n, why)) => format!("{} — attempt {n}: {why}", self.first),
+            None => self.first.clone(),
+        }
+    }
 }
 
 impl App {
@@ -270,6 +365,19 @@ impl App {
             transfers: Default::default(),
             wire: Default::default(),
             show_wire: false,
+            mentions: Mentions::default(),
+            bells: 0,
+            redraw: false,
+            help_scroll: 0,
+            log_scroll: 0,
+            away: HashMap::new(),
+            away_me: None,
+            ignored: BTreeSet::new(),
+            ignored_names: BTreeSet::new(),
+            outage: None,
+            search: None,
+            activity: Vec::new(),
+            chatlog: Vec::new(),
         }
     }
 
@@ -344,14 +452,46 @@ impl App {
     }
 
     fn push_to(&mut self, id: RoomId, line: ChatLine) {
-        let counts = matches!(line.kind, LineKind::Chat { .. } | LineKind::Private { .. });
+        let counts = !line.history
+            && matches!(line.kind, LineKind::Chat { .. } | LineKind::Private { .. });
         if id != self.current
             && counts
             && let Some(r) = self.rooms.get_mut(id)
         {
             r.unread += 1;
+            if line.mention {
+                r.mentions += 1;
+            }
+            if !self.activity.contains(&id) {
+                self.activity.push(id);
+            }
+        }
+        self.day_line(id, line.ts_ms);
+        if self.cfg.chat_log
+            && self.chatlog.len() < CHATLOG_QUEUE_MAX
+            && let Some(r) = self.rooms.get(id)
+        {
+            let text = super::view::plain_line(self, &line);
+            self.chatlog.push((r.name.clone(), text));
         }
         self.rooms.push(id, line);
+    }
+
+    /// A date line before a line whose (local) day differs from the line
+    /// before it in that room, or from today in an empty room.
+    fn day_line(&mut self, id: RoomId, ts_ms: u64) {
+        let off = self.cfg.utc_offset_secs;
+        let day = super::view::day_of(ts_ms, off);
+        let Some(r) = self.rooms.get(id) else {
+            return;
+        };
+        let before = match r.lines.back() {
+            Some(l) => super::view::day_of(l.ts_ms, off),
+            None => super::view::day_of(self.wall_ms(), off),
+        };
+        if day != before {
+            self.rooms.push(id, ChatLine::local(ts_ms, LineKind::Day, String::new()));
+        }
     }
 
     fn add_member(&mut self, id: RoomId, nick: &str) {
@@ -368,29 +508,13 @@ impl App {
     fn system(&mut self, text: String) {
         let ts = self.wall_ms();
         let cur = self.current;
-        self.push_to(
-            cur,
-            ChatLine {
-                ts_ms: ts,
-                kind: LineKind::System,
-                text,
-                history: false,
-            },
-        );
+        self.push_to(cur, ChatLine::local(ts, LineKind::System, text));
     }
 
     fn error(&mut self, text: String) {
         let ts = self.wall_ms();
         let cur = self.current;
-        self.push_to(
-            cur,
-            ChatLine {
-                ts_ms: ts,
-                kind: LineKind::Error,
-                text,
-                history: false,
-            },
-        );
+        self.push_to(cur, ChatLine::local(ts, LineKind::Error, text));
     }
 
     /// Show a local error in the current room (used by the loop).
@@ -413,8 +537,53 @@ impl App {
     fn switch_to(&mut self, id: RoomId) {
         if let Some(r) = self.rooms.get_mut(id) {
             r.unread = 0;
+            r.mentions = 0;
             self.current = id;
+            self.activity.retain(|a| *a != id);
         }
+    }
+
+    /// Ring the bell for a live line from someone else, as `[client]
+    /// bell` says.
+    fn ring(&mut self, private: bool, mention: bool) {
+        let ring = match self.cfg.bell {
+            Bell::Off => false,
+            Bell::Mentions => mention || private,
+            Bell::Pms => private,
+            Bell::All => true,
+        };
+        if ring {
+            self.bells = self.bells.saturating_add(1);
+        }
+    }
+
+    /// Is `nick` ignored (`/ignore`)?
+    fn ignores(&self, nick: &str) -> bool {
+        !self.ignored.is_empty() && self.ignored.contains(&sockchat_shared::fold::nick_key(nick))
+    }
+
+    /// Is this our own nick (as the server compares nicks)?
+    fn is_me(&self, nick: &str) -> bool {
+        nick == self.nick || sockchat_shared::fold::same_nick(nick, &self.nick)
+    }
+
+    /// The private view with `peer`, created if new.
+    fn query_id(&mut self, peer: &str) -> Option<RoomId> {
+        let id = self.room_id(&format!("@{peer}"))?;
+        if let Some(r) = self.rooms.get_mut(id) {
+            r.query = Some(peer.to_string());
+        }
+        Some(id)
+    }
+
+    /// Every room name (for Tab after `/join`), the one in view first.
+    pub fn room_names(&self) -> Vec<String> {
+        self.rooms
+            .iter()
+            .filter(|(_, r)| r.query.is_none())
+            .take(10_000)
+            .map(|(_, r)| r.name.clone())
+            .collect()
     }
 
     /// Every known nick (for Tab completion): current room first.
@@ -498,9 +667,13 @@ impl App {
         }
     }
 
+    /// Scroll up, but never so far that the oldest line leaves the top of
+    /// the screen (the view stops with a full screen, not an empty one).
     pub fn scroll_up(&mut self, n: usize) {
+        let rows = self.page();
         if let Some(r) = self.room_mut() {
-            r.scroll = (r.scroll + n).min(r.lines.len().saturating_sub(1));
+            let max = r.lines.len().saturating_sub(rows.min(r.lines.len()));
+            r.scroll = r.scroll.saturating_add(n).min(max);
         }
     }
 
@@ -518,7 +691,39 @@ impl App {
         let open = self.show_help || self.show_log;
         self.show_help = false;
         self.show_log = false;
+        self.help_scroll = 0;
+        self.log_scroll = 0;
         open
+    }
+
+    /// The scroll keys of an open overlay (help, event log): they move it
+    /// instead of closing it. True if the key was one.
+    fn overlay_scroll(&mut self, k: &KeyEvent) -> bool {
+        let page = self.page();
+        let pos = if self.show_help {
+            &mut self.help_scroll
+        } else {
+            &mut self.log_scroll
+        };
+        // The help scrolls down from its top; the log up from its newest.
+        let down = self.show_help;
+        let (towards_end, n) = match k.code {
+            KeyCode::Up => (!down, 1),
+            KeyCode::Down => (down, 1),
+            KeyCode::PageUp => (!down, page),
+            KeyCode::PageDown => (down, page),
+            KeyCode::Home => (!down, usize::MAX / 2),
+            KeyCode::End => (down, usize::MAX / 2),
+            _ => return false,
+        };
+        *pos = if towards_end {
+            pos.saturating_add(n)
+        } else {
+            pos.saturating_sub(n)
+        };
+        // The view clamps what is past the end; keep the number small.
+        *pos = (*pos).min(if self.show_help { 1000 } else { LOG_MAX });
+        true
     }
 
     fn key(&mut self, k: KeyEvent) -> Vec<Action> {
@@ -530,6 +735,9 @@ impl App {
         // Nothing typed is lost or sent elsewhere because an overlay was
         // open. Only Esc and the overlay's own key just close it.
         let keys = self.cfg.keys;
+        if (self.show_help || self.show_log) && self.overlay_scroll(&k) {
+            return Vec::new();
+        }
         if self.show_help || self.show_log {
             let own = (self.show_help && keys.help.matches(&k))
                 || (self.show_log && keys.log.matches(&k));
@@ -566,7 +774,24 @@ impl App {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         let alt = k.modifiers.contains(KeyModifiers::ALT);
         match k.code {
-            KeyCode::Char('c') if ctrl => return self.quit(String::new()),
+            // A half-typed line is cleared first, as shells do (Ctrl-Y
+            // brings it back); Ctrl-C on an empty line quits.
+            KeyCode::Char('c') if ctrl && !self.input.is_empty() && !self.quitting => {
+                self.input.clear();
+            }
+            KeyCode::Char('c' | '\\') if ctrl => return self.quit(String::new()),
+            KeyCode::Char('l') if ctrl => self.redraw = true,
+            KeyCode::Char('y') if ctrl => self.input.yank(),
+            KeyCode::Char('b') if alt && !ctrl => self.input.word_left(),
+            KeyCode::Char('f') if alt && !ctrl => self.input.word_right(),
+            KeyCode::Char('d') if alt && !ctrl => self.input.delete_word_forward(),
+            // Alt-1..9: the first nine rooms, Alt-0 the tenth.
+            KeyCode::Char(c @ '0'..='9') if alt && !ctrl => {
+                let n = c.to_digit(10).map(|d| (d as usize + 9) % 10).unwrap_or(0);
+                if let Some(id) = self.rooms.nth(n) {
+                    self.switch_to(id);
+                }
+            }
             KeyCode::Char('d') if ctrl && self.input.is_empty() => {
                 return self.quit(String::new());
             }
@@ -596,7 +821,8 @@ impl App {
                 let cmds = command_names();
                 let faults: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
                 let nicks = self.known_nicks();
-                self.input.complete(&cmds, &faults, &nicks);
+                let rooms = self.room_names();
+                self.input.complete(&cmds, &faults, &rooms, &nicks);
             }
             KeyCode::Enter => {
                 let line = self.input.submit();
@@ -627,15 +853,34 @@ impl App {
     /// room"), and `/join` moves the focus at once, so the next line goes
     /// to the room just joined.
     pub fn submit(&mut self, line: &str) -> Vec<Action> {
-        let input = match parse_input(line, &self.cfg.limits) {
+        let mut input = match parse_input(line, &self.cfg.limits) {
             Ok(i) => i,
             Err(e) => {
                 self.error(e);
                 return Vec::new();
             }
         };
+        // In a private view, text goes to the peer; what needs a room
+        // does not apply.
+        if let Some(peer) = self.room().query.clone() {
+            input = match input {
+                Input::Send(Command::Say(text)) => Input::Send(Command::Msg { to: peer, text }),
+                Input::Send(Command::Leave(None)) => Input::Local(Local::Close),
+                Input::Send(Command::Me(_) | Command::Who(None)) => {
+                    self.error(format!(
+                        "this is a private view with {peer}, not a room: /me and /who work in rooms"
+                    ));
+                    return Vec::new();
+                }
+                other => other,
+            };
+        }
         let room = self.room().name.clone();
         match &input {
+            Input::Local(l) => {
+                self.local(l.clone());
+                return Vec::new();
+            }
             Input::Empty => return Vec::new(),
             Input::Help => {
                 self.show_help = true;
@@ -707,6 +952,107 @@ impl App {
             .collect()
     }
 
+    /// The UI's own commands.
+    fn local(&mut self, l: Local) {
+        match l {
+            Local::Query(nick) => {
+                if let Some(id) = self.query_id(&nick) {
+                    self.switch_to(id);
+                }
+            }
+            Local::Close => {
+                if self.room().query.is_none() {
+                    self.error("/close closes a private view; to leave a room: /leave".into());
+                    return;
+                }
+                let id = self.current;
+                let next = self.rooms.step(id, false);
+                self.switch_to(next);
+                self.rooms.remove(id);
+                self.activity.retain(|a| *a != id);
+            }
+            Local::Clear => {
+                let id = self.current;
+                self.rooms.clear_lines(id);
+                self.search = None;
+            }
+            Local::Ignore(None) if self.ignored.is_empty() => {
+                self.system("nobody is ignored (/ignore NICK hides a nick's lines)".into())
+            }
+            Local::Ignore(None) => {
+                let list: Vec<String> = self.ignored_nicks();
+                self.system(format!("ignored: {}", list.join(", ")));
+            }
+            Local::Ignore(Some(nick)) => {
+                if self.ignored.len() >= IGNORE_MAX {
+                    self.error(format!("at most {IGNORE_MAX} nicks can be ignored"));
+                    return;
+                }
+                self.ignored.insert(sockchat_shared::fold::nick_key(&nick));
+                self.ignored_names.insert(nick.clone());
+                self.system(format!(
+                    "ignoring {nick}: their lines and private messages are not shown (/unignore {nick})"
+                ));
+            }
+            Local::Unignore(nick) => {
+                let key = sockchat_shared::fold::nick_key(&nick);
+                if self.ignored.remove(&key) {
+                    self.ignored_names
+                        .retain(|n| sockchat_shared::fold::nick_key(n) != key);
+                    self.system(format!("no longer ignoring {nick}"));
+                } else {
+                    self.error(format!("{nick} is not ignored"));
+                }
+            }
+            Local::Search(text) => self.find(text),
+        }
+    }
+
+    /// The nicks ignored, as typed.
+    pub fn ignored_nicks(&self) -> Vec<String> {
+        self.ignored_names.iter().cloned().collect()
+    }
+
+    /// `/search`: scroll to the newest line above the last match (or the
+    /// bottom) that holds the text, case-insensitively.
+    fn find(&mut self, text: Option<String>) {
+        let (needle, from) = match (text, &self.search) {
+            (Some(t), _) => (t, None),
+            (None, Some((t, at))) => (t.clone(), *at),
+            (None, None) => {
+                self.error("usage: /search TEXT (then /search again for older matches)".into());
+                return;
+            }
+        };
+        let lower = needle.to_lowercase();
+        let page = self.page();
+        let Some(r) = self.rooms.get_mut(self.current) else {
+            return;
+        };
+        let front = r.front_no();
+        let end = match from {
+            Some(no) => no.saturating_sub(front) as usize,
+            None => r.lines.len(),
+        }
+        .min(r.lines.len());
+        let hit = (0..end)
+            .rev()
+            .find(|&i| r.lines[i].text.to_lowercase().contains(&lower) || matches!(&r.lines[i].kind, LineKind::Chat { from, .. } if from.to_lowercase().contains(&lower)));
+        match hit {
+            Some(i) => {
+                // The match a few rows above the bottom of the screen.
+                let below = r.lines.len() - 1 - i;
+                r.scroll = below.saturating_sub(page / 3).min(r.lines.len().saturating_sub(1));
+                self.search = Some((needle, Some(front + i as u64)));
+            }
+            None => {
+                let more = if from.is_some() { "no older line" } else { "no line" };
+                self.search = Some((needle.clone(), from));
+                self.error(format!("{more} in this room holds {needle:?}"));
+            }
+        }
+    }
+
     /// A typed line was not delivered: it leaves the pending lines and
     /// stays in its room as an error, with what it said and why.
     pub fn line_failed(&mut self, id: LineId, why: &str) {
@@ -721,12 +1067,7 @@ impl App {
         let ts = self.wall_ms();
         self.push_to(
             room,
-            ChatLine {
-                ts_ms: ts,
-                kind: LineKind::Error,
-                text: format!("not sent: {} — {why}", p.text),
-                history: false,
-            },
+            ChatLine::local(ts, LineKind::Error, format!("not sent: {} — {why}", p.text)),
         );
     }
 
@@ -745,6 +1086,9 @@ impl App {
         match ev {
             SocketEvent::Connecting { attempt, .. } => {
                 self.conn.state = ConnState::Connecting { attempt };
+                if let Some(o) = &mut self.outage {
+                    o.attempt = attempt;
+                }
                 // A new socket: the old one's numbers no longer apply.
                 self.conn.info = None;
                 self.conn.udp = None;
@@ -764,13 +1108,29 @@ impl App {
                 self.conn.peer = Some(peer);
                 self.conn.transport = transport;
                 self.conn.last_total = None;
-                self.system(format!("connected {local} -> {peer} ({transport})"));
+                match self.outage.take() {
+                    // The outage's one line says it is over.
+                    Some(o) => {
+                        let down = self.now.saturating_duration_since(o.since);
+                        let text = format!(
+                            "{} — reconnected after {} ({local} -> {peer})",
+                            o.text(),
+                            crate::present::duration::fmt_duration(down)
+                        );
+                        self.rooms.edit(o.room, o.line, text);
+                    }
+                    None => self.system(format!("connected {local} -> {peer} ({transport})")),
+                }
             }
             SocketEvent::Server(m) => self.server(m),
-            SocketEvent::Error(e) => self.error(error_text(&e)),
+            SocketEvent::Error(e) => self.outage_line(error_text(&e)),
             SocketEvent::HalfClosed(h) => {
                 self.conn.state = ConnState::HalfClosed(h);
-                self.system(half_close_text(h).to_string());
+                match h {
+                    // The server is going: the start of an outage.
+                    HalfClose::PeerSentFin => self.outage_line(half_close_text(h).to_string()),
+                    HalfClose::WeSentFin => self.system(half_close_text(h).to_string()),
+                }
             }
             SocketEvent::Closed(r) => {
                 let text = r.to_string();
@@ -786,7 +1146,7 @@ impl App {
                 self.auto_who.clear();
                 self.joins.clear();
                 match r {
-                    CloseReason::Peer(_) => self.error(format!("CLOSED: {text}")),
+                    CloseReason::Peer(_) => self.outage_note(format!("CLOSED: {text}"), true),
                     CloseReason::Local(_) => self.system(format!("CLOSED: {text}")),
                 }
                 if self.quitting {
@@ -798,6 +1158,11 @@ impl App {
                     until: self.now + delay,
                     attempt,
                 };
+                if let Some(o) = &self.outage {
+                    let text = format!("{} — reconnecting (F3: every attempt)", o.text());
+                    let (room, line) = (o.room, o.line);
+                    self.rooms.edit(room, line, text);
+                }
             }
             SocketEvent::Info(info) => {
                 let total = info.stats.bytes_in + info.stats.bytes_out;
@@ -860,6 +1225,50 @@ impl App {
         }
     }
 
+    /// What went wrong with the connection. The first thing in an outage
+    /// is a line in the chat; what follows until the next connection
+    /// (the close, every failed attempt) updates that one line: the event
+    /// log keeps every detail.
+    fn outage_line(&mut self, what: String) {
+        self.outage_note(what, false);
+    }
+
+    /// [`App::outage_line`]; a `weak` note (the close that follows an
+    /// error) does not replace what the attempt already said.
+    fn outage_note(&mut self, what: String, weak: bool) {
+        match &mut self.outage {
+            Some(o) => {
+                let said = o.attempt == o.start || o.last.as_ref().is_some_and(|(n, _)| *n == o.attempt);
+                if weak && said {
+                    return;
+                }
+                o.last = Some((o.attempt, what));
+                let text = o.text();
+                let (room, line) = (o.room, o.line);
+                self.rooms.edit(room, line, text);
+            }
+            None => {
+                self.error(what.clone());
+                let room = self.current;
+                if let Some(line) = self.rooms.last_no(room) {
+                    let attempt = match self.conn.state {
+                        ConnState::Connecting { attempt } => attempt,
+                        _ => 1,
+                    };
+                    self.outage = Some(Outage {
+                        room,
+                        line,
+                        first: what,
+                        last: None,
+                        attempt,
+                        start: attempt,
+                        since: self.now,
+                    });
+                }
+            }
+        }
+    }
+
     /// We are in room `i` (a Welcome, or our own Joined). The focus moved
     /// already when the user typed /join; otherwise it stays where the user
     /// is when that is a room we are in or are about to be in again (after a
@@ -907,15 +1316,7 @@ impl App {
     /// `severity`.
     fn push_rendered(&mut self, id: RoomId, text: String, severity: Severity) {
         let ts = self.wall_ms();
-        self.push_to(
-            id,
-            ChatLine {
-                ts_ms: ts,
-                kind: LineKind::Rendered(severity),
-                text,
-                history: false,
-            },
-        );
+        self.push_to(id, ChatLine::local(ts, LineKind::Rendered(severity), text));
     }
 
     fn server(&mut self, m: ServerMsg) {
@@ -932,6 +1333,7 @@ impl App {
         let (text, severity) = shown
             .map(|l| (l.text, l.severity))
             .unwrap_or((String::new(), Severity::Notice));
+        let rendered = text.clone();
         if let ServerMsg::Error { code, .. } = &m
             && matches!(
                 code,
@@ -944,6 +1346,7 @@ impl App {
         match m {
             ServerMsg::Welcome { nick, room, server } => {
                 self.nick = nick.clone();
+                self.mentions.set_nick(&nick);
                 self.server_name = server.clone();
                 let Some(i) = self.room_id(&room) else {
                     return;
@@ -967,7 +1370,7 @@ impl App {
                     self.add_member(i, &from);
                 } else if self.rooms.get(i).is_some_and(|r| {
                     r.lines.iter().rev().take(500).any(|l| {
-                        l.ts_ms == ts_ms
+                        l.server_ms == ts_ms
                             && l.text == text
                             && matches!(&l.kind, LineKind::Chat { from: f, .. } if *f == from)
                     })
@@ -975,16 +1378,43 @@ impl App {
                     // Replayed on rejoin after a reconnect: already shown.
                     return;
                 }
+                if self.ignores(&from) {
+                    return;
+                }
+                let mine = self.is_me(&from);
+                let mention = !mine && self.mentions.in_text(&text);
+                if history
+                    && self
+                        .rooms
+                        .get(i)
+                        .is_some_and(|r| r.lines.back().is_none_or(|l| !l.history))
+                {
+                    // The start of a replay: say what follows.
+                    let now = self.wall_ms();
+                    self.rooms.push(
+                        i,
+                        ChatLine::local(now, LineKind::HistoryStart, String::new()),
+                    );
+                } else if !history && !mine {
+                    self.ring(false, mention);
+                }
+                // Live lines carry the time they reached us, like every
+                // other line on screen (one clock, so the order on screen
+                // is the order of arrival); replayed ones the server's
+                // time, marked as history.
+                let shown_at = if history { ts_ms } else { self.wall_ms() };
                 self.push_to(
                     i,
                     ChatLine {
-                        ts_ms,
+                        ts_ms: shown_at,
                         kind: LineKind::Chat {
                             from,
                             me: kind == ChatKind::Me,
                         },
                         text,
                         history,
+                        mention,
+                        server_ms: ts_ms,
                     },
                 );
             }
@@ -994,16 +1424,55 @@ impl App {
                 text,
                 ts_ms,
             } => {
-                let cur = self.current;
+                // Every private message lives in the view of its peer
+                // (`/query`), counted as a mention there.
+                let ours = self.is_me(&from) && !self.is_me(&to);
+                let peer = if ours { to.clone() } else { from.clone() };
+                if !ours && self.ignores(&from) {
+                    return;
+                }
+                let Some(i) = self.query_id(&peer) else {
+                    return;
+                };
+                if !ours {
+                    self.ring(true, true);
+                }
+                let now = self.wall_ms();
                 self.push_to(
-                    cur,
+                    i,
                     ChatLine {
-                        ts_ms,
+                        ts_ms: now,
                         kind: LineKind::Private { from, to },
-                        text,
+                        text: text.clone(),
                         history: false,
+                        mention: !ours,
+                        server_ms: ts_ms,
                     },
                 );
+                if ours && self.current != i {
+                    // Sent from a room: it is confirmed where it was typed.
+                    let cur = self.current;
+                    self.push_rendered(cur, format!("[pm] -> {peer}: {text} (in /query {peer})"), Severity::Private);
+                }
+            }
+            ServerMsg::Away { nick, text } => {
+                let after_who = who_reply.as_ref().map(|(_, shown)| *shown);
+                if self.is_me(&nick) {
+                    self.away_me = (!text.is_empty()).then(|| text.clone());
+                } else if text.is_empty() {
+                    self.away.remove(&nick);
+                } else if self.away.len() < AWAY_MAX || self.away.contains_key(&nick) {
+                    self.away.insert(nick.clone(), text.clone());
+                }
+                // Marks that follow a Who reply we asked for ourselves are
+                // for the sidebar only.
+                if after_who != Some(false) {
+                    let cur = self.current;
+                    self.push_rendered(cur, rendered, severity);
+                }
+                if let Some(w) = who_reply {
+                    self.who_reply = Some(w);
+                }
             }
             ServerMsg::Joined { room, nick } => {
                 let Some(i) = self.room_id(&room) else {
@@ -1046,7 +1515,11 @@ impl App {
                 self.push_rendered(i, text, severity);
             }
             ServerMsg::NickChanged { old, new } => {
+                if let Some(a) = self.away.remove(&old) {
+                    self.away.insert(new.clone(), a);
+                }
                 if old == self.nick {
+                    self.mentions.set_nick(&new);
                     self.nick = new;
                     self.push_rendered(cur, text, severity);
                     return;
@@ -1077,6 +1550,11 @@ impl App {
                     }
                     _ => (false, !self.auto_who.remove(&room)),
                 };
+                // A fresh answer says who is here; the away marks that
+                // follow it say who of them is away.
+                for n in &nicks {
+                    self.away.remove(n);
+                }
                 if let Some(i) = self.rooms.find(&room) {
                     let me = self.nick.clone();
                     let others = nicks.iter().filter(|n| **n != me);

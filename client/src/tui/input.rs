@@ -34,6 +34,8 @@ pub struct LineEditor {
     /// The unfinished line saved when history browsing started.
     draft: String,
     completion: Option<Completion>,
+    /// What the last Ctrl-U / Ctrl-W / Ctrl-K / Alt-d cut (Ctrl-Y yanks it).
+    killed: String,
 }
 
 impl LineEditor {
@@ -144,25 +146,50 @@ impl LineEditor {
         self.edited();
     }
 
-    /// Ctrl-W: delete the word before the cursor.
+    /// Cut `from..to` into the kill buffer (empty cuts keep the old one).
+    fn kill(&mut self, from: usize, to: usize) {
+        if from < to {
+            self.killed = self.chars.drain(from..to).collect();
+        }
+        self.cursor = from;
+        self.edited();
+    }
+
+    /// Ctrl-W: cut the word before the cursor.
     pub fn delete_word(&mut self) {
         let end = self.cursor;
         self.word_left();
-        self.chars.drain(self.cursor..end);
-        self.edited();
+        self.kill(self.cursor, end);
     }
 
-    /// Ctrl-U: delete everything before the cursor.
+    /// Alt-d: cut from the cursor to the end of the word after it.
+    pub fn delete_word_forward(&mut self) {
+        let start = self.cursor;
+        self.word_right();
+        let end = self.cursor;
+        self.kill(start, end);
+    }
+
+    /// Ctrl-U: cut everything before the cursor.
     pub fn kill_to_start(&mut self) {
-        self.chars.drain(..self.cursor);
-        self.cursor = 0;
-        self.edited();
+        self.kill(0, self.cursor);
     }
 
-    /// Ctrl-K: delete everything from the cursor on.
+    /// Ctrl-K: cut everything from the cursor on.
     pub fn kill_to_end(&mut self) {
-        self.chars.truncate(self.cursor);
-        self.edited();
+        self.kill(self.cursor, self.chars.len());
+    }
+
+    /// Ctrl-Y: insert what was cut last.
+    pub fn yank(&mut self) {
+        let k = self.killed.clone();
+        self.insert_str(&k);
+    }
+
+    /// Ctrl-C on a half-typed line: drop it (it stays yankable), as shells do.
+    pub fn clear(&mut self) {
+        self.kill(0, self.chars.len());
+        self.hist_pos = None;
     }
 
     /// Enter: take the line, remember it in the history, clear. A line
@@ -224,7 +251,13 @@ impl LineEditor {
     /// argument of `/fault` completes fault names, anything else completes
     /// nicks (`nicks`); a nick completed at the start of the line gets `: `.
     /// Repeated Tab cycles through the candidates.
-    pub fn complete(&mut self, commands: &[&str], faults: &[&str], nicks: &[String]) {
+    pub fn complete(
+        &mut self,
+        commands: &[&str],
+        faults: &[&str],
+        rooms: &[String],
+        nicks: &[String],
+    ) {
         if let Some(c) = &mut self.completion {
             if c.candidates.is_empty() {
                 return;
@@ -251,6 +284,17 @@ impl LineEditor {
                 .iter()
                 .filter(|f| f.starts_with(&prefix))
                 .map(|f| f.to_string())
+                .collect()
+        } else if matches!(
+            before.trim_end(),
+            "/join" | "/j" | "/leave" | "/part" | "/who" | "/names"
+        ) {
+            // A room name (the `#` is optional when typed).
+            let p = prefix.trim_start_matches('#').to_lowercase();
+            rooms
+                .iter()
+                .filter(|r| r.to_lowercase().starts_with(&p))
+                .map(|r| format!("{r} "))
                 .collect()
         } else if prefix.is_empty() {
             Vec::new()
@@ -372,16 +416,50 @@ mod tests {
         let mut e = LineEditor::default();
         let nicks = vec!["alice".to_string(), "albert".to_string(), "bob".into()];
         e.insert_str("al");
-        e.complete(&["/join"], &[], &nicks);
+        e.complete(&["/join"], &[], &[], &nicks);
         assert_eq!(e.text(), "albert: ");
-        e.complete(&["/join"], &[], &nicks);
+        e.complete(&["/join"], &[], &[], &nicks);
         assert_eq!(e.text(), "alice: ");
         e.set("/jo");
-        e.complete(&["/join", "/quit"], &[], &nicks);
+        e.complete(&["/join", "/quit"], &[], &[], &nicks);
         assert_eq!(e.text(), "/join ");
         e.set("/fault cl");
-        e.complete(&["/fault"], &["fin", "close-unread"], &nicks);
+        e.complete(&["/fault"], &["fin", "close-unread"], &[], &nicks);
         assert_eq!(e.text(), "/fault close-unread");
+        let rooms = vec!["lobby".to_string(), "projects".into(), "python".into()];
+        e.set("/join p");
+        e.complete(&["/join"], &[], &rooms, &nicks);
+        assert_eq!(e.text(), "/join projects ");
+        e.complete(&["/join"], &[], &rooms, &nicks);
+        assert_eq!(e.text(), "/join python ");
+    }
+
+    #[test]
+    fn readline_words_kill_and_yank() {
+        let mut e = LineEditor::default();
+        e.insert_str("one two three");
+        e.word_left();
+        e.word_left();
+        assert_eq!(e.cursor(), 4, "Alt-b: to the start of the word before");
+        e.delete_word_forward();
+        assert_eq!(e.text(), "one  three", "Alt-d cut the word after");
+        e.end();
+        e.yank();
+        assert_eq!(e.text(), "one  threetwo", "Ctrl-Y yanks what Alt-d cut");
+        e.kill_to_start();
+        assert_eq!(e.text(), "");
+        e.yank();
+        e.yank();
+        assert_eq!(e.text(), "one  threetwoone  threetwo", "Ctrl-U's cut");
+        e.set("hello world");
+        e.delete_word();
+        e.home();
+        e.yank();
+        assert_eq!(e.text(), "worldhello ", "Ctrl-W's cut");
+        e.clear();
+        assert!(e.is_empty());
+        e.yank();
+        assert_eq!(e.text(), "worldhello ", "a cleared line can be yanked back");
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! by hand just before `abort`).
 
 pub mod app;
+pub mod chatlog;
 pub mod input;
 pub mod keys;
+pub mod mention;
 pub mod rooms;
 pub mod term_input;
 pub mod transfer;
@@ -63,6 +65,16 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         info_poll: settings.net.info_poll,
         room: c.room.clone(),
         keys: keys::KeyMap::from_config(c).map_err(|e| anyhow::anyhow!(e))?,
+        bell: app::Bell::parse(&c.bell).map_err(|e| anyhow::anyhow!(e))?,
+        chat_log: !c.chat_log_dir.is_empty(),
+    };
+    let chatlog = if c.chat_log_dir.is_empty() {
+        None
+    } else {
+        let dir = std::path::Path::new(&c.chat_log_dir);
+        Some(chatlog::ChatLog::new(dir).map_err(|e| {
+            anyhow::anyhow!("[client] chat_log_dir {}: {e}", dir.display())
+        })?)
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,7 +93,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         if let Ok(s) = terminal.size() {
             app.size = (s.width, s.height);
         }
-        // SIGTERM/SIGHUP become a Ctrl-C: quit cleanly and restore the
+        // SIGTERM/SIGHUP become a Ctrl-\: quit cleanly and restore the
         // terminal instead of dying with it in raw mode.
         if std::env::var_os("SOCKCHAT_DEBUG_PANIC").is_some() {
             // Test seam for the restore-on-panic guarantee (the tmux test
@@ -91,7 +103,18 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
             panic!("SOCKCHAT_DEBUG_PANIC is set: deliberate panic");
         }
         let events = futures::stream::select(term_input::events()?, quit_signals());
-        let r = run_loop(&mut terminal, &mut app, events, ev_rx, cmd_tx).await;
+        let r = run_loop(
+            &mut terminal,
+            &mut app,
+            events,
+            ev_rx,
+            cmd_tx,
+            Outputs {
+                bell: Box::new(io::stdout()),
+                chatlog,
+            },
+        )
+        .await;
         drop(guard);
         r
     })?;
@@ -103,7 +126,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// A stream that yields a Ctrl-C key event for each SIGTERM or SIGHUP.
+/// A stream that yields a Ctrl-\ key event (quit) for each SIGTERM or SIGHUP.
 fn quit_signals() -> impl Stream<Item = io::Result<crossterm::event::Event>> + Unpin {
     use crossterm::event::{Event as C, KeyCode, KeyEvent, KeyModifiers};
     use tokio::signal::unix::{SignalKind, signal};
@@ -125,8 +148,10 @@ fn quit_signals() -> impl Stream<Item = io::Result<crossterm::event::Event>> + U
             }
             .await;
             got?;
-            let ctrl_c = C::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
-            Some((Ok(ctrl_c), (t, h)))
+            // Ctrl-\ quits even with a half-typed line (Ctrl-C would
+            // only clear it).
+            let quit = C::Key(KeyEvent::new(KeyCode::Char('\\'), KeyModifiers::CONTROL));
+            Some((Ok(quit), (t, h)))
         },
     ))
 }
@@ -198,6 +223,13 @@ pub fn from_crossterm(e: crossterm::event::Event) -> Option<Event> {
     }
 }
 
+/// Where the loop sends what is not drawn: the terminal bell (BEL after a
+/// draw; stdout for the real terminal) and the chat log files.
+pub struct Outputs {
+    pub bell: Box<dyn io::Write + Send>,
+    pub chatlog: Option<chatlog::ChatLog>,
+}
+
 /// The loop: draw, wait for input / socket events / tick, update, repeat.
 /// Everything already queued is applied before the next draw. Returns when
 /// the app is done, when every source has ended, or with a crash request.
@@ -207,6 +239,7 @@ pub async fn run_loop<B, S>(
     mut input: S,
     mut socket: mpsc::Receiver<SocketEvent>,
     net: mpsc::Sender<NetCmd>,
+    mut out: Outputs,
 ) -> anyhow::Result<Option<Action>>
 where
     B: Backend,
@@ -225,10 +258,29 @@ where
     loop {
         let finishing = app.done || (!input_open && !socket_open);
         let due = last_draw.is_none_or(|t| t.elapsed() >= FRAME);
+        if app.redraw {
+            // Ctrl-L: forget what the terminal is believed to show and
+            // draw every cell again (whatever another program or a
+            // terminal's own idea of a character's width left there).
+            app.redraw = false;
+            terminal.clear()?;
+            dirty = true;
+        }
         if dirty && (due || finishing) {
             terminal.draw(|f| view::render(app, f))?;
             last_draw = Some(Instant::now());
             dirty = false;
+        }
+        if app.bells > 0 {
+            // One BEL however many lines asked for it in this turn.
+            app.bells = 0;
+            let _ = out.bell.write_all(b"\x07").and_then(|()| out.bell.flush());
+        }
+        if let Some(log) = &mut out.chatlog
+            && !app.chatlog.is_empty()
+            && let Some(e) = log.write(std::mem::take(&mut app.chatlog))
+        {
+            app.note_error(e);
         }
         if app.done {
             return Ok(None);

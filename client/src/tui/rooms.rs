@@ -40,6 +40,10 @@ pub enum LineKind {
     /// A line exactly as `shared::text::render` wrote it (its `* ` or `! `
     /// included), styled by its severity.
     Rendered(Severity),
+    /// The day changed: the view writes the date of `ts_ms`.
+    Day,
+    /// Replayed history follows (the server's last messages of the room).
+    HistoryStart,
 }
 
 /// One line in a room's scrollback.
@@ -48,8 +52,28 @@ pub struct ChatLine {
     pub ts_ms: u64,
     pub kind: LineKind,
     pub text: String,
-    /// Replayed history (drawn dimmer).
+    /// Replayed history (drawn dimmer, marked).
     pub history: bool,
+    /// It mentions our nick (or is a private message to us): highlighted.
+    pub mention: bool,
+    /// The server's timestamp of a chat line (0 for local lines): `ts_ms`
+    /// is when it reached us (one clock for every line on screen), this
+    /// recognises a replayed line already shown.
+    pub server_ms: u64,
+}
+
+impl ChatLine {
+    /// A local line (notice, error) at `ts_ms`.
+    pub fn local(ts_ms: u64, kind: LineKind, text: String) -> Self {
+        Self {
+            ts_ms,
+            kind,
+            text,
+            history: false,
+            mention: false,
+            server_ms: 0,
+        }
+    }
 }
 
 impl ChatLine {
@@ -59,7 +83,11 @@ impl ChatLine {
         let names = match &self.kind {
             LineKind::Chat { from, .. } => from.len(),
             LineKind::Private { from, to } => from.len() + to.len(),
-            LineKind::System | LineKind::Error | LineKind::Rendered(_) => 0,
+            LineKind::System
+            | LineKind::Error
+            | LineKind::Rendered(_)
+            | LineKind::Day
+            | LineKind::HistoryStart => 0,
         };
         std::mem::size_of::<ChatLine>() + ORDER_ENTRY + self.text.len() + names
     }
@@ -74,7 +102,13 @@ pub struct Room {
     /// As the server sent it (may hold characters the view replaces).
     pub name: String,
     pub lines: VecDeque<ChatLine>,
+    /// Chat lines that arrived while another room was in view.
     pub unread: usize,
+    /// Of those, the ones that mention us (or private messages).
+    pub mentions: usize,
+    /// A private view (`/query NICK`): the peer's nick. Never joined,
+    /// never asked for members; a line typed here is `/msg NICK`.
+    pub query: Option<String>,
     pub members: BTreeSet<String>,
     pub joined: bool,
     /// We were in this room when the connection dropped: the net task will
@@ -96,6 +130,8 @@ impl Room {
             name: name.to_string(),
             lines: VecDeque::new(),
             unread: 0,
+            mentions: 0,
+            query: None,
             members: BTreeSet::new(),
             joined: false,
             rejoin: false,
@@ -104,6 +140,11 @@ impl Room {
             new_below: 0,
             front_no: 0,
         }
+    }
+
+    /// The number (within this room) of its oldest kept line.
+    pub fn front_no(&self) -> u64 {
+        self.front_no
     }
 
     /// The number the next pushed line gets.
@@ -222,6 +263,49 @@ impl Rooms {
         let rest = n.saturating_sub(head.len());
         head.extend(self.by_id.range(id..).take(rest).map(|(i, r)| (*i, r)));
         head
+    }
+
+    /// The `n`th room (0-based) in the order they appeared (Alt-1..9).
+    pub fn nth(&self, n: usize) -> Option<RoomId> {
+        self.by_id.keys().nth(n).copied()
+    }
+
+    /// Replace the text of line number `no` of a room (as `line_no` gave
+    /// it), if it is still kept; the byte count follows.
+    pub fn edit(&mut self, id: RoomId, no: u64, text: String) -> bool {
+        let Some(room) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        let Some(l) = no
+            .checked_sub(room.front_no)
+            .and_then(|i| room.lines.get_mut(i as usize))
+        else {
+            return false;
+        };
+        self.bytes = self.bytes - l.text.len() + text.len();
+        l.text = text;
+        self.evict();
+        true
+    }
+
+    /// The number the last line of a room has (for [`Rooms::edit`]).
+    pub fn last_no(&self, id: RoomId) -> Option<u64> {
+        let room = self.by_id.get(&id)?;
+        room.next_no().checked_sub(1).filter(|_| !room.lines.is_empty())
+    }
+
+    /// Forget every line of a room (`/clear`); the budget gets them back.
+    pub fn clear_lines(&mut self, id: RoomId) {
+        let Some(room) = self.by_id.get_mut(&id) else {
+            return;
+        };
+        let freed: usize = room.lines.iter().map(|l| l.cost() - ORDER_ENTRY).sum();
+        room.front_no += room.lines.len() as u64;
+        room.lines.clear();
+        room.scroll = 0;
+        room.new_below = 0;
+        // Their `order` entries stay (counted) until they reach the front.
+        self.bytes -= freed;
     }
 
     /// The room `step` places after (or before) `id`, wrapping around.
@@ -401,12 +485,7 @@ mod tests {
     use super::*;
 
     fn line(text: &str) -> ChatLine {
-        ChatLine {
-            ts_ms: 0,
-            kind: LineKind::System,
-            text: text.into(),
-            history: false,
-        }
+        ChatLine::local(0, LineKind::System, text.into())
     }
 
     #[test]

@@ -10,13 +10,14 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Sparkline};
+use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use sockchat_shared::sanitize::sanitize;
 use sockchat_shared::text::Severity;
 
 use super::app::{App, ChatLine, ConnState, LineKind};
-pub use super::wrap::wrap;
+pub use super::wrap::{wrap, wrap_indent};
 use crate::net::{HalfClose, Transport};
 use crate::present::command::help_lines;
 use crate::present::duration::fmt_duration;
@@ -67,6 +68,45 @@ pub fn hms(ts_ms: u64, offset_secs: i64) -> String {
     format!("{:02}:{:02}:{:02}", d / 3600, (d / 60) % 60, d % 60)
 }
 
+/// The days since 1970-01-01 of a Unix ms time shifted by the local UTC
+/// offset (the day a date line names).
+pub fn day_of(ts_ms: u64, offset_secs: i64) -> i64 {
+    ((ts_ms / 1000) as i64 + offset_secs).div_euclid(86_400)
+}
+
+/// `Sunday 6 December 2026` for a day number of [`day_of`].
+pub fn date_text(day: i64) -> String {
+    const WEEKDAYS: [&str; 7] = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let (y, m, d) = civil(day);
+    format!(
+        "{} {d} {} {y}",
+        WEEKDAYS[day.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize]
+    )
+}
+
 fn color(app: &App, c: Color) -> Style {
     if app.cfg.colors {
         Style::default().fg(c)
@@ -75,9 +115,26 @@ fn color(app: &App, c: Color) -> Style {
     }
 }
 
-/// The spans of one chat line (before wrapping).
-fn line_spans(app: &App, l: &ChatLine) -> Vec<Span<'static>> {
+/// The spans of one chat line (before wrapping) and the hanging indent
+/// of its continuation rows: the width of its time and nick.
+fn line_spans(app: &App, l: &ChatLine) -> (Vec<Span<'static>>, usize) {
     let mut v = Vec::new();
+    let rule = |t: String| {
+        vec![Span::styled(
+            format!("── {t} ──"),
+            color(app, Color::DarkGray).add_modifier(Modifier::BOLD),
+        )]
+    };
+    match &l.kind {
+        LineKind::Day => return (rule(date_text(day_of(l.ts_ms, app.cfg.utc_offset_secs))), 0),
+        LineKind::HistoryStart => {
+            return (
+                rule("history: the room's last messages before you joined, at the server's time".into()),
+                0,
+            );
+        }
+        _ => {}
+    }
     if app.cfg.timestamps {
         v.push(Span::styled(
             format!("{} ", hms(l.ts_ms, app.cfg.utc_offset_secs)),
@@ -86,52 +143,121 @@ fn line_spans(app: &App, l: &ChatLine) -> Vec<Span<'static>> {
     }
     let dim = if l.history {
         Style::default().add_modifier(Modifier::DIM)
+    } else if l.mention {
+        // A line for us stands out in every colour scheme.
+        color(app, Color::LightYellow).add_modifier(Modifier::BOLD)
     } else {
         Style::default()
     };
+    if l.history {
+        v.push(Span::styled("↶ ".to_string(), color(app, Color::DarkGray)));
+    }
+    let mut indent = v.iter().map(|s| s.content.width()).sum::<usize>();
     match &l.kind {
         LineKind::Chat { from, me } => {
             let mut ns = color(app, nick_color(from));
             if *from == app.nick {
                 ns = ns.add_modifier(Modifier::BOLD);
             }
+            if l.mention {
+                ns = ns.add_modifier(Modifier::REVERSED);
+            }
+            let from = clean(from);
             if *me {
                 v.push(Span::styled("* ".to_string(), dim));
-                v.push(Span::styled(clean(from), ns));
+                indent += 2;
+                v.push(Span::styled(from, ns));
                 v.push(Span::styled(format!(" {}", clean(&l.text)), dim));
             } else {
-                v.push(Span::styled(clean(from), ns));
+                indent += from.width() + 2;
+                v.push(Span::styled(from, ns));
                 v.push(Span::styled(format!(": {}", clean(&l.text)), dim));
             }
         }
         LineKind::Private { from, to } => {
             // `[pm] -> bob: hi` for ours, `[pm] bob: hi` for theirs (the
             // shapes of shared::text::render).
-            let text = if *from == app.nick && *to != app.nick {
-                format!("[pm] -> {to}: {}", l.text)
+            let head = if *from == app.nick && *to != app.nick {
+                format!("[pm] -> {to}: ")
             } else {
-                format!("[pm] {from}: {}", l.text)
+                format!("[pm] {from}: ")
             };
-            v.push(Span::styled(clean(&text), color(app, Color::Magenta)));
+            let head = clean(&head);
+            indent += head.width();
+            let st = if l.mention {
+                color(app, Color::Magenta).add_modifier(Modifier::BOLD)
+            } else {
+                color(app, Color::Magenta)
+            };
+            v.push(Span::styled(head, st));
+            v.push(Span::styled(clean(&l.text), st));
         }
-        LineKind::System => v.push(Span::styled(
-            format!("* {}", clean(&l.text)),
-            color(app, Color::Yellow),
-        )),
-        LineKind::Error => v.push(Span::styled(
-            format!("! {}", clean(&l.text)),
-            error_style(app),
-        )),
-        LineKind::Rendered(sev) => v.push(Span::styled(
-            clean(&l.text),
-            match sev {
-                Severity::Error => error_style(app),
-                Severity::Private => color(app, Color::Magenta),
-                Severity::Chat | Severity::Notice => color(app, Color::Yellow),
-            },
-        )),
+        LineKind::System => {
+            indent += 2;
+            v.push(Span::styled(
+                format!("* {}", clean(&l.text)),
+                color(app, Color::Yellow),
+            ))
+        }
+        LineKind::Error => {
+            indent += 2;
+            v.push(Span::styled(
+                format!("! {}", clean(&l.text)),
+                error_style(app),
+            ))
+        }
+        LineKind::Rendered(sev) => {
+            indent += 2;
+            v.push(Span::styled(
+                clean(&l.text),
+                match sev {
+                    Severity::Error => error_style(app),
+                    Severity::Private => color(app, Color::Magenta),
+                    Severity::Chat | Severity::Notice => color(app, Color::Yellow),
+                },
+            ))
+        }
+        LineKind::Day | LineKind::HistoryStart => {}
     }
-    v
+    (v, indent)
+}
+
+/// One chat line as plain text, the way the chat log file keeps it
+/// (`2026-12-06 14:03:07 bob: hi`); sanitised like the screen.
+pub fn plain_line(app: &App, l: &ChatLine) -> String {
+    let (spans, _) = line_spans(app, l);
+    let body: String = spans.iter().map(|s| s.content.as_ref()).collect();
+    let body = if app.cfg.timestamps {
+        body.get(9..).unwrap_or("").to_string()
+    } else {
+        body
+    };
+    let day = day_of(l.ts_ms, app.cfg.utc_offset_secs);
+    format!(
+        "{} {} {body}",
+        iso_date(day),
+        hms(l.ts_ms, app.cfg.utc_offset_secs)
+    )
+}
+
+/// `2026-12-06` for a day number of [`day_of`].
+fn iso_date(day: i64) -> String {
+    let (y, m, d) = civil(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Year, month (1-12) and day of a day number of [`day_of`] (the civil
+/// calendar from days, Howard Hinnant's algorithm).
+fn civil(day: i64) -> (i64, i64, i64) {
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn error_style(app: &App) -> Style {
@@ -194,20 +320,25 @@ pub fn render(app: &App, f: &mut Frame) {
         render_help(app, f, area);
     } else if app.show_log {
         f.render_widget(Clear, main);
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .title(" event log (any key closes it) ");
+        let title = if app.log_scroll > 0 {
+            format!(" event log, {} up (↑↓ PgUp PgDn End) ", app.log_scroll)
+        } else {
+            " event log (↑↓ PgUp PgDn; other keys close) ".to_string()
+        };
+        let block = Block::default().borders(Borders::ALL).title(title);
         let inner = block.inner(main);
         f.render_widget(block, main);
-        render_log(app, f, inner);
+        render_log(app, f, inner, app.log_scroll);
     }
 }
 
 fn render_chat(app: &App, f: &mut Frame, area: Rect) {
     let room = app.room();
-    let block = Block::default()
-        .borders(Borders::TOP)
-        .title(format!(" {} ", clean(&room.name)));
+    let title = match &room.query {
+        Some(peer) => format!(" private: {} ", clean(peer)),
+        None => format!(" {} ", clean(&room.name)),
+    };
+    let block = Block::default().borders(Borders::TOP).title(title);
     let inner = block.inner(area);
     f.render_widget(block, area);
     let height = inner.height as usize;
@@ -217,36 +348,66 @@ fn render_chat(app: &App, f: &mut Frame, area: Rect) {
     }
     let marker = room.scroll > 0 && room.new_below > 0;
     let rows_avail = if marker { height - 1 } else { height };
+    // The search match, drawn reversed.
+    let found = app
+        .search
+        .as_ref()
+        .and_then(|(_, at)| *at)
+        .and_then(|no| no.checked_sub(room.front_no()))
+        .map(|i| i as usize);
+    let spans_of = |i: usize, l: &ChatLine| {
+        let (mut sp, indent) = line_spans(app, l);
+        if found == Some(i) {
+            for s in &mut sp {
+                s.style = s.style.add_modifier(Modifier::REVERSED);
+            }
+        }
+        (sp, indent)
+    };
     // Walk back from the last visible logical line, wrapping until full.
     // Lines still waiting for the server's echo come last, below the
     // room's lines (only when following the newest lines).
-    let end = room.lines.len().saturating_sub(room.scroll);
-    let pending: Vec<Vec<Span<'static>>> = if room.scroll == 0 {
-        app.pending_here().map(|p| pending_spans(app, p)).collect()
+    let mut end = room.lines.len().saturating_sub(room.scroll);
+    let pending: Vec<(Vec<Span<'static>>, usize)> = if room.scroll == 0 {
+        app.pending_here().map(|p| (pending_spans(app, p), 0)).collect()
     } else {
         Vec::new()
     };
-    let logical = pending.into_iter().rev().chain(
-        room.lines
-            .iter()
-            .take(end)
-            .rev()
-            .map(|l| line_spans(app, l)),
-    );
     let mut rows: Vec<Line<'static>> = Vec::new();
-    for spans in logical {
-        let mut wrapped = wrap(spans, width);
-        while let Some(last) = wrapped.pop() {
-            rows.push(last);
+    {
+        let logical = pending.into_iter().rev().chain(
+            room.lines
+                .iter()
+                .enumerate()
+                .take(end)
+                .rev()
+                .map(|(i, l)| spans_of(i, l)),
+        );
+        for (spans, indent) in logical {
+            let mut wrapped = wrap_indent(spans, width, indent);
+            while let Some(last) = wrapped.pop() {
+                rows.push(last);
+                if rows.len() >= rows_avail {
+                    break;
+                }
+            }
             if rows.len() >= rows_avail {
                 break;
             }
         }
-        if rows.len() >= rows_avail {
-            break;
-        }
     }
     rows.reverse();
+    // Scrolled up past the oldest line: the screen stays full (the lines
+    // below it come up) instead of showing an empty top.
+    while rows.len() < rows_avail && end < room.lines.len() {
+        let (spans, indent) = spans_of(end, &room.lines[end]);
+        for r in wrap_indent(spans, width, indent) {
+            if rows.len() < rows_avail {
+                rows.push(r);
+            }
+        }
+        end += 1;
+    }
     if marker {
         rows.push(Line::from(Span::styled(
             format!(
@@ -262,6 +423,36 @@ fn render_chat(app: &App, f: &mut Frame, area: Rect) {
     let mut all = vec![Line::default(); pad];
     all.extend(rows);
     f.render_widget(Paragraph::new(all), inner);
+}
+
+/// Cut `s` to at most `max` cells (by grapheme cluster), with `…` when cut.
+pub fn fit(s: &str, max: usize) -> String {
+    if s.width() <= max {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for g in s.graphemes(true) {
+        let w = g.width();
+        if used + w + 1 > max {
+            break;
+        }
+        out.push_str(g);
+        used += w;
+    }
+    if max > 0 {
+        out.push('…');
+    }
+    out
+}
+
+/// `(3)` unread, `(3 @1)` when one of them is for us.
+pub fn counts(unread: usize, mentions: usize) -> String {
+    match (unread, mentions) {
+        (0, _) => String::new(),
+        (u, 0) => format!("({u})"),
+        (u, m) => format!("({u} @{m})"),
+    }
 }
 
 fn render_sidebar(app: &App, f: &mut Frame, area: Rect) {
@@ -284,21 +475,31 @@ fn render_sidebar(app: &App, f: &mut Frame, area: Rect) {
         format!("Rooms ({})", app.rooms.len()),
         Style::default().add_modifier(Modifier::BOLD),
     ))];
+    let w = inner.width as usize;
     for (id, r) in app.rooms.window(app.current, room_rows / 2, room_rows) {
-        let mut text = format!(" {}", clean(&r.name));
-        if r.unread > 0 {
-            text.push_str(&format!(" ({})", r.unread));
-        }
+        // The counts always show: the name gives way (`projectdisc… (3)`).
+        let n = counts(r.unread, r.mentions);
+        let room_w = w.saturating_sub(1 + if n.is_empty() { 0 } else { n.width() + 1 });
+        let name = fit(&clean(&r.name), room_w);
         let mut st = Style::default();
         if id == app.current {
             st = st.add_modifier(Modifier::REVERSED);
         } else if r.unread > 0 {
             st = st.add_modifier(Modifier::BOLD);
         }
-        if !r.joined {
+        if !r.joined && r.query.is_none() {
             st = st.add_modifier(Modifier::DIM);
         }
-        lines.push(Line::from(Span::styled(text, st)));
+        let mut row = vec![Span::styled(format!(" {name}"), st)];
+        if !n.is_empty() {
+            let nst = if r.mentions > 0 {
+                color(app, Color::LightMagenta).add_modifier(Modifier::BOLD)
+            } else {
+                st
+            };
+            row.push(Span::styled(format!(" {n}"), nst));
+        }
+        lines.push(Line::from(row));
     }
     lines.push(Line::default());
     lines.push(Line::from(Span::styled(
@@ -312,10 +513,19 @@ fn render_sidebar(app: &App, f: &mut Frame, area: Rect) {
             color(app, nick_color(&app.nick)).add_modifier(Modifier::BOLD),
         )
     });
-    let others = room
-        .members
-        .iter()
-        .map(|m| Span::styled(format!(" {}", clean(m)), color(app, nick_color(m))));
+    // An away member is dimmed and marked.
+    let others = room.members.iter().map(|m| {
+        let away = app.away.contains_key(m);
+        let st = color(app, nick_color(m));
+        if away {
+            Span::styled(
+                format!(" {} (away)", clean(m)),
+                st.add_modifier(Modifier::DIM),
+            )
+        } else {
+            Span::styled(format!(" {}", clean(m)), st)
+        }
+    });
     lines.extend(me.into_iter().chain(others).take(fit).map(Line::from));
     f.render_widget(Paragraph::new(lines), inner);
 }
@@ -433,6 +643,36 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
             color(app, Color::DarkGray),
         ));
     }
+    if app.away_me.is_some() {
+        spans.push(sep.clone());
+        spans.push(Span::styled("away", color(app, Color::DarkGray)));
+    }
+    // Without the sidebar, the rooms with new lines (weechat's hotlist,
+    // irssi's Act:), those with lines for us first.
+    if area.width < SIDEBAR_MIN_WIDTH && !app.activity.is_empty() {
+        spans.push(sep.clone());
+        spans.push(Span::raw("Act: "));
+        let mut act: Vec<_> = app
+            .activity
+            .iter()
+            .filter_map(|id| app.rooms.get(*id))
+            .collect();
+        act.sort_by_key(|r| r.mentions == 0);
+        for r in act.iter().take(8) {
+            let st = if r.mentions > 0 {
+                color(app, Color::LightMagenta).add_modifier(Modifier::BOLD)
+            } else {
+                Style::default().add_modifier(Modifier::BOLD)
+            };
+            spans.push(Span::styled(
+                format!("{}{} ", fit(&clean(&r.name), 12), counts(r.unread, r.mentions)),
+                st,
+            ));
+        }
+        if act.len() > 8 {
+            spans.push(Span::raw(format!("+{}", act.len() - 8)));
+        }
+    }
     if let ConnState::Waiting { .. } = app.conn.state
         && let Some(r) = &app.conn.last_close
     {
@@ -462,39 +702,52 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(bar, area);
 }
 
-fn render_help(app: &App, f: &mut Frame, area: Rect) {
+/// Every key, for the help overlay (docs/CLIENT.md has the same list).
+pub fn key_lines(app: &App) -> Vec<(String, &'static str)> {
     let k = &app.cfg.keys;
     let l = super::keys::KeyMap::label;
-    let mut lines: Vec<Line> = vec![
-        Line::from(Span::styled(
-            "sockchat — keys",
-            Style::default().add_modifier(Modifier::BOLD),
-        )),
-        Line::from(" Enter send   Up/Down history   Tab complete nick or /command"),
-        Line::from(" PgUp/PgDn or mouse wheel scroll   Esc back to the newest line"),
-        Line::from(format!(
-            " {}/{} (Alt-←/→) next/previous room",
-            l(&k.next_room),
-            l(&k.prev_room)
-        )),
-        Line::from(format!(
-            " {} this help   {} socket panel   {} event log   {} wire (packets)",
-            l(&k.help),
-            l(&k.panel),
-            l(&k.log),
-            l(&k.wire)
-        )),
-        Line::from(" Ctrl-A/E/U/K/W edit the line   Ctrl-C quit"),
-        Line::default(),
-        Line::from(Span::styled(
-            "Commands",
-            Style::default().add_modifier(Modifier::BOLD),
-        )),
-    ];
+    vec![
+        ("Enter".into(), "send the line"),
+        ("Up / Down".into(), "input history"),
+        ("Tab".into(), "complete a nick, a /command, a room after /join"),
+        ("PgUp / PgDn, wheel".into(), "scroll the room"),
+        ("Esc".into(), "back to the newest line"),
+        (
+            format!("{} / {}", l(&k.next_room), l(&k.prev_room)),
+            "next / previous room",
+        ),
+        ("Alt-→ / Alt-←".into(), "next / previous room"),
+        ("Alt-1..9, Alt-0".into(), "room 1..9, room 10"),
+        (l(&k.help), "this help (↑↓ PgUp PgDn scroll it)"),
+        (l(&k.panel), "socket panel on/off"),
+        (l(&k.log), "event log (↑↓ PgUp PgDn scroll it)"),
+        (l(&k.wire), "wire view: this connection's packets"),
+        ("Ctrl-L".into(), "redraw the screen"),
+        ("←/→, Home/End, Ctrl-A/E".into(), "move in the line"),
+        ("Ctrl-←/→, Alt-b / Alt-f".into(), "word left / right"),
+        ("Ctrl-W / Alt-d".into(), "cut the word before / after"),
+        ("Ctrl-U / Ctrl-K".into(), "cut to the start / end"),
+        ("Ctrl-Y".into(), "paste what was cut last"),
+        ("Ctrl-C".into(), "clear the line; on an empty line quit"),
+        ("Ctrl-D".into(), "quit (on an empty line)"),
+        ("Ctrl-\\".into(), "quit, even with a typed line"),
+    ]
+}
+
+fn render_help(app: &App, f: &mut Frame, area: Rect) {
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let mut lines: Vec<Line> = vec![Line::from(Span::styled("sockchat — keys", bold))];
+    lines.extend(
+        key_lines(app)
+            .into_iter()
+            .map(|(k, what)| Line::from(format!(" {k:<24} {what}"))),
+    );
+    lines.push(Line::default());
+    lines.push(Line::from(Span::styled("Commands", bold)));
     lines.extend(help_lines().into_iter().skip(1).map(Line::from));
     lines.push(Line::default());
     lines.push(Line::from(
-        " any key closes this help (and does what it always does: typing goes on in the input line)",
+        " any other key closes this help (and does what it always does: typing goes on in the input line)",
     ));
     let w = area.width.min(78);
     let h = area.height.min(lines.len() as u16 + 2);
@@ -504,11 +757,27 @@ fn render_help(app: &App, f: &mut Frame, area: Rect) {
         width: w,
         height: h,
     };
+    // Scrolled within what the box shows (wrapped rows counted); the
+    // title says where the rest is.
+    let inner_w = w.saturating_sub(2) as usize;
+    let total: usize = lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(inner_w.max(1)))
+        .sum();
+    let inner_h = h.saturating_sub(2) as usize;
+    let max = total.saturating_sub(inner_h);
+    let top = app.help_scroll.min(max);
+    let title = if max == 0 {
+        " help ".to_string()
+    } else {
+        format!(" help {}/{} (↑↓ PgUp PgDn) ", top + inner_h.min(total), total)
+    };
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines)
             .wrap(ratatui::widgets::Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title(" help ")),
+            .scroll((top.min(u16::MAX as usize) as u16, 0))
+            .block(Block::default().borders(Borders::ALL).title(title)),
         r,
     );
 }
@@ -933,15 +1202,18 @@ fn render_panel_log(app: &App, f: &mut Frame, area: Rect) {
     let block = Block::default().borders(Borders::TOP).title(" events ");
     let inner = block.inner(area);
     f.render_widget(block, area);
-    render_log(app, f, inner);
+    render_log(app, f, inner, 0);
 }
 
-/// The newest event log entries that fit, oldest at the top.
-fn render_log(app: &App, f: &mut Frame, inner: Rect) {
+/// The event log entries that fit, oldest at the top: the newest, or
+/// `skip` entries older (scrolled up in the F3 view; never past the
+/// oldest screenful).
+fn render_log(app: &App, f: &mut Frame, inner: Rect, skip: usize) {
     let width = inner.width as usize;
     let height = inner.height as usize;
+    let skip = skip.min(app.log.len().saturating_sub(height.max(1)));
     let mut rows: Vec<Line<'static>> = Vec::new();
-    for e in app.log.iter().rev() {
+    for e in app.log.iter().rev().skip(skip) {
         let st = if e.error {
             color(app, Color::LightRed)
         } else {
@@ -954,7 +1226,7 @@ fn render_log(app: &App, f: &mut Frame, inner: Rect) {
             ),
             Span::styled(e.text.clone(), st),
         ];
-        let mut w = wrap(spans, width);
+        let mut w = wrap_indent(spans, width, 9);
         while let Some(l) = w.pop() {
             rows.push(l);
             if rows.len() >= height {

@@ -71,6 +71,11 @@ pub enum Command {
     Mute { nick: String, secs: u32 },
     /// `/unmute NICK`.
     Unmute(String),
+    /// `/away [TEXT]`: mark yourself away (`""`: back).
+    Away(String),
+    /// `/query NICK` without text: a client opens a private view with NICK
+    /// (with text it is `/msg`). The server's text mode has no views.
+    Query(String),
     /// A `/command` this parser does not know: its name lowercased without
     /// the `/`, and the rest of the line trimmed.
     Other { name: String, rest: String },
@@ -150,6 +155,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "/sockinfo",
         args: "[NICK]",
         about: "the server's view of a user's socket (yours without NICK)",
+    },
+    CommandHelp {
+        name: "/away",
+        args: "[TEXT]",
+        about: "mark yourself away (no TEXT: back); /who shows it",
     },
     CommandHelp {
         name: "/quit",
@@ -335,6 +345,9 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, CommandError> {
             Err(_) => Command::Join(one_arg(rest, "/join ROOM [KEY]")?.to_string()),
         },
         "leave" | "part" => Command::Leave(opt_arg(rest, "/leave [ROOM]")?),
+        "query" if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+            Command::Query(rest.to_string())
+        }
         "msg" | "m" | "query" => match rest.split_once(char::is_whitespace) {
             Some((to, text)) => Command::Msg {
                 to: to.to_string(),
@@ -432,6 +445,7 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, CommandError> {
             }
         }
         "unmute" => Command::Unmute(one_arg(rest, "/unmute NICK")?.to_string()),
+        "away" => Command::Away(rest.to_string()),
         _ => Command::Other {
             name,
             rest: rest.to_string(),
@@ -460,7 +474,11 @@ impl Command {
             Ok(r.to_string())
         };
         Ok(match self {
-            Command::Say(t) | Command::Me(t) | Command::Msg { text: t, .. } | Command::Quit(t)
+            Command::Say(t)
+            | Command::Me(t)
+            | Command::Msg { text: t, .. }
+            | Command::Quit(t)
+            | Command::Away(t)
                 if text_ok(&t).is_err() =>
             {
                 return Err(CommandError::TooLong {
@@ -600,7 +618,8 @@ impl Command {
                 secs: *secs,
             },
             Command::Unmute(nick) => ClientMsg::Unmute { nick: nick.clone() },
-            Command::Help | Command::Other { .. } => return None,
+            Command::Away(text) => ClientMsg::Away { text: text.clone() },
+            Command::Help | Command::Query(_) | Command::Other { .. } => return None,
         })
     }
 }
@@ -663,6 +682,9 @@ mod tests {
                     text: "x".into(),
                 },
             ),
+            ("/away", Command::Away(String::new())),
+            ("/away  gone to lunch ", Command::Away("gone to lunch".into())),
+            ("/query bob", Command::Query("bob".into())),
             (
                 "/query bob x",
                 Command::Msg {

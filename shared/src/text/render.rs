@@ -104,6 +104,15 @@ pub fn render(msg: &ServerMsg, me: &str) -> Option<Line> {
             let kv: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
             (Notice, format!("* sockinfo {nick}: {}", kv.join(" ")))
         }
+        ServerMsg::Away { nick, text } => {
+            let you = nick.to_lowercase() == me.to_lowercase();
+            match (you, text.is_empty()) {
+                (true, true) => (Notice, "* you are no longer marked away".to_string()),
+                (true, false) => (Notice, format!("* you are marked away: {text}")),
+                (false, true) => (Notice, format!("* {nick} is back")),
+                (false, false) => (Notice, format!("* {nick} is away: {text}")),
+            }
+        }
         ServerMsg::Bye { reason } => match reason {
             DisconnectReason::ServerShutdown => (Notice, "* server shutting down".to_string()),
             DisconnectReason::Quit { .. } => (Notice, "* bye".to_string()),

@@ -65,6 +65,7 @@ pub fn client_msg() -> impl Strategy<Value = ClientMsg> {
         (text(), any::<u32>()).prop_map(|(nick, secs)| ClientMsg::Mute { nick, secs }),
         text().prop_map(|nick| ClientMsg::Unmute { nick }),
         (text(), text()).prop_map(|(room, key)| ClientMsg::JoinKey { room, key }),
+        text().prop_map(|text| ClientMsg::Away { text }),
     ]
 }
 
@@ -123,5 +124,6 @@ pub fn server_msg() -> impl Strategy<Value = ServerMsg> {
         (text(), proptest::collection::vec((text(), text()), 0..10))
             .prop_map(|(nick, fields)| ServerMsg::SockInfo { nick, fields }),
         reason().prop_map(|reason| ServerMsg::Bye { reason }),
+        (text(), text()).prop_map(|(nick, text)| ServerMsg::Away { nick, text }),
     ]
 }
