@@ -1456,8 +1456,13 @@ impl App {
                 }
             }
             ServerMsg::Away { nick, text } => {
-                let after_who = who_reply.as_ref().map(|(_, shown)| *shown);
-                if self.is_me(&nick) {
+                let mine = self.is_me(&nick);
+                // The answer to our own /away is always shown.
+                let after_who = who_reply
+                    .as_ref()
+                    .map(|(_, shown)| *shown)
+                    .filter(|_| !mine);
+                if mine {
                     self.away_me = (!text.is_empty()).then(|| text.clone());
                 } else if text.is_empty() {
                     self.away.remove(&nick);

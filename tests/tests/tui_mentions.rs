@@ -1,0 +1,147 @@
+//! Issue 16 item 2 in a real terminal: the real `sockchat` in tmux against
+//! the real server, with `--plain` clients as the others. A line that names
+//! you is highlighted and counted apart from plain unread lines; a private
+//! message gets its own view per peer (`/query`); `/away` shows in `/who`
+//! and to whoever writes to you.
+//!
+//! Needs tmux: without it the tests skip with the reason locally and fail
+//! under CI (`sockchat_tests::require`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is a failed test with its message"
+)]
+
+use sockchat_tests::tmux::{STEP, Tmux};
+use sockchat_tests::{Plain, ServerProc, sockchat_command};
+
+fn plain(addr: &str, nick: &str) -> Plain {
+    let mut p = Plain::spawn(
+        &mut sockchat_command(&["--server", addr, "--nick", nick, "--plain"]),
+        nick,
+        STEP,
+    );
+    p.expect(&format!("welcome {nick}"));
+    p
+}
+
+fn require_tmux() -> bool {
+    sockchat_tests::require(
+        Tmux::available(),
+        "tmux is not installed (./test.sh installs it)",
+    )
+}
+
+/// The screen with its colours and attributes (SGR escapes).
+fn styled(tmux: &Tmux, session: &str) -> String {
+    tmux.run(&["capture-pane", "-p", "-e", "-t", session])
+}
+
+#[test]
+fn mentions_are_highlighted_and_counted_and_a_pm_gets_its_own_view() {
+    if !require_tmux() {
+        return;
+    }
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let tmux = Tmux::new("mention");
+    let mut bob = plain(&addr, "bob");
+    tmux.client("alice", 100, 24, &format!("--server {addr} --nick alice"));
+    tmux.wait_for("alice", "welcome alice");
+    bob.expect("alice joined lobby");
+
+    // In view: a line naming alice is highlighted (her nick's word, any
+    // case), one that only contains the letters is not.
+    bob.send("hey ALICE, look");
+    bob.send("what malice");
+    tmux.wait_for("alice", "what malice");
+    let s = styled(&tmux, "alice");
+    let row = |needle: &str| {
+        s.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle:?}:\n{s}"))
+            .to_string()
+    };
+    let hit = row("ALICE, look");
+    let miss = row("what malice");
+    // Reverse video on the sender's nick marks the line for us.
+    assert!(hit.contains("\x1b[7m") || hit.contains(";7m"), "{hit:?}");
+    assert!(!miss.contains("\x1b[7m") && !miss.contains(";7m"), "{miss:?}");
+
+    // Away in another room: plain lines and mentions are counted apart.
+    tmux.line("alice", "/join dev");
+    tmux.wait_for("alice", "alice joined dev");
+    bob.send("just chatting");
+    bob.send("alice: are you there?");
+    bob.send("more chatter");
+    tmux.wait_for("alice", " lobby (3 @1)");
+
+    // A private message: its own view, counted as a mention, never drawn
+    // into the room in view.
+    bob.send("/msg alice psst secret");
+    let s = tmux.wait_for("alice", " @bob (1 @1)");
+    assert!(!s.contains("psst secret"), "not in dev's view:\n{s}");
+    tmux.line("alice", "/query bob");
+    let s = tmux.wait_for("alice", "private: bob");
+    assert!(s.contains("[pm] bob: psst secret"), "{s}");
+    // A line typed in the view goes to bob, privately.
+    tmux.line("alice", "hi back");
+    let got = bob.expect("hi back");
+    assert!(got.starts_with("[pm] alice: hi back"), "{got}");
+    // Back in lobby the counts are gone (seen).
+    tmux.keys("alice", &["M-1"]);
+    let s = tmux.wait_for("alice", "are you there?");
+    assert!(!s.contains(" lobby (3"), "seen: no count left:\n{s}");
+}
+
+#[test]
+fn away_shows_in_who_and_to_whoever_writes() {
+    if !require_tmux() {
+        return;
+    }
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let tmux = Tmux::new("away");
+    let mut bob = plain(&addr, "bob");
+    let mut carol = plain(&addr, "carol");
+    tmux.client("alice", 100, 24, &format!("--server {addr} --nick alice"));
+    tmux.wait_for("alice", "welcome alice");
+    carol.expect("alice joined lobby");
+
+    tmux.line("alice", "/away gone to lunch");
+    let s = tmux.wait_for("alice", "you are marked away: gone to lunch");
+    assert!(
+        s.lines().last().is_some_and(|l| l.contains("away")),
+        "the status bar says so:\n{s}"
+    );
+    // /who: the reply, then who of them is away.
+    carol.send("/who");
+    carol.expect("* lobby (3): alice, bob, carol");
+    carol.expect("* alice is away: gone to lunch");
+    // A private message to alice: delivered, and the sender is told.
+    bob.send("/msg alice are you there");
+    bob.expect("[pm] -> alice: are you there");
+    bob.expect("* alice is away: gone to lunch");
+    tmux.wait_for("alice", " @bob (1 @1)");
+
+    // Back: /who has no away line any more.
+    tmux.line("alice", "/away");
+    tmux.wait_for("alice", "you are no longer marked away");
+    carol.send("/who");
+    carol.expect("* lobby (3): alice, bob, carol");
+    carol.send("/rooms");
+    carol.expect("* rooms (");
+    assert!(
+        !carol.seen.iter().rev().take(2).any(|l| l.contains("is away")),
+        "{:?}",
+        carol.seen
+    );
+
+    // alice's sidebar marks an away member after /who.
+    bob.send("/away brb");
+    bob.expect("you are marked away: brb");
+    tmux.line("alice", "/who");
+    tmux.wait_for("alice", "bob is away: brb");
+    tmux.wait_for("alice", " bob (away)");
+}
