@@ -311,7 +311,10 @@ fn help_overlay() {
     let s = screen(&a);
     println!("{s}");
     assert!(s.contains("PgUp / PgDn"), "{s}");
-    assert!(s.contains("Alt-→ / Alt-←            next / previous room"), "{s}");
+    assert!(
+        s.contains("Alt-→ / Alt-←            next / previous room"),
+        "{s}"
+    );
     // Longer than the screen: End scrolls to the last line, and the
     // overlay stays open.
     a.update(Event::Key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE)));

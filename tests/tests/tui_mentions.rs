@@ -67,7 +67,10 @@ fn mentions_are_highlighted_and_counted_and_a_pm_gets_its_own_view() {
     let miss = row("what malice");
     // Reverse video on the sender's nick marks the line for us.
     assert!(hit.contains("\x1b[7m") || hit.contains(";7m"), "{hit:?}");
-    assert!(!miss.contains("\x1b[7m") && !miss.contains(";7m"), "{miss:?}");
+    assert!(
+        !miss.contains("\x1b[7m") && !miss.contains(";7m"),
+        "{miss:?}"
+    );
 
     // Away in another room: plain lines and mentions are counted apart.
     tmux.line("alice", "/join dev");
@@ -133,7 +136,12 @@ fn away_shows_in_who_and_to_whoever_writes() {
     carol.send("/rooms");
     carol.expect("* rooms (");
     assert!(
-        !carol.seen.iter().rev().take(2).any(|l| l.contains("is away")),
+        !carol
+            .seen
+            .iter()
+            .rev()
+            .take(2)
+            .any(|l| l.contains("is away")),
         "{:?}",
         carol.seen
     );

@@ -292,7 +292,10 @@ mod tests {
             Err("unknown command: /bogus (try /help)".to_string())
         );
         assert!(p("/nick a b").is_err());
-        assert_eq!(p("/query bob"), Ok(Input::Local(Local::Query("bob".into()))));
+        assert_eq!(
+            p("/query bob"),
+            Ok(Input::Local(Local::Query("bob".into())))
+        );
         assert_eq!(p("/clear"), Ok(Input::Local(Local::Clear)));
         assert_eq!(p("/ignore"), Ok(Input::Local(Local::Ignore(None))));
         assert_eq!(

@@ -452,8 +452,8 @@ impl App {
     }
 
     fn push_to(&mut self, id: RoomId, line: ChatLine) {
-        let counts = !line.history
-            && matches!(line.kind, LineKind::Chat { .. } | LineKind::Private { .. });
+        let counts =
+            !line.history && matches!(line.kind, LineKind::Chat { .. } | LineKind::Private { .. });
         if id != self.current
             && counts
             && let Some(r) = self.rooms.get_mut(id)
@@ -462,7 +462,9 @@ impl App {
             if line.mention {
                 r.mentions += 1;
             }
-            if !self.activity.contains(&id) {
+            // Its first unread line since it was last in view (switching
+            // to it clears both).
+            if r.unread == 1 {
                 self.activity.push(id);
             }
         }
@@ -490,7 +492,8 @@ impl App {
             None => super::view::day_of(self.wall_ms(), off),
         };
         if day != before {
-            self.rooms.push(id, ChatLine::local(ts_ms, LineKind::Day, String::new()));
+            self.rooms
+                .push(id, ChatLine::local(ts_ms, LineKind::Day, String::new()));
         }
     }
 
@@ -559,7 +562,10 @@ impl App {
 
     /// Is `nick` ignored (`/ignore`)?
     fn ignores(&self, nick: &str) -> bool {
-        !self.ignored.is_empty() && self.ignored.contains(&sockchat_shared::fold::nick_key(nick))
+        !self.ignored.is_empty()
+            && self
+                .ignored
+                .contains(&sockchat_shared::fold::nick_key(nick))
     }
 
     /// Is this our own nick (as the server compares nicks)?
@@ -1042,11 +1048,17 @@ impl App {
             Some(i) => {
                 // The match a few rows above the bottom of the screen.
                 let below = r.lines.len() - 1 - i;
-                r.scroll = below.saturating_sub(page / 3).min(r.lines.len().saturating_sub(1));
+                r.scroll = below
+                    .saturating_sub(page / 3)
+                    .min(r.lines.len().saturating_sub(1));
                 self.search = Some((needle, Some(front + i as u64)));
             }
             None => {
-                let more = if from.is_some() { "no older line" } else { "no line" };
+                let more = if from.is_some() {
+                    "no older line"
+                } else {
+                    "no line"
+                };
                 self.search = Some((needle.clone(), from));
                 self.error(format!("{more} in this room holds {needle:?}"));
             }
@@ -1238,7 +1250,8 @@ impl App {
     fn outage_note(&mut self, what: String, weak: bool) {
         match &mut self.outage {
             Some(o) => {
-                let said = o.attempt == o.start || o.last.as_ref().is_some_and(|(n, _)| *n == o.attempt);
+                let said =
+                    o.attempt == o.start || o.last.as_ref().is_some_and(|(n, _)| *n == o.attempt);
                 if weak && said {
                     return;
                 }
@@ -1452,7 +1465,11 @@ impl App {
                 if ours && self.current != i {
                     // Sent from a room: it is confirmed where it was typed.
                     let cur = self.current;
-                    self.push_rendered(cur, format!("[pm] -> {peer}: {text} (in /query {peer})"), Severity::Private);
+                    self.push_rendered(
+                        cur,
+                        format!("[pm] -> {peer}: {text} (in /query {peer})"),
+                        Severity::Private,
+                    );
                 }
             }
             ServerMsg::Away { nick, text } => {

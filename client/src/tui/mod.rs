@@ -72,9 +72,10 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         None
     } else {
         let dir = std::path::Path::new(&c.chat_log_dir);
-        Some(chatlog::ChatLog::new(dir).map_err(|e| {
-            anyhow::anyhow!("[client] chat_log_dir {}: {e}", dir.display())
-        })?)
+        Some(
+            chatlog::ChatLog::new(dir)
+                .map_err(|e| anyhow::anyhow!("[client] chat_log_dir {}: {e}", dir.display()))?,
+        )
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

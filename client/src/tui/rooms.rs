@@ -291,7 +291,9 @@ impl Rooms {
     /// The number the last line of a room has (for [`Rooms::edit`]).
     pub fn last_no(&self, id: RoomId) -> Option<u64> {
         let room = self.by_id.get(&id)?;
-        room.next_no().checked_sub(1).filter(|_| !room.lines.is_empty())
+        room.next_no()
+            .checked_sub(1)
+            .filter(|_| !room.lines.is_empty())
     }
 
     /// Forget every line of a room (`/clear`); the budget gets them back.

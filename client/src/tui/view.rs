@@ -129,7 +129,10 @@ fn line_spans(app: &App, l: &ChatLine) -> (Vec<Span<'static>>, usize) {
         LineKind::Day => return (rule(date_text(day_of(l.ts_ms, app.cfg.utc_offset_secs))), 0),
         LineKind::HistoryStart => {
             return (
-                rule("history: the room's last messages before you joined, at the server's time".into()),
+                rule(
+                    "history: the room's last messages before you joined, at the server's time"
+                        .into(),
+                ),
                 0,
             );
         }
@@ -369,7 +372,9 @@ fn render_chat(app: &App, f: &mut Frame, area: Rect) {
     // room's lines (only when following the newest lines).
     let mut end = room.lines.len().saturating_sub(room.scroll);
     let pending: Vec<(Vec<Span<'static>>, usize)> = if room.scroll == 0 {
-        app.pending_here().map(|p| (pending_spans(app, p), 0)).collect()
+        app.pending_here()
+            .map(|p| (pending_spans(app, p), 0))
+            .collect()
     } else {
         Vec::new()
     };
@@ -665,7 +670,11 @@ fn render_status(app: &App, f: &mut Frame, area: Rect) {
                 Style::default().add_modifier(Modifier::BOLD)
             };
             spans.push(Span::styled(
-                format!("{}{} ", fit(&clean(&r.name), 12), counts(r.unread, r.mentions)),
+                format!(
+                    "{}{} ",
+                    fit(&clean(&r.name), 12),
+                    counts(r.unread, r.mentions)
+                ),
                 st,
             ));
         }
@@ -709,7 +718,10 @@ pub fn key_lines(app: &App) -> Vec<(String, &'static str)> {
     vec![
         ("Enter".into(), "send the line"),
         ("Up / Down".into(), "input history"),
-        ("Tab".into(), "complete a nick, a /command, a room after /join"),
+        (
+            "Tab".into(),
+            "complete a nick, a /command, a room after /join",
+        ),
         ("PgUp / PgDn, wheel".into(), "scroll the room"),
         ("Esc".into(), "back to the newest line"),
         (
@@ -770,7 +782,11 @@ fn render_help(app: &App, f: &mut Frame, area: Rect) {
     let title = if max == 0 {
         " help ".to_string()
     } else {
-        format!(" help {}/{} (↑↓ PgUp PgDn) ", top + inner_h.min(total), total)
+        format!(
+            " help {}/{} (↑↓ PgUp PgDn) ",
+            top + inner_h.min(total),
+            total
+        )
     };
     f.render_widget(Clear, r);
     f.render_widget(

@@ -683,7 +683,10 @@ mod tests {
                 },
             ),
             ("/away", Command::Away(String::new())),
-            ("/away  gone to lunch ", Command::Away("gone to lunch".into())),
+            (
+                "/away  gone to lunch ",
+                Command::Away("gone to lunch".into()),
+            ),
             ("/query bob", Command::Query("bob".into())),
             (
                 "/query bob x",
