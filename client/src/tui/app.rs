@@ -281,8 +281,8 @@ pub struct App {
     /// room).
     pub activity: Vec<RoomId>,
     /// Lines for the chat log files (room name, line) when `chat_log` is
-    /// on; the loop takes them.
-    pub chatlog: Vec<(String, String)>,
+    /// on; the loop writes them (as `view::plain_line`).
+    pub chatlog: Vec<(String, ChatLine)>,
 }
 
 /// One connection outage: a single line in the chat that the following
@@ -473,8 +473,7 @@ impl App {
             && self.chatlog.len() < CHATLOG_QUEUE_MAX
             && let Some(r) = self.rooms.get(id)
         {
-            let text = super::view::plain_line(self, &line);
-            self.chatlog.push((r.name.clone(), text));
+            self.chatlog.push((r.name.clone(), line.clone()));
         }
         self.rooms.push(id, line);
     }
@@ -483,13 +482,13 @@ impl App {
     /// before it in that room, or from today in an empty room.
     fn day_line(&mut self, id: RoomId, ts_ms: u64) {
         let off = self.cfg.utc_offset_secs;
-        let day = super::view::day_of(ts_ms, off);
+        let day = super::clock::day_of(ts_ms, off);
         let Some(r) = self.rooms.get(id) else {
             return;
         };
         let before = match r.lines.back() {
-            Some(l) => super::view::day_of(l.ts_ms, off),
-            None => super::view::day_of(self.wall_ms(), off),
+            Some(l) => super::clock::day_of(l.ts_ms, off),
+            None => super::clock::day_of(self.wall_ms(), off),
         };
         if day != before {
             self.rooms

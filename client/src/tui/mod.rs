@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod chatlog;
+pub mod clock;
 pub mod input;
 pub mod keys;
 pub mod mention;
@@ -279,9 +280,14 @@ where
         }
         if let Some(log) = &mut out.chatlog
             && !app.chatlog.is_empty()
-            && let Some(e) = log.write(std::mem::take(&mut app.chatlog))
         {
-            app.note_error(e);
+            let lines = std::mem::take(&mut app.chatlog)
+                .into_iter()
+                .map(|(room, l)| (room, view::plain_line(app, &l)))
+                .collect();
+            if let Some(e) = log.write(lines) {
+                app.note_error(e);
+            }
         }
         if app.done {
             return Ok(None);

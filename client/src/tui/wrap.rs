@@ -44,7 +44,13 @@ pub fn wrap_indent(spans: Vec<Span<'static>>, width: usize, indent: usize) -> Ve
         .collect();
     let mut rows: Vec<Vec<&Cell>> = vec![Vec::new()];
     let mut used = 0;
-    let cap = |rows: &Vec<Vec<&Cell>>| if rows.len() == 1 { width } else { width - indent };
+    let cap = |rows: &Vec<Vec<&Cell>>| {
+        if rows.len() == 1 {
+            width
+        } else {
+            width - indent
+        }
+    };
     let mut i = 0;
     while i < cells.len() {
         // The next word: non-space clusters, then the spaces after them.
@@ -95,7 +101,10 @@ pub fn wrap_indent(spans: Vec<Span<'static>>, width: usize, indent: usize) -> Ve
             let mut style = None;
             for c in row {
                 if style.is_some_and(|s| s != c.style) {
-                    out.push(Span::styled(std::mem::take(&mut buf), style.unwrap_or_default()));
+                    out.push(Span::styled(
+                        std::mem::take(&mut buf),
+                        style.unwrap_or_default(),
+                    ));
                 }
                 style = Some(c.style);
                 buf.push_str(&c.g);
