@@ -26,7 +26,7 @@ use sockchat_shared::{DisconnectReason, ErrorCode, RoomInfo, ServerMsg, codec};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Outbox, Push};
+use crate::outbox::{Lane, Outbox, Push};
 use crate::owed;
 use crate::room_quota::{QuotaConfig, QuotaError, RoomQuota};
 use crate::text;
@@ -205,11 +205,17 @@ impl Peer {
     /// meanwhile; a big room's members go to their writer tasks then);
     /// otherwise its writer task is woken if it was parked.
     pub fn deliver(&self, b: Bytes) {
+        self.deliver_in(b, Lane::Chat);
+    }
+
+    /// [`Peer::deliver`] into one lane of the outbox: file chunks go to
+    /// [`Lane::Bulk`], written only behind chat.
+    pub fn deliver_in(&self, b: Bytes, lane: Lane) {
         let pushed = if self.transport == Transport::Tcp && self.socket.is_some() && owed::active()
         {
-            self.outbox.push_owed(b)
+            self.outbox.push_owed(b, lane)
         } else {
-            self.outbox.push(b)
+            self.outbox.push(b, lane)
         };
         match pushed {
             Push::Owed => match self.me.upgrade() {
@@ -265,6 +271,13 @@ impl Peer {
     pub fn send(&self, msg: &ServerMsg) {
         if let Some(b) = encode(msg, self.format) {
             self.deliver(b);
+        }
+    }
+
+    /// [`Peer::send`] on the bulk lane (file chunks).
+    pub fn send_bulk(&self, msg: &ServerMsg) {
+        if let Some(b) = encode(msg, self.format) {
+            self.deliver_in(b, Lane::Bulk);
         }
     }
 

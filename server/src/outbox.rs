@@ -19,6 +19,14 @@
 //!   woken only on the idle -> owned edge; it drains the queue with vectored
 //!   writes, waiting for write readiness, and parks when it is empty.
 //!
+//! **Two lanes.** File-transfer chunks go to a lower-priority lane
+//! ([`Lane::Bulk`]): every take (a flush, the writer's turn, a UDP
+//! writer's batch) moves all queued chat first, then at most
+//! [`BULK_TAKE`] bytes of chunks, so a chat line to a member receiving a
+//! file waits behind at most that much of it, not behind the transfer's
+//! whole window. Each lane keeps its own order; both count against the
+//! one bound.
+//!
 //! A producer's hard write error is kept for the writer, so the connection
 //! ends with that errno (the kernel reports some errors, e.g. ECONNRESET,
 //! only once). An idle outbox owns no heap memory (an empty `VecDeque` does
@@ -46,6 +54,21 @@ pub enum Push {
     Closed,
 }
 
+/// Which queue of a member's outbox an item goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Everything but file chunks: written first.
+    Chat,
+    /// File-transfer chunks: written when no chat is waiting, at most
+    /// [`BULK_TAKE`] bytes per take.
+    Bulk,
+}
+
+/// Most bytes of bulk items one take moves (at least one item): what a chat
+/// line queued just after a take may have to wait behind. Two TCP chunks,
+/// or ~45 chunk datagrams (one `sendmmsg` batch).
+pub const BULK_TAKE: usize = 64 * 1024;
+
 /// Who may write this member's socket now (one at a time: per-member order).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -61,6 +84,8 @@ enum Owner {
 #[derive(Debug, Default)]
 struct State {
     q: VecDeque<Bytes>,
+    /// The bulk lane (file chunks), taken only behind `q`.
+    bulk: VecDeque<Bytes>,
     owner: Owner,
     /// The writer stops once the queue is empty.
     closed: bool,
@@ -113,15 +138,15 @@ impl Outbox {
     /// Queue a chunk unless the queue is full or closed; an idle member's
     /// writer task is woken (the only wake-up until it parks again). Never
     /// blocks.
-    pub fn push(&self, b: Bytes) -> Push {
+    pub fn push(&self, b: Bytes, lane: Lane) -> Push {
         let mut s = self.lock();
         if s.closed || s.refuse {
             return Push::Closed;
         }
-        if s.q.len() >= self.cap {
+        if s.len() >= self.cap {
             return Push::Full;
         }
-        s.q.push_back(b);
+        s.queue(lane).push_back(b);
         if s.owner == Owner::Idle {
             s.owner = Owner::Writer;
             drop(s);
@@ -134,15 +159,15 @@ impl Outbox {
     /// writer task: the caller gets [`Push::Owed`] and must call
     /// [`Outbox::flush`] soon (at the end of its turn, see `owed`).
     /// Pushes to a member already owed, or being written, only queue.
-    pub fn push_owed(&self, b: Bytes) -> Push {
+    pub fn push_owed(&self, b: Bytes, lane: Lane) -> Push {
         let mut s = self.lock();
         if s.closed || s.refuse {
             return Push::Closed;
         }
-        if s.q.len() >= self.cap {
+        if s.len() >= self.cap {
             return Push::Full;
         }
-        s.q.push_back(b);
+        s.queue(lane).push_back(b);
         if s.owner == Owner::Idle {
             s.owner = Owner::Producer;
             return Push::Owed;
@@ -150,7 +175,8 @@ impl Outbox {
         Push::Queued
     }
 
-    /// The owed flush: swap out everything queued and write it with
+    /// The owed flush: take what is queued (all chat, then at most
+    /// [`BULK_TAKE`] of chunks) and write it with
     /// non-blocking vectored writes (`write` is one `writev`), at most
     /// [`FLUSH_WRITES`] of them. Whatever is left (`WouldBlock`, a partial
     /// write, more queued meanwhile than the writes allowed) goes back to
@@ -162,7 +188,9 @@ impl Outbox {
             if s.owner != Owner::Producer {
                 return;
             }
-            std::mem::take(&mut s.q)
+            let mut batch = VecDeque::new();
+            take_into(&mut s, &mut batch);
+            batch
         };
         let mut error = None;
         let mut writes = 0;
@@ -180,12 +208,10 @@ impl Outbox {
             }
             let mut s = self.lock();
             if batch.is_empty() && error.is_none() {
-                if s.q.is_empty() {
+                if s.is_empty() {
                     s.owner = Owner::Idle;
-                    if s.q.capacity() > 0 {
-                        // An idle member holds no queue memory.
-                        s.q = VecDeque::new();
-                    }
+                    // An idle member holds no queue memory.
+                    s.release();
                     let closed = s.closed;
                     drop(s);
                     if closed {
@@ -196,11 +222,12 @@ impl Outbox {
                 }
                 if writes < FLUSH_WRITES {
                     // More was queued while we wrote: it is ours too.
-                    std::mem::swap(&mut s.q, &mut batch);
+                    take_into(&mut s, &mut batch);
                     continue;
                 }
             }
-            // Hand over: our unwritten bytes go before what was queued since.
+            // Hand over: our unwritten bytes go before what was queued since
+            // (chunks among them before the chunks still in the bulk lane).
             if !batch.is_empty() {
                 batch.append(&mut s.q);
                 s.q = batch;
@@ -245,6 +272,7 @@ impl Outbox {
     pub fn cut_off(&self) {
         let mut s = self.lock();
         s.q = VecDeque::new();
+        s.bulk = VecDeque::new();
         s.refuse = true;
     }
 
@@ -259,13 +287,19 @@ impl Outbox {
         let mut s = self.lock();
         s.closed = true;
         s.q = VecDeque::new();
+        s.bulk = VecDeque::new();
         drop(s);
         self.notify.notify_one();
     }
 
     /// Items waiting to be written.
     pub fn depth(&self) -> usize {
-        self.lock().q.len()
+        self.lock().len()
+    }
+
+    /// Items waiting in the bulk lane (file chunks).
+    pub fn bulk_depth(&self) -> usize {
+        self.lock().bulk.len()
     }
 
     pub fn capacity(&self) -> usize {
@@ -295,8 +329,9 @@ impl Outbox {
         }
     }
 
-    /// Move everything queued into `into` (swapping buffers, O(1) under the
-    /// lock) for the writer. Returns true when the outbox is closed.
+    /// Move what is queued into `into` (all chat, swapping buffers, O(1)
+    /// under the lock; then at most [`BULK_TAKE`] of chunks) for the
+    /// writer. Returns true when the outbox is closed.
     pub(crate) fn take_all(&self, into: &mut VecDeque<Bytes>) -> bool {
         let mut s = self.lock();
         take_into(&mut s, into);
@@ -320,16 +355,43 @@ impl Outbox {
             Next::Done
         } else {
             // Parking: an idle member holds no queue memory.
-            if s.q.capacity() > 0 {
-                s.q = VecDeque::new();
-            }
+            s.release();
             Next::Wait
         }
     }
 }
 
-/// Take everything queued: the writer owns the member while it holds
-/// something, and an empty take makes the member idle again.
+impl State {
+    fn queue(&mut self, lane: Lane) -> &mut VecDeque<Bytes> {
+        match lane {
+            Lane::Chat => &mut self.q,
+            Lane::Bulk => &mut self.bulk,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.q.len() + self.bulk.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.q.is_empty() && self.bulk.is_empty()
+    }
+
+    /// Free both lanes' buffers (they are empty).
+    fn release(&mut self) {
+        if self.q.capacity() > 0 {
+            self.q = VecDeque::new();
+        }
+        if self.bulk.capacity() > 0 {
+            self.bulk = VecDeque::new();
+        }
+    }
+}
+
+/// Take what is queued — all chat, then at most [`BULK_TAKE`] bytes of
+/// chunks (at least one) — after what `into` holds: the writer owns the
+/// member while it holds something, and an empty take makes the member
+/// idle again.
 fn take_into(s: &mut State, into: &mut VecDeque<Bytes>) {
     if into.is_empty() {
         // Swap buffers: while the member is busy the two deques trade
@@ -340,6 +402,17 @@ fn take_into(s: &mut State, into: &mut VecDeque<Bytes>) {
     }
     if s.q.capacity() > 64 {
         s.q = VecDeque::new();
+    }
+    if !s.bulk.is_empty() {
+        let mut taken = 0;
+        while taken < BULK_TAKE {
+            let Some(b) = s.bulk.pop_front() else { break };
+            taken += b.len();
+            into.push_back(b);
+        }
+        if s.bulk.is_empty() {
+            s.bulk = VecDeque::new();
+        }
     }
     if s.owner != Owner::Producer {
         s.owner = if into.is_empty() {
@@ -451,13 +524,13 @@ mod tests {
     #[test]
     fn bounded_and_closable() {
         let o = Outbox::new(2);
-        assert_eq!(o.push(Bytes::from_static(b"a")), Push::Queued);
-        assert_eq!(o.push(Bytes::from_static(b"b")), Push::Queued);
-        assert_eq!(o.push(Bytes::from_static(b"c")), Push::Full);
+        assert_eq!(o.push(Bytes::from_static(b"a"), Lane::Chat), Push::Queued);
+        assert_eq!(o.push(Bytes::from_static(b"b"), Lane::Bulk), Push::Queued);
+        assert_eq!(o.push(Bytes::from_static(b"c"), Lane::Chat), Push::Full);
         o.push_force(Bytes::from_static(b"bye"));
         assert_eq!(o.depth(), 3);
         o.close();
-        assert_eq!(o.push(Bytes::from_static(b"d")), Push::Closed);
+        assert_eq!(o.push(Bytes::from_static(b"d"), Lane::Chat), Push::Closed);
         let mut v = VecDeque::new();
         assert!(o.take_all(&mut v));
         assert_eq!(v.len(), 3);
@@ -495,10 +568,10 @@ mod tests {
     #[test]
     fn an_owed_member_gets_one_writev_for_everything_queued() {
         let o = Outbox::new(8);
-        assert_eq!(o.push_owed(b(b"a")), Push::Owed);
-        assert_eq!(o.push_owed(b(b"b")), Push::Queued);
+        assert_eq!(o.push_owed(b(b"a"), Lane::Chat), Push::Owed);
+        assert_eq!(o.push_owed(b(b"b"), Lane::Chat), Push::Queued);
         assert_eq!(
-            o.push(b(b"c")),
+            o.push(b(b"c"), Lane::Chat),
             Push::Queued,
             "owed: the writer is not woken"
         );
@@ -515,7 +588,11 @@ mod tests {
             0,
             "an idle member holds no queue memory"
         );
-        assert_eq!(o.push_owed(b(b"d")), Push::Owed, "idle again: owed again");
+        assert_eq!(
+            o.push_owed(b(b"d"), Lane::Chat),
+            Push::Owed,
+            "idle again: owed again"
+        );
     }
 
     /// What the socket does not take goes back to the front of the queue,
@@ -524,13 +601,17 @@ mod tests {
     #[test]
     fn the_rest_goes_to_the_writer_in_order() {
         let o = Outbox::new(8);
-        o.push_owed(b(b"abc"));
-        o.push_owed(b(b"de"));
+        o.push_owed(b(b"abc"), Lane::Chat);
+        o.push_owed(b(b"de"), Lane::Chat);
         let mut sock = Sock::new(vec![Ok(1), Err(std::io::ErrorKind::WouldBlock.into())]);
         o.flush(|iov| sock.writev(iov));
         assert_eq!(sock.calls.len(), 2);
         assert_eq!(o.lock().owner, Owner::Writer);
-        assert_eq!(o.push_owed(b(b"f")), Push::Queued, "the writer owns it");
+        assert_eq!(
+            o.push_owed(b(b"f"), Lane::Chat),
+            Push::Queued,
+            "the writer owns it"
+        );
         let mut v = VecDeque::new();
         assert!(matches!(o.writer_next(&mut v), Next::Write));
         assert_eq!(v, [b(b"bc"), b(b"de"), b(b"f")]);
@@ -548,10 +629,10 @@ mod tests {
     #[test]
     fn a_handed_off_member_is_written_by_the_writer() {
         let o = Outbox::new(8);
-        assert_eq!(o.push_owed(b(b"a")), Push::Owed);
+        assert_eq!(o.push_owed(b(b"a"), Lane::Chat), Push::Owed);
         o.hand_off();
         assert_eq!(o.lock().owner, Owner::Writer);
-        assert_eq!(o.push_owed(b(b"b")), Push::Queued);
+        assert_eq!(o.push_owed(b(b"b"), Lane::Chat), Push::Queued);
         let mut v = VecDeque::new();
         assert!(matches!(o.writer_next(&mut v), Next::Write));
         assert_eq!(v, [b(b"a"), b(b"b")]);
@@ -562,7 +643,7 @@ mod tests {
     #[test]
     fn the_writer_waits_while_a_producer_owns_the_member() {
         let o = Outbox::new(8);
-        o.push_owed(b(b"a"));
+        o.push_owed(b(b"a"), Lane::Chat);
         o.close();
         let mut v = VecDeque::new();
         assert!(matches!(o.writer_next(&mut v), Next::Wait));
@@ -577,7 +658,7 @@ mod tests {
     #[test]
     fn a_flush_error_reaches_the_writer() {
         let o = Outbox::new(8);
-        o.push_owed(b(b"a"));
+        o.push_owed(b(b"a"), Lane::Chat);
         let mut sock = Sock::new(vec![Err(std::io::Error::from_raw_os_error(
             libc::ECONNRESET,
         ))]);
@@ -590,17 +671,74 @@ mod tests {
         assert_eq!(o.depth(), 1);
     }
 
+    /// Chat queued behind file chunks is taken first; a take moves at most
+    /// BULK_TAKE bytes of chunks (at least one), in their order.
+    #[test]
+    fn chat_overtakes_the_bulk_lane() {
+        let o = Outbox::new(64);
+        let chunk = Bytes::from(vec![7u8; BULK_TAKE / 2 + 1]);
+        for _ in 0..4 {
+            o.push(chunk.clone(), Lane::Bulk);
+        }
+        o.push(b(b"hi"), Lane::Chat);
+        assert_eq!(o.depth(), 5);
+        assert_eq!(o.bulk_depth(), 4);
+        let mut v = VecDeque::new();
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
+        assert_eq!(v.len(), 3, "the line and two chunks (BULK_TAKE reached)");
+        assert_eq!(v[0], b(b"hi"));
+        assert_eq!(o.bulk_depth(), 2);
+        // A line queued now goes before the remaining chunks.
+        o.push(b(b"again"), Lane::Chat);
+        v.clear();
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
+        assert_eq!(v[0], b(b"again"));
+        assert_eq!(v.len(), 3);
+        v.clear();
+        assert!(matches!(o.writer_next(&mut v), Next::Wait));
+        assert_eq!(o.lock().owner, Owner::Idle);
+        assert_eq!(
+            o.lock().bulk.capacity(),
+            0,
+            "an idle member holds no memory"
+        );
+        // One chunk larger than BULK_TAKE still moves.
+        o.push(Bytes::from(vec![0u8; BULK_TAKE * 2]), Lane::Bulk);
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
+        assert_eq!(v.len(), 1);
+    }
+
+    /// The owed flush writes chat first too, and hands unwritten chunks
+    /// back ahead of the chunks still queued (the lane's order holds).
+    #[test]
+    fn a_flush_keeps_each_lanes_order() {
+        let o = Outbox::new(64);
+        assert_eq!(o.push_owed(b(b"c1"), Lane::Bulk), Push::Owed);
+        o.push_owed(b(b"c2"), Lane::Bulk);
+        o.push_owed(b(b"line"), Lane::Chat);
+        let mut sock = Sock::new(vec![Ok(5), Err(std::io::ErrorKind::WouldBlock.into())]);
+        o.flush(|iov| sock.writev(iov));
+        assert_eq!(
+            sock.calls[0],
+            vec![b"line".to_vec(), b"c1".to_vec(), b"c2".to_vec()]
+        );
+        o.push(b(b"c3"), Lane::Bulk);
+        let mut v = VecDeque::new();
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
+        assert_eq!(v, [b(b"1"), b(b"c2"), b(b"c3")]);
+    }
+
     /// A member that keeps receiving while it is flushed is handed to the
     /// writer after FLUSH_WRITES writes: the flushing reader moves on.
     #[test]
     fn a_flush_is_bounded() {
         let o = Outbox::new(64);
-        o.push_owed(b(b"0"));
+        o.push_owed(b(b"0"), Lane::Chat);
         let mut n = 0;
         o.flush(|iov| {
             n += 1;
             // Another producer queues while we write.
-            o.push_owed(b(b"x"));
+            o.push_owed(b(b"x"), Lane::Chat);
             Ok(iov.iter().map(|s| s.len()).sum())
         });
         assert_eq!(n, FLUSH_WRITES);

@@ -114,7 +114,13 @@ impl Registry {
             self.step(&mut g, hub, from, x, &mut out);
         }
         for (p, m) in out {
-            p.send(&ServerMsg::Transfer(m));
+            // Chunks take the bulk lane: chat to the receiver is written
+            // before them (outbox.rs, "Two lanes").
+            if matches!(m, Xfer::Chunk { .. }) {
+                p.send_bulk(&ServerMsg::Transfer(m));
+            } else {
+                p.send(&ServerMsg::Transfer(m));
+            }
         }
     }
 
