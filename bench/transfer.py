@@ -10,10 +10,18 @@ real run on loopback with release builds:
   acks the other), with retransmissions and timeouts;
 - a chat line's latency to the receiver (a third client sends `/msg bob`
   every 20 ms; received time from bob's JSON `at_ms`) with and without a
-  TCP transfer to bob running: p50 / p99 / max in ms.
+  transfer to bob running, bob on TCP and bob on UDP: p50 / p99 / max in
+  ms (`--server-bin DIR` runs another build's server, e.g. main's from
+  `bench/run.sh --baseline main`: target/bench/cmp/bin-base);
+- with `--netns`: SIZE MiB over UDP with 0 %, 1 % and 5 % of packets
+  dropped by the **kernel** (an nftables `numgen random mod 100 < N drop`
+  rule, each way, in the server's network namespace; clients in another,
+  joined by a veth pair), and over TCP under the same rule (needs root,
+  `ip` and `nft`).
 
-Usage: bench/transfer.py [SIZE_MIB]   (build first: cargo build --release --bins)
-Prints a Markdown table; every process it starts is ended by its pid.
+Usage: bench/transfer.py [SIZE_MIB] [--server-bin DIR] [--netns] [--only-latency]
+(build first: cargo build --release --bins). Prints Markdown tables; every
+process it starts is ended by its pid, every namespace it makes deleted.
 """
 
 import json
@@ -27,13 +35,37 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
-SIZE = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+ARGS = sys.argv[1:]
+
+
+def flag(name):
+    if name in ARGS:
+        ARGS.remove(name)
+        return True
+    return False
+
+
+def option(name, default):
+    if name in ARGS:
+        i = ARGS.index(name)
+        v = ARGS[i + 1]
+        del ARGS[i:i + 2]
+        return v
+    return default
+
+
+SERVER_BIN = option("--server-bin", REL)
+NETNS = flag("--netns")
+ONLY_LATENCY = flag("--only-latency")
+SIZE = int(ARGS[0]) if ARGS else 100
 STEP = 600.0
+# Prefix for the clients' command (a network namespace), and the server's.
+CLIENT_NS = []
 
 
-def start_server(cfg):
+def start_server(cfg, listen="127.0.0.1:0", ns=()):
     p = subprocess.Popen(
-        [os.path.join(REL, "sockchat-server"), "--config", cfg, "--listen", "127.0.0.1:0"],
+        list(ns) + [os.path.join(SERVER_BIN, "sockchat-server"), "--config", cfg, "--listen", listen],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -52,7 +84,7 @@ class Client:
     def __init__(self, addr, nick, dl, extra):
         env = dict(os.environ, HOME="/nonexistent")
         self.p = subprocess.Popen(
-            [os.path.join(REL, "sockchat"), "--json", "--no-reconnect", "--server", addr,
+            CLIENT_NS + [os.path.join(REL, "sockchat"), "--json", "--no-reconnect", "--server", addr,
              "--nick", nick, "--download-dir", dl] + extra,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )
@@ -115,9 +147,9 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def transfer(addr, src, dl, extra, lat=None):
+def transfer(addr, src, dl, extra, lat=None, bob_extra=None):
     a = Client(addr, "alice", dl, extra)
-    b = Client(addr, "bob", dl, extra)
+    b = Client(addr, "bob", dl, extra if bob_extra is None else bob_extra)
     stop = threading.Event()
     if lat is not None:
         c = Client(addr, "carol", dl, [])
@@ -171,6 +203,102 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+def sh(*cmd, stdin=None):
+    subprocess.run(cmd, input=stdin, text=True, check=True, capture_output=True)
+
+
+class Netns:
+    """Server namespace `s` (169.254.79.1) and client namespace `c`
+    (169.254.79.2) on a veth pair; `drop(proto, pct)` (re)loads the
+    nftables rule in `s`."""
+
+    def __init__(self):
+        self.s, self.c = f"sxb-s-{os.getpid()}", f"sxb-c-{os.getpid()}"
+        for ns in (self.s, self.c):
+            sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", "vs", "netns", self.s, "type", "veth", "peer", "name", "vc", "netns", self.c)
+        for ns, dev, a in ((self.s, "vs", "169.254.79.1/24"), (self.c, "vc", "169.254.79.2/24")):
+            sh("ip", "-n", ns, "addr", "add", a, "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def drop(self, proto, pct):
+        subprocess.run(["ip", "netns", "exec", self.s, "nft", "delete", "table", "inet", "sxb"],
+                       capture_output=True)
+        rule = f"meta l4proto {proto} numgen random mod 100 < {pct} counter drop;"
+        sh("ip", "netns", "exec", self.s, "nft", "-f", "-", stdin=(
+            "table inet sxb {\n"
+            f"chain i {{ type filter hook input priority 0; {rule} }}\n"
+            f"chain o {{ type filter hook output priority 0; {rule} }}\n"
+            "}\n"))
+
+    def dropped(self):
+        out = subprocess.run(["ip", "netns", "exec", self.s, "nft", "list", "table", "inet", "sxb"],
+                             capture_output=True, text=True).stdout.split()
+        return sum(int(out[i + 1]) for i, w in enumerate(out[:-1]) if w == "packets")
+
+    def close(self):
+        for ns in (self.s, self.c):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def kernel_drops(src, dl, cfg):
+    """SIZE MiB over UDP with 0/1/5 % kernel drops, and TCP under the same
+    rule: rows of (name, transport, secs, sent, dropped packets)."""
+    global CLIENT_NS
+    net = Netns()
+    rows = []
+    server = None
+    try:
+        server, addr = start_server(cfg, "169.254.79.1:7878", ("ip", "netns", "exec", net.s))
+        CLIENT_NS = ["ip", "netns", "exec", net.c]
+        for proto, extra in (("udp", ["--udp"]), ("tcp", [])):
+            for pct in (0, 1, 5):
+                log("kernel drops", proto, pct)
+                net.drop(proto, pct)
+                before = net.dropped()
+                got, sent, _ = transfer(addr, src, dl, extra)
+                rows.append((f"{pct} % of {proto} packets dropped by the kernel each way", proto,
+                             got["elapsed_ms"] / 1000, sent, net.dropped() - before))
+    finally:
+        CLIENT_NS = []
+        if server is not None:
+            server.kill()
+            server.wait()
+        net.close()
+    return rows
+
+
+def lat_row(name, xs):
+    print(f"| {name} | {len(xs)} | {pct(xs, 0.5)} | {pct(xs, 0.99)} | {max(xs) if xs else 'n/a'} |")
+
+
+def latency(addr, src, dl, runs=3):
+    """Chat latency to bob without and during a transfer to bob, bob on
+    TCP and bob on UDP (alice and carol on TCP), pooled over `runs`."""
+    out = {}
+    for tr, bob_extra in (("tcp", []), ("udp", ["--udp"])):
+        idle, busy = [], []
+        for i in range(runs):
+            log("latency, bob on", tr, "run", i)
+            lat = {}
+            transfer(addr, src, dl, [], lat, bob_extra)
+            idle += lat["idle"]
+            busy += lat["busy"]
+        out[tr] = (idle, busy)
+    return out
+
+
+def print_latency(lat):
+    print(f"Chat line latency to the receiver (carol -> bob, /msg every 20 ms, 3 runs pooled; ms; "
+          f"server {os.path.relpath(SERVER_BIN, ROOT)}):\n")
+    print("| bob on | | lines | p50 | p99 | max |")
+    print("|---|---|---|---|---|---|")
+    for tr, (idle, busy) in lat.items():
+        for name, xs in (("no transfer", idle), (f"during a {SIZE} MiB transfer to bob", busy)):
+            print(f"| {tr} | {name} | {len(xs)} | {pct(xs, 0.5)} | {pct(xs, 0.99)} | {max(xs) if xs else 'n/a'} |")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="sockchat-bench-xfer-")
     try:
@@ -183,54 +311,55 @@ def main():
         cfg = os.path.join(work, "server.toml")
         with open(cfg, "w") as f:
             f.write("[transfer]\nmax_file_size = 4294967296\n")
-        server, addr = start_server(cfg)
         load0 = os.getloadavg()[0]
         mib = SIZE * (1 << 20)
         rows = []
+        server, addr = start_server(cfg)
         try:
-            log("ncat pipe")
-            nc = min(ncat_pipe(src, os.path.join(work, "nc.out")) for _ in range(3))
-            rows.append(("ncat pipe (raw ceiling, no relay, no hash)", "tcp", nc, None, None))
-            best = None
-            lat = {}
-            for i in range(3):
-                log("tcp run", i)
-                got, sent, wall = transfer(addr, src, dl, [], lat if i == 0 else None)
-                s = got["elapsed_ms"] / 1000
-                if best is None or s < best[0]:
-                    best = (s, sent, wall)
-            rows.append(("sockchat through the server", "tcp", best[0], best[1], best[2]))
-            for drop in ("0", "0.01", "0.05"):
-                log("udp drop", drop)
-                got, sent, wall = transfer(addr, src, dl, ["--udp", "--udp-drop", drop])
-                rows.append((f"sockchat, {float(drop)*100:.0f} % dropped each way (injector)", "udp",
-                             got["elapsed_ms"] / 1000, sent, wall))
+            if ONLY_LATENCY:
+                lat = latency(addr, src, dl)
+            else:
+                log("ncat pipe")
+                nc = min(ncat_pipe(src, os.path.join(work, "nc.out")) for _ in range(3))
+                rows.append(("ncat pipe (raw ceiling, no relay, no hash)", "tcp", nc, None, None))
+                best = None
+                for i in range(3):
+                    log("tcp run", i)
+                    got, sent, wall = transfer(addr, src, dl, [])
+                    s = got["elapsed_ms"] / 1000
+                    if best is None or s < best[0]:
+                        best = (s, sent, wall)
+                rows.append(("sockchat through the server", "tcp", best[0], best[1], best[2]))
+                for drop in ("0", "0.01", "0.05"):
+                    log("udp drop", drop)
+                    got, sent, wall = transfer(addr, src, dl, ["--udp", "--udp-drop", drop])
+                    rows.append((f"sockchat, {float(drop)*100:.0f} % dropped each way (injector)", "udp",
+                                 got["elapsed_ms"] / 1000, sent, wall))
+                lat = latency(addr, src, dl)
         finally:
             server.kill()
             server.wait()
+        if NETNS and not ONLY_LATENCY:
+            rows += kernel_drops(src, dl, cfg)
         load1 = os.getloadavg()[0]
-        print(f"{SIZE} MiB file, loopback, release builds; load average {load0:.2f} -> {load1:.2f} "
+        print(f"{SIZE} MiB file, release builds; load average {load0:.2f} -> {load1:.2f} "
               f"on {os.cpu_count()} CPUs.\n")
-        print("| run | transport | seconds (accept → verified) | MB/s | datagrams sent | retransmitted | timeouts |")
-        print("|---|---|---|---|---|---|---|")
-        for name, tr, secs, sent, wall in rows:
-            mbs = mib / secs / 1e6
-            if sent is None:
-                print(f"| {name} | {tr} | {secs:.3f} | {mbs:.0f} | | | |")
-            elif tr == "udp":
-                print(f"| {name} | {tr} | {secs:.3f} | {mbs:.1f} | {sent['datagrams_sent']:,} | "
-                      f"{sent['retransmitted']:,} ({sent['retransmitted']/max(1,sent['datagrams_sent'])*100:.1f} %) | {sent['timeouts']} |")
-            else:
-                print(f"| {name} | {tr} | {secs:.3f} | {mbs:.0f} | | | |")
-        print("\nChat line latency to the receiver (carol -> bob, /msg every 20 ms; ms):\n")
-        print("| | lines | p50 | p99 | max |")
-        print("|---|---|---|---|---|")
-        for k, name in (("idle", "no transfer"), ("busy", f"during the {SIZE} MiB TCP transfer to bob")):
-            xs = lat.get(k, [])
-            print(f"| {name} | {len(xs)} | {pct(xs, 0.5)} | {pct(xs, 0.99)} | {max(xs) if xs else 'n/a'} |")
-        ratio = rows[1][2] / rows[0][2]
-        print(f"\nsockchat over TCP takes {ratio:.1f}x the ncat pipe's time "
-              f"({rows[0][2]:.3f} s vs {rows[1][2]:.3f} s); /send to done including hashing: {rows[1][4]:.2f} s.")
+        if rows:
+            print("| run | transport | seconds (accept → verified) | MB/s | datagrams sent | retransmitted | timeouts | kernel drops |")
+            print("|---|---|---|---|---|---|---|---|")
+            for name, tr, secs, sent, extra in rows:
+                mbs = mib / secs / 1e6
+                kd = f"{extra:,}" if "kernel" in name else ""
+                if sent is not None and tr == "udp":
+                    print(f"| {name} | {tr} | {secs:.3f} | {mbs:.1f} | {sent['datagrams_sent']:,} | "
+                          f"{sent['retransmitted']:,} ({sent['retransmitted']/max(1,sent['datagrams_sent'])*100:.1f} %) "
+                          f"| {sent['timeouts']} | {kd} |")
+                else:
+                    print(f"| {name} | {tr} | {secs:.3f} | {mbs:.1f} | | | | {kd} |")
+            ratio = rows[1][2] / rows[0][2]
+            print(f"\nsockchat over TCP takes {ratio:.1f}x the ncat pipe's time "
+                  f"({rows[0][2]:.3f} s vs {rows[1][2]:.3f} s); /send to done including hashing: {rows[1][4]:.2f} s.\n")
+        print_latency(lat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -309,6 +309,7 @@ impl ChatArgs {
                 Some(d) => d.clone(),
                 None => crate::net::transfer::download_dir(&client.download_dir),
             },
+            auto_accept: client.auto_accept.clone(),
             ..crate::net::NetConfig::default()
         };
         Ok(ChatSettings {

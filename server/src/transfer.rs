@@ -8,13 +8,22 @@
 //! overruns it is cut off with `protocol`; so the most the server ever
 //! holds for one transfer is one window, however slow the receiver.
 //!
+//! Rate: with `transfer.rate_per_user` set, a token bucket per sending
+//! user decides which chunks go on at once; the others wait in their
+//! transfer's queue (still inside its window, so still bounded) and a
+//! pacer task releases them as the bucket refills. The sender, starved of
+//! acks, slows to the rate: the server acts as a slower link.
+//!
 //! Ids: a sender's own id is mapped to a server id the receiver sees.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use sockchat_shared::config::TransferConfig;
-use sockchat_shared::transfer::{CHUNK_OVERHEAD, TCP_CHUNK, Xfer, XferError};
+use sockchat_shared::transfer::{CHUNK_OVERHEAD, COPY_IDS, TCP_CHUNK, Xfer, XferError};
 use sockchat_shared::{ServerMsg, udp};
 
 use crate::hub::{Format, Hub, Peer, Transport};
@@ -32,6 +41,40 @@ struct Relay {
     acked: u64,
     window: u64,
     max_chunk: u64,
+    /// Chunks waiting for the sender's rate (offset, data), in order.
+    held: VecDeque<(u64, Bytes)>,
+    /// The room offer this is a copy of (the copies of one room offer
+    /// count once against the sender's `max_per_user`).
+    group: Option<u64>,
+}
+
+/// What an Offer says about the file.
+struct Offered {
+    name: String,
+    size: u64,
+    sha256: [u8; 32],
+}
+
+/// Open transfers `pid` is in: as a sender (a room offer's copies once),
+/// and as a receiver.
+fn count(g: &Inner, pid: u64) -> usize {
+    let mut groups: Vec<u64> = Vec::new();
+    let mut n = 0;
+    for r in g.relays.values() {
+        if r.receiver.id == pid {
+            n += 1;
+        } else if r.sender.id == pid {
+            match r.group {
+                Some(gr) if groups.contains(&gr) => {}
+                Some(gr) => {
+                    groups.push(gr);
+                    n += 1;
+                }
+                None => n += 1,
+            }
+        }
+    }
+    n
 }
 
 #[derive(Default)]
@@ -40,6 +83,35 @@ struct Inner {
     relays: HashMap<u64, Relay>,
     /// (sender peer id, sender's id) → server id.
     by_sender: HashMap<(u64, u64), u64>,
+    /// Sender peer id → its rate bucket (only with `rate_per_user`).
+    buckets: HashMap<u64, Bucket>,
+    /// The pacer task is running.
+    pacing: bool,
+}
+
+/// A token bucket of bytes for one sending user.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// How often the pacer releases waiting chunks.
+const PACE_TICK: Duration = Duration::from_millis(5);
+
+impl Bucket {
+    /// May `len` bytes go now? Refills at `rate` up to `burst`; may go
+    /// negative by one chunk (so any chunk size passes, at the rate).
+    fn take(&mut self, len: usize, now: Instant, rate: u64, burst: f64) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + dt * rate as f64).min(burst);
+        if self.tokens > 0.0 {
+            self.tokens -= len as f64;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Every transfer the server relays.
@@ -47,7 +119,7 @@ pub struct Registry {
     cfg: TransferConfig,
     udp_max_payload: usize,
     outbox_frames: usize,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -73,16 +145,20 @@ impl Registry {
             cfg,
             udp_max_payload,
             outbox_frames,
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 next: 1,
                 ..Inner::default()
-            }),
+            })),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding it leaves plain maps: still usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
+    }
+
+    /// Bytes a sender may send at once before the rate applies.
+    fn burst(&self) -> f64 {
+        (self.cfg.rate_per_user / 20).max(64 * 1024) as f64
     }
 
     /// Largest chunk `p`'s transport carries in one message.
@@ -109,19 +185,28 @@ impl Registry {
     /// A transfer message from `from`.
     pub fn handle(&self, hub: &Hub, from: &Arc<Peer>, x: Xfer) {
         let mut out: Out = Vec::new();
-        {
+        let start_pacer = {
             let mut g = self.lock();
             self.step(&mut g, hub, from, x, &mut out);
-        }
-        for (p, m) in out {
-            // Chunks take the bulk lane: chat to the receiver is written
-            // before them (outbox.rs, "Two lanes").
-            if matches!(m, Xfer::Chunk { .. }) {
-                p.send_bulk(&ServerMsg::Transfer(m));
-            } else {
-                p.send(&ServerMsg::Transfer(m));
+            let waiting = g.relays.values().any(|r| !r.held.is_empty());
+            let start = waiting && !g.pacing;
+            g.pacing |= start;
+            start
+        };
+        if start_pacer {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(pace(
+                        self.inner.clone(),
+                        self.cfg.rate_per_user,
+                        self.burst(),
+                    ));
+                }
+                // No runtime (never in the server): nothing may wait.
+                Err(_) => release_all(&mut self.lock(), &mut out),
             }
         }
+        send_all(out);
     }
 
     fn step(&self, g: &mut Inner, hub: &Hub, from: &Arc<Peer>, x: Xfer, out: &mut Out) {
@@ -202,14 +287,28 @@ impl Registry {
                     end = true;
                 } else {
                     r.forwarded = r.forwarded.max(chunk_end);
-                    out.push((
-                        to_receiver.0,
-                        Xfer::Chunk {
-                            id: sid,
-                            offset,
-                            data,
-                        },
-                    ));
+                    let rate = self.cfg.rate_per_user;
+                    let now_ok = rate == 0
+                        || (r.held.is_empty()
+                            && g.buckets
+                                .entry(r.sender.id)
+                                .or_insert_with(|| Bucket {
+                                    tokens: self.burst(),
+                                    at: Instant::now(),
+                                })
+                                .take(data.len(), Instant::now(), rate, self.burst()));
+                    if now_ok {
+                        out.push((
+                            to_receiver.0,
+                            Xfer::Chunk {
+                                id: sid,
+                                offset,
+                                data,
+                            },
+                        ));
+                    } else {
+                        r.held.push_back((offset, data));
+                    }
                 }
             }
             Xfer::Ack { offset, sack, .. } if !from_sender && r.active => {
@@ -279,6 +378,13 @@ impl Registry {
             ));
             return;
         }
+        if id >= COPY_IDS {
+            out.push(refuse(
+                XferError::Protocol,
+                format!("transfer ids from {COPY_IDS} up are the server's"),
+            ));
+            return;
+        }
         if g.by_sender.contains_key(&(from.id, id)) {
             out.push(refuse(
                 XferError::Protocol,
@@ -296,10 +402,114 @@ impl Registry {
             ));
             return;
         }
+        let max = self.cfg.max_per_user;
+        if count(g, from.id) >= max {
+            out.push(refuse(
+                XferError::TooMany,
+                format!("too many transfers (at most {max} per user)"),
+            ));
+            return;
+        }
+        let file = Offered { name, size, sha256 };
+        if to.starts_with('#') {
+            return self.room_offer(g, hub, from, id, &to, file, out);
+        }
         let Some(target) = hub.find(&to) else {
             out.push(refuse(XferError::NoSuchUser, format!("no such nick: {to}")));
             return;
         };
+        self.open(g, from, id, &target, &file, None, out);
+    }
+
+    /// An offer to `#room`: one copy per other member (a `Copy` tells the
+    /// sender each one's id), each accepted or declined on its own. The
+    /// sender must be in the room; at most `transfer.room_recipients`
+    /// members; the copies count once against the sender's
+    /// `max_per_user`, once each against their receiver's.
+    #[allow(clippy::too_many_arguments)]
+    fn room_offer(
+        &self,
+        g: &mut Inner,
+        hub: &Hub,
+        from: &Arc<Peer>,
+        id: u64,
+        to: &str,
+        file: Offered,
+        out: &mut Out,
+    ) {
+        let refuse = |code, text: String| (from.clone(), err(id, code, text));
+        let Some(room) = hub.room(to) else {
+            out.push(refuse(XferError::NoSuchUser, format!("no such room: {to}")));
+            return;
+        };
+        let me = from.nick();
+        let who = room.who();
+        if !who.iter().any(|n| **n == *me) {
+            out.push(refuse(
+                XferError::NoSuchUser,
+                format!("you are not in #{}: join it to offer it a file", room.name),
+            ));
+            return;
+        }
+        let others: Vec<String> = who.into_iter().filter(|n| **n != *me).collect();
+        if others.is_empty() {
+            out.push(refuse(
+                XferError::NoSuchUser,
+                format!("nobody else is in #{}", room.name),
+            ));
+            return;
+        }
+        let most = self.cfg.room_recipients;
+        if others.len() > most {
+            out.push(refuse(
+                XferError::TooMany,
+                format!(
+                    "#{} has {} other members: a room offer reaches at most {most} (transfer.room_recipients)",
+                    room.name,
+                    others.len()
+                ),
+            ));
+            return;
+        }
+        let group = g.next;
+        g.next += 1;
+        for nick in others {
+            let cid = COPY_IDS | g.next;
+            g.next += 1;
+            out.push((
+                from.clone(),
+                Xfer::Copy {
+                    id: cid,
+                    of: id,
+                    peer: nick.clone(),
+                },
+            ));
+            match hub.find(&nick) {
+                Some(target) => self.open(g, from, cid, &target, &file, Some(group), out),
+                // Left meanwhile.
+                None => out.push((
+                    from.clone(),
+                    err(cid, XferError::NoSuchUser, format!("no such nick: {nick}")),
+                )),
+            }
+        }
+    }
+
+    /// Offer `file` to `target` as the sender's transfer `local` (its own
+    /// id, or a room copy's), unless the target cannot take it: each
+    /// refusal is an Error on `local` in words.
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &self,
+        g: &mut Inner,
+        from: &Arc<Peer>,
+        local: u64,
+        target: &Arc<Peer>,
+        file: &Offered,
+        group: Option<u64>,
+        out: &mut Out,
+    ) {
+        let refuse = |code, text: String| (from.clone(), err(local, code, text));
         if target.id == from.id {
             out.push(refuse(XferError::NoSuchUser, "that is you".into()));
             return;
@@ -314,17 +524,14 @@ impl Registry {
             ));
             return;
         }
-        let count = |pid: u64| {
-            g.relays
-                .values()
-                .filter(|r| r.sender.id == pid || r.receiver.id == pid)
-                .count()
-        };
         let max = self.cfg.max_per_user;
-        if count(from.id) >= max || count(target.id) >= max {
+        if count(g, target.id) >= max {
             out.push(refuse(
                 XferError::TooMany,
-                format!("too many transfers (at most {max} per user)"),
+                format!(
+                    "{} has too many transfers (at most {max} per user)",
+                    target.nick()
+                ),
             ));
             return;
         }
@@ -338,7 +545,7 @@ impl Registry {
             ));
             return;
         }
-        let max_chunk = self.chunk_for(from).min(self.chunk_for(&target));
+        let max_chunk = self.chunk_for(from).min(self.chunk_for(target));
         // The receiver's outbox must hold every transfer's window in
         // chunks with room for chat, or a full window would make it a slow
         // consumer: a quarter of the outbox, shared by its transfers.
@@ -348,29 +555,31 @@ impl Registry {
             .max(max_chunk);
         let sid = g.next;
         g.next += 1;
-        g.by_sender.insert((from.id, id), sid);
+        g.by_sender.insert((from.id, local), sid);
         g.relays.insert(
             sid,
             Relay {
                 sender: from.clone(),
-                local: id,
+                local,
                 receiver: target.clone(),
-                size,
+                size: file.size,
                 active: false,
                 forwarded: 0,
                 acked: 0,
                 window,
                 max_chunk,
+                held: VecDeque::new(),
+                group,
             },
         );
         out.push((
-            target,
+            target.clone(),
             Xfer::Offer {
                 id: sid,
                 peer: from.nick().to_string(),
-                name,
-                size,
-                sha256,
+                name: file.name.clone(),
+                size: file.size,
+                sha256: file.sha256,
             },
         ));
     }
@@ -381,6 +590,7 @@ impl Registry {
         let mut out: Out = Vec::new();
         {
             let mut g = self.lock();
+            g.buckets.remove(&p.id);
             let ids: Vec<u64> = g
                 .relays
                 .iter()
@@ -398,8 +608,94 @@ impl Registry {
                 }
             }
         }
-        for (p, m) in out {
+        send_all(out);
+    }
+}
+
+fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // A panic while holding it leaves plain maps: still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Queue what the relay decided, outside the lock. Chunks take the bulk
+/// lane: chat to the receiver is written before them (outbox.rs, "Two
+/// lanes").
+fn send_all(out: Out) {
+    for (p, m) in out {
+        if matches!(m, Xfer::Chunk { .. }) {
+            p.send_bulk(&ServerMsg::Transfer(m));
+        } else {
             p.send(&ServerMsg::Transfer(m));
+        }
+    }
+}
+
+/// Every waiting chunk goes on now.
+fn release_all(g: &mut Inner, out: &mut Out) {
+    for (sid, r) in g.relays.iter_mut() {
+        for (offset, data) in r.held.drain(..) {
+            out.push((
+                r.receiver.clone(),
+                Xfer::Chunk {
+                    id: *sid,
+                    offset,
+                    data,
+                },
+            ));
+        }
+    }
+    g.pacing = false;
+}
+
+/// The pacer: every [`PACE_TICK`], release the waiting chunks their
+/// senders' buckets allow; ends when nothing waits (a chunk held later
+/// starts it again).
+async fn pace(inner: Arc<Mutex<Inner>>, rate: u64, burst: f64) {
+    let mut tick = tokio::time::interval(PACE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut out: Out = Vec::new();
+        let done = {
+            let mut g = lock(&inner);
+            let now = Instant::now();
+            let Inner {
+                relays,
+                buckets,
+                pacing,
+                ..
+            } = &mut *g;
+            let mut waiting = false;
+            for (sid, r) in relays.iter_mut() {
+                while let Some((_, data)) = r.held.front() {
+                    let b = buckets.entry(r.sender.id).or_insert(Bucket {
+                        tokens: 0.0,
+                        at: now,
+                    });
+                    if !b.take(data.len(), now, rate, burst) {
+                        waiting = true;
+                        break;
+                    }
+                    if let Some((offset, data)) = r.held.pop_front() {
+                        out.push((
+                            r.receiver.clone(),
+                            Xfer::Chunk {
+                                id: *sid,
+                                offset,
+                                data,
+                            },
+                        ));
+                    }
+                }
+            }
+            if !waiting {
+                *pacing = false;
+            }
+            !waiting
+        };
+        send_all(out);
+        if done {
+            return;
         }
     }
 }
@@ -414,6 +710,9 @@ pub(crate) fn check_config(c: &TransferConfig) -> Option<(&'static str, &'static
     }
     if c.max_per_server == 0 {
         return Some(("transfer.max_per_server", "must be at least 1"));
+    }
+    if c.room_recipients == 0 {
+        return Some(("transfer.room_recipients", "must be at least 1"));
     }
     None
 }

@@ -272,6 +272,13 @@ pub struct TransferConfig {
     /// Most bytes of one transfer sent and not yet acknowledged by the
     /// receiver: what the server may hold for it (flow control).
     pub window: u32,
+    /// Bytes per second of file chunks one user may send through the
+    /// server, all its transfers together; 0: no limit. Chunks over it wait
+    /// in the server (within each transfer's window), so the sender slows.
+    pub rate_per_user: u64,
+    /// Most members a `/send PATH #room` offers the file to (each gets its
+    /// own copy to accept or decline); a bigger room is refused `too-many`.
+    pub room_recipients: usize,
 }
 
 impl Default for TransferConfig {
@@ -282,6 +289,8 @@ impl Default for TransferConfig {
             max_per_user: 4,
             max_per_server: 256,
             window: 1 << 20,
+            rate_per_user: 0,
+            room_recipients: 32,
         }
     }
 }
@@ -344,6 +353,9 @@ pub struct ClientConfig {
     /// Where accepted files are saved; empty: the XDG download directory
     /// (`$XDG_DOWNLOAD_DIR`, else `~/Downloads`), else the current one.
     pub download_dir: String,
+    /// Offers from these nicks are accepted without asking (exact nicks,
+    /// compared as the server compares nicks: case and look-alikes fold).
+    pub auto_accept: Vec<String>,
     /// Connect with TLS (`--tls`); the server's certificate is pinned on
     /// first use in `known_servers`.
     pub tls: bool,
@@ -386,6 +398,7 @@ impl Default for ClientConfig {
             key_prev_room: "C-p".into(),
             scrollback_bytes: 32 * 1024 * 1024,
             download_dir: String::new(),
+            auto_accept: Vec::new(),
             tls: false,
             tls_fingerprint: String::new(),
             known_servers: String::new(),

@@ -152,7 +152,20 @@ pub enum Xfer {
         code: XferError,
         text: String,
     },
+    /// Server → sender, answering an Offer to a room (`peer` = `#room`):
+    /// member `peer` gets a copy of offer `of`, which the sender knows as
+    /// transfer `id` from now on (an ordinary transfer: Accept, Ack, ...).
+    /// The server picks `id` at or above [`COPY_IDS`].
+    Copy {
+        id: u64,
+        of: u64,
+        peer: String,
+    },
 }
+
+/// Transfer ids from here up are picked by the server (room copies); a
+/// client's own offers use ids below it.
+pub const COPY_IDS: u64 = 1 << 63;
 
 impl Xfer {
     /// The transfer id this message is about.
@@ -165,7 +178,8 @@ impl Xfer {
             | Xfer::Chunk { id, .. }
             | Xfer::Ack { id, .. }
             | Xfer::Done { id }
-            | Xfer::Error { id, .. } => *id,
+            | Xfer::Error { id, .. }
+            | Xfer::Copy { id, .. } => *id,
         }
     }
 
@@ -179,7 +193,8 @@ impl Xfer {
             | Xfer::Chunk { id, .. }
             | Xfer::Ack { id, .. }
             | Xfer::Done { id }
-            | Xfer::Error { id, .. } => *id = new,
+            | Xfer::Error { id, .. }
+            | Xfer::Copy { id, .. } => *id = new,
         }
         self
     }
@@ -257,6 +272,12 @@ pub(crate) fn write(w: &mut W<'_>, x: &Xfer) {
             w.u16(code.to_u16());
             w.str(text);
         }
+        Xfer::Copy { id, of, peer } => {
+            w.u8(9);
+            w.u64(*id);
+            w.u64(*of);
+            w.str(peer);
+        }
     }
 }
 
@@ -321,6 +342,11 @@ pub(crate) fn read(r: &mut R<'_>) -> Result<Xfer, DecodeError> {
             id,
             code: XferError::from_u16(r.u16("error code")?),
             text: r.str("error text")?,
+        },
+        9 => Xfer::Copy {
+            id,
+            of: r.u64("room offer id")?,
+            peer: r.str("peer")?,
         },
         _ => return Err(DecodeError::BadValue("transfer kind")),
     })
@@ -390,6 +416,7 @@ mod tests {
                 code: XferError::from_u16(c),
                 text
             }),
+            (id, any::<u64>(), ".{0,20}").prop_map(|(id, of, peer)| Xfer::Copy { id, of, peer }),
         ]
     }
 

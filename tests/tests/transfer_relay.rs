@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use sockchat_shared::transfer::{Xfer, XferError};
+use sockchat_shared::transfer::{COPY_IDS, Xfer, XferError};
 use sockchat_shared::{ClientMsg, ServerMsg};
 use sockchat_tests::{FramedClient, ServerProc, TextClient};
 
@@ -278,6 +278,117 @@ async fn a_receiver_that_leaves_ends_the_transfer_peer_gone() {
             code: XferError::PeerGone,
             text,
         } => assert!(text.contains("bob"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `/send PATH #room` at the protocol level: an Offer to `#lobby` becomes
+/// one Copy per other member (the sender learns each copy's id, at or
+/// above COPY_IDS) and an ordinary Offer to each framed member; a
+/// text-mode member's copy is refused in words; each copy is answered on
+/// its own. The limits: no such room, a room the sender is not in, more
+/// members than `transfer.room_recipients`, an id in the server's range.
+#[tokio::test]
+async fn a_room_offer_is_one_copy_per_member_each_answered_alone() {
+    let s =
+        ServerProc::start_with_config("relay-room", &format!("{SMALL}room_recipients = 2\n"), &[]);
+    let mut a = FramedClient::connect(s.addr, "alice").await;
+    let mut b = FramedClient::connect(s.addr, "bob").await;
+    let mut t = TextClient::connect(s.addr).await;
+    t.welcome().await;
+    t.line("/nick carol").await;
+    t.expect_prefix("* ").await;
+    send(&mut a, offer(5, "#lobby", 10)).await;
+    let mut copies = Vec::new();
+    for _ in 0..2 {
+        match xfer(&mut a).await {
+            Xfer::Copy { id, of: 5, peer } => {
+                assert!(id >= COPY_IDS, "{id}");
+                copies.push((peer, id));
+            }
+            other => panic!("expected a copy, got {other:?}"),
+        }
+    }
+    copies.sort();
+    let (bob_copy, carol_copy) = (copies[0].1, copies[1].1);
+    assert_eq!(
+        (copies[0].0.as_str(), copies[1].0.as_str()),
+        ("bob", "carol")
+    );
+    match xfer(&mut a).await {
+        Xfer::Error {
+            id,
+            code: XferError::NoSuchUser,
+            text,
+        } if id == carol_copy => assert!(text.contains("text-mode"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    let bid = match xfer(&mut b).await {
+        Xfer::Offer { id, peer, .. } if peer == "alice" => id,
+        other => panic!("{other:?}"),
+    };
+    send(
+        &mut b,
+        Xfer::Accept {
+            id: bid,
+            offset: 0,
+            window: 0,
+            max_chunk: 0,
+            lossless: false,
+        },
+    )
+    .await;
+    assert!(matches!(xfer(&mut a).await, Xfer::Accept { id, .. } if id == bob_copy));
+    // The copy is an ordinary transfer under its id.
+    send(
+        &mut a,
+        Xfer::Chunk {
+            id: bob_copy,
+            offset: 0,
+            data: Bytes::from_static(b"0123456789"),
+        },
+    )
+    .await;
+    assert!(matches!(xfer(&mut b).await, Xfer::Chunk { id, offset: 0, .. } if id == bid));
+
+    for (id, to, code, words) in [
+        (6, "#nowhere", XferError::NoSuchUser, "no such room"),
+        (COPY_IDS + 1, "bob", XferError::Protocol, "the server's"),
+    ] {
+        send(&mut a, offer(id, to, 10)).await;
+        match xfer(&mut a).await {
+            Xfer::Error {
+                id: got,
+                code: c,
+                text,
+            } if got == id && c == code => {
+                assert!(text.contains(words), "{text}")
+            }
+            other => panic!("{to}: {other:?}"),
+        }
+    }
+    // bob alone in #den: alice is not in it.
+    b.send(&ClientMsg::Join { room: "den".into() }).await;
+    b.recv_until(|m| matches!(m, ServerMsg::Joined { room, .. } if room == "den"))
+        .await;
+    send(&mut a, offer(7, "#den", 10)).await;
+    match xfer(&mut a).await {
+        Xfer::Error {
+            id: 7,
+            code: XferError::NoSuchUser,
+            text,
+        } => assert!(text.contains("not in #den"), "{text}"),
+        other => panic!("{other:?}"),
+    }
+    // A third member: more than room_recipients (2).
+    let _d = FramedClient::connect(s.addr, "dave").await;
+    send(&mut a, offer(8, "#lobby", 10)).await;
+    match xfer(&mut a).await {
+        Xfer::Error {
+            id: 8,
+            code: XferError::TooMany,
+            text,
+        } => assert!(text.contains("room_recipients"), "{text}"),
         other => panic!("{other:?}"),
     }
 }

@@ -67,7 +67,7 @@ struct State {
     /// waits for the Welcome (the link is busy with the handshake).
     in_hello: bool,
     faults: Vec<super::Fault>,
-    /// File transfers (they end with the session).
+    /// File transfers (moving ones pause when the session ends and resume on the next).
     xfer: Transfers,
     /// `/send`s typed while there was no session: offered once there is.
     xfer_queued: Vec<super::transfer::XferCmd>,
@@ -96,7 +96,12 @@ pub(super) async fn run<L: Link>(cfg: NetConfig, mut cmds: mpsc::Receiver<NetCmd
         failures: 0,
         in_hello: false,
         faults: Vec::new(),
-        xfer: Transfers::new(cfg.download_dir.clone(), L::TRANSPORT, own_max_chunk(&cfg)),
+        xfer: Transfers::new(
+            cfg.download_dir.clone(),
+            L::TRANSPORT,
+            own_max_chunk(&cfg),
+            cfg.auto_accept.clone(),
+        ),
         xfer_queued: Vec::new(),
         password: std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
     };
@@ -196,6 +201,8 @@ impl State {
     /// No session will come: every line still waiting fails; the end.
     /// `quit`: the last session ended by our Quit.
     async fn finish(&mut self, why: &str, quit: bool, ev: &Events) -> Result<(), UiGone> {
+        self.xfer.give_up(why);
+        self.emit_xfer(ev).await?;
         let mut evs = Vec::new();
         self.lines.give_up(why, &mut evs);
         emit_all(ev, evs).await?;
@@ -607,6 +614,8 @@ impl State {
                 let (nick, room) = (nick.clone(), room.clone());
                 self.welcomed(link, &nick, &room, ev).await;
                 emit(ev, SocketEvent::Server(m)).await?;
+                self.xfer.resume();
+                self.flush_xfer(link, ev).await?;
                 for (id, q) in self.lines.take_queued() {
                     self.dispatch(link, id, q, ev).await;
                 }
@@ -670,6 +679,9 @@ impl State {
         for f in std::mem::take(&mut self.faults) {
             link.fault(f).await;
         }
+        // Our transfers the last session left paused or unanswered are
+        // offered again (a receiver resumes from what it has).
+        self.xfer.resume();
         for c in std::mem::take(&mut self.xfer_queued) {
             self.xfer.command(c, true);
         }
@@ -746,7 +758,8 @@ impl State {
                     self.lines.expire(now, cfg.ping_timeout, &mut evs);
                     emit_all(ev, evs).await?;
                     self.xfer.tick(now);
-                    self.emit_xfer(ev).await?;
+                    // A paused sender's offer may be due: send it.
+                    self.flush_xfer(link, ev).await?;
                     if !link.can_hear() || quitting {
                         // Nothing can come back (we stopped reading, or
                         // sent our FIN): no ping is expected.

@@ -79,6 +79,9 @@ pub struct NetConfig {
     /// Capture this connection's own packets ([`SocketEvent::Wire`]): the
     /// TUI always does (its wire view), plain mode with `--wire`. TCP only.
     pub wire: bool,
+    /// Offers from these nicks are accepted without asking (`[client]
+    /// auto_accept`).
+    pub auto_accept: Vec<String>,
 }
 
 impl Default for NetConfig {
@@ -104,6 +107,7 @@ impl Default for NetConfig {
             tls: None,
             download_dir: save::download_dir(&c.download_dir),
             wire: false,
+            auto_accept: c.auto_accept,
         }
     }
 }

@@ -7,6 +7,14 @@
 //! temporary file that gets its final, safe name (`save.rs`) only when the
 //! SHA-256 matches. Progress is reported once a second and at the end.
 //!
+//! Resume (PROTOCOL.md "Resume"): when our session ends, or the server says
+//! the other side's did (`peer-gone`), a moving transfer pauses instead of
+//! failing. The sender offers the same file again — at once on its next
+//! session, every [`RESUME_RETRY`] while the receiver is away — and the
+//! receiver, recognising name, size and SHA-256 of a paused transfer,
+//! accepts at once from the offset it has (its partial file and running
+//! hash are kept). A pause not resumed within [`RESUME_WAIT`] fails.
+//!
 //! The driver calls in with what happened and the time; what to send and
 //! what to report accumulate here and the driver drains them
 //! ([`Transfers::drain`]). No socket is touched here.
@@ -21,6 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use sockchat_shared::ClientMsg;
+use sockchat_shared::fold::{nick_key, same_nick};
 use sockchat_shared::rudp::{self, ReceiverStats, SenderStats};
 use sockchat_shared::transfer::{SHA256_LEN, Xfer, XferError, hex};
 use tokio::sync::mpsc;
@@ -116,6 +125,24 @@ pub enum XferEvent {
         sha256: String,
         saved: Option<PathBuf>,
     },
+    /// The connection (ours or the peer's) was lost mid-transfer: it waits
+    /// to resume from `bytes` (up to [`RESUME_WAIT`]).
+    Paused {
+        id: u64,
+        dir: Dir,
+        peer: String,
+        name: String,
+        bytes: u64,
+        why: String,
+    },
+    /// A paused transfer goes on from `offset` (what the receiver had).
+    Resumed {
+        id: u64,
+        dir: Dir,
+        peer: String,
+        name: String,
+        offset: u64,
+    },
     /// It ended otherwise, and why in words.
     Failed {
         id: u64,
@@ -134,12 +161,31 @@ pub const PUMP_BUDGET: usize = 32;
 const MAX_HELD: u64 = 8 << 20;
 /// Progress events come this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// A paused transfer fails if it has not resumed within this.
+pub const RESUME_WAIT: Duration = Duration::from_secs(120);
+/// A sender whose receiver went away offers again this often.
+pub const RESUME_RETRY: Duration = Duration::from_secs(1);
 
 enum State {
     /// Ours: the file is being hashed.
     Hashing,
-    /// Ours: offered, waiting for the answer.
+    /// Ours: offered, waiting for the answer. `resume`: offered again
+    /// after a pause (a `no-such-user` answer means the receiver is not
+    /// back yet).
     OfferedOut {
+        file: File,
+        resume: bool,
+    },
+    /// Ours, paused: offer again on our next session (`retry_at` None) or
+    /// at `retry_at` (the receiver went away).
+    SendPaused {
+        file: File,
+        retry_at: Option<Instant>,
+    },
+    /// Ours, offered to a room: the server made one copy per member
+    /// (each its own transfer); this keeps the file for the copies still
+    /// to come.
+    RoomOffered {
         file: File,
     },
     /// Theirs: waiting for our user.
@@ -148,12 +194,17 @@ enum State {
         file: File,
         tx: rudp::Sender,
     },
-    Receiving {
-        file: File,
-        tmp: PathBuf,
-        rx: rudp::Receiver,
-        hash: Sha256,
-    },
+    Receiving(Recv),
+    /// Theirs, paused: the partial file and hash wait for the offer again.
+    RecvPaused(Recv),
+}
+
+/// What a receiver keeps while bytes arrive (and across a pause).
+struct Recv {
+    file: File,
+    tmp: PathBuf,
+    rx: rudp::Receiver,
+    hash: Sha256,
 }
 
 struct Entry {
@@ -166,6 +217,8 @@ struct Entry {
     sha: [u8; SHA256_LEN],
     started: Option<Instant>,
     last_report: Instant,
+    /// When it paused (see [`RESUME_WAIT`]), and the bytes done then.
+    paused: Option<(Instant, u64)>,
     state: State,
 }
 
@@ -183,6 +236,8 @@ pub struct Transfers {
     hashed_rx: mpsc::UnboundedReceiver<Hashed>,
     out: Vec<ClientMsg>,
     events: Vec<XferEvent>,
+    /// Offers from these nicks (`nick_key`s) are accepted at once.
+    auto_accept: Vec<String>,
 }
 
 fn msg(x: Xfer) -> ClientMsg {
@@ -226,7 +281,12 @@ fn hash_file(path: &Path) -> io::Result<(File, u64, [u8; SHA256_LEN])> {
 }
 
 impl Transfers {
-    pub fn new(download_dir: PathBuf, transport: Transport, own_max_chunk: u64) -> Self {
+    pub fn new(
+        download_dir: PathBuf,
+        transport: Transport,
+        own_max_chunk: u64,
+        auto_accept: Vec<String>,
+    ) -> Self {
         let (hashed_tx, hashed_rx) = mpsc::unbounded_channel();
         Transfers {
             entries: BTreeMap::new(),
@@ -238,6 +298,7 @@ impl Transfers {
             hashed_rx,
             out: Vec::new(),
             events: Vec::new(),
+            auto_accept: auto_accept.iter().map(|n| nick_key(n)).collect(),
         }
     }
 
@@ -246,7 +307,7 @@ impl Transfers {
     pub fn busy(&self) -> bool {
         self.entries
             .values()
-            .any(|e| !matches!(e.state, State::OfferedIn))
+            .any(|e| !matches!(e.state, State::OfferedIn | State::RoomOffered { .. }))
     }
 
     /// What to send and what to report since the last call.
@@ -259,8 +320,8 @@ impl Transfers {
 
     fn fail(&mut self, id: u64, why: impl Into<String>) {
         if let Some(e) = self.entries.remove(&id) {
-            if let State::Receiving { tmp, .. } = &e.state {
-                let _ = std::fs::remove_file(tmp);
+            if let State::Receiving(r) | State::RecvPaused(r) = &e.state {
+                let _ = std::fs::remove_file(&r.tmp);
             }
             self.events.push(XferEvent::Failed {
                 id,
@@ -275,8 +336,8 @@ impl Transfers {
     fn progress(&self, id: u64, e: &Entry, now: Instant) -> Progress {
         let (bytes, sender, receiver) = match &e.state {
             State::Sending { tx, .. } => (tx.acked(), Some(tx.stats()), None),
-            State::Receiving { rx, .. } => (rx.offset(), None, Some(rx.stats())),
-            _ => (0, None, None),
+            State::Receiving(r) | State::RecvPaused(r) => (r.rx.offset(), None, Some(r.rx.stats())),
+            _ => (e.paused.map_or(0, |p| p.1), None, None),
         };
         Progress {
             id,
@@ -334,6 +395,7 @@ impl Transfers {
                         sha: [0; SHA256_LEN],
                         started: None,
                         last_report: Instant::now(),
+                        paused: None,
                         state: State::Hashing,
                     },
                 );
@@ -387,12 +449,12 @@ impl Transfers {
         let safe = save::safe_name(&e.name);
         match save::create_temp(&dir, &safe, id) {
             Ok((file, tmp)) => {
-                e.state = State::Receiving {
+                e.state = State::Receiving(Recv {
                     file,
                     tmp,
                     rx: rudp::Receiver::new(e.size, 0, MAX_HELD),
                     hash: Sha256::new(),
-                };
+                });
                 e.started = Some(Instant::now());
                 self.out.push(msg(Xfer::Accept {
                     id: e.wire,
@@ -445,7 +507,10 @@ impl Transfers {
             Ok((file, size, sha)) => {
                 e.size = size;
                 e.sha = sha;
-                e.state = State::OfferedOut { file };
+                e.state = State::OfferedOut {
+                    file,
+                    resume: false,
+                };
                 self.out.push(msg(Xfer::Offer {
                     id,
                     peer: e.peer.clone(),
@@ -486,6 +551,9 @@ impl Transfers {
                 size,
                 sha256,
             } => {
+                if self.resume_receive(wire, &peer, &name, size, &sha256) {
+                    return;
+                }
                 let id = self.next_id;
                 self.next_id += 1;
                 self.entries.insert(
@@ -499,9 +567,11 @@ impl Transfers {
                         sha: sha256,
                         started: None,
                         last_report: now,
+                        paused: None,
                         state: State::OfferedIn,
                     },
                 );
+                let auto = self.auto_accept.contains(&nick_key(&peer));
                 self.events.push(XferEvent::Offered {
                     id,
                     from: peer,
@@ -509,6 +579,9 @@ impl Transfers {
                     size,
                     sha256: hex(&sha256),
                 });
+                if auto {
+                    self.accept(id);
+                }
             }
             Xfer::Accept {
                 offset,
@@ -525,7 +598,7 @@ impl Transfers {
                     return;
                 };
                 let old = std::mem::replace(&mut e.state, State::Hashing);
-                let State::OfferedOut { file } = old else {
+                let State::OfferedOut { file, resume } = old else {
                     e.state = old;
                     return;
                 };
@@ -534,6 +607,16 @@ impl Transfers {
                     file,
                     tx: rudp::Sender::new(e.size, offset, chunk, u64::from(window), lossless),
                 };
+                if resume && e.paused.take().is_some() {
+                    self.events.push(XferEvent::Resumed {
+                        id,
+                        dir: Dir::Send,
+                        peer: e.peer.clone(),
+                        name: e.name.clone(),
+                        offset,
+                    });
+                    return;
+                }
                 e.started = Some(now);
                 self.events.push(XferEvent::Started {
                     id,
@@ -586,6 +669,7 @@ impl Transfers {
                     self.fail(id, format!("cancelled by {}", peer.unwrap_or_default()));
                 }
             }
+            Xfer::Copy { id: copy, of, peer } => self.copy(copy, of, peer, now),
             Xfer::Error { code, text, .. } => {
                 // An error about our offer carries our id; one about an
                 // incoming transfer the server's. Ours first: an error
@@ -593,8 +677,28 @@ impl Transfers {
                 let id = self
                     .find(Dir::Send, wire)
                     .or_else(|| self.find(Dir::Receive, wire));
-                if let Some(id) = id {
-                    self.fail(id, format!("{}: {text}", code.as_str()));
+                let Some(id) = id else { return };
+                let why = format!("{}: {text}", code.as_str());
+                match (code, self.entries.get(&id).map(|e| &e.state)) {
+                    // The other side's connection was lost mid-transfer:
+                    // wait for it (the sender offers again).
+                    (XferError::PeerGone, Some(State::Sending { .. } | State::Receiving(_))) => {
+                        self.pause(id, Some(now + RESUME_RETRY), why)
+                    }
+                    // Our offer again, and the receiver is not back yet.
+                    (XferError::NoSuchUser, Some(State::OfferedOut { resume: true, .. })) => {
+                        if let Some(e) = self.entries.get_mut(&id) {
+                            let old = std::mem::replace(&mut e.state, State::Hashing);
+                            e.state = match old {
+                                State::OfferedOut { file, .. } => State::SendPaused {
+                                    file,
+                                    retry_at: Some(now + RESUME_RETRY),
+                                },
+                                other => other,
+                            };
+                        }
+                    }
+                    _ => self.fail(id, why),
                 }
             }
         }
@@ -604,7 +708,7 @@ impl Transfers {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        let State::Receiving { file, rx, hash, .. } = &mut e.state else {
+        let State::Receiving(Recv { file, rx, hash, .. }) = &mut e.state else {
             return;
         };
         let mut failed = None;
@@ -645,9 +749,9 @@ impl Transfers {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
-        let State::Receiving {
+        let State::Receiving(Recv {
             file, tmp, hash, ..
-        } = &mut e.state
+        }) = &mut e.state
         else {
             return;
         };
@@ -741,8 +845,38 @@ impl Transfers {
     }
 
     /// On the driver's tick: a progress event a second per moving
-    /// transfer.
+    /// transfer; paused senders offer again when due; a pause too long
+    /// fails.
     pub fn tick(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                e.paused
+                    .is_some_and(|(at, _)| now.duration_since(at) >= RESUME_WAIT)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.fail(
+                id,
+                format!(
+                    "not resumed within {} s: the other side did not come back",
+                    RESUME_WAIT.as_secs()
+                ),
+            );
+        }
+        let retry: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(
+                |(_, e)| matches!(e.state, State::SendPaused { retry_at: Some(t), .. } if t <= now),
+            )
+            .map(|(id, _)| *id)
+            .collect();
+        for id in retry {
+            self.offer_again(id);
+        }
         let due: Vec<u64> = self
             .entries
             .iter()
@@ -775,12 +909,233 @@ impl Transfers {
         }
     }
 
-    /// The session is gone: the server forgot every transfer.
+    /// The session is gone: the server forgot every transfer. Moving ones
+    /// pause (they resume on the next session); an offer to us ends (the
+    /// sender offers again); our offers are made again on the next
+    /// session.
     pub fn session_lost(&mut self) {
         let ids: Vec<u64> = self.entries.keys().copied().collect();
         for id in ids {
-            self.fail(id, "connection to the server lost");
+            match self.entries.get_mut(&id).map(|e| &mut e.state) {
+                Some(State::OfferedIn) => self.fail(id, "connection to the server lost"),
+                // Its copies are transfers of their own.
+                Some(State::RoomOffered { .. }) => {
+                    self.entries.remove(&id);
+                }
+                Some(State::Sending { .. } | State::Receiving(_)) => {
+                    self.pause(id, None, "connection to the server lost".into())
+                }
+                // Wait for our next session, not for a retry time.
+                Some(State::SendPaused { retry_at, .. }) => *retry_at = None,
+                _ => {}
+            }
         }
+    }
+
+    /// A new session: offer again everything of ours the server forgot.
+    pub fn resume(&mut self) {
+        let ids: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e.state, State::OfferedOut { .. } | State::SendPaused { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.offer_again(id);
+        }
+    }
+
+    /// No session will come again: every transfer ends.
+    pub fn give_up(&mut self, why: &str) {
+        let ids: Vec<u64> = self.entries.keys().copied().collect();
+        for id in ids {
+            self.fail(id, why);
+        }
+    }
+
+    /// Pause a moving transfer (keeping the file, and on the receiving side
+    /// the partial file and hash); `retry_at`: when a sender offers again
+    /// without waiting for a session of its own.
+    fn pause(&mut self, id: u64, retry_at: Option<Instant>, why: String) {
+        let now = Instant::now();
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut e.state, State::Hashing);
+        let bytes;
+        e.state = match old {
+            State::Sending { file, tx } => {
+                bytes = tx.acked();
+                State::SendPaused { file, retry_at }
+            }
+            State::Receiving(r) => {
+                bytes = r.rx.offset();
+                State::RecvPaused(r)
+            }
+            other => {
+                e.state = other;
+                return;
+            }
+        };
+        e.paused = Some((now, bytes));
+        self.events.push(XferEvent::Paused {
+            id,
+            dir: e.dir,
+            peer: e.peer.clone(),
+            name: e.name.clone(),
+            bytes,
+            why: format!("{why}; waiting up to {} s to resume", RESUME_WAIT.as_secs()),
+        });
+    }
+
+    /// Offer one of our files again (a new wire id: the server forgot the
+    /// old one, or gave it to the failed offer), marked as a resume when it
+    /// was paused.
+    fn offer_again(&mut self, id: u64) {
+        let wire = self.next_id;
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut e.state, State::Hashing);
+        let file = match old {
+            State::OfferedOut { file, .. } | State::SendPaused { file, .. } => file,
+            other => {
+                e.state = other;
+                return;
+            }
+        };
+        self.next_id += 1;
+        e.wire = wire;
+        e.state = State::OfferedOut {
+            file,
+            resume: e.paused.is_some(),
+        };
+        self.out.push(msg(Xfer::Offer {
+            id: wire,
+            peer: e.peer.clone(),
+            name: e.name.clone(),
+            size: e.size,
+            sha256: e.sha,
+        }));
+    }
+
+    /// The server made a copy of our room offer `of` for member `peer`:
+    /// a transfer of its own (wire id `copy`), reading the same file.
+    fn copy(&mut self, copy: u64, of: u64, peer: String, now: Instant) {
+        let Some(room) = self.find(Dir::Send, of) else {
+            return;
+        };
+        let Some(e) = self.entries.get_mut(&room) else {
+            return;
+        };
+        let old = std::mem::replace(&mut e.state, State::Hashing);
+        let file = match old {
+            State::OfferedOut { file, .. } | State::RoomOffered { file } => file,
+            other => {
+                e.state = other;
+                return;
+            }
+        };
+        let cloned = file.try_clone();
+        e.state = State::RoomOffered { file };
+        let (name, size, sha) = (e.name.clone(), e.size, e.sha);
+        let file = match cloned {
+            Ok(f) => f,
+            Err(err) => {
+                let why = format!("cannot open {name} again: {err}");
+                self.out.push(msg(Xfer::Error {
+                    id: copy,
+                    code: XferError::Io,
+                    text: why.clone(),
+                }));
+                return self.local_error(&why);
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.entries.insert(
+            id,
+            Entry {
+                wire: copy,
+                dir: Dir::Send,
+                peer: peer.clone(),
+                name: name.clone(),
+                size,
+                sha,
+                started: None,
+                last_report: now,
+                paused: None,
+                state: State::OfferedOut {
+                    file,
+                    resume: false,
+                },
+            },
+        );
+        self.events.push(XferEvent::OfferSent {
+            id,
+            to: peer,
+            name,
+            size,
+            sha256: hex(&sha),
+        });
+    }
+
+    /// An offer of what a paused receive of ours is (same name, size and
+    /// SHA-256): accept it at once from the offset we have. True if so.
+    fn resume_receive(
+        &mut self,
+        wire: u64,
+        peer: &str,
+        name: &str,
+        size: u64,
+        sha: &[u8; SHA256_LEN],
+    ) -> bool {
+        let found = self
+            .entries
+            .iter()
+            .filter(|(_, e)| {
+                matches!(e.state, State::RecvPaused(_))
+                    && e.name == name
+                    && e.size == size
+                    && e.sha == *sha
+            })
+            // The same sender first (it may come back under another nick).
+            .min_by_key(|(_, e)| !same_nick(&e.peer, peer))
+            .map(|(id, _)| *id);
+        let Some(id) = found else {
+            return false;
+        };
+        let Some(e) = self.entries.get_mut(&id) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut e.state, State::Hashing);
+        let State::RecvPaused(r) = old else {
+            e.state = old;
+            return false;
+        };
+        let offset = r.rx.offset();
+        e.state = State::Receiving(r);
+        e.wire = wire;
+        e.paused = None;
+        e.peer = peer.to_string();
+        self.out.push(msg(Xfer::Accept {
+            id: wire,
+            offset,
+            window: 0,
+            max_chunk: 0,
+            lossless: false,
+        }));
+        self.events.push(XferEvent::Resumed {
+            id,
+            dir: Dir::Receive,
+            peer: e.peer.clone(),
+            name: e.name.clone(),
+            offset,
+        });
+        if offset >= size {
+            self.finish_receive(id, Instant::now());
+        }
+        true
     }
 }
 

@@ -20,8 +20,8 @@ pub const CLIENT_COMMANDS: &[CommandHelp] = &[
     },
     CommandHelp {
         name: "/send",
-        args: "PATH NICK",
-        about: "offer a file to NICK",
+        args: "PATH NICK|#ROOM",
+        about: "offer a file to NICK, or to each member of #ROOM",
     },
     CommandHelp {
         name: "/accept",
@@ -163,21 +163,16 @@ pub fn parse_input(line: &str, lim: &InputLimits) -> Result<Input, String> {
     })
 }
 
-/// `/send PATH NICK` (the nick is the last word, so a path may hold
-/// spaces), `/accept [ID]`, `/decline [ID]`, `/cancel [ID]`.
+/// `/send PATH NICK` or `/send PATH #ROOM` (the target is the last word,
+/// so a path may hold spaces), `/accept [ID]`, `/decline [ID]`, `/cancel [ID]`.
 fn transfer_command(name: &str, rest: &str) -> Result<XferCmd, String> {
     let rest = rest.trim();
     if name == "send" {
-        let usage = "usage: /send PATH NICK";
+        let usage = "usage: /send PATH NICK|#ROOM";
         let (path, to) = rest.rsplit_once(char::is_whitespace).ok_or(usage)?;
         let (path, to) = (path.trim(), to.trim());
         if path.is_empty() || to.is_empty() {
             return Err(usage.into());
-        }
-        if to.starts_with('#') {
-            return Err(format!(
-                "send to one nick at a time: offering a file to a room ({to}) is not supported"
-            ));
         }
         let path = match path.strip_prefix("~/") {
             Some(p) => std::env::var_os("HOME")

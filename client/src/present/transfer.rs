@@ -188,6 +188,41 @@ pub fn line(e: &XferEvent) -> (Severity, String) {
                 },
             )
         }
+        XferEvent::Paused {
+            id,
+            peer,
+            name,
+            bytes,
+            why,
+            ..
+        } => (
+            Error,
+            format!(
+                "! transfer {id} ({name}, {peer}): paused at {} B: {why}",
+                grouped(*bytes)
+            ),
+        ),
+        XferEvent::Resumed {
+            id,
+            dir,
+            peer,
+            name,
+            offset,
+        } => (
+            Notice,
+            format!(
+                "* transfer {id}: resumed {} {name} {} {peer} from {} B",
+                match dir {
+                    Dir::Send => "sending",
+                    Dir::Receive => "receiving",
+                },
+                match dir {
+                    Dir::Send => "to",
+                    Dir::Receive => "from",
+                },
+                grouped(*offset)
+            ),
+        ),
         XferEvent::Failed { id: 0, why, .. } => (Error, format!("! transfer: {why}")),
         XferEvent::Failed {
             id,
@@ -277,6 +312,25 @@ pub fn json(e: &XferEvent) -> Value {
             v["saved"] = json!(saved.as_ref().map(|p| p.display().to_string()));
             v
         }
+        XferEvent::Paused {
+            id,
+            dir,
+            peer,
+            name,
+            bytes,
+            why,
+        } => json!({"event": "transfer-paused", "id": id,
+            "direction": match dir { Dir::Send => "send", Dir::Receive => "receive" },
+            "peer": peer, "name": name, "bytes": bytes, "why": why}),
+        XferEvent::Resumed {
+            id,
+            dir,
+            peer,
+            name,
+            offset,
+        } => json!({"event": "transfer-resumed", "id": id,
+            "direction": match dir { Dir::Send => "send", Dir::Receive => "receive" },
+            "peer": peer, "name": name, "offset": offset}),
         XferEvent::Failed {
             id,
             dir,

@@ -66,7 +66,12 @@ impl Transfers {
             XferEvent::Failed { id, .. } => {
                 self.active.remove(id);
             }
-            XferEvent::Offered { .. } | XferEvent::OfferSent { .. } => {}
+            // A paused bar stays (with its last numbers) until it resumes
+            // or fails.
+            XferEvent::Offered { .. }
+            | XferEvent::OfferSent { .. }
+            | XferEvent::Paused { .. }
+            | XferEvent::Resumed { .. } => {}
         }
         let (sev, text) = line(e);
         let text = text
