@@ -188,8 +188,8 @@ impl Outbox {
             if s.owner != Owner::Producer {
                 return;
             }
-            let mut batch = VecDeque::new();
-            take_into(&mut s, &mut batch);
+            let mut batch = std::mem::take(&mut s.q);
+            take_bulk(&mut s, &mut batch);
             batch
         };
         let mut error = None;
@@ -221,8 +221,10 @@ impl Outbox {
                     return;
                 }
                 if writes < FLUSH_WRITES {
-                    // More was queued while we wrote: it is ours too.
-                    take_into(&mut s, &mut batch);
+                    // More was queued while we wrote: it is ours too (the
+                    // emptied batch's buffer becomes the queue's).
+                    std::mem::swap(&mut s.q, &mut batch);
+                    take_bulk(&mut s, &mut batch);
                     continue;
                 }
             }
@@ -403,23 +405,29 @@ fn take_into(s: &mut State, into: &mut VecDeque<Bytes>) {
     if s.q.capacity() > 64 {
         s.q = VecDeque::new();
     }
-    if !s.bulk.is_empty() {
-        let mut taken = 0;
-        while taken < BULK_TAKE {
-            let Some(b) = s.bulk.pop_front() else { break };
-            taken += b.len();
-            into.push_back(b);
-        }
-        if s.bulk.is_empty() {
-            s.bulk = VecDeque::new();
-        }
-    }
+    take_bulk(s, into);
     if s.owner != Owner::Producer {
         s.owner = if into.is_empty() {
             Owner::Idle
         } else {
             Owner::Writer
         };
+    }
+}
+
+/// After the chat: at most [`BULK_TAKE`] bytes of chunks (at least one).
+fn take_bulk(s: &mut State, into: &mut VecDeque<Bytes>) {
+    if s.bulk.is_empty() {
+        return;
+    }
+    let mut taken = 0;
+    while taken < BULK_TAKE {
+        let Some(b) = s.bulk.pop_front() else { break };
+        taken += b.len();
+        into.push_back(b);
+    }
+    if s.bulk.is_empty() {
+        s.bulk = VecDeque::new();
     }
 }
 
