@@ -101,6 +101,9 @@ pub struct Peer {
     /// The `/away` text; `None`: here. Shown after a `Who` reply and to
     /// whoever sends this user a private message.
     away: Mutex<Option<Arc<str>>>,
+    /// True while `mute` may be set: every chat message checks this flag
+    /// (one relaxed load) and takes the lock only for a muted member.
+    maybe_muted: std::sync::atomic::AtomicBool,
     /// This peer's own `Arc`, so a delivery can owe it a flush
     /// ([`crate::owed`]) from `&self`.
     me: Weak<Peer>,
@@ -139,6 +142,7 @@ impl Peer {
             socket,
             mute: Mutex::new(None),
             away: Mutex::new(None),
+            maybe_muted: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         })
     }
@@ -166,16 +170,23 @@ impl Peer {
 
     /// Mute this member (`None`: unmute).
     pub fn set_mute(&self, m: Option<Mute>) {
-        *lock(&self.mute) = m;
+        let mut g = lock(&self.mute);
+        self.maybe_muted.store(m.is_some(), Ordering::Relaxed);
+        *g = m;
     }
 
     /// The mute in force now, if any (an expired one is forgotten).
-    pub fn muted(&self, now: std::time::Instant) -> Option<Mute> {
+    pub fn muted(&self) -> Option<Mute> {
+        if !self.maybe_muted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let now = std::time::Instant::now();
         let mut m = lock(&self.mute);
         if m.as_ref()
             .is_some_and(|m| m.until.is_some_and(|u| u <= now))
         {
             *m = None;
+            self.maybe_muted.store(false, Ordering::Relaxed);
         }
         m.clone()
     }

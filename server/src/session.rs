@@ -467,7 +467,7 @@ impl Session {
 
     /// Refuse chat from a muted member (true: refused, and told).
     fn refuse_muted(&self) -> bool {
-        let Some(m) = self.peer.muted(Instant::now()) else {
+        let Some(m) = self.peer.muted() else {
             return false;
         };
         let left = match m.until {
