@@ -539,3 +539,124 @@ fn a_refused_join_leads_back() {
     );
     assert_eq!(a.room().name, "lobby");
 }
+
+fn alt(a: &mut App, c: char) -> Vec<Action> {
+    a.update(Event::Key(KeyEvent::new(
+        KeyCode::Char(c),
+        KeyModifiers::ALT,
+    )))
+}
+
+/// Issue 16 item 5: readline keys, and Ctrl-C that clears a half-typed
+/// line before it quits; Ctrl-L asks the loop for a full redraw.
+#[test]
+fn readline_keys_and_ctrl_c_clears_first() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    for c in "say one two".chars() {
+        key(&mut a, KeyCode::Char(c));
+    }
+    alt(&mut a, 'b');
+    alt(&mut a, 'b');
+    alt(&mut a, 'd');
+    assert_eq!(a.input.text(), "say  two", "Alt-b twice, then Alt-d");
+    alt(&mut a, 'f');
+    ctrl(&mut a, 'y');
+    assert_eq!(a.input.text(), "say  twoone", "Ctrl-Y yanks Alt-d's cut");
+    ctrl(&mut a, 'w');
+    ctrl(&mut a, 'y');
+    assert_eq!(a.input.text(), "say  twoone");
+    // Ctrl-C with text: cleared, not quitting.
+    assert!(ctrl(&mut a, 'c').is_empty());
+    assert!(a.input.is_empty() && !a.quitting);
+    ctrl(&mut a, 'y');
+    assert_eq!(a.input.text(), "say  twoone", "the cleared line comes back");
+    ctrl(&mut a, 'u');
+    ctrl(&mut a, 'l');
+    assert!(a.redraw);
+    // Ctrl-C on an empty line quits.
+    let acts = ctrl(&mut a, 'c');
+    assert!(a.quitting);
+    assert_eq!(acts, vec![Action::Net(NetCmd::Quit(String::new()))]);
+}
+
+/// Issue 16 items 2 and 5: a private message opens its peer's view,
+/// counted as a mention; a line typed there goes to the peer; /ignore
+/// hides a nick; /search scrolls to a match; /clear empties the room;
+/// `/me` with no text is refused.
+#[test]
+fn query_views_ignore_search_clear() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    server(
+        &mut a,
+        ServerMsg::Private {
+            from: "bob".into(),
+            to: "alice".into(),
+            text: "psst".into(),
+            ts_ms: 1,
+        },
+    );
+    let q = a.rooms.find("@bob").expect("bob's view");
+    let r = a.rooms.get(q).expect("view");
+    assert_eq!((r.unread, r.mentions), (1, 1));
+    assert!(
+        a.room().lines.iter().all(|l| l.text != "psst"),
+        "not in lobby"
+    );
+    assert_eq!(a.bells, 1, "a private message rings");
+    type_line(&mut a, "/query bob");
+    assert_eq!(a.room().name, "@bob");
+    let acts = type_line(&mut a, "hello bob");
+    assert!(
+        matches!(
+            &acts[..],
+            [Action::Net(NetCmd::Send { msg: ClientMsg::Private { to, text }, .. })] if to == "bob" && text == "hello bob"
+        ),
+        "{acts:?}"
+    );
+    type_line(&mut a, "/close");
+    assert_eq!(a.room().name, "lobby");
+
+    type_line(&mut a, "/ignore bert");
+    server(&mut a, chat("lobby", "BERT", "spam"));
+    assert!(
+        a.room().lines.iter().all(|l| l.text != "spam"),
+        "ignored, any case"
+    );
+    for i in 0..50 {
+        server(&mut a, chat("lobby", "bob", &format!("filler {i}")));
+    }
+    type_line(&mut a, "/search FILLER 3");
+    assert!(a.room().scroll > 0, "scrolled up to the match");
+    let found = a.search.as_ref().and_then(|(_, at)| *at).expect("found");
+    let front = a.room().front_no();
+    assert_eq!(a.room().lines[(found - front) as usize].text, "filler 39");
+    type_line(&mut a, "/search");
+    let older = a.search.as_ref().and_then(|(_, at)| *at).expect("found");
+    assert_eq!(a.room().lines[(older - front) as usize].text, "filler 38");
+    type_line(&mut a, "/clear");
+    assert!(a.room().lines.is_empty());
+
+    assert!(
+        type_line(&mut a, "/me").is_empty(),
+        "/me with no text: nothing sent"
+    );
+    assert!(
+        a.room()
+            .lines
+            .iter()
+            .any(|l| l.text.contains("usage: /me TEXT"))
+    );
+    // A mention in another room: counted apart, and it rings.
+    type_line(&mut a, "/query carol");
+    let bells = a.bells;
+    server(&mut a, chat("lobby", "bob", "ALICE: ping"));
+    server(&mut a, chat("lobby", "bob", "malice"));
+    let lobby = a
+        .rooms
+        .get(a.rooms.find("lobby").expect("lobby"))
+        .expect("lobby");
+    assert_eq!((lobby.unread, lobby.mentions), (2, 1));
+    assert_eq!(a.bells, bells + 1);
+}

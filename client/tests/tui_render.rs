@@ -677,3 +677,224 @@ fn escapes_in_names_are_shown_harmless_and_stay_addressable() {
         "{acts:?}"
     );
 }
+
+fn chat_in(a: &mut App, room: &str, from: &str, text: &str, ts_ms: u64, history: bool) {
+    server(
+        a,
+        ServerMsg::Chat {
+            room: room.into(),
+            from: from.into(),
+            text: text.into(),
+            kind: ChatKind::Say,
+            ts_ms,
+            history,
+        },
+    );
+}
+
+fn key(a: &mut App, code: KeyCode, mods: KeyModifiers) {
+    a.update(Event::Key(KeyEvent::new(code, mods)));
+}
+
+/// Issue 16 item 5: words are not cut at the edge (`continuat|ion`), rows
+/// after the first hang under the text, and a flag, a skin-toned hand and
+/// a ZWJ family are each one cluster of the width ratatui gives it.
+#[test]
+fn words_wrap_whole_under_a_hanging_indent_and_clusters_stay_whole() {
+    let (mut a, _) = app(60, 14);
+    a.panel_override = Some(false);
+    connected(&mut a);
+    let text = "the continuation of this message wraps between words 🇫🇷 👍🏽 👨‍👩‍👧‍👦 end";
+    chat_in(&mut a, "lobby", "bob", text, WALL, false);
+    let s = screen(&a);
+    println!("{s}");
+    assert!(s.contains("continuation"), "a word is never cut:\n{s}");
+    assert!(
+        s.contains("🇫🇷") && s.contains("👍🏽") && s.contains("👨‍👩‍👧‍👦"),
+        "{s}"
+    );
+    let rows: Vec<&str> = s.lines().collect();
+    let first = rows
+        .iter()
+        .position(|l| l.contains("bob: the"))
+        .expect("the line");
+    // The continuation rows start under the text, past `HH:MM:SS bob: `.
+    let indent = " ".repeat("23:40:00 bob: ".len());
+    assert!(
+        rows[first + 1].starts_with(&indent),
+        "{:?}",
+        rows[first + 1]
+    );
+    // No cell of the buffer holds part of a cluster.
+    let mut t = Terminal::new(TestBackend::new(60, 14)).expect("terminal");
+    t.draw(|f| view::render(&a, f)).expect("draw");
+    let buf = t.backend().buffer();
+    for cell in buf.content() {
+        let sym = cell.symbol();
+        assert!(
+            !sym.starts_with('\u{200d}') && sym != "\u{1f1eb}" && sym != "\u{1f3fd}",
+            "a broken cluster in a cell: {sym:?}"
+        );
+    }
+}
+
+/// Issue 16 item 5: at 60×15 the help is longer than the screen; it
+/// scrolls (the title says where) and its last line can be reached.
+#[test]
+fn help_scrolls_in_a_small_terminal() {
+    let (mut a, _) = app(60, 15);
+    connected(&mut a);
+    key(&mut a, KeyCode::F(1), KeyModifiers::NONE);
+    let s = screen(&a);
+    assert!(s.contains("(↑↓ PgUp PgDn)"), "{s}");
+    assert!(!s.contains("any other key closes"), "{s}");
+    key(&mut a, KeyCode::End, KeyModifiers::NONE);
+    let s = screen(&a);
+    println!("{s}");
+    assert!(a.show_help, "a scroll key keeps it open");
+    assert!(
+        s.contains("input line)"),
+        "the last line is reachable:\n{s}"
+    );
+    key(&mut a, KeyCode::Home, KeyModifiers::NONE);
+    assert!(screen(&a).contains("sockchat — keys"));
+}
+
+/// Issue 16 item 5: a long room name gives way to its counts; without the
+/// sidebar the status bar lists the rooms with new lines.
+#[test]
+fn counts_always_show_and_an_activity_line_replaces_the_sidebar() {
+    let (mut a, _) = app(80, 16);
+    a.panel_override = Some(false);
+    connected(&mut a);
+    server(
+        &mut a,
+        ServerMsg::Joined {
+            room: "projectdiscussion".into(),
+            nick: "alice".into(),
+        },
+    );
+    key(&mut a, KeyCode::Char('1'), KeyModifiers::ALT);
+    assert_eq!(a.room().name, "lobby", "Alt-1: the first room");
+    for i in 0..3 {
+        let text = if i == 1 { "alice: look" } else { "chatter" };
+        chat_in(&mut a, "projectdiscussion", "bob", text, WALL, false);
+    }
+    let s = screen(&a);
+    println!("{s}");
+    assert!(s.contains(" projectd… (3 @1)│"), "{s}");
+    a.update(Event::Resize(60, 16));
+    let s = screen(&a);
+    println!("{s}");
+    let status = s.lines().last().unwrap_or("");
+    assert!(status.contains("Act: projectdisc…(3 @1)"), "{status}");
+    key(&mut a, KeyCode::Char('2'), KeyModifiers::ALT);
+    let s = screen(&a);
+    assert!(!s.contains("Act:"), "seen: {s}");
+}
+
+/// Issue 16 item 5: replayed history is marked, at the server's time,
+/// with a date line where the day changes; live lines show our clock.
+#[test]
+fn history_is_marked_and_a_date_line_separates_days() {
+    let (mut a, _) = app(90, 16);
+    a.panel_override = Some(false);
+    connected(&mut a);
+    let yesterday = WALL - 86_400_000;
+    chat_in(&mut a, "lobby", "bob", "said yesterday", yesterday, true);
+    chat_in(&mut a, "lobby", "bob", "said now", WALL + 5000, false);
+    let s = screen(&a);
+    println!("{s}");
+    let at = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle:?}:\n{s}"));
+    assert!(
+        at("── history") < at("── Friday 20 November 2026 ──"),
+        "{s}"
+    );
+    assert!(at("── Friday 20 November 2026 ──") < at("↶ bob: said yesterday"));
+    assert!(at("said yesterday") < at("── Saturday 21 November 2026 ──"));
+    assert!(at("── Saturday 21 November 2026 ──") < at("23:40:00 bob: said now"));
+}
+
+/// Issue 16 item 5: PgUp past the oldest line keeps the screen full.
+#[test]
+fn scrolling_past_the_oldest_line_keeps_the_screen_full() {
+    let (mut a, _) = app(80, 12);
+    a.panel_override = Some(false);
+    connected(&mut a);
+    for i in 0..30 {
+        chat_in(&mut a, "lobby", "bob", &format!("line {i}"), WALL, false);
+    }
+    for _ in 0..10 {
+        key(&mut a, KeyCode::PageUp, KeyModifiers::NONE);
+    }
+    let s = screen(&a);
+    println!("{s}");
+    let chat_rows = s.lines().filter(|l| l.contains("23:40:00")).count();
+    assert!(chat_rows >= 8, "a full screen of lines:\n{s}");
+    assert!(
+        s.contains("welcome alice"),
+        "the oldest line is at the top:\n{s}"
+    );
+}
+
+/// Issue 16 item 2: the loop rings the terminal bell once for a private
+/// message (the default `bell = "mentions"`), not for a plain line.
+#[tokio::test]
+async fn the_loop_rings_the_bell_for_a_private_message() {
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let bell = Shared::default();
+    let run = |events: Vec<SocketEvent>| {
+        let bell = bell.clone();
+        async move {
+            let (mut a, _) = app(80, 12);
+            connected(&mut a);
+            let mut term = Terminal::new(TestBackend::new(80, 12)).expect("terminal");
+            let (ev_tx, ev_rx) = tokio::sync::mpsc::channel(64);
+            let (cmd_tx, _cmd_rx) = tokio::sync::mpsc::channel(64);
+            for e in events {
+                ev_tx.send(e).await.expect("queue");
+            }
+            drop(ev_tx);
+            let input = futures::stream::iter(Vec::<std::io::Result<_>>::new());
+            let out = sockchat::tui::Outputs {
+                bell: Box::new(bell),
+                chatlog: None,
+            };
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                sockchat::tui::run_loop(&mut term, &mut a, input, ev_rx, cmd_tx, out),
+            )
+            .await
+            .expect("ends")
+            .expect("no error");
+        }
+    };
+    let plain = SocketEvent::Server(ServerMsg::Chat {
+        room: "lobby".into(),
+        from: "bob".into(),
+        text: "nothing for you".into(),
+        kind: ChatKind::Say,
+        ts_ms: WALL,
+        history: false,
+    });
+    run(vec![plain]).await;
+    assert!(bell.0.lock().expect("lock").is_empty(), "no bell");
+    let pm = SocketEvent::Server(ServerMsg::Private {
+        from: "bob".into(),
+        to: "alice".into(),
+        text: "psst".into(),
+        ts_ms: WALL,
+    });
+    run(vec![pm]).await;
+    assert_eq!(*bell.0.lock().expect("lock"), b"\x07");
+}
