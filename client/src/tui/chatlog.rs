@@ -99,6 +99,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lines_are_appended_per_room() {
+        let dir = std::env::temp_dir().join(format!("sockchat-chatlog-{}", std::process::id()));
+        let mut log = ChatLog::new(&dir).expect("dir");
+        let none = log.write(vec![
+            ("lobby".into(), "2026-12-06 10:00:00 bob: hi".into()),
+            ("../up".into(), "2026-12-06 10:00:01 bob: there".into()),
+            ("lobby".into(), "2026-12-06 10:00:02 bob: again".into()),
+        ]);
+        assert_eq!(none, None);
+        drop(log);
+        let lobby = std::fs::read_to_string(dir.join("lobby.log")).expect("lobby.log");
+        assert_eq!(
+            lobby,
+            "2026-12-06 10:00:00 bob: hi\n2026-12-06 10:00:02 bob: again\n"
+        );
+        assert!(dir.join("___up.log").is_file(), "kept inside the folder");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn names_stay_in_the_folder() {
         assert_eq!(file_name("lobby"), "lobby.log");
         assert_eq!(file_name("../../etc/passwd"), "______etc_passwd.log");
