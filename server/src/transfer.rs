@@ -203,7 +203,11 @@ impl Registry {
                     ));
                 }
                 // No runtime (never in the server): nothing may wait.
-                Err(_) => release_all(&mut self.lock(), &mut out),
+                Err(_) => {
+                    let mut g = self.lock();
+                    release(&mut g.relays, |_, _| true, &mut out);
+                    g.pacing = false;
+                }
             }
         }
         send_all(out);
@@ -630,21 +634,33 @@ fn send_all(out: Out) {
     }
 }
 
-/// Every waiting chunk goes on now.
-fn release_all(g: &mut Inner, out: &mut Out) {
-    for (sid, r) in g.relays.iter_mut() {
-        for (offset, data) in r.held.drain(..) {
-            out.push((
-                r.receiver.clone(),
-                Xfer::Chunk {
-                    id: *sid,
-                    offset,
-                    data,
-                },
-            ));
+/// Release each transfer's waiting chunks, in order, while `may(sender
+/// peer id, bytes)` allows; true if some still wait.
+fn release(
+    relays: &mut HashMap<u64, Relay>,
+    mut may: impl FnMut(u64, usize) -> bool,
+    out: &mut Out,
+) -> bool {
+    let mut waiting = false;
+    for (sid, r) in relays.iter_mut() {
+        while let Some((_, data)) = r.held.front() {
+            if !may(r.sender.id, data.len()) {
+                waiting = true;
+                break;
+            }
+            if let Some((offset, data)) = r.held.pop_front() {
+                out.push((
+                    r.receiver.clone(),
+                    Xfer::Chunk {
+                        id: *sid,
+                        offset,
+                        data,
+                    },
+                ));
+            }
         }
     }
-    g.pacing = false;
+    waiting
 }
 
 /// The pacer: every [`PACE_TICK`], release the waiting chunks their
@@ -665,29 +681,19 @@ async fn pace(inner: Arc<Mutex<Inner>>, rate: u64, burst: f64) {
                 pacing,
                 ..
             } = &mut *g;
-            let mut waiting = false;
-            for (sid, r) in relays.iter_mut() {
-                while let Some((_, data)) = r.held.front() {
-                    let b = buckets.entry(r.sender.id).or_insert(Bucket {
-                        tokens: 0.0,
-                        at: now,
-                    });
-                    if !b.take(data.len(), now, rate, burst) {
-                        waiting = true;
-                        break;
-                    }
-                    if let Some((offset, data)) = r.held.pop_front() {
-                        out.push((
-                            r.receiver.clone(),
-                            Xfer::Chunk {
-                                id: *sid,
-                                offset,
-                                data,
-                            },
-                        ));
-                    }
-                }
-            }
+            let waiting = release(
+                relays,
+                |pid, len| {
+                    buckets
+                        .entry(pid)
+                        .or_insert(Bucket {
+                            tokens: 0.0,
+                            at: now,
+                        })
+                        .take(len, now, rate, burst)
+                },
+                &mut out,
+            );
             if !waiting {
                 *pacing = false;
             }

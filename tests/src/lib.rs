@@ -42,6 +42,7 @@ use tokio::net::TcpStream;
 
 /// Default bound for one expected event in these helpers.
 pub mod precondition;
+pub mod random_file;
 pub mod tmux;
 pub mod udp_raw;
 pub use precondition::{have_ipv6_loopback, in_ci, is_root, on_path, require};

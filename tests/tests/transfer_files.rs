@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sockchat_shared::transfer::Xfer;
 use sockchat_shared::{ClientMsg, ServerMsg};
+use sockchat_tests::random_file::write_random;
 use sockchat_tests::{FramedClient, Plain, ServerProc, sockchat_command};
 
 /// A fresh folder for one test, removed when the test ends (pass or
@@ -54,20 +55,6 @@ static BIG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn big_turn() -> std::sync::MutexGuard<'static, ()> {
     BIG.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// `len` pseudo-random bytes (xorshift: incompressible, reproducible).
-fn write_random(path: &Path, len: usize, seed: u64) {
-    let mut s = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        v.extend_from_slice(&s.to_le_bytes());
-    }
-    v.truncate(len);
-    std::fs::write(path, v).unwrap();
 }
 
 /// A plain JSON client saving into `downloads`.

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sockchat_tests::random_file::write_random;
 use sockchat_tests::{Plain, bin};
 
 /// Generous: a debug build under a loaded CI machine.
@@ -168,19 +169,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn write_random(path: &Path, len: usize, seed: u64) {
-    let mut s = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        v.extend_from_slice(&s.to_le_bytes());
-    }
-    v.truncate(len);
-    std::fs::write(path, v).unwrap();
 }
 
 fn preconditions() -> bool {

@@ -234,10 +234,18 @@ pub fn line(e: &XferEvent) -> (Severity, String) {
     }
 }
 
+/// A transfer's direction in JSON.
+fn direction(d: Dir) -> &'static str {
+    match d {
+        Dir::Send => "send",
+        Dir::Receive => "receive",
+    }
+}
+
 fn progress_json(p: &Progress) -> Value {
     let mut v = json!({
         "id": p.id,
-        "direction": match p.dir { Dir::Send => "send", Dir::Receive => "receive" },
+        "direction": direction(p.dir),
         "peer": p.peer,
         "name": p.name,
         "size": p.size,
@@ -293,7 +301,7 @@ pub fn json(e: &XferEvent) -> Value {
             size,
             transport,
         } => json!({"event": "transfer-started", "id": id, "transport": transport.to_string(),
-            "direction": match dir { Dir::Send => "send", Dir::Receive => "receive" },
+            "direction": direction(*dir),
             "peer": peer, "name": name, "size": size}),
         XferEvent::Progress(p) => {
             let mut v = progress_json(p);
@@ -320,7 +328,7 @@ pub fn json(e: &XferEvent) -> Value {
             bytes,
             why,
         } => json!({"event": "transfer-paused", "id": id,
-            "direction": match dir { Dir::Send => "send", Dir::Receive => "receive" },
+            "direction": direction(*dir),
             "peer": peer, "name": name, "bytes": bytes, "why": why}),
         XferEvent::Resumed {
             id,
@@ -329,7 +337,7 @@ pub fn json(e: &XferEvent) -> Value {
             name,
             offset,
         } => json!({"event": "transfer-resumed", "id": id,
-            "direction": match dir { Dir::Send => "send", Dir::Receive => "receive" },
+            "direction": direction(*dir),
             "peer": peer, "name": name, "offset": offset}),
         XferEvent::Failed {
             id,
@@ -338,7 +346,7 @@ pub fn json(e: &XferEvent) -> Value {
             name,
             why,
         } => json!({"event": "transfer-failed", "id": id,
-            "direction": match dir { Dir::Send => "send", Dir::Receive => "receive" },
+            "direction": direction(*dir),
             "peer": peer, "name": name, "why": why}),
     }
 }
