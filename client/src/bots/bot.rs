@@ -709,29 +709,14 @@ fn on_data(
         data = &data[take..];
     }
     let now = mono_ns();
-    let now_us = now / 1000;
     let run = plan.run_id;
     let measured_rx = spec.measured;
     let mut pongs: Vec<u64> = Vec::new();
     let mut bye = None;
     let mut handle = |ev: Event| match ev {
         Event::Mark { mark, history } => {
-            if history || !mark.measured || mark.run != run || !measured_rx {
-                st.other_deliveries += 1;
-                return;
-            }
-            match rx.trackers.entry(mark.sender).or_default().record(mark.seq) {
-                Seen::Duplicate => st.duplicated += 1,
-                seen => {
-                    if seen == Seen::Reordered {
-                        st.reordered += 1;
-                    }
-                    st.delivered += 1;
-                    st.latency
-                        .saturating_record(now_us.saturating_sub(mark.sched_us).max(1));
-                    st.last_delivery_ns = now;
-                }
-            }
+            let ours = !history && mark.measured && mark.run == run && measured_rx;
+            record_mark(&mut st, &mut rx.trackers, &mark, ours, now);
         }
         Event::Ping(t) => pongs.push(t),
         Event::Bye(r) => bye = Some(r),
@@ -768,6 +753,35 @@ fn on_data(
         conn.bye = bye;
     }
     Ok(())
+}
+
+/// Account one received message marker: a delivery of this run to a
+/// measured bot (`ours`) is checked for duplicates and reordering and its
+/// latency recorded; anything else (history, other runs, unmeasured) is
+/// counted apart. Shared by the TCP and UDP bots.
+pub(super) fn record_mark(
+    st: &mut Stats,
+    trackers: &mut SenderMap,
+    mark: &Mark,
+    ours: bool,
+    now: u64,
+) {
+    if !ours {
+        st.other_deliveries += 1;
+        return;
+    }
+    match trackers.entry(mark.sender).or_default().record(mark.seq) {
+        Seen::Duplicate => st.duplicated += 1,
+        seen => {
+            if seen == Seen::Reordered {
+                st.reordered += 1;
+            }
+            st.delivered += 1;
+            st.latency
+                .saturating_record((now / 1000).saturating_sub(mark.sched_us).max(1));
+            st.last_delivery_ns = now;
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

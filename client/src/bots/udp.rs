@@ -25,10 +25,12 @@ use tokio::net::UdpSocket;
 
 use crate::net::udp::{HandshakeError, UdpLink, UdpOptions};
 
-use super::bot::{BotSpec, Control, Go, SenderMap, Shard, code, fill, on_go, wait_stop};
+use super::bot::{
+    BotSpec, Control, Go, SenderMap, Shard, code, fill, on_go, record_mark, wait_stop,
+};
 use super::plan::Behaviour;
 use super::schedule::{Schedule, mono_ns, sleep_until_ns};
-use super::seq::Seen;
+
 use super::wire::{self, Event, Mark};
 
 /// Datagrams read per readiness event before yielding.
@@ -405,7 +407,6 @@ fn recv_ready(
     {
         let mut st = sh.stats.borrow_mut();
         let now = mono_ns();
-        let now_us = now / 1000;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&link.sock);
         for _ in 0..RECVS_PER_WAKE {
             let (n, seg) = match link
@@ -432,23 +433,11 @@ fn recv_ready(
                 }
                 match wire::frame_event(payload) {
                     Ok(Event::Mark { mark, history }) => {
-                        if history || !mark.measured || mark.run != sh.plan.run_id || !spec.measured
-                        {
-                            st.other_deliveries += 1;
-                            continue;
-                        }
-                        match trackers.entry(mark.sender).or_default().record(mark.seq) {
-                            Seen::Duplicate => st.duplicated += 1,
-                            seen => {
-                                if seen == Seen::Reordered {
-                                    st.reordered += 1;
-                                }
-                                st.delivered += 1;
-                                st.latency
-                                    .saturating_record(now_us.saturating_sub(mark.sched_us).max(1));
-                                st.last_delivery_ns = now;
-                            }
-                        }
+                        let ours = !history
+                            && mark.measured
+                            && mark.run == sh.plan.run_id
+                            && spec.measured;
+                        record_mark(&mut st, trackers, &mark, ours, now);
                     }
                     Ok(Event::Ping(t)) => pongs.push(t),
                     Ok(Event::Bye(r)) => bye = Some(r),
