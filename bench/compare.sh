@@ -137,9 +137,10 @@ nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 stat_ticks() { awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t, $9; exit}' /proc/stat; }
 
 # args LOAD BUILD: the bots' flags for a load on a build. The 1,000-member
-# loads settle 4 s: in lines mode the bots do not wait for their /join, and
-# a busy server needs that long for the ~1 M join/leave notices (n^2);
-# messages sent before a bot's join took effect would count as lost.
+# loads settle 4 s: a busy server needs that long for the ~1 M join/leave
+# notices (n^2). (In lines mode the bots now wait for their own join notice
+# before the ramp ends; the settle still keeps those notices out of the
+# send phase, and baselines built before that change need it.)
 args() {
     local lines=(--wire lines)
     [ "$2" = ideal ] && lines=(--wire lines --join-line none)
