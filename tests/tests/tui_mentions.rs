@@ -153,3 +153,50 @@ fn away_shows_in_who_and_to_whoever_writes() {
     tmux.wait_for("alice", "bob is away: brb");
     tmux.wait_for("alice", " bob (away)");
 }
+
+/// Issue 16 item 5: a flag, a skin-toned hand and a ZWJ family in a line
+/// leave no ghost cells on the rows below (each row ends where the screen
+/// ends, the sidebar's border stays in its column), and Ctrl-L redraws.
+#[test]
+fn emoji_clusters_leave_no_ghost_cells_and_ctrl_l_redraws() {
+    if !require_tmux() {
+        return;
+    }
+    let server = ServerProc::start(&[]);
+    let addr = server.addr.to_string();
+    let tmux = Tmux::new("emoji");
+    let mut bob = plain(&addr, "bob");
+    tmux.client("alice", 80, 20, &format!("--server {addr} --nick alice"));
+    tmux.wait_for("alice", "welcome alice");
+    bob.expect("alice joined lobby");
+    bob.send("flags 🇫🇷🇩🇪 hands 👍🏽👋🏿 family 👨‍👩‍👧‍👦 done");
+    bob.send("the next line");
+    bob.send("and one more");
+    tmux.wait_for("alice", "and one more");
+    let check = |s: &str| {
+        for row in s.lines() {
+            // The sidebar's border in column 17 on every row below its top.
+            if let Some(c) = row.chars().nth(17)
+                && row.contains("Members")
+            {
+                assert_eq!(c, '│', "{row:?}\n{s}");
+            }
+        }
+        let next = s
+            .lines()
+            .find(|l| l.contains("the next line"))
+            .expect("row");
+        assert!(next.contains("│"), "{next:?}");
+        assert!(
+            next.split('│')
+                .nth(1)
+                .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit())),
+            "the row below starts clean after the border: {next:?}"
+        );
+    };
+    let s = tmux.capture("alice");
+    check(&s);
+    tmux.keys("alice", &["C-l"]);
+    let s = tmux.wait_for("alice", "and one more");
+    check(&s);
+}
