@@ -85,6 +85,11 @@ pub fn bind_tcp(addr: SocketAddr, s: &Settings) -> io::Result<TcpListener> {
     }
     // Restart without waiting out TIME_WAIT from the previous run.
     sock.set_reuse_address(c.reuse_address)?;
+    // Several processes on one port: the kernel hashes each new connection
+    // to one of the listeners.
+    if c.reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     // Accepted sockets inherit the buffer sizes; the receive buffer must be
     // set before listen() for the window scale to match it.
     if c.send_buffer > 0 {
@@ -150,6 +155,11 @@ pub fn bind_udp(addr: SocketAddr, s: &Settings) -> io::Result<UdpSocket> {
         sock.set_only_v6(true)?;
     }
     let c = &s.config.server;
+    // With --reuse-port a client's datagrams keep going to one process (the
+    // kernel hashes the address pair), whose session they belong to.
+    if c.reuse_port {
+        sock.set_reuse_port(true)?;
+    }
     let want = match s.config.udp.recv_buffer {
         0 => c.recv_buffer as usize,
         n => n,

@@ -48,6 +48,12 @@ pub struct Overrides {
     pub tls_listen: Vec<String>,
     /// `--data-dir DIR`: replaces `tls.data_dir`.
     pub data_dir: Option<String>,
+    /// `--reuse-port`: `server.reuse_port = true`.
+    pub reuse_port: bool,
+    /// `--cluster URL`: replaces `cluster.nats_url`.
+    pub cluster: Option<String>,
+    /// `--node NAME`: replaces `cluster.node`.
+    pub node: Option<String>,
 }
 
 /// Which tokio runtime runs the server (`server.runtime`). The benchmark
@@ -96,6 +102,15 @@ impl Settings {
         }
         if ov.log_json {
             config.log.format = "json".into();
+        }
+        if ov.reuse_port {
+            config.server.reuse_port = true;
+        }
+        if let Some(u) = &ov.cluster {
+            config.cluster.nats_url = u.clone();
+        }
+        if let Some(n) = &ov.node {
+            config.cluster.node = n.clone();
         }
         if ov.tls || !ov.tls_listen.is_empty() || ov.data_dir.is_some() {
             let t = config.tls.get_or_insert_with(Default::default);
@@ -246,6 +261,9 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
         return Err(invalid(key, why));
     }
     if let Some((key, why)) = crate::auth::check_config(&c.auth) {
+        return Err(invalid(key, why));
+    }
+    if let Some((key, why)) = crate::cluster::check_config(&c.cluster) {
         return Err(invalid(key, why));
     }
     // Durations are added to clock readings: bound them so an absurd value

@@ -46,6 +46,9 @@ pub struct Ctx {
     pub auth: Auth,
     /// Operators' bans (checked here at admission for addresses).
     pub bans: Bans,
+    /// Cluster mode (`[cluster]`): private messages and `/sockinfo` for
+    /// nicks on other nodes.
+    pub cluster: Option<Arc<crate::cluster::Link>>,
 }
 
 /// What an admitted session holds for its whole life (released on drop).
@@ -64,7 +67,13 @@ pub struct Refusal {
 }
 
 impl Ctx {
-    pub fn new(settings: Arc<Settings>, hub: Arc<Hub>, shutdown: Shutdown, auth: Auth) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        hub: Arc<Hub>,
+        shutdown: Shutdown,
+        auth: Auth,
+        cluster: Option<Arc<crate::cluster::Link>>,
+    ) -> Self {
         let l = &settings.config.limits;
         let slots = Arc::new(Semaphore::new(
             l.max_connections, // validated: at most MAX_PERMITS
@@ -85,6 +94,7 @@ impl Ctx {
             access: Access::new(&settings.config.access),
             auth,
             bans: Bans::default(),
+            cluster,
             settings,
         }
     }

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use sockchat_shared::config::SlowConsumerPolicy;
@@ -35,6 +35,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a hub lock is a bug, but it must not take every
     // other connection down with poisoned locks.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Cluster mode's seam into the hub ([`crate::cluster`] implements it).
+/// With the cluster off there is none, and the hub pays one branch per
+/// fan-out. Every call is synchronous and only queues (never awaits, never
+/// does I/O): it runs under a room lock.
+pub trait Uplink: Send + Sync {
+    /// Local room traffic (a chat batch, a `Joined`, a `Left`), encoded
+    /// once as frames, for the other nodes.
+    fn room_event(&self, room: &str, frames: Bytes);
+    /// A local member joined (`true`) or left `room` (presence).
+    fn membership(&self, peer: &Peer, room: &str, joined: bool);
+    /// A local nick was taken (`old` = None), changed, or freed (`new` =
+    /// None).
+    fn nick(&self, peer: &Arc<Peer>, old: Option<&str>, new: Option<&str>);
+    /// A local member's `NickChanged`, encoded once, for the rooms it is in.
+    fn nick_changed(&self, rooms: Vec<String>, frames: Bytes);
+    /// The nick of whoever holds nick key `key` on another node.
+    fn remote_holder(&self, key: &str) -> Option<String>;
+    /// Nicks of `room`'s members on other nodes.
+    fn remote_who(&self, room: &str) -> Vec<String>;
+    /// Rooms on other nodes and their member counts there.
+    fn remote_rooms(&self) -> Vec<RoomInfo>;
 }
 
 /// How a member wants its bytes: length-prefixed frames or text lines.
@@ -436,6 +459,8 @@ pub struct Room {
     /// Key, invite-only, invitations, operator; locked on its own, never
     /// with `inner`.
     gate: Mutex<Gate>,
+    /// Cluster mode: where local traffic goes for the other nodes.
+    uplink: Option<Arc<dyn Uplink>>,
 }
 
 struct RoomInner {
@@ -452,9 +477,10 @@ impl std::fmt::Debug for Room {
 }
 
 impl Room {
-    fn new(name: Arc<str>, history_cap: usize) -> Self {
+    fn new(name: Arc<str>, history_cap: usize, uplink: Option<Arc<dyn Uplink>>) -> Self {
         Self {
             name,
+            uplink,
             inner: Mutex::new(RoomInner {
                 members: Vec::new(),
                 history: VecDeque::new(),
@@ -504,13 +530,16 @@ impl Room {
         }
     }
 
-    /// Nicks of the members, sorted.
+    /// Nicks of the members (on every node, in cluster mode), sorted.
     pub fn who(&self) -> Vec<String> {
         let mut v: Vec<String> = lock(&self.inner)
             .members
             .iter()
             .map(|p| p.nick().to_string())
             .collect();
+        if let Some(u) = &self.uplink {
+            v.extend(u.remote_who(&self.name));
+        }
         v.sort();
         v
     }
@@ -558,6 +587,11 @@ impl Room {
                 if let Some(b) = enc.get(m.format) {
                     m.deliver(b);
                 }
+            }
+            if let Some(u) = &self.uplink
+                && let Some(b) = enc.get(Format::Framed)
+            {
+                u.room_event(&self.name, b);
             }
         }
         if inner.history_cap > 0 {
@@ -674,6 +708,8 @@ pub struct HubConfig {
 /// All rooms and all nicks.
 pub struct Hub {
     cfg: HubConfig,
+    /// Cluster mode ([`Hub::set_uplink`], once, before serving).
+    uplink: OnceLock<Arc<dyn Uplink>>,
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
     /// Who created the live rooms; locked only inside `rooms`.
     quota: Mutex<RoomQuota>,
@@ -693,6 +729,7 @@ impl Hub {
     pub fn new(cfg: HubConfig) -> Self {
         Self {
             cfg,
+            uplink: OnceLock::new(),
             rooms: Mutex::default(),
             quota: Mutex::default(),
             nicks: Mutex::default(),
@@ -704,27 +741,49 @@ impl Hub {
         &self.cfg
     }
 
+    /// Turn cluster mode on: from now on local room traffic, presence and
+    /// nicks go to `u`, and `u` is asked about other nodes' nicks and
+    /// members. Set once, before the first room exists.
+    pub fn set_uplink(&self, u: Arc<dyn Uplink>) {
+        let _ = self.uplink.set(u);
+    }
+
+    /// Whether another node holds nick key `key`: the error to give.
+    fn taken_remotely(&self, wanted: &str, key: &str) -> Result<(), HubError> {
+        match self.uplink.get().and_then(|u| u.remote_holder(key)) {
+            Some(holder) => Err(HubError::NickTaken(taken_text(wanted, &holder))),
+            None => Ok(()),
+        }
+    }
+
     /// Give `peer` a nick: `wanted`, or `guestN` when `wanted` is empty.
     pub fn register(&self, peer: &Arc<Peer>, wanted: &str) -> Result<Arc<str>, HubError> {
         if wanted.is_empty() {
             loop {
                 let n = self.guest_seq.fetch_add(1, Ordering::Relaxed);
                 let nick = format!("guest{n}");
+                let key = fold::nick_key(&nick);
+                if self.taken_remotely(&nick, &key).is_err() {
+                    continue;
+                }
                 let mut nicks = lock(&self.nicks);
-                if let std::collections::hash_map::Entry::Vacant(e) =
-                    nicks.entry(fold::nick_key(&nick))
-                {
+                if let std::collections::hash_map::Entry::Vacant(e) = nicks.entry(key) {
                     e.insert(peer.clone());
                     drop(nicks);
                     let nick: Arc<str> = Arc::from(nick);
                     peer.set_nick(nick.clone());
+                    if let Some(u) = self.uplink.get() {
+                        u.nick(peer, None, Some(&nick));
+                    }
                     return Ok(nick);
                 }
             }
         }
         names::check_nick(wanted, self.cfg.max_nick_len).map_err(HubError::BadName)?;
+        let key = fold::nick_key(wanted);
+        self.taken_remotely(wanted, &key)?;
         let mut nicks = lock(&self.nicks);
-        match nicks.entry(fold::nick_key(wanted)) {
+        match nicks.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 Err(HubError::NickTaken(taken_text(wanted, &e.get().nick())))
             }
@@ -733,6 +792,9 @@ impl Hub {
                 drop(nicks);
                 let nick: Arc<str> = Arc::from(wanted);
                 peer.set_nick(nick.clone());
+                if let Some(u) = self.uplink.get() {
+                    u.nick(peer, None, Some(&nick));
+                }
                 Ok(nick)
             }
         }
@@ -744,6 +806,9 @@ impl Hub {
         names::check_nick(new, self.cfg.max_nick_len).map_err(HubError::BadName)?;
         let old = peer.nick();
         let (old_key, new_key) = (fold::nick_key(&old), fold::nick_key(new));
+        if new_key != old_key {
+            self.taken_remotely(new, &new_key)?;
+        }
         let mut nicks = lock(&self.nicks);
         if let Some(p) = nicks.get(&new_key)
             && p.id != peer.id
@@ -754,7 +819,23 @@ impl Hub {
         nicks.insert(new_key, peer.clone());
         drop(nicks);
         peer.set_nick(Arc::from(new));
+        if let Some(u) = self.uplink.get() {
+            u.nick(peer, Some(&old), Some(new));
+        }
         Ok(old)
+    }
+
+    /// Cluster mode: `peer` lost its nick to another node's earlier claim;
+    /// give it a free `guestN`. Returns (old, new).
+    pub fn rename_to_guest(&self, peer: &Arc<Peer>) -> Result<(Arc<str>, Arc<str>), HubError> {
+        for _ in 0..1000 {
+            let n = self.guest_seq.fetch_add(1, Ordering::Relaxed);
+            let nick = format!("guest{n}");
+            if let Ok(old) = self.rename(peer, &nick) {
+                return Ok((old, peer.nick()));
+            }
+        }
+        Err(HubError::NickTaken("guest".into()))
     }
 
     /// Forget `peer`'s nick (at disconnect).
@@ -763,6 +844,10 @@ impl Hub {
         let mut nicks = lock(&self.nicks);
         if nicks.get(&key).is_some_and(|p| p.id == peer.id) {
             nicks.remove(&key);
+            drop(nicks);
+            if let (Some(u), Some(me)) = (self.uplink.get(), peer.me.upgrade()) {
+                u.nick(&me, Some(&peer.nick()), None);
+            }
         }
     }
 
@@ -835,7 +920,11 @@ impl Hub {
                         .map_err(HubError::RoomQuota)?;
                     quota.created(key.clone(), peer.id, peer.addr.ip());
                 }
-                let r = Arc::new(Room::new(key.clone(), self.cfg.history));
+                let r = Arc::new(Room::new(
+                    key.clone(),
+                    self.cfg.history,
+                    self.uplink.get().cloned(),
+                ));
                 if name != self.cfg.default_room.as_str() {
                     let mut g = lock(&r.gate);
                     g.op = peer.id;
@@ -863,6 +952,12 @@ impl Hub {
         } else if let Some(b) = enc.get(peer.format) {
             // A big room: only the joiner hears about it.
             peer.deliver(b);
+        }
+        if let Some(u) = &room.uplink {
+            if let Some(b) = enc.get(Format::Framed) {
+                u.room_event(&room.name, b);
+            }
+            u.membership(peer, &room.name, true);
         }
         if !inner.history.is_empty() {
             let replay: Vec<ServerMsg> = inner
@@ -905,6 +1000,17 @@ impl Hub {
             lock(&self.quota).removed(&room.name);
         }
         drop(rooms);
+        if let Some(u) = &room.uplink {
+            // The other nodes always hear it (even during this node's
+            // shutdown, when local members get their own Bye instead).
+            let left = ServerMsg::Left {
+                room: room.name.to_string(),
+                nick: peer.nick().to_string(),
+                reason: reason.cloned(),
+            };
+            u.room_event(&room.name, codec::server_frame(&left));
+            u.membership(peer, &room.name, false);
+        }
         if announce || tell_self {
             let left = ServerMsg::Left {
                 room: room.name.to_string(),
@@ -926,18 +1032,86 @@ impl Hub {
         }
     }
 
-    /// Every room with its member count, sorted by name.
+    /// Every room with its member count (on every node, in cluster mode),
+    /// sorted by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
         let rooms: Vec<Arc<Room>> = lock(&self.rooms).values().cloned().collect();
-        let mut v: Vec<RoomInfo> = rooms
+        let mut counts: HashMap<String, u64> = rooms
             .iter()
-            .map(|r| RoomInfo {
-                name: r.name.to_string(),
-                members: r.len().min(u32::MAX as usize) as u32,
+            .map(|r| (r.name.to_string(), r.len() as u64))
+            .collect();
+        if let Some(u) = self.uplink.get() {
+            for r in u.remote_rooms() {
+                *counts.entry(r.name).or_default() += u64::from(r.members);
+            }
+        }
+        let mut v: Vec<RoomInfo> = counts
+            .into_iter()
+            .map(|(name, n)| RoomInfo {
+                name,
+                members: n.min(u64::from(u32::MAX)) as u32,
             })
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+
+    /// Members of a room that exists only on other nodes (cluster mode),
+    /// sorted; `None` when no node has it.
+    pub fn remote_who(&self, room: &str) -> Option<Vec<String>> {
+        let mut v = self.uplink.get()?.remote_who(names::normalize_room(room));
+        v.sort();
+        (!v.is_empty()).then_some(v)
+    }
+
+    /// Cluster mode: what another node published for `room` (a chat batch,
+    /// joins, leaves), delivered to the local members, each format encoded
+    /// once; chat goes into the room's history too. Nothing when no local
+    /// member is in the room.
+    pub fn deliver_remote(&self, room: &str, msgs: &[ServerMsg]) {
+        let Some(r) = self.room(room) else {
+            return;
+        };
+        let mut inner = lock(&r.inner);
+        let presence_only = msgs
+            .iter()
+            .all(|m| matches!(m, ServerMsg::Joined { .. } | ServerMsg::Left { .. }));
+        if !presence_only || inner.members.len() <= self.cfg.announce_max_members {
+            let mut enc = Encoded::new(msgs);
+            for m in &inner.members {
+                if let Some(b) = enc.get(m.format) {
+                    m.deliver(b);
+                }
+            }
+        }
+        if inner.history_cap > 0 {
+            for m in msgs.iter().filter(|m| matches!(m, ServerMsg::Chat { .. })) {
+                if inner.history.len() >= inner.history_cap {
+                    inner.history.pop_front();
+                }
+                inner.history.push_back(m.clone());
+            }
+        }
+    }
+
+    /// Cluster mode: another node's `NickChanged`, to the local members of
+    /// `rooms` (each at most once).
+    pub fn tell_remote_rooms(&self, rooms: &[String], msg: &ServerMsg) {
+        let rooms: Vec<Arc<Room>> = rooms.iter().filter_map(|r| self.room(r)).collect();
+        self.tell(&rooms, msg, None);
+    }
+
+    /// Send a notice to every local member of every room (cluster link
+    /// state changes).
+    pub fn notice_everyone(&self, text: &str) {
+        let rooms: Vec<Arc<Room>> = lock(&self.rooms).values().cloned().collect();
+        self.tell(
+            &rooms,
+            &ServerMsg::Notice {
+                text: text.to_string(),
+            },
+            None,
+        );
     }
 
     pub fn room_count(&self) -> usize {
@@ -947,12 +1121,24 @@ impl Hub {
     /// Send `msg` once to every member of any of `rooms`, plus `also`
     /// (each peer at most once). Used for nick changes.
     pub fn tell_rooms(&self, rooms: &[Arc<Room>], msg: &ServerMsg, also: &Arc<Peer>) {
+        if let Some(u) = self.uplink.get() {
+            u.nick_changed(
+                rooms.iter().map(|r| r.name.to_string()).collect(),
+                codec::server_frame(msg),
+            );
+        }
+        self.tell(rooms, msg, Some(also));
+    }
+
+    fn tell(&self, rooms: &[Arc<Room>], msg: &ServerMsg, also: Option<&Arc<Peer>>) {
         let mut seen: HashSet<u64> = HashSet::new();
         let msgs = std::slice::from_ref(msg);
         let mut enc = Encoded::new(msgs);
-        seen.insert(also.id);
-        if let Some(b) = enc.get(also.format) {
-            also.deliver(b);
+        if let Some(also) = also {
+            seen.insert(also.id);
+            if let Some(b) = enc.get(also.format) {
+                also.deliver(b);
+            }
         }
         for r in rooms {
             for m in r.members_snapshot() {

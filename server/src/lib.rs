@@ -18,6 +18,7 @@
 pub mod access;
 pub mod auth;
 pub mod bind;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod ctx;
@@ -109,13 +110,32 @@ pub async fn run_all(
         max_room_len: c.limits.max_room_len,
         server_name: server_name(),
     }));
+    // Cluster mode: the hub's uplink, set before any room exists. A bad
+    // setting is an error; NATS being down is not (the node connects when
+    // it can).
+    let cluster = if c.cluster.nats_url.is_empty() {
+        None
+    } else {
+        let link = cluster::start(&c.cluster, &c.access, &hub)
+            .await
+            .map_err(std::io::Error::other)?;
+        info!(node = %link.node(), url = %c.cluster.nats_url, "cluster mode");
+        hub.set_uplink(link.clone());
+        Some(link)
+    };
     let shutdown = Shutdown::new(Duration::from_secs(c.server.shutdown_grace_secs));
     // The registered nicks live in the data dir the TLS certificate uses.
     let auth = auth::Auth::load(&c.auth, || {
         tls::data_dir(c.tls.as_ref().unwrap_or(&Default::default())).ok()
     })
     .map_err(std::io::Error::other)?;
-    let ctx = Arc::new(Ctx::new(settings.clone(), hub, shutdown.clone(), auth));
+    let ctx = Arc::new(Ctx::new(
+        settings.clone(),
+        hub,
+        shutdown.clone(),
+        auth,
+        cluster.clone(),
+    ));
     let accept = Arc::new(AcceptCtx {
         ctx: ctx.clone(),
         reject_slots: Arc::new(Semaphore::new(64)),
@@ -149,6 +169,10 @@ pub async fn run_all(
     let left = shutdown.run().await;
     for l in loops {
         let _ = l.await;
+    }
+    if let Some(link) = &cluster {
+        // The departures reach the other nodes before the process ends.
+        link.close(Duration::from_secs(2)).await;
     }
     if left > 0 {
         warn!(tasks = left, "grace period over; closing the rest");

@@ -54,6 +54,19 @@ struct Args {
     /// default $XDG_DATA_HOME/sockchat-server).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<String>,
+    /// SO_REUSEPORT: several sockchat-server processes listen on one port
+    /// and the kernel spreads connections between them (with --cluster,
+    /// each process is a node). Sets `server.reuse_port`.
+    #[arg(long)]
+    reuse_port: bool,
+    /// Cluster mode: join the cluster through this NATS server
+    /// (`nats://127.0.0.1:4222`; replaces `cluster.nats_url`).
+    #[arg(long, value_name = "NATS_URL")]
+    cluster: Option<String>,
+    /// This node's name in the cluster (replaces `cluster.node`; default
+    /// HOSTNAME-PID).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +82,9 @@ fn main() -> ExitCode {
             tls: args.tls,
             tls_listen: args.tls_listen,
             data_dir: args.data_dir,
+            reuse_port: args.reuse_port,
+            cluster: args.cluster,
+            node: args.node,
         },
     ) {
         Ok(s) => s,

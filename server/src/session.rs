@@ -734,6 +734,22 @@ fn shown(typed: &str) -> String {
 /// nick or room name, which are at most 255).
 const SHOWN_MAX: usize = 300;
 
+/// [`Member::send_list`] for `peer` (`udp_max_payload`: `udp.max_payload`).
+fn send_list(peer: &Peer, udp_max_payload: usize, msg: ServerMsg) {
+    if peer.format == Format::Text {
+        return peer.send(&msg);
+    }
+    let max = match peer.transport {
+        Transport::Tcp => page::MAX_SERVER_FRAME,
+        Transport::Udp => udp_max_payload.saturating_sub(udp::HEADER_LEN),
+    };
+    let mut chunk = BytesMut::new();
+    for p in page::paginate(msg, max) {
+        codec::encode_server(&p, &mut chunk);
+    }
+    peer.deliver(chunk.freeze());
+}
+
 fn error(peer: &Peer, code: ErrorCode, text: impl Into<String>) {
     peer.send(&ServerMsg::Error {
         code,
@@ -767,24 +783,7 @@ impl Member<'_> {
     /// chunk so nothing comes between the pages; a text user gets one line
     /// however long (text mode has no frame limit).
     fn send_list(&self, msg: ServerMsg) {
-        if self.peer.format == Format::Text {
-            return self.peer.send(&msg);
-        }
-        let max = match self.peer.transport {
-            Transport::Tcp => page::MAX_SERVER_FRAME,
-            Transport::Udp => self
-                .ctx
-                .settings
-                .config
-                .udp
-                .max_payload
-                .saturating_sub(udp::HEADER_LEN),
-        };
-        let mut chunk = BytesMut::new();
-        for p in page::paginate(msg, max) {
-            codec::encode_server(&p, &mut chunk);
-        }
-        self.peer.deliver(chunk.freeze());
+        send_list(self.peer, self.ctx.settings.config.udp.max_payload, msg);
     }
 
     fn find_joined(&self, typed: &str) -> Option<usize> {
@@ -828,6 +827,9 @@ impl Member<'_> {
             room: room.clone(),
             server: self.ctx.server_name.clone(),
         });
+        if let Some(c) = &self.ctx.cluster {
+            self.notice(c.describe());
+        }
         match self.ctx.hub.join(self.peer, &room) {
             Ok(r) => self.rooms.push(r),
             Err(e) => self.error(e.code(), e.to_string()),
@@ -918,28 +920,42 @@ impl Member<'_> {
                 if !self.check_len(&text) {
                     return;
                 }
-                let Some(target) = hub.find(&to) else {
-                    return self.error(
-                        ErrorCode::NoSuchNick,
-                        format!("no such nick: {}", shown(&to)),
-                    );
-                };
                 let text = sanitize(&text).into_owned();
-                let m = ServerMsg::Private {
-                    from: self.peer.nick().to_string(),
-                    to: target.nick().to_string(),
-                    text,
-                    ts_ms: sockchat_shared::now_ms(),
+                let (m, away) = match hub.find(&to) {
+                    Some(target) => {
+                        let m = ServerMsg::Private {
+                            from: self.peer.nick().to_string(),
+                            to: target.nick().to_string(),
+                            text,
+                            ts_ms: sockchat_shared::now_ms(),
+                        };
+                        target.send(&m);
+                        let away = target.away().map(|text| ServerMsg::Away {
+                            nick: target.nick().to_string(),
+                            text: text.to_string(),
+                        });
+                        ((target.id != self.peer.id).then_some(m), away)
+                    }
+                    // Cluster mode: a nick on another node.
+                    None => match self
+                        .ctx
+                        .cluster
+                        .as_ref()
+                        .and_then(|c| c.private(&self.peer.nick(), &to, &text))
+                    {
+                        Some(m) => (Some(m), None),
+                        None => {
+                            return self.error(
+                                ErrorCode::NoSuchNick,
+                                format!("no such nick: {}", shown(&to)),
+                            );
+                        }
+                    },
                 };
-                target.send(&m);
-                let away = target.away().map(|text| ServerMsg::Away {
-                    nick: target.nick().to_string(),
-                    text: text.to_string(),
-                });
                 // The sender learns it was delivered: a framed client gets
                 // the message back (with the server's timestamp), a text
                 // user the line `[pm] -> bob: text`.
-                if target.id != self.peer.id {
+                if let Some(m) = m {
                     match self.peer.format {
                         Format::Framed => self.peer.send(&m),
                         Format::Text => {
@@ -987,6 +1003,13 @@ impl Member<'_> {
                     None if room.is_empty() => {
                         self.error(ErrorCode::NotInRoom, "you are not in a room (/join ROOM)")
                     }
+                    // Cluster mode: a room only other nodes have.
+                    None if let Some(nicks) = hub.remote_who(&room) => {
+                        self.send_list(ServerMsg::Who {
+                            room: normalize_room(&room).to_string(),
+                            nicks,
+                        })
+                    }
                     None => self.error(
                         ErrorCode::NoSuchRoom,
                         format!("no such room: {}", shown(&room)),
@@ -1009,10 +1032,20 @@ impl Member<'_> {
                             .access
                             .sockinfo_for(t.sockinfo(), t.id == self.peer.id || self.oper),
                     }),
-                    None => self.error(
-                        ErrorCode::NoSuchNick,
-                        format!("no such nick: {}", shown(&nick)),
-                    ),
+                    None => {
+                        // Cluster mode: the node holding the nick answers.
+                        let (peer, udp_max) =
+                            (self.peer.clone(), self.ctx.settings.config.udp.max_payload);
+                        let asked = self.ctx.cluster.as_ref().is_some_and(|c| {
+                            c.sockinfo(&nick, move |m| send_list(&peer, udp_max, m))
+                        });
+                        if !asked {
+                            self.error(
+                                ErrorCode::NoSuchNick,
+                                format!("no such nick: {}", shown(&nick)),
+                            )
+                        }
+                    }
                 }
             }
             ClientMsg::Hello { .. }

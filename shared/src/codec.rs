@@ -115,6 +115,8 @@ impl W<'_> {
                 by_why = crate::reason::join_by_why(by, why);
                 (14, *secs, by_why.as_str())
             }
+            // 15: cluster mode.
+            DisconnectReason::ServerLost => (15, 0, ""),
         };
         self.u8(code);
         self.u32(param);
@@ -449,6 +451,7 @@ impl<'a> R<'a> {
                     secs: param,
                 }
             }
+            15 => DisconnectReason::ServerLost,
             _ => return Err(DecodeError::BadValue("reason code")),
         })
     }

@@ -15,6 +15,7 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub access: AccessConfig,
     pub auth: AuthConfig,
+    pub cluster: ClusterConfig,
     pub log: LogConfig,
     pub client: ClientConfig,
     /// `[tls]`: present (even empty) turns the TLS listener on.
@@ -40,6 +41,10 @@ pub struct ServerConfig {
     pub listen: Vec<String>,
     pub backlog: u32,
     pub reuse_address: bool,
+    /// SO_REUSEPORT on the listeners: several processes bind the same port
+    /// and the kernel spreads connections between them (`--reuse-port`;
+    /// with `[cluster]` each process is a node).
+    pub reuse_port: bool,
     pub nodelay: bool,
     /// SO_SNDBUF / SO_RCVBUF in bytes; 0 keeps the kernel's default (autotuning).
     pub send_buffer: u32,
@@ -74,6 +79,7 @@ impl Default for ServerConfig {
             listen: vec!["0.0.0.0:7878".into(), "[::]:7878".into()],
             backlog: 1024,
             reuse_address: true,
+            reuse_port: false,
             nodelay: true,
             send_buffer: 0,
             recv_buffer: 0,
@@ -425,6 +431,58 @@ pub struct TlsConfig {
     pub data_dir: String,
     /// No plain TCP listener and no UDP (both are plaintext): TLS only.
     pub tls_only: bool,
+}
+
+/// `[cluster]`: several server processes (nodes) share rooms, nicks and
+/// presence through a NATS server. `nats_url` empty (the default): off, one
+/// process, nothing changes.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `nats://HOST:PORT` (comma-separated for several). Empty: cluster off.
+    pub nats_url: String,
+    /// This node's name, unique in the cluster. Empty: `HOSTNAME-PID`.
+    pub node: String,
+    /// First token of every subject and of the KV bucket's name, so
+    /// several clusters can share one NATS.
+    pub subject_prefix: String,
+    /// NATS credentials: a `.creds` file (JWT + nkey), or a token, or a
+    /// user and password. Empty: none.
+    pub credentials_file: String,
+    pub token: String,
+    pub user: String,
+    pub password: String,
+    /// TLS to NATS: require it, trust this CA (PEM), present this client
+    /// certificate and key (PEM). Empty: system roots, no client cert.
+    pub tls_required: bool,
+    pub tls_ca: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// How often a node says it is alive.
+    pub heartbeat_ms: u64,
+    /// A node not heard from for this long is lost: the others remove its
+    /// users and announce them `server-lost`.
+    pub node_timeout_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: String::new(),
+            node: String::new(),
+            subject_prefix: "sockchat".into(),
+            credentials_file: String::new(),
+            token: String::new(),
+            user: String::new(),
+            password: String::new(),
+            tls_required: false,
+            tls_ca: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            heartbeat_ms: 1000,
+            node_timeout_secs: 5,
+        }
+    }
 }
 
 /// The TLS port when `tls.listen` is empty.

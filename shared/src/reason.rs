@@ -36,6 +36,10 @@ pub enum DisconnectReason {
     RateLimited,
     /// The server is stopping gracefully.
     ServerShutdown,
+    /// Cluster mode: the node this user was on stopped answering (no
+    /// heartbeat within `cluster.node_timeout_secs`); the other nodes
+    /// announce its users' departures with this reason.
+    ServerLost,
     /// Any other errno, kept with its number and symbolic name.
     Os { errno: i32 },
     /// A server operator ended the session with `/kick`: who (their nick)
@@ -71,6 +75,7 @@ impl DisconnectReason {
             Self::ProtocolError { .. } => "protocol-error".into(),
             Self::RateLimited => "rate-limited".into(),
             Self::ServerShutdown => "server-shutdown".into(),
+            Self::ServerLost => "server-lost".into(),
             Self::Os { errno } => errno::name(*errno).to_ascii_lowercase(),
             Self::Kicked { .. } => "kicked".into(),
             Self::Banned { .. } => "banned".into(),
@@ -149,6 +154,7 @@ impl DisconnectReason {
                 why: String::new(),
                 secs: 0,
             },
+            "server-lost" => Self::ServerLost,
             other => Self::Os {
                 errno: errno::from_name(&other.to_ascii_uppercase())?,
             },
@@ -173,6 +179,7 @@ impl fmt::Display for DisconnectReason {
             Self::ProtocolError { detail } => write!(f, "protocol error: {detail}"),
             Self::RateLimited => f.write_str("rate limited"),
             Self::ServerShutdown => f.write_str("server shutting down"),
+            Self::ServerLost => f.write_str("server lost (cluster node stopped answering)"),
             Self::Os { errno: e } => {
                 write!(f, "{} ({} {})", errno::describe(*e), errno::name(*e), e)
             }
@@ -240,7 +247,7 @@ impl std::str::FromStr for DisconnectReason {
                 message: message.to_string(),
             });
         }
-        const FIXED: [DisconnectReason; 8] = [
+        const FIXED: [DisconnectReason; 9] = [
             DisconnectReason::Quit {
                 message: String::new(),
             },
@@ -251,6 +258,7 @@ impl std::str::FromStr for DisconnectReason {
             DisconnectReason::Refused,
             DisconnectReason::RateLimited,
             DisconnectReason::ServerShutdown,
+            DisconnectReason::ServerLost,
         ];
         if let Some(r) = FIXED.into_iter().find(|r| r.to_string() == text) {
             return Ok(r);
@@ -321,6 +329,7 @@ mod tests {
             DisconnectReason::Refused,
             DisconnectReason::RateLimited,
             DisconnectReason::ServerShutdown,
+            DisconnectReason::ServerLost,
             DisconnectReason::IdleTimeout { secs: 30 },
             DisconnectReason::SlowConsumer { frames: 1024 },
             DisconnectReason::ProtocolError {
@@ -469,6 +478,7 @@ mod tests {
                 why: String::new(),
                 secs: 0,
             },
+            DisconnectReason::ServerLost,
         ] {
             assert_eq!(DisconnectReason::from_code(&r.code()), Some(r));
         }

@@ -25,6 +25,7 @@ pub fn reason() -> impl Strategy<Value = DisconnectReason> {
         text().prop_map(|detail| DisconnectReason::ProtocolError { detail }),
         Just(DisconnectReason::RateLimited),
         Just(DisconnectReason::ServerShutdown),
+        Just(DisconnectReason::ServerLost),
         (0i32..4096).prop_map(|errno| DisconnectReason::Os { errno }),
         // `by` is a nick: never ": " inside (it splits who from why).
         ("[a-z0-9._-]{0,12}", text()).prop_map(|(by, why)| DisconnectReason::Kicked { by, why }),
