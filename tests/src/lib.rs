@@ -14,6 +14,8 @@
 //! - [`tmux::Tmux`]: a private tmux server to drive the terminal UI.
 //! - [`proc_status_kib`]: a process's peak or current memory (`VmHWM`,
 //!   `VmRSS`); [`sha256sum`]: the reference SHA-256 for test senders.
+//! - [`nats::NatsProc`]: a real `nats-server` (JetStream, its own port and
+//!   store) for the cluster tests, restartable.
 //! - [`require!`] / [`require`]: a missing host precondition (root, tmux,
 //!   `ip`, `::1`) fails under CI and skips with its reason locally
 //!   ([`precondition`]).
@@ -41,6 +43,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Default bound for one expected event in these helpers.
+pub mod nats;
 pub mod precondition;
 pub mod random_file;
 pub mod tmux;
@@ -552,8 +555,13 @@ impl TextClient {
 
     /// Read lines until one equals `want`; returns the lines skipped.
     pub async fn expect_line(&mut self, want: &str) -> Vec<String> {
+        self.expect_line_within(want, STEP).await
+    }
+
+    /// [`TextClient::expect_line`] with its own bound.
+    pub async fn expect_line_within(&mut self, want: &str, d: Duration) -> Vec<String> {
         let mut skipped = Vec::new();
-        let deadline = tokio::time::Instant::now() + STEP;
+        let deadline = tokio::time::Instant::now() + d;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.read_line_timeout(left).await {

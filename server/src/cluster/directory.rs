@@ -34,9 +34,9 @@ impl Directory {
         self.users.insert(key, p);
     }
 
-    /// A user is gone (a KV delete).
-    pub fn remove(&mut self, key: &str) {
-        self.users.remove(key);
+    /// A user is gone (a KV delete or purge); who it was.
+    pub fn remove(&mut self, key: &str) -> Option<Presence> {
+        self.users.remove(key)
     }
 
     /// A node's heartbeat.

@@ -314,21 +314,26 @@ fn sweep_lost(link: &Link, dedupe: &mut Dedupe) {
     for l in lost {
         warn!(node = %l.node, users = l.users.len(), "cluster: node lost");
         dedupe.forget(&l.node, l.inc);
-        let _in = owed::scope();
-        for u in &l.users {
-            for room in &u.rooms {
-                hub.deliver_remote(
-                    room,
-                    &[ServerMsg::Left {
-                        room: room.clone(),
-                        nick: u.nick.clone(),
-                        reason: Some(DisconnectReason::ServerLost),
-                    }],
-                );
-            }
-        }
+        announce_lost(&hub, &l.users);
         let keys = super::directory::Directory::keys_of(&l.users).collect();
         let _ = link.ops.send(Op::Purge(keys, l.node, l.inc));
+    }
+}
+
+/// Tell the local members of their rooms that these users' node is lost.
+fn announce_lost(hub: &crate::hub::Hub, users: &[Presence]) {
+    let _in = owed::scope();
+    for u in users {
+        for room in &u.rooms {
+            hub.deliver_remote(
+                room,
+                &[ServerMsg::Left {
+                    room: room.clone(),
+                    nick: u.nick.clone(),
+                    reason: Some(DisconnectReason::ServerLost),
+                }],
+            );
+        }
     }
 }
 
@@ -461,7 +466,29 @@ fn on_entry(link: &Link, e: kv::Entry) {
             }
             lock(&link.dir).put(e.key, p, Instant::now());
         }
-        kv::Operation::Delete | kv::Operation::Purge => lock(&link.dir).remove(&e.key),
+        // A user who left: its node announced it in its rooms.
+        kv::Operation::Delete => {
+            lock(&link.dir).remove(&e.key);
+        }
+        // A lost node's user, purged by the node that noticed first: the
+        // same announcement as our own sweep would make (whichever comes
+        // first takes the user out of the directory: one announcement).
+        kv::Operation::Purge => {
+            let gone = lock(&link.dir).remove(&e.key);
+            if let (Some(p), Some(hub)) = (gone, link.hub.upgrade()) {
+                announce_lost(&hub, &[p]);
+            }
+            // Our own claim, purged while we were too slow to beat in
+            // time: claim it again.
+            let mine: Vec<u64> = lock(&link.local)
+                .iter()
+                .filter(|(_, u)| subject::nick_kv_key(&fold::nick_key(&u.nick)) == e.key)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in mine {
+                let _ = link.ops.send(Op::Claim(id));
+            }
+        }
     }
 }
 
@@ -477,27 +504,40 @@ async fn apply(link: &Link, s: &kv::Store, op: Op) {
                 }
             }
         }
-        Op::Release(key) => release(link, s, &key, &link.node, link.inc).await,
+        Op::Release(key) => release(s, &key, &link.node, link.inc, false).await,
         Op::Purge(keys, node, inc) => {
             for k in keys {
-                release(link, s, &k, &node, inc).await;
+                release(s, &k, &node, inc, true).await;
             }
         }
         Op::Resync => {}
     }
 }
 
-/// Delete `key` if `node`/`inc` still holds it.
-async fn release(link: &Link, s: &kv::Store, key: &str, node: &str, inc: u64) {
-    let _ = link;
+/// Free `key` if `node`/`inc` still holds it: a delete when its user
+/// left, a purge when its node was lost (the other nodes announce a purge
+/// as `server-lost`).
+async fn release(s: &kv::Store, key: &str, node: &str, inc: u64, lost: bool) {
     if let Ok(Some(e)) = s.entry(key).await
         && e.operation == kv::Operation::Put
         && let Ok(p) = serde_json::from_slice::<Presence>(&e.value)
         && p.node == node
         && p.inc == inc
-        && let Err(err) = s.delete_expect_revision(key, Some(e.revision)).await
     {
-        debug!(error = %err, key, "cluster: presence delete failed");
+        let r = if lost {
+            s.purge_expect_revision(key, Some(e.revision))
+                .await
+                .err()
+                .map(|e| e.to_string())
+        } else {
+            s.delete_expect_revision(key, Some(e.revision))
+                .await
+                .err()
+                .map(|e| e.to_string())
+        };
+        if let Some(err) = r {
+            debug!(error = %err, key, "cluster: presence delete failed");
+        }
     }
 }
 
