@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check, on a fresh machine: installs what the tests need (tmux for the
 # terminal end-to-end tests, iproute2 for the lab's network namespaces, openssl
-# and ncat for the TLS tests, nftables for the kernel-drop transfer tests), then
+# and ncat for the TLS tests, nftables for the kernel-drop transfer tests,
+# nats-server for the cluster tests), then
 # formatting, lints and the whole test suite. This is the README's test command.
 # With CI set (CI=true, as .ci/run and CI services do) a test whose host
 # precondition is missing (root, tmux, ip, ::1) fails instead of skipping:
@@ -15,6 +16,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # tls.rs: s_client chats over TLS
 command -v ncat >/dev/null 2>&1 || need+=(ncat)         # tls.rs: ncat --ssl too
 command -v nft >/dev/null 2>&1 || need+=(nftables)      # transfer_netns.rs: kernel-dropped datagrams
+# cluster.rs: a real NATS server (Debian's package installs it in /usr/sbin)
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]}"
   if ! command -v apt-get >/dev/null 2>&1; then

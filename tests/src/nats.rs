@@ -13,6 +13,16 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The `nats-server` binary: on PATH, or where Debian's package puts it
+/// (`/usr/sbin`, not on a non-root user's PATH).
+pub fn binary() -> Option<PathBuf> {
+    if crate::on_path("nats-server") {
+        return Some(PathBuf::from("nats-server"));
+    }
+    let sbin = PathBuf::from("/usr/sbin/nats-server");
+    sbin.exists().then_some(sbin)
+}
+
 /// One `nats-server` process (or none, between [`NatsProc::stop`] and
 /// [`NatsProc::restart`]).
 pub struct NatsProc {
@@ -56,7 +66,7 @@ impl NatsProc {
     /// Start (again) on the same port and store; waits until it accepts.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("nats-server")
+        let child = Command::new(binary().expect("nats-server installed"))
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.addr.port().to_string())
             .arg("-sd")

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use sockchat_shared::{DisconnectReason, ServerMsg};
 use sockchat_tests::nats::NatsProc;
-use sockchat_tests::{FramedClient, ServerProc, TextClient, on_path, require};
+use sockchat_tests::{FramedClient, ServerProc, TextClient, require};
 
 /// Fast heartbeats so the lost-node test is short; the bound under test is
 /// `node_timeout_secs`.
@@ -68,7 +68,7 @@ async fn wait_who(c: &mut TextClient, want: &str) {
 
 fn have_nats() -> bool {
     require(
-        on_path("nats-server"),
+        sockchat_tests::nats::binary().is_some(),
         "nats-server is not installed (apt-get install nats-server)",
     )
 }
