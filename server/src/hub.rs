@@ -744,8 +744,12 @@ impl Hub {
     /// Turn cluster mode on: from now on local room traffic, presence and
     /// nicks go to `u`, and `u` is asked about other nodes' nicks and
     /// members. Set once, before the first room exists.
-    pub fn set_uplink(&self, u: Arc<dyn Uplink>) {
+    /// `guest_base`: where this node's `guestN` numbers start, so nodes
+    /// started together do not all hand out `guest1` at once (a claim
+    /// collision renames the later user).
+    pub fn set_uplink(&self, u: Arc<dyn Uplink>, guest_base: u64) {
         let _ = self.uplink.set(u);
+        self.guest_seq.store(guest_base.max(1), Ordering::Relaxed);
     }
 
     /// Whether another node holds nick key `key`: the error to give.

@@ -120,7 +120,7 @@ pub async fn run_all(
             .await
             .map_err(std::io::Error::other)?;
         info!(node = %link.node(), url = %c.cluster.nats_url, "cluster mode");
-        hub.set_uplink(link.clone());
+        hub.set_uplink(link.clone(), link.guest_base());
         Some(link)
     };
     let shutdown = Shutdown::new(Duration::from_secs(c.server.shutdown_grace_secs));

@@ -170,6 +170,13 @@ impl Link {
         &self.node
     }
 
+    /// Where this node's guest numbers start: spread by its incarnation
+    /// over 1..=90,000 (in steps of 1,000), so concurrent guests on
+    /// different nodes rarely collide (and a collision is resolved).
+    pub fn guest_base(&self) -> u64 {
+        1 + (self.inc % 90) * 1000
+    }
+
     /// Whether NATS is connected.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
