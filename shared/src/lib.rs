@@ -7,6 +7,7 @@
 //! fd and nothing else.
 
 pub mod ban;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod errno;

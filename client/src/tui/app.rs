@@ -213,6 +213,8 @@ pub struct App {
     pub cfg: UiConfig,
     pub nick: String,
     pub server_name: String,
+    /// Cluster mode: the node we are on and its link (from its notices).
+    pub cluster: Option<sockchat_shared::cluster::ClusterState>,
     pub rooms: Rooms,
     /// The room the user is looking at (and typing into).
     pub current: RoomId,
@@ -328,6 +330,7 @@ impl App {
             cfg,
             nick: nick.to_string(),
             server_name: String::new(),
+            cluster: None,
             rooms,
             current,
             conn: ConnView {
@@ -1335,6 +1338,9 @@ impl App {
         // A Who page continues the reply before it only if nothing came
         // between.
         let who_reply = self.who_reply.take();
+        if let ServerMsg::Notice { text } = &m {
+            sockchat_shared::cluster::parse(text, &mut self.cluster);
+        }
         // The line a person reads, from the one renderer (chat and private
         // lines are drawn from their fields, to colour the nick; a SockInfo
         // is a block).
@@ -1360,6 +1366,8 @@ impl App {
                 self.nick = nick.clone();
                 self.mentions.set_nick(&nick);
                 self.server_name = server.clone();
+                // A cluster node says so right after (PROTOCOL.md).
+                self.cluster = None;
                 let Some(i) = self.room_id(&room) else {
                     return;
                 };

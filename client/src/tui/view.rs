@@ -793,6 +793,19 @@ pub fn panel_lines(app: &App) -> Vec<Line<'static>> {
         ]),
         Line::from(vec![key("peer"), Span::raw(opt(c.peer))]),
     ];
+    if let Some(cl) = &app.cluster {
+        let node = sockchat_shared::sanitize::sanitize(cl.node.as_deref().unwrap_or("?"));
+        let (link, col) = if cl.up {
+            ("link up", Color::Green)
+        } else {
+            ("link down: local rooms only", Color::LightRed)
+        };
+        lines.push(Line::from(vec![
+            key("node"),
+            Span::raw(format!("{node}  ")),
+            Span::styled(link, color(app, col)),
+        ]));
+    }
     if let Some(r) = &c.last_close {
         lines.push(Line::from(vec![
             key("last end"),

@@ -42,9 +42,7 @@ use subject::Subjects;
 /// memory without bound.
 const OUT_QUEUE: usize = 65_536;
 
-/// The text local users get when the link to NATS goes down / comes back.
-pub const LINK_LOST: &str = "cluster link lost: local rooms only";
-pub const LINK_BACK: &str = "cluster link restored: rooms span the cluster again";
+pub use sockchat_shared::cluster::{LINK_BACK, LINK_LOST};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -185,14 +183,7 @@ impl Link {
     /// One line for users and logs: node, link state, nodes heard.
     pub fn describe(&self) -> String {
         let nodes = lock(&self.dir).node_count();
-        if self.is_up() {
-            format!(
-                "cluster node {}: link up, {} other node(s)",
-                self.node, nodes
-            )
-        } else {
-            format!("cluster node {}: link down, local rooms only", self.node)
-        }
+        sockchat_shared::cluster::describe(&self.node, self.is_up(), nodes)
     }
 
     fn queue(&self, o: Out) {
