@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::bin;
+use crate::{Plain, bin, sockchat_command};
 
 /// Bound for one expected screen change.
 pub const STEP: Duration = Duration::from_secs(15);
@@ -197,4 +197,25 @@ pub fn restartable_port() -> u16 {
         }
     }
     panic!("no free port in 20000..32000");
+}
+
+/// A `--plain` client called `nick` on `addr`, welcomed: the other person
+/// in a room with a TUI under test.
+pub fn plain_client(addr: &str, nick: &str) -> Plain {
+    let mut p = Plain::spawn(
+        &mut sockchat_command(&["--server", addr, "--nick", nick, "--plain"]),
+        nick,
+        STEP,
+    );
+    p.expect(&format!("welcome {nick}"));
+    p
+}
+
+/// tmux is installed; otherwise the test skips with the reason (fails
+/// under CI, `crate::require`).
+pub fn require_tmux() -> bool {
+    crate::require(
+        Tmux::available(),
+        "tmux is not installed (./test.sh installs it)",
+    )
 }

@@ -14,19 +14,8 @@
 
 use std::time::{Duration, Instant};
 
-use sockchat_tests::tmux::{STEP, Tmux, restartable_port};
-use sockchat_tests::{Plain, ServerProc, sockchat_command};
-
-/// A `--plain` client called `nick` on `addr`.
-fn plain(addr: &str, nick: &str) -> Plain {
-    let mut p = Plain::spawn(
-        &mut sockchat_command(&["--server", addr, "--nick", nick, "--plain"]),
-        nick,
-        STEP,
-    );
-    p.expect(&format!("welcome {nick}"));
-    p
-}
+use sockchat_tests::ServerProc;
+use sockchat_tests::tmux::{STEP, Tmux, plain_client, require_tmux, restartable_port};
 
 /// `alice` in a tmux session on `addr`, welcomed.
 fn alice(tmux: &Tmux, addr: &str) {
@@ -37,13 +26,6 @@ fn alice(tmux: &Tmux, addr: &str) {
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) on the sockchat process this test started.
     assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid} {sig}");
-}
-
-fn require_tmux() -> bool {
-    sockchat_tests::require(
-        Tmux::available(),
-        "tmux is not installed (./test.sh installs it)",
-    )
 }
 
 /// Issue 15 item 1: the key that closes an overlay (help, event log) never
@@ -57,8 +39,8 @@ fn a_key_that_closes_an_overlay_never_leaks_a_private_message() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("overlay");
-    let mut bob = plain(&addr, "bob");
-    let mut carol = plain(&addr, "carol");
+    let mut bob = plain_client(&addr, "bob");
+    let mut carol = plain_client(&addr, "carol");
     alice(&tmux, &addr);
     carol.expect("alice joined lobby");
 
@@ -100,7 +82,7 @@ fn a_line_typed_right_after_join_goes_to_the_new_room() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("join");
-    let mut carol = plain(&addr, "carol");
+    let mut carol = plain_client(&addr, "carol");
     carol.send("/join qa");
     carol.expect("carol joined qa");
     alice(&tmux, &addr);
@@ -131,7 +113,7 @@ fn long_typed_and_pasted_lines_are_sent_at_once() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("long");
-    let mut carol = plain(&addr, "carol");
+    let mut carol = plain_client(&addr, "carol");
     alice(&tmux, &addr);
     carol.expect("alice joined lobby");
 
@@ -208,7 +190,7 @@ fn reconnect_keeps_the_focused_room() {
         assert!(Instant::now() < deadline, "never rejoined dev:\n{s}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut carol = plain(&listen, "carol");
+    let mut carol = plain_client(&listen, "carol");
     carol.send("/join dev");
     carol.expect("carol joined dev");
     carol.send("/who dev");

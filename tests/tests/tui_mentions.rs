@@ -13,25 +13,8 @@
     reason = "test code: a panic is a failed test with its message"
 )]
 
-use sockchat_tests::tmux::{STEP, Tmux};
-use sockchat_tests::{Plain, ServerProc, sockchat_command};
-
-fn plain(addr: &str, nick: &str) -> Plain {
-    let mut p = Plain::spawn(
-        &mut sockchat_command(&["--server", addr, "--nick", nick, "--plain"]),
-        nick,
-        STEP,
-    );
-    p.expect(&format!("welcome {nick}"));
-    p
-}
-
-fn require_tmux() -> bool {
-    sockchat_tests::require(
-        Tmux::available(),
-        "tmux is not installed (./test.sh installs it)",
-    )
-}
+use sockchat_tests::ServerProc;
+use sockchat_tests::tmux::{Tmux, plain_client, require_tmux};
 
 /// The screen with its colours and attributes (SGR escapes).
 fn styled(tmux: &Tmux, session: &str) -> String {
@@ -46,7 +29,7 @@ fn mentions_are_highlighted_and_counted_and_a_pm_gets_its_own_view() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("mention");
-    let mut bob = plain(&addr, "bob");
+    let mut bob = plain_client(&addr, "bob");
     tmux.client("alice", 100, 24, &format!("--server {addr} --nick alice"));
     tmux.wait_for("alice", "welcome alice");
     bob.expect("alice joined lobby");
@@ -106,8 +89,8 @@ fn away_shows_in_who_and_to_whoever_writes() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("away");
-    let mut bob = plain(&addr, "bob");
-    let mut carol = plain(&addr, "carol");
+    let mut bob = plain_client(&addr, "bob");
+    let mut carol = plain_client(&addr, "carol");
     tmux.client("alice", 100, 24, &format!("--server {addr} --nick alice"));
     tmux.wait_for("alice", "welcome alice");
     carol.expect("alice joined lobby");
@@ -165,7 +148,7 @@ fn emoji_clusters_leave_no_ghost_cells_and_ctrl_l_redraws() {
     let server = ServerProc::start(&[]);
     let addr = server.addr.to_string();
     let tmux = Tmux::new("emoji");
-    let mut bob = plain(&addr, "bob");
+    let mut bob = plain_client(&addr, "bob");
     tmux.client("alice", 80, 20, &format!("--server {addr} --nick alice"));
     tmux.wait_for("alice", "welcome alice");
     bob.expect("alice joined lobby");
