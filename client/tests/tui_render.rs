@@ -898,3 +898,46 @@ async fn the_loop_rings_the_bell_for_a_private_message() {
     run(vec![pm]).await;
     assert_eq!(*bell.0.lock().expect("lock"), b"\x07");
 }
+
+fn cluster_notice(a: &mut App, text: &str) {
+    a.update(Event::Socket(SocketEvent::Server(ServerMsg::Notice {
+        text: text.into(),
+    })));
+}
+
+/// Cluster mode: the node the user is on and the link state, from the
+/// server's notices (PROTOCOL.md "Cluster mode").
+#[test]
+fn the_panel_shows_the_node_and_follows_the_link() {
+    let mut a = App::new(UiConfig::default(), "al", Instant::now(), 1_795_304_400_000);
+    a.update(Event::Resize(150, 40));
+    a.update(Event::Socket(SocketEvent::Connected {
+        local: "127.0.0.1:50123".parse().expect("addr"),
+        peer: "127.0.0.1:7878".parse().expect("addr"),
+        transport: Transport::Tcp,
+    }));
+    a.update(Event::Socket(SocketEvent::Server(ServerMsg::Welcome {
+        nick: "al".into(),
+        room: "lobby".into(),
+        server: "sockchat-server 0.1.0".into(),
+    })));
+    assert!(!screen(&a).contains("link up"), "no cluster: no node line");
+    cluster_notice(&mut a, &sockchat_shared::cluster::describe("n2", true, 1));
+    let s = screen(&a);
+    assert!(s.contains("node     n2  link up"), "{s}");
+    cluster_notice(&mut a, sockchat_shared::cluster::LINK_LOST);
+    let s = screen(&a);
+    assert!(
+        s.contains("node     n2  link down: local rooms only"),
+        "{s}"
+    );
+    cluster_notice(&mut a, sockchat_shared::cluster::LINK_BACK);
+    assert!(screen(&a).contains("node     n2  link up"));
+    // Another server (a reconnect to a single process) has no node.
+    a.update(Event::Socket(SocketEvent::Server(ServerMsg::Welcome {
+        nick: "al".into(),
+        room: "lobby".into(),
+        server: "sockchat-server 0.1.0".into(),
+    })));
+    assert!(!screen(&a).contains("node     n2"));
+}
