@@ -178,12 +178,12 @@ pub struct UdpConfig {
     /// `net.core.rmem_max` (unless the server may use SO_RCVBUFFORCE).
     pub recv_buffer: usize,
     /// Send runs of equal-sized datagrams to one member as one UDP GSO
-    /// (`UDP_SEGMENT`) message where the kernel has it; false (the
-    /// default): one message per datagram. Off by default because a GSO
-    /// message sent through a veth into another network namespace never
-    /// reached a client socket without UDP_GRO (tests/tests/transfer_netns.rs:
-    /// 0 chunks in 300 s; with it off the 50 MiB arrive in ~10 s); on, it
-    /// helps the loopback fan-out benchmark (docs/BENCHMARKS.md).
+    /// (`UDP_SEGMENT`) message where the kernel has it (the default);
+    /// false: one message per datagram. Known problem: a GSO message sent
+    /// through a veth into another network namespace never reached a client
+    /// socket without UDP_GRO, so tests/tests/transfer_netns.rs turns it
+    /// off; and with it off a lossy 50 MiB loopback transfer ran ~15x
+    /// slower (transfer_files) — both to be explained (docs/BENCHMARKS.md).
     pub gso: bool,
     /// Fault injection for demonstrations, probabilities in 0..=1 (off).
     pub drop_probability: f64,
@@ -199,7 +199,7 @@ impl Default for UdpConfig {
             max_payload: 1472,
             max_sessions: 10_000,
             recv_buffer: 4 * 1024 * 1024,
-            gso: false,
+            gso: true,
             drop_probability: 0.0,
             duplicate_probability: 0.0,
             reorder_probability: 0.0,

@@ -182,7 +182,16 @@ fn a_hostile_server_cannot_make_the_client_slow_or_huge() {
     rt.spawn(serve(l, steps_rx, heard.clone()));
 
     let tmux = Tmux::new("hostile");
-    tmux.client("alice", 120, 30, &format!("--server {addr} --nick alice"));
+    // This server never answers the client's pings (that rule has its own
+    // test, hung_server.rs): a long ping timeout keeps a slow flood on a
+    // loaded machine from ending the connection as `idle-timeout` (seen at
+    // load 17) before the memory bound is what is measured.
+    tmux.client(
+        "alice",
+        120,
+        30,
+        &format!("--server {addr} --nick alice --ping-timeout-ms 600000"),
+    );
     tmux.wait_for("alice", "welcome alice");
     let pid = tmux.client_pid("alice");
     let (base, _) = rss_kib(pid);
