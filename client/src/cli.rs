@@ -34,6 +34,11 @@ pub enum Command {
     /// Load-test a chat server with scripted bots.
     #[command(after_help = EXIT_CODES)]
     Bots(crate::bots::BotsArgs),
+    /// Play a recording (`--record FILE`) back in the terminal UI: socket
+    /// panel, event log and chat; space pauses, +/- change the speed, q
+    /// quits. Opens no socket.
+    #[command(after_help = EXIT_CODES)]
+    Replay(crate::tui::replay::ReplayArgs),
 }
 
 /// Flags of the chat client (TUI and plain mode).
@@ -130,6 +135,11 @@ pub struct ChatArgs {
     /// filter (here or in RUST_LOG) is an error. Default: RUST_LOG, else info.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Record the session to FILE as JSON lines (socket events as --json
+    /// prints them, TCP_INFO samples, lines sent; never a password or room
+    /// key), for `sockchat replay FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// Everything the chat client runs with: the `[client]` config section with

@@ -10,6 +10,7 @@ pub mod lab;
 pub mod net;
 pub mod plain;
 pub mod present;
+pub mod record;
 pub mod tui;
 pub mod usage;
 pub mod wire;
@@ -21,6 +22,7 @@ pub mod wire;
 pub fn run(cli: cli::Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Some(cli::Command::Lab(args)) => lab::run(args),
+        Some(cli::Command::Replay(args)) => tui::replay::run(args),
         Some(cli::Command::Bots(args)) => {
             bots::plan::Plan::from_args(&args).map_err(|e| cli::usage(format!("{e:#}")))?;
             bots::run(args)

@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use crate::net::{self, Fault, LineId, NetCmd, NetConfig, SocketEvent};
 use crate::present::command::{Input, InputLimits, help_lines, parse_input};
 use crate::present::text::{event_json, event_line};
+use crate::record::format::Entry;
+use crate::record::write::Recorder;
 
 /// Entry point from the command line.
 pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -24,11 +26,22 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         .enable_all()
         .build()?;
     let json = args.json;
+    let record = match &args.record {
+        Some(p) => Some(crate::record::open(
+            p,
+            "plain",
+            &settings,
+            std::time::Instant::now(),
+            sockchat_shared::now_ms(),
+        )?),
+        None => None,
+    };
     let code = rt.block_on(run_with(
         settings.net,
         json,
         tokio::io::stdin(),
         std::io::stdout(),
+        record,
     ))?;
     // Do not wait for the stdin reader: its blocking read() only returns
     // at the next line or EOF, and a driver that stopped for good (a
@@ -140,7 +153,8 @@ fn out_line(out: &mut impl Write, json: bool, text: String, mut value: serde_jso
     let _ = out.flush();
 }
 
-/// Run plain mode with the given input and output (tests pass pipes).
+/// Run plain mode with the given input and output (tests pass pipes),
+/// recording into `record` (`--record`) when given.
 /// Returns the exit code: 0 when every line typed was delivered (confirmed
 /// by the server's echo) and the session ended by `/quit` or end of input;
 /// 1 when a line failed, the connection could not be made, or it ended with
@@ -150,6 +164,7 @@ pub async fn run_with(
     json: bool,
     input: impl AsyncRead + Unpin,
     mut out: impl Write,
+    mut record: Option<Recorder>,
 ) -> anyhow::Result<u8> {
     let limits = InputLimits {
         max_message_len: cfg.max_message_len,
@@ -188,7 +203,12 @@ pub async fn run_with(
             }
             line = lines.next_line(), if input_open && pending.is_none() => {
                 let line = match line {
-                    Ok(Some(l)) => l,
+                    Ok(Some(l)) => {
+                        if let Some(r) = &mut record {
+                            r.entry(&Entry::Typed(l.clone()), std::time::Instant::now());
+                        }
+                        l
+                    }
                     Ok(None) | Err(_) => {
                         // End of input: say goodbye properly.
                         input_open = false;
@@ -212,6 +232,9 @@ pub async fn run_with(
                             format!("* fault crash: {did}; the peer should see: {peer}"),
                             serde_json::json!({"event": "fault", "fault": "crash", "did": did, "peer_sees": peer}),
                         );
+                        if let Some(r) = &mut record {
+                            r.flush();
+                        }
                         std::process::abort();
                     }
                     Ok(Input::Local(_)) => {
@@ -242,6 +265,13 @@ pub async fn run_with(
             }
             ev = events.recv() => {
                 let Some(ev) = ev else { return Ok(1) };
+                if let Some(r) = &mut record {
+                    r.socket(&ev, std::time::Instant::now());
+                    r.flush();
+                    if let Some(e) = r.take_error() {
+                        out_line(&mut out, json, format!("! {e}"), serde_json::json!({"event": "local-error", "text": e}));
+                    }
+                }
                 match &ev {
                     SocketEvent::Server(m) => here.follow(m),
                     SocketEvent::LineConfirmed { id } => {

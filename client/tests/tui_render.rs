@@ -20,6 +20,9 @@ use sockchat::tui::view;
 use sockchat_shared::sockopt::{KeepaliveSettings, TcpInfo, TcpSnapshot};
 use sockchat_shared::{ChatKind, DisconnectReason, ServerMsg};
 
+mod common;
+use common::screen;
+
 /// 2026-11-21 23:40:00 UTC.
 const WALL: u64 = 1_795_304_400_000;
 
@@ -134,31 +137,6 @@ fn info() -> SocketInfo {
         reading_paused: false,
         tls: None,
     }
-}
-
-/// The screen as text, one row per line, wide characters counted once.
-fn screen(a: &App) -> String {
-    let (w, h) = a.size;
-    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    t.draw(|f| view::render(a, f)).expect("draw");
-    let buf = t.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..h {
-        let mut line = String::new();
-        let mut skip = 0;
-        for x in 0..w {
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            let sym = buf[(x, y)].symbol();
-            skip = unicode_width::UnicodeWidthStr::width(sym).saturating_sub(1);
-            line.push_str(sym);
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[test]
@@ -364,6 +342,7 @@ fn no_outputs() -> sockchat::tui::Outputs {
     sockchat::tui::Outputs {
         bell: Box::new(std::io::sink()),
         chatlog: None,
+        record: None,
     }
 }
 
@@ -869,6 +848,7 @@ async fn the_loop_rings_the_bell_for_a_private_message() {
             let out = sockchat::tui::Outputs {
                 bell: Box::new(bell),
                 chatlog: None,
+                record: None,
             };
             tokio::time::timeout(
                 Duration::from_secs(5),

@@ -59,6 +59,7 @@ const TABLE: &[(i32, &str, &str)] = &[
     ),
     (libc::ECONNRESET, "ECONNRESET", "connection reset by peer"),
     (libc::ENOBUFS, "ENOBUFS", "no buffer space available"),
+    (libc::ENOSPC, "ENOSPC", "no space left on device"),
     (libc::EISCONN, "EISCONN", "socket is already connected"),
     (libc::ENOTCONN, "ENOTCONN", "socket is not connected"),
     (

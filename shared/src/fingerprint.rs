@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 
 /// A SHA-256 certificate fingerprint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {

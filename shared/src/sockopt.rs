@@ -89,7 +89,7 @@ pub fn tcp_state_name(state: u8) -> &'static str {
 
 /// Linux `struct tcp_info`, decoded by offset. Fields after `total_retrans`
 /// were added in later kernels and are `None` when not reported.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TcpInfo {
     /// How many bytes the kernel filled in.
     pub len: usize,
@@ -233,7 +233,7 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
 
 /// Keepalive and user-timeout settings: when will the kernel declare a
 /// silent peer dead?
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeepaliveSettings {
     pub enabled: bool,
     pub idle_secs: u32,
@@ -264,7 +264,7 @@ pub fn keepalive(fd: RawFd) -> io::Result<KeepaliveSettings> {
 }
 
 /// Everything we can learn about a TCP socket in one poll.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TcpSnapshot {
     pub info: Option<TcpInfo>,
     /// SIOCOUTQ: bytes sent but not yet acked (plus not yet sent).

@@ -460,7 +460,7 @@ fn mix64(mut z: u64) -> u64 {
 /// Counters of one receiving direction. `lost` is derived like RTP's
 /// (RFC 3550 §A.3): expected - received unique, so a late datagram that
 /// fills a gap un-counts its loss.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeqStats {
     /// Every datagram fed in, duplicates included.
     pub received: u64,
@@ -687,7 +687,7 @@ impl FaultConfig {
 }
 
 /// What the injector did so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FaultStats {
     /// Datagrams handed to the injector.
     pub offered: u64,

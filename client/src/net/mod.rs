@@ -221,7 +221,7 @@ pub enum HalfClose {
 
 /// Application-level counters kept by the net task for the current
 /// connection (reset on every connect).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub frames_in: u64,
     pub frames_out: u64,
@@ -230,7 +230,7 @@ pub struct Stats {
 }
 
 /// One TCP_INFO poll plus our counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SocketInfo {
     pub snap: TcpSnapshot,
     pub stats: Stats,

@@ -36,7 +36,7 @@ pub struct TlsOptions {
 }
 
 /// What the handshake found out about the certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Trust {
     /// It matches the pin (or `--tls-fingerprint`).
     Pinned,
@@ -47,7 +47,7 @@ pub enum Trust {
 }
 
 /// A finished handshake, for the panel and the event log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TlsInfo {
     pub version: String,
     pub cipher: String,

@@ -54,7 +54,7 @@ impl Default for UdpOptions {
 
 /// Our own counters (the kernel keeps none for UDP that we could ask for,
 /// except the drop count in /proc/net/udp).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UdpCounters {
     pub datagrams_in: u64,
     pub datagrams_out: u64,
@@ -73,7 +73,7 @@ pub struct UdpCounters {
 }
 
 /// One poll of the UDP socket for the socket panel.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UdpInfo {
     pub local: Option<SocketAddr>,
     pub peer: Option<SocketAddr>,

@@ -285,6 +285,9 @@ pub struct App {
     /// Lines for the chat log files (room name, line) when `chat_log` is
     /// on; the loop writes them (as `view::plain_line`).
     pub chatlog: Vec<(String, ChatLine)>,
+    /// `--record`: the lines the user sent since the loop last took them
+    /// (`tui/replay.rs`); `None` when not recording.
+    pub typed: Option<Vec<String>>,
 }
 
 /// One connection outage: a single line in the chat that the following
@@ -381,6 +384,7 @@ impl App {
             search: None,
             activity: Vec::new(),
             chatlog: Vec::new(),
+            typed: None,
         }
     }
 
@@ -841,6 +845,17 @@ impl App {
         Vec::new()
     }
 
+    /// Show the room (or private view) called `name`, as a key that moved
+    /// there would (a recording's change of room, `tui/replay.rs`).
+    pub fn show_room(&mut self, name: &str) -> Vec<Action> {
+        if let Some(id) = self.rooms.find(name) {
+            self.switch_to(id);
+        }
+        let mut a = Vec::new();
+        self.ask_who_here(&mut a);
+        a
+    }
+
     fn next_room(&mut self, forward: bool) {
         let id = self.rooms.step(self.current, forward);
         self.switch_to(id);
@@ -861,6 +876,11 @@ impl App {
     /// room"), and `/join` moves the focus at once, so the next line goes
     /// to the room just joined.
     pub fn submit(&mut self, line: &str) -> Vec<Action> {
+        if let Some(t) = &mut self.typed
+            && !line.trim().is_empty()
+        {
+            t.push(line.to_string());
+        }
         let mut input = match parse_input(line, &self.cfg.limits) {
             Ok(i) => i,
             Err(e) => {

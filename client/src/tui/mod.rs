@@ -14,6 +14,7 @@ pub mod clock;
 pub mod input;
 pub mod keys;
 pub mod mention;
+pub mod replay;
 pub mod rooms;
 pub mod term_input;
 pub mod transfer;
@@ -78,6 +79,13 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
                 .map_err(|e| anyhow::anyhow!("[client] chat_log_dir {}: {e}", dir.display()))?,
         )
     };
+    // One "start" for the app's clock and the recording's, so a replay
+    // shows the same times.
+    let (t0, wall0) = (Instant::now(), sockchat_shared::now_ms());
+    let record = match &args.record {
+        Some(p) => Some(crate::record::open(p, "tui", &settings, t0, wall0)?),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -91,7 +99,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         let guard = TerminalGuard::enter()?;
         let mut terminal = Terminal::new(ratatui::backend::CrosstermBackend::new(io::stdout()))?;
         terminal.clear()?;
-        let mut app = App::new(ui, &c.nick, Instant::now(), sockchat_shared::now_ms());
+        let mut app = App::new(ui, &c.nick, t0, wall0);
         if let Ok(s) = terminal.size() {
             app.size = (s.width, s.height);
         }
@@ -114,6 +122,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
             Outputs {
                 bell: Box::new(io::stdout()),
                 chatlog,
+                record,
             },
         )
         .await;
@@ -129,7 +138,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
 }
 
 /// A stream that yields a Ctrl-\ key event (quit) for each SIGTERM or SIGHUP.
-fn quit_signals() -> impl Stream<Item = io::Result<crossterm::event::Event>> + Unpin {
+pub(crate) fn quit_signals() -> impl Stream<Item = io::Result<crossterm::event::Event>> + Unpin {
     use crossterm::event::{Event as C, KeyCode, KeyEvent, KeyModifiers};
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate()).ok();
@@ -159,7 +168,7 @@ fn quit_signals() -> impl Stream<Item = io::Result<crossterm::event::Event>> + U
 }
 
 /// The local time's offset from UTC, for timestamps (0 if unknown).
-fn local_utc_offset() -> i64 {
+pub fn local_utc_offset() -> i64 {
     let now = sockchat_shared::now_ms() / 1000;
     let t = now as libc::time_t;
     // SAFETY: localtime_r writes into the zeroed tm we own; no shared state.
@@ -230,6 +239,8 @@ pub fn from_crossterm(e: crossterm::event::Event) -> Option<Event> {
 pub struct Outputs {
     pub bell: Box<dyn io::Write + Send>,
     pub chatlog: Option<chatlog::ChatLog>,
+    /// `--record FILE`: what the app receives, written as it goes.
+    pub record: Option<crate::record::write::Recorder>,
 }
 
 /// The loop: draw, wait for input / socket events / tick, update, repeat.
@@ -345,8 +356,12 @@ where
         }
         // "Now" first, so countdowns these events start are exact.
         app.update(Event::Tick(Instant::now()));
+        if let Some(err) = out.record.as_mut().and_then(|r| r.take_error()) {
+            // A full disk: said in the event log and the chat, once.
+            events.insert(0, Event::Socket(SocketEvent::Local(err)));
+        }
         for e in events {
-            for action in app.update(e) {
+            for action in replay::feed(app, e, out.record.as_mut()) {
                 match action {
                     Action::Net(cmd) => {
                         // Never wait on the net task here: it may itself be
@@ -368,6 +383,9 @@ where
                     crash @ Action::Crash { .. } => return Ok(Some(crash)),
                 }
             }
+        }
+        if let Some(r) = &mut out.record {
+            r.flush();
         }
         if !socket_open && app.quitting {
             app.done = true;
