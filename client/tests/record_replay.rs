@@ -19,14 +19,13 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use sockchat::net::{
-    AfterClose, CloseReason, Fault, LineId, SocketEvent, SocketInfo, Stats, SysError, Transport,
+    AfterClose, CloseReason, Fault, LineId, SocketEvent, SocketInfo, SysError, Transport,
 };
 use sockchat::record::format::{Entry, Header, decode};
 use sockchat::record::read::{LINE_MAX, ReadError, read};
 use sockchat::record::write::Recorder;
 use sockchat::tui::app::{App, Event, UiConfig};
 use sockchat::tui::replay::{apply, feed, replay_app};
-use sockchat_shared::sockopt::{KeepaliveSettings, TcpInfo, TcpSnapshot};
 use sockchat_shared::{ChatKind, DisconnectReason, ServerMsg};
 
 mod common;
@@ -41,47 +40,17 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().expect("addr")
 }
 
+/// The common poll with this RTT and byte counts.
 fn info(rtt_us: u32, bytes: u64) -> SocketInfo {
-    SocketInfo {
-        snap: TcpSnapshot {
-            info: Some(TcpInfo {
-                len: 232,
-                state: 1,
-                snd_mss: 32741,
-                rtt_us,
-                rttvar_us: 80,
-                snd_cwnd: 10,
-                snd_ssthresh: 0x7fff_ffff,
-                rto_us: 201_000,
-                bytes_acked: Some(bytes),
-                bytes_received: Some(bytes * 2),
-                notsent_bytes: Some(0),
-                min_rtt_us: Some(40),
-                last_data_recv_ms: 1000,
-                last_ack_recv_ms: 1000,
-                ..TcpInfo::default()
-            }),
-            send_queue: Some(0),
-            recv_queue: Some(3),
-            sndbuf: Some(2_626_560),
-            rcvbuf: Some(131_072),
-            keepalive: Some(KeepaliveSettings {
-                enabled: true,
-                idle_secs: 60,
-                interval_secs: 10,
-                count: 5,
-                user_timeout_ms: 0,
-            }),
-        },
-        stats: Stats {
-            frames_in: 12,
-            frames_out: 8,
-            bytes_in: bytes * 2,
-            bytes_out: bytes,
-        },
-        reading_paused: false,
-        tls: None,
+    let mut i = common::info();
+    if let Some(t) = &mut i.snap.info {
+        t.rtt_us = rtt_us;
+        t.bytes_acked = Some(bytes);
+        t.bytes_received = Some(bytes * 2);
     }
+    i.stats.bytes_out = bytes;
+    i.stats.bytes_in = bytes * 2;
+    i
 }
 
 fn s(ev: SocketEvent) -> Event {

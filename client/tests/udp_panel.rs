@@ -4,29 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use sockchat::net::udp::{UdpCounters, UdpInfo};
 use sockchat::net::{SocketEvent, Transport};
 use sockchat::tui::app::{App, Event, UiConfig};
-use sockchat::tui::view;
 use sockchat_shared::ServerMsg;
 use sockchat_shared::udp::{FaultStats, SeqStats};
 
-fn screen(a: &App) -> String {
-    let (w, h) = a.size;
-    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
-    t.draw(|f| view::render(a, f)).expect("draw");
-    let buf = t.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..h {
-        for x in 0..w {
-            out.push_str(buf[(x, y)].symbol());
-        }
-        out.push('\n');
-    }
-    out
-}
+mod common;
+use common::screen;
 
 #[test]
 fn udp_panel_shows_datagrams_loss_rtt_and_kernel_drops() {

@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sockchat_tests::tmux::{STEP, Tmux};
+use sockchat_tests::tmux::{STEP, Tmux, require_tmux};
 use sockchat_tests::{Plain, ServerProc, sockchat_command};
 
 fn tmp(name: &str) -> PathBuf {
@@ -55,12 +55,22 @@ fn record_session(server: &ServerProc, file: &Path) -> Vec<String> {
     alice.seen.clone()
 }
 
+/// `sockchat replay ARGS` in a new tmux session: it plays to the end and
+/// its screen then shows every needle.
+fn replay_shows(tmux: &Tmux, session: &str, args: &str, needles: &[&str]) {
+    tmux.client(session, 130, 36, &format!("replay {args}"));
+    let screen = tmux.wait_for(session, "REPLAY END");
+    for needle in needles {
+        assert!(
+            screen.contains(needle),
+            "the replay does not show {needle:?}:\n{screen}"
+        );
+    }
+}
+
 #[test]
 fn a_recorded_fault_rst_replays_in_the_terminal() {
-    if !sockchat_tests::require(
-        Tmux::available(),
-        "tmux is not installed (./test.sh installs it)",
-    ) {
+    if !require_tmux() {
         return;
     }
     let server = ServerProc::start(&[]);
@@ -78,25 +88,23 @@ fn a_recorded_fault_rst_replays_in_the_terminal() {
 
     // The server is gone: a replay opens no socket.
     let tmux = Tmux::new("replay");
-    tmux.client("fast", 130, 36, &format!("replay {f} --speed 10"));
-    let screen = tmux.wait_for("fast", "REPLAY END");
-    for needle in [
-        "alice: hello from the recording",
-        "alice: after the reset",
-        "ECONNRESET (104)",
-        "fault rst",
-        "CLOSED: we reset the connection (fault rst)",
-        // The socket panel, from the recorded TCP_INFO samples, and the
-        // kernel's socket after the close.
-        "tcpi     ",
-        "rtt      ",
-        "kept     TIME_WAIT",
-    ] {
-        assert!(
-            screen.contains(needle),
-            "the replay does not show {needle:?}:\n{screen}"
-        );
-    }
+    replay_shows(
+        &tmux,
+        "fast",
+        &format!("{f} --speed 10"),
+        &[
+            "alice: hello from the recording",
+            "alice: after the reset",
+            "ECONNRESET (104)",
+            "fault rst",
+            "CLOSED: we reset the connection (fault rst)",
+            // The socket panel, from the recorded TCP_INFO samples, and the
+            // kernel's socket after the close.
+            "tcpi     ",
+            "rtt      ",
+            "kept     TIME_WAIT",
+        ],
+    );
     // The event log (F3) has the fault and the reset too.
     tmux.keys("fast", &["F3"]);
     let log = tmux.wait_for("fast", "event log");
@@ -125,10 +133,7 @@ fn a_recorded_fault_rst_replays_in_the_terminal() {
 /// replays with the lines typed in it.
 #[test]
 fn the_terminal_ui_records_and_replays() {
-    if !sockchat_tests::require(
-        Tmux::available(),
-        "tmux is not installed (./test.sh installs it)",
-    ) {
+    if !require_tmux() {
         return;
     }
     let server = ServerProc::start(&[]);
@@ -163,18 +168,16 @@ fn the_terminal_ui_records_and_replays() {
         !text.contains("Den-K3y-secret"),
         "a room key in the recording"
     );
-    tmux.client("replay", 130, 36, &format!("replay {f} --speed 8"));
-    let screen = tmux.wait_for("replay", "REPLAY END");
-    for needle in [
-        "alice: after the fault",
-        "CLOSED: we reset the connection (fault rst)",
-        "ECONNRESET (104)",
-    ] {
-        assert!(
-            screen.contains(needle),
-            "the replay does not show {needle:?}:\n{screen}"
-        );
-    }
+    replay_shows(
+        &tmux,
+        "replay",
+        &format!("{f} --speed 8"),
+        &[
+            "alice: after the fault",
+            "CLOSED: we reset the connection (fault rst)",
+            "ECONNRESET (104)",
+        ],
+    );
     tmux.keys("replay", &["C-c"]);
     tmux.wait_for("replay", "sockchat exited: 0");
     let _ = std::fs::remove_file(&file);
