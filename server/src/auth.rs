@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -150,6 +150,13 @@ pub enum AuthError {
     Io,
 }
 
+/// Cluster mode: where a nick registered here goes so every node knows it
+/// ([`crate::cluster`]). Only queues.
+pub trait ShareNicks: Send + Sync + std::fmt::Debug {
+    /// `nick` was registered here with this argon2 PHC string.
+    fn registered(&self, nick: &str, hash: &str);
+}
+
 /// The server's passwords and registered nicks (`[auth]`).
 #[derive(Debug)]
 pub struct Auth {
@@ -161,6 +168,8 @@ pub struct Auth {
     file: PathBuf,
     /// Nick key -> (the nick as registered, its hash).
     nicks: Mutex<HashMap<String, (String, Hash)>>,
+    /// Cluster mode: told of each registration made here.
+    share: OnceLock<Arc<dyn ShareNicks>>,
 }
 
 impl Auth {
@@ -186,6 +195,7 @@ impl Auth {
             registration: c.registration,
             file,
             nicks: Mutex::new(nicks),
+            share: OnceLock::new(),
         })
     }
 
@@ -260,13 +270,63 @@ impl Auth {
         if nicks.len() >= MAX_REGISTERED {
             return Err(AuthError::Full);
         }
-        nicks.insert(key.clone(), (nick.to_string(), hash));
+        nicks.insert(key.clone(), (nick.to_string(), hash.clone()));
         if let Err(e) = write_nicks(&self.file, &nicks) {
             nicks.remove(&key);
             tracing::warn!(file = %self.file.display(), error = %e, "cannot save the nicks file");
             return Err(AuthError::Io);
         }
+        drop(nicks);
+        if let Some(s) = self.share.get() {
+            s.registered(nick, &hash.0);
+        }
         Ok(key)
+    }
+
+    /// Cluster mode: tell `s` of every registration made from now on.
+    pub fn share_with(&self, s: Arc<dyn ShareNicks>) {
+        let _ = self.share.set(s);
+    }
+
+    /// Every registration: (nick, argon2 PHC string).
+    pub fn registrations(&self) -> Vec<(String, String)> {
+        self.nicks()
+            .values()
+            .map(|(n, h)| (n.clone(), h.0.clone()))
+            .collect()
+    }
+
+    /// Cluster mode: a registration made on another node (the cluster's
+    /// record wins over a different one made here during a partition).
+    /// Kept in memory; [`Auth::save`] writes the file. False when it was
+    /// known already or is not an argon2 hash.
+    pub fn learn(&self, nick: &str, phc: &str) -> bool {
+        let Ok(hash) = Hash::parse(phc) else {
+            return false;
+        };
+        let key = fold::nick_key(nick);
+        let mut nicks = self.nicks();
+        if nicks.len() >= MAX_REGISTERED && !nicks.contains_key(&key) {
+            return false;
+        }
+        if let Some((_, old)) = nicks.get(&key) {
+            if old.0 == hash.0 {
+                return false;
+            }
+            tracing::warn!(
+                nick,
+                "registered nick: another node's registration replaces this one"
+            );
+        }
+        nicks.insert(key, (nick.to_string(), hash));
+        true
+    }
+
+    /// Write the nicks file (after [`Auth::learn`]).
+    pub fn save(&self) {
+        if let Err(e) = write_nicks(&self.file, &self.nicks()) {
+            tracing::warn!(file = %self.file.display(), error = %e, "cannot save the nicks file");
+        }
     }
 }
 

@@ -43,9 +43,9 @@ pub struct Ctx {
     /// `[access]`: allow/deny lists, `/sockinfo` address policy.
     pub access: Access,
     /// `[auth]`: the server and operator passwords, registered nicks.
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     /// Operators' bans (checked here at admission for addresses).
-    pub bans: Bans,
+    pub bans: Arc<Bans>,
     /// Cluster mode (`[cluster]`): private messages and `/sockinfo` for
     /// nicks on other nodes.
     pub cluster: Option<Arc<crate::cluster::Link>>,
@@ -92,8 +92,8 @@ impl Ctx {
             slots,
             per_ip,
             access: Access::new(&settings.config.access),
-            auth,
-            bans: Bans::default(),
+            auth: Arc::new(auth),
+            bans: Arc::default(),
             cluster,
             settings,
         }

@@ -42,9 +42,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// fan-out. Every call is synchronous and only queues (never awaits, never
 /// does I/O): it runs under a room lock.
 pub trait Uplink: Send + Sync {
-    /// Local room traffic (a chat batch, a `Joined`, a `Left`), encoded
-    /// once as frames, for the other nodes.
+    /// A local chat batch, encoded once as frames, for the other nodes
+    /// (and the cluster's history of the room).
     fn room_event(&self, room: &str, frames: Bytes);
+    /// A local `Joined` or `Left`, encoded once, for the other nodes.
+    fn room_presence(&self, room: &str, frames: Bytes);
+    /// `room` was just created here: the cluster may hold older messages
+    /// of it, handed back through [`Hub::seed_history`].
+    fn room_created(&self, room: &str);
     /// A local member joined (`true`) or left `room` (presence).
     fn membership(&self, peer: &Peer, room: &str, joined: bool);
     /// A local nick was taken (`old` = None), changed, or freed (`new` =
@@ -690,6 +695,14 @@ fn taken_text(wanted: &str, holder: &str) -> String {
     }
 }
 
+/// A history message as it is replayed (`history = true`).
+fn as_history(mut m: ServerMsg) -> ServerMsg {
+    if let ServerMsg::Chat { history, .. } = &mut m {
+        *history = true;
+    }
+    m
+}
+
 /// Limits the hub enforces itself.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -902,6 +915,7 @@ impl Hub {
     ) -> Result<Arc<Room>, HubError> {
         let name = self.room_name(typed)?;
         let mut rooms = lock(&self.rooms);
+        let mut new_room = false;
         let room = match rooms.get(name) {
             Some(r) => {
                 r.admits(peer, room_key, privileged)
@@ -935,6 +949,7 @@ impl Hub {
                     g.key = room_key.map(str::to_string);
                 }
                 rooms.insert(key, r.clone());
+                new_room = true;
                 r
             }
         };
@@ -959,22 +974,15 @@ impl Hub {
         }
         if let Some(u) = &room.uplink {
             if let Some(b) = enc.get(Format::Framed) {
-                u.room_event(&room.name, b);
+                u.room_presence(&room.name, b);
             }
             u.membership(peer, &room.name, true);
+            if new_room {
+                u.room_created(&room.name);
+            }
         }
         if !inner.history.is_empty() {
-            let replay: Vec<ServerMsg> = inner
-                .history
-                .iter()
-                .map(|m| {
-                    let mut m = m.clone();
-                    if let ServerMsg::Chat { history, .. } = &mut m {
-                        *history = true;
-                    }
-                    m
-                })
-                .collect();
+            let replay: Vec<ServerMsg> = inner.history.iter().cloned().map(as_history).collect();
             if let Some(b) = Encoded::new(&replay).get(peer.format) {
                 peer.deliver(b);
             }
@@ -1012,7 +1020,7 @@ impl Hub {
                 nick: peer.nick().to_string(),
                 reason: reason.cloned(),
             };
-            u.room_event(&room.name, codec::server_frame(&left));
+            u.room_presence(&room.name, codec::server_frame(&left));
             u.membership(peer, &room.name, false);
         }
         if announce || tell_self {
@@ -1094,6 +1102,37 @@ impl Hub {
                     inner.history.pop_front();
                 }
                 inner.history.push_back(m.clone());
+            }
+        }
+    }
+
+    /// Cluster mode: `older` chat of `room` (oldest first) from the
+    /// cluster's history, read after the room was created here. What the
+    /// room's history does not hold yet and has room for goes before it,
+    /// and is replayed (`history = true`) to the members, who joined before
+    /// it came.
+    pub fn seed_history(&self, room: &str, older: Vec<ServerMsg>) {
+        let Some(r) = self.room(room) else {
+            return;
+        };
+        let mut inner = lock(&r.inner);
+        let space = inner.history_cap.saturating_sub(inner.history.len());
+        let mut new: Vec<ServerMsg> = older
+            .into_iter()
+            .filter(|m| !inner.history.contains(m))
+            .collect();
+        new.drain(..new.len().saturating_sub(space));
+        if new.is_empty() {
+            return;
+        }
+        for m in new.iter().rev() {
+            inner.history.push_front(m.clone());
+        }
+        let replay: Vec<ServerMsg> = new.into_iter().map(as_history).collect();
+        let mut enc = Encoded::new(&replay);
+        for m in &inner.members {
+            if let Some(b) = enc.get(m.format) {
+                m.deliver(b);
             }
         }
     }
@@ -1251,6 +1290,35 @@ mod tests {
         h.join(&c, "lobby").expect("join");
         let got = drain(&c).await;
         let all: Vec<u8> = got.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(
+            String::from_utf8(all).expect("utf-8"),
+            "* c joined lobby\n[lobby history] a: two\n[lobby history] a: three\n"
+        );
+    }
+
+    /// Cluster history read after the room was created here goes before
+    /// the room's own, once, only as much as the cap leaves, and is
+    /// replayed to the members already in.
+    #[tokio::test]
+    async fn seeded_history_goes_first_once_within_the_cap() {
+        let h = hub();
+        let a = peer(1, Format::Text);
+        h.register(&a, "a").expect("nick");
+        let room = h.join(&a, "lobby").expect("join");
+        room.fan_out_chat(vec![chat("three")], 9);
+        let mut q = VecDeque::new();
+        a.outbox.take_all(&mut q);
+        h.seed_history("lobby", vec![chat("one"), chat("two"), chat("three")]);
+        h.seed_history("nowhere", vec![chat("x")]);
+        let all: Vec<u8> = drain(&a).await.iter().flat_map(|b| b.to_vec()).collect();
+        assert_eq!(
+            String::from_utf8(all).expect("utf-8"),
+            "[lobby history] a: two\n"
+        );
+        let c = peer(2, Format::Text);
+        h.register(&c, "c").expect("nick");
+        h.join(&c, "lobby").expect("join");
+        let all: Vec<u8> = drain(&c).await.iter().flat_map(|b| b.to_vec()).collect();
         assert_eq!(
             String::from_utf8(all).expect("utf-8"),
             "* c joined lobby\n[lobby history] a: two\n[lobby history] a: three\n"

@@ -136,6 +136,9 @@ pub async fn run_all(
         auth,
         cluster.clone(),
     ));
+    if let Some(link) = &cluster {
+        link.attach(&ctx.auth, &ctx.bans);
+    }
     let accept = Arc::new(AcceptCtx {
         ctx: ctx.clone(),
         reject_slots: Arc::new(Semaphore::new(64)),

@@ -7,10 +7,13 @@
 //! (`Peer::remove`, `Peer::set_mute`).
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use sockchat_shared::DisconnectReason;
 use sockchat_shared::ban::BanTarget;
+
+use crate::hub::Hub;
 
 /// Most bans kept at once (a new one past it replaces the oldest).
 pub const MAX_BANS: usize = 10_000;
@@ -52,10 +55,19 @@ impl Ban {
     }
 }
 
+/// Cluster mode: where the bans set and lifted here go so every node keeps
+/// them ([`crate::cluster`]). Only queues.
+pub trait ShareBans: Send + Sync + std::fmt::Debug {
+    fn banned(&self, ban: &Ban);
+    fn unbanned(&self, target: &BanTarget);
+}
+
 /// The live bans.
 #[derive(Debug, Default)]
 pub struct Bans {
     list: Mutex<Vec<Ban>>,
+    /// Cluster mode: told of each ban set or lifted here.
+    share: OnceLock<Arc<dyn ShareBans>>,
 }
 
 impl Bans {
@@ -65,28 +77,61 @@ impl Bans {
         l
     }
 
-    /// Add a ban (replacing one on the same target).
-    pub fn ban(&self, target: BanTarget, by: &str, why: &str, secs: u32, now: Instant) {
-        let mut l = self.list(now);
-        l.retain(|b| b.target != target);
-        if l.len() >= MAX_BANS {
-            l.remove(0);
-        }
-        l.push(Ban {
+    /// Add a ban (replacing one on the same target); the ban.
+    pub fn ban(&self, target: BanTarget, by: &str, why: &str, secs: u32, now: Instant) -> Ban {
+        let ban = Ban {
             target,
             by: by.to_string(),
             why: why.to_string(),
             secs,
             until: (secs > 0).then(|| now + Duration::from_secs(u64::from(secs))),
-        });
+        };
+        self.put(ban.clone(), now);
+        if let Some(s) = self.share.get() {
+            s.banned(&ban);
+        }
+        ban
+    }
+
+    /// Cluster mode: a ban set on another node.
+    pub fn from_cluster(&self, ban: Ban, now: Instant) {
+        self.put(ban, now);
+    }
+
+    fn put(&self, ban: Ban, now: Instant) {
+        let mut l = self.list(now);
+        l.retain(|b| b.target != ban.target);
+        if l.len() >= MAX_BANS {
+            l.remove(0);
+        }
+        l.push(ban);
     }
 
     /// Lift the ban on exactly this target; false when there was none.
     pub fn unban(&self, target: &BanTarget, now: Instant) -> bool {
+        let lifted = self.lift(target, now);
+        if lifted && let Some(s) = self.share.get() {
+            s.unbanned(target);
+        }
+        lifted
+    }
+
+    /// Lift a ban without telling the cluster (it came from there).
+    pub fn lift(&self, target: &BanTarget, now: Instant) -> bool {
         let mut l = self.list(now);
         let before = l.len();
         l.retain(|b| b.target != *target);
         l.len() != before
+    }
+
+    /// Cluster mode: tell `s` of every ban set or lifted from now on.
+    pub fn share_with(&self, s: Arc<dyn ShareBans>) {
+        let _ = self.share.set(s);
+    }
+
+    /// The live bans.
+    pub fn live(&self, now: Instant) -> Vec<Ban> {
+        self.list(now).clone()
     }
 
     /// The ban that keeps out a user from `ip` with `nick` (`None` at
@@ -97,6 +142,23 @@ impl Bans {
             .find(|b| b.target.matches(nick, ip))
             .cloned()
     }
+}
+
+/// End every session `ban` matches with reason `banned`; how many.
+pub fn end_banned(hub: &Hub, ban: &Ban) -> usize {
+    let mut ended = 0;
+    for p in hub.peers() {
+        if ban.target.matches(Some(&p.nick()), p.addr.ip())
+            && p.remove(DisconnectReason::Banned {
+                by: ban.by.clone(),
+                why: ban.why.clone(),
+                secs: ban.secs,
+            })
+        {
+            ended += 1;
+        }
+    }
+    ended
 }
 
 #[cfg(test)]

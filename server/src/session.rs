@@ -395,20 +395,9 @@ impl Session {
                 }
                 let t = BanTarget::parse(&target);
                 let why = Self::why(&reason);
-                self.ctx.bans.ban(t.clone(), &me, &why, secs, now);
+                let ban = self.ctx.bans.ban(t.clone(), &me, &why, secs, now);
                 info!(parent: &self.span(), target = %t, secs, %why, "ban");
-                let mut ended = 0;
-                for p in hub.peers() {
-                    if t.matches(Some(&p.nick()), p.addr.ip())
-                        && p.remove(DisconnectReason::Banned {
-                            by: me.clone(),
-                            why: why.clone(),
-                            secs,
-                        })
-                    {
-                        ended += 1;
-                    }
-                }
+                let ended = crate::operators::end_banned(&hub, &ban);
                 let time = if secs == 0 {
                     "until /unban or a restart".to_string()
                 } else {
@@ -941,7 +930,7 @@ impl Member<'_> {
                         .ctx
                         .cluster
                         .as_ref()
-                        .and_then(|c| c.private(&self.peer.nick(), &to, &text))
+                        .and_then(|c| c.private(self.peer, &to, &text))
                     {
                         Some(m) => (Some(m), None),
                         None => {

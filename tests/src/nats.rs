@@ -63,6 +63,15 @@ impl NatsProc {
         }
     }
 
+    /// Send `sig` to the server (`SIGSTOP`/`SIGCONT`: a NATS server that
+    /// stops answering for a moment, its connections kept).
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
     /// Start (again) on the same port and store; waits until it accepts.
     pub fn restart(&mut self) {
         self.stop();

@@ -17,6 +17,9 @@ pub const INC: &str = "Sockchat-Inc";
 /// Header: the publication's number, per incarnation, from 1, in
 /// publishing order.
 pub const SEQ: &str = "Sockchat-Seq";
+/// Header of a private message (and of its bounce): the sender's session
+/// number on its node, so a bounce finds the sender even renamed.
+pub const SENDER: &str = "Sockchat-Sender";
 
 /// Who published a message and its number.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,8 @@
 //! - [`subject`]: subject, token and bucket names.
 //! - [`envelope`]: payloads, origin headers, de-duplication.
 //! - [`directory`]: other nodes' users and liveness.
+//! - [`history`]: the history stream, read back when a room is created.
+//! - [`registry`]: registered nicks and bans on every node.
 //! - [`tasks`]: the publisher, the receiver and the presence writer.
 //!
 //! **Invariant:** NATS being slow, down or restarted never blocks a local
@@ -17,6 +19,8 @@
 
 pub mod directory;
 pub mod envelope;
+pub mod history;
+pub mod registry;
 pub mod subject;
 mod tasks;
 
@@ -32,9 +36,12 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::access::Access;
+use crate::auth::{Auth, ShareNicks};
 use crate::hub::{Hub, Peer, Uplink};
+use crate::operators::{Ban, Bans, ShareBans};
 use directory::Directory;
 use envelope::{NickChange, Presence};
+use sockchat_shared::ban::BanTarget;
 use subject::Subjects;
 
 /// What the publisher queue holds at most before local traffic for the
@@ -83,12 +90,19 @@ pub fn check_config(c: &ClusterConfig) -> Option<(&'static str, String)> {
 /// Something for the publisher to send.
 #[derive(Debug)]
 enum Out {
-    /// A room's traffic (frames).
+    /// A room's chat (frames).
     Room { room: String, frames: Bytes },
+    /// A room's `Joined` or `Left` (one frame).
+    Presence { room: String, frames: Bytes },
     /// A `NickChange` (JSON).
     Nick(Bytes),
-    /// A private message (one `Private` frame) for a nick on `node`.
-    Pm { node: String, frames: Bytes },
+    /// A private message (one `Private` frame) for a nick on `node`, from
+    /// local session `sender`.
+    Pm {
+        node: String,
+        sender: u64,
+        frames: Bytes,
+    },
 }
 
 /// Work for the presence writer (the KV bucket), done in order.
@@ -126,6 +140,12 @@ pub struct Link {
     heartbeat: Duration,
     out: mpsc::Sender<Out>,
     ops: mpsc::UnboundedSender<Op>,
+    /// Work for the history reader ([`history::Job`]).
+    hist: mpsc::UnboundedSender<history::Job>,
+    /// Work for the registry ([`registry::Job`]); its task starts at
+    /// [`Link::attach`].
+    reg: mpsc::UnboundedSender<registry::Job>,
+    reg_rx: Mutex<Option<mpsc::UnboundedReceiver<registry::Job>>>,
     local: Mutex<HashMap<u64, Local>>,
     dir: Mutex<Directory>,
     /// Whether NATS is connected right now.
@@ -199,18 +219,21 @@ impl Link {
     }
 
     /// A private message to `to` if another node holds that nick: queued
-    /// for that node, and returned (as the sender's confirmation).
-    pub fn private(&self, from: &str, to: &str, text: &str) -> Option<ServerMsg> {
+    /// for that node, and returned (as the sender's confirmation). If the
+    /// nick is gone when it arrives, that node sends it back and `from` is
+    /// told it was not delivered.
+    pub fn private(&self, from: &Peer, to: &str, text: &str) -> Option<ServerMsg> {
         let key = subject::nick_kv_key(&fold::nick_key(to));
         let holder = lock(&self.dir).holder(&key).cloned()?;
         let m = ServerMsg::Private {
-            from: from.to_string(),
+            from: from.nick().to_string(),
             to: holder.nick,
             text: text.to_string(),
             ts_ms: sockchat_shared::now_ms(),
         };
         self.queue(Out::Pm {
             node: holder.node,
+            sender: from.id,
             frames: codec::server_frame(&m),
         });
         Some(m)
@@ -233,6 +256,21 @@ impl Link {
         true
     }
 
+    /// Share this node's registered nicks and bans with the cluster, and
+    /// keep the other nodes' (once, when the server's state exists).
+    pub fn attach(self: &Arc<Self>, auth: &Arc<Auth>, bans: &Arc<Bans>) {
+        auth.share_with(self.clone());
+        bans.share_with(self.clone());
+        if let Some(rx) = lock(&self.reg_rx).take() {
+            tokio::spawn(registry::run(
+                self.clone(),
+                Arc::downgrade(auth),
+                Arc::downgrade(bans),
+                rx,
+            ));
+        }
+    }
+
     /// Let the last departures reach the other nodes and free this node's
     /// claims (bounded by `grace`).
     pub async fn close(&self, grace: Duration) {
@@ -247,12 +285,42 @@ impl Link {
     }
 }
 
+impl ShareNicks for Link {
+    fn registered(&self, nick: &str, hash: &str) {
+        let _ = self.reg.send(registry::Job::Registered {
+            nick: nick.to_string(),
+            hash: hash.to_string(),
+        });
+    }
+}
+
+impl ShareBans for Link {
+    fn banned(&self, ban: &Ban) {
+        let _ = self.reg.send(registry::Job::Banned(ban.clone()));
+    }
+
+    fn unbanned(&self, target: &BanTarget) {
+        let _ = self.reg.send(registry::Job::Unbanned(target.clone()));
+    }
+}
+
 impl Uplink for Link {
     fn room_event(&self, room: &str, frames: Bytes) {
         self.queue(Out::Room {
             room: room.to_string(),
             frames,
         });
+    }
+
+    fn room_presence(&self, room: &str, frames: Bytes) {
+        self.queue(Out::Presence {
+            room: room.to_string(),
+            frames,
+        });
+    }
+
+    fn room_created(&self, room: &str) {
+        let _ = self.hist.send(history::Job::Room(room.to_string()));
     }
 
     fn membership(&self, peer: &Peer, room: &str, joined: bool) {
@@ -353,6 +421,8 @@ pub async fn start(
         })?;
     let (out, out_rx) = mpsc::channel(OUT_QUEUE);
     let (ops, ops_rx) = mpsc::unbounded_channel();
+    let (hist, hist_rx) = mpsc::unbounded_channel();
+    let (reg, reg_rx) = mpsc::unbounded_channel();
     let link = Arc::new(Link {
         subjects: Subjects::new(&cfg.subject_prefix, &node),
         node,
@@ -361,6 +431,9 @@ pub async fn start(
         heartbeat: Duration::from_millis(cfg.heartbeat_ms),
         out,
         ops,
+        hist,
+        reg,
+        reg_rx: Mutex::new(Some(reg_rx)),
         local: Mutex::default(),
         dir: Mutex::default(),
         up: AtomicBool::new(false),
@@ -370,6 +443,7 @@ pub async fn start(
         client,
     });
     tasks::spawn(&link, out_rx, ops_rx, events_rx).await;
+    tokio::spawn(history::reader(link.clone(), hist_rx));
     Ok(link)
 }
 

@@ -1,6 +1,7 @@
-//! The NATS names cluster mode uses (PROTOCOL.md "Cluster mode"): one
-//! subject per room, the heartbeat subject, each node's own subjects, and
-//! the presence bucket. Pure: tested without a NATS server.
+//! The NATS names cluster mode uses (PROTOCOL.md "Cluster mode"): two
+//! subjects per room (chat, kept in the history stream; joins and leaves),
+//! the heartbeat subject, each node's own subjects, the presence bucket
+//! and the history stream. Pure: tested without a NATS server.
 
 /// The subjects of one cluster (`cluster.subject_prefix`) as seen by one
 /// node (`cluster.node`).
@@ -18,14 +19,31 @@ impl Subjects {
         }
     }
 
-    /// `PREFIX.room.TOKEN`: a room's chat, joins and leaves.
+    /// `PREFIX.room.TOKEN`: a room's chat (what the history stream keeps).
     pub fn room(&self, room: &str) -> String {
         format!("{}.room.{}", self.prefix, room_token(room))
     }
 
-    /// Every room subject (one subscription per node).
+    /// `PREFIX.room.TOKEN.presence`: a room's joins and leaves (under the
+    /// room's subject, so one subscription keeps a sender's joins, chat and
+    /// leaves in order, and outside the history stream).
+    pub fn presence(&self, room: &str) -> String {
+        format!("{}.room.{}.presence", self.prefix, room_token(room))
+    }
+
+    /// Every room subject, chat and presence (one subscription per node).
     pub fn all_rooms(&self) -> String {
+        format!("{}.room.>", self.prefix)
+    }
+
+    /// The history stream's subjects: every room's chat, no presence.
+    pub fn history_subjects(&self) -> String {
         format!("{}.room.*", self.prefix)
+    }
+
+    /// The JetStream stream that keeps each room's last messages.
+    pub fn history_stream(&self) -> String {
+        format!("{}_history", self.prefix)
     }
 
     /// `PREFIX.nick`: a member's `NickChanged` and the rooms it is in.
@@ -43,6 +61,12 @@ impl Subjects {
         format!("{}.node.{node}.pm", self.prefix)
     }
 
+    /// `PREFIX.node.NODE.pmfail`: a private message `node` sent whose nick
+    /// was gone when it arrived, sent back (the sender is told).
+    pub fn pm_bounce(&self, node: &str) -> String {
+        format!("{}.node.{node}.pmfail", self.prefix)
+    }
+
     /// `PREFIX.node.NODE.sockinfo`: `/sockinfo NICK` asked of `node`
     /// (request/reply).
     pub fn sockinfo(&self, node: &str) -> String {
@@ -57,6 +81,16 @@ impl Subjects {
     /// The JetStream key-value bucket of nick claims and presence.
     pub fn bucket(&self) -> String {
         format!("{}_presence", self.prefix)
+    }
+
+    /// The key-value bucket of registered nicks.
+    pub fn nicks_bucket(&self) -> String {
+        format!("{}_nicks", self.prefix)
+    }
+
+    /// The key-value bucket of operators' bans.
+    pub fn bans_bucket(&self) -> String {
+        format!("{}_bans", self.prefix)
     }
 }
 
@@ -80,6 +114,19 @@ pub fn room_token(room: &str) -> String {
 /// bytes in hex (KV keys allow few characters; nick keys are Unicode).
 pub fn nick_kv_key(nick_key: &str) -> String {
     nick_key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text a [`nick_kv_key`] was made of (`None`: not such a key).
+pub fn from_kv_key(key: &str) -> Option<String> {
+    let b = key.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes = b
+        .chunks(2)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// A node name, a subject prefix: a subject token NATS and a KV bucket
@@ -129,6 +176,8 @@ mod tests {
         assert_eq!(room_token("é"), "%C3%A9");
         let s = Subjects::new("sc", "n1");
         assert_eq!(s.room("x.y"), "sc.room.x%2Ey");
+        assert_eq!(s.presence("x.y"), "sc.room.x%2Ey.presence");
+        assert_eq!(s.history_stream(), "sc_history");
         assert_eq!(s.mine(), "sc.node.n1.*");
     }
 
@@ -140,5 +189,8 @@ mod tests {
         assert!(check_token("a*").is_err());
         assert!(check_token(&default_node_name()).is_ok());
         assert_eq!(nick_kv_key("ab"), "6162");
+        assert_eq!(from_kv_key(&nick_kv_key("é/8")).as_deref(), Some("é/8"));
+        assert_eq!(from_kv_key("6"), None);
+        assert_eq!(from_kv_key("zz"), None);
     }
 }

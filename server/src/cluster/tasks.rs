@@ -94,22 +94,30 @@ async fn publisher(link: Arc<Link>, mut out: mpsc::Receiver<Out>) {
         inc: link.inc,
     });
     loop {
+        let mut sender = None;
         let (subject, payload) = tokio::select! {
             o = out.recv() => match o {
                 None => return,
                 Some(Out::Room { room, frames }) => (link.subjects.room(&room), frames),
+                Some(Out::Presence { room, frames }) => (link.subjects.presence(&room), frames),
                 Some(Out::Nick(json)) => (link.subjects.nick(), json),
-                Some(Out::Pm { node, frames }) => (link.subjects.pm(&node), frames),
+                Some(Out::Pm { node, sender: id, frames }) => {
+                    sender = Some(id);
+                    (link.subjects.pm(&node), frames)
+                }
             },
             _ = hb.tick() => (link.subjects.heartbeat(), beat.clone()),
         };
         seq += 1;
-        let h = Origin {
+        let mut h = Origin {
             node: link.node.clone(),
             inc: link.inc,
             seq,
         }
         .to_headers();
+        if let Some(id) = sender {
+            h.insert(envelope::SENDER, id.to_string().as_str());
+        }
         if let Err(e) = link.client.publish_with_headers(subject, h, payload).await {
             debug!(error = %e, "cluster: publish failed");
         }
@@ -179,6 +187,8 @@ fn on_event(link: &Link, e: async_nats::Event, was_up: &mut bool) {
             }
             *was_up = true;
             let _ = link.ops.send(Op::Resync);
+            let _ = link.reg.send(super::registry::Job::Ready);
+            let _ = link.hist.send(super::history::Job::Ready);
         }
         async_nats::Event::Disconnected => {
             if link.up.swap(false, Ordering::Relaxed) {
@@ -199,7 +209,8 @@ fn origin_ok(dedupe: &mut Dedupe, m: &async_nats::Message) -> bool {
         .is_some_and(|o| dedupe.accept(&o))
 }
 
-/// Another node's room traffic: only chat, joins and leaves of one room.
+/// Another node's room traffic: chat of one room on its chat subject,
+/// joins and leaves of one room on its presence subject.
 fn on_room(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
     if !origin_ok(dedupe, &m) {
         return;
@@ -219,13 +230,18 @@ fn on_room(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
         ) => room.clone(),
         _ => return,
     };
+    let chat = matches!(msgs.first(), Some(ServerMsg::Chat { .. }));
     let same_room = msgs.iter().all(|x| match x {
-        ServerMsg::Chat { room: r, .. }
-        | ServerMsg::Joined { room: r, .. }
-        | ServerMsg::Left { room: r, .. } => *r == room,
+        ServerMsg::Chat { room: r, .. } => chat && *r == room,
+        ServerMsg::Joined { room: r, .. } | ServerMsg::Left { room: r, .. } => !chat && *r == room,
         _ => false,
     });
-    if !same_room || m.subject.as_str() != link.subjects.room(&room) {
+    let subject = if chat {
+        link.subjects.room(&room)
+    } else {
+        link.subjects.presence(&room)
+    };
+    if !same_room || m.subject.as_str() != subject {
         debug!(subject = %m.subject, "cluster: room payload for another room dropped");
         return;
     }
@@ -254,7 +270,8 @@ fn on_nick(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
     }
 }
 
-/// A private message for a local nick, or a `/sockinfo` question.
+/// A private message for a local nick (or one of ours sent back), or a
+/// `/sockinfo` question.
 async fn on_mine(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
     let Some(hub) = link.hub.upgrade() else {
         return;
@@ -265,11 +282,17 @@ async fn on_mine(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
         }
         if let Ok([pm @ ServerMsg::Private { to, .. }]) =
             envelope::decode_frames(&m.payload).as_deref()
-            && let Some(target) = hub.find(to)
         {
-            let _in = owed::scope();
-            target.send(pm);
+            match hub.find(to) {
+                Some(target) => {
+                    let _in = owed::scope();
+                    target.send(pm);
+                }
+                None => bounce(link, m).await,
+            }
         }
+    } else if m.subject.as_str() == link.subjects.pm_bounce(&link.node) {
+        on_bounce(link, &m);
     } else if m.subject.as_str() == link.subjects.sockinfo(&link.node) {
         let Some(reply) = m.reply.clone() else {
             return;
@@ -291,6 +314,56 @@ async fn on_mine(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
         {
             debug!(error = %e, "cluster: sockinfo reply failed");
         }
+    }
+}
+
+/// A private message whose nick left before it arrived: back to the
+/// sending node, with its headers (which name the sender).
+async fn bounce(link: &Link, m: async_nats::Message) {
+    let Some(o) = m.headers.as_ref().and_then(Origin::from_headers) else {
+        return;
+    };
+    let h = m.headers.unwrap_or_default();
+    if let Err(e) = link
+        .client
+        .publish_with_headers(link.subjects.pm_bounce(&o.node), h, m.payload)
+        .await
+    {
+        debug!(error = %e, "cluster: private message bounce failed");
+    }
+}
+
+/// One of our private messages came back: its sender (if still here) is
+/// told it was not delivered.
+fn on_bounce(link: &Link, m: &async_nats::Message) {
+    let Some(h) = m.headers.as_ref() else {
+        return;
+    };
+    let mine = Origin::from_headers(h).is_some_and(|o| o.node == link.node && o.inc == link.inc);
+    let sender = h
+        .get(envelope::SENDER)
+        .and_then(|v| v.as_str().parse::<u64>().ok());
+    let (true, Some(id)) = (mine, sender) else {
+        return;
+    };
+    let Some(peer) = lock(&link.local).get(&id).and_then(|u| u.peer.upgrade()) else {
+        return;
+    };
+    if let Ok([ServerMsg::Private { to, .. }]) = envelope::decode_frames(&m.payload).as_deref() {
+        let _in = owed::scope();
+        peer.send(&not_delivered(to));
+    }
+}
+
+/// What the sender of a private message reads when its nick left before it
+/// arrived on the nick's node.
+fn not_delivered(to: &str) -> ServerMsg {
+    ServerMsg::Error {
+        code: ErrorCode::NoSuchNick,
+        text: format!(
+            "no such nick: {} (left before your private message reached it: not delivered)",
+            sockchat_shared::sanitize::sanitize(to)
+        ),
     }
 }
 
@@ -415,8 +488,18 @@ async fn presence(link: Arc<Link>, mut ops: mpsc::UnboundedReceiver<Op>) {
 }
 
 async fn open_bucket(link: &Link, js: &jetstream::Context) -> Option<kv::Store> {
-    let bucket = link.subjects.bucket();
-    if let Ok(s) = js.get_key_value(&bucket).await {
+    open_kv(link, js, &link.subjects.bucket(), "memory").await
+}
+
+/// Open (creating it if needed) the key-value bucket `bucket` (history 1;
+/// `storage` "memory" or "file").
+pub(super) async fn open_kv(
+    link: &Link,
+    js: &jetstream::Context,
+    bucket: &str,
+    storage: &str,
+) -> Option<kv::Store> {
+    if let Ok(s) = js.get_key_value(bucket).await {
         return Some(s);
     }
     // The bucket's stream, created with a plain JetStream API request:
@@ -428,7 +511,7 @@ async fn open_bucket(link: &Link, js: &jetstream::Context) -> Option<kv::Store> 
         "name": format!("KV_{bucket}"),
         "subjects": [format!("$KV.{bucket}.>")],
         "max_msgs_per_subject": 1,
-        "storage": "memory",
+        "storage": storage,
         "discard": "new",
         "allow_rollup_hdrs": true,
         "deny_delete": true,
@@ -446,10 +529,10 @@ async fn open_bucket(link: &Link, js: &jetstream::Context) -> Option<kv::Store> 
         Ok(m) => String::from_utf8_lossy(&m.payload).into_owned(),
         Err(e) => e.to_string(),
     };
-    match js.get_key_value(&bucket).await {
+    match js.get_key_value(bucket).await {
         Ok(s) => Some(s),
         Err(e) => {
-            warn!(%bucket, error = %e, %answer, "cluster: no presence bucket (is JetStream on? nats-server -js); nicks are unique per node only");
+            warn!(%bucket, error = %e, %answer, "cluster: no key-value bucket (is JetStream on? nats-server -js); what it keeps is per node only");
             None
         }
     }
