@@ -424,7 +424,8 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
     if plan.wire == Wire::Udp {
         return Err("udp-unsupported".into());
     }
-    let sock = if plan.server.is_ipv4() {
+    let server = plan.server_for(spec.n, spec.sender_k.is_some());
+    let sock = if server.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
@@ -446,7 +447,7 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
             .map_err(|e| code(&e))?;
     }
     let _ = sock.set_nodelay(true);
-    let stream = match tokio::time::timeout(plan.connect_timeout, sock.connect(plan.server)).await {
+    let stream = match tokio::time::timeout(plan.connect_timeout, sock.connect(server)).await {
         Err(_) => return Err("connect-timeout".into()),
         Ok(Err(e)) => return Err(code(&e)),
         Ok(Ok(s)) => s,

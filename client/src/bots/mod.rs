@@ -35,9 +35,15 @@ use std::sync::Arc;
 /// fall back to the scenario file, then to the defaults shown.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BotsArgs {
-    /// Server address (HOST:PORT), loopback only [default: 127.0.0.1:7878].
+    /// Server address (HOST:PORT), loopback only [default: 127.0.0.1:7878];
+    /// several, comma-separated (cluster nodes), spread as `--spread` says.
     #[arg(long)]
     pub server: Option<String>,
+    /// With several `--server`s: `bots` (bot N connects to server N mod
+    /// count) or `roles` (senders to the first, the others spread over the
+    /// rest: every delivery crosses nodes) [default: bots].
+    #[arg(long, value_enum)]
+    pub spread: Option<plan::Spread>,
     /// Print the final report as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -21,10 +21,25 @@ pub struct Thresholds {
     pub min_connected: Option<usize>,
 }
 
+/// How bots are spread over several `--server`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Spread {
+    /// Bot N connects to server N mod count.
+    #[default]
+    Bots,
+    /// Senders connect to the first server, the other bots are spread over
+    /// the rest (with one server: all on it).
+    Roles,
+}
+
 /// Everything a run needs, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The first server.
     pub server: SocketAddr,
+    /// Every server (cluster nodes), at least one.
+    pub servers: Vec<SocketAddr>,
+    pub spread: Spread,
     pub wire: Wire,
     /// Lines mode: first line after connecting, `{n}` = bot number.
     pub first_line: Option<String>,
@@ -59,6 +74,17 @@ impl Plan {
         self.groups.iter().map(|g| g.count).sum()
     }
 
+    /// The server bot `n` connects to (`sender`: it sends).
+    pub fn server_for(&self, n: usize, sender: bool) -> SocketAddr {
+        let k = self.servers.len();
+        match self.spread {
+            _ if k <= 1 => self.server,
+            Spread::Bots => self.servers[n % k],
+            Spread::Roles if sender => self.server,
+            Spread::Roles => self.servers[1 + n % (k - 1)],
+        }
+    }
+
     /// Build from the command line (and the scenario file it names).
     pub fn from_args(a: &BotsArgs) -> anyhow::Result<Plan> {
         let sc = match &a.scenario {
@@ -78,14 +104,21 @@ impl Plan {
             sc_ref.and_then(|s| s.server.as_ref()),
             "127.0.0.1:7878",
         );
-        let server = server_s
-            .to_socket_addrs()
-            .with_context(|| format!("bad --server {server_s:?}"))?
-            .next()
-            .with_context(|| format!("--server {server_s:?} resolves to nothing"))?;
-        if !server.ip().is_loopback() {
-            bail!("--server {server}: the bots only load this machine (a loopback address)");
+        let mut servers = Vec::new();
+        for one in server_s.split(',').map(str::trim) {
+            let server = one
+                .to_socket_addrs()
+                .with_context(|| format!("bad --server {one:?}"))?
+                .next()
+                .with_context(|| format!("--server {one:?} resolves to nothing"))?;
+            if !server.ip().is_loopback() {
+                bail!("--server {server}: the bots only load this machine (a loopback address)");
+            }
+            servers.push(server);
         }
+        let Some(&server) = servers.first() else {
+            bail!("--server: no address");
+        };
         let wire = a
             .wire
             .or(sc_ref.and_then(|s| s.wire))
@@ -207,6 +240,8 @@ impl Plan {
         }
         Ok(Plan {
             server,
+            servers,
+            spread: a.spread.unwrap_or_default(),
             wire,
             first_line,
             join_lines,
@@ -299,4 +334,36 @@ fn simple_groups(a: &BotsArgs, n_rooms: usize) -> anyhow::Result<Vec<Group>> {
         });
     }
     Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bots_spread_over_several_servers() {
+        let mut args = BotsArgs {
+            server: Some("127.0.0.1:1, 127.0.0.1:2,127.0.0.1:3".into()),
+            count: Some("6".into()),
+            workers: 1,
+            ..Default::default()
+        };
+        let p = Plan::from_args(&args).expect("plan");
+        let port = |n, sender| p.server_for(n, sender).port();
+        assert_eq!(
+            (0..4).map(|n| port(n, false)).collect::<Vec<_>>(),
+            [1, 2, 3, 1]
+        );
+        args.spread = Some(Spread::Roles);
+        let p = Plan::from_args(&args).expect("plan");
+        let port = |n, sender| p.server_for(n, sender).port();
+        assert_eq!(port(0, true), 1);
+        assert_eq!(port(7, true), 1);
+        assert_eq!(
+            (0..4).map(|n| port(n, false)).collect::<Vec<_>>(),
+            [2, 3, 2, 3]
+        );
+        args.server = Some("127.0.0.1:1,10.0.0.1:2".into());
+        assert!(Plan::from_args(&args).is_err(), "loopback only");
+    }
 }

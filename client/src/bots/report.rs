@@ -192,7 +192,12 @@ impl Report {
             }
         };
         let mut r = Report {
-            server: plan.server.to_string(),
+            server: plan
+                .servers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             wire: plan.wire.name().into(),
             bots: plan.total_bots(),
             workers: plan.workers,

@@ -196,16 +196,17 @@ pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
 /// own); then Join (and leave the default room).
 async fn handshake(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Link, String> {
     let plan = &sh.plan;
+    let server = plan.server_for(spec.n, spec.sender_k.is_some());
     let local: SocketAddr = match plan.source_ips.get(spec.n % plan.source_ips.len().max(1)) {
         Some(ip) => SocketAddr::new(*ip, 0),
-        None if plan.server.is_ipv4() => "127.0.0.1:0".parse().map_err(|_| "bad address")?,
+        None if server.is_ipv4() => "127.0.0.1:0".parse().map_err(|_| "bad address")?,
         None => "[::1]:0".parse().map_err(|_| "bad address")?,
     };
     let room = &plan.rooms[spec.room];
     let nick = fill(&plan.nick, spec.n, room, plan.run_id);
     // The client's own link and handshake (Hello, the cookie retry,
     // Welcome), then the socket is ours for the hot path.
-    let mut udp = UdpLink::connect_from(Some(local), plan.server, UdpOptions::default())
+    let mut udp = UdpLink::connect_from(Some(local), server, UdpOptions::default())
         .await
         .map_err(|e| code(&e))?;
     udp.handshake(&nick, Duration::from_millis(100), plan.connect_timeout)
