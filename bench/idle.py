@@ -63,8 +63,11 @@ for m, k0, k1, k2 in rows:
     user_bots = m["bots_rss_kb"] / max(held, 1)
     tcp_per_sock = g.get("TCP", 0) / max(sockets, 1)
     per_conn.append((held, user_srv, user_bots, sock_slab / max(held, 1), tcp_per_sock, m))
-    print(f"| {n:,} ({m['servers']} x {m['count']:,}) | {held:,} | {m['load1']} | "
-          f"{m['server_rss0_kb'] / 1024:.1f} -> {m['server_rss_kb'] / 1024:.1f} MiB | {user_srv:.2f} | "
+    # REUSE=1: one port (r); CLUSTER=1: nodes of a cluster, NATS's RSS (c).
+    mode = {"": "", "r": ", one port", "c": ", cluster", "rc": ", one port, cluster"}.get(m.get("mode", ""), "")
+    nats = f" + NATS {m['nats_rss_kb'] / 1024:.1f} MiB" if m.get("nats_rss_kb") else ""
+    print(f"| {n:,} ({m['servers']} x {m['count']:,}{mode}) | {held:,} | {m['load1']} | "
+          f"{m['server_rss0_kb'] / 1024:.1f} -> {m['server_rss_kb'] / 1024:.1f} MiB{nats} | {user_srv:.2f} | "
           f"{user_bots:.2f} | +{sockets:,} | {tcp0['mem']} -> {tcp1['mem']} | {tcp_per_sock:,.0f} | "
           f"{sock_slab / max(held, 1):,.0f} | {all_slab / max(held, 1):,.0f} | "
           f"{k2['sockstat']['TCP']['tw']:,} |")
@@ -82,7 +85,10 @@ print(", ".join(f"{c} {g.get(c, 0) / held:,.0f}" for c in SOCKET_CACHES if g.get
 # single-server counts (fixed costs, such as allocator arenas and the
 # runtime, dominate small counts), kernel memory from /proc/meminfo's Slab
 # (all caches: the named ones miss kmalloc'ed parts), half per end.
-single = sorted((r for r in per_conn if r[5]["servers"] == 1), key=lambda r: r[0])
+single = sorted((r for r in per_conn if r[5]["servers"] == 1 and not r[5].get("mode")),
+                key=lambda r: r[0])
+if len(single) < 2:
+    sys.exit(0)
 (h0, _, _, _, _, m0), (h1, _, _, _, _, m1) = single[-2], single[-1]
 user_srv = (m1["server_rss_kb"] - m0["server_rss_kb"]) / (h1 - h0)
 user_bots = (m1["bots_rss_kb"] - m0["bots_rss_kb"]) / (h1 - h0)

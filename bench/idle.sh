@@ -5,10 +5,15 @@
 # server's VmRSS, the bots' VmRSS, /proc/net/sockstat and the growth of
 # every slab cache in /proc/slabinfo (in pages actually held by each cache).
 # With SERVERS=K, K servers on K ports are filled at once (K bots runs in
-# parallel) to go past one process's RLIMIT_NOFILE.
+# parallel) to go past one process's RLIMIT_NOFILE. REUSE=1: the K servers
+# share one port (--reuse-port; the kernel spreads the connections, so
+# leave each some headroom below its fd limit). CLUSTER=1: the K servers
+# are nodes of one cluster on a fresh nats-server (JetStream on; each
+# connection is a nick claim in the presence bucket).
 #
 #   bench/idle.sh                        # 1000 5000 10000 19900, one server
 #   SERVERS=3 bench/idle.sh 19900        # 3 x 19,900 connections
+#   SERVERS=3 REUSE=1 CLUSTER=1 bench/idle.sh 15000   # one port, 3 nodes
 #
 # Writes target/bench/idle/<N>x<K>.json (one object per step) for
 # bench/idle.py, which prints the table and the projection. Loopback only;
@@ -18,6 +23,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 COUNTS=${*:-"1000 5000 10000 19900"}
 SERVERS=${SERVERS:-1}
+REUSE=${REUSE:-0}
+CLUSTER=${CLUSTER:-0}
 HOLD=${HOLD:-15}
 OUT=$ROOT/target/bench/idle
 mkdir -p "$OUT"
@@ -30,11 +37,30 @@ printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n' > "$CONF"
 
 PIDS=()
 BOT_PIDS=()
+NATS_PID=
+NATS_DIR=
 cleanup() {
-    for p in "${BOT_PIDS[@]}" "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${BOT_PIDS[@]}" "${PIDS[@]}" $NATS_PID; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
+    [ -n "$NATS_DIR" ] && rm -rf "$NATS_DIR"
+    true
 }
 trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Each server's listen address and cluster flags (REUSE, CLUSTER).
+LISTEN=127.0.0.1:0
+[ "$REUSE" = 1 ] && LISTEN=127.0.0.1:$(free_port)
+MODE=
+[ "$REUSE" = 1 ] && MODE=${MODE}r
+[ "$CLUSTER" = 1 ] && MODE=${MODE}c
+if [ "$CLUSTER" = 1 ]; then
+    NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
+    NATS_PORT=$(free_port)
+    NATS_DIR=$(mktemp -d /tmp/sockchat-idle-nats.XXXXXX)
+    "$NATS" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$NATS_DIR" > "$OUT/nats.log" 2>&1 &
+    NATS_PID=$!
+    sleep 1
+fi
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
@@ -71,11 +97,14 @@ PY
 }
 
 for n in $COUNTS; do
-    name=${n}x$SERVERS
-    echo "== $(date -u +%H:%M:%S) $SERVERS server(s) x $n idle connections; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    name=${n}x$SERVERS$MODE
+    echo "== $(date -u +%H:%M:%S) $SERVERS server(s) x $n idle connections ${MODE:+($MODE) }; load $(cut -d' ' -f1-3 /proc/loadavg)"
     PIDS=() BOT_PIDS=() ADDRS=()
     for k in $(seq "$SERVERS"); do
-        "$SRV" --listen 127.0.0.1:0 --config "$CONF" --no-rate-limits > "$OUT/srv$k.out" 2> "$OUT/srv$k.err" &
+        extra=()
+        [ "$REUSE" = 1 ] && extra+=(--reuse-port)
+        [ "$CLUSTER" = 1 ] && extra+=(--cluster "nats://127.0.0.1:$NATS_PORT" --node "idle$k")
+        "$SRV" --listen "$LISTEN" --config "$CONF" --no-rate-limits "${extra[@]}" > "$OUT/srv$k.out" 2> "$OUT/srv$k.err" &
         PIDS+=($!)
     done
     for k in $(seq "$SERVERS"); do
@@ -120,6 +149,8 @@ for n in $COUNTS; do
     r1=0 f1=0
     for p in "${PIDS[@]}"; do r1=$((r1 + $(rss_kb "$p"))); f1=$((f1 + $(nfds "$p"))); done
     brss=$(tree_rss "${BOT_PIDS[@]}")
+    nrss=0
+    [ -n "$NATS_PID" ] && nrss=$(rss_kb "$NATS_PID")
     kernel_snap "$OUT/$name.k1.json"
     la=$(cut -d' ' -f1 /proc/loadavg)
     for p in "${BOT_PIDS[@]}"; do wait "$p"; done
@@ -131,7 +162,7 @@ for n in $COUNTS; do
         c=$(jq -r '.connected // 0' "$OUT/$name.bots$k.json" 2>/dev/null | tail -1)
         connected=$((connected + ${c:-0}))
     done
-    printf '{"count":%s,"servers":%s,"connected":%s,"server_rss0_kb":%s,"server_rss_kb":%s,"server_fds0":%s,"server_fds":%s,"bots_rss_kb":%s,"load1":%s}\n' \
-        "$n" "$SERVERS" "$connected" "$r0" "$r1" "$f0" "$f1" "$brss" "$la" > "$OUT/$name.json"
+    printf '{"count":%s,"servers":%s,"mode":"%s","nats_rss_kb":%s,"connected":%s,"server_rss0_kb":%s,"server_rss_kb":%s,"server_fds0":%s,"server_fds":%s,"bots_rss_kb":%s,"load1":%s}\n' \
+        "$n" "$SERVERS" "$MODE" "$nrss" "$connected" "$r0" "$r1" "$f0" "$f1" "$brss" "$la" > "$OUT/$name.json"
     cat "$OUT/$name.json"
 done
