@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use sockchat::net::transfer::{Dir, Progress, XferEvent};
 use sockchat::net::{
     AfterClose, CloseReason, Fault, LineId, SocketEvent, SocketInfo, SysError, Transport,
 };
@@ -154,6 +155,45 @@ fn session() -> Vec<(u64, Event)> {
         ts_ms: WALL + 5000,
     }));
     v.push(s(SocketEvent::Lag { waiting_ms: 2100 }));
+    // A file arrives: the offer, the bar, its end.
+    let xfer = |x: XferEvent| s(SocketEvent::Transfer(Box::new(x)));
+    v.push(xfer(XferEvent::Offered {
+        id: 4,
+        from: "bob".into(),
+        name: "notes.txt".into(),
+        size: 4000,
+        sha256: "ab".repeat(32),
+    }));
+    v.push(xfer(XferEvent::Started {
+        id: 4,
+        dir: Dir::Receive,
+        peer: "bob".into(),
+        name: "notes.txt".into(),
+        size: 4000,
+        transport: Transport::Tcp,
+    }));
+    let progress = |bytes: u64, ms: u64| Progress {
+        id: 4,
+        dir: Dir::Receive,
+        peer: "bob".into(),
+        name: "notes.txt".into(),
+        size: 4000,
+        bytes,
+        elapsed: Duration::from_millis(ms),
+        transport: Transport::Tcp,
+        sender: None,
+        receiver: Some(sockchat_shared::rudp::ReceiverStats {
+            chunks: bytes / 1000,
+            ..Default::default()
+        }),
+    };
+    v.push(xfer(XferEvent::Progress(progress(1000, 1000))));
+    v.push(xfer(XferEvent::Progress(progress(3000, 2000))));
+    v.push(xfer(XferEvent::Done {
+        progress: progress(4000, 2500),
+        sha256: "ab".repeat(32),
+        saved: Some("/home/alice/Downloads/notes.txt".into()),
+    }));
     // /fault rst and what the net task reports for it.
     v.extend(typed("/fault rst"));
     v.push(s(SocketEvent::FaultDone {
@@ -264,6 +304,7 @@ fn record_live(path: &std::path::Path) -> BTreeMap<u64, String> {
         "fault rst",
         "missed you",
         "mss 32741",
+        "notes.txt",
     ] {
         assert!(
             screens.values().any(|s| s.contains(needle)),
@@ -515,7 +556,110 @@ fn every_socket_event_kind_round_trips() {
             nick: "a".into(),
             text: "lunch".into(),
         }),
+        SocketEvent::Wire(Box::new(sockchat::net::WireNews::Packets {
+            segments: vec![sockchat::wire::Segment {
+                t: 0.000042,
+                from: sockchat::wire::Side::Connect,
+                src_port: 40000,
+                dst_port: 7878,
+                syn: true,
+                ack: true,
+                fin: false,
+                rst: false,
+                psh: true,
+                seq: 1,
+                ack_no: 2,
+                win: 512,
+                len: 10,
+                options: Some("mss 65495".into()),
+                probe: false,
+                keepalive: false,
+                retransmit: true,
+            }],
+            lost: 3,
+        })),
     ];
+    let progress = |sender: bool| Progress {
+        id: 4,
+        dir: if sender { Dir::Send } else { Dir::Receive },
+        peer: "bob".into(),
+        name: "f.bin".into(),
+        size: 1000,
+        bytes: 500,
+        elapsed: Duration::from_millis(1500),
+        transport: Transport::Udp,
+        sender: sender.then_some(sockchat_shared::rudp::SenderStats {
+            sent: 9,
+            retransmitted: 2,
+            timeouts: 1,
+            cwnd: 14_000,
+            srtt: Some(Duration::from_micros(1234)),
+            rto: Duration::from_millis(200),
+        }),
+        receiver: (!sender).then_some(sockchat_shared::rudp::ReceiverStats {
+            chunks: 7,
+            duplicates: 1,
+            out_of_order: 2,
+            dropped: 0,
+        }),
+    };
+    let xfers = vec![
+        XferEvent::Offered {
+            id: 4,
+            from: "bob".into(),
+            name: "f.bin".into(),
+            size: 1000,
+            sha256: "ab".into(),
+        },
+        XferEvent::OfferSent {
+            id: 5,
+            to: "#lobby".into(),
+            name: "g".into(),
+            size: 1,
+            sha256: "cd".into(),
+        },
+        XferEvent::Started {
+            id: 4,
+            dir: Dir::Receive,
+            peer: "bob".into(),
+            name: "f.bin".into(),
+            size: 1000,
+            transport: Transport::Tcp,
+        },
+        XferEvent::Progress(progress(true)),
+        XferEvent::Done {
+            progress: progress(false),
+            sha256: "ab".into(),
+            saved: Some("/tmp/f.bin".into()),
+        },
+        XferEvent::Paused {
+            id: 4,
+            dir: Dir::Send,
+            peer: "bob".into(),
+            name: "f.bin".into(),
+            bytes: 10,
+            why: "lost".into(),
+        },
+        XferEvent::Resumed {
+            id: 4,
+            dir: Dir::Send,
+            peer: "bob".into(),
+            name: "f.bin".into(),
+            offset: 10,
+        },
+        XferEvent::Failed {
+            id: 4,
+            dir: Dir::Receive,
+            peer: "bob".into(),
+            name: "f.bin".into(),
+            why: "cancelled".into(),
+        },
+    ];
+    let evs = evs.into_iter().chain(
+        xfers
+            .into_iter()
+            .map(|x| SocketEvent::Transfer(Box::new(x))),
+    );
     for ev in evs {
         let e = Entry::Socket(ev);
         let v = sockchat::record::format::encode(&e, Duration::from_micros(1500), WALL)

@@ -10,11 +10,10 @@
 //! checked, numbers are range-checked before they become a `Duration`, and
 //! the `&'static str`s of the event types come from fixed tables.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sockchat_shared::sockopt::tcp_state_name;
 use sockchat_shared::{ChatKind, DisconnectReason, ErrorCode, RoomInfo, ServerMsg};
 
@@ -26,14 +25,13 @@ use crate::present::text::event_json;
 use crate::present::wire::NAMES;
 use crate::wire::{Segment, Side};
 
+use super::fields::{Obj, T_MAX_US, addr, field, flag, ms, num, small, strings, text};
+
 /// The first line's `format`.
 pub const FORMAT: &str = "sockchat-record";
 /// The version this build writes and reads. A newer file is refused (its
 /// meaning may have changed); an older one does not exist yet.
 pub const VERSION: u32 = 1;
-/// The longest time offset accepted (ten years, in µs): past it a
-/// `Duration` would be nonsense.
-const T_MAX_US: u64 = 10 * 365 * 24 * 3600 * 1_000_000;
 
 /// The first line of a recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,8 +95,8 @@ pub struct Stamped {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
     Entry(Stamped),
-    /// A kind this build does not replay (a newer sockchat's, or a file
-    /// transfer's): skipped and counted.
+    /// A kind this build does not know (a newer sockchat's): skipped and
+    /// counted.
     Skipped(String),
 }
 
@@ -171,62 +169,6 @@ pub fn decode(v: &Value) -> Result<Decoded, String> {
         },
     };
     Ok(Decoded::Entry(Stamped { t, entry }))
-}
-
-type Obj = Map<String, Value>;
-
-fn field<'a>(o: &'a Obj, k: &str) -> Result<&'a Value, String> {
-    o.get(k).ok_or_else(|| format!("no {k:?}"))
-}
-
-fn text(o: &Obj, k: &str) -> Result<String, String> {
-    field(o, k)?
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("{k:?} is not a string"))
-}
-
-fn num(o: &Obj, k: &str) -> Result<u64, String> {
-    field(o, k)?
-        .as_u64()
-        .ok_or_else(|| format!("{k:?} is not a whole number >= 0"))
-}
-
-fn small<T: TryFrom<u64>>(o: &Obj, k: &str) -> Result<T, String> {
-    T::try_from(num(o, k)?).map_err(|_| format!("{k:?} is out of range"))
-}
-
-fn flag(o: &Obj, k: &str) -> Result<bool, String> {
-    field(o, k)?
-        .as_bool()
-        .ok_or_else(|| format!("{k:?} is not true or false"))
-}
-
-fn addr(o: &Obj, k: &str) -> Result<SocketAddr, String> {
-    text(o, k)?
-        .parse()
-        .map_err(|_| format!("{k:?} is not an address"))
-}
-
-fn strings(o: &Obj, k: &str) -> Result<Vec<String>, String> {
-    field(o, k)?
-        .as_array()
-        .ok_or_else(|| format!("{k:?} is not a list"))?
-        .iter()
-        .map(|s| {
-            s.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("{k:?} holds a non-string"))
-        })
-        .collect()
-}
-
-fn ms(o: &Obj, k: &str) -> Result<Duration, String> {
-    let n = num(o, k)?;
-    if n > T_MAX_US / 1000 {
-        return Err(format!("{k:?} is out of range"));
-    }
-    Ok(Duration::from_millis(n))
 }
 
 /// A disconnect reason from its contract text (parameters included), or
@@ -508,6 +450,9 @@ fn socket_event(kind: &str, o: &Obj, v: &Value) -> Result<Option<SocketEvent>, S
             },
             error: o.get("error").and_then(Value::as_str).map(str::to_string),
         })),
-        _ => return Ok(None),
+        _ => {
+            return super::transfer::event(kind, o)
+                .map(|e| e.map(|x| SocketEvent::Transfer(Box::new(x))));
+        }
     }))
 }

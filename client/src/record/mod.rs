@@ -1,11 +1,15 @@
 //! Recording a session (`--record FILE`) and reading it back for
 //! `sockchat replay`: `format.rs` (an entry as a JSON line and back),
 //! `write.rs` (the buffered, never-fatal writer), `read.rs` (the bounded
-//! reader that names the bad line). The TUI's side of it (what is recorded
-//! where the app receives events, and the replay) is `tui/replay.rs`.
+//! reader that names the bad line), `transfer.rs` (file transfers' events
+//! back from their objects), `fields.rs` (checked field readers). The
+//! TUI's side of it (what is recorded where the app receives events, and
+//! the replay) is `tui/replay.rs`.
 
+mod fields;
 pub mod format;
 pub mod read;
+mod transfer;
 pub mod write;
 
 use std::path::Path;

@@ -211,8 +211,9 @@ impl Player {
         self.speed = s.clamp(SPEED_MIN, SPEED_MAX);
     }
 
-    /// The status line: where, how fast, and the keys.
-    pub fn status(&self) -> String {
+    /// The status line: where (the recording's time, and its wall clock
+    /// there: `app`'s), how fast, and the keys.
+    pub fn status(&self, app: &App) -> String {
         let state = if self.finished() {
             "END"
         } else if self.paused {
@@ -221,9 +222,10 @@ impl Player {
             "PLAYING"
         };
         let mut s = format!(
-            " REPLAY {state} {} / {} x{} · {}/{} events",
+            " REPLAY {state} {} / {} ({}) x{} · {}/{} events",
             clock(self.pos),
             clock(self.end),
+            super::clock::hms(app.wall_ms(), app.cfg.utc_offset_secs),
             self.speed,
             self.next,
             self.rec.entries.len()
@@ -266,14 +268,14 @@ fn key(app: &mut App, player: &mut Player, k: KeyEvent) -> bool {
     false
 }
 
-fn draw_status(player: &Player, colors: bool, f: &mut ratatui::Frame) {
+fn draw_status(player: &Player, app: &App, f: &mut ratatui::Frame) {
     let area = f.area();
     if area.height < 2 {
         return;
     }
     // Over the input line, which a replay does not use.
     let row = Rect::new(area.x, area.bottom() - 2, area.width, 1);
-    let style = if colors {
+    let style = if app.cfg.colors {
         Style::default()
             .fg(Color::Black)
             .bg(Color::Yellow)
@@ -281,7 +283,7 @@ fn draw_status(player: &Player, colors: bool, f: &mut ratatui::Frame) {
     } else {
         Style::default().add_modifier(Modifier::REVERSED)
     };
-    f.render_widget(Paragraph::new(player.status()).style(style), row);
+    f.render_widget(Paragraph::new(player.status(app)).style(style), row);
 }
 
 /// Play `player`'s recording into `app` until the user quits (the last
@@ -304,10 +306,9 @@ where
             app.redraw = false;
             terminal.clear()?;
         }
-        let colors = app.cfg.colors;
         terminal.draw(|f| {
             super::view::render(app, f);
-            draw_status(player, colors, f);
+            draw_status(player, app, f);
         })?;
         tokio::select! {
             e = input.next() => match e {
