@@ -438,6 +438,22 @@ fn damaged_recordings_are_refused_with_their_line() {
             1,
             "version 2",
         ),
+        (
+            h.replace(
+                &format!("\"start_ms\":{WALL}"),
+                "\"start_ms\":18446744073709551615",
+            ) + "\n",
+            1,
+            "year 9999",
+        ),
+        (
+            h.replace(
+                "\"utc_offset_secs\":0",
+                "\"utc_offset_secs\":-9223372036854775808",
+            ) + "\n",
+            1,
+            "not a time zone",
+        ),
         (format!("{h}\n{ok}\n{{\"event\": \n"), 3, "bad JSON"),
         (format!("{h}\n{ok}\n{ok}"), 3, "cut off"),
         (format!("{h}\n{ok}\n[1,2]\n"), 3, "not a JSON object"),
@@ -674,4 +690,71 @@ fn every_socket_event_kind_round_trips() {
             "{v}"
         );
     }
+}
+
+/// Every number of a value set to `n`, every string to `s`, but the kind
+/// and the time.
+fn poison(v: &mut serde_json::Value, n: &serde_json::Value, s: &str, top: bool) {
+    use serde_json::Value;
+    match v {
+        Value::Number(_) => *v = n.clone(),
+        Value::String(_) => *v = Value::String(s.to_string()),
+        Value::Array(a) => a.iter_mut().for_each(|x| poison(x, n, s, false)),
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                if !(top && (k == "event" || k == "t_ms")) {
+                    poison(x, n, s, false);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A recording whose values are hostile (the largest numbers, zero,
+/// negative and fractional ones, escapes and long strings) is either
+/// refused with its line or replayed without a panic, one line at a time.
+#[test]
+fn hostile_values_are_refused_or_replayed_never_a_panic() {
+    let path = tmp("hostile.jsonl");
+    record_live(&path);
+    let text = std::fs::read_to_string(&path).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    let long = format!("\u{1b}[2J\u{202e}{}", "x".repeat(5000));
+    let poisons: Vec<(serde_json::Value, &str)> = vec![
+        (serde_json::json!(u64::MAX), "\u{1b}]0;owned\u{7}"),
+        (serde_json::json!(0), ""),
+        (serde_json::json!(-1), long.as_str()),
+        (serde_json::json!(1e308), "127.0.0.1:1"),
+        (serde_json::json!(0.5), "ESTABLISHED"),
+    ];
+    let (mut refused, mut replayed) = (0, 0);
+    for i in 1..lines.len() {
+        for (n, s) in &poisons {
+            let mut v: serde_json::Value = serde_json::from_str(lines[i]).expect("json");
+            poison(&mut v, n, s, true);
+            let mut file = lines.clone();
+            let bad = v.to_string();
+            file[i] = &bad;
+            match read((file.join("\n") + "\n").as_bytes()) {
+                Err(ReadError::Line { line, .. }) => {
+                    assert_eq!(line, i + 1, "the error names the line");
+                    refused += 1;
+                }
+                Err(e) => panic!("{e}"),
+                Ok(rec) => {
+                    let base = Instant::now();
+                    let mut app = replay_app(&rec.header, base);
+                    app.update(Event::Resize(W, H));
+                    for e in &rec.entries {
+                        apply(&mut app, base, e);
+                    }
+                    let _ = screen(&app);
+                    replayed += 1;
+                }
+            }
+        }
+    }
+    assert!(refused > 50 && replayed > 60, "{refused} {replayed}");
+    let _ = std::fs::remove_file(&path);
 }

@@ -16,6 +16,10 @@ use super::format::{Decoded, FORMAT, Header, Stamped, VERSION, decode};
 pub const LINE_MAX: usize = 4 << 20;
 /// The most entries a recording may hold.
 pub const ENTRIES_MAX: usize = 2_000_000;
+/// The latest start a header may give (9999-12-31, Unix ms), and the
+/// largest offset from UTC (26 h).
+const START_MAX_MS: u64 = 253_402_300_799_999;
+const UTC_OFFSET_MAX: i64 = 26 * 3600;
 /// Kinds of skipped lines counted by name at most (the rest are "other").
 const KINDS_MAX: usize = 32;
 
@@ -173,5 +177,22 @@ fn header(line: &[u8]) -> Result<Header, ReadError> {
         }
         None => return Err(at(1, "the header has no format version")),
     }
-    serde_json::from_value(v).map_err(|e| at(1, format!("bad header: {e}")))
+    let h: Header = serde_json::from_value(v).map_err(|e| at(1, format!("bad header: {e}")))?;
+    // The app's clock adds to these: keep them to what a clock can say.
+    if h.start_ms > START_MAX_MS {
+        return Err(at(
+            1,
+            format!("\"start_ms\" {} is past the year 9999", h.start_ms),
+        ));
+    }
+    if !(-UTC_OFFSET_MAX..=UTC_OFFSET_MAX).contains(&h.utc_offset_secs) {
+        return Err(at(
+            1,
+            format!(
+                "\"utc_offset_secs\" {} is not a time zone",
+                h.utc_offset_secs
+            ),
+        ));
+    }
+    Ok(h)
 }
