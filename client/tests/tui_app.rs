@@ -660,3 +660,49 @@ fn query_views_ignore_search_clear() {
     assert_eq!((lobby.unread, lobby.mentions), (2, 1));
     assert_eq!(a.bells, bells + 1);
 }
+
+/// A private view follows its peer's nick (as irssi's query does): same
+/// buffer, new name, the rename told there, and a line typed in it goes to
+/// the new nick.
+#[test]
+fn a_private_view_is_renamed_with_its_peer() {
+    let (mut a, _) = new_app();
+    welcome(&mut a);
+    server(
+        &mut a,
+        ServerMsg::Private {
+            from: "bob".into(),
+            to: "alice".into(),
+            text: "psst".into(),
+            ts_ms: 1,
+        },
+    );
+    let q = a.rooms.find("@bob").expect("bob's view");
+    server(
+        &mut a,
+        ServerMsg::NickChanged {
+            old: "bob".into(),
+            new: "bobby".into(),
+        },
+    );
+    assert_eq!(a.rooms.find("@bob"), None, "no stale view");
+    assert_eq!(a.rooms.find("@bobby"), Some(q), "the same buffer");
+    let r = a.rooms.get(q).expect("view");
+    assert_eq!(r.query.as_deref(), Some("bobby"));
+    assert!(r.lines.iter().any(|l| l.text == "psst"), "its lines kept");
+    assert!(
+        r.lines
+            .iter()
+            .any(|l| l.text.contains("bob is now known as bobby")),
+        "the rename is told in the view"
+    );
+    type_line(&mut a, "/query bobby");
+    let acts = type_line(&mut a, "still there?");
+    assert!(
+        matches!(
+            &acts[..],
+            [Action::Net(NetCmd::Send { msg: ClientMsg::Private { to, .. }, .. })] if to == "bobby"
+        ),
+        "{acts:?}"
+    );
+}

@@ -656,16 +656,20 @@ fn words_wrap_whole_under_a_hanging_indent_and_clusters_stay_whole() {
         "{:?}",
         rows[first + 1]
     );
-    // No cell of the buffer holds part of a cluster.
+    // No cell of the buffer holds part of a cluster, but a flag: its two
+    // regional indicators get a cell each, side by side (tui/flags.rs).
     let mut t = Terminal::new(TestBackend::new(60, 14)).expect("terminal");
     t.draw(|f| view::render(&a, f)).expect("draw");
     let buf = t.backend().buffer();
-    for cell in buf.content() {
+    for (i, cell) in buf.content().iter().enumerate() {
         let sym = cell.symbol();
         assert!(
-            !sym.starts_with('\u{200d}') && sym != "\u{1f1eb}" && sym != "\u{1f3fd}",
+            !sym.starts_with('\u{200d}') && sym != "\u{1f3fd}",
             "a broken cluster in a cell: {sym:?}"
         );
+        if sym == "\u{1f1eb}" {
+            assert_eq!(buf.content()[i + 1].symbol(), "\u{1f1f7}", "🇫 then 🇷");
+        }
     }
 }
 
@@ -872,4 +876,75 @@ fn the_panel_shows_the_node_and_follows_the_link() {
         server: "sockchat-server 0.1.0".into(),
     })));
     assert!(!screen(&a).contains("node     n2"));
+}
+
+/// `/topic`: the chat's title shows the room's topic (gone when cleared);
+/// `/stats` is a block of fields, four a line.
+#[test]
+fn topic_in_the_title_and_stats_as_a_block() {
+    let (mut a, _) = app(120, 14);
+    a.panel_override = Some(false);
+    connected(&mut a);
+    let topic = |text: &str| ServerMsg::Topic {
+        room: "lobby".into(),
+        text: text.into(),
+        by: "bob".into(),
+        changed: true,
+    };
+    server(&mut a, topic("release friday"));
+    let s = screen(&a);
+    assert!(s.contains(" lobby — release friday "), "{s}");
+    assert!(
+        s.contains("bob set the topic of lobby: release friday"),
+        "{s}"
+    );
+    server(&mut a, topic(""));
+    let s = screen(&a);
+    assert!(!s.contains("lobby — "), "{s}");
+    assert!(s.contains("bob cleared the topic of lobby"), "{s}");
+    let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+    server(
+        &mut a,
+        ServerMsg::Stats {
+            fields: vec![
+                kv("users", "2"),
+                kv("rooms", "1"),
+                kv("udp_sessions", "0"),
+                kv("messages_per_sec", "0.5"),
+                kv("deliveries", "7"),
+            ],
+        },
+    );
+    let s = screen(&a);
+    assert!(s.contains("server stats (/stats):"), "{s}");
+    assert!(
+        s.contains("users=2  rooms=1  udp_sessions=0  messages_per_sec=0.5"),
+        "{s}"
+    );
+    assert!(s.contains("  deliveries=7"), "{s}");
+}
+
+/// A regional-indicator flag reaches the terminal as two cells, one
+/// indicator each (what tmux draws), never as one 2-cell grapheme whose
+/// second cell ratatui stops tracking (tui/flags.rs).
+#[test]
+fn flags_are_drawn_as_two_cells() {
+    let (mut a, _) = app(80, 12);
+    connected(&mut a);
+    chat(&mut a, "bob", "flags 🇫🇷🇩🇪 end", 1);
+    let (w, h) = a.size;
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    t.draw(|f| view::render(&a, f)).expect("draw");
+    let buf = t.backend().buffer();
+    let row = (0..h)
+        .find(|&y| (0..w).any(|x| buf[(x, y)].symbol() == "🇫"))
+        .expect("a row with the flag");
+    let x = (0..w).find(|&x| buf[(x, row)].symbol() == "🇫").expect("x");
+    let cells: Vec<&str> = (x..x + 5).map(|x| buf[(x, row)].symbol()).collect();
+    assert_eq!(cells, ["🇫", "🇷", "🇩", "🇪", " "]);
+    assert_eq!(
+        buf[(x + 5, row)].symbol(),
+        "e",
+        "the text goes on after them"
+    );
 }

@@ -54,6 +54,10 @@ pub struct Overrides {
     pub cluster: Option<String>,
     /// `--node NAME`: replaces `cluster.node`.
     pub node: Option<String>,
+    /// `--stats SECS`: replaces `log.stats_interval_secs`.
+    pub stats: Option<u64>,
+    /// `--metrics ADDR:PORT`: replaces `metrics.listen`.
+    pub metrics: Option<String>,
 }
 
 /// Which tokio runtime runs the server (`server.runtime`). The benchmark
@@ -81,6 +85,8 @@ pub struct Settings {
     /// The TLS listener's addresses (`tls.listen`, parsed, or every
     /// `server.listen` address on port 7879); empty when TLS is off.
     pub tls_listen: Vec<SocketAddr>,
+    /// `metrics.listen`, parsed and checked; `None`: no endpoint.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -112,6 +118,12 @@ impl Settings {
         if let Some(n) = &ov.node {
             config.cluster.node = n.clone();
         }
+        if let Some(secs) = ov.stats {
+            config.log.stats_interval_secs = secs;
+        }
+        if let Some(m) = &ov.metrics {
+            config.metrics.listen = m.clone();
+        }
         if ov.tls || !ov.tls_listen.is_empty() || ov.data_dir.is_some() {
             let t = config.tls.get_or_insert_with(Default::default);
             if !ov.tls_listen.is_empty() {
@@ -123,6 +135,8 @@ impl Settings {
         }
         let listen = validate(&config)?;
         let tls_listen = tls_listen_addrs(&config, &listen)?;
+        let metrics = crate::stats::http::check_config(&config.metrics)
+            .map_err(|(key, why)| invalid(key, why))?;
         // An explicit --log wins over RUST_LOG, which wins over the file;
         // whichever is used must be a valid filter (the error names it).
         let log_filter = match (ov.log, ov.env_log.filter(|e| !e.is_empty())) {
@@ -143,6 +157,7 @@ impl Settings {
             no_rate_limits: ov.no_rate_limits,
             runtime,
             tls_listen,
+            metrics,
         })
     }
 
@@ -265,6 +280,12 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
     }
     if let Some((key, why)) = crate::cluster::check_config(&c.cluster) {
         return Err(invalid(key, why));
+    }
+    if c.log.stats_interval_secs > 365 * 24 * 3600 {
+        return Err(invalid(
+            "log.stats_interval_secs",
+            format!("{} s is more than a year", c.log.stats_interval_secs),
+        ));
     }
     // Durations are added to clock readings: bound them so an absurd value
     // is a config error, not an overflow later.

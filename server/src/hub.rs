@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::outbox::{Lane, Outbox, Push};
 use crate::owed;
 use crate::room_quota::{QuotaConfig, QuotaError, RoomQuota};
+use crate::stats::Counters;
 use crate::text;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -466,6 +467,11 @@ pub struct Room {
     gate: Mutex<Gate>,
     /// Cluster mode: where local traffic goes for the other nodes.
     uplink: Option<Arc<dyn Uplink>>,
+    /// The server's totals (one add per fan-out).
+    counters: Arc<Counters>,
+    /// `/topic`: the text and who set it; locked on its own (inside
+    /// `inner` at a join, never the other way round).
+    topic: Mutex<Option<(String, String)>>,
 }
 
 struct RoomInner {
@@ -482,10 +488,17 @@ impl std::fmt::Debug for Room {
 }
 
 impl Room {
-    fn new(name: Arc<str>, history_cap: usize, uplink: Option<Arc<dyn Uplink>>) -> Self {
+    fn new(
+        name: Arc<str>,
+        history_cap: usize,
+        uplink: Option<Arc<dyn Uplink>>,
+        counters: Arc<Counters>,
+    ) -> Self {
         Self {
             name,
             uplink,
+            counters,
+            topic: Mutex::default(),
             inner: Mutex::new(RoomInner {
                 members: Vec::new(),
                 history: VecDeque::new(),
@@ -493,6 +506,16 @@ impl Room {
             }),
             gate: Mutex::default(),
         }
+    }
+
+    /// The topic and who set it.
+    pub fn topic(&self) -> Option<(String, String)> {
+        lock(&self.topic).clone()
+    }
+
+    /// Set the topic (`None`: clear it); the caller tells the members.
+    pub fn set_topic(&self, t: Option<(String, String)>) {
+        *lock(&self.topic) = t;
     }
 
     /// Is `peer` this room's operator (the member who created it)?
@@ -585,7 +608,10 @@ impl Room {
         let mut inner = lock(&self.inner);
         {
             let mut enc = Encoded::new(&msgs);
+            // Members other than the sender: counted here, added once.
+            let mut others = 0usize;
             for m in &inner.members {
+                others += usize::from(m.id != sender_id);
                 if m.format == Format::Text && m.id == sender_id {
                     continue;
                 }
@@ -593,6 +619,7 @@ impl Room {
                     m.deliver(b);
                 }
             }
+            self.counters.fan_out(msgs.len(), msgs.len() * others);
             if let Some(u) = &self.uplink
                 && let Some(b) = enc.get(Format::Framed)
             {
@@ -730,6 +757,8 @@ pub struct Hub {
     /// peer: `alice`, `ALICE` and `аlice` are one nick.
     nicks: Mutex<HashMap<String, Arc<Peer>>>,
     guest_seq: AtomicU64,
+    /// The server's totals ([`crate::stats`]), shared with every room.
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -747,7 +776,13 @@ impl Hub {
             quota: Mutex::default(),
             nicks: Mutex::default(),
             guest_seq: AtomicU64::new(1),
+            counters: Arc::default(),
         }
+    }
+
+    /// The server's totals (messages, deliveries, ...).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -942,6 +977,7 @@ impl Hub {
                     key.clone(),
                     self.cfg.history,
                     self.uplink.get().cloned(),
+                    self.counters.clone(),
                 ));
                 if name != self.cfg.default_room.as_str() {
                     let mut g = lock(&r.gate);
@@ -980,6 +1016,15 @@ impl Hub {
             if new_room {
                 u.room_created(&room.name);
             }
+        }
+        // The topic, as IRC sends it: right after the join.
+        if let Some((text, by)) = room.topic() {
+            peer.send(&ServerMsg::Topic {
+                room: room.name.to_string(),
+                text,
+                by,
+                changed: false,
+            });
         }
         if !inner.history.is_empty() {
             let replay: Vec<ServerMsg> = inner.history.iter().cloned().map(as_history).collect();
@@ -1095,6 +1140,11 @@ impl Hub {
                     m.deliver(b);
                 }
             }
+            let chats = msgs
+                .iter()
+                .filter(|m| matches!(m, ServerMsg::Chat { .. }))
+                .count();
+            self.counters.fan_out(0, chats * inner.members.len());
         }
         if inner.history_cap > 0 {
             for m in msgs.iter().filter(|m| matches!(m, ServerMsg::Chat { .. })) {

@@ -77,7 +77,7 @@ pub async fn run_with_udp(
     udp_sockets: Vec<std::net::UdpSocket>,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    run_all(settings, listeners, udp_sockets, None, signal).await
+    run_all(settings, listeners, udp_sockets, None, None, signal).await
 }
 
 /// TLS listeners ([`tls::bind`]) and the identity they serve.
@@ -87,12 +87,14 @@ pub struct TlsListeners {
     pub listeners: Vec<std::net::TcpListener>,
 }
 
-/// [`run_with_udp`] plus TLS listeners, served by the same session code.
+/// [`run_with_udp`] plus TLS listeners, served by the same session code,
+/// and the metrics endpoint's listener ([`stats::http::bind`]).
 pub async fn run_all(
     settings: Settings,
     listeners: Vec<std::net::TcpListener>,
     udp_sockets: Vec<std::net::UdpSocket>,
     tls: Option<TlsListeners>,
+    metrics: Option<std::net::TcpListener>,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let settings = Arc::new(settings);
@@ -163,6 +165,11 @@ pub async fn run_all(
         shutdown.tracker.spawn(udp::serve(u, ctx.clone()));
     }
     stats::spawn_on_sigusr1(ctx.clone());
+    stats::spawn_sampler(ctx.clone());
+    stats::spawn_periodic(ctx.clone(), c.log.stats_interval_secs);
+    if let Some(m) = metrics {
+        tokio::spawn(stats::http::serve(m, ctx.clone()));
+    }
     signal.await;
     info!(
         users = ctx.hub.user_count(),
@@ -194,6 +201,8 @@ pub struct ServerHandle {
     pub udp_addrs: Vec<SocketAddr>,
     /// Bound TLS addresses (empty if TLS is off).
     pub tls_addrs: Vec<SocketAddr>,
+    /// The metrics endpoint's address (`[metrics] listen`), if on.
+    pub metrics_addr: Option<SocketAddr>,
     trigger: CancellationToken,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -220,6 +229,8 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {0} (metrics): {1}")]
+    Metrics(SocketAddr, std::io::Error),
 }
 
 /// Bind and run a server on the current runtime; returns once it accepts.
@@ -253,15 +264,26 @@ pub async fn start(settings: Settings) -> Result<ServerHandle, StartError> {
         .iter()
         .filter_map(|u| u.local_addr().ok())
         .collect();
+    let metrics = match settings.metrics {
+        Some(a) => Some(stats::http::bind(a).map_err(|e| StartError::Metrics(a, e))?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().and_then(|m| m.local_addr().ok());
     let trigger = CancellationToken::new();
     let t = trigger.clone();
-    let done = tokio::spawn(run_all(settings, listeners, udp_sockets, tls, async move {
-        t.cancelled().await
-    }));
+    let done = tokio::spawn(run_all(
+        settings,
+        listeners,
+        udp_sockets,
+        tls,
+        metrics,
+        async move { t.cancelled().await },
+    ));
     Ok(ServerHandle {
         addrs,
         udp_addrs,
         tls_addrs,
+        metrics_addr,
         trigger,
         done,
     })

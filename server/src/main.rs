@@ -67,6 +67,16 @@ struct Args {
     /// HOSTNAME-PID).
     #[arg(long, value_name = "NAME")]
     node: Option<String>,
+    /// Log one `stats users=N rooms=N messages_per_sec=...` line every SECS
+    /// seconds (replaces `log.stats_interval_secs`; 0: off). SIGUSR1 logs
+    /// it at any time.
+    #[arg(long, value_name = "SECS")]
+    stats: Option<u64>,
+    /// Serve the server's numbers as Prometheus text on
+    /// http://ADDR:PORT/metrics (replaces `metrics.listen`); a
+    /// non-loopback address needs `metrics.allow_remote = true`.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +95,8 @@ fn main() -> ExitCode {
             reuse_port: args.reuse_port,
             cluster: args.cluster,
             node: args.node,
+            stats: args.stats,
+            metrics: args.metrics,
         },
     ) {
         Ok(s) => s,
@@ -200,6 +212,13 @@ async fn serve(
         }),
         None => None,
     };
+    let metrics = match settings.metrics {
+        Some(a) => Some(
+            sockchat_server::stats::http::bind(a)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {a} (metrics): {e}"))?,
+        ),
+        None => None,
+    };
     {
         // The stdout contract test harnesses rely on: one line per listener.
         let mut out = std::io::stdout().lock();
@@ -219,13 +238,16 @@ async fn serve(
         for u in &udp {
             writeln!(out, "listening on {} (udp)", u.local_addr()?)?;
         }
+        if let Some(m) = &metrics {
+            writeln!(out, "listening on {} (metrics)", m.local_addr()?)?;
+        }
         out.flush()?;
     }
     if let Some(t) = &tls {
         tracing::info!(fingerprint = %t.server.fingerprint, source = %t.server.source, "tls certificate");
     }
     tracing::info!(runtime = ?settings.runtime, "sockchat-server started");
-    sockchat_server::run_all(settings, listeners, udp, tls, shutdown_signal()).await?;
+    sockchat_server::run_all(settings, listeners, udp, tls, metrics, shutdown_signal()).await?;
     Ok(())
 }
 

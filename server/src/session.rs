@@ -529,6 +529,13 @@ impl Session {
             | ClientMsg::Unban { .. }
             | ClientMsg::Mute { .. }
             | ClientMsg::Unmute { .. }) => self.operate(m),
+            ClientMsg::Stats => {
+                // A dozen short pairs: one frame, one datagram.
+                if !self.not_oper("/stats") {
+                    let fields = crate::stats::render::fields(&crate::stats::snapshot(&self.ctx));
+                    self.peer.send(&ServerMsg::Stats { fields });
+                }
+            }
             ClientMsg::Ping { token } => self.peer.send(&ServerMsg::Pong { token }),
             ClientMsg::Pong { .. } => {}
             ClientMsg::Quit { message } => return Step::End(quit_reason(&self.ctx, &message)),
@@ -616,6 +623,10 @@ impl Session {
             hub.unregister(&self.peer);
             self.registered = false;
         }
+        hub.counters().session_ended(
+            matches!(reason, DisconnectReason::SlowConsumer { .. }),
+            self.peer.outbox.dropped(),
+        );
         if bye {
             let msg = ServerMsg::Bye {
                 reason: reason.clone(),
@@ -883,6 +894,7 @@ impl Member<'_> {
             m @ (ClientMsg::Invite { .. }
             | ClientMsg::RoomKey { .. }
             | ClientMsg::InviteOnly { .. }) => self.room_setting(m),
+            ClientMsg::Topic { room, text } => self.topic(&room, text),
             ClientMsg::Leave { room } => {
                 let idx = if room.is_empty() {
                     self.rooms.len().checked_sub(1)
@@ -919,6 +931,7 @@ impl Member<'_> {
                             ts_ms: sockchat_shared::now_ms(),
                         };
                         target.send(&m);
+                        self.ctx.hub.counters().fan_out(1, 1);
                         let away = target.away().map(|text| ServerMsg::Away {
                             nick: target.nick().to_string(),
                             text: text.to_string(),
@@ -1005,7 +1018,27 @@ impl Member<'_> {
                     ),
                 }
             }
-            ClientMsg::Rooms => self.send_list(ServerMsg::Rooms { rooms: hub.rooms() }),
+            ClientMsg::Rooms => {
+                let rooms = hub.rooms();
+                // The topics follow the reply's last page (sorted by room,
+                // as the reply is).
+                let topics: Vec<ServerMsg> = rooms
+                    .iter()
+                    .filter_map(|r| {
+                        let (text, by) = hub.room(&r.name)?.topic()?;
+                        Some(ServerMsg::Topic {
+                            room: r.name.clone(),
+                            text,
+                            by,
+                            changed: false,
+                        })
+                    })
+                    .collect();
+                self.send_list(ServerMsg::Rooms { rooms });
+                for t in &topics {
+                    self.peer.send(t);
+                }
+            }
             ClientMsg::SockInfo { nick } => {
                 let target = if nick.is_empty() {
                     Some(self.peer.clone())
@@ -1052,7 +1085,8 @@ impl Member<'_> {
             | ClientMsg::Ban { .. }
             | ClientMsg::Unban { .. }
             | ClientMsg::Mute { .. }
-            | ClientMsg::Unmute { .. } => {}
+            | ClientMsg::Unmute { .. }
+            | ClientMsg::Stats => {}
         }
     }
 
@@ -1080,6 +1114,78 @@ impl Member<'_> {
             Ok(r) => self.rooms.push(r),
             Err(e) => self.error(e.code(), e.to_string()),
         }
+    }
+
+    /// `Topic`: show it (any existing room), or set or clear it (a member
+    /// who is the room's or a server operator; the default room's only a
+    /// server operator), told to every member.
+    fn topic(&mut self, typed: &str, text: Option<String>) {
+        let hub = self.ctx.hub.clone();
+        let room = if typed.is_empty() {
+            self.rooms.last().cloned()
+        } else {
+            hub.room(typed)
+        };
+        let Some(room) = room else {
+            return if typed.is_empty() {
+                self.error(ErrorCode::NotInRoom, "you are not in a room (/join ROOM)")
+            } else {
+                self.error(
+                    ErrorCode::NoSuchRoom,
+                    format!("no such room: {}", shown(typed)),
+                )
+            };
+        };
+        let Some(text) = text else {
+            let (text, by) = room.topic().unwrap_or_default();
+            return self.peer.send(&ServerMsg::Topic {
+                room: room.name.to_string(),
+                text,
+                by,
+                changed: false,
+            });
+        };
+        if self.find_joined(&room.name).is_none() {
+            return self.error(
+                ErrorCode::NotInRoom,
+                format!("you are not in {}", room.name),
+            );
+        }
+        let default = &*room.name == self.ctx.settings.config.server.default_room.as_str();
+        if !self.oper && (default || !room.is_op(self.peer)) {
+            let who = if default {
+                format!("the topic of {} is set by server operators", room.name)
+            } else {
+                format!(
+                    "only {}'s operator (who created it) or a server operator may set its topic",
+                    room.name
+                )
+            };
+            return self.error(ErrorCode::NotPermitted, who);
+        }
+        let text = sanitize(text.trim()).into_owned();
+        if text.len() > sockchat_shared::MAX_TOPIC_LEN {
+            return self.error(
+                ErrorCode::MessageTooLong,
+                format!(
+                    "topic too long ({} bytes, max {})",
+                    text.len(),
+                    sockchat_shared::MAX_TOPIC_LEN
+                ),
+            );
+        }
+        let me = self.peer.nick().to_string();
+        room.set_topic((!text.is_empty()).then(|| (text.clone(), me.clone())));
+        info!(parent: &span(self.peer), room = %room.name, cleared = text.is_empty(), "topic");
+        room.broadcast(
+            &ServerMsg::Topic {
+                room: room.name.to_string(),
+                text,
+                by: me,
+                changed: true,
+            },
+            None,
+        );
     }
 
     /// Invite, RoomKey, InviteOnly: the room's operator (who created it)

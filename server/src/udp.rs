@@ -230,6 +230,10 @@ pub async fn serve(sock: std::net::UdpSocket, ctx: Arc<Ctx>) {
         mmsg::disable_gso();
     }
     info!(gso = mmsg::gso_enabled(&*sock), "udp send path");
+    // The kernel's drop counter of this socket, for /stats.
+    if let Ok(inode) = udp::procfs::socket_inode(sock.as_raw_fd()) {
+        ctx.hub.counters().add_udp_socket(inode);
+    }
     let now = Instant::now();
     let mut s = UdpServer {
         sock,
@@ -496,6 +500,7 @@ impl UdpServer {
         stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
         stats.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
         *stats.rx.lock().unwrap_or_else(|p| p.into_inner()) = rx.stats();
+        self.ctx.hub.counters().udp_session(true);
         self.sessions.insert(
             from,
             UdpSession {
@@ -597,6 +602,7 @@ impl UdpServer {
         let Some(mut u) = self.sessions.remove(&addr) else {
             return;
         };
+        self.ctx.hub.counters().udp_session(false);
         let rx = u.rx.stats();
         debug!(
             conn_id = u.s.peer.id,

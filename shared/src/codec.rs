@@ -122,6 +122,17 @@ impl W<'_> {
         self.u32(param);
         self.str(detail);
     }
+
+    /// `list<(key: str, value: str)>` (`SockInfo`, `Stats`); more than
+    /// 65,535 pairs are cut (a server pages a longer list first).
+    fn pairs(&mut self, fields: &[(String, String)]) {
+        let n = fields.len().min(u16::MAX as usize);
+        self.u16(n as u16);
+        for (k, v) in &fields[..n] {
+            self.str(k);
+            self.str(v);
+        }
+    }
 }
 
 /// Append a length-prefixed frame holding `payload` to `dst`.
@@ -295,6 +306,13 @@ fn write_client(w: &mut W<'_>, msg: &ClientMsg) {
             w.u8(0x1B);
             w.str(text);
         }
+        ClientMsg::Stats => w.u8(0x1C),
+        ClientMsg::Topic { room, text } => {
+            w.u8(0x1D);
+            w.str(room);
+            w.u8(u8::from(text.is_some()));
+            w.str(text.as_deref().unwrap_or(""));
+        }
     }
 }
 
@@ -394,12 +412,7 @@ fn write_server(w: &mut W<'_>, msg: &ServerMsg) {
         ServerMsg::SockInfo { nick, fields } => {
             w.u8(0x8D);
             w.str(nick);
-            let n = fields.len().min(u16::MAX as usize);
-            w.u16(n as u16);
-            for (k, v) in &fields[..n] {
-                w.str(k);
-                w.str(v);
-            }
+            w.pairs(fields);
         }
         ServerMsg::Bye { reason } => {
             w.u8(0x8E);
@@ -413,6 +426,22 @@ fn write_server(w: &mut W<'_>, msg: &ServerMsg) {
             w.u8(0x8F);
             w.str(nick);
             w.str(text);
+        }
+        ServerMsg::Stats { fields } => {
+            w.u8(0x90);
+            w.pairs(fields);
+        }
+        ServerMsg::Topic {
+            room,
+            text,
+            by,
+            changed,
+        } => {
+            w.u8(0x91);
+            w.str(room);
+            w.str(text);
+            w.str(by);
+            w.u8(u8::from(*changed));
         }
     }
 }
@@ -454,6 +483,16 @@ impl<'a> R<'a> {
             15 => DisconnectReason::ServerLost,
             _ => return Err(DecodeError::BadValue("reason code")),
         })
+    }
+    /// `list<(key: str, value: str)>`: the allocation is bounded by the
+    /// bytes really there (each pair takes at least 4), not by the count.
+    fn pairs(&mut self) -> Result<Vec<(String, String)>, DecodeError> {
+        let n = self.u16("count")? as usize;
+        let mut fields = Vec::with_capacity(n.min(self.0.len() / 4));
+        for _ in 0..n {
+            fields.push((self.str("key")?, self.str("value")?));
+        }
+        Ok(fields)
     }
     fn finish<T>(self, v: T) -> Result<T, DecodeError> {
         if self.0.is_empty() {
@@ -512,6 +551,20 @@ pub fn decode_client(payload: &[u8]) -> Result<ClientMsg, DecodeError> {
         0x1B => ClientMsg::Away {
             text: r.str("text")?,
         },
+        0x1C => ClientMsg::Stats,
+        0x1D => {
+            let room = r.str("room")?;
+            let set = r.bool("set")?;
+            let text = r.str("text")?;
+            // A query carries no text: one encoding per message.
+            if !set && !text.is_empty() {
+                return Err(DecodeError::BadValue("text"));
+            }
+            ClientMsg::Topic {
+                room,
+                text: set.then_some(text),
+            }
+        }
         crate::transfer::TAG_CLIENT => ClientMsg::Transfer(crate::transfer::read(&mut r)?),
         0x0E => ClientMsg::Pass {
             password: r.str("password")?,
@@ -695,11 +748,7 @@ pub fn decode_server(payload: &[u8]) -> Result<ServerMsg, DecodeError> {
         },
         0x8D => {
             let nick = r.str("nick")?;
-            let n = r.u16("count")? as usize;
-            let mut fields = Vec::with_capacity(n.min(r.0.len() / 4));
-            for _ in 0..n {
-                fields.push((r.str("key")?, r.str("value")?));
-            }
+            let fields = r.pairs()?;
             ServerMsg::SockInfo { nick, fields }
         }
         0x8E => ServerMsg::Bye {
@@ -708,6 +757,13 @@ pub fn decode_server(payload: &[u8]) -> Result<ServerMsg, DecodeError> {
         0x8F => ServerMsg::Away {
             nick: r.str("nick")?,
             text: r.str("text")?,
+        },
+        0x90 => ServerMsg::Stats { fields: r.pairs()? },
+        0x91 => ServerMsg::Topic {
+            room: r.str("room")?,
+            text: r.str("text")?,
+            by: r.str("by")?,
+            changed: r.bool("changed")?,
         },
         crate::transfer::TAG_SERVER => ServerMsg::Transfer(crate::transfer::read(&mut r)?),
         t => return Err(DecodeError::UnknownTag(t)),

@@ -17,6 +17,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub cluster: ClusterConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub client: ClientConfig,
     /// `[tls]`: present (even empty) turns the TLS listener on.
     pub tls: Option<TlsConfig>,
@@ -312,6 +313,9 @@ pub struct LogConfig {
     pub level: String,
     /// "text" (human-readable) or "json".
     pub format: String,
+    /// Log the server's numbers (`stats users=N rooms=N ...`) every this
+    /// many seconds; 0: off (`--stats SECS`).
+    pub stats_interval_secs: u64,
 }
 
 impl Default for LogConfig {
@@ -319,8 +323,20 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: "text".into(),
+            stats_interval_secs: 0,
         }
     }
+}
+
+/// `[metrics]`: the server's numbers as Prometheus text on `GET /metrics`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `ADDR:PORT` of the endpoint; empty (the default): off.
+    pub listen: String,
+    /// The endpoint has no authentication: an address that is not
+    /// loopback is refused unless this is true.
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -26,7 +26,7 @@ pub mod text;
 pub mod transfer;
 pub mod udp;
 
-pub use proto::{ChatKind, ClientMsg, ErrorCode, RoomInfo, ServerMsg};
+pub use proto::{ChatKind, ClientMsg, ErrorCode, MAX_TOPIC_LEN, RoomInfo, ServerMsg};
 pub use reason::{DisconnectReason, ParseReasonError};
 
 /// Current Unix time in milliseconds (for message timestamps).

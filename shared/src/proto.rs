@@ -14,6 +14,9 @@ pub const VERSION: u8 = 1;
 pub const PREAMBLE_LEN: usize = 5;
 /// Default maximum frame payload (bytes after the 4-byte length prefix).
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+/// Longest room topic, in bytes (after sanitising; IRC servers allow
+/// about as much).
+pub const MAX_TOPIC_LEN: usize = 300;
 
 /// The preamble a framed peer sends first (and the server answers with).
 pub fn preamble() -> [u8; PREAMBLE_LEN] {
@@ -266,6 +269,14 @@ pub enum ClientMsg {
     Away {
         text: String,
     },
+    /// Server operators: the server's numbers now (`/stats`).
+    Stats,
+    /// ROOM's topic (`""`: my current room): `text` `None` asks for it;
+    /// `Some` sets it (`Some("")` clears it).
+    Topic {
+        room: String,
+        text: Option<String>,
+    },
 }
 
 /// Messages a server sends.
@@ -347,6 +358,22 @@ pub enum ServerMsg {
     Away {
         nick: String,
         text: String,
+    },
+    /// The server's numbers for an operator's `Stats`: ordered key/value
+    /// pairs (`users` = `12`, `messages_per_sec` = `3.5`, ...; PROTOCOL.md
+    /// lists the keys).
+    Stats {
+        fields: Vec<(String, String)>,
+    },
+    /// ROOM's topic (`""`: none), set by BY. `changed`: BY has just set
+    /// (or cleared) it, told to every member; otherwise it is what the
+    /// topic is (after `Joined` to the joiner, after a `Rooms` reply for
+    /// each room that has one, in answer to a `Topic` query).
+    Topic {
+        room: String,
+        text: String,
+        by: String,
+        changed: bool,
     },
 }
 

@@ -77,6 +77,15 @@ fn command() -> impl Strategy<Value = Command> {
         word().prop_map(Command::Unmute),
         "[^\r\n]{0,20}".prop_map(|s| Command::Away(s.trim().to_string())),
         word().prop_map(Command::Query),
+        Just(Command::Stats),
+        (
+            proptest::option::of(word().prop_map(|w| format!("#{w}"))),
+            proptest::option::of("([a-z][a-z ]{0,12})?")
+        )
+            .prop_map(|(room, text)| Command::Topic {
+                room,
+                text: text.map(|t| t.trim().to_string()),
+            }),
     ]
 }
 
@@ -135,6 +144,15 @@ fn typed(c: &Command) -> String {
         Command::Mute { nick, secs: 0 } => format!("/mute {nick}"),
         Command::Mute { nick, secs } => format!("/mute {nick} {secs}s"),
         Command::Unmute(n) => format!("/unmute {n}"),
+        Command::Stats => "/stats".into(),
+        Command::Topic { room, text } => {
+            let head = opt("/topic", room);
+            match text.as_deref() {
+                None => head,
+                Some("") => format!("{head} -delete"),
+                Some(t) => format!("{head} {t}"),
+            }
+        }
     }
 }
 

@@ -237,20 +237,31 @@ fn server_json(m: &ServerMsg) -> Option<Value> {
             json!({"event": "server-error", "code": code.to_u16(), "text": text})
         }
         ServerMsg::SockInfo { nick, fields } => {
-            let map: serde_json::Map<String, Value> = fields
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
-            json!({"event": "sockinfo", "nick": nick, "fields": map})
+            json!({"event": "sockinfo", "nick": nick, "fields": field_map(fields)})
         }
+        ServerMsg::Stats { fields } => json!({"event": "stats", "fields": field_map(fields)}),
         ServerMsg::Bye { reason } => json!({
             "event": "bye",
             "reason": reason.code(),
             "text": reason.to_string(),
         }),
         ServerMsg::Away { nick, text } => json!({"event": "away", "nick": nick, "text": text}),
+        ServerMsg::Topic {
+            room,
+            text,
+            by,
+            changed,
+        } => json!({"event": "topic", "room": room, "text": text, "by": by, "changed": changed}),
         ServerMsg::Ping { .. } | ServerMsg::Pong { .. } | ServerMsg::Transfer(_) => return None,
     })
+}
+
+/// Key/value pairs (`SockInfo`, `Stats`) as one JSON object.
+fn field_map(fields: &[(String, String)]) -> serde_json::Map<String, Value> {
+    fields
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
 }
 
 #[cfg(test)]

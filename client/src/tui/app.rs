@@ -520,6 +520,18 @@ impl App {
         self.push_to(cur, ChatLine::local(ts, LineKind::System, text));
     }
 
+    /// Key/value pairs (`/sockinfo`, `/stats`) as system lines, four a line.
+    fn field_block(&mut self, fields: &[(String, String)]) {
+        for chunk in fields.chunks(4) {
+            let line = chunk
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("  ");
+            self.system(format!("  {line}"));
+        }
+    }
+
     fn error(&mut self, text: String) {
         let ts = self.wall_ms();
         let cur = self.current;
@@ -1365,7 +1377,10 @@ impl App {
         // lines are drawn from their fields, to colour the nick; a SockInfo
         // is a block).
         let shown = match &m {
-            ServerMsg::Chat { .. } | ServerMsg::Private { .. } | ServerMsg::SockInfo { .. } => None,
+            ServerMsg::Chat { .. }
+            | ServerMsg::Private { .. }
+            | ServerMsg::SockInfo { .. }
+            | ServerMsg::Stats { .. } => None,
             _ => sockchat_shared::text::render(&m, &self.nick),
         };
         let (text, severity) = shown
@@ -1523,6 +1538,20 @@ impl App {
                     self.who_reply = Some(w);
                 }
             }
+            ServerMsg::Topic {
+                room,
+                text,
+                changed,
+                ..
+            } => {
+                let i = self.rooms.find(&room);
+                if let Some(r) = i.and_then(|i| self.rooms.get_mut(i)) {
+                    r.topic = (!text.is_empty()).then_some(text);
+                }
+                // A change is the room's news; the rest answers us here.
+                let to = i.filter(|_| changed).unwrap_or(cur);
+                self.push_rendered(to, rendered, severity);
+            }
             ServerMsg::Joined { room, nick } => {
                 let Some(i) = self.room_id(&room) else {
                     return;
@@ -1577,6 +1606,25 @@ impl App {
                 for i in self.rooms.rename_member(&old, &new) {
                     self.push_rendered(i, text.clone(), severity);
                 }
+                // A private view follows its peer to the new nick (as
+                // irssi's query does), and says so.
+                let view = self
+                    .rooms
+                    .iter()
+                    .find(|(_, r)| {
+                        r.query
+                            .as_deref()
+                            .is_some_and(|p| sockchat_shared::fold::same_nick(p, &old))
+                    })
+                    .map(|(i, _)| i);
+                if let Some(i) = view {
+                    if self.rooms.rename(i, &format!("@{new}"))
+                        && let Some(r) = self.rooms.get_mut(i)
+                    {
+                        r.query = Some(new.clone());
+                    }
+                    self.push_rendered(i, text, severity);
+                }
             }
             ServerMsg::Who { room, nicks } => {
                 let page = ServerMsg::Who {
@@ -1624,14 +1672,11 @@ impl App {
                 // A block: a header, then a few fields per line.
                 let who = if nick.is_empty() { "your" } else { &nick };
                 self.system(format!("server's view of {who}'s socket:"));
-                for chunk in fields.chunks(4) {
-                    let line = chunk
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join("  ");
-                    self.system(format!("  {line}"));
-                }
+                self.field_block(&fields);
+            }
+            ServerMsg::Stats { fields } => {
+                self.system("server stats (/stats):".to_string());
+                self.field_block(&fields);
             }
             // Notices, errors, room lists, bye: one line each, as rendered
             // (ping and pong render to nothing).

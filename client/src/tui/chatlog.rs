@@ -4,10 +4,16 @@
 //! lines; the loop hands them here after each batch of events, so the app
 //! stays free of I/O.
 //!
-//! A room name comes from the server: the file name keeps only letters,
-//! digits, `-` and `_` (anything else becomes `_`, a leading `.` too), so a
-//! hostile name can never leave the folder. At most [`OPEN_MAX`] files are
-//! kept open.
+//! A private view (`@NICK`, the app's name for it) logs to
+//! `DIR/private/NICK.log`, so a private chat with `bob` and a room called
+//! `_bob` or `bob` never share a file.
+//!
+//! A room name comes from the server: the file name keeps letters, digits,
+//! `-`, `_` and `.` (not first) and writes any other character as `%XX`
+//! per UTF-8 byte (`%` too), so a hostile name can never leave the folder
+//! and two names never share a file (`a.b` and `a_b` stay apart); a name
+//! longer than [`NAME_MAX`] bytes is cut and ends with a hash of the whole.
+//! At most [`OPEN_MAX`] files are kept open.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -28,23 +34,49 @@ pub struct ChatLog {
     failed: bool,
 }
 
-/// The file name for a room's log: `lobby.log`, `_etc_passwd.log`.
-pub fn file_name(room: &str) -> String {
-    let mut name: String = room
-        .chars()
-        .take(NAME_MAX)
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        name.push('_');
+/// The folder (inside the log folder) of private views' logs.
+pub const PRIVATE_DIR: &str = "private";
+
+/// The file (relative to the log folder) for a room's log: `lobby.log`,
+/// `..%2F..%2Fetc%2Fpasswd.log` (one name, inside the folder), and for a
+/// private view `@bob`: `private/bob.log`.
+pub fn file_name(room: &str) -> PathBuf {
+    match room.strip_prefix('@') {
+        Some(nick) => Path::new(PRIVATE_DIR).join(format!("{}.log", escape(nick))),
+        None => PathBuf::from(format!("{}.log", escape(room))),
     }
-    format!("{name}.log")
+}
+
+/// `name` as one safe file name, different for different names.
+fn escape(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_alphanumeric() || c == '-' || c == '_' || (c == '.' && i > 0) {
+            out.push(c);
+        } else {
+            let mut b = [0u8; 4];
+            for byte in c.encode_utf8(&mut b).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('%');
+    }
+    if out.len() > NAME_MAX {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        // SipHash with fixed keys: the same name gets the same file every
+        // run.
+        let mut h = DefaultHasher::new();
+        name.hash(&mut h);
+        let mut cut = NAME_MAX - 17;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str(&format!("~{:016x}", h.finish()));
+    }
+    out
 }
 
 impl ChatLog {
@@ -81,10 +113,11 @@ impl ChatLog {
             if self.open.len() >= OPEN_MAX {
                 self.open.clear();
             }
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join(file_name(room)))?;
+            let path = self.dir.join(file_name(room));
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let f = OpenOptions::new().create(true).append(true).open(path)?;
             self.open.insert(room.to_string(), f);
         }
         match self.open.get_mut(room) {
@@ -114,17 +147,50 @@ mod tests {
             lobby,
             "2026-12-06 10:00:00 bob: hi\n2026-12-06 10:00:02 bob: again\n"
         );
-        assert!(dir.join("___up.log").is_file(), "kept inside the folder");
+        assert!(
+            dir.join("%2E.%2Fup.log").is_file(),
+            "kept inside the folder"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn names_stay_in_the_folder() {
-        assert_eq!(file_name("lobby"), "lobby.log");
-        assert_eq!(file_name("../../etc/passwd"), "______etc_passwd.log");
-        assert_eq!(file_name(".hidden"), "_hidden.log");
-        assert_eq!(file_name("@bob"), "_bob.log");
-        assert_eq!(file_name(""), "_.log");
-        assert!(file_name(&"x".repeat(1000)).len() <= NAME_MAX + 4);
+        let f = |r: &str| file_name(r).to_string_lossy().into_owned();
+        assert_eq!(f("lobby"), "lobby.log");
+        assert_eq!(f("../../etc/passwd"), "%2E.%2F..%2Fetc%2Fpasswd.log");
+        assert_eq!(f(".hidden"), "%2Ehidden.log");
+        assert_eq!(f("@bob"), "private/bob.log");
+        assert_eq!(f("@../x"), "private/%2E.%2Fx.log");
+        assert_eq!(f(""), "%.log");
+        assert!(f(&"x".repeat(1000)).len() <= NAME_MAX + 4);
+        for name in ["../up", "@a/b", "a\u{0}b", &"é".repeat(300)] {
+            let p = file_name(name);
+            assert!(
+                p.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_))),
+                "{p:?}"
+            );
+            assert!(p.components().count() <= 2, "{p:?}");
+        }
+    }
+
+    /// The clash of the first version: a private view with `bob` and a
+    /// room `_bob` (or `a.b` and `a_b`, or two long names) shared a file.
+    #[test]
+    fn different_names_different_files() {
+        let names = [
+            "@bob".to_string(),
+            "_bob".to_string(),
+            "bob".to_string(),
+            "a.b".to_string(),
+            "a_b".to_string(),
+            "a%2Eb".to_string(),
+            format!("{}1", "x".repeat(200)),
+            format!("{}2", "x".repeat(200)),
+        ];
+        let files: std::collections::HashSet<PathBuf> =
+            names.iter().map(|n| file_name(n)).collect();
+        assert_eq!(files.len(), names.len(), "{files:?}");
     }
 }

@@ -11,6 +11,7 @@
 pub mod app;
 pub mod chatlog;
 pub mod clock;
+pub mod flags;
 pub mod input;
 pub mod keys;
 pub mod mention;

@@ -110,6 +110,9 @@ pub struct Room {
     /// never asked for members; a line typed here is `/msg NICK`.
     pub query: Option<String>,
     pub members: BTreeSet<String>,
+    /// The room's topic as the server last told it (`/topic`); shown in
+    /// the chat's title.
+    pub topic: Option<String>,
     pub joined: bool,
     /// We were in this room when the connection dropped: the net task will
     /// rejoin it after reconnecting, so the view stays on it.
@@ -133,6 +136,7 @@ impl Room {
             mentions: 0,
             query: None,
             members: BTreeSet::new(),
+            topic: None,
             joined: false,
             rejoin: false,
             who_asked: false,
@@ -329,6 +333,21 @@ impl Rooms {
     /// The first room (there is always one).
     pub fn first(&self) -> RoomId {
         self.by_id.keys().next().copied().unwrap_or(0)
+    }
+
+    /// Call room `id` `name` from now on (a private view whose peer changed
+    /// nick). False when another room already has that name.
+    pub fn rename(&mut self, id: RoomId, name: &str) -> bool {
+        if self.by_name.contains_key(name) {
+            return false;
+        }
+        let Some(room) = self.by_id.get_mut(&id) else {
+            return false;
+        };
+        self.by_name.remove(&room.name);
+        room.name = name.to_string();
+        self.by_name.insert(name.to_string(), id);
+        true
     }
 
     /// Remove a room (never the last one). Returns whether it was removed.

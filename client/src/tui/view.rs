@@ -268,13 +268,16 @@ pub fn render(app: &App, f: &mut Frame) {
         f.render_widget(block, main);
         render_log(app, f, inner, app.log_scroll);
     }
+    // Last: flags as two cells every terminal agrees on (tui/flags.rs).
+    super::flags::split(f.buffer_mut());
 }
 
 fn render_chat(app: &App, f: &mut Frame, area: Rect) {
     let room = app.room();
-    let title = match &room.query {
-        Some(peer) => format!(" private: {} ", clean(peer)),
-        None => format!(" {} ", clean(&room.name)),
+    let title = match (&room.query, &room.topic) {
+        (Some(peer), _) => format!(" private: {} ", clean(peer)),
+        (None, Some(topic)) => format!(" {} — {} ", clean(&room.name), clean(topic)),
+        (None, None) => format!(" {} ", clean(&room.name)),
     };
     let block = Block::default().borders(Borders::TOP).title(title);
     let inner = block.inner(area);

@@ -73,6 +73,14 @@ pub enum Command {
     Unmute(String),
     /// `/away [TEXT]`: mark yourself away (`""`: back).
     Away(String),
+    /// `/stats`: the server's numbers (server operators).
+    Stats,
+    /// `/topic [#ROOM] [TEXT|-delete]`: show (no TEXT), set or clear
+    /// (`Some("")`) a room's topic; `room` `None`: the current room.
+    Topic {
+        room: Option<String>,
+        text: Option<String>,
+    },
     /// `/query NICK` without text: a client opens a private view with NICK
     /// (with text it is `/msg`). The server's text mode has no views.
     Query(String),
@@ -157,6 +165,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         about: "the server's view of a user's socket (yours without NICK)",
     },
     CommandHelp {
+        name: "/topic",
+        args: "[#ROOM] [TEXT]",
+        about: "show or set a room's topic (-delete clears it; room operators)",
+    },
+    CommandHelp {
         name: "/away",
         args: "[TEXT]",
         about: "mark yourself away (no TEXT: back); /who shows it",
@@ -230,6 +243,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "/unmute",
         args: "NICK",
         about: "operator: lift a mute",
+    },
+    CommandHelp {
+        name: "/stats",
+        args: "",
+        about: "operator: users, rooms, messages/s, drops, uptime",
     },
 ];
 
@@ -446,6 +464,23 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, CommandError> {
         }
         "unmute" => Command::Unmute(one_arg(rest, "/unmute NICK")?.to_string()),
         "away" => Command::Away(rest.to_string()),
+        "topic" => {
+            // A first word starting with `#` names the room (as in IRC);
+            // anything else is the topic of the current room.
+            let (room, text) = match rest.split_once(char::is_whitespace) {
+                _ if !rest.starts_with('#') => (None, rest),
+                Some((r, t)) => (Some(r.to_string()), t.trim()),
+                None => (Some(rest.to_string()), ""),
+            };
+            let text = match text {
+                "" => None,
+                "-delete" => Some(String::new()),
+                t => Some(t.to_string()),
+            };
+            Command::Topic { room, text }
+        }
+        "stats" if rest.is_empty() => Command::Stats,
+        "stats" => return Err(CommandError::Usage("/stats")),
         _ => Command::Other {
             name,
             rest: rest.to_string(),
@@ -531,6 +566,15 @@ impl Command {
                 Command::Identify { nick, password }
             }
             Command::Leave(r) => Command::Leave(r.map(room_ok).transpose()?),
+            Command::Topic { room, text } => {
+                if let Some(t) = &text {
+                    text_ok(t)?;
+                }
+                Command::Topic {
+                    room: room.map(room_ok).transpose()?,
+                    text,
+                }
+            }
             Command::Who(r) => Command::Who(r.map(room_ok).transpose()?),
             other => other,
         })
@@ -619,6 +663,11 @@ impl Command {
             },
             Command::Unmute(nick) => ClientMsg::Unmute { nick: nick.clone() },
             Command::Away(text) => ClientMsg::Away { text: text.clone() },
+            Command::Stats => ClientMsg::Stats,
+            Command::Topic { room: r, text } => ClientMsg::Topic {
+                room: r.clone().unwrap_or_else(|| room.to_string()),
+                text: text.clone(),
+            },
             Command::Help | Command::Query(_) | Command::Other { .. } => return None,
         })
     }
@@ -683,6 +732,42 @@ mod tests {
                 },
             ),
             ("/away", Command::Away(String::new())),
+            ("/STATS", Command::Stats),
+            (
+                "/topic",
+                Command::Topic {
+                    room: None,
+                    text: None,
+                },
+            ),
+            (
+                "/topic release on friday ",
+                Command::Topic {
+                    room: None,
+                    text: Some("release on friday".into()),
+                },
+            ),
+            (
+                "/topic #dev  ship it",
+                Command::Topic {
+                    room: Some("#dev".into()),
+                    text: Some("ship it".into()),
+                },
+            ),
+            (
+                "/topic #dev",
+                Command::Topic {
+                    room: Some("#dev".into()),
+                    text: None,
+                },
+            ),
+            (
+                "/topic -delete",
+                Command::Topic {
+                    room: None,
+                    text: Some(String::new()),
+                },
+            ),
             (
                 "/away  gone to lunch ",
                 Command::Away("gone to lunch".into()),
@@ -743,6 +828,7 @@ mod tests {
             ("/me   ", "/me TEXT"),
             ("/rooms x", "/rooms"),
             ("/sockinfo a b", "/sockinfo [NICK]"),
+            ("/stats now", "/stats"),
         ] {
             assert_eq!(p(line), Err(CommandError::Usage(usage)), "{line:?}");
         }

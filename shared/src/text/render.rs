@@ -104,6 +104,21 @@ pub fn render(msg: &ServerMsg, me: &str) -> Option<Line> {
             let kv: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
             (Notice, format!("* sockinfo {nick}: {}", kv.join(" ")))
         }
+        ServerMsg::Topic {
+            room,
+            text,
+            by,
+            changed,
+        } => match (changed, text.is_empty()) {
+            (true, false) => (Notice, format!("* {by} set the topic of {room}: {text}")),
+            (true, true) => (Notice, format!("* {by} cleared the topic of {room}")),
+            (false, false) => (Notice, format!("* topic of {room}: {text} (set by {by})")),
+            (false, true) => (Notice, format!("* {room} has no topic")),
+        },
+        ServerMsg::Stats { fields } => {
+            let kv: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            (Notice, format!("* stats {}", kv.join(" ")))
+        }
         ServerMsg::Away { nick, text } => {
             let you = nick.to_lowercase() == me.to_lowercase();
             match (you, text.is_empty()) {
@@ -288,6 +303,30 @@ mod tests {
             }),
             "* sockinfo bob: a=1 b=x y"
         );
+        assert_eq!(
+            line(&ServerMsg::Stats {
+                fields: vec![("users".into(), "2".into()), ("rooms".into(), "1".into())]
+            }),
+            "* stats users=2 rooms=1"
+        );
+        let topic = |text: &str, changed| {
+            line(&ServerMsg::Topic {
+                room: "dev".into(),
+                text: text.into(),
+                by: "alice".into(),
+                changed,
+            })
+        };
+        assert_eq!(
+            topic("ship it", true),
+            "* alice set the topic of dev: ship it"
+        );
+        assert_eq!(topic("", true), "* alice cleared the topic of dev");
+        assert_eq!(
+            topic("ship it", false),
+            "* topic of dev: ship it (set by alice)"
+        );
+        assert_eq!(topic("", false), "* dev has no topic");
         assert_eq!(line(&ServerMsg::Notice { text: "hi".into() }), "* hi");
         let err = render(
             &ServerMsg::Error {

@@ -67,6 +67,9 @@ pub fn client_msg() -> impl Strategy<Value = ClientMsg> {
         text().prop_map(|nick| ClientMsg::Unmute { nick }),
         (text(), text()).prop_map(|(room, key)| ClientMsg::JoinKey { room, key }),
         text().prop_map(|text| ClientMsg::Away { text }),
+        Just(ClientMsg::Stats),
+        (text(), proptest::option::of(text()))
+            .prop_map(|(room, text)| ClientMsg::Topic { room, text }),
     ]
 }
 
@@ -126,5 +129,15 @@ pub fn server_msg() -> impl Strategy<Value = ServerMsg> {
             .prop_map(|(nick, fields)| ServerMsg::SockInfo { nick, fields }),
         reason().prop_map(|reason| ServerMsg::Bye { reason }),
         (text(), text()).prop_map(|(nick, text)| ServerMsg::Away { nick, text }),
+        proptest::collection::vec((text(), text()), 0..10)
+            .prop_map(|fields| ServerMsg::Stats { fields }),
+        (text(), text(), text(), any::<bool>()).prop_map(|(room, text, by, changed)| {
+            ServerMsg::Topic {
+                room,
+                text,
+                by,
+                changed,
+            }
+        }),
     ]
 }
