@@ -18,8 +18,9 @@
 #   CASES="single cross" bench/cluster.sh
 #
 # Writes target/bench/cluster/<case>-<load>.json (the bots' report) and
-# .meta (servers' and NATS's CPU seconds), then prints a markdown table
-# (also in target/bench/cluster/table.md) for docs/BENCHMARKS.md.
+# .meta (servers' and NATS's CPU seconds), then bench/cluster.py prints a
+# markdown table (also in target/bench/cluster/table.md) for
+# docs/BENCHMARKS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -110,8 +111,8 @@ run() {
     for p in "${PIDS[@]}"; do c1=$((c1 + $(cpu_ticks "$p"))); done
     [ -n "$NATS_PID" ] && n1=$(cpu_ticks "$NATS_PID")
     printf '{"rc":%d,"servers":%d,"servers_cpu_s":%s,"nats_cpu_s":%s,"load1":%s,"commit":"%s","args":"%s"}\n' \
-        "$rc" "${#PIDS[@]}" "$(echo "scale=2; ($c1 - $c0) / $HZ" | bc)" \
-        "$(echo "scale=2; ($n1 - $n0) / $HZ" | bc)" "$(cut -d' ' -f1 /proc/loadavg)" "$COMMIT" "$*" \
+        "$rc" "${#PIDS[@]}" "$(awk "BEGIN {printf \"%.2f\", ($c1 - $c0) / $HZ}")" \
+        "$(awk "BEGIN {printf \"%.2f\", ($n1 - $n0) / $HZ}")" "$(cut -d' ' -f1 /proc/loadavg)" "$COMMIT" "$*" \
         > "$OUT/$name.meta"
     jq -c '{connected, delivered, lost, deliveries_per_sec, p50: .latency_us.p50, p99: .latency_us.p99}' \
         "$OUT/$name.json" 2>/dev/null || { echo "   (no report)"; tail -3 "$OUT/$name.err"; }
@@ -161,28 +162,4 @@ for c in $CASES; do
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$OUT" "$LOAD0" "$LOAD1" "$DUR" "$COMMIT" <<'PY' | tee "$OUT/table.md"
-import glob, json, os, sys
-out, load0, load1, dur, commit = sys.argv[1:6]
-print(f"Commit {commit}, {dur} send phases, 2 cores shared, load average {load0} before and {load1} after.\n")
-print("| case | load | bots connected | deliveries/s | lost | p50 | p99 | p99.9 | servers' CPU s (n) | NATS CPU s |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-order = ["single", "local", "spread", "cross", "reuse"]
-def key(p):
-    n = os.path.basename(p)[:-5]
-    case, shape, rate = n.split("-")
-    return (next((i for i, o in enumerate(order) if case.startswith(o)), 9), shape, int(rate))
-for p in sorted(glob.glob(os.path.join(out, "*-r*.json")), key=key):
-    n = os.path.basename(p)[:-5]
-    case, shape, rate = n.split("-")
-    try:
-        r = json.load(open(p))
-        m = json.load(open(p[:-5] + ".meta"))
-    except Exception as e:
-        print(f"| {case} | {shape} {rate}/s | (no report: {e}) |||||||||")
-        continue
-    lat = r["latency_us"]
-    ms = lambda us: f"{us / 1000:.2f} ms"
-    print(f"| {case} | {shape[1:]} bots, {rate} msg/s | {r['connected']} | {r['deliveries_per_sec']:,.0f} | {r['lost']} "
-          f"| {ms(lat['p50'])} | {ms(lat['p99'])} | {ms(lat['p999'])} | {m['servers_cpu_s']} ({m['servers']}) | {m['nats_cpu_s']} |")
-PY
+python3 "$ROOT/bench/cluster.py" "$OUT" "$LOAD0" "$LOAD1" "$DUR" "$COMMIT" | tee "$OUT/table.md"
