@@ -15,7 +15,7 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # tls.rs: s_client chats over TLS
 command -v ncat >/dev/null 2>&1 || need+=(ncat)         # tls.rs: ncat --ssl too
-command -v nft >/dev/null 2>&1 || need+=(nftables)      # transfer_netns.rs: kernel-dropped datagrams
+command -v nft >/dev/null 2>&1 || need+=(nftables)      # transfer_netns.rs: kernel-dropped datagrams; discovery.rs: 5353/udp dropped
 command -v curl >/dev/null 2>&1 || need+=(curl)         # server_stats.rs: scrapes /metrics
 # server_stats.rs: the Prometheus project's text parser checks /metrics
 /usr/bin/python3 -c "import prometheus_client.parser" >/dev/null 2>&1 || need+=(python3-prometheus-client)

@@ -44,9 +44,21 @@ pub enum Command {
 /// Flags of the chat client (TUI and plain mode).
 #[derive(Debug, Clone, Args, Default)]
 pub struct ChatArgs {
-    /// Server address (HOST:PORT). Default: [client] server in the config.
+    /// Server address (HOST:PORT). Default: [client] server in the config;
+    /// with neither, the TUI finds servers on the LAN and shows a picker,
+    /// and plain mode connects to 127.0.0.1:7878.
     #[arg(long, short)]
     pub server: Option<String>,
+    /// List the servers that announce themselves on the LAN (mDNS,
+    /// `_sockchat._tcp.local.`): name, address, users, rooms, TLS and its
+    /// fingerprint; with --json one object each. When none answers, say
+    /// what was checked (interfaces, multicast route, firewall, loopback).
+    /// Exits 0 when one was found, 1 when none.
+    #[arg(long)]
+    pub discover: bool,
+    /// With --discover: listen this many seconds (1..=600). [default: 3]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
     /// Nick to ask for: 1 to 255 letters, digits, '-', '_' or '.' (the
     /// server may allow fewer; 24 by default). An invalid nick is refused
     /// here. Default: [client] nick, else the server assigns guestN.
@@ -151,6 +163,9 @@ pub struct ChatSettings {
     /// The checked log filter for the log file (`--log`, else RUST_LOG,
     /// else `info`).
     pub log_filter: String,
+    /// Neither `--server` nor `[client] server` named a server: the TUI
+    /// finds them on the LAN and shows a picker.
+    pub pick_server: bool,
 }
 
 /// The per-user config file: `~/.config/sockchat/config.toml`
@@ -190,6 +205,12 @@ impl ChatArgs {
         self.check_mode()?;
         if let Some(s) = &self.server {
             client.server = s.clone();
+        }
+        // No server named anywhere: the TUI shows the picker; plain mode
+        // (and the picker's fallback) uses the local default.
+        let pick_server = client.server.is_empty();
+        if pick_server {
+            client.server = sockchat_shared::config::LOCAL_SERVER.to_string();
         }
         client.server = with_default_port(&client.server);
         if let Some(n) = &self.nick {
@@ -253,6 +274,7 @@ impl ChatArgs {
                     self.known_servers.as_deref(),
                     &client.known_servers,
                 ),
+                announced: None,
             })
         } else {
             None
@@ -326,12 +348,36 @@ impl ChatArgs {
             client,
             net,
             log_filter,
+            pick_server,
         })
+    }
+
+    /// `--discover`'s listening time, checked: the flags that connect do
+    /// not go with it.
+    pub fn discover_timeout(&self) -> anyhow::Result<std::time::Duration> {
+        if self.server.is_some() {
+            return Err(usage(
+                "--discover lists the servers on the LAN and connects to none: leave out --server",
+            ));
+        }
+        let secs = self
+            .timeout
+            .unwrap_or(crate::discover::DEFAULT_TIMEOUT.as_secs());
+        if !(1..=crate::discover::MAX_TIMEOUT_SECS).contains(&secs) {
+            return Err(usage(format!(
+                "--timeout {secs} is out of range (1 to {} seconds)",
+                crate::discover::MAX_TIMEOUT_SECS
+            )));
+        }
+        Ok(std::time::Duration::from_secs(secs))
     }
 
     /// Flags that do not apply to the chosen transport are errors that say
     /// why, not silently ignored.
     fn check_mode(&self) -> anyhow::Result<()> {
+        if self.timeout.is_some() {
+            anyhow::bail!("--timeout only applies to --discover");
+        }
         if !self.udp {
             let udp_only = [
                 ("--udp-drop", self.udp_drop.is_some()),

@@ -6,6 +6,7 @@
 
 pub mod bots;
 pub mod cli;
+pub mod discover;
 pub mod lab;
 pub mod net;
 pub mod plain;
@@ -26,6 +27,10 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<std::process::ExitCode> {
         Some(cli::Command::Bots(args)) => {
             bots::plan::Plan::from_args(&args).map_err(|e| cli::usage(format!("{e:#}")))?;
             bots::run(args)
+        }
+        None if cli.chat.discover => {
+            let timeout = cli.chat.discover_timeout()?;
+            discover::run(timeout, cli.chat.json)
         }
         None => {
             let settings = cli.chat.settings()?;

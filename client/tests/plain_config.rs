@@ -123,3 +123,20 @@ fn the_port_defaults_to_7878() {
     let s = settings(&["--config", &f.to_string_lossy(), "--server", "localhost"]).expect("ok");
     assert_eq!(s.net.server, "localhost:7878");
 }
+
+#[test]
+fn no_server_named_anywhere_means_the_picker() {
+    let empty = write("pick.toml", "");
+    let empty = empty.to_string_lossy().to_string();
+    let s = settings(&["--config", &empty]).expect("loads");
+    assert!(s.pick_server, "the TUI shows the picker");
+    assert_eq!(s.net.server, "127.0.0.1:7878", "plain mode's default");
+    let s = settings(&["--config", &empty, "--server", "10.1.1.1"]).expect("loads");
+    assert!(!s.pick_server);
+    assert_eq!(s.net.server, "10.1.1.1:7878");
+    let named = write("named.toml", "[client]\nserver = \"10.0.0.5\"\n");
+    let s = settings(&["--config", &named.to_string_lossy()]).expect("loads");
+    assert!(!s.pick_server, "a server in the config is used");
+    let e = settings(&["--config", &empty, "--timeout", "3"]).expect_err("--timeout alone");
+    assert!(e.to_string().contains("--discover"), "{e}");
+}

@@ -272,6 +272,9 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
     if let Some((key, why)) = crate::transfer::check_config(&c.transfer) {
         return Err(invalid(key, why));
     }
+    if let Some((key, why)) = crate::announce::check_config(&c.discovery) {
+        return Err(invalid(key, why));
+    }
     if let Some((key, why)) = crate::access::check_config(&c.access) {
         return Err(invalid(key, why));
     }

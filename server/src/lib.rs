@@ -16,6 +16,7 @@
 //! of a socket; [`config`] loads and validates settings.
 
 pub mod access;
+pub mod announce;
 pub mod auth;
 pub mod bind;
 pub mod cluster;
@@ -145,6 +146,11 @@ pub async fn run_all(
         ctx: ctx.clone(),
         reject_slots: Arc::new(Semaphore::new(64)),
     });
+    let announcer = announce::start(
+        &c.discovery,
+        &announce::Listening::of(&listeners, tls.as_ref(), &udp_sockets),
+        ctx.hub.clone(),
+    );
     let mut loops = Vec::new();
     for l in listeners {
         let l = tokio::net::TcpListener::from_std(l)?;
@@ -171,6 +177,10 @@ pub async fn run_all(
         tokio::spawn(stats::http::serve(m, ctx.clone()));
     }
     signal.await;
+    if let Some(a) = announcer {
+        // Withdrawn first: a browser must not offer a server that is going.
+        a.stop().await;
+    }
     info!(
         users = ctx.hub.user_count(),
         grace_secs = c.server.shutdown_grace_secs,

@@ -16,6 +16,7 @@ pub struct Config {
     pub access: AccessConfig,
     pub auth: AuthConfig,
     pub cluster: ClusterConfig,
+    pub discovery: DiscoveryConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub client: ClientConfig,
@@ -306,6 +307,36 @@ impl Default for TransferConfig {
     }
 }
 
+/// Where plain mode connects when neither `--server` nor `[client] server`
+/// names a server.
+pub const LOCAL_SERVER: &str = "127.0.0.1:7878";
+
+/// `[discovery]`: the server announces itself on the LAN with mDNS/DNS-SD
+/// (`_sockchat._tcp.local.`, PROTOCOL.md "Discovery") so `sockchat
+/// --discover` and the TUI's picker find it. A server bound to loopback
+/// only is never announced.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// False: not announced.
+    pub announce: bool,
+    /// The instance name clients show; empty: the host name.
+    pub name: String,
+    /// A change of the users or rooms count is announced at most this
+    /// often (seconds, 1..=3600): each announcement is multicast to the link.
+    pub refresh_secs: u32,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            announce: true,
+            name: String::new(),
+            refresh_secs: 5,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -342,6 +373,8 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
+    /// HOST:PORT. Empty: the TUI looks for servers on the LAN and shows a
+    /// picker (`--discover`); plain mode connects to [`LOCAL_SERVER`].
     pub server: String,
     /// Empty: the server assigns `guestN`.
     pub nick: String,
@@ -402,7 +435,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            server: "127.0.0.1:7878".into(),
+            server: String::new(),
             nick: String::new(),
             room: "lobby".into(),
             reconnect: true,

@@ -44,6 +44,7 @@ use tokio::net::TcpStream;
 
 /// Default bound for one expected event in these helpers.
 pub mod nats;
+pub mod netns;
 pub mod precondition;
 pub mod random_file;
 pub mod tmux;

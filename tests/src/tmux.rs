@@ -56,8 +56,21 @@ impl Tmux {
 
     /// [`Tmux::client`] with extra `NAME=value` environment settings.
     pub fn client_env(&self, session: &str, w: u16, h: u16, env: &str, args: &str) {
+        self.client_wrapped(session, w, h, "", env, args);
+    }
+
+    /// [`Tmux::client_env`] run through `wrapper` (e.g. `ip netns exec NS`).
+    pub fn client_wrapped(
+        &self,
+        session: &str,
+        w: u16,
+        h: u16,
+        wrapper: &str,
+        env: &str,
+        args: &str,
+    ) {
         let cmd = format!(
-            "env HOME=/nonexistent TERM=xterm-256color {env} {} {args}; echo \"sockchat exited: $?\"; sleep 600",
+            "{wrapper} env HOME=/nonexistent TERM=xterm-256color {env} {} {args}; echo \"sockchat exited: $?\"; sleep 600",
             bin("sockchat").display()
         );
         self.run(&[

@@ -454,6 +454,11 @@ impl TcpLink {
         }
         if let Some(i) = t.info() {
             let how = match (i.trust.clone(), &opts.known_servers) {
+                (Trust::New, Some(p)) if opts.announced == Some(i.fingerprint) => format!(
+                    "first contact: certificate {} (the one it announced on the LAN) is now pinned in {}",
+                    i.fingerprint,
+                    p.display()
+                ),
                 (Trust::New, Some(p)) => format!(
                     "first contact: certificate {} is now pinned in {}; check it against the fingerprint the server printed at start",
                     i.fingerprint,

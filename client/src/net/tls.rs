@@ -33,6 +33,11 @@ pub struct TlsOptions {
     /// The pins; `None` when no path could be found (no HOME): then only
     /// `--tls-fingerprint` can make a connection trusted.
     pub known_servers: Option<PathBuf>,
+    /// The fingerprint the server announced on the LAN (the TUI's picker):
+    /// checked and pinned as a first use is, when nothing is pinned for
+    /// the server yet; an existing pin still wins (an announcement comes
+    /// from anyone on the link).
+    pub announced: Option<Fingerprint>,
 }
 
 /// What the handshake found out about the certificate.
@@ -117,6 +122,8 @@ pub(super) struct TlsSession {
     opts: TlsOptions,
     /// The pin the handshake was checked against (for the warning).
     pinned: Option<Fingerprint>,
+    /// `pinned` is only the announced fingerprint: pin it on success.
+    announced_only: bool,
     info: Option<TlsInfo>,
     /// The server's close_notify came with data: the data was handed out,
     /// the EOF comes with the next read.
@@ -146,12 +153,14 @@ impl TlsSession {
     /// Start a client session to `server` (HOST:PORT as typed): the pin is
     /// `--tls-fingerprint`, else `known_servers`'s line for it.
     pub(super) fn new(server: &str, opts: &TlsOptions) -> Result<Self, String> {
-        let pinned = match (opts.fingerprint, &opts.known_servers) {
+        let kept = match (opts.fingerprint, &opts.known_servers) {
             (Some(fp), _) => Some(fp),
             (None, Some(p)) => known_servers::lookup(p, server)
                 .map_err(|e| format!("tls: cannot read {}: {e}", p.display()))?,
             (None, None) => None,
         };
+        let announced_only = kept.is_none() && opts.announced.is_some();
+        let pinned = kept.or(opts.announced);
         #[allow(
             deprecated,
             reason = "ring is the provider that builds here without cmake; it lacks only the post-quantum key exchange"
@@ -183,6 +192,7 @@ impl TlsSession {
             server: server.to_string(),
             opts: opts.clone(),
             pinned,
+            announced_only,
             info: None,
             closed: false,
         })
@@ -274,7 +284,7 @@ impl TlsSession {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "tls: no certificate"))?;
         let trust = if self.opts.fingerprint.is_some() {
             Trust::Given
-        } else if self.pinned == Some(fp) {
+        } else if self.pinned == Some(fp) && !self.announced_only {
             Trust::Pinned
         } else {
             Trust::New
@@ -328,6 +338,8 @@ impl TlsSession {
         let s = &self.server;
         let whose = if self.opts.fingerprint.is_some() {
             "the fingerprint given with --tls-fingerprint".to_string()
+        } else if self.announced_only {
+            "the fingerprint it announced on the LAN".to_string()
         } else {
             match &self.opts.known_servers {
                 Some(p) => format!("the one pinned in {}", p.display()),

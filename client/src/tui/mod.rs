@@ -15,6 +15,7 @@ pub mod flags;
 pub mod input;
 pub mod keys;
 pub mod mention;
+pub mod picker;
 pub mod replay;
 pub mod rooms;
 pub mod term_input;
@@ -43,7 +44,7 @@ const QUIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Entry point from the command line.
 pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode> {
-    let settings = args.settings()?;
+    let mut settings = args.settings()?;
     crate::cli::init_file_log(&settings)?;
     let c = &settings.client;
     let panel = match c.socket_panel.as_str() {
@@ -54,7 +55,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
             "[client] socket_panel must be \"auto\", \"on\" or \"off\", not {other:?}"
         ),
     };
-    let ui = UiConfig {
+    let mut ui = UiConfig {
         server: c.server.clone(),
         timestamps: c.timestamps,
         colors: c.colors,
@@ -80,32 +81,63 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
                 .map_err(|e| anyhow::anyhow!("[client] chat_log_dir {}: {e}", dir.display()))?,
         )
     };
+    let nick = c.nick.clone();
     // One "start" for the app's clock and the recording's, so a replay
-    // shows the same times.
-    let (t0, wall0) = (Instant::now(), sockchat_shared::now_ms());
-    let record = match &args.record {
-        Some(p) => Some(crate::record::open(p, "tui", &settings, t0, wall0)?),
-        None => None,
+    // shows the same times. With the picker both start once a server is
+    // chosen (the recording's header names it).
+    let open_record = |settings: &crate::cli::ChatSettings| -> anyhow::Result<_> {
+        let (t0, wall0) = (Instant::now(), sockchat_shared::now_ms());
+        let record = match &args.record {
+            Some(p) => Some(crate::record::open(p, "tui", settings, t0, wall0)?),
+            None => None,
+        };
+        Ok((t0, wall0, record))
+    };
+    let mut started = if settings.pick_server {
+        None
+    } else {
+        Some(open_record(&settings)?)
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let crash = rt.block_on(async {
+        let guard = TerminalGuard::enter()?;
+        let mut terminal = Terminal::new(ratatui::backend::CrosstermBackend::new(io::stdout()))?;
+        terminal.clear()?;
+        // SIGTERM/SIGHUP become a Ctrl-\: quit cleanly and restore the
+        // terminal instead of dying with it in raw mode.
+        let mut events = futures::stream::select(term_input::events()?, quit_signals());
+        if settings.pick_server {
+            match picker::pick(&mut terminal, &mut events).await? {
+                Some(choice) => {
+                    use_choice(&mut settings, &args, choice);
+                    // No `terminal.clear()` here: it asks the terminal
+                    // for the cursor position, whose answer the input
+                    // thread now reads. The chat's first draw replaces
+                    // every cell the picker drew.
+                    ui.server = settings.net.server.clone();
+                }
+                None => {
+                    drop(guard);
+                    return Ok(None);
+                }
+            }
+        }
+        let (t0, wall0, record) = match started.take() {
+            Some(s) => s,
+            None => open_record(&settings)?,
+        };
         // The TUI always captures its connection (when it may): the wire
         // view must have the handshake when it is opened later.
         let (cmd_tx, ev_rx) = net::spawn(net::NetConfig {
             wire: true,
             ..settings.net.clone()
         });
-        let guard = TerminalGuard::enter()?;
-        let mut terminal = Terminal::new(ratatui::backend::CrosstermBackend::new(io::stdout()))?;
-        terminal.clear()?;
-        let mut app = App::new(ui, &c.nick, t0, wall0);
+        let mut app = App::new(ui, &nick, t0, wall0);
         if let Ok(s) = terminal.size() {
             app.size = (s.width, s.height);
         }
-        // SIGTERM/SIGHUP become a Ctrl-\: quit cleanly and restore the
-        // terminal instead of dying with it in raw mode.
         if std::env::var_os("SOCKCHAT_DEBUG_PANIC").is_some() {
             // Test seam for the restore-on-panic guarantee (the tmux test
             // uses it): draw once in raw mode on the alternate screen, then
@@ -113,7 +145,6 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
             terminal.draw(|f| view::render(&app, f))?;
             panic!("SOCKCHAT_DEBUG_PANIC is set: deliberate panic");
         }
-        let events = futures::stream::select(term_input::events()?, quit_signals());
         let r = run_loop(
             &mut terminal,
             &mut app,
@@ -136,6 +167,35 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         std::process::abort();
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Connect where the picker said: its address (the announced UDP port
+/// with `--udp`), with TLS and the announced fingerprint when the server
+/// announced TLS (trusted as a first use: an existing pin still wins).
+fn use_choice(
+    settings: &mut crate::cli::ChatSettings,
+    args: &crate::cli::ChatArgs,
+    c: crate::discover::Choice,
+) {
+    let net = &mut settings.net;
+    if net.udp.is_some() {
+        net.server = c.udp.unwrap_or(c.server);
+    } else {
+        net.server = c.server;
+        if let Some(fp) = c.tls {
+            let known = crate::net::known_servers::default_path(
+                args.known_servers.as_deref(),
+                &settings.client.known_servers,
+            );
+            let opts = net.tls.get_or_insert(crate::net::tls::TlsOptions {
+                fingerprint: None,
+                known_servers: known,
+                announced: None,
+            });
+            opts.announced = Some(fp);
+        }
+    }
+    settings.client.server = net.server.clone();
 }
 
 /// A stream that yields a Ctrl-\ key event (quit) for each SIGTERM or SIGHUP.
