@@ -7,7 +7,8 @@
 //! killed and restarted: the nodes keep serving locally, say so, and
 //! recover; a room's history said on one node is replayed on another; a
 //! private message to a nick that leaves at that instant is reported; a
-//! nick registered and bans set on one node hold on the others.
+//! nick registered and bans set on one node hold on the others; a nick
+//! change and a private message sent with chat in one write all cross.
 //! Without `nats-server` the tests skip locally and fail under CI.
 
 #![allow(
@@ -523,4 +524,47 @@ async fn registered_nicks_and_bans_hold_on_every_node() {
         "the unban on node b lifts the ban on node a",
         framed_from(a.addr, "127.0.0.5", "").await.is_ok()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nick_change_or_pm_sent_with_chat_in_one_write_crosses_too() {
+    if !have_nats() {
+        return;
+    }
+    let nats = NatsProc::start();
+    let (a, b) = (node(&nats, "a"), node(&nats, "b"));
+    let mut alice = user(a.addr, "alice").await;
+    let mut bob = user(b.addr, "bob").await;
+    wait_who(&mut alice, "* lobby (2): alice, bob").await;
+    // A nick change, a private message and chat, read by node a at once:
+    // they leave on different subjects (so in different subscriptions on
+    // node b) and every one must arrive, whichever node b reads first.
+    let mut old = "alice".to_string();
+    for i in 1..=12 {
+        let new = format!("al{i}");
+        alice
+            .line(&format!("/nick {new}\n/msg bob pm {i}\nchat {i}"))
+            .await;
+        let mut got = Vec::new();
+        for want in [
+            format!("* {old} is now known as {new}"),
+            format!("[pm] {new}: pm {i}"),
+            format!("[lobby] {new}: chat {i}"),
+        ] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if got.contains(&want) {
+                    break;
+                }
+                match bob.read_line_timeout(Duration::from_millis(200)).await {
+                    Ok(Some(l)) => got.push(l),
+                    _ => assert!(
+                        Instant::now() < deadline,
+                        "round {i}: never got {want:?}; got {got:?}"
+                    ),
+                }
+            }
+        }
+        old = new;
+    }
 }

@@ -14,8 +14,8 @@ use sockchat_shared::{ServerMsg, codec};
 pub const NODE: &str = "Sockchat-Node";
 /// Header: the publishing process's incarnation (random at start).
 pub const INC: &str = "Sockchat-Inc";
-/// Header: the publication's number, per incarnation, from 1, in
-/// publishing order.
+/// Header: the publication's number, per incarnation and [`Lane`], from
+/// 1, in publishing order.
 pub const SEQ: &str = "Sockchat-Seq";
 /// Header of a private message (and of its bounce): the sender's session
 /// number on its node, so a bounce finds the sender even renamed.
@@ -48,14 +48,31 @@ impl Origin {
     }
 }
 
+/// The publications that arrive through one subscription, numbered on
+/// their own: NATS keeps one publisher's order within a subscription only,
+/// so a receiver reading several subscriptions sees the lanes interleaved
+/// in any order (one numbering for all made it drop a `Private` read after
+/// later chat as "seen").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Room chat, joins and leaves (`P.room.>`).
+    Room = 0,
+    /// Nick changes (`P.nick`).
+    Nick = 1,
+    /// Private messages to one node (`P.node.NODE.pm`).
+    Pm = 2,
+    /// Heartbeats (`P.hb`; never de-duplicated).
+    Beat = 3,
+}
+
 /// Drops what this node published itself and anything seen before: per
-/// node incarnation the sequence numbers only grow, so a repeat (a
-/// re-publication after a reconnect) is never delivered twice.
+/// node incarnation and lane the sequence numbers only grow, so a repeat
+/// (a re-publication after a reconnect) is never delivered twice.
 #[derive(Debug)]
 pub struct Dedupe {
     node: String,
     inc: u64,
-    last: HashMap<(String, u64), u64>,
+    last: HashMap<(String, u64, Lane), u64>,
 }
 
 impl Dedupe {
@@ -67,12 +84,12 @@ impl Dedupe {
         }
     }
 
-    /// Whether to deliver a message from `o`.
-    pub fn accept(&mut self, o: &Origin) -> bool {
+    /// Whether to deliver a message from `o` that came through `lane`.
+    pub fn accept(&mut self, o: &Origin, lane: Lane) -> bool {
         if o.node == self.node && o.inc == self.inc {
             return false;
         }
-        let last = self.last.entry((o.node.clone(), o.inc)).or_insert(0);
+        let last = self.last.entry((o.node.clone(), o.inc, lane)).or_insert(0);
         if o.seq <= *last {
             return false;
         }
@@ -82,7 +99,7 @@ impl Dedupe {
 
     /// Forget a lost node's incarnation.
     pub fn forget(&mut self, node: &str, inc: u64) {
-        self.last.remove(&(node.to_string(), inc));
+        self.last.retain(|(n, i, _), _| !(n == node && *i == inc));
     }
 }
 
@@ -154,14 +171,22 @@ mod tests {
     #[test]
     fn own_and_repeated_publications_are_dropped() {
         let mut d = Dedupe::new("a", 1);
-        assert!(!d.accept(&o("a", 1, 1)), "own");
-        assert!(d.accept(&o("a", 2, 1)), "an older self is another node");
-        assert!(d.accept(&o("b", 7, 1)));
-        assert!(d.accept(&o("b", 7, 2)));
-        assert!(!d.accept(&o("b", 7, 2)), "repeat");
-        assert!(!d.accept(&o("b", 7, 1)), "older");
-        assert!(d.accept(&o("b", 8, 1)), "new incarnation starts over");
-        assert!(d.accept(&o("b", 7, 3)));
+        let r = Lane::Room;
+        assert!(!d.accept(&o("a", 1, 1), r), "own");
+        assert!(d.accept(&o("a", 2, 1), r), "an older self is another node");
+        assert!(d.accept(&o("b", 7, 1), r));
+        assert!(d.accept(&o("b", 7, 2), r));
+        assert!(!d.accept(&o("b", 7, 2), r), "repeat");
+        assert!(!d.accept(&o("b", 7, 1), r), "older");
+        assert!(d.accept(&o("b", 8, 1), r), "new incarnation starts over");
+        assert!(d.accept(&o("b", 7, 3), r));
+        // Lanes are numbered apart: a private message read after later
+        // chat is still new.
+        assert!(d.accept(&o("b", 7, 1), Lane::Pm));
+        assert!(!d.accept(&o("b", 7, 1), Lane::Pm), "repeat in its lane");
+        d.forget("b", 7);
+        assert!(d.accept(&o("b", 7, 1), Lane::Pm), "forgotten");
+        assert!(d.accept(&o("b", 7, 1), r), "forgotten");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use sockchat_shared::{DisconnectReason, ErrorCode, ServerMsg, codec, fold};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::envelope::{self, Dedupe, Heartbeat, NickChange, Origin, Presence, SockInfoAsk};
+use super::envelope::{self, Dedupe, Heartbeat, Lane, NickChange, Origin, Presence, SockInfoAsk};
 use super::{ClusterError, LINK_BACK, LINK_LOST, Link, Op, Out, lock, presence_of, subject};
 use crate::owed;
 
@@ -84,9 +84,9 @@ pub(super) async fn spawn(
 }
 
 /// One queue, one task: publications leave in the order the hub queued
-/// them, numbered.
+/// them, numbered per [`Lane`].
 async fn publisher(link: Arc<Link>, mut out: mpsc::Receiver<Out>) {
-    let mut seq = 0u64;
+    let mut seqs = [0u64; 4];
     let mut hb = tokio::time::interval(link.heartbeat);
     hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let beat = envelope::json(&Heartbeat {
@@ -95,24 +95,27 @@ async fn publisher(link: Arc<Link>, mut out: mpsc::Receiver<Out>) {
     });
     loop {
         let mut sender = None;
-        let (subject, payload) = tokio::select! {
+        let (lane, subject, payload) = tokio::select! {
             o = out.recv() => match o {
                 None => return,
-                Some(Out::Room { room, frames }) => (link.subjects.room(&room), frames),
-                Some(Out::Presence { room, frames }) => (link.subjects.presence(&room), frames),
-                Some(Out::Nick(json)) => (link.subjects.nick(), json),
+                Some(Out::Room { room, frames }) => (Lane::Room, link.subjects.room(&room), frames),
+                Some(Out::Presence { room, frames }) => {
+                    (Lane::Room, link.subjects.presence(&room), frames)
+                }
+                Some(Out::Nick(json)) => (Lane::Nick, link.subjects.nick(), json),
                 Some(Out::Pm { node, sender: id, frames }) => {
                     sender = Some(id);
-                    (link.subjects.pm(&node), frames)
+                    (Lane::Pm, link.subjects.pm(&node), frames)
                 }
             },
-            _ = hb.tick() => (link.subjects.heartbeat(), beat.clone()),
+            _ = hb.tick() => (Lane::Beat, link.subjects.heartbeat(), beat.clone()),
         };
-        seq += 1;
+        let seq = &mut seqs[lane as usize];
+        *seq += 1;
         let mut h = Origin {
             node: link.node.clone(),
             inc: link.inc,
-            seq,
+            seq: *seq,
         }
         .to_headers();
         if let Some(id) = sender {
@@ -202,17 +205,17 @@ fn on_event(link: &Link, e: async_nats::Event, was_up: &mut bool) {
     }
 }
 
-fn origin_ok(dedupe: &mut Dedupe, m: &async_nats::Message) -> bool {
+fn origin_ok(dedupe: &mut Dedupe, m: &async_nats::Message, lane: Lane) -> bool {
     m.headers
         .as_ref()
         .and_then(Origin::from_headers)
-        .is_some_and(|o| dedupe.accept(&o))
+        .is_some_and(|o| dedupe.accept(&o, lane))
 }
 
 /// Another node's room traffic: chat of one room on its chat subject,
 /// joins and leaves of one room on its presence subject.
 fn on_room(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
-    if !origin_ok(dedupe, &m) {
+    if !origin_ok(dedupe, &m, Lane::Room) {
         return;
     }
     let msgs = match envelope::decode_frames(&m.payload) {
@@ -252,7 +255,7 @@ fn on_room(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
 }
 
 fn on_nick(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
-    if !origin_ok(dedupe, &m) {
+    if !origin_ok(dedupe, &m, Lane::Nick) {
         return;
     }
     let Ok(c) = serde_json::from_slice::<NickChange>(&m.payload) else {
@@ -277,7 +280,7 @@ async fn on_mine(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
         return;
     };
     if m.subject.as_str() == link.subjects.pm(&link.node) {
-        if !origin_ok(dedupe, &m) {
+        if !origin_ok(dedupe, &m, Lane::Pm) {
             return;
         }
         if let Ok([pm @ ServerMsg::Private { to, .. }]) =
