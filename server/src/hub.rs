@@ -120,16 +120,16 @@ pub struct Peer {
     pub outbox: Outbox,
     policy: SlowConsumerPolicy,
     /// The one disconnect reason: the first one set wins.
-    reason: Mutex<Option<DisconnectReason>>,
+    /// Boxed: it is set once, at the end, and an idle member should not
+    /// carry the largest reason's size (issue 10's 2.5 KiB per connection).
+    reason: Mutex<Option<Box<DisconnectReason>>>,
     /// Cancelled when the connection is doomed (slow consumer, write error):
     /// its tasks stop at once.
     cancel: CancellationToken,
     socket: Option<Arc<dyn SocketView>>,
-    /// Set by an operator's `/mute`: this member's chat is refused.
-    mute: Mutex<Option<Mute>>,
-    /// The `/away` text; `None`: here. Shown after a `Who` reply and to
-    /// whoever sends this user a private message.
-    away: Mutex<Option<Arc<str>>>,
+    /// The mute and the away text, boxed: most members never have either,
+    /// and every idle connection would carry their size otherwise.
+    aside: Mutex<Option<Box<Aside>>>,
     /// True while `mute` may be set: every chat message checks this flag
     /// (one relaxed load) and takes the lock only for a muted member.
     maybe_muted: std::sync::atomic::AtomicBool,
@@ -169,8 +169,7 @@ impl Peer {
             reason: Mutex::new(None),
             cancel: CancellationToken::new(),
             socket,
-            mute: Mutex::new(None),
-            away: Mutex::new(None),
+            aside: Mutex::new(None),
             maybe_muted: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         })
@@ -199,9 +198,9 @@ impl Peer {
 
     /// Mute this member (`None`: unmute).
     pub fn set_mute(&self, m: Option<Mute>) {
-        let mut g = lock(&self.mute);
+        let mut g = lock(&self.aside);
         self.maybe_muted.store(m.is_some(), Ordering::Relaxed);
-        *g = m;
+        Aside::edit(&mut g, |a| a.mute = m);
     }
 
     /// The mute in force now, if any (an expired one is forgotten).
@@ -210,24 +209,27 @@ impl Peer {
             return None;
         }
         let now = std::time::Instant::now();
-        let mut m = lock(&self.mute);
-        if m.as_ref()
+        let mut g = lock(&self.aside);
+        let mute = g.as_ref().and_then(|a| a.mute.clone());
+        if mute
+            .as_ref()
             .is_some_and(|m| m.until.is_some_and(|u| u <= now))
         {
-            *m = None;
+            Aside::edit(&mut g, |a| a.mute = None);
             self.maybe_muted.store(false, Ordering::Relaxed);
+            return None;
         }
-        m.clone()
+        mute
     }
 
     /// The `/away` text, if this user is away.
     pub fn away(&self) -> Option<Arc<str>> {
-        lock(&self.away).clone()
+        lock(&self.aside).as_ref().and_then(|a| a.away.clone())
     }
 
     /// Mark this user away with `text` (`None`: back).
     pub fn set_away(&self, text: Option<Arc<str>>) {
-        *lock(&self.away) = text;
+        Aside::edit(&mut lock(&self.aside), |a| a.away = text);
     }
 
     pub fn nick(&self) -> Arc<str> {
@@ -284,7 +286,7 @@ impl Peer {
     pub fn set_reason(&self, reason: DisconnectReason) -> bool {
         let mut r = lock(&self.reason);
         if r.is_none() {
-            *r = Some(reason);
+            *r = Some(Box::new(reason));
             true
         } else {
             false
@@ -300,7 +302,7 @@ impl Peer {
     }
 
     pub fn reason(&self) -> Option<DisconnectReason> {
-        lock(&self.reason).clone()
+        lock(&self.reason).as_deref().cloned()
     }
 
     pub fn cancel_token(&self) -> &CancellationToken {
@@ -354,6 +356,27 @@ impl owed::Flush for Peer {
 
     fn hand_off(&self) {
         self.outbox.hand_off();
+    }
+}
+
+/// What few members have: a mute, an away text ([`Peer`] keeps it boxed).
+#[derive(Debug, Default)]
+struct Aside {
+    /// Set by an operator's `/mute`: this member's chat is refused.
+    mute: Option<Mute>,
+    /// The `/away` text; `None`: here. Shown after a `Who` reply and to
+    /// whoever sends this user a private message.
+    away: Option<Arc<str>>,
+}
+
+impl Aside {
+    /// Change the boxed state in place; the box is dropped once empty.
+    fn edit(slot: &mut Option<Box<Aside>>, f: impl FnOnce(&mut Aside)) {
+        let a = slot.get_or_insert_with(Box::default);
+        f(a);
+        if a.mute.is_none() && a.away.is_none() {
+            *slot = None;
+        }
     }
 }
 

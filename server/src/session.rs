@@ -56,7 +56,8 @@ pub(crate) struct Session {
     /// The server password was given (or the server has none).
     passed: bool,
     /// The nick key this session proved it owns (`Identify`, `Register`).
-    identified: Option<String>,
+    /// Boxed `str`: 8 bytes less per idle connection than a `String`.
+    identified: Option<Box<str>>,
     /// A server operator (`/oper`, or an identified nick in
     /// `auth.operators`).
     oper: bool,
@@ -280,7 +281,7 @@ impl Session {
                 return Step::Continue;
             }
         };
-        self.identified = Some(key.clone());
+        self.identified = Some(key.as_str().into());
         self.notice(format!("you are identified as {}", shown(&nick)));
         if self.ctx.auth.is_operator(&key) && !self.oper {
             self.oper = true;
@@ -305,7 +306,7 @@ impl Session {
                     self.oper = true;
                     self.notice("you are a server operator");
                 }
-                self.identified = Some(key);
+                self.identified = Some(key.into_boxed_str());
             }
             Err(e) => {
                 let code = match e {

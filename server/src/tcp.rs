@@ -49,7 +49,9 @@ pub struct Guards {
 enum End {
     /// We end it (quit, idle, protocol error, rate limit, shutdown): tell
     /// the client why, flush, FIN, drain.
-    Server(DisconnectReason),
+    /// Boxed: the loop's future carries an `End` while idle, and the
+    /// largest reason is 56 bytes (issue 10's 2.5 KiB per connection).
+    Server(Box<DisconnectReason>),
     /// read() returned 0: the peer sent FIN. Flush what is queued, FIN.
     Eof,
     /// The kernel reported an error.
@@ -326,7 +328,7 @@ impl TcpSession {
                 biased;
                 _ = &mut doomed => return End::Doomed,
                 _ = &mut stopping => {
-                    return End::Server(DisconnectReason::ServerShutdown)
+                    return End::Server(Box::new(DisconnectReason::ServerShutdown))
                 }
                 // poll_read_ready in a poll_fn rather than `readable()`: the
                 // same readiness, a much smaller future (only this task ever
@@ -384,7 +386,7 @@ impl TcpSession {
         let peer = self.r.s.peer.clone();
         let shutdown = self.r.s.ctx.shutdown.clone();
         let reason = match &end {
-            End::Server(r) => r.clone(),
+            End::Server(r) => (**r).clone(),
             End::Eof => peer.socket_end_reason().unwrap_or(DisconnectReason::Eof),
             End::Io(e) => DisconnectReason::from_io_error(e),
             End::Doomed => peer.reason().unwrap_or(DisconnectReason::ProtocolError {
@@ -484,7 +486,7 @@ impl Reader {
                     _ => ErrorCode::Protocol,
                 };
                 self.error(code, e.to_string());
-                ControlFlow::Break(End::Server(e.into()))
+                ControlFlow::Break(End::Server(Box::new(e.into())))
             }
             Frame::Msg(m) => self.handle(m),
             Frame::Line(l) => self.text_line(&l),
@@ -500,7 +502,7 @@ impl Reader {
             Frame::Bad(e) => {
                 self.flush_batch();
                 self.error(ErrorCode::Protocol, e.to_string());
-                ControlFlow::Break(End::Server(e.into()))
+                ControlFlow::Break(End::Server(Box::new(e.into())))
             }
         }
     }
@@ -535,7 +537,7 @@ impl Reader {
                 self.queue_chat(room, msg);
                 ControlFlow::Continue(())
             }
-            Step::End(r) => ControlFlow::Break(End::Server(r)),
+            Step::End(r) => ControlFlow::Break(End::Server(Box::new(r))),
         }
     }
 
@@ -596,7 +598,9 @@ impl Reader {
             if now >= self.started + Duration::from_secs(secs) {
                 let detail = format!("no hello within {secs} s");
                 self.error(ErrorCode::Protocol, format!("handshake timeout: {detail}"));
-                return ControlFlow::Break(End::Server(DisconnectReason::ProtocolError { detail }));
+                return ControlFlow::Break(End::Server(Box::new(
+                    DisconnectReason::ProtocolError { detail },
+                )));
             }
             return ControlFlow::Continue(());
         }
@@ -608,7 +612,9 @@ impl Reader {
         if idle > 0 && silence >= Duration::from_secs(idle) {
             // At most a year (config validation), so it fits a u32.
             let secs = u32::try_from(idle).unwrap_or(u32::MAX);
-            return ControlFlow::Break(End::Server(DisconnectReason::IdleTimeout { secs }));
+            return ControlFlow::Break(End::Server(Box::new(DisconnectReason::IdleTimeout {
+                secs,
+            })));
         }
         if self.format() == Format::Framed && l.ping_interval_secs > 0 {
             let base = self.last_rx.max(self.last_ping);
@@ -621,5 +627,38 @@ impl Reader {
             }
         }
         ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod idle_size {
+    //! What every idle TCP connection carries: its `Peer` (in an `Arc`),
+    //! its boxed `Conn` and the `drive` future. Issue 10 holds an idle
+    //! connection to 2.5 KiB of server RSS; a field added to one of these
+    //! is paid 19,900 times at the fd limit. These bounds are today's
+    //! sizes plus a little slack (rustc may lay futures out differently):
+    //! a mute and an away text stored inline (`Peer` 376 bytes) or an
+    //! unboxed `End` (`Conn` 392) fail them.
+    fn future_size<A, F: std::future::Future>(_: fn(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_connection_stays_small() {
+        let peer = std::mem::size_of::<crate::hub::Peer>();
+        let conn = std::mem::size_of::<super::Conn>();
+        let drive = future_size(super::drive);
+        assert!(
+            peer <= 296,
+            "Peer is {peer} bytes (272 when this test was written): box what few peers use"
+        );
+        assert!(
+            conn <= 368,
+            "Conn is {conn} bytes (344 when this test was written)"
+        );
+        assert!(
+            drive <= 464,
+            "the drive future is {drive} bytes (440 when this test was written)"
+        );
     }
 }
