@@ -152,6 +152,7 @@ fn setup(tag: &str) -> Option<Net> {
         "found" => "169.254.81",
         "off" => "169.254.82",
         "firewall" => "169.254.83",
+        "pinned" => "169.254.85",
         _ => "169.254.84",
     };
     Some(
@@ -368,4 +369,38 @@ fn discover_flags_are_checked_before_anything_is_sent() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn an_announced_fingerprint_never_replaces_a_pin() {
+    // Anyone on the link can announce: a certificate pinned earlier for
+    // the address still decides, and the picker's connection is refused
+    // with the usual warning when the server shows another one.
+    if !sockchat_tests::tmux::require_tmux() {
+        return;
+    }
+    let Some(net) = setup("pinned") else { return };
+    let dir = TempDir::new("pinned");
+    let server = Server::start(&net, &dir, "[discovery]\nname = \"lab-pin\"\n");
+    server.wait_log("discovery: announced");
+    let known = dir.0.join("known_servers");
+    let a = net.addr(0);
+    let old = "SHA256:".to_string() + &["00"; 32].join(":");
+    std::fs::write(&known, format!("{a}:7879 {old}\n")).unwrap();
+    let tmux = Tmux::new("pinned");
+    tmux.client_wrapped(
+        "bob",
+        160,
+        30,
+        &format!("ip netns exec {}", net.hosts[1]),
+        &format!("SOCKCHAT_KNOWN_SERVERS={}", known.display()),
+        "--nick bob --no-reconnect",
+    );
+    tmux.wait_for_within("bob", &format!("> lab-pin  {a}:7878"), STEP);
+    tmux.keys("bob", &["Enter"]);
+    let s = tmux.wait_for_within("bob", "HAS CHANGED", STEP);
+    assert!(!s.contains("welcome bob"), "{s}");
+    let pins = std::fs::read_to_string(&known).unwrap();
+    assert_eq!(pins, format!("{a}:7879 {old}\n"), "the pin is untouched");
+    assert!(!pins.contains(&server.fingerprint));
 }
