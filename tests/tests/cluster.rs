@@ -20,7 +20,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
+use sockchat_shared::{DisconnectReason, ErrorCode, ServerMsg};
 use sockchat_tests::nats::NatsProc;
 use sockchat_tests::{FramedClient, ServerProc, TextClient, require};
 
@@ -64,6 +64,24 @@ async fn user(addr: SocketAddr, nick: &str) -> TextClient {
     c
 }
 
+/// Nodes a and b, `alice` on a and `bob` on b, each seen by the other.
+async fn two_users(nats: &NatsProc) -> (ServerProc, ServerProc, TextClient, TextClient) {
+    let (a, b) = (node(nats, "a"), node(nats, "b"));
+    let mut alice = user(a.addr, "alice").await;
+    let mut bob = user(b.addr, "bob").await;
+    wait_who(&mut bob, "* lobby (2): alice, bob").await;
+    wait_who(&mut alice, "* lobby (2): alice, bob").await;
+    (a, b, alice, bob)
+}
+
+/// A text user `nick` on `addr` who became a server operator.
+async fn oper(addr: SocketAddr, nick: &str) -> TextClient {
+    let mut op = user(addr, nick).await;
+    op.line(&format!("/oper {OPER_PW}")).await;
+    op.expect_line("* you are a server operator").await;
+    op
+}
+
 /// Ask `/who` until the reply is `want` (presence crosses nodes through
 /// the KV bucket: a few milliseconds, bounded here by 15 s).
 async fn wait_who(c: &mut TextClient, want: &str) {
@@ -93,11 +111,7 @@ async fn users_on_two_nodes_chat_in_order_once_pm_and_see_each_other() {
         return;
     }
     let nats = NatsProc::start();
-    let (a, b) = (node(&nats, "a"), node(&nats, "b"));
-    let mut alice = user(a.addr, "alice").await;
-    let mut bob = user(b.addr, "bob").await;
-    wait_who(&mut bob, "* lobby (2): alice, bob").await;
-    wait_who(&mut alice, "* lobby (2): alice, bob").await;
+    let (_a, b, mut alice, mut bob) = two_users(&nats).await;
 
     // Per sender order across nodes, each message exactly once.
     for i in 1..=20 {
@@ -331,10 +345,7 @@ async fn a_private_message_to_a_nick_leaving_at_that_instant_is_reported_not_los
         return;
     }
     let nats = NatsProc::start();
-    let (a, b) = (node(&nats, "a"), node(&nats, "b"));
-    let mut alice = user(a.addr, "alice").await;
-    let mut bob = user(b.addr, "bob").await;
-    wait_who(&mut alice, "* lobby (2): alice, bob").await;
+    let (_a, _b, mut alice, mut bob) = two_users(&nats).await;
 
     // NATS stops answering for a moment: bob leaves node b, and node a,
     // which cannot have heard it yet, sends alice's message on to node b,
@@ -455,9 +466,7 @@ async fn registered_nicks_and_bans_hold_on_every_node() {
 
     // A block banned on node a: its user on node b is banned out, new
     // connections from it are refused on node b.
-    let mut op = user(a.addr, "op").await;
-    op.line(&format!("/oper {OPER_PW}")).await;
-    op.expect_line("* you are a server operator").await;
+    let mut op = oper(a.addr, "op").await;
     let mut mallory = framed_from(b.addr, "127.0.0.5", "mallory").await.unwrap();
     op.line("/ban 127.0.0.4/30 1h flood").await;
     op.expect_prefix("* banned block 127.0.0.4/30 for 3600 s")
@@ -503,23 +512,9 @@ async fn registered_nicks_and_bans_hold_on_every_node() {
     );
 
     // Lifted on node b (by an operator there): lifted on node a.
-    let mut op2 = FramedClient::connect(b.addr, "op2").await;
-    op2.send(&ClientMsg::Oper {
-        password: OPER_PW.into(),
-    })
-    .await;
-    op2.recv_until(
-        |m| matches!(m, ServerMsg::Notice { text } if text == "you are a server operator"),
-    )
-    .await;
-    op2.send(&ClientMsg::Unban {
-        target: "127.0.0.4/30".into(),
-    })
-    .await;
-    op2.recv_until(
-        |m| matches!(m, ServerMsg::Notice { text } if text == "unbanned block 127.0.0.4/30"),
-    )
-    .await;
+    let mut op2 = oper(b.addr, "op2").await;
+    op2.line("/unban 127.0.0.4/30").await;
+    op2.expect_line("* unbanned block 127.0.0.4/30").await;
     eventually!(
         "the unban on node b lifts the ban on node a",
         framed_from(a.addr, "127.0.0.5", "").await.is_ok()
@@ -532,10 +527,7 @@ async fn a_nick_change_or_pm_sent_with_chat_in_one_write_crosses_too() {
         return;
     }
     let nats = NatsProc::start();
-    let (a, b) = (node(&nats, "a"), node(&nats, "b"));
-    let mut alice = user(a.addr, "alice").await;
-    let mut bob = user(b.addr, "bob").await;
-    wait_who(&mut alice, "* lobby (2): alice, bob").await;
+    let (_a, _b, mut alice, mut bob) = two_users(&nats).await;
     // A nick change, a private message and chat, read by node a at once:
     // they leave on different subjects (so in different subscriptions on
     // node b) and every one must arrive, whichever node b reads first.

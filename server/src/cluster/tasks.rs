@@ -306,7 +306,7 @@ async fn on_mine(link: &Link, dedupe: &mut Dedupe, m: async_nats::Message) {
                     nick: t.nick().to_string(),
                     fields: link.access.sockinfo_for(t.sockinfo(), false),
                 },
-                None => no_such_nick(&ask.nick),
+                None => no_such_nick(&ask.nick, ""),
             },
             Err(_) => return,
         };
@@ -354,27 +354,21 @@ fn on_bounce(link: &Link, m: &async_nats::Message) {
     };
     if let Ok([ServerMsg::Private { to, .. }]) = envelope::decode_frames(&m.payload).as_deref() {
         let _in = owed::scope();
-        peer.send(&not_delivered(to));
+        peer.send(&no_such_nick(
+            to,
+            " (left before your private message reached it: not delivered)",
+        ));
     }
 }
 
-/// What the sender of a private message reads when its nick left before it
-/// arrived on the nick's node.
-fn not_delivered(to: &str) -> ServerMsg {
+/// `Error` NoSuchNick `no such nick: NICK` and why (`""`, or what the
+/// sender of a private message reads when its nick left before it arrived
+/// on the nick's node).
+fn no_such_nick(nick: &str, why: &str) -> ServerMsg {
     ServerMsg::Error {
         code: ErrorCode::NoSuchNick,
         text: format!(
-            "no such nick: {} (left before your private message reached it: not delivered)",
-            sockchat_shared::sanitize::sanitize(to)
-        ),
-    }
-}
-
-fn no_such_nick(nick: &str) -> ServerMsg {
-    ServerMsg::Error {
-        code: ErrorCode::NoSuchNick,
-        text: format!(
-            "no such nick: {}",
+            "no such nick: {}{why}",
             sockchat_shared::sanitize::sanitize(nick)
         ),
     }
