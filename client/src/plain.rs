@@ -210,7 +210,11 @@ pub async fn run_with(
                         l
                     }
                     Ok(None) | Err(_) => {
-                        // End of input: say goodbye properly.
+                        // End of input: say goodbye properly (a /quit, as
+                        // the recording says).
+                        if let Some(r) = &mut record {
+                            r.entry(&Entry::Typed("/quit".into()), std::time::Instant::now());
+                        }
                         input_open = false;
                         quit_sent = true;
                         pending = Some(NetCmd::Quit(String::new()));

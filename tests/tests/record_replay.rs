@@ -98,17 +98,20 @@ fn a_recorded_fault_rst_replays_in_the_terminal() {
             "ECONNRESET (104)",
             "fault rst",
             "CLOSED: we reset the connection (fault rst)",
-            // The socket panel, from the recorded TCP_INFO samples, and the
-            // kernel's socket after the close.
+            // The socket panel, from the recorded TCP_INFO samples.
             "tcpi     ",
             "rtt      ",
-            "kept     TIME_WAIT",
         ],
     );
+    // The end of input was a quit.
+    let end = tmux.capture("fast");
+    assert!(!end.contains("disconnected for good"), "{end}");
     // The event log (F3) has the fault and the reset too.
     tmux.keys("fast", &["F3"]);
     let log = tmux.wait_for("fast", "event log");
     assert!(log.contains("ECONNRESET (104)"), "{log}");
+    // What sock_diag found after the RST: nothing kept.
+    assert!(log.contains("the kernel keeps nothing of"), "{log}");
     tmux.keys("fast", &["q"]);
     tmux.wait_for("fast", "sockchat exited: 0");
 
@@ -178,6 +181,9 @@ fn the_terminal_ui_records_and_replays() {
             "ECONNRESET (104)",
         ],
     );
+    // Ctrl-C was a quit: no "disconnected for good" at the end.
+    let end = tmux.capture("replay");
+    assert!(!end.contains("disconnected for good"), "{end}");
     tmux.keys("replay", &["C-c"]);
     tmux.wait_for("replay", "sockchat exited: 0");
     let _ = std::fs::remove_file(&file);

@@ -58,11 +58,18 @@ pub fn feed(app: &mut App, e: Event, rec: Option<&mut Recorder>) -> Vec<Action> 
     }
     let by_user = matches!(e, Event::Key(_) | Event::Mouse(_));
     let before = app.current;
+    let quitting = app.quitting;
     if let Event::Socket(ev) = &e {
         rec.socket(ev, app.now);
     }
     let actions = app.update(e);
-    for line in app.typed.as_mut().map(std::mem::take).unwrap_or_default() {
+    let mut lines = app.typed.as_mut().map(std::mem::take).unwrap_or_default();
+    if by_user && app.quitting && !quitting && lines.is_empty() {
+        // Ctrl-C (or Ctrl-D) quit: the replay must know it was asked for,
+        // or the close that follows reads as a lost connection.
+        lines.push("/quit".into());
+    }
+    for line in lines {
         rec.entry(&Entry::Typed(line), app.now);
     }
     if by_user && app.current != before {
