@@ -136,6 +136,12 @@ fn session() -> Vec<(u64, Event)> {
         room: "rust".into(),
         nick: "alice".into(),
     }));
+    v.push(srv(ServerMsg::Topic {
+        room: "rust".into(),
+        text: "lifetimes and sockets".into(),
+        by: "carol".into(),
+        changed: false,
+    }));
     v.push(chat("rust", "carol", "borrowck says no", 3, false));
     // Back to lobby by key: a change of room the recording keeps.
     v.push(key(KeyCode::Left, KeyModifiers::ALT));
@@ -305,6 +311,7 @@ fn record_live(path: &std::path::Path) -> BTreeMap<u64, String> {
         "missed you",
         "mss 32741",
         "notes.txt",
+        "lifetimes and sockets",
     ] {
         assert!(
             screens.values().any(|s| s.contains(needle)),
@@ -571,6 +578,18 @@ fn every_socket_event_kind_round_trips() {
         SocketEvent::Server(ServerMsg::Away {
             nick: "a".into(),
             text: "lunch".into(),
+        }),
+        SocketEvent::Server(ServerMsg::Stats {
+            fields: vec![
+                ("users".into(), "12".into()),
+                ("messages_per_sec".into(), "3.5".into()),
+            ],
+        }),
+        SocketEvent::Server(ServerMsg::Topic {
+            room: "lobby".into(),
+            text: "sockets".into(),
+            by: "bob".into(),
+            changed: true,
         }),
         SocketEvent::Wire(Box::new(sockchat::net::WireNews::Packets {
             segments: vec![sockchat::wire::Segment {

@@ -107,7 +107,7 @@ pub fn socket_json(ev: &SocketEvent) -> Option<Value> {
         // The panel's samples: `--json` leaves them out, a replay needs them.
         SocketEvent::Info(i) => tagged(serde_json::to_value(&**i).ok()?, "tcp-info"),
         SocketEvent::UdpInfo(u) => tagged(serde_json::to_value(&**u).ok()?, "udp-info"),
-        SocketEvent::Server(ServerMsg::SockInfo { fields, .. }) => {
+        SocketEvent::Server(ServerMsg::SockInfo { fields, .. } | ServerMsg::Stats { fields }) => {
             // `fields` is a JSON map (its order lost): the order as sent.
             let mut v = event_json(ev)?;
             v["keys"] = json!(fields.iter().map(|(k, _)| k).collect::<Vec<_>>());
@@ -286,28 +286,17 @@ fn server(kind: &str, o: &Obj) -> Result<Option<ServerMsg>, String> {
             code: ErrorCode::from_u16(small(o, "code")?),
             text: text(o, "text")?,
         },
-        "sockinfo" => {
-            let map = field(o, "fields")?
-                .as_object()
-                .ok_or("\"fields\" is not an object")?;
-            let value = |k: &str| {
-                map.get(k)
-                    .and_then(Value::as_str)
-                    .map(|v| (k.to_string(), v.to_string()))
-                    .ok_or_else(|| format!("field {k:?} is missing or not a string"))
-            };
-            let fields = match o.get("keys") {
-                Some(_) => strings(o, "keys")?
-                    .iter()
-                    .map(|k| value(k))
-                    .collect::<Result<_, _>>()?,
-                None => map.keys().map(|k| value(k)).collect::<Result<_, _>>()?,
-            };
-            ServerMsg::SockInfo {
-                nick: text(o, "nick")?,
-                fields,
-            }
-        }
+        "sockinfo" => ServerMsg::SockInfo {
+            nick: text(o, "nick")?,
+            fields: pairs(o)?,
+        },
+        "stats" => ServerMsg::Stats { fields: pairs(o)? },
+        "topic" => ServerMsg::Topic {
+            room: text(o, "room")?,
+            text: text(o, "text")?,
+            by: text(o, "by")?,
+            changed: flag(o, "changed")?,
+        },
         "bye" => ServerMsg::Bye { reason: reason(o)? },
         "away" => ServerMsg::Away {
             nick: text(o, "nick")?,
@@ -315,6 +304,24 @@ fn server(kind: &str, o: &Obj) -> Result<Option<ServerMsg>, String> {
         },
         _ => return Ok(None),
     }))
+}
+
+/// `fields` (a JSON map) as ordered pairs: in the order of `keys` when
+/// the recording gives it.
+fn pairs(o: &Obj) -> Result<Vec<(String, String)>, String> {
+    let map = field(o, "fields")?
+        .as_object()
+        .ok_or("\"fields\" is not an object")?;
+    let value = |k: &str| {
+        map.get(k)
+            .and_then(Value::as_str)
+            .map(|v| (k.to_string(), v.to_string()))
+            .ok_or_else(|| format!("field {k:?} is missing or not a string"))
+    };
+    match o.get("keys") {
+        Some(_) => strings(o, "keys")?.iter().map(|k| value(k)).collect(),
+        None => map.keys().map(|k| value(k)).collect(),
+    }
 }
 
 fn segment(v: &Value) -> Result<Segment, String> {
