@@ -6,7 +6,14 @@
 //! the receiving socket). GSO only merges datagrams to the *same*
 //! destination, so it helps a member whose writer found several queued,
 //! not the fan-out of one message to many members. Without GSO (an old
-//! kernel, or a send that fails with it) every datagram is its own message.
+//! kernel, `udp.gso = false`, or a destination the kernel refused a GSO
+//! send to) every datagram is its own message.
+//!
+//! Whether GSO may be used is decided twice: once per process (the kernel
+//! has `UDP_SEGMENT` and the config allows it) and once per destination
+//! (each UDP member's writer keeps its own flag): a refusal for one path
+//! (e.g. EINVAL when a segment does not fit that route's MTU, EIO through
+//! an IPsec route) turns GSO off for that member only.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -24,8 +31,9 @@ const MAX_SEGMENTS: usize = 64;
 /// and the largest IP header.
 const MAX_GSO_BYTES: usize = 65_535 - 8 - 40;
 
-/// Whether this process uses GSO: unknown until the first send probes it,
-/// then on or off (a send that the kernel refused with GSO turns it off).
+/// Whether this process may use GSO: unknown until the first writer probes
+/// it, then on or off (off: the kernel has no `UDP_SEGMENT`, or
+/// `udp.gso = false`).
 static GSO: AtomicU8 = AtomicU8::new(GSO_UNKNOWN);
 const GSO_UNKNOWN: u8 = 0;
 const GSO_ON: u8 = 1;
@@ -50,8 +58,7 @@ pub fn gso_enabled(sock: &impl AsRawFd) -> bool {
     }
 }
 
-/// Turn GSO off for the rest of the process (tests use it to exercise
-/// the fallback).
+/// Turn GSO off for the rest of the process (`udp.gso = false`).
 pub fn disable_gso() {
     GSO.store(GSO_OFF, Ordering::Relaxed);
 }
@@ -86,26 +93,40 @@ pub fn runs(lens: impl IntoIterator<Item = usize>, gso: bool, out: &mut Vec<usiz
     }
 }
 
+/// Whether a failed GSO send means "not on this path" rather than a
+/// datagram's own fate: EINVAL (a segment plus headers larger than the
+/// route's MTU, too many segments, checksums off), EIO (no checksum
+/// offload on the route, e.g. through IPsec), ENOPROTOOPT/EOPNOTSUPP.
+fn gso_refused(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
+}
+
 /// Send the front of `dgrams` (at most [`BATCH`]) to `to` with one
-/// `sendmmsg`, runs of equal-sized datagrams as one GSO message each where
-/// the kernel has GSO. Returns how many datagrams the kernel took (at least
-/// one), or the error of the first message (`WouldBlock` when the socket
-/// buffer is full). An error on a later message ends the batch early; the
-/// next call, which starts with that message's first datagram, reports it.
-/// A GSO send the kernel refuses (EIO, EINVAL, ENOPROTOOPT, EOPNOTSUPP)
-/// turns GSO off for good and is sent again without it.
-pub fn send_to(sock: &impl AsRawFd, to: &SockAddr, dgrams: &[Bytes]) -> io::Result<usize> {
-    let gso = gso_enabled(sock);
-    match send_batch(sock, to, dgrams, gso) {
-        Err(e)
-            if gso
-                && matches!(
-                    e.raw_os_error(),
-                    Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
-                ) =>
-        {
-            tracing::warn!(error = %e, "UDP GSO refused by the kernel; sending one datagram per message from now on");
-            disable_gso();
+/// `sendmmsg`, runs of equal-sized datagrams as one GSO message each while
+/// `*gso` (this destination's flag, starting at [`gso_enabled`]). Returns
+/// how many datagrams the kernel took (at least one), or the error of the
+/// first message (`WouldBlock` when the socket buffer is full). An error
+/// on a later message ends the batch early; the next call, which starts
+/// with that message's first datagram, reports it. A GSO send the kernel
+/// refuses (see `gso_refused`) clears `*gso`, so this destination gets one
+/// datagram per message from now on, and is sent again without it.
+pub fn send_to(
+    sock: &impl AsRawFd,
+    to: &SockAddr,
+    dgrams: &[Bytes],
+    gso: &mut bool,
+) -> io::Result<usize> {
+    match send_batch(sock, to, dgrams, *gso) {
+        Err(e) if *gso && gso_refused(&e) => {
+            tracing::info!(
+                peer = ?to.as_socket(),
+                error = %e,
+                "UDP GSO refused by the kernel for this destination; one datagram per message to it from now on"
+            );
+            *gso = false;
             send_batch(sock, to, dgrams, false)
         }
         r => r,
@@ -226,13 +247,11 @@ mod tests {
             })
             .collect();
         for gso in [true, false] {
-            if !gso {
-                disable_gso();
-            }
+            let mut flag = gso && gso_enabled(&tx);
             let mut sent = 0;
             let mut calls = 0;
             while sent < dgrams.len() {
-                let n = send_to(&tx, &to, &dgrams[sent..]).expect("sendmmsg");
+                let n = send_to(&tx, &to, &dgrams[sent..], &mut flag).expect("sendmmsg");
                 assert!((1..=BATCH).contains(&n));
                 sent += n;
                 calls += 1;
@@ -244,6 +263,49 @@ mod tests {
                 assert_eq!(&buf[..n], &d[..], "gso {gso}");
             }
         }
-        assert_eq!(send_to(&tx, &to, &[]).expect("empty"), 0);
+        assert_eq!(send_to(&tx, &to, &[], &mut true).expect("empty"), 0);
+    }
+
+    /// A GSO send the kernel refuses for a path is sent again one datagram
+    /// per message, and only that destination's flag goes off. (Refused
+    /// here by `SO_NO_CHECK`: a socket without UDP checksums cannot use
+    /// GSO, EINVAL, as a route whose MTU a segment does not fit.)
+    #[test]
+    fn a_refused_gso_send_falls_back_for_that_destination() {
+        use std::os::fd::AsRawFd;
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        if !gso_enabled(&tx) {
+            return; // a kernel without UDP_SEGMENT: nothing to refuse
+        }
+        sockchat_shared::sockopt::setsockopt_int(
+            tx.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            1,
+        )
+        .expect("SO_NO_CHECK");
+        let to = SockAddr::from(rx.local_addr().expect("addr"));
+        let dgrams: Vec<Bytes> = (0..10)
+            .map(|i| Bytes::from(format!("same-size-{i}")))
+            .collect();
+        let mut flag = true;
+        let n = send_to(&tx, &to, &dgrams, &mut flag).expect("sent without GSO");
+        assert_eq!(n, dgrams.len());
+        assert!(
+            !flag,
+            "the refused destination sends without GSO from now on"
+        );
+        assert!(
+            gso_enabled(&tx),
+            "the process-wide GSO stays on for the others"
+        );
+        let mut buf = [0u8; 64];
+        for d in &dgrams {
+            let n = rx.recv(&mut buf).expect("recv");
+            assert_eq!(&buf[..n], &d[..]);
+        }
     }
 }

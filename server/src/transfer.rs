@@ -15,6 +15,15 @@
 //! acks, slows to the rate: the server acts as a slower link.
 //!
 //! Ids: a sender's own id is mapped to a server id the receiver sees.
+//!
+//! Repeats (PROTOCOL.md "Over UDP"): a datagram carrying an Offer, an
+//! Accept or a Done can be lost, so the clients say them again until
+//! answered; the relay answers a repeat instead of treating it as a new
+//! message: an Offer not yet accepted goes to the receiver again, an
+//! Accept before any chunk to the sender again, and a transfer that ended
+//! with Done or Decline is remembered (the last [`ENDED`]) so that the
+//! sender's repeat (its Offer, or the empty Chunk it probes with) is
+//! answered with that end again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +37,9 @@ use sockchat_shared::{ServerMsg, udp};
 
 use crate::hub::{Format, Hub, Peer, Transport};
 
+/// How many ended transfers the relay remembers for repeats.
+const ENDED: usize = 256;
+
 /// One relayed transfer.
 struct Relay {
     sender: Arc<Peer>,
@@ -35,7 +47,13 @@ struct Relay {
     local: u64,
     receiver: Arc<Peer>,
     size: u64,
+    /// What the offer said, for a repeated Offer.
+    name: String,
+    sha256: [u8; 32],
     active: bool,
+    /// The offset the receiver accepted from (a repeated Accept is passed
+    /// on while nothing was forwarded since).
+    start: u64,
     /// Highest byte forwarded + 1, and the receiver's cumulative ack.
     forwarded: u64,
     acked: u64,
@@ -83,6 +101,9 @@ struct Inner {
     relays: HashMap<u64, Relay>,
     /// (sender peer id, sender's id) → server id.
     by_sender: HashMap<(u64, u64), u64>,
+    /// Transfers that ended with Done or Decline, newest last: (sender
+    /// peer id, sender's id) and what the sender was told.
+    ended: VecDeque<((u64, u64), Xfer)>,
     /// Sender peer id → its rate bucket (only with `rate_per_user`).
     buckets: HashMap<u64, Bucket>,
     /// The pacer task is running.
@@ -231,6 +252,14 @@ impl Registry {
             None => match g.relays.get(&id) {
                 Some(r) if r.receiver.id == from.id => id,
                 _ => {
+                    // The sender's probe after a Done or Decline it did
+                    // not hear: the same answer again.
+                    if let Some(answer) = ended(g, from.id, id) {
+                        if matches!(x, Xfer::Chunk { .. }) {
+                            out.push((from.clone(), answer));
+                        }
+                        return;
+                    }
                     // Late messages after an end are normal (chunks in
                     // flight when the receiver cancelled): an Error only
                     // for what starts something.
@@ -250,11 +279,13 @@ impl Registry {
         let from_sender = r.sender.id == from.id && r.local == id;
         let (to_sender, to_receiver) = ((r.sender.clone(), r.local), (r.receiver.clone(), sid));
         let mut end = false;
+        let mut remember = None;
         match x {
             Xfer::Offer { .. } => {}
             Xfer::Accept { offset, .. } if !from_sender && !r.active => {
                 let offset = offset.min(r.size);
                 r.active = true;
+                r.start = offset;
                 r.forwarded = offset;
                 r.acked = offset;
                 out.push((
@@ -269,8 +300,26 @@ impl Registry {
                     },
                 ));
             }
+            // The receiver says Accept again (its first, or our answer to
+            // the sender, may have been lost) and no chunk came since:
+            // the sender hears it again.
+            Xfer::Accept { .. } if !from_sender && r.forwarded == r.start => {
+                out.push((
+                    to_sender.0,
+                    Xfer::Accept {
+                        id: to_sender.1,
+                        offset: r.start,
+                        window: r.window.min(u64::from(u32::MAX)) as u32,
+                        max_chunk: r.max_chunk as u32,
+                        lossless: r.sender.transport == Transport::Tcp
+                            && r.receiver.transport == Transport::Tcp,
+                    },
+                ));
+            }
             Xfer::Decline { .. } if !from_sender && !r.active => {
-                out.push((to_sender.0, Xfer::Decline { id: to_sender.1 }));
+                let answer = Xfer::Decline { id: to_sender.1 };
+                remember = Some(answer.clone());
+                out.push((to_sender.0, answer));
                 end = true;
             }
             Xfer::Chunk { offset, data, .. } if from_sender && r.active => {
@@ -327,7 +376,9 @@ impl Registry {
                 ));
             }
             Xfer::Done { .. } if !from_sender && r.active => {
-                out.push((to_sender.0, Xfer::Done { id: to_sender.1 }));
+                let answer = Xfer::Done { id: to_sender.1 };
+                remember = Some(answer.clone());
+                out.push((to_sender.0, answer));
                 end = true;
             }
             Xfer::Cancel { .. } => {
@@ -356,8 +407,13 @@ impl Registry {
             }
             _ => {}
         }
-        if end {
-            remove(g, sid);
+        if end && let Some(r) = remove(g, sid) {
+            if let Some(answer) = remember {
+                if g.ended.len() >= ENDED {
+                    g.ended.pop_front();
+                }
+                g.ended.push_back(((r.sender.id, r.local), answer));
+            }
         }
     }
 
@@ -389,11 +445,29 @@ impl Registry {
             ));
             return;
         }
-        if g.by_sender.contains_key(&(from.id, id)) {
-            out.push(refuse(
-                XferError::Protocol,
-                format!("transfer id {id} is in use"),
-            ));
+        // A repeated Offer (the sender cannot know whether its first
+        // arrived): an unanswered one goes to the receiver again; one
+        // that ended gets its end again; one under way is answered by
+        // its chunks' acks.
+        if let Some(sid) = g.by_sender.get(&(from.id, id)).copied() {
+            if let Some(r) = g.relays.get(&sid)
+                && !r.active
+            {
+                out.push((
+                    r.receiver.clone(),
+                    Xfer::Offer {
+                        id: sid,
+                        peer: from.nick().to_string(),
+                        name: r.name.clone(),
+                        size: r.size,
+                        sha256: r.sha256,
+                    },
+                ));
+            }
+            return;
+        }
+        if let Some(answer) = ended(g, from.id, id) {
+            out.push((from.clone(), answer));
             return;
         }
         if size > self.cfg.max_file_size {
@@ -567,7 +641,10 @@ impl Registry {
                 local,
                 receiver: target.clone(),
                 size: file.size,
+                name: file.name.clone(),
+                sha256: file.sha256,
                 active: false,
+                start: 0,
                 forwarded: 0,
                 acked: 0,
                 window,
@@ -727,6 +804,15 @@ pub(crate) fn check_config(c: &TransferConfig) -> Option<(&'static str, &'static
 /// the offer): they do not cost a rate-limit token.
 pub(crate) fn is_paced(m: &sockchat_shared::ClientMsg) -> bool {
     matches!(m, sockchat_shared::ClientMsg::Transfer(x) if !matches!(x, Xfer::Offer { .. }))
+}
+
+/// How a remembered transfer of the sender's `(peer id, local id)` ended.
+fn ended(g: &Inner, sender: u64, local: u64) -> Option<Xfer> {
+    g.ended
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == (sender, local))
+        .map(|(_, answer)| answer.clone())
 }
 
 fn remove(g: &mut Inner, sid: u64) -> Option<Relay> {

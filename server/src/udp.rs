@@ -651,6 +651,9 @@ async fn writer_task(
     let addr = peer.addr;
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     let mut out: Vec<Bytes> = Vec::new();
+    // GSO for this member's path (mmsg: a refusal turns it off for this
+    // destination only).
+    let mut gso = mmsg::gso_enabled(&*sock);
     loop {
         let holding = inj.as_ref().is_some_and(FaultInjector::holding);
         let closed = tokio::select! {
@@ -662,7 +665,7 @@ async fn writer_task(
             if let Some(i) = &mut inj {
                 i.flush(&mut out);
             }
-            send_all(&sock, addr, &stats, &counters, &mut out).await;
+            send_all(&sock, addr, &stats, &counters, &mut out, &mut gso).await;
             continue;
         };
         for chunk in batch.drain(..) {
@@ -709,12 +712,12 @@ async fn writer_task(
         }
         // Everything taken goes out together: up to mmsg::BATCH datagrams
         // per syscall.
-        send_all(&sock, addr, &stats, &counters, &mut out).await;
+        send_all(&sock, addr, &stats, &counters, &mut out, &mut gso).await;
         if closed {
             if let Some(i) = &mut inj {
                 i.flush(&mut out);
             }
-            send_all(&sock, addr, &stats, &counters, &mut out).await;
+            send_all(&sock, addr, &stats, &counters, &mut out, &mut gso).await;
             return;
         }
     }
@@ -730,13 +733,14 @@ async fn send_all(
     stats: &SessionStats,
     counters: &UdpCounters,
     out: &mut Vec<Bytes>,
+    gso: &mut bool,
 ) {
     let dest = socket2::SockAddr::from(to);
     let mut done = 0;
     while done < out.len() {
         let rest = &out[done..];
         match sock.try_io(tokio::io::Interest::WRITABLE, || {
-            mmsg::send_to(sock, &dest, rest)
+            mmsg::send_to(sock, &dest, rest, gso)
         }) {
             Ok(n) => {
                 let bytes: usize = rest.iter().take(n).map(Bytes::len).sum();

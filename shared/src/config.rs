@@ -181,11 +181,9 @@ pub struct UdpConfig {
     pub recv_buffer: usize,
     /// Send runs of equal-sized datagrams to one member as one UDP GSO
     /// (`UDP_SEGMENT`) message where the kernel has it (the default);
-    /// false: one message per datagram. Known problem: a GSO message sent
-    /// through a veth into another network namespace never reached a client
-    /// socket without UDP_GRO, so tests/tests/transfer_netns.rs turns it
-    /// off; and with it off a lossy 50 MiB loopback transfer ran ~15x
-    /// slower (transfer_files) — both to be explained (docs/BENCHMARKS.md).
+    /// false: one message per datagram. A destination the kernel refuses
+    /// a GSO send to (e.g. a route whose MTU a segment does not fit) gets
+    /// one message per datagram from then on, the others keep GSO.
     pub gso: bool,
     /// Fault injection for demonstrations, probabilities in 0..=1 (off).
     pub drop_probability: f64,

@@ -11,5 +11,5 @@ mod render;
 pub use command::{
     COMMANDS, Command, CommandError, CommandHelp, InputLimits, help_lines, parse_command,
 };
-pub use duration::{MAX_SECS, parse_duration};
+pub use duration::{MAX_SECS, parse_duration, parse_span};
 pub use render::{Line, Severity, bye_reason, joined, render};

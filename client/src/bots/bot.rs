@@ -10,6 +10,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::rc::Rc;
@@ -19,12 +20,13 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use sockchat_shared::{ClientMsg, DisconnectReason};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::plan::{Behaviour, Method, Plan};
 use super::schedule::{Schedule, mono_ns, per_sender, sleep_until_ns};
 use super::seq::{Seen, SeqTracker};
 use super::stats::Stats;
+use super::wake::{ShardControl, Timer};
 use super::wire::{self, Event, Mark, Wire};
 
 /// Size of the shard's shared read buffer.
@@ -60,13 +62,15 @@ pub struct Shard {
     pub plan: Arc<Plan>,
     pub stats: RefCell<Stats>,
     pub scratch: RefCell<Vec<u8>>,
-    pub control: watch::Receiver<Control>,
+    pub control: ShardControl,
 }
 
 /// A bot's identity and its fault mailbox.
 pub struct BotSpec {
     /// Global bot number (also its sender id and nick `{n}`).
     pub n: usize,
+    /// Index among its shard's bots (its waker slot in [`ShardControl`]).
+    pub slot: usize,
     pub group: usize,
     pub room: usize,
     /// Index among its group's senders, if it sends.
@@ -224,7 +228,6 @@ pub(super) fn fill(template: &str, n: usize, room: &str, run: u32) -> String {
 
 /// Run one bot to completion.
 pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
-    let mut ctl = sh.control.clone();
     let group = &sh.plan.groups[spec.group];
     let behaviour = group.behaviour;
     let mut go: Option<Go> = None;
@@ -234,7 +237,7 @@ pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
     // Ramp: wait for our turn (or a stop).
     tokio::select! {
         _ = sleep_until_ns(ramp_ns) => {}
-        _ = wait_stop(&mut ctl) => {
+        _ = sh.control.stopped(spec.slot) => {
             sh.stats.borrow_mut().attempted += 1;
             return;
         }
@@ -263,7 +266,7 @@ pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
                 return;
             }
             // A churner keeps trying once the run starts.
-            match reconnect(&sh, &spec, &mut ctl, &mut go, None, String::new()).await {
+            match reconnect(&sh, &spec, &mut go, None, String::new()).await {
                 Some(c) => c,
                 None => return,
             }
@@ -273,7 +276,7 @@ pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
     let mut session_no: usize = 0;
     loop {
         let end = session(
-            &sh, &spec, &mut conn, &mut ctl, &mut go, &mut rx, &mut sched, session_no,
+            &sh, &spec, &mut conn, &mut go, &mut rx, &mut sched, session_no,
         )
         .await;
         let reconnect_after = match end {
@@ -321,9 +324,9 @@ pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
         };
         tokio::select! {
             _ = sleep_until_ns(wake) => {}
-            _ = wait_stop(&mut ctl) => return,
+            _ = sh.control.stopped(spec.slot) => return,
         }
-        match reconnect(&sh, &spec, &mut ctl, &mut go, Some(wake), String::new()).await {
+        match reconnect(&sh, &spec, &mut go, Some(wake), String::new()).await {
             Some(c) => conn = c,
             None => return,
         }
@@ -335,7 +338,6 @@ pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
 async fn reconnect(
     sh: &Rc<Shard>,
     spec: &BotSpec,
-    ctl: &mut watch::Receiver<Control>,
     go: &mut Option<Go>,
     sched_ns: Option<u64>,
     first_error: String,
@@ -351,24 +353,24 @@ async fn reconnect(
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = wait_stop(ctl) => return None,
+                _ = sh.control.stopped(spec.slot) => return None,
             }
         }
         // Refresh our view of the phase without waiting.
-        if let Control::Stop = &*ctl.borrow() {
-            return None;
-        }
-        if let Control::Go {
-            start_ns,
-            end_ns,
-            members,
-        } = &*ctl.borrow()
-        {
-            *go = Some(Go {
-                start_ns: *start_ns,
-                end_ns: *end_ns,
-                members: members.clone(),
-            });
+        match sh.control.value() {
+            Control::Stop => return None,
+            Control::Go {
+                start_ns,
+                end_ns,
+                members,
+            } => {
+                *go = Some(Go {
+                    start_ns,
+                    end_ns,
+                    members,
+                });
+            }
+            Control::Ramp => {}
         }
         if let Some(g) = go
             && mono_ns() >= g.end_ns
@@ -378,17 +380,6 @@ async fn reconnect(
         match connect(sh, spec, sched_ns.unwrap_or_else(mono_ns)).await {
             Ok(c) => return Some(c),
             Err(e) => last = e,
-        }
-    }
-}
-
-pub(super) async fn wait_stop(ctl: &mut watch::Receiver<Control>) {
-    loop {
-        if matches!(&*ctl.borrow_and_update(), Control::Stop) {
-            return;
-        }
-        if ctl.changed().await.is_err() {
-            return;
         }
     }
 }
@@ -785,12 +776,10 @@ pub(super) fn record_mark(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn session(
     sh: &Rc<Shard>,
     spec: &BotSpec,
     conn: &mut Conn,
-    ctl: &mut watch::Receiver<Control>,
     go: &mut Option<Go>,
     rx: &mut Rx,
     sched: &mut Option<Schedule>,
@@ -801,13 +790,16 @@ async fn session(
     let behaviour = group.behaviour;
     let mut reading = true;
     let has_faults = plan.faults.iter().any(|f| f.group == spec.group);
+    // Made once per session, re-armed as needed (crate::bots::wake).
+    let mut deadline_timer = Timer::new();
+    let mut send_timer = Timer::new();
     // Pick up a Go that happened while we were (re)connecting.
-    let mut ctl_dirty = true;
+    let mut seen = None;
     loop {
-        if ctl_dirty {
-            ctl_dirty = false;
-            let c = ctl.borrow_and_update().clone();
-            match c {
+        let generation = sh.control.generation();
+        if seen != Some(generation) {
+            seen = Some(generation);
+            match sh.control.value() {
                 Control::Stop => return End::Stopped,
                 Control::Go {
                     start_ns,
@@ -841,20 +833,19 @@ async fn session(
             None
         };
         let want_write = !conn.out.is_empty();
+        deadline_timer.set(deadline);
+        send_timer.set(send_at);
+        // Readiness through poll_*_ready: the stream's one reader/writer
+        // waker slot, nothing registered or unregistered per turn.
         tokio::select! {
             biased;
-            r = ctl.changed() => {
-                if r.is_err() {
-                    return End::Stopped;
-                }
-                ctl_dirty = true;
-            }
+            _ = sh.control.changed(spec.slot, generation) => {}
             _ = spec.fault.notify.notified(), if has_faults => {
                 if let Some((m, after)) = spec.fault.pending.take() {
                     return End::Planned(m, after);
                 }
             }
-            _ = sleep_until_ns(deadline.unwrap_or(0)), if deadline.is_some() => {
+            _ = deadline_timer.fired(), if deadline_timer.is_armed() => {
                 if behaviour == Behaviour::SlowReader {
                     reading = false;
                 } else {
@@ -862,7 +853,7 @@ async fn session(
                     return End::Planned(m, group.pause);
                 }
             }
-            r = conn.stream.readable(), if reading => {
+            r = poll_fn(|cx| conn.stream.poll_read_ready(cx)), if reading => {
                 if let Err(e) = r {
                     return End::Lost(code(&e));
                 }
@@ -879,7 +870,7 @@ async fn session(
                     return End::Lost(c);
                 }
             }
-            r = conn.stream.writable(), if want_write => {
+            r = poll_fn(|cx| conn.stream.poll_write_ready(cx)), if want_write => {
                 if let Err(e) = r {
                     return End::Lost(code(&e));
                 }
@@ -887,7 +878,7 @@ async fn session(
                     return End::Lost(c);
                 }
             }
-            _ = sleep_until_ns(send_at.unwrap_or(0)), if send_at.is_some() => {
+            _ = send_timer.fired(), if send_timer.is_armed() => {
                 if let Some(s) = sched.as_mut() {
                     generate(sh, spec, conn, s);
                 }

@@ -19,6 +19,7 @@ use super::bot::{self, BotSpec, Control, FaultBox, Shard};
 use super::plan::Plan;
 use super::schedule::{mono_ns, ramp_at};
 use super::stats::Stats;
+use super::wake::ShardControl;
 use super::wire::Wire;
 
 /// Which bots this process runs: `n % workers == index`.
@@ -157,16 +158,20 @@ fn run_shard(
             plan: plan.clone(),
             stats: std::cell::RefCell::new(Stats::new(plan.rooms.len(), plan.groups.len())),
             scratch: std::cell::RefCell::new(vec![0u8; bot::SCRATCH]),
-            control: rx.clone(),
+            control: ShardControl::new(rx.clone(), protos.len()),
         });
+        // One task follows the coordinator and wakes the bots that wait.
+        let ctl_sh = sh.clone();
+        let control = tokio::task::spawn_local(async move { ctl_sh.control.run().await });
         let mut fault_boxes: Vec<Vec<Rc<FaultBox>>> = vec![Vec::new(); plan.groups.len()];
         let mut handles = Vec::with_capacity(protos.len());
-        for p in protos {
+        for (slot, p) in protos.into_iter().enumerate() {
             let fb = Rc::new(FaultBox::default());
             fault_boxes[p.group].push(fb.clone());
             let ramp = ramp_at(t0_ns, p.n, plan.connect_rate);
             let spec = BotSpec {
                 n: p.n,
+                slot,
                 group: p.group,
                 room: p.room,
                 sender_k: p.sender_k,
@@ -224,6 +229,7 @@ fn run_shard(
             let _ = h.await;
         }
         publisher.abort();
+        control.abort();
         let st = sh.stats.replace(Stats::new(0, 0));
         if let Ok(mut slot) = live[si].lock() {
             *slot = st.counters();

@@ -6,9 +6,10 @@
 //!
 //! Module map: `parse` (values on the command line), `plan` (who does what),
 //! `scenario` (TOML files), `schedule` (clock, rates), `wire` (bytes),
-//! `seq` (loss/dup/reorder), `bot` (one connection's task), `engine`
-//! (shards), `coord` (phases, progress), `workers` (several processes),
-//! `stats`, `report`, `limits` (RLIMIT_NOFILE).
+//! `seq` (loss/dup/reorder), `bot` (one connection's task), `wake` (what
+//! wakes a bot: the shard's control generation, re-armable timers),
+//! `engine` (shards), `coord` (phases, progress), `workers` (several
+//! processes), `stats`, `report`, `limits` (RLIMIT_NOFILE).
 
 mod bot;
 mod coord;
@@ -23,6 +24,7 @@ pub mod schedule;
 pub mod seq;
 mod stats;
 mod udp;
+mod wake;
 pub mod wire;
 mod workers;
 

@@ -55,28 +55,16 @@ pub fn count(s: &str) -> Result<usize, String> {
     Ok(v as usize)
 }
 
-/// A duration: `10s`, `500ms`, `2m`, `250us`, or a bare number of seconds.
+/// A duration: `10s`, `500ms`, `2m`, `250us`, or a bare number of seconds
+/// (the one reader of typed durations, `sockchat_shared::text::parse_span`),
+/// at most 24 h.
 pub fn duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: expected e.g. 10s or 500ms"))?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" => v,
-        "ms" => v / 1e3,
-        "us" | "µs" => v / 1e6,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        other => return Err(format!("bad duration unit {other:?} in {s:?}")),
-    };
-    if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+    let d = sockchat_shared::text::parse_span(s)
+        .ok_or_else(|| format!("bad duration {s:?}: expected e.g. 10s or 500ms"))?;
+    if d > Duration::from_secs(86_400) {
         return Err(format!("bad duration {s:?}: 0 to 24 h"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// A loss threshold: an absolute count (`0`, `10`) or a percentage (`0.1%`).

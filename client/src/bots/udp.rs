@@ -13,6 +13,7 @@
 //! that goes away says Quit (or is timed out by the server).
 
 use std::cell::RefCell;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -25,11 +26,10 @@ use tokio::net::UdpSocket;
 
 use crate::net::udp::{HandshakeError, UdpLink, UdpOptions};
 
-use super::bot::{
-    BotSpec, Control, Go, SenderMap, Shard, code, fill, on_go, record_mark, wait_stop,
-};
+use super::bot::{BotSpec, Control, Go, SenderMap, Shard, code, fill, on_go, record_mark};
 use super::plan::Behaviour;
 use super::schedule::{Schedule, mono_ns, sleep_until_ns};
+use super::wake::Timer;
 
 use super::wire::{self, Event, Mark};
 
@@ -76,11 +76,10 @@ impl Link {
 
 /// Run one UDP bot to completion.
 pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
-    let mut ctl = sh.control.clone();
     let group = &sh.plan.groups[spec.group];
     tokio::select! {
         _ = sleep_until_ns(ramp_ns) => {}
-        _ = wait_stop(&mut ctl) => {
+        _ = sh.control.stopped(spec.slot) => {
             sh.stats.borrow_mut().attempted += 1;
             return;
         }
@@ -112,12 +111,15 @@ pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
     let mut trackers = SenderMap::default();
     let mut reading = true;
     let mut keepalive = mono_ns() + KEEPALIVE.as_nanos() as u64;
-    let mut dirty = true;
+    // Made once, re-armed as needed (crate::bots::wake).
+    let (mut stop_timer, mut send_timer, mut keepalive_timer) =
+        (Timer::new(), Timer::new(), Timer::new());
+    let mut seen = None;
     let end = loop {
-        if dirty {
-            dirty = false;
-            let c = ctl.borrow_and_update().clone();
-            match c {
+        let generation = sh.control.generation();
+        if seen != Some(generation) {
+            seen = Some(generation);
+            match sh.control.value() {
                 Control::Stop => break None,
                 Control::Go {
                     start_ns,
@@ -136,18 +138,16 @@ pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
             _ => None,
         };
         let send_at = sched.as_ref().and_then(|s| s.next_time());
+        stop_timer.set(stop_reading_at);
+        send_timer.set(send_at);
+        keepalive_timer.set(Some(keepalive));
         tokio::select! {
             biased;
-            r = ctl.changed() => {
-                if r.is_err() {
-                    break None;
-                }
-                dirty = true;
-            }
-            _ = sleep_until_ns(stop_reading_at.unwrap_or(0)), if stop_reading_at.is_some() => {
+            _ = sh.control.changed(spec.slot, generation) => {}
+            _ = stop_timer.fired(), if stop_timer.is_armed() => {
                 reading = false;
             }
-            r = link.sock.readable(), if reading => {
+            r = poll_fn(|cx| link.sock.poll_recv_ready(cx)), if reading => {
                 if let Err(e) = r {
                     break Some(code(&e));
                 }
@@ -155,14 +155,14 @@ pub async fn run_udp_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
                     break Some(c);
                 }
             }
-            _ = sleep_until_ns(send_at.unwrap_or(0)), if send_at.is_some() => {
+            _ = send_timer.fired(), if send_timer.is_armed() => {
                 if let Some(s) = sched.as_mut()
                     && let Err(c) = send_due(&sh, &spec, &mut link, s, go.as_ref())
                 {
                     break Some(c);
                 }
             }
-            _ = sleep_until_ns(keepalive) => {
+            _ = keepalive_timer.fired() => {
                 let now = mono_ns();
                 keepalive = now + KEEPALIVE.as_nanos() as u64;
                 // A slow reader stops reading on purpose: it cannot hear pongs.

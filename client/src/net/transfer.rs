@@ -19,7 +19,7 @@
 //! what to report accumulate here and the driver drains them
 //! ([`Transfers::drain`]). No socket is touched here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -165,6 +165,35 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 pub const RESUME_WAIT: Duration = Duration::from_secs(120);
 /// A sender whose receiver went away offers again this often.
 pub const RESUME_RETRY: Duration = Duration::from_secs(1);
+/// A control message not yet answered is said again after this long,
+/// then twice as long each time up to [`RESEND_MAX`] (see [`Resend`]).
+pub const RESEND_FIRST: Duration = Duration::from_millis(500);
+const RESEND_MAX: Duration = Duration::from_secs(4);
+/// Transfers a receiver finished that it still answers a probe for.
+const FINISHED_KEPT: usize = 64;
+
+/// A control message said again until answered: over UDP any datagram may
+/// be lost, and a lost Offer, Accept or Done would leave both sides
+/// waiting for ever. Our Offer until the receiver's answer, our Accept
+/// until the first chunk, and, once every byte is acknowledged over a
+/// lossy path, an empty Chunk at the end of the file (a probe that the
+/// receiver, or the server once the transfer ended, answers with Done).
+/// The server answers repeats (PROTOCOL.md "Over UDP").
+struct Resend {
+    at: Instant,
+    every: Duration,
+    msg: Xfer,
+}
+
+impl Resend {
+    fn new(msg: Xfer, now: Instant) -> Self {
+        Self {
+            at: now + RESEND_FIRST,
+            every: RESEND_FIRST,
+            msg,
+        }
+    }
+}
 
 enum State {
     /// Ours: the file is being hashed.
@@ -220,6 +249,11 @@ struct Entry {
     /// When it paused (see [`RESUME_WAIT`]), and the bytes done then.
     paused: Option<(Instant, u64)>,
     state: State,
+    /// What we say again until answered.
+    resend: Option<Resend>,
+    /// Sending over a path that may lose datagrams (the Accept's
+    /// `lossless` was false): the end is probed for.
+    lossy: bool,
 }
 
 type Hashed = (u64, io::Result<(File, u64, [u8; SHA256_LEN])>);
@@ -232,6 +266,9 @@ pub struct Transfers {
     transport: Transport,
     /// Largest chunk our own link carries.
     own_max_chunk: u64,
+    /// Wire ids of the last transfers we received whole (their Done is
+    /// said again when the sender probes).
+    finished: VecDeque<u64>,
     hashed_tx: mpsc::UnboundedSender<Hashed>,
     hashed_rx: mpsc::UnboundedReceiver<Hashed>,
     out: Vec<ClientMsg>,
@@ -294,6 +331,7 @@ impl Transfers {
             download_dir,
             transport,
             own_max_chunk: own_max_chunk.max(1),
+            finished: VecDeque::new(),
             hashed_tx,
             hashed_rx,
             out: Vec::new(),
@@ -397,6 +435,8 @@ impl Transfers {
                         last_report: Instant::now(),
                         paused: None,
                         state: State::Hashing,
+                        resend: None,
+                        lossy: true,
                     },
                 );
                 let tx = self.hashed_tx.clone();
@@ -456,13 +496,15 @@ impl Transfers {
                     hash: Sha256::new(),
                 });
                 e.started = Some(Instant::now());
-                self.out.push(msg(Xfer::Accept {
+                let accept = Xfer::Accept {
                     id: e.wire,
                     offset: 0,
                     window: 0,
                     max_chunk: 0,
                     lossless: false,
-                }));
+                };
+                e.resend = Some(Resend::new(accept.clone(), Instant::now()));
+                self.out.push(msg(accept));
                 self.events.push(XferEvent::Started {
                     id,
                     dir: Dir::Receive,
@@ -511,13 +553,19 @@ impl Transfers {
                     file,
                     resume: false,
                 };
-                self.out.push(msg(Xfer::Offer {
+                let offer = Xfer::Offer {
                     id,
                     peer: e.peer.clone(),
                     name: e.name.clone(),
                     size,
                     sha256: sha,
-                }));
+                };
+                // A room offer is answered by copies, never repeated (a
+                // repeat would be a second room offer).
+                if !e.peer.starts_with('#') {
+                    e.resend = Some(Resend::new(offer.clone(), Instant::now()));
+                }
+                self.out.push(msg(offer));
                 self.events.push(XferEvent::OfferSent {
                     id,
                     to: e.peer.clone(),
@@ -551,6 +599,16 @@ impl Transfers {
                 size,
                 sha256,
             } => {
+                // The same offer again (the sender did not hear our
+                // answer): say our Accept again at once, if we gave one.
+                if let Some(id) = self.find(Dir::Receive, wire) {
+                    if let Some(e) = self.entries.get_mut(&id)
+                        && let Some(r) = e.resend.as_mut()
+                    {
+                        r.at = now;
+                    }
+                    return;
+                }
                 if self.resume_receive(wire, &peer, &name, size, &sha256) {
                     return;
                 }
@@ -569,6 +627,8 @@ impl Transfers {
                         last_report: now,
                         paused: None,
                         state: State::OfferedIn,
+                        resend: None,
+                        lossy: true,
                     },
                 );
                 let auto = self.auto_accept.contains(&nick_key(&peer));
@@ -603,6 +663,17 @@ impl Transfers {
                     return;
                 };
                 let chunk = u64::from(max_chunk).min(own).max(1);
+                e.lossy = !lossless;
+                // Nothing to send (an empty file, or a resume from the
+                // end): only Done is missing, probe for it.
+                e.resend = (offset >= e.size && e.lossy).then(|| {
+                    let probe = Xfer::Chunk {
+                        id: e.wire,
+                        offset: e.size,
+                        data: Bytes::new(),
+                    };
+                    Resend::new(probe, now)
+                });
                 e.state = State::Sending {
                     file,
                     tx: rudp::Sender::new(e.size, offset, chunk, u64::from(window), lossless),
@@ -631,15 +702,31 @@ impl Transfers {
                 if let Some(id) = self.find(Dir::Send, wire)
                     && let Some(Entry {
                         state: State::Sending { tx, .. },
+                        resend,
+                        lossy,
+                        wire,
+                        size,
                         ..
                     }) = self.entries.get_mut(&id)
                 {
                     tx.on_ack(offset, &sack, now);
+                    // Every byte acknowledged: now only Done is missing.
+                    if tx.finished() && *lossy && resend.is_none() {
+                        let probe = Xfer::Chunk {
+                            id: *wire,
+                            offset: *size,
+                            data: Bytes::new(),
+                        };
+                        *resend = Some(Resend::new(probe, now));
+                    }
                 }
             }
             Xfer::Chunk { offset, data, .. } => {
                 if let Some(id) = self.find(Dir::Receive, wire) {
                     self.chunk(id, offset, data, now);
+                } else if self.finished.contains(&wire) {
+                    // The sender's probe: our Done was lost.
+                    self.out.push(msg(Xfer::Done { id: wire }));
                 }
             }
             Xfer::Done { .. } => {
@@ -711,6 +798,8 @@ impl Transfers {
         let State::Receiving(Recv { file, rx, hash, .. }) = &mut e.state else {
             return;
         };
+        // A chunk: our Accept arrived.
+        e.resend = None;
         let mut failed = None;
         for b in rx.on_chunk(offset, data) {
             if let Err(err) = file.write_all(&b) {
@@ -776,6 +865,10 @@ impl Transfers {
         match placed {
             Ok(path) => {
                 self.out.push(msg(Xfer::Done { id: wire }));
+                if self.finished.len() >= FINISHED_KEPT {
+                    self.finished.pop_front();
+                }
+                self.finished.push_back(wire);
                 if let Some(e) = self.entries.remove(&id) {
                     let mut progress = self.progress(id, &e, now);
                     progress.bytes = e.size;
@@ -876,6 +969,24 @@ impl Transfers {
             .collect();
         for id in retry {
             self.offer_again(id);
+        }
+        for e in self.entries.values_mut() {
+            let Some(r) = e.resend.as_mut() else { continue };
+            // Only while still unanswered in the state that said it (a
+            // pause, for one, ends the repeats).
+            let waiting = matches!(
+                (&e.state, &r.msg),
+                (State::OfferedOut { .. }, Xfer::Offer { .. })
+                    | (State::Receiving(_), Xfer::Accept { .. })
+                    | (State::Sending { .. }, Xfer::Chunk { .. })
+            );
+            if !waiting {
+                e.resend = None;
+            } else if r.at <= now {
+                self.out.push(msg(r.msg.clone()));
+                r.every = (r.every * 2).min(RESEND_MAX);
+                r.at = now + r.every;
+            }
         }
         let due: Vec<u64> = self
             .entries
@@ -1010,13 +1121,15 @@ impl Transfers {
             file,
             resume: e.paused.is_some(),
         };
-        self.out.push(msg(Xfer::Offer {
+        let offer = Xfer::Offer {
             id: wire,
             peer: e.peer.clone(),
             name: e.name.clone(),
             size: e.size,
             sha256: e.sha,
-        }));
+        };
+        e.resend = Some(Resend::new(offer.clone(), Instant::now()));
+        self.out.push(msg(offer));
     }
 
     /// The server made a copy of our room offer `of` for member `peer`:
@@ -1069,6 +1182,8 @@ impl Transfers {
                     file,
                     resume: false,
                 },
+                resend: None,
+                lossy: true,
             },
         );
         self.events.push(XferEvent::OfferSent {
@@ -1118,13 +1233,15 @@ impl Transfers {
         e.wire = wire;
         e.paused = None;
         e.peer = peer.to_string();
-        self.out.push(msg(Xfer::Accept {
+        let accept = Xfer::Accept {
             id: wire,
             offset,
             window: 0,
             max_chunk: 0,
             lossless: false,
-        }));
+        };
+        e.resend = Some(Resend::new(accept.clone(), Instant::now()));
+        self.out.push(msg(accept));
         self.events.push(XferEvent::Resumed {
             id,
             dir: Dir::Receive,
