@@ -840,7 +840,9 @@ async fn session(
         tokio::select! {
             biased;
             _ = sh.control.changed(spec.slot, generation) => {}
-            _ = spec.fault.notify.notified(), if has_faults => {
+            // An async block: a disabled branch's future is still made
+            // every turn; this one costs nothing until polled.
+            _ = async { spec.fault.notify.notified().await }, if has_faults => {
                 if let Some((m, after)) = spec.fault.pending.take() {
                     return End::Planned(m, after);
                 }
