@@ -407,13 +407,14 @@ impl Registry {
             }
             _ => {}
         }
-        if end && let Some(r) = remove(g, sid) {
-            if let Some(answer) = remember {
-                if g.ended.len() >= ENDED {
-                    g.ended.pop_front();
-                }
-                g.ended.push_back(((r.sender.id, r.local), answer));
+        if end
+            && let Some(r) = remove(g, sid)
+            && let Some(answer) = remember
+        {
+            if g.ended.len() >= ENDED {
+                g.ended.pop_front();
             }
+            g.ended.push_back(((r.sender.id, r.local), answer));
         }
     }
 
