@@ -580,12 +580,8 @@ fn readline_keys_and_ctrl_c_clears_first() {
     assert_eq!(acts, vec![Action::Net(NetCmd::Quit(String::new()))]);
 }
 
-/// Issue 16 items 2 and 5: a private message opens its peer's view,
-/// counted as a mention; a line typed there goes to the peer; /ignore
-/// hides a nick; /search scrolls to a match; /clear empties the room;
-/// `/me` with no text is refused.
-#[test]
-fn query_views_ignore_search_clear() {
+/// An app welcomed as alice that got `psst` from bob: its private view.
+fn bob_wrote_psst() -> (App, sockchat::tui::rooms::RoomId) {
     let (mut a, _) = new_app();
     welcome(&mut a);
     server(
@@ -598,6 +594,16 @@ fn query_views_ignore_search_clear() {
         },
     );
     let q = a.rooms.find("@bob").expect("bob's view");
+    (a, q)
+}
+
+/// Issue 16 items 2 and 5: a private message opens its peer's view,
+/// counted as a mention; a line typed there goes to the peer; /ignore
+/// hides a nick; /search scrolls to a match; /clear empties the room;
+/// `/me` with no text is refused.
+#[test]
+fn query_views_ignore_search_clear() {
+    let (mut a, q) = bob_wrote_psst();
     let r = a.rooms.get(q).expect("view");
     assert_eq!((r.unread, r.mentions), (1, 1));
     assert!(
@@ -666,18 +672,7 @@ fn query_views_ignore_search_clear() {
 /// the new nick.
 #[test]
 fn a_private_view_is_renamed_with_its_peer() {
-    let (mut a, _) = new_app();
-    welcome(&mut a);
-    server(
-        &mut a,
-        ServerMsg::Private {
-            from: "bob".into(),
-            to: "alice".into(),
-            text: "psst".into(),
-            ts_ms: 1,
-        },
-    );
-    let q = a.rooms.find("@bob").expect("bob's view");
+    let (mut a, q) = bob_wrote_psst();
     server(
         &mut a,
         ServerMsg::NickChanged {

@@ -1117,25 +1117,33 @@ impl Member<'_> {
         }
     }
 
-    /// `Topic`: show it (any existing room), or set or clear it (a member
-    /// who is the room's or a server operator; the default room's only a
-    /// server operator), told to every member.
-    fn topic(&mut self, typed: &str, text: Option<String>) {
-        let hub = self.ctx.hub.clone();
+    /// The room a room command names (`""`: the current room), or `None`
+    /// when the user was told there is none.
+    fn named_room(&self, typed: &str) -> Option<Arc<Room>> {
         let room = if typed.is_empty() {
             self.rooms.last().cloned()
         } else {
-            hub.room(typed)
+            self.ctx.hub.room(typed)
         };
-        let Some(room) = room else {
-            return if typed.is_empty() {
+        if room.is_none() {
+            if typed.is_empty() {
                 self.error(ErrorCode::NotInRoom, "you are not in a room (/join ROOM)")
             } else {
                 self.error(
                     ErrorCode::NoSuchRoom,
                     format!("no such room: {}", shown(typed)),
                 )
-            };
+            }
+        }
+        room
+    }
+
+    /// `Topic`: show it (any existing room), or set or clear it (a member
+    /// who is the room's or a server operator; the default room's only a
+    /// server operator), told to every member.
+    fn topic(&mut self, typed: &str, text: Option<String>) {
+        let Some(room) = self.named_room(typed) else {
+            return;
         };
         let Some(text) = text else {
             let (text, by) = room.topic().unwrap_or_default();
@@ -1199,20 +1207,8 @@ impl Member<'_> {
             | ClientMsg::InviteOnly { room, .. } => room.clone(),
             _ => return,
         };
-        let room = if typed.is_empty() {
-            self.rooms.last().cloned()
-        } else {
-            hub.room(&typed)
-        };
-        let Some(room) = room else {
-            return if typed.is_empty() {
-                self.error(ErrorCode::NotInRoom, "you are not in a room (/join ROOM)")
-            } else {
-                self.error(
-                    ErrorCode::NoSuchRoom,
-                    format!("no such room: {}", shown(&typed)),
-                )
-            };
+        let Some(room) = self.named_room(&typed) else {
+            return;
         };
         if !self.oper && !room.is_op(self.peer) {
             return self.error(

@@ -497,6 +497,18 @@ impl FramedClient {
         }
     }
 
+    /// `Oper` with `password`, then wait for `you are a server operator`.
+    pub async fn oper(&mut self, password: &str) {
+        self.send(&ClientMsg::Oper {
+            password: password.into(),
+        })
+        .await;
+        self.recv_until(
+            |m| matches!(m, ServerMsg::Notice { text } if text == "you are a server operator"),
+        )
+        .await;
+    }
+
     /// Say `text` in the current room.
     pub async fn say(&mut self, text: &str) {
         self.send(&ClientMsg::Say {

@@ -67,14 +67,7 @@ async fn operator(addr: SocketAddr) -> FramedClient {
         ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::BadPassword),
         _ => unreachable!(),
     }
-    op.send(&ClientMsg::Oper {
-        password: OPER_PW.into(),
-    })
-    .await;
-    op.recv_until(
-        |m| matches!(m, ServerMsg::Notice { text } if text == "you are a server operator"),
-    )
-    .await;
+    op.oper(OPER_PW).await;
     op
 }
 

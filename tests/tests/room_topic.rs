@@ -133,10 +133,7 @@ async fn the_room_operator_sets_it_and_everyone_sees_it() {
     let (code, text) = error(&mut dave).await;
     assert_eq!(code, ErrorCode::NotPermitted, "{text}");
     assert!(text.contains("set by server operators"), "{text}");
-    dave.send(&ClientMsg::Oper {
-        password: OPER_PW.into(),
-    })
-    .await;
+    dave.oper(OPER_PW).await;
     dave.send(&topic("", Some("lobby topic"))).await;
     assert_eq!(
         next_topic(&mut dave).await,

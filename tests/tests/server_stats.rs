@@ -108,14 +108,7 @@ async fn operators_get_stats_that_match_what_happened() {
         }
     }
 
-    op.send(&ClientMsg::Oper {
-        password: OPER_PW.into(),
-    })
-    .await;
-    op.recv_until(
-        |m| matches!(m, ServerMsg::Notice { text } if text == "you are a server operator"),
-    )
-    .await;
+    op.oper(OPER_PW).await;
     let s = stats_until(&mut op, |s| {
         s.get("deliveries").map(String::as_str) == Some("22")
     })
