@@ -16,6 +16,8 @@
 //!   `VmRSS`); [`sha256sum`]: the reference SHA-256 for test senders.
 //! - [`nats::NatsProc`]: a real `nats-server` (JetStream, its own port and
 //!   store) for the cluster tests, restartable.
+//! - [`netns`]: network namespaces deleted on drop, `ip`, and processes
+//!   started inside one (pulled cable, kernel drops, discovery).
 //! - [`require!`] / [`require`]: a missing host precondition (root, tmux,
 //!   `ip`, `::1`) fails under CI and skips with its reason locally
 //!   ([`precondition`]).
@@ -507,6 +509,25 @@ impl FramedClient {
             |m| matches!(m, ServerMsg::Notice { text } if text == "you are a server operator"),
         )
         .await;
+    }
+
+    /// Wait for the `Notice` that reads exactly `text` (skipping other
+    /// messages); panics after [`STEP`].
+    pub async fn expect_notice(&mut self, text: &str) {
+        self.recv_until(|m| matches!(m, ServerMsg::Notice { text: t } if t == text))
+            .await;
+    }
+
+    /// The next `Error` (skipping other messages): its code and text;
+    /// panics after [`STEP`].
+    pub async fn next_error(&mut self) -> (ErrorCode, String) {
+        match self
+            .recv_until(|m| matches!(m, ServerMsg::Error { .. }))
+            .await
+        {
+            ServerMsg::Error { code, text } => (code, text),
+            other => unreachable!("recv_until returned {other:?}"),
+        }
     }
 
     /// Say `text` in the current room.

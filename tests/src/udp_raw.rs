@@ -4,14 +4,15 @@
 //! server sends (sequence numbers included), without the sockchat client's
 //! own logic in between.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use sockchat_shared::udp::{self, ServerBody};
-use sockchat_shared::{ClientMsg, ServerMsg};
+use sockchat_shared::{ClientMsg, ErrorCode, ServerMsg};
 use tokio::net::UdpSocket;
 
 /// One raw UDP session to a server.
+#[derive(Debug)]
 pub struct RawUdp {
     pub sock: UdpSocket,
     /// Next client→server sequence number.
@@ -43,6 +44,57 @@ impl RawUdp {
             max,
             token: None,
         })
+    }
+
+    /// [`Self::bind`] from local address `from` (a 127.0.0.x playing
+    /// another host for per-address rules).
+    pub async fn bind_from(
+        server: SocketAddr,
+        from: IpAddr,
+        max: usize,
+    ) -> std::io::Result<RawUdp> {
+        let sock = UdpSocket::bind(SocketAddr::new(from, 0)).await?;
+        sock.connect(server).await?;
+        Ok(RawUdp {
+            sock,
+            seq: 0,
+            max,
+            token: None,
+        })
+    }
+
+    /// From local address `from`: Hello, the cookie retry, Hello with the
+    /// cookie; the welcomed session, or the refusal's code and text.
+    /// Panics (test helper) on anything else or nothing within `d`.
+    pub async fn join_from(
+        server: SocketAddr,
+        from: IpAddr,
+        nick: &str,
+        d: Duration,
+    ) -> Result<RawUdp, (ErrorCode, String)> {
+        let mut c = Self::bind_from(server, from, udp::DEFAULT_MAX_PAYLOAD)
+            .await
+            .expect("bind udp");
+        c.hello(nick, None).await;
+        let cookie = match c.recv(d).await {
+            Some(Datagram {
+                body: ServerBody::Retry { cookie },
+                ..
+            }) => cookie,
+            other => panic!("expected a retry, got {other:?}"),
+        };
+        c.hello(nick, Some(cookie)).await;
+        match c.recv(d).await {
+            Some(Datagram {
+                body: ServerBody::Msg(ServerMsg::Welcome { .. }),
+                ..
+            }) => Ok(c),
+            Some(Datagram {
+                body: ServerBody::Msg(ServerMsg::Error { code, text }),
+                ..
+            }) => Err((code, text)),
+            other => panic!("expected Welcome or Error, got {other:?}"),
+        }
     }
 
     /// Bind, say Hello, answer the retry with the cookie and wait for the

@@ -11,10 +11,9 @@
 )]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use sockchat::net::udp::{HandshakeError, UdpLink, UdpOptions};
 use sockchat_shared::{ClientMsg, ErrorCode, ServerMsg};
+use sockchat_tests::udp_raw::RawUdp;
 use sockchat_tests::{FramedClient, STEP, ServerProc};
 
 /// A framed Hello from `from`: the nick welcomed, or the error.
@@ -22,16 +21,6 @@ async fn hello_from(server: SocketAddr, from: &str) -> Result<String, (ErrorCode
     FramedClient::hello_from(server, from.parse().unwrap(), "")
         .await
         .map(|c| c.nick)
-}
-
-async fn udp_from(server: SocketAddr, from: &str) -> Result<(), HandshakeError> {
-    let local: SocketAddr = format!("{from}:0").parse().unwrap();
-    let mut l = UdpLink::connect_from(Some(local), server, UdpOptions::default())
-        .await
-        .unwrap();
-    l.handshake("", Duration::from_millis(200), STEP)
-        .await
-        .map(|_| ())
 }
 
 #[tokio::test]
@@ -53,9 +42,13 @@ async fn deny_and_allow_lists_refuse_tcp_and_udp() {
         "in the /30"
     );
 
-    assert!(udp_from(srv.udp_addr(), "127.0.0.1").await.is_ok());
-    match udp_from(srv.udp_addr(), "127.0.0.2").await {
-        Err(HandshakeError::Refused { code, .. }) => assert_eq!(code, ErrorCode::Forbidden),
+    assert!(
+        RawUdp::join_from(srv.udp_addr(), [127, 0, 0, 1].into(), "", STEP)
+            .await
+            .is_ok()
+    );
+    match RawUdp::join_from(srv.udp_addr(), [127, 0, 0, 2].into(), "", STEP).await {
+        Err((code, _)) => assert_eq!(code, ErrorCode::Forbidden),
         other => panic!("a denied address over UDP: {other:?}"),
     }
 }

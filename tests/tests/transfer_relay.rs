@@ -45,6 +45,26 @@ fn offer(id: u64, to: &str, size: u64) -> Xfer {
     }
 }
 
+/// A fresh relay with alice and bob connected.
+async fn alice_and_bob(name: &str) -> (ServerProc, FramedClient, FramedClient) {
+    let s = server(name);
+    let a = FramedClient::connect(s.addr, "alice").await;
+    let b = FramedClient::connect(s.addr, "bob").await;
+    (s, a, b)
+}
+
+/// The receiver's `Accept` of transfer `id` from the start, leaving the
+/// window, chunk size and losslessness to the server.
+fn accept(id: u64) -> Xfer {
+    Xfer::Accept {
+        id,
+        offset: 0,
+        window: 0,
+        max_chunk: 0,
+        lossless: false,
+    }
+}
+
 /// alice offers to bob; returns bob's id for it.
 async fn offered(a: &mut FramedClient, b: &mut FramedClient, size: u64) -> u64 {
     send(a, offer(41, "bob", size)).await;
@@ -68,21 +88,9 @@ async fn offered(a: &mut FramedClient, b: &mut FramedClient, size: u64) -> u64 {
 
 #[tokio::test]
 async fn offer_accept_chunks_acks_done_with_ids_mapped() {
-    let s = server("flow");
-    let mut a = FramedClient::connect(s.addr, "alice").await;
-    let mut b = FramedClient::connect(s.addr, "bob").await;
+    let (_s, mut a, mut b) = alice_and_bob("flow").await;
     let bid = offered(&mut a, &mut b, 10).await;
-    send(
-        &mut b,
-        Xfer::Accept {
-            id: bid,
-            offset: 0,
-            window: 0,
-            max_chunk: 0,
-            lossless: false,
-        },
-    )
-    .await;
+    send(&mut b, accept(bid)).await;
     let (window, max_chunk) = match xfer(&mut a).await {
         Xfer::Accept {
             id: 41,
@@ -139,25 +147,13 @@ async fn offer_accept_chunks_acks_done_with_ids_mapped() {
 
 #[tokio::test]
 async fn decline_and_cancel_reach_the_other_side() {
-    let s = server("decline");
-    let mut a = FramedClient::connect(s.addr, "alice").await;
-    let mut b = FramedClient::connect(s.addr, "bob").await;
+    let (_s, mut a, mut b) = alice_and_bob("decline").await;
     let bid = offered(&mut a, &mut b, 10).await;
     send(&mut b, Xfer::Decline { id: bid }).await;
     assert_eq!(xfer(&mut a).await, Xfer::Decline { id: 41 });
     // Cancel by the sender after accept.
     let bid = offered(&mut a, &mut b, 10).await;
-    send(
-        &mut b,
-        Xfer::Accept {
-            id: bid,
-            offset: 0,
-            window: 0,
-            max_chunk: 0,
-            lossless: false,
-        },
-    )
-    .await;
+    send(&mut b, accept(bid)).await;
     xfer(&mut a).await;
     send(&mut a, Xfer::Cancel { id: 41 }).await;
     assert_eq!(xfer(&mut b).await, Xfer::Cancel { id: bid });
@@ -212,21 +208,9 @@ async fn too_big_and_text_users_are_refused_in_words() {
 
 #[tokio::test]
 async fn a_window_overrun_ends_the_transfer_for_both() {
-    let s = server("overrun");
-    let mut a = FramedClient::connect(s.addr, "alice").await;
-    let mut b = FramedClient::connect(s.addr, "bob").await;
+    let (_s, mut a, mut b) = alice_and_bob("overrun").await;
     let bid = offered(&mut a, &mut b, 1_000_000).await;
-    send(
-        &mut b,
-        Xfer::Accept {
-            id: bid,
-            offset: 0,
-            window: 0,
-            max_chunk: 0,
-            lossless: false,
-        },
-    )
-    .await;
+    send(&mut b, accept(bid)).await;
     xfer(&mut a).await;
     // Three 32 KiB chunks unacknowledged: 96 KiB > the 64 KiB window.
     for i in 0..3u64 {
@@ -264,9 +248,7 @@ async fn a_window_overrun_ends_the_transfer_for_both() {
 
 #[tokio::test]
 async fn a_receiver_that_leaves_ends_the_transfer_peer_gone() {
-    let s = server("gone");
-    let mut a = FramedClient::connect(s.addr, "alice").await;
-    let mut b = FramedClient::connect(s.addr, "bob").await;
+    let (_s, mut a, mut b) = alice_and_bob("gone").await;
     offered(&mut a, &mut b, 10).await;
     drop(b);
     match tokio::time::timeout(Duration::from_secs(10), xfer(&mut a))
@@ -327,17 +309,7 @@ async fn a_room_offer_is_one_copy_per_member_each_answered_alone() {
         Xfer::Offer { id, peer, .. } if peer == "alice" => id,
         other => panic!("{other:?}"),
     };
-    send(
-        &mut b,
-        Xfer::Accept {
-            id: bid,
-            offset: 0,
-            window: 0,
-            max_chunk: 0,
-            lossless: false,
-        },
-    )
-    .await;
+    send(&mut b, accept(bid)).await;
     assert!(matches!(xfer(&mut a).await, Xfer::Accept { id, .. } if id == bob_copy));
     // The copy is an ordinary transfer under its id.
     send(

@@ -39,13 +39,6 @@ fn server(tag: &str, nicks: &std::path::Path, auth: &str) -> ServerProc {
     )
 }
 
-async fn error_of(c: &mut FramedClient) -> (ErrorCode, String) {
-    match c.recv_until(|m| matches!(m, ServerMsg::Error { .. })).await {
-        ServerMsg::Error { code, text } => (code, text),
-        _ => unreachable!(),
-    }
-}
-
 /// The next message on a UDP link (skipping nothing: the test knows what
 /// comes).
 async fn next(u: &mut UdpLink) -> ServerMsg {
@@ -53,11 +46,6 @@ async fn next(u: &mut UdpLink) -> ServerMsg {
         Ok(Ok(Received::Msg(m))) => m,
         other => panic!("udp: {other:?}"),
     }
-}
-
-async fn notice(c: &mut FramedClient, want: &str) {
-    c.recv_until(|m| matches!(m, ServerMsg::Notice { text } if text == want))
-        .await;
 }
 
 #[tokio::test]
@@ -70,7 +58,7 @@ async fn the_server_password_on_framed_text_and_udp() {
     let mut c = FramedClient::connect_raw(srv.addr).await.unwrap();
     c.send(&ClientMsg::Hello { nick: "al".into() }).await;
     assert_eq!(
-        error_of(&mut c).await,
+        c.next_error().await,
         (
             ErrorCode::PasswordRequired,
             "this server needs a password: send Pass, then Hello".into()
@@ -81,14 +69,14 @@ async fn the_server_password_on_framed_text_and_udp() {
     })
     .await;
     assert_eq!(
-        error_of(&mut c).await,
+        c.next_error().await,
         (ErrorCode::BadPassword, "wrong server password".into())
     );
     c.send(&ClientMsg::Pass {
         password: SERVER_PW.into(),
     })
     .await;
-    notice(&mut c, "password accepted").await;
+    c.expect_notice("password accepted").await;
     c.send(&ClientMsg::Hello { nick: "al".into() }).await;
     assert!(matches!(
         c.recv_until(|m| matches!(m, ServerMsg::Welcome { .. })).await,
@@ -219,17 +207,17 @@ async fn registered_nicks_belong_to_their_owner() {
             password: NICK_PW.into(),
         })
         .await;
-    notice(
-        &mut alice,
-        "alice is registered to you: from now on identify first (/identify alice PASSWORD)",
-    )
-    .await;
+    alice
+        .expect_notice(
+            "alice is registered to you: from now on identify first (/identify alice PASSWORD)",
+        )
+        .await;
     alice
         .send(&ClientMsg::Register {
             password: NICK_PW.into(),
         })
         .await;
-    assert_eq!(error_of(&mut alice).await.0, ErrorCode::NickRegistered);
+    assert_eq!(alice.next_error().await.0, ErrorCode::NickRegistered);
     let file = std::fs::read_to_string(&nicks).expect("nicks file");
     assert!(file.contains("alice\t$argon2id$"), "{file}");
     assert!(!file.contains(NICK_PW), "hashes only");
@@ -245,7 +233,7 @@ async fn registered_nicks_belong_to_their_owner() {
             password: "pw".into(),
         })
         .await;
-    assert_eq!(error_of(&mut guest).await.0, ErrorCode::BadName);
+    assert_eq!(guest.next_error().await.0, ErrorCode::BadName);
     drop(alice);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -253,7 +241,7 @@ async fn registered_nicks_belong_to_their_owner() {
     for n in ["alice", "ALICE", "\u{0430}lice"] {
         let mut m = FramedClient::connect_raw(srv.addr).await.unwrap();
         m.send(&ClientMsg::Hello { nick: n.into() }).await;
-        let (code, text) = error_of(&mut m).await;
+        let (code, text) = m.next_error().await;
         assert_eq!(code, ErrorCode::NickRegistered, "{n}: {text}");
         assert!(text.contains("Identify alice PASSWORD"), "{text}");
     }
@@ -263,7 +251,7 @@ async fn registered_nicks_belong_to_their_owner() {
             nick: "Alice".into(),
         })
         .await;
-    assert_eq!(error_of(&mut mallory).await.0, ErrorCode::NickRegistered);
+    assert_eq!(mallory.next_error().await.0, ErrorCode::NickRegistered);
     mallory
         .send(&ClientMsg::Identify {
             nick: "alice".into(),
@@ -271,7 +259,7 @@ async fn registered_nicks_belong_to_their_owner() {
         })
         .await;
     assert_eq!(
-        error_of(&mut mallory).await,
+        mallory.next_error().await,
         (ErrorCode::BadPassword, "wrong password for alice".into())
     );
     mallory
@@ -280,7 +268,7 @@ async fn registered_nicks_belong_to_their_owner() {
             password: "guess".into(),
         })
         .await;
-    assert_eq!(error_of(&mut mallory).await.0, ErrorCode::NotRegistered);
+    assert_eq!(mallory.next_error().await.0, ErrorCode::NotRegistered);
 
     // Its owner, in text mode: /identify NICK PASSWORD takes it.
     let mut t = TextClient::connect(srv.addr).await;
@@ -305,7 +293,7 @@ async fn registered_nicks_belong_to_their_owner() {
         password: NICK_PW.into(),
     })
     .await;
-    notice(&mut a, "you are identified as ALICE").await;
+    a.expect_notice("you are identified as ALICE").await;
     a.send(&ClientMsg::Hello {
         nick: "alice".into(),
     })
@@ -359,7 +347,7 @@ async fn room_keys_and_invitations() {
     owner.recv_until(joined("owner")).await;
     bob.send(&ClientMsg::Join { room: "den".into() }).await;
     assert_eq!(
-        error_of(&mut bob).await,
+        bob.next_error().await,
         (
             ErrorCode::BadRoomKey,
             "den needs a key: /join den KEY".into()
@@ -371,7 +359,7 @@ async fn room_keys_and_invitations() {
     })
     .await;
     assert_eq!(
-        error_of(&mut bob).await,
+        bob.next_error().await,
         (ErrorCode::BadRoomKey, "wrong key for den".into())
     );
     bob.send(&ClientMsg::JoinKey {
@@ -386,14 +374,14 @@ async fn room_keys_and_invitations() {
         on: true,
     })
     .await;
-    assert_eq!(error_of(&mut bob).await.0, ErrorCode::NotPermitted);
+    assert_eq!(bob.next_error().await.0, ErrorCode::NotPermitted);
     owner
         .send(&ClientMsg::InviteOnly {
             room: "den".into(),
             on: true,
         })
         .await;
-    bob.recv_until(|m| matches!(m, ServerMsg::Notice { text } if text == "owner made den invite-only (/invite NICK)"))
+    bob.expect_notice("owner made den invite-only (/invite NICK)")
         .await;
     let mut carol = FramedClient::connect(srv.addr, "carol").await;
     carol
@@ -402,7 +390,7 @@ async fn room_keys_and_invitations() {
             key: "d3n-key".into(),
         })
         .await;
-    assert_eq!(error_of(&mut carol).await.0, ErrorCode::InviteOnly);
+    assert_eq!(carol.next_error().await.0, ErrorCode::InviteOnly);
     owner
         .send(&ClientMsg::Invite {
             nick: "carol".into(),
@@ -410,7 +398,7 @@ async fn room_keys_and_invitations() {
         })
         .await;
     carol
-        .recv_until(|m| matches!(m, ServerMsg::Notice { text } if text == "owner invites you to den: /join den"))
+        .expect_notice("owner invites you to den: /join den")
         .await;
     carol.send(&ClientMsg::Join { room: "den".into() }).await;
     carol.recv_until(joined("carol")).await;
@@ -420,14 +408,14 @@ async fn room_keys_and_invitations() {
             password: "r00t-pw".into(),
         })
         .await;
-    notice(&mut owner, "you are a server operator").await;
+    owner.expect_notice("you are a server operator").await;
     owner
         .send(&ClientMsg::RoomKey {
             room: "lobby".into(),
             key: "x".into(),
         })
         .await;
-    assert_eq!(error_of(&mut owner).await.0, ErrorCode::NotPermitted);
+    assert_eq!(owner.next_error().await.0, ErrorCode::NotPermitted);
     // A server operator passes the gates; a text user types /join ROOM KEY.
     let mut t = TextClient::connect(srv.addr).await;
     t.welcome().await;
@@ -437,7 +425,9 @@ async fn room_keys_and_invitations() {
             on: false,
         })
         .await;
-    notice(&mut owner, "owner opened den: no longer invite-only").await;
+    owner
+        .expect_notice("owner opened den: no longer invite-only")
+        .await;
     t.line("/join den").await;
     t.expect_line("! den needs a key: /join den KEY").await;
     t.line("/join den d3n-key").await;

@@ -78,160 +78,15 @@ pub fn reliability(p: &Progress) -> String {
     String::new()
 }
 
-/// The line for a transfer event.
+/// The line for a transfer event (plain mode, the TUI).
 pub fn line(e: &XferEvent) -> (Severity, String) {
-    use Severity::{Error, Notice};
-    match e {
-        XferEvent::Offered {
-            id,
-            from,
-            name,
-            size,
-            sha256,
-        } => (
-            Notice,
-            format!(
-                "* {from} offers you {name} ({} B, SHA-256 {}…): /accept {id} or /decline {id}",
-                grouped(*size),
-                short(sha256)
-            ),
-        ),
-        XferEvent::OfferSent {
-            id,
-            to,
-            name,
-            size,
-            sha256,
-        } => (
-            Notice,
-            format!(
-                "* transfer {id}: offered {name} ({} B, SHA-256 {}…) to {to}; waiting for an answer (/cancel {id})",
-                grouped(*size),
-                short(sha256)
-            ),
-        ),
-        XferEvent::Started {
-            id,
-            dir,
-            peer,
-            name,
-            size,
-            ..
-        } => (
-            Notice,
-            match dir {
-                Dir::Send => format!(
-                    "* transfer {id}: {peer} accepted; sending {name} ({} B)",
-                    grouped(*size)
-                ),
-                Dir::Receive => format!(
-                    "* transfer {id}: receiving {name} ({} B) from {peer}",
-                    grouped(*size)
-                ),
-            },
-        ),
-        XferEvent::Progress(p) => {
-            let pct = (p.bytes as f64 * 100.0 / p.size.max(1) as f64).min(100.0);
-            let eta = p.eta().map(fmt_duration).unwrap_or_else(|| "-".into());
-            (
-                Notice,
-                format!(
-                    "* transfer {} {}: {} / {} B ({pct:.0} %), {}, ETA {eta}, {}{}",
-                    p.id,
-                    arrow(p),
-                    grouped(p.bytes),
-                    grouped(p.size),
-                    rate(p.rate()),
-                    p.transport,
-                    reliability(p)
-                ),
-            )
-        }
-        XferEvent::Done {
-            progress: p,
-            sha256: _,
-            saved,
-        } => {
-            let how = format!(
-                "{} B in {} ({}, {})",
-                grouped(p.size),
-                fmt_duration(p.elapsed),
-                rate(p.rate()),
-                p.transport
-            );
-            let lost = match &p.sender {
-                Some(s) if s.retransmitted > 0 => format!(
-                    "; lost {:.1} % of datagrams, all recovered, file intact",
-                    s.loss_rate() * 100.0
-                ),
-                _ => String::new(),
-            };
-            (
-                Notice,
-                match (p.dir, saved) {
-                    (Dir::Receive, Some(path)) => format!(
-                        "* transfer {}: received {} from {}: {how}, SHA-256 verified, saved to {}{}",
-                        p.id,
-                        p.name,
-                        p.peer,
-                        path.display(),
-                        reliability(p)
-                    ),
-                    _ => format!(
-                        "* transfer {}: sent {} to {}: {how}, SHA-256 verified by {}{lost}{}",
-                        p.id,
-                        p.name,
-                        p.peer,
-                        p.peer,
-                        reliability(p)
-                    ),
-                },
-            )
-        }
-        XferEvent::Paused {
-            id,
-            peer,
-            name,
-            bytes,
-            why,
-            ..
-        } => (
-            Error,
-            format!(
-                "! transfer {id} ({name}, {peer}): paused at {} B: {why}",
-                grouped(*bytes)
-            ),
-        ),
-        XferEvent::Resumed {
-            id,
-            dir,
-            peer,
-            name,
-            offset,
-        } => (
-            Notice,
-            format!(
-                "* transfer {id}: resumed {} {name} {} {peer} from {} B",
-                match dir {
-                    Dir::Send => "sending",
-                    Dir::Receive => "receiving",
-                },
-                match dir {
-                    Dir::Send => "to",
-                    Dir::Receive => "from",
-                },
-                grouped(*offset)
-            ),
-        ),
-        XferEvent::Failed { id: 0, why, .. } => (Error, format!("! transfer: {why}")),
-        XferEvent::Failed {
-            id,
-            peer,
-            name,
-            why,
-            ..
-        } => (Error, format!("! transfer {id} ({name}, {peer}): {why}")),
-    }
+    let (severity, text, _) = describe(e);
+    (severity, text)
+}
+
+/// The JSON object for a transfer event (`--json`).
+pub fn json(e: &XferEvent) -> Value {
+    describe(e).2
 }
 
 /// A transfer's direction in JSON.
@@ -242,19 +97,20 @@ fn direction(d: Dir) -> &'static str {
     }
 }
 
-fn progress_json(p: &Progress) -> Value {
-    let mut v = json!({
-        "id": p.id,
-        "direction": direction(p.dir),
-        "peer": p.peer,
-        "name": p.name,
-        "size": p.size,
-        "bytes": p.bytes,
-        "elapsed_ms": p.elapsed.as_millis() as u64,
-        "bytes_per_sec": p.rate().round() as u64,
-        "eta_ms": p.eta().map(|d| d.as_millis() as u64),
-        "transport": p.transport.to_string(),
-    });
+/// `{"event": EVENT, "id", "direction", "peer", "name"}`: what most events
+/// say first.
+fn head(event: &str, id: u64, dir: Dir, peer: &str, name: &str) -> Value {
+    json!({"event": event, "id": id, "direction": direction(dir), "peer": peer, "name": name})
+}
+
+fn progress_json(event: &str, p: &Progress) -> Value {
+    let mut v = head(event, p.id, p.dir, &p.peer, &p.name);
+    v["size"] = json!(p.size);
+    v["bytes"] = json!(p.bytes);
+    v["elapsed_ms"] = json!(p.elapsed.as_millis() as u64);
+    v["bytes_per_sec"] = json!(p.rate().round() as u64);
+    v["eta_ms"] = json!(p.eta().map(|d| d.as_millis() as u64));
+    v["transport"] = json!(p.transport.to_string());
     if let Some(s) = &p.sender {
         v["datagrams_sent"] = json!(s.sent);
         v["retransmitted"] = json!(s.retransmitted);
@@ -272,8 +128,10 @@ fn progress_json(p: &Progress) -> Value {
     v
 }
 
-/// The JSON object for a transfer event.
-pub fn json(e: &XferEvent) -> Value {
+/// One transfer event, in words and as JSON: each event's fields are read
+/// in one place, so the two forms cannot drift apart.
+fn describe(e: &XferEvent) -> (Severity, String, Value) {
+    use Severity::{Error, Notice};
     match e {
         XferEvent::Offered {
             id,
@@ -281,18 +139,30 @@ pub fn json(e: &XferEvent) -> Value {
             name,
             size,
             sha256,
-        } => {
-            json!({"event": "transfer-offered", "id": id, "from": from, "name": name, "size": size, "sha256": sha256})
-        }
+        } => (
+            Notice,
+            format!(
+                "* {from} offers you {name} ({} B, SHA-256 {}…): /accept {id} or /decline {id}",
+                grouped(*size),
+                short(sha256)
+            ),
+            json!({"event": "transfer-offered", "id": id, "from": from, "name": name, "size": size, "sha256": sha256}),
+        ),
         XferEvent::OfferSent {
             id,
             to,
             name,
             size,
             sha256,
-        } => {
-            json!({"event": "transfer-offer-sent", "id": id, "to": to, "name": name, "size": size, "sha256": sha256})
-        }
+        } => (
+            Notice,
+            format!(
+                "* transfer {id}: offered {name} ({} B, SHA-256 {}…) to {to}; waiting for an answer (/cancel {id})",
+                grouped(*size),
+                short(sha256)
+            ),
+            json!({"event": "transfer-offer-sent", "id": id, "to": to, "name": name, "size": size, "sha256": sha256}),
+        ),
         XferEvent::Started {
             id,
             dir,
@@ -300,25 +170,82 @@ pub fn json(e: &XferEvent) -> Value {
             name,
             size,
             transport,
-        } => json!({"event": "transfer-started", "id": id, "transport": transport.to_string(),
-            "direction": direction(*dir),
-            "peer": peer, "name": name, "size": size}),
+        } => {
+            let mut v = head("transfer-started", *id, *dir, peer, name);
+            v["size"] = json!(size);
+            v["transport"] = json!(transport.to_string());
+            let text = match dir {
+                Dir::Send => format!(
+                    "* transfer {id}: {peer} accepted; sending {name} ({} B)",
+                    grouped(*size)
+                ),
+                Dir::Receive => format!(
+                    "* transfer {id}: receiving {name} ({} B) from {peer}",
+                    grouped(*size)
+                ),
+            };
+            (Notice, text, v)
+        }
         XferEvent::Progress(p) => {
-            let mut v = progress_json(p);
-            v["event"] = json!("transfer-progress");
-            v
+            let pct = (p.bytes as f64 * 100.0 / p.size.max(1) as f64).min(100.0);
+            let eta = p.eta().map(fmt_duration).unwrap_or_else(|| "-".into());
+            (
+                Notice,
+                format!(
+                    "* transfer {} {}: {} / {} B ({pct:.0} %), {}, ETA {eta}, {}{}",
+                    p.id,
+                    arrow(p),
+                    grouped(p.bytes),
+                    grouped(p.size),
+                    rate(p.rate()),
+                    p.transport,
+                    reliability(p)
+                ),
+                progress_json("transfer-progress", p),
+            )
         }
         XferEvent::Done {
-            progress,
+            progress: p,
             sha256,
             saved,
         } => {
-            let mut v = progress_json(progress);
-            v["event"] = json!("transfer-done");
+            let how = format!(
+                "{} B in {} ({}, {})",
+                grouped(p.size),
+                fmt_duration(p.elapsed),
+                rate(p.rate()),
+                p.transport
+            );
+            let lost = match &p.sender {
+                Some(s) if s.retransmitted > 0 => format!(
+                    "; lost {:.1} % of datagrams, all recovered, file intact",
+                    s.loss_rate() * 100.0
+                ),
+                _ => String::new(),
+            };
+            let text = match (p.dir, saved) {
+                (Dir::Receive, Some(path)) => format!(
+                    "* transfer {}: received {} from {}: {how}, SHA-256 verified, saved to {}{}",
+                    p.id,
+                    p.name,
+                    p.peer,
+                    path.display(),
+                    reliability(p)
+                ),
+                _ => format!(
+                    "* transfer {}: sent {} to {}: {how}, SHA-256 verified by {}{lost}{}",
+                    p.id,
+                    p.name,
+                    p.peer,
+                    p.peer,
+                    reliability(p)
+                ),
+            };
+            let mut v = progress_json("transfer-done", p);
             v["sha256"] = json!(sha256);
             v["verified"] = json!(true);
             v["saved"] = json!(saved.as_ref().map(|p| p.display().to_string()));
-            v
+            (Notice, text, v)
         }
         XferEvent::Paused {
             id,
@@ -327,27 +254,51 @@ pub fn json(e: &XferEvent) -> Value {
             name,
             bytes,
             why,
-        } => json!({"event": "transfer-paused", "id": id,
-            "direction": direction(*dir),
-            "peer": peer, "name": name, "bytes": bytes, "why": why}),
+        } => {
+            let mut v = head("transfer-paused", *id, *dir, peer, name);
+            v["bytes"] = json!(bytes);
+            v["why"] = json!(why);
+            let text = format!(
+                "! transfer {id} ({name}, {peer}): paused at {} B: {why}",
+                grouped(*bytes)
+            );
+            (Error, text, v)
+        }
         XferEvent::Resumed {
             id,
             dir,
             peer,
             name,
             offset,
-        } => json!({"event": "transfer-resumed", "id": id,
-            "direction": direction(*dir),
-            "peer": peer, "name": name, "offset": offset}),
+        } => {
+            let mut v = head("transfer-resumed", *id, *dir, peer, name);
+            v["offset"] = json!(offset);
+            let (doing, way) = match dir {
+                Dir::Send => ("sending", "to"),
+                Dir::Receive => ("receiving", "from"),
+            };
+            let text = format!(
+                "* transfer {id}: resumed {doing} {name} {way} {peer} from {} B",
+                grouped(*offset)
+            );
+            (Notice, text, v)
+        }
         XferEvent::Failed {
             id,
             dir,
             peer,
             name,
             why,
-        } => json!({"event": "transfer-failed", "id": id,
-            "direction": direction(*dir),
-            "peer": peer, "name": name, "why": why}),
+        } => {
+            let mut v = head("transfer-failed", *id, *dir, peer, name);
+            v["why"] = json!(why);
+            let text = if *id == 0 {
+                format!("! transfer: {why}")
+            } else {
+                format!("! transfer {id} ({name}, {peer}): {why}")
+            };
+            (Error, text, v)
+        }
     }
 }
 
