@@ -166,6 +166,7 @@ pub struct Auth {
     operators: Vec<String>,
     registration: bool,
     file: PathBuf,
+    bans_file: PathBuf,
     /// Nick key -> (the nick as registered, its hash).
     nicks: Mutex<HashMap<String, (String, Hash)>>,
     /// Cluster mode: told of each registration made here.
@@ -180,12 +181,14 @@ impl Auth {
         c: &AuthConfig,
         data_dir: impl FnOnce() -> Option<PathBuf>,
     ) -> Result<Self, String> {
-        let file = if c.nicks_file.is_empty() {
-            data_dir()
-                .ok_or("no data dir for the nicks file: set auth.nicks_file, tls.data_dir or XDG_DATA_HOME")?
-                .join("nicks")
+        let (file, bans_file) = if c.nicks_file.is_empty() {
+            let dir = data_dir()
+                .ok_or("no data dir for the nicks file: set auth.nicks_file, tls.data_dir or XDG_DATA_HOME")?;
+            (dir.join("nicks"), dir.join("bans"))
         } else {
-            PathBuf::from(&c.nicks_file)
+            let mut bans = std::ffi::OsString::from(&c.nicks_file);
+            bans.push(".bans");
+            (PathBuf::from(&c.nicks_file), PathBuf::from(bans))
         };
         let nicks = read_nicks(&file)?;
         Ok(Auth {
@@ -194,6 +197,7 @@ impl Auth {
             operators: c.operators.iter().map(|n| fold::nick_key(n)).collect(),
             registration: c.registration,
             file,
+            bans_file,
             nicks: Mutex::new(nicks),
             share: OnceLock::new(),
         })
@@ -201,6 +205,14 @@ impl Auth {
 
     fn nicks(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Hash)>> {
         self.nicks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the operators' bans are kept ([`crate::operators::Bans`]):
+    /// `DATA_DIR/bans` beside the nicks file, or `NICKS_FILE.bans` when
+    /// `auth.nicks_file` names one (so two servers with their own nicks
+    /// files never share bans).
+    pub fn bans_file(&self) -> PathBuf {
+        self.bans_file.clone()
     }
 
     /// Does the server need a password before `Hello`?

@@ -59,7 +59,8 @@ pub(crate) enum Read<B> {
     Nothing,
     /// Bytes were read and every complete unit handled.
     Handled,
-    /// The handler stopped with this value (the rest of the read is dropped).
+    /// The handler stopped with this value (the rest of the read stays
+    /// buffered: [`Connection::process_buffered`] hands it over later).
     Stopped(B),
     /// `read` returned 0: the peer sent FIN (a final unterminated text line
     /// was handed over first).
@@ -179,7 +180,9 @@ impl Connection {
             let flow = if self.pending.is_empty() {
                 let data = &scratch[..n];
                 let (used, flow) = self.process(data, &mut f);
-                if flow.is_continue() && used < n {
+                // Kept after a break too: a parked session (a password
+                // being checked) handles the rest once it resumes.
+                if used < n {
                     self.pending = BytesMut::from(&data[used..]);
                 }
                 flow

@@ -72,6 +72,7 @@ impl Ctx {
         hub: Arc<Hub>,
         shutdown: Shutdown,
         auth: Auth,
+        bans: Bans,
         cluster: Option<Arc<crate::cluster::Link>>,
     ) -> Self {
         let l = &settings.config.limits;
@@ -93,7 +94,7 @@ impl Ctx {
             per_ip,
             access: Access::new(&settings.config.access),
             auth: Arc::new(auth),
-            bans: Arc::default(),
+            bans: Arc::new(bans),
             cluster,
             settings,
         }

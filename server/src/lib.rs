@@ -30,6 +30,7 @@ pub mod mmsg;
 pub mod operators;
 pub mod outbox;
 pub mod owed;
+pub mod password;
 pub mod refusal;
 pub mod room_quota;
 pub mod session;
@@ -132,11 +133,19 @@ pub async fn run_all(
         tls::data_dir(c.tls.as_ref().unwrap_or(&Default::default())).ok()
     })
     .map_err(std::io::Error::other)?;
+    // The operators' bans live beside the registered nicks.
+    let bans = operators::Bans::load(
+        auth.bans_file(),
+        std::time::Instant::now(),
+        std::time::SystemTime::now(),
+    )
+    .map_err(std::io::Error::other)?;
     let ctx = Arc::new(Ctx::new(
         settings.clone(),
         hub,
         shutdown.clone(),
         auth,
+        bans,
         cluster.clone(),
     ));
     if let Some(link) = &cluster {

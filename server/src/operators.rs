@@ -2,13 +2,18 @@
 //! (`/ban NICK|ADDR|CIDR [TIME]`, `/unban`), with their expiry. Address
 //! and CIDR bans are checked at admission (`Ctx::admit`, next to the
 //! `[access]` lists), nick bans when a nick is taken (`Hello`, `Nick`).
-//! Bans are kept in memory: a restart lifts them (`[access] deny` is the
-//! permanent list). Kicks and mutes act on a live member
-//! (`Peer::remove`, `Peer::set_mute`).
+//! Bans outlive a restart: each change rewrites the bans file beside the
+//! nicks file (`DATA_DIR/bans`, [`crate::auth::Auth::bans_file`]: one ban
+//! a line, mode 0600, through a temporary file and a rename, so a crash
+//! leaves the old list or the new one); bans that expired while the server
+//! was down are dropped when it is read. `/bans` lists them. Kicks and
+//! mutes act on a live member (`Peer::remove`, `Peer::set_mute`).
 
+use std::io::Write;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sockchat_shared::DisconnectReason;
 use sockchat_shared::ban::BanTarget;
@@ -28,7 +33,7 @@ pub struct Ban {
     pub why: String,
     /// Its length in seconds (0: until lifted).
     pub secs: u32,
-    /// `None`: until `/unban` or a restart.
+    /// `None`: until `/unban`.
     pub until: Option<Instant>,
 }
 
@@ -53,6 +58,23 @@ impl Ban {
             self.by
         )
     }
+
+    /// One line of `/bans`: `address 10.0.0.7 by op, 55 s left: flood`.
+    pub fn describe(&self, now: Instant) -> String {
+        let left = match self.until {
+            Some(u) => format!(
+                ", {} s left",
+                u.saturating_duration_since(now).as_secs().max(1)
+            ),
+            None => ", until /unban".to_string(),
+        };
+        let why = if self.why.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", self.why)
+        };
+        format!("{} by {}{left}{why}", self.target, self.by)
+    }
 }
 
 /// Cluster mode: where the bans set and lifted here go so every node keeps
@@ -62,15 +84,47 @@ pub trait ShareBans: Send + Sync + std::fmt::Debug {
     fn unbanned(&self, target: &BanTarget);
 }
 
-/// The live bans.
+/// The live bans, and the file they are kept in (`None`: memory only).
 #[derive(Debug, Default)]
 pub struct Bans {
     list: Mutex<Vec<Ban>>,
     /// Cluster mode: told of each ban set or lifted here.
     share: OnceLock<Arc<dyn ShareBans>>,
+    file: Option<PathBuf>,
+}
+
+/// Seconds since the Unix epoch.
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl Bans {
+    /// The bans kept in `file` (missing: none), those expired by `wall`
+    /// dropped. A damaged file is an error naming the line: starting
+    /// without the bans would let everyone in.
+    pub fn load(file: PathBuf, now: Instant, wall: SystemTime) -> Result<Self, String> {
+        let (list, expired) = read_bans(&file, now, unix_secs(wall))?;
+        let bans = Bans {
+            list: Mutex::new(list),
+            share: OnceLock::new(),
+            file: Some(file),
+        };
+        if expired > 0 {
+            bans.save(&bans.list(now), now);
+        }
+        Ok(bans)
+    }
+
+    /// Rewrite the bans file (if there is one) with `list`. A failure is
+    /// logged: the ban holds in memory, but not across a restart.
+    fn save(&self, list: &[Ban], now: Instant) {
+        if let Some(f) = &self.file
+            && let Err(e) = write_bans(f, list, now, unix_secs(SystemTime::now()))
+        {
+            tracing::warn!(file = %f.display(), error = %e, "cannot save the bans file");
+        }
+    }
+
     fn list(&self, now: Instant) -> std::sync::MutexGuard<'_, Vec<Ban>> {
         let mut l = self.list.lock().unwrap_or_else(|p| p.into_inner());
         l.retain(|b| b.until.is_none_or(|u| u > now));
@@ -105,6 +159,7 @@ impl Bans {
             l.remove(0);
         }
         l.push(ban);
+        self.save(&l, now);
     }
 
     /// Lift the ban on exactly this target; false when there was none.
@@ -121,7 +176,11 @@ impl Bans {
         let mut l = self.list(now);
         let before = l.len();
         l.retain(|b| b.target != *target);
-        l.len() != before
+        let lifted = l.len() != before;
+        if lifted {
+            self.save(&l, now);
+        }
+        lifted
     }
 
     /// Cluster mode: tell `s` of every ban set or lifted from now on.
@@ -129,7 +188,7 @@ impl Bans {
         let _ = self.share.set(s);
     }
 
-    /// The live bans.
+    /// The live bans, oldest first (`/bans`, the cluster's sync).
     pub fn live(&self, now: Instant) -> Vec<Ban> {
         self.list(now).clone()
     }
@@ -159,6 +218,98 @@ pub fn end_banned(hub: &Hub, ban: &Ban) -> usize {
         }
     }
     ended
+}
+
+/// The first line of the bans file.
+const HEADER: &str = "# sockchat-server bans: KIND<TAB>TARGET<TAB>UNTIL (Unix s, 0: until /unban)<TAB>SECS<TAB>BY<TAB>WHY (written by the server)";
+
+/// Read the bans file: the live bans, and how many had expired.
+fn read_bans(path: &Path, now: Instant, wall: u64) -> Result<(Vec<Ban>, usize), String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut list = Vec::new();
+    let mut expired = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| format!("{} line {}: {why}", path.display(), i + 1);
+        let f: Vec<&str> = line.splitn(6, '\t').collect();
+        let [kind, target, until, secs, by, why] = f[..] else {
+            return Err(bad("expected KIND, TARGET, UNTIL, SECS, BY, WHY"));
+        };
+        let target = match (kind, BanTarget::parse(target)) {
+            ("nick", _) if !target.is_empty() => BanTarget::Nick(target.to_string()),
+            ("addr", t @ BanTarget::Addr(_)) | ("net", t @ BanTarget::Net(_)) => t,
+            _ => return Err(bad(&format!("not a {kind} ban: {target:?}"))),
+        };
+        let until: u64 = until.parse().map_err(|_| bad("UNTIL is not a number"))?;
+        let secs: u32 = secs.parse().map_err(|_| bad("SECS is not a number"))?;
+        if until != 0 && until <= wall {
+            expired += 1;
+            continue;
+        }
+        if list.len() >= MAX_BANS {
+            list.remove(0);
+        }
+        list.push(Ban {
+            target,
+            by: by.to_string(),
+            why: why.to_string(),
+            secs,
+            until: (until != 0).then(|| now + Duration::from_secs(until - wall)),
+        });
+    }
+    Ok((list, expired))
+}
+
+/// Write the whole bans file atomically (as the nicks file: a temporary
+/// file beside it, mode 0600, synced, renamed over the old one).
+/// `now` and `wall` are the same moment on both clocks (an end is kept
+/// as Unix seconds: an `Instant` does not survive a restart).
+fn write_bans(path: &Path, list: &[Ban], now: Instant, wall: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    // `NAME.tmp` beside it (not `with_extension`: `nicks.bans` would
+    // share `nicks.tmp` with the nicks file).
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    writeln!(f, "{HEADER}")?;
+    for b in list {
+        let (kind, target) = match &b.target {
+            BanTarget::Nick(key) => ("nick", key.clone()),
+            BanTarget::Addr(a) => ("addr", a.to_string()),
+            BanTarget::Net(n) => ("net", n.to_string()),
+        };
+        // A reason is sanitised (no control character, so no tab or
+        // newline) and a nick cannot hold one: each ban stays one line.
+        writeln!(
+            f,
+            "{kind}\t{target}\t{}\t{}\t{}\t{}",
+            b.until.map_or(0, |u| {
+                // Rounded up: a ban never ends early for being saved.
+                let left = u.saturating_duration_since(now);
+                wall + left.as_secs() + u64::from(left.subsec_nanos() > 0)
+            }),
+            b.secs,
+            b.by,
+            b.why
+        )?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -194,6 +345,62 @@ mod tests {
         assert!(b.unban(&BanTarget::parse("Bob"), later));
         assert!(!b.unban(&BanTarget::parse("bob"), later), "already lifted");
         assert!(b.find(Some("bob"), ip("1.2.3.4"), later).is_none());
+    }
+
+    #[test]
+    fn bans_survive_a_restart_and_expire_while_it_is_down() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("sockchat-bans-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let file = dir.join("bans");
+        let (t0, wall) = (Instant::now(), SystemTime::now());
+        let b = Bans::load(file.clone(), t0, wall).expect("no file yet: no bans");
+        assert!(b.live(t0).is_empty());
+        b.ban(BanTarget::parse("10.0.0.0/8"), "op", "spam", 0, t0);
+        b.ban(BanTarget::parse("Bob"), "op", "flood", 60, t0);
+        b.ban(BanTarget::parse("192.168.1.9"), "op", "", 5, t0);
+        let mode = std::fs::metadata(&file)
+            .expect("written")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!dir.join("bans.tmp").exists(), "renamed into place");
+
+        // Restarted 10 s later: the 5 s ban expired meanwhile, the others
+        // hold (the 60 s one with what was left of it).
+        let t1 = Instant::now();
+        let r = Bans::load(file.clone(), t1, wall + Duration::from_secs(10)).expect("reload");
+        let kept: Vec<String> = r.live(t1).iter().map(|b| b.describe(t1)).collect();
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[0], "block 10.0.0.0/8 by op, until /unban: spam");
+        let left = r
+            .find(Some("BOB"), ip("1.2.3.4"), t1)
+            .expect("nick ban kept");
+        let secs = left
+            .until
+            .expect("timed")
+            .saturating_duration_since(t1)
+            .as_secs();
+        assert!((49..=50).contains(&secs), "{secs} s left of 60 after 10");
+        assert!(r.find(None, ip("192.168.1.9"), t1).is_none());
+        let text = std::fs::read_to_string(&file).expect("read");
+        assert!(
+            !text.contains("192.168.1.9"),
+            "expired bans are dropped from the file: {text}"
+        );
+
+        // An unban is kept too.
+        assert!(r.unban(&BanTarget::parse("10.0.0.0/8"), t1));
+        let again = Bans::load(file.clone(), t1, wall).expect("reload");
+        assert!(again.find(None, ip("10.9.9.9"), t1).is_none());
+        assert!(again.find(Some("bob"), ip("10.9.9.9"), t1).is_some());
+
+        // A damaged file is refused, naming the line.
+        std::fs::write(&file, "# bans\naddr\tnot-an-address\t0\t0\top\t\n").expect("write");
+        let e = Bans::load(file.clone(), t1, wall).expect_err("bad line");
+        assert!(e.contains("line 2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! **Invariant:** every session ends exactly once, in [`Session::end`],
 //! with one [`DisconnectReason`] (the first recorded on its [`Peer`] wins).
 //! **Invariant:** a password is never logged, echoed or kept: only
-//! [`crate::auth`] sees it, to hash or verify it.
+//! [`crate::auth`] sees it, to hash or verify it, on a blocking thread
+//! ([`crate::password`]; the session is parked meanwhile).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +34,7 @@ use crate::auth::AuthError;
 use crate::ctx::Ctx;
 use crate::hub::{Format, HubError, Mute, Peer, Room, Transport};
 use crate::limits::TokenBucket;
+use crate::password::{Check, Verdict};
 
 /// What [`Session::handle`] leaves to the transport.
 #[derive(Debug)]
@@ -42,6 +44,10 @@ pub(crate) enum Step {
     Chat(Arc<Room>, ServerMsg),
     /// End the session with this reason ([`Session::end`]).
     End(DisconnectReason),
+    /// A password to check off the async threads ([`crate::password`]):
+    /// the transport parks this session (its next messages wait, in order)
+    /// until it hands the verdict to [`Session::resume`].
+    Check(Check),
 }
 
 /// One user's session: its peer (outbox, nick, socket view), its rooms and
@@ -72,6 +78,27 @@ pub(crate) const MAX_PASSWORD_FAILURES: u32 = 3;
 
 /// Longest kick or ban reason kept, in characters.
 const MAX_WHY: usize = 300;
+
+/// Bans `/bans` lists one by one; the rest are counted.
+const MAX_LISTED_BANS: usize = 100;
+
+/// The `/bans` answer, one `Notice` each: a count, then the bans (oldest
+/// first, at most [`MAX_LISTED_BANS`]), then how many were left out.
+fn ban_list(bans: &[crate::operators::Ban], now: Instant) -> Vec<String> {
+    if bans.is_empty() {
+        return vec!["no bans".into()];
+    }
+    let mut lines = vec![format!("{} bans:", bans.len())];
+    lines.extend(
+        bans.iter()
+            .take(MAX_LISTED_BANS)
+            .map(|b| format!("  {}", b.describe(now))),
+    );
+    if bans.len() > MAX_LISTED_BANS {
+        lines.push(format!("  ... and {} more", bans.len() - MAX_LISTED_BANS));
+    }
+    lines
+}
 
 /// Why a session could not take a nick: the error code and text the client
 /// gets.
@@ -238,7 +265,34 @@ impl Session {
             self.notice("no password needed: you are in");
             return Step::Continue;
         }
-        if !self.ctx.auth.server_password(password) {
+        Step::Check(Check::Server {
+            password: password.to_string(),
+        })
+    }
+
+    /// The answer to a [`Step::Check`]: what the password proved.
+    pub(crate) fn resume(&mut self, verdict: Verdict) -> Step {
+        match verdict {
+            Verdict::Server(ok) => self.passed(ok),
+            Verdict::Identify { nick, result } => self.identified(nick, result),
+            Verdict::Register { nick, result } => {
+                self.registered_nick(&nick, result);
+                Step::Continue
+            }
+            Verdict::Oper(ok) => self.opered(ok),
+            Verdict::Unavailable => {
+                self.error(
+                    ErrorCode::NotPermitted,
+                    "the server could not check the password; try again",
+                );
+                Step::Continue
+            }
+        }
+    }
+
+    /// After `Pass`: the server password was `ok`?
+    fn passed(&mut self, ok: bool) -> Step {
+        if !ok {
             return self.wrong_password("wrong server password".into());
         }
         self.passed = true;
@@ -271,7 +325,15 @@ impl Session {
         } else {
             nick.to_string()
         };
-        let key = match self.ctx.auth.identify(&nick, password) {
+        Step::Check(Check::Identify {
+            nick,
+            password: password.to_string(),
+        })
+    }
+
+    /// After `Identify`: `nick`'s key, or why not.
+    fn identified(&mut self, nick: String, result: Result<String, AuthError>) -> Step {
+        let key = match result {
             Ok(k) => k,
             Err(AuthError::BadPassword(_)) => {
                 return self.wrong_password(format!("wrong password for {}", shown(&nick)));
@@ -294,9 +356,16 @@ impl Session {
     }
 
     /// `Register`: register the current nick to this session.
-    fn register_nick(&mut self, password: &str) {
-        let nick = self.peer.nick();
-        match self.ctx.auth.register(&nick, password) {
+    fn register_nick(&mut self, password: &str) -> Step {
+        Step::Check(Check::Register {
+            nick: self.peer.nick().to_string(),
+            password: password.to_string(),
+        })
+    }
+
+    /// After `Register`: `nick`'s key, or why not.
+    fn registered_nick(&mut self, nick: &str, result: Result<String, AuthError>) {
+        match result {
             Ok(key) => {
                 info!(parent: &self.span(), "nick registered");
                 self.notice(format!(
@@ -322,7 +391,14 @@ impl Session {
 
     /// `Oper`.
     fn oper(&mut self, password: &str) -> Step {
-        if self.ctx.auth.oper_password(password) {
+        Step::Check(Check::Oper {
+            password: password.to_string(),
+        })
+    }
+
+    /// After `Oper`: the operator password was `ok`?
+    fn opered(&mut self, ok: bool) -> Step {
+        if ok {
             if !self.oper {
                 info!(parent: &self.span(), "became an operator");
             }
@@ -400,7 +476,7 @@ impl Session {
                 info!(parent: &self.span(), target = %t, secs, %why, "ban");
                 let ended = crate::operators::end_banned(&hub, &ban);
                 let time = if secs == 0 {
-                    "until /unban or a restart".to_string()
+                    "until /unban".to_string()
                 } else {
                     format!("for {secs} s")
                 };
@@ -416,6 +492,14 @@ impl Session {
                     self.notice(format!("unbanned {t}"));
                 } else {
                     self.error(ErrorCode::BadCommand, format!("no ban on {t}"));
+                }
+            }
+            ClientMsg::Bans => {
+                if self.not_oper("/bans") {
+                    return;
+                }
+                for text in ban_list(&self.ctx.bans.live(now), now) {
+                    self.notice(text);
                 }
             }
             ClientMsg::Mute { nick, secs } => {
@@ -523,11 +607,12 @@ impl Session {
             },
             ClientMsg::Pass { password } => return self.pass(&password),
             ClientMsg::Identify { nick, password } => return self.identify(&nick, &password),
-            ClientMsg::Register { password } => self.register_nick(&password),
+            ClientMsg::Register { password } => return self.register_nick(&password),
             ClientMsg::Oper { password } => return self.oper(&password),
             m @ (ClientMsg::Kick { .. }
             | ClientMsg::Ban { .. }
             | ClientMsg::Unban { .. }
+            | ClientMsg::Bans
             | ClientMsg::Mute { .. }
             | ClientMsg::Unmute { .. }) => self.operate(m),
             ClientMsg::Stats => {
@@ -1085,6 +1170,7 @@ impl Member<'_> {
             | ClientMsg::Kick { .. }
             | ClientMsg::Ban { .. }
             | ClientMsg::Unban { .. }
+            | ClientMsg::Bans
             | ClientMsg::Mute { .. }
             | ClientMsg::Unmute { .. }
             | ClientMsg::Stats => {}

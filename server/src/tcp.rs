@@ -25,6 +25,7 @@ use crate::ctx::{Admission, Ctx};
 use crate::hub::{Format, Peer, Room, Transport};
 use crate::outbox::{WriterEnd, run_writer};
 use crate::owed;
+use crate::password::{self, Check};
 use crate::session::{Session, Step};
 use crate::shutdown::InputGuard;
 use crate::text::{self, TextCommand};
@@ -58,6 +59,9 @@ enum End {
     Io(std::io::Error),
     /// Someone else already decided (slow consumer, write error).
     Doomed,
+    /// Not an end: a password to check ([`crate::password`]). Reading
+    /// stops (what is buffered waits, in order) until the verdict is in.
+    Park(Box<Check>),
 }
 
 /// Serve one accepted connection until it ends.
@@ -151,6 +155,10 @@ struct Conn {
 
 async fn drive(mut conn: Box<Conn>) {
     let end = match conn.early_end.take() {
+        Some(End::Park(check)) => match conn.t.check(check).await {
+            Some(e) => e,
+            None => conn.t.run().await,
+        },
         Some(e) => e,
         None => conn.t.run().await,
     };
@@ -337,8 +345,23 @@ impl TcpSession {
                     if let Err(e) = r {
                         return End::Io(e);
                     }
-                    if let Some(end) = self.on_readable() {
-                        return end;
+                    let was_registered = self.r.s.registered();
+                    match self.on_readable() {
+                        None => {}
+                        // Boxed: the check's future is not carried by
+                        // every idle connection's.
+                        Some(End::Park(check)) => {
+                            if let Some(end) = Box::pin(self.check(check)).await {
+                                return end;
+                            }
+                        }
+                        Some(end) => return end,
+                    }
+                    // Registered by this read (a Hello after the preamble's
+                    // read): the timer still waits for the handshake
+                    // timeout; from now on it is the ping and idle timer.
+                    if !was_registered && self.r.s.registered() {
+                        timer.as_mut().reset(self.r.next_check());
                     }
                     // poll_read_ready does not take part in tokio's
                     // cooperative budget: a peer that keeps the socket full
@@ -377,6 +400,36 @@ impl TcpSession {
         end
     }
 
+    /// Check a password on the blocking pool, hand the verdict to the
+    /// session, then handle what was read meanwhile (which may park again).
+    /// `Some`: the connection ends (shutdown, doomed, or what followed).
+    async fn check(&mut self, mut check: Box<Check>) -> Option<End> {
+        let ctx = self.r.s.ctx.clone();
+        let peer = self.r.s.peer.clone();
+        loop {
+            let verdict = tokio::select! {
+                v = password::run(ctx.clone(), *check) => v,
+                _ = peer.cancel_token().cancelled() => return Some(End::Doomed),
+                _ = ctx.shutdown.input_stopped() => {
+                    return Some(End::Server(Box::new(DisconnectReason::ServerShutdown)));
+                }
+            };
+            let _owed = owed::scope();
+            let r = &mut self.r;
+            let step = r.s.resume(verdict);
+            let flow = match r.step(step) {
+                ControlFlow::Continue(()) => self.conn.process_buffered(|f| r.on_frame(f)),
+                brk => brk,
+            };
+            self.r.flush_batch();
+            match flow {
+                ControlFlow::Continue(()) => return None,
+                ControlFlow::Break(End::Park(next)) => check = next,
+                ControlFlow::Break(end) => return Some(end),
+            }
+        }
+    }
+
     /// End the connection: one reason, through [`Session::end`]; then close
     /// the socket the right way for how it ended.
     async fn finish(mut self, end: End, writer: tokio::task::JoinHandle<bool>) {
@@ -392,6 +445,8 @@ impl TcpSession {
             End::Doomed => peer.reason().unwrap_or(DisconnectReason::ProtocolError {
                 detail: "connection aborted".into(),
             }),
+            // Never an end: `run` and `check` resolve it.
+            End::Park(_) => DisconnectReason::quit(),
         };
         if reason == DisconnectReason::ServerShutdown {
             // Phase 2 of the shutdown: wait until no connection can fan a
@@ -408,7 +463,7 @@ impl TcpSession {
         let polite = match &end {
             End::Server(_) | End::Eof => !peer.cancel_token().is_cancelled(),
             End::Doomed => slow,
-            End::Io(_) => false,
+            End::Io(_) | End::Park(_) => false,
         };
         let tell = matches!(end, End::Server(_)) || slow;
         let reason = self.r.s.end(reason, polite && tell);
@@ -531,13 +586,23 @@ impl Reader {
             // Keep order: chat queued before this command goes out first.
             self.flush_batch();
         }
-        match self.s.handle(msg) {
+        let step = self.s.handle(msg);
+        self.step(step)
+    }
+
+    /// What the session asked for.
+    fn step(&mut self, step: Step) -> ControlFlow<End> {
+        match step {
             Step::Continue => ControlFlow::Continue(()),
             Step::Chat(room, msg) => {
                 self.queue_chat(room, msg);
                 ControlFlow::Continue(())
             }
             Step::End(r) => ControlFlow::Break(End::Server(Box::new(r))),
+            Step::Check(c) => {
+                self.flush_batch();
+                ControlFlow::Break(End::Park(Box::new(c)))
+            }
         }
     }
 

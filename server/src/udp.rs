@@ -53,10 +53,13 @@ use crate::ctx::{Admission, Ctx, Refusal};
 use crate::hub::{Format, Peer, SocketView, Transport};
 use crate::limits::TokenBucket;
 use crate::mmsg;
+use crate::password::{self, Check, Verdict};
 use crate::session::{Session, Step};
 
 /// How often a held-back (reordered) datagram is released at the latest.
 const REORDER_HOLD: Duration = Duration::from_millis(20);
+/// How long a kicked or banned session's writer waits for its `Bye`.
+const GOODBYE_WITHIN: Duration = Duration::from_secs(5);
 /// Replies (retries) to addresses without a session: per source IP (off
 /// with `--no-rate-limits`: load tests run many clients from one IP)...
 const RETRY_PER_ADDR_RATE: f64 = 20.0;
@@ -70,6 +73,11 @@ const RETRY_GLOBAL_BURST: f64 = 2000.0;
 const MAX_RETRY_BUCKETS: usize = 4096;
 /// Cookies are valid for one to two epochs.
 const COOKIE_EPOCH_SECS: u64 = 30;
+/// Messages a session parked on a password check holds for later; more
+/// are dropped (counted), as the network may drop a datagram. A check
+/// takes tens of milliseconds: a client within the rate limit sends far
+/// fewer meanwhile.
+const MAX_HELD: usize = 64;
 
 /// 128 random bits from the OS (std seeds `RandomState` from getrandom).
 fn random_u64() -> u64 {
@@ -97,6 +105,9 @@ pub struct UdpCounters {
     /// Session datagrams whose sequence number is outside the window.
     pub out_of_window: AtomicU64,
     pub sessions_refused: AtomicU64,
+    /// Messages dropped because their session, parked on a password
+    /// check, already held [`MAX_HELD`].
+    pub held_dropped: AtomicU64,
     /// recv_from errors (counted; the loop goes on).
     pub recv_errors: AtomicU64,
     /// Datagrams the session writers handed to the kernel, and in how many
@@ -193,6 +204,10 @@ struct UdpSession {
     last_rx: Instant,
     stats: Arc<SessionStats>,
     writer: tokio::task::JoinHandle<()>,
+    /// A password of this session is being checked ([`crate::password`]):
+    /// its messages wait in `held`, in order, until the verdict.
+    parked: bool,
+    held: VecDeque<ClientMsg>,
     /// The `limits.max_connections` permit and per-address slot, shared
     /// with TCP; released when the session ends.
     _admission: Admission,
@@ -210,6 +225,9 @@ struct UdpServer {
     retry_buckets: HashMap<IpAddr, TokenBucket>,
     retry_global: TokenBucket,
     counters: Arc<UdpCounters>,
+    /// Where password checks send their verdict (address, peer id):
+    /// received by [`UdpServer::run`].
+    verdicts: tokio::sync::mpsc::UnboundedSender<(SocketAddr, u64, Verdict)>,
 }
 
 /// Serve one bound UDP socket until shutdown. Spawn it on the server's
@@ -235,6 +253,8 @@ pub async fn serve(sock: std::net::UdpSocket, ctx: Arc<Ctx>) {
         ctx.hub.counters().add_udp_socket(inode);
     }
     let now = Instant::now();
+    // Unbounded, yet bounded: at most one check per session is in flight.
+    let (verdicts, verdicts_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut s = UdpServer {
         sock,
         local,
@@ -246,8 +266,9 @@ pub async fn serve(sock: std::net::UdpSocket, ctx: Arc<Ctx>) {
         retry_buckets: HashMap::new(),
         retry_global: TokenBucket::new(RETRY_GLOBAL_RATE, RETRY_GLOBAL_BURST, now),
         counters: Arc::default(),
+        verdicts,
     };
-    s.run().await;
+    s.run(verdicts_rx).await;
 }
 
 impl UdpServer {
@@ -261,7 +282,10 @@ impl UdpServer {
         self.started.elapsed().as_secs() + COOKIE_EPOCH_SECS * 2
     }
 
-    async fn run(&mut self) {
+    async fn run(
+        &mut self,
+        mut verdicts: tokio::sync::mpsc::UnboundedReceiver<(SocketAddr, u64, Verdict)>,
+    ) {
         let shutdown = self.ctx.shutdown.clone();
         let input = shutdown.input_guard();
         // 64 KiB: a datagram above max_payload is seen whole and rejected
@@ -292,6 +316,10 @@ impl UdpServer {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 },
+                Some((from, id, verdict)) = verdicts.recv() => {
+                    let _owed = crate::owed::scope();
+                    self.on_verdict(from, id, verdict);
+                }
                 _ = sweep.tick() => self.sweep(timeout),
             }
         }
@@ -510,6 +538,8 @@ impl UdpServer {
                 last_rx: now,
                 stats,
                 writer,
+                parked: false,
+                held: VecDeque::new(),
                 _admission: admission,
             },
         );
@@ -524,7 +554,7 @@ impl UdpServer {
     }
 
     fn on_session_datagram(&mut self, from: SocketAddr, dg: udp::ClientDatagram, len: usize) {
-        let ended = {
+        let (id, step) = {
             let Some(s) = self.sessions.get_mut(&from) else {
                 return;
             };
@@ -543,31 +573,82 @@ impl UdpServer {
                 .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
             let verdict = s.rx.record(dg.seq);
             *s.stats.rx.lock().unwrap_or_else(|p| p.into_inner()) = s.rx.stats();
+            let id = s.s.peer.id;
             if s.s.peer.cancel_token().is_cancelled() {
                 // Doomed (slow consumer): end it with its reason.
                 let r = s.s.peer.reason().unwrap_or_else(DisconnectReason::quit);
-                Some(r)
+                (id, Step::End(r))
             } else if matches!(verdict, SeqVerdict::Duplicate | SeqVerdict::Late)
                 && !matches!(dg.msg, ClientMsg::Hello { .. })
             {
                 // The same message twice must not be said twice, nor one
                 // from before the session began. (A Hello is idempotent and
                 // always answered.)
-                None
-            } else {
-                match s.s.handle(dg.msg) {
-                    Step::Continue => None,
-                    // One datagram's worth: no batching.
-                    Step::Chat(room, msg) => {
-                        room.fan_out_chat(vec![msg], s.s.peer.id);
-                        None
-                    }
-                    Step::End(r) => Some(r),
+                return;
+            } else if s.parked {
+                // After the password being checked, in order.
+                if s.held.len() < MAX_HELD {
+                    s.held.push_back(dg.msg);
+                } else {
+                    self.counters.held_dropped.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %from, "message dropped: the session waits for a password check");
                 }
+                return;
+            } else {
+                (id, s.s.handle(dg.msg))
             }
         };
-        if let Some(reason) = ended {
-            self.end(from, reason);
+        self.apply(from, id, step);
+    }
+
+    /// Do what session `id` (at `from`) asked for.
+    fn apply(&mut self, from: SocketAddr, id: u64, step: Step) {
+        match step {
+            Step::Continue => {}
+            // One datagram's worth: no batching.
+            Step::Chat(room, msg) => room.fan_out_chat(vec![msg], id),
+            Step::End(r) => self.end(from, r),
+            Step::Check(check) => self.park(from, id, check),
+        }
+    }
+
+    /// Check a password off this task ([`password::run`]); the session's
+    /// messages wait until [`UdpServer::on_verdict`].
+    fn park(&mut self, from: SocketAddr, id: u64, check: Check) {
+        let Some(s) = self.sessions.get_mut(&from) else {
+            return;
+        };
+        s.parked = true;
+        let (ctx, tx) = (self.ctx.clone(), self.verdicts.clone());
+        tokio::spawn(async move {
+            let verdict = password::run(ctx, check).await;
+            // The receive task is gone only when the server stops.
+            let _ = tx.send((from, id, verdict));
+        });
+    }
+
+    /// A password check answered: the session resumes, then handles what it
+    /// held, in order, until it ends or parks again. A session that ended
+    /// meanwhile (or an address now used by another) is not resumed.
+    fn on_verdict(&mut self, from: SocketAddr, id: u64, verdict: Verdict) {
+        let Some(s) = self.sessions.get_mut(&from).filter(|s| s.s.peer.id == id) else {
+            return;
+        };
+        s.parked = false;
+        let mut step = s.s.resume(verdict);
+        loop {
+            let stop = matches!(step, Step::End(_) | Step::Check(_));
+            self.apply(from, id, step);
+            if stop {
+                return;
+            }
+            let Some(s) = self.sessions.get_mut(&from) else {
+                return;
+            };
+            let Some(msg) = s.held.pop_front() else {
+                return;
+            };
+            step = s.s.handle(msg);
         }
     }
 
@@ -654,11 +735,23 @@ async fn writer_task(
     // GSO for this member's path (mmsg: a refusal turns it off for this
     // destination only).
     let mut gso = mmsg::gso_enabled(&*sock);
+    // Set when an operator ended the session (kick, ban): unlike a doomed
+    // one, it still gets what is queued, its `Bye` last (the receive task
+    // queues it and closes the outbox within a sweep); bounded all the same.
+    let mut goodbye_by: Option<tokio::time::Instant> = None;
     loop {
         let holding = inj.as_ref().is_some_and(FaultInjector::holding);
         let closed = tokio::select! {
             c = peer.outbox.next_batch(&mut batch) => Some(c),
-            _ = peer.cancel_token().cancelled() => return,
+            _ = peer.cancel_token().cancelled(), if goodbye_by.is_none() => {
+                if !peer.removed() {
+                    return;
+                }
+                goodbye_by = Some(tokio::time::Instant::now() + GOODBYE_WITHIN);
+                continue;
+            }
+            _ = tokio::time::sleep_until(goodbye_by.unwrap_or_else(tokio::time::Instant::now)),
+                if goodbye_by.is_some() => return,
             _ = tokio::time::sleep(REORDER_HOLD), if holding => None,
         };
         let Some(closed) = closed else {

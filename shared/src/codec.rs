@@ -313,6 +313,7 @@ fn write_client(w: &mut W<'_>, msg: &ClientMsg) {
             w.u8(u8::from(text.is_some()));
             w.str(text.as_deref().unwrap_or(""));
         }
+        ClientMsg::Bans => w.u8(0x1E),
     }
 }
 
@@ -614,6 +615,7 @@ pub fn decode_client(payload: &[u8]) -> Result<ClientMsg, DecodeError> {
             room: r.str("room")?,
             key: r.str("key")?,
         },
+        0x1C => ClientMsg::Bans,
         t => return Err(DecodeError::UnknownTag(t)),
     };
     r.finish(msg)

@@ -277,6 +277,8 @@ pub enum ClientMsg {
         room: String,
         text: Option<String>,
     },
+    /// Operator: list the bans (`/bans`; answered with `Notice` lines).
+    Bans,
 }
 
 /// Messages a server sends.

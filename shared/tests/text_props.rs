@@ -73,6 +73,7 @@ fn command() -> impl Strategy<Value = Command> {
             }
         }),
         word().prop_map(Command::Unban),
+        Just(Command::Bans),
         (word(), 0..=text::MAX_SECS).prop_map(|(nick, secs)| Command::Mute { nick, secs }),
         word().prop_map(Command::Unmute),
         "[^\r\n]{0,20}".prop_map(|s| Command::Away(s.trim().to_string())),
@@ -141,6 +142,7 @@ fn typed(c: &Command) -> String {
             format!("/ban {target}{d} {reason}")
         }
         Command::Unban(t) => format!("/unban {t}"),
+        Command::Bans => "/bans".into(),
         Command::Mute { nick, secs: 0 } => format!("/mute {nick}"),
         Command::Mute { nick, secs } => format!("/mute {nick} {secs}s"),
         Command::Unmute(n) => format!("/unmute {n}"),

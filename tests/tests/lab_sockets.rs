@@ -225,7 +225,9 @@ fn backlog_full_drops_syns_so_connect_takes_seconds_or_times_out() {
         .map(|r| r.as_u64().expect("ms"))
         .collect();
     assert!(rto.last() > rto.first(), "RTO never grew: {rto:?}");
-    assert!(took < Duration::from_secs(20), "backlog-full took {took:?}");
+    // The scenario waits ~8 s on the kernel's SYN timers; the rest is a
+    // debug binary starting on a machine that may be loaded.
+    assert!(took < Duration::from_secs(45), "backlog-full took {took:?}");
 
     require!(is_root(), "lab_sockets: --wire needs CAP_NET_RAW (root)");
     let p = packets(&v);

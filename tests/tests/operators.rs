@@ -15,15 +15,34 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sockchat::net::udp::{HandshakeError, UdpLink, UdpOptions};
 use sockchat_shared::{ClientMsg, DisconnectReason, ErrorCode, ServerMsg};
+use sockchat_tests::udp_raw::RawUdp;
 use sockchat_tests::{FramedClient, STEP, ServerProc, TextClient};
 
 const OPER_PW: &str = "0per-s3cret-pw";
 
+/// A fresh server: no registered nicks, no bans.
 fn server(tag: &str) -> ServerProc {
-    let nicks = std::env::temp_dir().join(format!("sockchat-ops-{}-{tag}", std::process::id()));
+    let nicks = nicks_file(tag);
     let _ = std::fs::remove_file(&nicks);
+    let _ = std::fs::remove_file(bans_file(tag));
+    restart(tag)
+}
+
+/// The nicks file of test `tag` (its bans are `NICKS.bans`).
+fn nicks_file(tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("sockchat-ops-{}-{tag}", std::process::id()))
+}
+
+fn bans_file(tag: &str) -> std::path::PathBuf {
+    let mut p = nicks_file(tag).into_os_string();
+    p.push(".bans");
+    p.into()
+}
+
+/// A server on test `tag`'s files as the last one left them.
+fn restart(tag: &str) -> ServerProc {
+    let nicks = nicks_file(tag);
     ServerProc::start_with_config(
         tag,
         &format!(
@@ -43,16 +62,6 @@ async fn hello_from(
     FramedClient::hello_from(server, from.parse().unwrap(), nick).await
 }
 
-async fn udp_from(server: SocketAddr, from: &str) -> Result<(), HandshakeError> {
-    let local: SocketAddr = format!("{from}:0").parse().unwrap();
-    let mut l = UdpLink::connect_from(Some(local), server, UdpOptions::default())
-        .await
-        .unwrap();
-    l.handshake("", Duration::from_millis(200), STEP)
-        .await
-        .map(|_| ())
-}
-
 /// An operator: hello, then `/oper` (a wrong password first).
 async fn operator(addr: SocketAddr) -> FramedClient {
     let mut op = FramedClient::connect(addr, "op").await;
@@ -60,13 +69,7 @@ async fn operator(addr: SocketAddr) -> FramedClient {
         password: "wrong".into(),
     })
     .await;
-    match op
-        .recv_until(|m| matches!(m, ServerMsg::Error { .. }))
-        .await
-    {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::BadPassword),
-        _ => unreachable!(),
-    }
+    assert_eq!(op.next_error().await.0, ErrorCode::BadPassword);
     op.oper(OPER_PW).await;
     op
 }
@@ -124,8 +127,7 @@ async fn kick_is_for_operators_and_ends_the_session_politely() {
         reason: "spamming the lobby".into(),
     })
     .await;
-    op.recv_until(|m| matches!(m, ServerMsg::Notice { text } if text == "kicked bob"))
-        .await;
+    op.expect_notice("kicked bob").await;
     let last = bob.expect_prefix("! ").await;
     assert_eq!(last, "! kicked by op: spamming the lobby");
     assert!(
@@ -156,13 +158,7 @@ async fn kick_is_for_operators_and_ends_the_session_politely() {
         reason: String::new(),
     })
     .await;
-    match op
-        .recv_until(|m| matches!(m, ServerMsg::Error { .. }))
-        .await
-    {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::NoSuchNick),
-        _ => unreachable!(),
-    }
+    assert_eq!(op.next_error().await.0, ErrorCode::NoSuchNick);
     assert!(
         !srv.stderr().contains(OPER_PW),
         "the operator password is logged"
@@ -201,8 +197,8 @@ async fn bans_of_addresses_blocks_and_nicks() {
         "{text}"
     );
     assert!(text.ends_with("s left): flood"), "{text}");
-    match udp_from(srv.udp_addr(), "127.0.0.5").await {
-        Err(HandshakeError::Refused { code, .. }) => assert_eq!(code, ErrorCode::Banned),
+    match RawUdp::join_from(srv.udp_addr(), [127, 0, 0, 5].into(), "", STEP).await {
+        Err((code, _)) => assert_eq!(code, ErrorCode::Banned),
         other => panic!("udp from a banned address: {other:?}"),
     }
     assert!(
@@ -228,10 +224,7 @@ async fn bans_of_addresses_blocks_and_nicks() {
         target: "127.0.0.8/30".into(),
     })
     .await;
-    op.recv_until(
-        |m| matches!(m, ServerMsg::Notice { text } if text == "unbanned block 127.0.0.8/30"),
-    )
-    .await;
+    op.expect_notice("unbanned block 127.0.0.8/30").await;
     assert!(hello_from(srv.addr, "127.0.0.9", "").await.is_ok());
 
     // A nick, with its look-alikes; its owner is banned out.
@@ -248,10 +241,7 @@ async fn bans_of_addresses_blocks_and_nicks() {
         nick: "erin".into(),
     })
     .await;
-    match f.recv_until(|m| matches!(m, ServerMsg::Error { .. })).await {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::Banned),
-        _ => unreachable!(),
-    }
+    assert_eq!(f.next_error().await.0, ErrorCode::Banned);
     op.send(&ClientMsg::Unban {
         target: "erin".into(),
     })
@@ -261,10 +251,7 @@ async fn bans_of_addresses_blocks_and_nicks() {
     assert!(hello_from(srv.addr, "127.0.0.1", "erin").await.is_ok());
     // Not an operator: refused.
     f.send(&ban("127.0.0.7", 0, "")).await;
-    match f.recv_until(|m| matches!(m, ServerMsg::Error { .. })).await {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::NotPermitted),
-        _ => unreachable!(),
-    }
+    assert_eq!(f.next_error().await.0, ErrorCode::NotPermitted);
 }
 
 #[tokio::test]
@@ -279,39 +266,29 @@ async fn mute_refuses_chat_until_lifted_or_expired() {
         secs: 0,
     })
     .await;
-    gus.recv_until(|m| matches!(m, ServerMsg::Notice { text } if text == "you are muted by op: your messages are refused"))
+    gus.expect_notice("you are muted by op: your messages are refused")
         .await;
     gus.say("can you hear me").await;
-    match gus
-        .recv_until(|m| matches!(m, ServerMsg::Error { .. }))
-        .await
-    {
-        ServerMsg::Error { code, text } => {
-            assert_eq!(code, ErrorCode::Muted);
-            assert_eq!(text, "you are muted (by op): message not sent");
-        }
-        _ => unreachable!(),
-    }
+    assert_eq!(
+        gus.next_error().await,
+        (
+            ErrorCode::Muted,
+            "you are muted (by op): message not sent".into()
+        )
+    );
     gus.send(&ClientMsg::Private {
         to: "watch".into(),
         text: "psst".into(),
     })
     .await;
-    match gus
-        .recv_until(|m| matches!(m, ServerMsg::Error { .. }))
-        .await
-    {
-        ServerMsg::Error { code, .. } => assert_eq!(code, ErrorCode::Muted),
-        _ => unreachable!(),
-    }
+    assert_eq!(gus.next_error().await.0, ErrorCode::Muted);
     watch
         .expect_none(Duration::from_millis(300), |m| {
             matches!(m, ServerMsg::Chat { .. } | ServerMsg::Private { .. })
         })
         .await;
     op.send(&ClientMsg::Unmute { nick: "gus".into() }).await;
-    gus.recv_until(|m| matches!(m, ServerMsg::Notice { text } if text == "op unmuted you"))
-        .await;
+    gus.expect_notice("op unmuted you").await;
     gus.say("back").await;
     watch.recv_until(said("back")).await;
     // For 1 s: refused now, allowed after.
@@ -336,4 +313,112 @@ async fn mute_refuses_chat_until_lifted_or_expired() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     gus.say("later").await;
     watch.recv_until(said("later")).await;
+}
+
+/// The notices answering `/bans`: from the count line to the last ban.
+async fn ban_list(op: &mut FramedClient) -> Vec<String> {
+    op.send(&ClientMsg::Bans).await;
+    let first = op
+        .recv_until(|m| matches!(m, ServerMsg::Notice { text } if text.ends_with(" bans:") || text == "no bans"))
+        .await;
+    let ServerMsg::Notice { text } = first else {
+        unreachable!()
+    };
+    let Some(n) = text.strip_suffix(" bans:") else {
+        return Vec::new();
+    };
+    let n: usize = n.parse().unwrap();
+    let mut lines = Vec::new();
+    while lines.len() < n {
+        if let ServerMsg::Notice { text } = op
+            .recv_until(|m| matches!(m, ServerMsg::Notice { .. }))
+            .await
+        {
+            lines.push(text.trim().to_string());
+        }
+    }
+    lines
+}
+
+/// Bans outlive a restart (kept in the nicks file's `.bans`, mode 0600),
+/// those that expire while the server is down are gone when it is back, and
+/// `/bans` lists them, for operators only.
+#[tokio::test]
+async fn bans_are_listed_and_outlive_a_restart() {
+    let tag = "keep";
+    let srv = server(tag);
+    let mut op = operator(srv.addr).await;
+    assert_eq!(ban_list(&mut op).await, Vec::<String>::new());
+    let mut bob = FramedClient::connect(srv.addr, "bob").await;
+    bob.send(&ClientMsg::Bans).await;
+    let (code, text) = bob.next_error().await;
+    assert_eq!(code, ErrorCode::NotPermitted, "{text}");
+    for (target, secs, why) in [
+        ("127.0.0.9", 0, "for good"),
+        ("mallory", 3600, "an hour"),
+        ("127.0.0.10", 1, "soon over"),
+    ] {
+        op.send(&ClientMsg::Ban {
+            target: target.into(),
+            secs,
+            reason: why.into(),
+        })
+        .await;
+        op.recv_until(|m| matches!(m, ServerMsg::Notice { text } if text.starts_with("banned ")))
+            .await;
+    }
+    let listed = ban_list(&mut op).await;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[0], "address 127.0.0.9 by op, until /unban: for good");
+    assert!(
+        listed[1].starts_with("nick ") && listed[1].ends_with(" s left: an hour"),
+        "{listed:?}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(bans_file(tag))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    // Down (SIGKILL: nothing is written at exit) long enough for the 1 s
+    // ban to expire, then up again on the same files.
+    drop(srv);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let srv = restart(tag);
+    let (code, text) = hello_from(srv.addr, "127.0.0.9", "").await.err().unwrap();
+    assert_eq!(code, ErrorCode::Banned, "{text}");
+    assert!(text.ends_with("(by op): for good"), "{text}");
+    let (code, _) = hello_from(srv.addr, "127.0.0.1", "mallory")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(code, ErrorCode::Banned);
+    assert!(
+        hello_from(srv.addr, "127.0.0.10", "").await.is_ok(),
+        "the 1 s ban expired while the server was down"
+    );
+    let mut op = operator(srv.addr).await;
+    let listed = ban_list(&mut op).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        !listed.iter().any(|l| l.contains("127.0.0.10")),
+        "{listed:?}"
+    );
+    op.send(&ClientMsg::Unban {
+        target: "127.0.0.9".into(),
+    })
+    .await;
+    op.expect_notice("unbanned address 127.0.0.9").await;
+    drop(srv);
+    let srv = restart(tag);
+    assert!(
+        hello_from(srv.addr, "127.0.0.9", "").await.is_ok(),
+        "an unban outlives a restart too"
+    );
+    let _ = std::fs::remove_file(nicks_file(tag));
+    let _ = std::fs::remove_file(bans_file(tag));
 }

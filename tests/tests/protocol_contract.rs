@@ -506,19 +506,29 @@ async fn limits_admission_per_address_and_in_total_error_then_fin_no_bye() {
 
 #[tokio::test]
 async fn conversation_idle_client_is_pinged_then_ends_with_idle_timeout() {
+    // Pings every second, the end after 3 s of silence: a server held up
+    // for a second or two by a loaded machine still pings before it ends
+    // the session (its timer sends no ping once the idle time is up).
     let srv = server(
         "idle",
-        "[limits]\nidle_timeout_secs = 2\nping_interval_secs = 1\n",
+        "[limits]\nidle_timeout_secs = 3\nping_interval_secs = 1\n",
         &[],
     );
+    // Before the Hello: the server's silence starts when it reads it, so
+    // the Bye cannot come sooner than 3 s after this, however late the
+    // Welcome reaches us.
+    let t0 = Instant::now();
     let mut a = FramedClient::connect(srv.addr, "sleepy").await;
     let mut pinged = false;
-    let t0 = Instant::now();
     loop {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no idle timeout within 60 s"
+        );
         match a.recv().await {
             ServerMsg::Ping { .. } => pinged = true, // not answered
             ServerMsg::Bye { reason } => {
-                assert_eq!(reason, DisconnectReason::IdleTimeout { secs: 2 });
+                assert_eq!(reason, DisconnectReason::IdleTimeout { secs: 3 });
                 break;
             }
             _ => {}
@@ -526,9 +536,50 @@ async fn conversation_idle_client_is_pinged_then_ends_with_idle_timeout() {
     }
     assert!(pinged, "pinged before the timeout");
     assert!(
-        t0.elapsed() >= Duration::from_millis(1800),
-        "{:?}",
+        t0.elapsed() >= Duration::from_millis(2900),
+        "ended after {:?}, before its 3 s of silence",
         t0.elapsed()
+    );
+}
+
+/// A Hello that arrives in a later read than the preamble still starts
+/// the ping and idle timers: the first ping comes a ping interval after it,
+/// not when the (long) handshake timeout would have been up. (The timer
+/// armed for the handshake was kept: pings and the idle timeout waited for
+/// it, which made the idle test above time out under load.)
+#[tokio::test]
+async fn a_hello_after_the_preamble_starts_the_ping_and_idle_timers() {
+    let srv = server(
+        "late-hello",
+        "[limits]\nhandshake_timeout_secs = 60\nidle_timeout_secs = 3\nping_interval_secs = 1\n",
+        &[],
+    );
+    let mut a = FramedClient::connect_raw(srv.addr).await.unwrap();
+    // The preamble alone first: the server reads it and waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.send(&ClientMsg::Hello {
+        nick: "late".into(),
+    })
+    .await;
+    let hello = Instant::now();
+    assert!(matches!(a.recv().await, ServerMsg::Welcome { .. }));
+    let ping = a.recv_until(|m| matches!(m, ServerMsg::Ping { .. })).await;
+    assert!(
+        hello.elapsed() < Duration::from_secs(20),
+        "first ping {:?} after the Hello ({ping:?}): it waited for the handshake timer",
+        hello.elapsed()
+    );
+    let bye = a.recv_until(|m| matches!(m, ServerMsg::Bye { .. })).await;
+    assert_eq!(
+        bye,
+        ServerMsg::Bye {
+            reason: DisconnectReason::IdleTimeout { secs: 3 }
+        }
+    );
+    assert!(
+        hello.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        hello.elapsed()
     );
 }
 

@@ -145,9 +145,15 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
 
     // 2. sendall: blocking send() in a loop until every byte is taken;
     // the receiver starts reading a little later.
+    // The reader's delay counts from the moment the sendall starts (a
+    // loaded machine may take a while to get there), so the sendall is
+    // always blocked for at least READER_LATE.
+    let (start_tx, start_rx) = std::sync::mpsc::channel::<()>();
     let reader = std::thread::Builder::new()
         .name("lab-sendall-reader".into())
         .spawn(move || -> io::Result<(usize, bool)> {
+            // The sender's end dropped without a start: read at once.
+            let _ = start_rx.recv_timeout(READ_LIMIT);
             std::thread::sleep(READER_LATE);
             let mut got = 0usize;
             let mut intact = true;
@@ -169,6 +175,7 @@ fn run(wire: &Wire) -> anyhow::Result<Outcome> {
         BUFFER - off
     ));
     let t = Instant::now();
+    let _ = start_tx.send(());
     let mut calls = Vec::new();
     let mut sendall_err = None;
     while off < BUFFER {

@@ -20,6 +20,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::lines::{Lines, room_key};
 use super::link::{HelloError, Link, Up, Welcome};
+use super::remembered::Remembered;
 use super::transfer::Transfers;
 use super::{CloseReason, Events, LineId, NetCmd, NetConfig, SocketEvent, UiGone, backoff, emit};
 
@@ -74,6 +75,12 @@ struct State {
     /// The server password: `SOCKCHAT_PASSWORD`, or the last `/pass` typed
     /// while a server asked for one. Kept in memory only, for reconnects.
     password: Option<String>,
+    /// Room keys and the nick password, sent again after a reconnect
+    /// (memory only).
+    remembered: Remembered,
+    /// We identified again after a reconnect and have no answer yet: a
+    /// refusal means the remembered password is stale (forgotten).
+    reidentifying: bool,
 }
 
 /// Where the server password comes from when it is not typed.
@@ -104,6 +111,8 @@ pub(super) async fn run<L: Link>(cfg: NetConfig, mut cmds: mpsc::Receiver<NetCmd
         ),
         xfer_queued: Vec::new(),
         password: std::env::var(PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
+        remembered: Remembered::default(),
+        reidentifying: false,
     };
     let _ = st.run::<L>(&cfg, &mut cmds, &ev).await;
 }
@@ -429,6 +438,22 @@ impl State {
                     let _ = link.send(&ClientMsg::Pass { password: pw }).await;
                     deadline = tokio::time::Instant::now() + cfg.ping_timeout;
                 }
+                // Our own registered nick after a reconnect: a guest nick
+                // first, then the remembered password renames us (welcomed).
+                Ok(Err(HelloError::Refused {
+                    code: ErrorCode::NickRegistered,
+                    ..
+                })) if self.welcomed_once && self.remembered.identifies(&self.nick) => {
+                    emit(
+                        ev,
+                        SocketEvent::Local(format!(
+                            "{} is registered: a guest nick first, then identifying again",
+                            self.nick
+                        )),
+                    )
+                    .await?;
+                    self.nick = String::new();
+                }
                 Ok(Err(HelloError::Refused { code, text })) => {
                     emit(ev, SocketEvent::Server(ServerMsg::Error { code, text })).await?;
                     refusals += 1;
@@ -551,9 +576,15 @@ impl State {
         let here = room_key(room);
         self.rooms.clear();
         self.rooms.insert(here.clone());
+        // Our registered nick back first (the server renames us to it), so
+        // the rooms see us under it; then keyed rooms with their key.
+        if reconnect && let Some(identify) = self.remembered.identify() {
+            self.reidentifying = true;
+            self.dispatch(link, None, identify, ev).await;
+        }
         for r in wanted.iter().filter(|r| **r != here) {
-            self.dispatch(link, None, ClientMsg::Join { room: r.clone() }, ev)
-                .await;
+            let join = self.remembered.rejoin(r);
+            self.dispatch(link, None, join, ev).await;
         }
         if reconnect && !wanted.is_empty() && !wanted.contains(&here) {
             // We had left the default room: leave it again.
@@ -573,6 +604,7 @@ impl State {
         msg: ClientMsg,
         ev: &Events,
     ) {
+        self.remembered.note(&msg, &self.nick);
         let here = (self.nick.as_str(), &self.rooms);
         let Some(m) = self.lines.dispatch(id, msg, here, Instant::now()) else {
             return;
@@ -629,6 +661,20 @@ impl State {
             }
             ServerMsg::NickChanged { old, new } if *old == self.nick => {
                 self.nick = new.clone();
+            }
+            ServerMsg::Notice { text } if text.starts_with("you are identified as ") => {
+                self.reidentifying = false;
+            }
+            ServerMsg::Error {
+                code: ErrorCode::BadPassword | ErrorCode::NotRegistered,
+                ..
+            } if self.reidentifying => {
+                // The password typed in an earlier session no longer
+                // works: the user types /identify again if they want.
+                self.reidentifying = false;
+                if let Some(ClientMsg::Identify { nick, .. }) = self.remembered.identify() {
+                    self.remembered.forget_identify(&nick);
+                }
             }
             _ => {}
         }

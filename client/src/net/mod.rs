@@ -16,6 +16,7 @@ mod fault;
 pub mod known_servers;
 mod lines;
 mod link;
+mod remembered;
 mod save;
 pub mod sock_diag;
 mod tcp;

@@ -25,6 +25,8 @@ pub(super) struct UdpTransport {
     link: UdpLink,
     /// The nick of our last Hello: said again when the server forgot us.
     nick: String,
+    /// We said Hello again (the server forgot us) and no Welcome came yet.
+    rehello: bool,
     /// How long the handshake may repeat its Hello.
     hello_limit: Duration,
     info: Interval,
@@ -93,6 +95,7 @@ impl Link for UdpTransport {
         Ok(Self {
             link,
             nick: String::new(),
+            rehello: false,
             hello_limit: cfg.ping_timeout,
             info,
             flush,
@@ -178,6 +181,23 @@ impl Link for UdpTransport {
                         self.out.push(Up::Msg(ServerMsg::Bye { reason: reason.clone() }));
                         self.out.close(CloseReason::Peer(reason));
                     }
+                    Ok(Received::Msg(m @ ServerMsg::Welcome { .. })) => {
+                        self.rehello = false;
+                        return Up::Msg(m);
+                    }
+                    // Our Hello again was refused (a registered nick, a ban,
+                    // a taken nick): this link has no session and will get
+                    // none. End it, so the driver connects again and its
+                    // Hello handles the refusal (a guest nick, then identify).
+                    Ok(Received::Msg(ServerMsg::Error { code, text }))
+                        if self.rehello && code.refuses_hello() =>
+                    {
+                        self.rehello = false;
+                        self.out.push(Up::Msg(ServerMsg::Error { code, text: text.clone() }));
+                        self.out.close(CloseReason::Local(format!(
+                            "the server refused our Hello again: {text}"
+                        )));
+                    }
                     Ok(Received::Msg(m)) => return Up::Msg(m),
                     Ok(Received::Retry { cookie }) => {
                         // The server no longer knows us (it restarted, or
@@ -187,6 +207,7 @@ impl Link for UdpTransport {
                             "the server does not know this UDP session any more (restarted or timed out?): saying hello again".into(),
                         )));
                         self.link.new_session(cookie);
+                        self.rehello = true;
                         let hello = ClientMsg::Hello { nick: self.nick.clone() };
                         if let Err(SendError::Io(e)) = self.link.send(&hello).await {
                             self.fail("send", &e);

@@ -67,6 +67,8 @@ pub enum Command {
     },
     /// `/unban NICK|ADDR|CIDR`.
     Unban(String),
+    /// `/bans`: list the bans.
+    Bans,
     /// `/mute NICK [DURATION]`; `secs` 0: until lifted.
     Mute { nick: String, secs: u32 },
     /// `/unmute NICK`.
@@ -233,6 +235,11 @@ pub const COMMANDS: &[CommandHelp] = &[
         name: "/unban",
         args: "NICK|ADDR|CIDR",
         about: "operator: lift a ban",
+    },
+    CommandHelp {
+        name: "/bans",
+        args: "",
+        about: "operator: list the bans",
     },
     CommandHelp {
         name: "/mute",
@@ -450,6 +457,8 @@ pub fn parse_command(line: &str) -> Result<Option<Command>, CommandError> {
             }
         }
         "unban" => Command::Unban(one_arg(rest, "/unban NICK|ADDR|CIDR")?.to_string()),
+        "bans" if rest.is_empty() => Command::Bans,
+        "bans" => return Err(CommandError::Usage("/bans")),
         "mute" => {
             let usage = "/mute NICK [TIME]";
             let (nick, time) = first_and_rest(rest, usage)?;
@@ -657,6 +666,7 @@ impl Command {
             Command::Unban(target) => ClientMsg::Unban {
                 target: target.clone(),
             },
+            Command::Bans => ClientMsg::Bans,
             Command::Mute { nick, secs } => ClientMsg::Mute {
                 nick: nick.clone(),
                 secs: *secs,
@@ -815,6 +825,7 @@ mod tests {
             ("/ban", "/ban NICK|ADDR|CIDR [TIME] [REASON]"),
             ("/unban", "/unban NICK|ADDR|CIDR"),
             ("/unban a b", "/unban NICK|ADDR|CIDR"),
+            ("/bans all", "/bans"),
             ("/mute", "/mute NICK [TIME]"),
             ("/mute bob soon", "/mute NICK [TIME]"),
             ("/mute bob 10m x", "/mute NICK [TIME]"),
@@ -939,6 +950,7 @@ mod tests {
                 ban("bob", 0, "0 zero is no duration"),
             ),
             ("/unban 127.0.0.5", Command::Unban("127.0.0.5".into())),
+            ("/bans", Command::Bans),
             (
                 "/mute bob",
                 Command::Mute {
@@ -1036,6 +1048,7 @@ mod tests {
                 target: "bob".into()
             })
         );
+        assert_eq!(m("/bans"), Some(ClientMsg::Bans));
         assert_eq!(
             m("/pass x"),
             Some(ClientMsg::Pass {

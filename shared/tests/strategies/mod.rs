@@ -70,6 +70,7 @@ pub fn client_msg() -> impl Strategy<Value = ClientMsg> {
         Just(ClientMsg::Stats),
         (text(), proptest::option::of(text()))
             .prop_map(|(room, text)| ClientMsg::Topic { room, text }),
+        Just(ClientMsg::Bans),
     ]
 }
 
