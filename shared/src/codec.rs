@@ -615,7 +615,7 @@ pub fn decode_client(payload: &[u8]) -> Result<ClientMsg, DecodeError> {
             room: r.str("room")?,
             key: r.str("key")?,
         },
-        0x1C => ClientMsg::Bans,
+        0x1E => ClientMsg::Bans,
         t => return Err(DecodeError::UnknownTag(t)),
     };
     r.finish(msg)

@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(r.identify(), None);
         r.note(
             &ClientMsg::JoinKey {
-                room: "#Vault".into(),
+                room: "#vault".into(),
                 key: "k1".into(),
             },
             "alice",
