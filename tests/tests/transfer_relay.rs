@@ -65,9 +65,14 @@ fn accept(id: u64) -> Xfer {
     }
 }
 
-/// alice offers to bob; returns bob's id for it.
+/// alice offers to bob as her transfer 41; returns bob's id for it.
 async fn offered(a: &mut FramedClient, b: &mut FramedClient, size: u64) -> u64 {
-    send(a, offer(41, "bob", size)).await;
+    offered_as(a, b, 41, size).await
+}
+
+/// alice offers to bob as her transfer `id`; returns bob's id for it.
+async fn offered_as(a: &mut FramedClient, b: &mut FramedClient, id: u64, size: u64) -> u64 {
+    send(a, offer(id, "bob", size)).await;
     match xfer(b).await {
         Xfer::Offer {
             id,
@@ -140,8 +145,12 @@ async fn offer_accept_chunks_acks_done_with_ids_mapped() {
     );
     send(&mut b, Xfer::Done { id: bid }).await;
     assert_eq!(xfer(&mut a).await, Xfer::Done { id: 41 });
-    // Over: the id can be used again.
-    let again = offered(&mut a, &mut b, 5).await;
+    // Over: an Offer under the same id is a repeat (a late copy over UDP),
+    // answered with the transfer's end, never offered to bob again ...
+    send(&mut a, offer(41, "bob", 10)).await;
+    assert_eq!(xfer(&mut a).await, Xfer::Done { id: 41 });
+    // ... and a new transfer takes a new id.
+    let again = offered_as(&mut a, &mut b, 42, 5).await;
     assert_ne!(again, bid);
 }
 
@@ -151,16 +160,17 @@ async fn decline_and_cancel_reach_the_other_side() {
     let bid = offered(&mut a, &mut b, 10).await;
     send(&mut b, Xfer::Decline { id: bid }).await;
     assert_eq!(xfer(&mut a).await, Xfer::Decline { id: 41 });
-    // Cancel by the sender after accept.
-    let bid = offered(&mut a, &mut b, 10).await;
+    // Cancel by the sender after accept (each transfer its own id: an
+    // ended id's Offer would be answered as a repeat).
+    let bid = offered_as(&mut a, &mut b, 42, 10).await;
     send(&mut b, accept(bid)).await;
     xfer(&mut a).await;
-    send(&mut a, Xfer::Cancel { id: 41 }).await;
+    send(&mut a, Xfer::Cancel { id: 42 }).await;
     assert_eq!(xfer(&mut b).await, Xfer::Cancel { id: bid });
     // Cancel by the receiver.
-    let bid = offered(&mut a, &mut b, 10).await;
+    let bid = offered_as(&mut a, &mut b, 43, 10).await;
     send(&mut b, Xfer::Cancel { id: bid }).await;
-    assert_eq!(xfer(&mut a).await, Xfer::Cancel { id: 41 });
+    assert_eq!(xfer(&mut a).await, Xfer::Cancel { id: 43 });
 }
 
 #[tokio::test]
