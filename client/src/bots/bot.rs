@@ -26,7 +26,7 @@ use super::plan::{Behaviour, Method, Plan};
 use super::schedule::{Schedule, mono_ns, per_sender, sleep_until_ns};
 use super::seq::{Seen, SeqTracker};
 use super::stats::Stats;
-use super::wake::{ShardControl, Timer};
+use super::wake::{Control, ShardControl, Timer};
 use super::wire::{self, Event, Mark, Wire};
 
 /// Size of the shard's shared read buffer.
@@ -39,23 +39,6 @@ const OUT_CAP: usize = 256 * 1024;
 const MAX_BATCH: u64 = 1024;
 /// Reads per readiness event before yielding to other bots.
 const READS_PER_WAKE: usize = 4;
-
-/// What the coordinator tells every bot (a `watch` channel: bots see the
-/// latest value).
-#[derive(Debug, Clone)]
-pub enum Control {
-    /// Connect on schedule and join; do not send yet.
-    Ramp,
-    /// Send phase from `start_ns` to `end_ns` (monotonic). `members` is the
-    /// number of measured members per room over all shards and workers.
-    Go {
-        start_ns: u64,
-        end_ns: u64,
-        members: Arc<Vec<u32>>,
-    },
-    /// Close everything and report.
-    Stop,
-}
 
 /// What one shard's bots share (one thread: no locks).
 pub struct Shard {

@@ -15,10 +15,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use super::bot::{self, BotSpec, Control, FaultBox, Shard};
+use super::bot::{self, BotSpec, FaultBox, Shard};
 use super::plan::Plan;
 use super::schedule::{mono_ns, ramp_at};
 use super::stats::Stats;
+use super::wake::Control;
 use super::wake::ShardControl;
 use super::wire::Wire;
 

@@ -26,9 +26,10 @@ use tokio::net::UdpSocket;
 
 use crate::net::udp::{HandshakeError, UdpLink, UdpOptions};
 
-use super::bot::{BotSpec, Control, Go, SenderMap, Shard, code, fill, on_go, record_mark};
+use super::bot::{BotSpec, Go, SenderMap, Shard, code, fill, on_go, record_mark};
 use super::plan::Behaviour;
 use super::schedule::{Schedule, mono_ns, sleep_until_ns};
+use super::wake::Control;
 use super::wake::Timer;
 
 use super::wire::{self, Event, Mark};

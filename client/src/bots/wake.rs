@@ -13,14 +13,31 @@
 use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use super::bot::Control;
 use super::schedule::mono_ns;
+
+/// What the coordinator tells every bot (a `watch` channel: bots see the
+/// latest value).
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Connect on schedule and join; do not send yet.
+    Ramp,
+    /// Send phase from `start_ns` to `end_ns` (monotonic). `members` is the
+    /// number of measured members per room over all shards and workers.
+    Go {
+        start_ns: u64,
+        end_ns: u64,
+        members: Arc<Vec<u32>>,
+    },
+    /// Close everything and report.
+    Stop,
+}
 
 /// The coordinator's control value as one shard sees it.
 pub struct ShardControl {

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sockchat_shared::netif::Iface;
 use sockchat_shared::sanitize::sanitize;
 
-use crate::discover::Found;
 use crate::discover::diagnose::Finding;
+use crate::discover::found::Found;
 
 /// `users 3 · rooms 2 · TLS SHA256:AB:… · UDP 7878`: what the TXT record
 /// says, for the list's second column.

@@ -31,7 +31,7 @@ pub fn open(
         &c.nick,
         &c.room,
         start_ms,
-        crate::tui::local_utc_offset(),
+        crate::tui::clock::local_utc_offset(),
     );
     write::Recorder::create(path, &header, start)
         .map_err(|e| anyhow::anyhow!("--record {}: {e}", path.display()))

@@ -1,5 +1,6 @@
 //! Times and dates as the screen and the chat log write them, in local
-//! time (the UTC offset is an argument: no clock, no I/O). A leaf.
+//! time (the UTC offset is an argument: no clock, no I/O, except
+//! [`local_utc_offset`] which asks libc once). A leaf.
 
 /// `HH:MM:SS` of a Unix ms timestamp shifted by the local UTC offset.
 pub fn hms(ts_ms: u64, offset_secs: i64) -> String {
@@ -65,4 +66,19 @@ fn civil(day: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// The local time's offset from UTC, for timestamps (0 if unknown).
+pub fn local_utc_offset() -> i64 {
+    let now = sockchat_shared::now_ms() / 1000;
+    let t = now as libc::time_t;
+    // SAFETY: localtime_r writes into the zeroed tm we own; no shared state.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff
+        }
+    }
 }

@@ -60,7 +60,7 @@ pub fn run(args: crate::cli::ChatArgs) -> anyhow::Result<std::process::ExitCode>
         timestamps: c.timestamps,
         colors: c.colors,
         panel,
-        utc_offset_secs: local_utc_offset(),
+        utc_offset_secs: clock::local_utc_offset(),
         scrollback_bytes: usize::try_from(c.scrollback_bytes).unwrap_or(usize::MAX),
         limits: crate::present::command::InputLimits {
             max_message_len: settings.net.max_message_len,
@@ -226,21 +226,6 @@ pub(crate) fn quit_signals() -> impl Stream<Item = io::Result<crossterm::event::
             Some((Ok(quit), (t, h)))
         },
     ))
-}
-
-/// The local time's offset from UTC, for timestamps (0 if unknown).
-pub fn local_utc_offset() -> i64 {
-    let now = sockchat_shared::now_ms() / 1000;
-    let t = now as libc::time_t;
-    // SAFETY: localtime_r writes into the zeroed tm we own; no shared state.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            0
-        } else {
-            tm.tm_gmtoff
-        }
-    }
 }
 
 /// Raw mode + alternate screen + mouse + bracketed paste, undone on Drop

@@ -340,7 +340,7 @@ where
 /// Entry point: `sockchat replay FILE [--speed N]`.
 pub fn run(args: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
     if !(SPEED_MIN..=SPEED_MAX).contains(&args.speed) {
-        return Err(crate::cli::usage(format!(
+        return Err(crate::usage::usage(format!(
             "--speed {}: give a number from 1/16 ({SPEED_MIN}) to {SPEED_MAX}",
             args.speed
         )));
