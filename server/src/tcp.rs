@@ -155,7 +155,9 @@ struct Conn {
 
 async fn drive(mut conn: Box<Conn>) {
     let end = match conn.early_end.take() {
-        Some(End::Park(check)) => match conn.t.check(check).await {
+        // Boxed, as in `run`: the check's future is not carried by every
+        // idle connection's `drive` (the size test below).
+        Some(End::Park(check)) => match Box::pin(conn.t.check(check)).await {
             Some(e) => e,
             None => conn.t.run().await,
         },
