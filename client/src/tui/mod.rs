@@ -322,7 +322,18 @@ where
             // draw every cell again (whatever another program or a
             // terminal's own idea of a character's width left there).
             app.redraw = false;
-            terminal.clear()?;
+            // Not `Terminal::clear`: it asks the terminal for the cursor
+            // position, reading the tty behind the input thread's back
+            // (the reply is lost, and with the terminal gone crossterm's
+            // read loop spins: a client left at 100 % CPU by a test whose
+            // tmux went away). Clear the screen and forget the previous
+            // frame (one swap resets it; the current one is already
+            // empty), so the next draw sends every cell.
+            ratatui::backend::Backend::clear_region(
+                terminal.backend_mut(),
+                ratatui::backend::ClearType::All,
+            )?;
+            terminal.swap_buffers();
             dirty = true;
         }
         if dirty && (due || finishing) {
