@@ -9,7 +9,6 @@
 //! A password is never logged, stored or echoed: only its hash is kept.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -372,28 +371,17 @@ fn read_nicks(path: &Path) -> Result<HashMap<String, (String, Hash)>, String> {
 /// (mode 0600), synced, then renamed over the old one, so a crash leaves
 /// the old file or the new one, never half of one.
 fn write_nicks(path: &Path, nicks: &HashMap<String, (String, Hash)>) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
     let mut lines: Vec<String> = nicks
         .values()
         .map(|(nick, h)| format!("{nick}\t{}", h.0))
         .collect();
     lines.sort();
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    writeln!(f, "{HEADER}")?;
+    let mut text = format!("{HEADER}\n");
     for l in &lines {
-        writeln!(f, "{l}")?;
+        text.push_str(l);
+        text.push('\n');
     }
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::private_file::rewrite(path, &text)
 }
 
 #[cfg(test)]

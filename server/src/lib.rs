@@ -31,6 +31,7 @@ pub mod operators;
 pub mod outbox;
 pub mod owed;
 pub mod password;
+pub mod private_file;
 pub mod refusal;
 pub mod room_quota;
 pub mod session;

@@ -9,7 +9,6 @@
 //! was down are dropped when it is read. `/bans` lists them. Kicks and
 //! mutes act on a live member (`Peer::remove`, `Peer::set_mute`).
 
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -271,22 +270,8 @@ fn read_bans(path: &Path, now: Instant, wall: u64) -> Result<(Vec<Ban>, usize), 
 /// `now` and `wall` are the same moment on both clocks (an end is kept
 /// as Unix seconds: an `Instant` does not survive a restart).
 fn write_bans(path: &Path, list: &[Ban], now: Instant, wall: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    // `NAME.tmp` beside it (not `with_extension`: `nicks.bans` would
-    // share `nicks.tmp` with the nicks file).
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    writeln!(f, "{HEADER}")?;
+    use std::fmt::Write as _;
+    let mut f = format!("{HEADER}\n");
     for b in list {
         let (kind, target) = match &b.target {
             BanTarget::Nick(key) => ("nick", key.clone()),
@@ -306,10 +291,10 @@ fn write_bans(path: &Path, list: &[Ban], now: Instant, wall: u64) -> std::io::Re
             b.secs,
             b.by,
             b.why
-        )?;
+        )
+        .map_err(std::io::Error::other)?;
     }
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::private_file::rewrite(path, &f)
 }
 
 #[cfg(test)]
