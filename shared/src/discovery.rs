@@ -258,6 +258,21 @@ mod tests {
         assert_eq!(t.problems.len(), 4, "{:?}", t.problems);
     }
 
+    /// The limits are inclusive: a value of exactly MAX_VALUE bytes and an
+    /// instance name of exactly 63 bytes (one DNS label) are taken.
+    #[test]
+    fn limits_are_inclusive() {
+        let v = "x".repeat(MAX_VALUE);
+        let t = Txt::from_pairs([("name", Some(v.as_str())), ("udp", Some("65535"))]);
+        assert_eq!((t.name.len(), t.udp_port), (MAX_VALUE, Some(65535)));
+        assert!(t.problems.is_empty(), "{:?}", t.problems);
+        assert!(check_instance_name(&"a".repeat(63)).is_ok());
+        assert!(check_instance_name("a").is_ok());
+        assert_eq!(host_label("a-b.example"), "a-b", "a hyphen is kept");
+        assert_eq!(host_label("-web-01-"), "web-01");
+        assert_eq!(host_label(&"h".repeat(70)), "h".repeat(63));
+    }
+
     #[test]
     fn instance_names() {
         assert!(check_instance_name("lab").is_ok());

@@ -241,6 +241,91 @@ mod tests {
         assert!(explain("write", libc::EPIPE).contains("first write"));
     }
 
+    /// Every arm of `explain` is reachable and says something of its own:
+    /// the syscall decides between the two EPIPE and the two ECONNREFUSED
+    /// lines, and an errno without a line gets none.
+    #[test]
+    fn explain_has_one_line_per_situation() {
+        let cases = [
+            ("read", libc::ECONNRESET),
+            ("write", libc::EPIPE),
+            ("send", libc::EPIPE),
+            ("sendto", libc::EPIPE),
+            ("shutdown", libc::EPIPE),
+            ("read", libc::ETIMEDOUT),
+            ("recv", libc::ECONNREFUSED),
+            ("read", libc::ECONNREFUSED),
+            ("recvfrom", libc::ECONNREFUSED),
+            ("connect", libc::ECONNREFUSED),
+            ("connect", libc::EHOSTUNREACH),
+            ("connect", libc::ENETUNREACH),
+            ("connect", libc::EADDRNOTAVAIL),
+            ("bind", libc::EADDRINUSE),
+            ("accept", libc::EMFILE),
+            ("accept", libc::ENFILE),
+            ("read", libc::EAGAIN),
+            ("sendto", libc::ENOBUFS),
+            ("sendto", libc::EMSGSIZE),
+            ("write", libc::ENOTCONN),
+            ("accept", libc::ECONNABORTED),
+        ];
+        let lines: Vec<&str> = cases.iter().map(|&(c, e)| explain(c, e)).collect();
+        for (i, ((c, e), l)) in cases.iter().zip(&lines).enumerate() {
+            assert!(!l.is_empty(), "{c} {}: no line", name(*e));
+            // Same line only for the syscalls one arm groups together.
+            let same: Vec<usize> = (0..i).filter(|&j| lines[j] == *l).collect();
+            let grouped = matches!((*c, *e), ("send" | "sendto", libc::EPIPE))
+                || matches!((*c, *e), ("read" | "recvfrom", libc::ECONNREFUSED));
+            assert_eq!(same.is_empty(), !grouped, "{c} {}: {l}", name(*e));
+        }
+        assert!(explain("write", libc::EPIPE).contains("first write"));
+        assert!(explain("shutdown", libc::EPIPE).contains("shut down"));
+        assert!(explain("recv", libc::ECONNREFUSED).contains("ICMP"));
+        assert!(explain("connect", libc::ECONNREFUSED).contains("SYN"));
+        assert!(explain("read", libc::ECONNRESET).contains("RST"));
+        assert!(explain("accept", libc::EMFILE).contains("RLIMIT_NOFILE"));
+        assert_eq!(explain("read", libc::EIO), "");
+        assert_eq!(explain("read", 9999), "");
+    }
+
+    /// The five situations Windows reports differently each have their own
+    /// note, naming the Windows code; the rest have none.
+    #[test]
+    fn windows_notes_only_where_the_systems_differ() {
+        let noted = [
+            (libc::ECONNABORTED, "10053"),
+            (libc::ETIMEDOUT, "10060"),
+            (libc::EPIPE, "10058"),
+            (libc::EAGAIN, "10035"),
+            (libc::ECONNRESET, "UDP"),
+        ];
+        let mut seen = Vec::new();
+        for (e, word) in noted {
+            let n = windows_note(e).unwrap_or_else(|| panic!("{}: no note", name(e)));
+            assert!(n.contains(word), "{}: {n}", name(e));
+            assert!(!seen.contains(&n), "{}: same note twice", name(e));
+            seen.push(n);
+        }
+        for e in [libc::EINTR, libc::ECONNREFUSED, libc::EMFILE, 0, 9999] {
+            assert_eq!(windows_note(e), None, "{}", name(e));
+        }
+    }
+
+    /// Names and descriptions come from the table for every entry; unknown
+    /// numbers fall back to `E<n>` and the OS's text.
+    #[test]
+    fn table_lookups_both_ways() {
+        for &(n, s, d) in TABLE {
+            assert_eq!(name(n), s);
+            assert_eq!(from_name(s), Some(n));
+            assert_eq!(describe(n), d);
+        }
+        assert!(describe(9999).contains("9999"), "{}", describe(9999));
+        assert_eq!(from_name("E"), None);
+        assert_eq!(from_name("X104"), None);
+        assert_eq!(from_name("E104"), Some(104));
+    }
+
     #[test]
     fn windows_codes_beside_linux_errnos() {
         assert_eq!(

@@ -134,6 +134,44 @@ mod tests {
         assert_eq!(ifs[2].why_not_mdns(), Some("no MULTICAST flag"));
     }
 
+    /// Each flag bit is read on its own (0x1 up, 0x8 loopback, 0x1000
+    /// multicast), and an interface is usable for mDNS exactly when no
+    /// reason says otherwise, over all 16 combinations; the reason named is
+    /// the first that applies.
+    #[test]
+    fn mdns_usable_exactly_when_no_reason_against() {
+        let addr: IpAddr = "192.168.7.2".parse().expect("addr");
+        for bits in 0u32..16 {
+            let (up, lo, mc, has) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0, bits & 8 != 0);
+            let on = |b: bool, flag: u32| if b { flag } else { 0 };
+            // 0x40 (IFF_RUNNING): the other bits change nothing.
+            let f = on(up, IFF_UP) | on(lo, IFF_LOOPBACK) | on(mc, IFF_MULTICAST) | 0x40;
+            let addrs = if has {
+                vec![("x".to_string(), addr)]
+            } else {
+                vec![]
+            };
+            let i = &assemble(&[("x".to_string(), f)], &addrs)[0];
+            assert_eq!((i.up, i.loopback, i.multicast), (up, lo, mc), "{f:#x}");
+            assert_eq!(i.addrs.is_empty(), !has);
+            let why = if lo {
+                Some("loopback")
+            } else if !up {
+                Some("down")
+            } else if !mc {
+                Some("no MULTICAST flag")
+            } else if !has {
+                Some("no address")
+            } else {
+                None
+            };
+            assert_eq!(i.why_not_mdns(), why, "{i:?}");
+            assert_eq!(i.usable_for_mdns(), why.is_none(), "{i:?}");
+        }
+        assert_eq!(assemble(&[("x".into(), 0)], &[])[0].describe(), "x");
+        assert_eq!(parse_flags(" 1003 "), Some(0x1003), "0x is optional");
+    }
+
     #[test]
     fn this_host_has_a_loopback() {
         let ifs = interfaces().unwrap();

@@ -737,6 +737,24 @@ mod tests {
         assert!(!s.finished());
     }
 
+    /// An ack inside a chunk (a hostile or confused peer: our boundaries
+    /// are fixed) leaves only the chunk's tail outstanding, and that tail,
+    /// not the whole chunk, is what a timeout sends again.
+    #[test]
+    fn a_partly_acked_chunk_resends_only_its_tail() {
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        let t = Instant::now();
+        let first = s.poll(t).unwrap();
+        assert_eq!((first.offset, first.len), (0, 1000));
+        s.on_ack(400, &[], t);
+        assert_eq!(s.acked(), 400);
+        let again = s.poll(t + Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            (again.offset, again.len, again.retransmit),
+            (400, 600, true)
+        );
+    }
+
     /// Found by the `rudp` fuzz target: chunks at distinct, overlapping
     /// offsets above a gap were each held whole, so a sender could make a
     /// receiver with an 8 MiB bound hold gigabytes.
