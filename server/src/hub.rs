@@ -253,12 +253,19 @@ impl Peer {
     /// [`Peer::deliver`] into one lane of the outbox: file chunks go to
     /// [`Lane::Bulk`], written only behind chat.
     pub fn deliver_in(&self, b: Bytes, lane: Lane) {
-        let pushed = if self.transport == Transport::Tcp && self.socket.is_some() && owed::active()
-        {
-            self.outbox.push_owed(b, lane)
-        } else {
-            self.outbox.push(b, lane)
-        };
+        self.deliver_with(b, lane, true);
+    }
+
+    /// [`Peer::deliver_in`], saying whether the current turn may owe this
+    /// member its flush (`owe`) or must hand it to its writer task at once:
+    /// a big room's fan-out does the latter (see [`owed::INLINE_MAX`]).
+    fn deliver_with(&self, b: Bytes, lane: Lane, owe: bool) {
+        let pushed =
+            if owe && self.transport == Transport::Tcp && self.socket.is_some() && owed::active() {
+                self.outbox.push_owed(b, lane)
+            } else {
+                self.outbox.push(b, lane)
+            };
         match pushed {
             Push::Owed => match self.me.upgrade() {
                 Some(me) => owed::defer(me),
@@ -633,13 +640,20 @@ impl Room {
             let mut enc = Encoded::new(&msgs);
             // Members other than the sender: counted here, added once.
             let mut others = 0usize;
+            // A big room's members go straight to their writer tasks: owing
+            // them would only collect the few that happen to be idle and
+            // write each of those one message from this reader, while a
+            // writer woken now runs after this turn and finds more queued
+            // (measured on 100 members: ~6 % less server CPU). Small rooms
+            // keep the direct write.
+            let owe = inner.members.len() <= owed::INLINE_MAX;
             for m in &inner.members {
                 others += usize::from(m.id != sender_id);
                 if m.format == Format::Text && m.id == sender_id {
                     continue;
                 }
                 if let Some(b) = enc.get(m.format) {
-                    m.deliver(b);
+                    m.deliver_with(b, Lane::Chat, owe);
                 }
             }
             self.counters.fan_out(msgs.len(), msgs.len() * others);

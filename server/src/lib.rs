@@ -37,6 +37,7 @@ pub mod room_quota;
 pub mod session;
 pub mod shutdown;
 pub mod sockinfo;
+pub mod spare;
 pub mod stats;
 pub mod tcp;
 pub mod text;

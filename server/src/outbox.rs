@@ -41,6 +41,8 @@ use bytes::{Buf, Bytes};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::spare;
+
 /// Result of a push.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
@@ -214,6 +216,7 @@ impl Outbox {
                     s.release();
                     let closed = s.closed;
                     drop(s);
+                    spare::give(batch);
                     if closed {
                         // The writer may be waiting for us to finish.
                         self.notify.notify_one();
@@ -260,7 +263,7 @@ impl Outbox {
         if s.closed {
             return;
         }
-        s.q.push_back(b);
+        s.queue(Lane::Chat).push_back(b);
         if s.owner == Owner::Idle {
             s.owner = Owner::Writer;
             drop(s);
@@ -365,10 +368,15 @@ impl Outbox {
 
 impl State {
     fn queue(&mut self, lane: Lane) -> &mut VecDeque<Bytes> {
-        match lane {
+        let q = match lane {
             Lane::Chat => &mut self.q,
             Lane::Bulk => &mut self.bulk,
+        };
+        if q.capacity() == 0 {
+            // Idle until now: a buffer this thread kept (see `spare`).
+            *q = spare::take();
         }
+        q
     }
 
     fn len(&self) -> usize {
@@ -379,14 +387,10 @@ impl State {
         self.q.is_empty() && self.bulk.is_empty()
     }
 
-    /// Free both lanes' buffers (they are empty).
+    /// Give both lanes' (empty) buffers back to this thread's pool.
     fn release(&mut self) {
-        if self.q.capacity() > 0 {
-            self.q = VecDeque::new();
-        }
-        if self.bulk.capacity() > 0 {
-            self.bulk = VecDeque::new();
-        }
+        spare::give(std::mem::take(&mut self.q));
+        spare::give(std::mem::take(&mut self.bulk));
     }
 }
 
@@ -402,7 +406,7 @@ fn take_into(s: &mut State, into: &mut VecDeque<Bytes>) {
     } else {
         into.append(&mut s.q);
     }
-    if s.q.capacity() > 64 {
+    if s.q.capacity() > spare::MAX_SLOTS {
         s.q = VecDeque::new();
     }
     take_bulk(s, into);
@@ -427,7 +431,7 @@ fn take_bulk(s: &mut State, into: &mut VecDeque<Bytes>) {
         into.push_back(b);
     }
     if s.bulk.is_empty() {
-        s.bulk = VecDeque::new();
+        spare::give(std::mem::take(&mut s.bulk));
     }
 }
 
@@ -450,9 +454,9 @@ pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
             Next::Failed(e) => return WriterEnd::Failed(e),
             Next::Done => return WriterEnd::Flushed,
             Next::Wait => {
-                // Parking: free the batch buffer (idle connections own no
-                // queue memory; a busy writer rarely parks).
-                batch = VecDeque::new();
+                // Parking: give the batch buffer back (idle connections own
+                // no queue memory; the next busy member reuses it).
+                spare::give(std::mem::take(&mut batch));
                 outbox.notify.notified().await;
                 continue;
             }

@@ -5,11 +5,12 @@
 //! meanwhile, from this turn and from any other task's. Redis does the same
 //! once per event-loop turn (`beforeSleep` -> `handleClientsWithPendingWrites`).
 //!
-//! A turn that owes more than [`INLINE_MAX`] members (a big room) wakes
-//! their writer tasks instead, as a bare fan-out server does: measured on
-//! 1,000-member rooms, writing them all from the reader's task tripled the
-//! p99, while the writers run beside the reader and each takes everything
-//! queued by the time it runs.
+//! A turn that owes more than [`INLINE_MAX`] members wakes their writer
+//! tasks instead, as a bare fan-out server does, and a room with more
+//! members than that never owes them at all (`hub::Room::fan_out_chat`):
+//! measured on 1,000-member rooms, writing them all from the reader's task
+//! tripled the p99, while the writers run beside the reader and each takes
+//! everything queued by the time it runs.
 //!
 //! The list is thread-local: a scope never spans an `.await` (the guard is
 //! not `Send`), so the deliveries and the flush run on the same thread, with
