@@ -29,22 +29,6 @@ const POLL: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the goodbye to go out.
 const GOODBYE: Duration = Duration::from_secs(1);
 
-/// `[discovery]` checked: `(key, why)` for the first bad value.
-pub fn check_config(c: &DiscoveryConfig) -> Option<(&'static str, String)> {
-    if !c.name.is_empty()
-        && let Err(e) = discovery::check_instance_name(&c.name)
-    {
-        return Some(("discovery.name", e));
-    }
-    if !(1..=3600).contains(&c.refresh_secs) {
-        return Some((
-            "discovery.refresh_secs",
-            format!("{} is out of range 1..=3600", c.refresh_secs),
-        ));
-    }
-    None
-}
-
 /// What the server listens on, as bound.
 #[derive(Debug, Clone, Default)]
 pub struct Listening {
@@ -422,14 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn config_is_checked() {
-        let mut c = DiscoveryConfig::default();
-        assert_eq!(check_config(&c), None);
-        c.refresh_secs = 0;
-        assert_eq!(check_config(&c).unwrap().0, "discovery.refresh_secs");
-        c.refresh_secs = 5;
-        c.name = "a.b".into();
-        assert_eq!(check_config(&c).unwrap().0, "discovery.name");
+    fn default_instance_name_is_the_host() {
         assert_eq!(instance_name(&DiscoveryConfig::default(), "box"), "box");
     }
 }

@@ -1,14 +1,21 @@
-//! Server settings: the `[server]`/`[limits]`/`[log]` sections of config.toml
-//! (types and defaults live in `sockchat_shared::config`), plus command-line
-//! overrides, checked once at start-up so a bad value is an error that names
-//! its key instead of a surprise later.
+//! Server settings: config.toml (types and defaults live in
+//! `sockchat_shared::config`) plus command-line overrides, every section
+//! checked once at start-up so a bad value is an error that names its key
+//! instead of a surprise later. The checks live here, not in the features
+//! they configure, so the settings import no feature: only the rules of
+//! leaves (an access list entry, a password hash, a NATS token).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use sockchat_shared::config::{Config, DEFAULT_TLS_PORT, UdpConfig};
+use sockchat_shared::config::{
+    ClusterConfig, Config, DEFAULT_TLS_PORT, DiscoveryConfig, MetricsConfig, TransferConfig,
+    UdpConfig,
+};
 use sockchat_shared::udp::FaultConfig;
 use thiserror::Error;
+
+use crate::cluster::subject::check_token;
 
 /// Why the configuration could not be used. Every variant names the file or
 /// the key, so the user knows what to fix.
@@ -135,8 +142,7 @@ impl Settings {
         }
         let listen = validate(&config)?;
         let tls_listen = tls_listen_addrs(&config, &listen)?;
-        let metrics = crate::stats::http::check_config(&config.metrics)
-            .map_err(|(key, why)| invalid(key, why))?;
+        let metrics = check_metrics(&config.metrics)?;
         // An explicit --log wins over RUST_LOG, which wins over the file;
         // whichever is used must be a valid filter (the error names it).
         let log_filter = match (ov.log, ov.env_log.filter(|e| !e.is_empty())) {
@@ -269,21 +275,15 @@ pub fn validate(c: &Config) -> Result<Vec<SocketAddr>, ConfigError> {
     }
     check_filter("log.level", c.log.level.clone())?;
     validate_udp(&c.udp)?;
-    if let Some((key, why)) = crate::transfer::check_config(&c.transfer) {
-        return Err(invalid(key, why));
-    }
-    if let Some((key, why)) = crate::announce::check_config(&c.discovery) {
-        return Err(invalid(key, why));
-    }
+    check_transfer(&c.transfer)?;
+    check_discovery(&c.discovery)?;
     if let Some((key, why)) = crate::access::check_config(&c.access) {
         return Err(invalid(key, why));
     }
     if let Some((key, why)) = crate::auth::check_config(&c.auth) {
         return Err(invalid(key, why));
     }
-    if let Some((key, why)) = crate::cluster::check_config(&c.cluster) {
-        return Err(invalid(key, why));
-    }
+    check_cluster(&c.cluster)?;
     if c.log.stats_interval_secs > 365 * 24 * 3600 {
         return Err(invalid(
             "log.stats_interval_secs",
@@ -456,6 +456,100 @@ pub fn udp_faults(c: &UdpConfig) -> FaultConfig {
     }
 }
 
+/// Check `[transfer]`; the error names the key.
+fn check_transfer(c: &TransferConfig) -> Result<(), ConfigError> {
+    if c.window < 4096 {
+        return Err(invalid("transfer.window", "must be at least 4096 bytes"));
+    }
+    if c.max_per_user == 0 {
+        return Err(invalid("transfer.max_per_user", "must be at least 1"));
+    }
+    if c.max_per_server == 0 {
+        return Err(invalid("transfer.max_per_server", "must be at least 1"));
+    }
+    if c.room_recipients == 0 {
+        return Err(invalid("transfer.room_recipients", "must be at least 1"));
+    }
+    Ok(())
+}
+
+/// Check `[discovery]`; the error names the key.
+fn check_discovery(c: &DiscoveryConfig) -> Result<(), ConfigError> {
+    if !c.name.is_empty()
+        && let Err(e) = sockchat_shared::discovery::check_instance_name(&c.name)
+    {
+        return Err(invalid("discovery.name", e));
+    }
+    if !(1..=3600).contains(&c.refresh_secs) {
+        return Err(invalid(
+            "discovery.refresh_secs",
+            format!("{} is out of range 1..=3600", c.refresh_secs),
+        ));
+    }
+    Ok(())
+}
+
+/// Check `[cluster]` (only when it is on: `nats_url` set); node and prefix
+/// must be tokens NATS accepts (`cluster::subject`'s rule).
+fn check_cluster(c: &ClusterConfig) -> Result<(), ConfigError> {
+    if c.nats_url.is_empty() {
+        return Ok(());
+    }
+    if !c.node.is_empty()
+        && let Err(e) = check_token(&c.node)
+    {
+        return Err(invalid("cluster.node", e));
+    }
+    if let Err(e) = check_token(&c.subject_prefix) {
+        return Err(invalid("cluster.subject_prefix", e));
+    }
+    if !(10..=60_000).contains(&c.heartbeat_ms) {
+        return Err(invalid("cluster.heartbeat_ms", "must be 10..=60000"));
+    }
+    let timeout_ms = c.node_timeout_secs.saturating_mul(1000);
+    if c.node_timeout_secs > 3600 || timeout_ms < 2 * c.heartbeat_ms {
+        return Err(invalid(
+            "cluster.node_timeout_secs",
+            "must be at least two heartbeats and at most 3600",
+        ));
+    }
+    if c.tls_cert.is_empty() != c.tls_key.is_empty() {
+        return Err(invalid(
+            "cluster.tls_cert",
+            "tls_cert and tls_key go together",
+        ));
+    }
+    Ok(())
+}
+
+/// Check `[metrics]`: the parsed address (`None`: off). The endpoint
+/// (`stats::http`) has no authentication, so a non-loopback address is
+/// refused unless `metrics.allow_remote` says otherwise.
+fn check_metrics(c: &MetricsConfig) -> Result<Option<SocketAddr>, ConfigError> {
+    if c.listen.is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = c.listen.parse().map_err(|_| {
+        invalid(
+            "metrics.listen",
+            format!(
+                "{:?} is not an ADDR:PORT (e.g. \"127.0.0.1:9178\")",
+                c.listen
+            ),
+        )
+    })?;
+    if !addr.ip().is_loopback() && !c.allow_remote {
+        return Err(invalid(
+            "metrics.listen",
+            format!(
+                "{addr} is not a loopback address: the endpoint has no authentication \
+                 (use 127.0.0.1 or [::1], or set metrics.allow_remote = true)"
+            ),
+        ));
+    }
+    Ok(Some(addr))
+}
+
 /// `tls.listen` parsed, or every `server.listen` address on port 7879;
 /// empty when TLS is off.
 fn tls_listen_addrs(c: &Config, listen: &[SocketAddr]) -> Result<Vec<SocketAddr>, ConfigError> {
@@ -557,5 +651,46 @@ mod tests {
         c.limits.messages_per_sec = 0.0;
         let e = Settings::from_config(c, Overrides::default()).expect_err("bad");
         assert!(e.to_string().contains("limits.messages_per_sec"), "{e}");
+    }
+
+    /// The key a check's error names.
+    fn key<T>(r: Result<T, ConfigError>) -> Option<&'static str> {
+        match r {
+            Err(ConfigError::Invalid { key, .. }) => Some(key),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn discovery_values_name_the_key() {
+        let mut c = DiscoveryConfig::default();
+        assert!(check_discovery(&c).is_ok());
+        c.refresh_secs = 0;
+        assert_eq!(key(check_discovery(&c)), Some("discovery.refresh_secs"));
+        c.refresh_secs = 5;
+        c.name = "a.b".into();
+        assert_eq!(key(check_discovery(&c)), Some("discovery.name"));
+    }
+
+    #[test]
+    fn metrics_loopback_only_unless_allowed() {
+        let c = |listen: &str, allow_remote| MetricsConfig {
+            listen: listen.into(),
+            allow_remote,
+        };
+        assert!(matches!(check_metrics(&c("", false)), Ok(None)));
+        assert!(matches!(
+            check_metrics(&c("127.0.0.1:0", false)),
+            Ok(Some(_))
+        ));
+        assert!(matches!(check_metrics(&c("[::1]:9", false)), Ok(Some(_))));
+        let e = check_metrics(&c("0.0.0.0:9178", false)).expect_err("refused");
+        assert!(e.to_string().contains("not a loopback address"), "{e}");
+        assert_eq!(key::<()>(Err(e)), Some("metrics.listen"));
+        assert!(matches!(
+            check_metrics(&c("0.0.0.0:9178", true)),
+            Ok(Some(_))
+        ));
+        assert!(check_metrics(&c("localhost", false)).is_err());
     }
 }

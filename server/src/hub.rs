@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::outbox::{Lane, Outbox, Push};
 use crate::owed;
 use crate::room_quota::{QuotaConfig, QuotaError, RoomQuota};
-use crate::stats::Counters;
+use crate::stats::counters::Counters;
 use crate::text;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

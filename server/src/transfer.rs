@@ -784,23 +784,6 @@ async fn pace(inner: Arc<Mutex<Inner>>, rate: u64, burst: f64) {
     }
 }
 
-/// What is wrong with `[transfer]`, if anything: (key, why).
-pub(crate) fn check_config(c: &TransferConfig) -> Option<(&'static str, &'static str)> {
-    if c.window < 4096 {
-        return Some(("transfer.window", "must be at least 4096 bytes"));
-    }
-    if c.max_per_user == 0 {
-        return Some(("transfer.max_per_user", "must be at least 1"));
-    }
-    if c.max_per_server == 0 {
-        return Some(("transfer.max_per_server", "must be at least 1"));
-    }
-    if c.room_recipients == 0 {
-        return Some(("transfer.room_recipients", "must be at least 1"));
-    }
-    None
-}
-
 /// True for the transfer messages paced by the window (everything after
 /// the offer): they do not cost a rate-limit token.
 pub(crate) fn is_paced(m: &sockchat_shared::ClientMsg) -> bool {

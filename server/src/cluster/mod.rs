@@ -10,6 +10,7 @@
 //! - [`directory`]: other nodes' users and liveness.
 //! - [`history`]: the history stream, read back when a room is created.
 //! - [`registry`]: registered nicks and bans on every node.
+//! - `kv_bucket`: opening (creating) a JetStream key-value bucket.
 //! - [`tasks`]: the publisher, the receiver and the presence writer.
 //!
 //! **Invariant:** NATS being slow, down or restarted never blocks a local
@@ -20,6 +21,7 @@
 pub mod directory;
 pub mod envelope;
 pub mod history;
+mod kv_bucket;
 pub mod registry;
 pub mod subject;
 mod tasks;
@@ -53,38 +55,6 @@ pub use sockchat_shared::cluster::{LINK_BACK, LINK_LOST};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Check `[cluster]` (only when it is on); `(key, why)` on error.
-pub fn check_config(c: &ClusterConfig) -> Option<(&'static str, String)> {
-    if c.nats_url.is_empty() {
-        return None;
-    }
-    if !c.node.is_empty()
-        && let Err(e) = subject::check_token(&c.node)
-    {
-        return Some(("cluster.node", e));
-    }
-    if let Err(e) = subject::check_token(&c.subject_prefix) {
-        return Some(("cluster.subject_prefix", e));
-    }
-    if !(10..=60_000).contains(&c.heartbeat_ms) {
-        return Some(("cluster.heartbeat_ms", "must be 10..=60000".into()));
-    }
-    let timeout_ms = c.node_timeout_secs.saturating_mul(1000);
-    if c.node_timeout_secs > 3600 || timeout_ms < 2 * c.heartbeat_ms {
-        return Some((
-            "cluster.node_timeout_secs",
-            "must be at least two heartbeats and at most 3600".into(),
-        ));
-    }
-    if c.tls_cert.is_empty() != c.tls_key.is_empty() {
-        return Some((
-            "cluster.tls_cert",
-            "tls_cert and tls_key go together".into(),
-        ));
-    }
-    None
 }
 
 /// Something for the publisher to send.

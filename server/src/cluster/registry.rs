@@ -17,8 +17,8 @@ use sockchat_shared::ban::BanTarget;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::envelope;
 use super::{Link, subject};
+use super::{envelope, kv_bucket};
 use crate::auth::Auth;
 use crate::operators::{self, Ban, Bans};
 use crate::owed;
@@ -183,8 +183,8 @@ pub(super) async fn run(
 }
 
 async fn open(link: &Link, js: &jetstream::Context) -> Option<(kv::Store, kv::Store)> {
-    let n = super::tasks::open_kv(link, js, &link.subjects.nicks_bucket(), "file").await?;
-    let b = super::tasks::open_kv(link, js, &link.subjects.bans_bucket(), "file").await?;
+    let n = kv_bucket::open(&link.client, js, &link.subjects.nicks_bucket(), "file").await?;
+    let b = kv_bucket::open(&link.client, js, &link.subjects.bans_bucket(), "file").await?;
     Some((n, b))
 }
 

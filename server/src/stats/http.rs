@@ -29,35 +29,6 @@ pub const MAX_REQUEST: usize = 8 * 1024;
 /// Longest one exchange may take (a client that stops sending is cut).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Check `[metrics]`: the parsed address (`None`: off), or the key and
-/// why it is refused (config.rs reports it).
-pub fn check_config(
-    c: &sockchat_shared::config::MetricsConfig,
-) -> Result<Option<SocketAddr>, (&'static str, String)> {
-    if c.listen.is_empty() {
-        return Ok(None);
-    }
-    let addr: SocketAddr = c.listen.parse().map_err(|_| {
-        (
-            "metrics.listen",
-            format!(
-                "{:?} is not an ADDR:PORT (e.g. \"127.0.0.1:9178\")",
-                c.listen
-            ),
-        )
-    })?;
-    if !addr.ip().is_loopback() && !c.allow_remote {
-        return Err((
-            "metrics.listen",
-            format!(
-                "{addr} is not a loopback address: the endpoint has no authentication \
-                 (use 127.0.0.1 or [::1], or set metrics.allow_remote = true)"
-            ),
-        ));
-    }
-    Ok(Some(addr))
-}
-
 /// Bind the endpoint's listener (non-blocking, for tokio).
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let l = std::net::TcpListener::bind(addr)?;
@@ -215,28 +186,6 @@ impl Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_only_unless_allowed() {
-        let c = |listen: &str, allow_remote| sockchat_shared::config::MetricsConfig {
-            listen: listen.into(),
-            allow_remote,
-        };
-        assert_eq!(check_config(&c("", false)), Ok(None));
-        assert!(matches!(
-            check_config(&c("127.0.0.1:0", false)),
-            Ok(Some(_))
-        ));
-        assert!(matches!(check_config(&c("[::1]:9", false)), Ok(Some(_))));
-        let (key, why) = check_config(&c("0.0.0.0:9178", false)).expect_err("refused");
-        assert_eq!(key, "metrics.listen");
-        assert!(why.contains("not a loopback address"), "{why}");
-        assert!(matches!(
-            check_config(&c("0.0.0.0:9178", true)),
-            Ok(Some(_))
-        ));
-        assert!(check_config(&c("localhost", false)).is_err());
-    }
 
     #[test]
     fn routes() {
