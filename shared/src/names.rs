@@ -84,6 +84,29 @@ mod tests {
         assert!(check_room("dev-ops", 32).is_ok());
     }
 
+    /// The length limit is inclusive and counts characters, not bytes;
+    /// each of `-`, `_`, `.` is allowed on its own.
+    #[test]
+    fn max_is_inclusive_and_counts_characters() {
+        assert_eq!(check_nick(&"x".repeat(24), 24), Ok(()));
+        assert_eq!(check_nick(&"é".repeat(24), 24), Ok(()));
+        assert_eq!(
+            check_room(&"r".repeat(33), 32),
+            Err(NameError::TooLong {
+                what: "room name",
+                max: 32
+            })
+        );
+        for ok in ["a-b", "a_b", "a.b"] {
+            assert_eq!(check_room(ok, 32), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check_room("a#b", 32),
+            Err(NameError::BadChar { what: "room name" })
+        );
+        assert_eq!(normalize_room("lobby"), "lobby");
+    }
+
     #[test]
     fn guest_nicks() {
         for g in ["guest1", "GUEST42", "guest007", "guestl", "gu\u{0435}st7"] {

@@ -1127,6 +1127,89 @@ mod tests {
         assert!(encode_server_payload(&chat, MAX).is_err());
     }
 
+    /// Every size check is exact at its boundary: a datagram of exactly
+    /// `max` bytes is sent and received, a server payload that fills `max`
+    /// with its header is accepted and one byte more is refused with the
+    /// real length, and the header's optional parts are refused one byte
+    /// short.
+    #[test]
+    fn datagram_size_boundaries() {
+        let fits = ClientMsg::Say {
+            room: "lobby".into(),
+            text: "x".repeat(MAX - 18),
+        };
+        let d = encode_client(0, &fits, MAX).expect("fits");
+        assert_eq!(d.len(), MAX);
+        assert_eq!(decode_client(&d, MAX).expect("exactly max").msg, fits);
+        assert_eq!(
+            decode_client(&d, MAX - 1),
+            Err(DatagramError::TooLarge {
+                len: MAX,
+                max: MAX - 1
+            })
+        );
+
+        let base = encode_server_payload(
+            &ServerMsg::Notice {
+                text: String::new(),
+            },
+            MAX,
+        )
+        .expect("fits")
+        .len();
+        let notice = |n: usize| ServerMsg::Notice {
+            text: "y".repeat(n),
+        };
+        let room = MAX - HEADER_LEN - base;
+        let p = encode_server_payload(&notice(room), MAX).expect("fills max");
+        assert_eq!(with_server_header(7, &p).len(), MAX);
+        assert_eq!(
+            encode_server(7, &notice(room), MAX).expect("fits").len(),
+            MAX
+        );
+        assert_eq!(
+            encode_server_payload(&notice(room + 1), MAX),
+            Err(EncodeError::TooLarge {
+                len: MAX + 1,
+                max: MAX
+            })
+        );
+
+        // A Hello longer than the padding: no padding at all is valid.
+        let nick = "n".repeat(MIN_HELLO_LEN);
+        let h = encode_hello(3, &nick, Some(9), MAX).expect("fits");
+        assert!(h.len() > MIN_HELLO_LEN);
+        let got = decode_client(&h, MAX).expect("unpadded hello");
+        assert_eq!((got.seq, got.cookie), (3, Some(9)));
+        assert_eq!(got.msg, ClientMsg::Hello { nick });
+
+        // Exactly a header: long enough, but empty.
+        let hdr = [b'S', b'U', VERSION, flags::FROM_SERVER, 0, 0, 0, 5];
+        assert_eq!(decode_server(&hdr, MAX), Err(DatagramError::Empty));
+        // A cookie one byte short, then whole.
+        let mut c = hdr.to_vec();
+        c[3] |= flags::COOKIE;
+        c.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            decode_server(&c, MAX),
+            Err(DatagramError::Payload(DecodeError::Truncated("cookie")))
+        );
+        c.push(2);
+        let r = decode_server(&c, MAX).expect("retry");
+        assert_eq!((r.seq, r.body), (5, ServerBody::Retry { cookie: 0x102 }));
+        // The padded length field one byte short, and pointing past the end.
+        let mut pad = vec![b'S', b'U', VERSION, flags::PADDED, 0, 0, 0, 1, 0];
+        assert_eq!(
+            decode_client(&pad, MAX),
+            Err(DatagramError::BadPadding("missing payload length"))
+        );
+        pad.extend_from_slice(&[2, 0x7F]);
+        assert_eq!(
+            decode_client(&pad, MAX),
+            Err(DatagramError::BadPadding("payload length beyond datagram"))
+        );
+    }
+
     #[test]
     fn max_payload_range() {
         assert!(check_max_payload(1472).is_ok());
@@ -1134,6 +1217,9 @@ mod tests {
         assert!(check_max_payload(65507).is_ok());
         assert!(check_max_payload(65508).is_err());
         assert!(check_max_payload(10).is_err());
+        assert_eq!(check_max_payload(MIN_MAX_PAYLOAD), Ok(MIN_MAX_PAYLOAD));
+        assert_eq!(check_max_payload(MAX_UDP_PAYLOAD), Ok(MAX_UDP_PAYLOAD));
+        assert!(check_max_payload(MIN_MAX_PAYLOAD - 1).is_err());
     }
 
     #[test]
@@ -1248,6 +1334,77 @@ mod tests {
             &[start, start + 1, 0, start + 2, 1],
         );
         assert_eq!((s.unique, s.lost, s.reordered), (5, 0, 1));
+    }
+
+    /// Each verdict with its gap, the exact counters, and the three rates
+    /// as the ratios they name (0 before anything is expected, not NaN).
+    #[test]
+    fn tracker_verdicts_counts_and_rates() {
+        let mut t = SeqTracker::expecting(5);
+        let none = t.stats();
+        assert_eq!(
+            (none.loss_rate(), none.dup_rate(), none.reorder_rate()),
+            (0.0, 0.0, 0.0)
+        );
+        assert_eq!(t.record(4), SeqVerdict::Late, "before the first expected");
+        assert_eq!(
+            t.record(7),
+            SeqVerdict::InOrder { gap: 2 },
+            "5 and 6 missing"
+        );
+        assert_eq!(t.record(8), SeqVerdict::InOrder { gap: 0 });
+        assert_eq!(t.record(11), SeqVerdict::InOrder { gap: 2 });
+        assert_eq!(
+            t.record(4),
+            SeqVerdict::Late,
+            "still before the first expected"
+        );
+        assert_eq!(
+            t.record(5),
+            SeqVerdict::Reordered,
+            "the first expected, late"
+        );
+        assert_eq!(t.record(5), SeqVerdict::Duplicate);
+        assert_eq!(t.record(11), SeqVerdict::Duplicate);
+        let s = t.stats();
+        assert_eq!(
+            s,
+            SeqStats {
+                received: 8,
+                unique: 4,   // 7 8 11 5
+                expected: 7, // 5..=11
+                lost: 3,     // 6 9 10
+                duplicated: 2,
+                reordered: 1,
+                late: 2,
+            }
+        );
+        assert_eq!(s.loss_rate(), 3.0 / 7.0);
+        assert_eq!(s.dup_rate(), 2.0 / 8.0);
+        assert_eq!(s.reorder_rate(), 1.0 / 4.0);
+    }
+
+    /// The ring is exact at its edge: a datagram exactly WINDOW behind the
+    /// highest is late (its bit now belongs to the highest), one less is
+    /// still judged; and a jump inside the window forgets the bits the
+    /// skipped numbers held one lap ago.
+    #[test]
+    fn tracker_ring_edges() {
+        let mut t = SeqTracker::expecting(0);
+        assert_eq!(t.record(0), SeqVerdict::InOrder { gap: 0 });
+        assert_eq!(t.record(1024), SeqVerdict::InOrder { gap: 1023 });
+        assert_eq!(t.record(0), SeqVerdict::Late, "exactly WINDOW behind");
+        assert_eq!(t.record(1), SeqVerdict::Reordered, "WINDOW - 1 behind");
+
+        let mut t = SeqTracker::expecting(0);
+        for s in 0..1024 {
+            t.record(s);
+        }
+        assert_eq!(t.record(1030), SeqVerdict::InOrder { gap: 6 });
+        assert_eq!(t.record(1025), SeqVerdict::Reordered, "seq 1's old bit");
+        assert_eq!(t.record(1024), SeqVerdict::Reordered, "seq 0's old bit");
+        assert_eq!(t.record(1023), SeqVerdict::Duplicate, "kept: received");
+        assert_eq!(t.stats().lost, 4, "1026..=1029");
     }
 
     #[test]
