@@ -38,8 +38,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes};
-use std::task::{Poll, Waker};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 use crate::spare;
 
@@ -96,16 +96,13 @@ struct State {
     refuse: bool,
     /// A hard error from a producer's write, kept for the writer.
     error: Option<std::io::Error>,
-    /// The writer task, parked: registered under this lock in the same
-    /// critical section that found nothing to do, taken and woken by whoever
-    /// gives it something (no wake-up is lost, none is spurious).
-    waker: Option<Waker>,
 }
 
 /// A bounded queue of encoded chunks for one member.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
+    notify: Notify,
     cap: usize,
     /// Chunks dropped by the `drop` slow-consumer policy.
     dropped: AtomicU64,
@@ -130,6 +127,7 @@ impl Outbox {
     pub fn new(cap: usize) -> Self {
         Self {
             state: Mutex::default(),
+            notify: Notify::new(),
             cap,
             dropped: AtomicU64::new(0),
         }
@@ -153,7 +151,8 @@ impl Outbox {
         s.queue(lane).push_back(b);
         if s.owner == Owner::Idle {
             s.owner = Owner::Writer;
-            wake(s);
+            drop(s);
+            self.notify.notify_one();
         }
         Push::Queued
     }
@@ -215,13 +214,13 @@ impl Outbox {
                     s.owner = Owner::Idle;
                     // An idle member holds no queue memory.
                     s.release();
-                    if s.closed {
-                        // The writer may be waiting for us to finish.
-                        wake(s);
-                    } else {
-                        drop(s);
-                    }
+                    let closed = s.closed;
+                    drop(s);
                     spare::give(batch);
+                    if closed {
+                        // The writer may be waiting for us to finish.
+                        self.notify.notify_one();
+                    }
                     return;
                 }
                 if writes < FLUSH_WRITES {
@@ -242,7 +241,8 @@ impl Outbox {
                 s.error = error;
             }
             s.owner = Owner::Writer;
-            wake(s);
+            drop(s);
+            self.notify.notify_one();
             return;
         }
     }
@@ -252,7 +252,8 @@ impl Outbox {
         let mut s = self.lock();
         if s.owner == Owner::Producer {
             s.owner = Owner::Writer;
-            wake(s);
+            drop(s);
+            self.notify.notify_one();
         }
     }
 
@@ -265,7 +266,8 @@ impl Outbox {
         s.queue(Lane::Chat).push_back(b);
         if s.owner == Owner::Idle {
             s.owner = Owner::Writer;
-            wake(s);
+            drop(s);
+            self.notify.notify_one();
         }
     }
 
@@ -281,9 +283,8 @@ impl Outbox {
 
     /// No more pushes; the writer finishes what is queued and stops.
     pub fn close(&self) {
-        let mut s = self.lock();
-        s.closed = true;
-        wake(s);
+        self.lock().closed = true;
+        self.notify.notify_one();
     }
 
     /// Close and throw away what is queued (the socket is dead or stuck).
@@ -292,7 +293,8 @@ impl Outbox {
         s.closed = true;
         s.q = VecDeque::new();
         s.bulk = VecDeque::new();
-        wake(s);
+        drop(s);
+        self.notify.notify_one();
     }
 
     /// Items waiting to be written.
@@ -323,22 +325,18 @@ impl Outbox {
     /// other than [`run_writer`] (UDP sessions, whose members are never
     /// owed). Cancel-safe: nothing is taken before the wait ends.
     pub async fn next_batch(&self, into: &mut VecDeque<Bytes>) -> bool {
-        std::future::poll_fn(|cx| {
-            let mut s = self.lock();
-            take_into(&mut s, into);
-            if s.closed || !into.is_empty() {
-                return Poll::Ready(s.closed);
+        loop {
+            let closed = self.take_all(into);
+            if closed || !into.is_empty() {
+                return closed;
             }
-            park(&mut s, cx.waker());
-            Poll::Pending
-        })
-        .await
+            self.notify.notified().await;
+        }
     }
 
     /// Move what is queued into `into` (all chat, swapping buffers, O(1)
     /// under the lock; then at most [`BULK_TAKE`] of chunks) for the
     /// writer. Returns true when the outbox is closed.
-    #[cfg(test)]
     pub(crate) fn take_all(&self, into: &mut VecDeque<Bytes>) -> bool {
         let mut s = self.lock();
         take_into(&mut s, into);
@@ -346,15 +344,13 @@ impl Outbox {
     }
 
     /// The writer task's turn: fail with a producer's error, wait while a
-    /// producer owns the member or nothing is queued (`waker` is woken
-    /// when that changes), or take everything.
-    fn writer_next(&self, into: &mut VecDeque<Bytes>, waker: &Waker) -> Next {
+    /// producer owns the member or nothing is queued, or take everything.
+    fn writer_next(&self, into: &mut VecDeque<Bytes>) -> Next {
         let mut s = self.lock();
         if let Some(e) = s.error.take() {
             return Next::Failed(e);
         }
         if s.owner == Owner::Producer {
-            park(&mut s, waker);
             return Next::Wait;
         }
         take_into(&mut s, into);
@@ -363,11 +359,8 @@ impl Outbox {
         } else if s.closed {
             Next::Done
         } else {
-            // Parking: an idle member holds no queue memory (the batch
-            // buffer goes back too; the next busy member reuses it).
+            // Parking: an idle member holds no queue memory.
             s.release();
-            spare::give(std::mem::take(into));
-            park(&mut s, waker);
             Next::Wait
         }
     }
@@ -398,23 +391,6 @@ impl State {
     fn release(&mut self) {
         spare::give(std::mem::take(&mut self.q));
         spare::give(std::mem::take(&mut self.bulk));
-    }
-}
-
-/// Register the parked writer's waker (kept if it is the same task's).
-fn park(s: &mut State, waker: &Waker) {
-    match &s.waker {
-        Some(w) if w.will_wake(waker) => {}
-        _ => s.waker = Some(waker.clone()),
-    }
-}
-
-/// Release the lock, then wake the parked writer, if any.
-fn wake(mut s: std::sync::MutexGuard<'_, State>) {
-    let w = s.waker.take();
-    drop(s);
-    if let Some(w) = w {
-        w.wake();
     }
 }
 
@@ -474,15 +450,17 @@ pub async fn run_writer(stream: &TcpStream, outbox: &Outbox) -> WriterEnd {
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     let mut rounds: u32 = 0;
     loop {
-        let next = std::future::poll_fn(|cx| match outbox.writer_next(&mut batch, cx.waker()) {
-            Next::Wait => Poll::Pending,
-            next => Poll::Ready(next),
-        })
-        .await;
-        match next {
+        match outbox.writer_next(&mut batch) {
             Next::Failed(e) => return WriterEnd::Failed(e),
             Next::Done => return WriterEnd::Flushed,
-            Next::Wait | Next::Write => {}
+            Next::Wait => {
+                // Parking: give the batch buffer back (idle connections own
+                // no queue memory; the next busy member reuses it).
+                spare::give(std::mem::take(&mut batch));
+                outbox.notify.notified().await;
+                continue;
+            }
+            Next::Write => {}
         }
         while !batch.is_empty() {
             if let Err(e) = write_some(stream, &mut batch).await {
@@ -647,10 +625,10 @@ mod tests {
             "the writer owns it"
         );
         let mut v = VecDeque::new();
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Write));
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
         assert_eq!(v, [b(b"bc"), b(b"de"), b(b"f")]);
         v.clear();
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Wait));
+        assert!(matches!(o.writer_next(&mut v), Next::Wait));
         assert_eq!(
             o.lock().owner,
             Owner::Idle,
@@ -668,7 +646,7 @@ mod tests {
         assert_eq!(o.lock().owner, Owner::Writer);
         assert_eq!(o.push_owed(b(b"b"), Lane::Chat), Push::Queued);
         let mut v = VecDeque::new();
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Write));
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
         assert_eq!(v, [b(b"a"), b(b"b")]);
     }
 
@@ -680,11 +658,11 @@ mod tests {
         o.push_owed(b(b"a"), Lane::Chat);
         o.close();
         let mut v = VecDeque::new();
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Wait));
+        assert!(matches!(o.writer_next(&mut v), Next::Wait));
         assert!(v.is_empty());
         let mut sock = Sock::new(vec![]);
         o.flush(|iov| sock.writev(iov));
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Done));
+        assert!(matches!(o.writer_next(&mut v), Next::Done));
     }
 
     /// A hard error is kept for the writer (the real errno ends the
@@ -698,7 +676,7 @@ mod tests {
         ))]);
         o.flush(|iov| sock.writev(iov));
         let mut v = VecDeque::new();
-        match o.writer_next(&mut v, Waker::noop()) {
+        match o.writer_next(&mut v) {
             Next::Failed(e) => assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET)),
             _ => panic!("the error was lost"),
         }
@@ -718,18 +696,18 @@ mod tests {
         assert_eq!(o.depth(), 5);
         assert_eq!(o.bulk_depth(), 4);
         let mut v = VecDeque::new();
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Write));
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
         assert_eq!(v.len(), 3, "the line and two chunks (BULK_TAKE reached)");
         assert_eq!(v[0], b(b"hi"));
         assert_eq!(o.bulk_depth(), 2);
         // A line queued now goes before the remaining chunks.
         o.push(b(b"again"), Lane::Chat);
         v.clear();
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Write));
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
         assert_eq!(v[0], b(b"again"));
         assert_eq!(v.len(), 3);
         v.clear();
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Wait));
+        assert!(matches!(o.writer_next(&mut v), Next::Wait));
         assert_eq!(o.lock().owner, Owner::Idle);
         assert_eq!(
             o.lock().bulk.capacity(),
@@ -738,7 +716,7 @@ mod tests {
         );
         // One chunk larger than BULK_TAKE still moves.
         o.push(Bytes::from(vec![0u8; BULK_TAKE * 2]), Lane::Bulk);
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Write));
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
         assert_eq!(v.len(), 1);
     }
 
@@ -758,7 +736,7 @@ mod tests {
         );
         o.push(b(b"c3"), Lane::Bulk);
         let mut v = VecDeque::new();
-        assert!(matches!(o.writer_next(&mut v, Waker::noop()), Next::Write));
+        assert!(matches!(o.writer_next(&mut v), Next::Write));
         assert_eq!(v, [b(b"1"), b(b"c2"), b(b"c3")]);
     }
 
@@ -778,44 +756,5 @@ mod tests {
         assert_eq!(n, FLUSH_WRITES);
         assert_eq!(o.lock().owner, Owner::Writer);
         assert_eq!(o.depth(), 1);
-    }
-
-    /// A parked writer is woken exactly by what gives it work: a push to
-    /// an idle member, a producer handing over, a close; pushes while it
-    /// owns the member wake nobody.
-    #[test]
-    fn a_parked_writer_is_woken_once_per_hand_over() {
-        struct Count(std::sync::atomic::AtomicUsize);
-        impl std::task::Wake for Count {
-            fn wake(self: std::sync::Arc<Self>) {
-                self.0.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let count = std::sync::Arc::new(Count(0.into()));
-        let waker = Waker::from(count.clone());
-        let woken = || count.0.load(Ordering::Relaxed);
-        let o = Outbox::new(8);
-        let mut v = VecDeque::new();
-        assert!(matches!(o.writer_next(&mut v, &waker), Next::Wait));
-        assert_eq!(woken(), 0);
-        assert_eq!(o.push(b(b"a"), Lane::Chat), Push::Queued);
-        assert_eq!(woken(), 1, "idle -> owned wakes the writer");
-        o.push(b(b"b"), Lane::Chat);
-        assert_eq!(woken(), 1, "the writer owns it: no second wake-up");
-        assert!(matches!(o.writer_next(&mut v, &waker), Next::Write));
-        v.clear();
-        assert!(matches!(o.writer_next(&mut v, &waker), Next::Wait));
-        // A producer owes it: the writer waits, and is woken by the hand-over.
-        assert_eq!(o.push_owed(b(b"c"), Lane::Chat), Push::Owed);
-        assert_eq!(woken(), 1);
-        assert!(matches!(o.writer_next(&mut v, &waker), Next::Wait));
-        o.hand_off();
-        assert_eq!(woken(), 2);
-        assert!(matches!(o.writer_next(&mut v, &waker), Next::Write));
-        v.clear();
-        assert!(matches!(o.writer_next(&mut v, &waker), Next::Wait));
-        o.close();
-        assert_eq!(woken(), 3, "a close wakes it to finish");
-        assert!(matches!(o.writer_next(&mut v, &waker), Next::Done));
     }
 }
