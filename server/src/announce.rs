@@ -43,7 +43,7 @@ impl Listening {
     /// is left out).
     pub fn of(
         tcp: &[std::net::TcpListener],
-        tls: Option<&crate::TlsListeners>,
+        tls: Option<&crate::tls::TlsListeners>,
         udp: &[std::net::UdpSocket],
     ) -> Listening {
         Listening {

@@ -26,10 +26,10 @@ use sockchat_shared::{DisconnectReason, ErrorCode, RoomInfo, ServerMsg, codec};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use crate::counters::Counters;
 use crate::outbox::{Lane, Outbox, Push};
 use crate::owed;
 use crate::room_quota::{QuotaConfig, QuotaError, RoomQuota};
-use crate::stats::counters::Counters;
 use crate::text;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -22,6 +22,7 @@ pub mod bind;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod counters;
 pub mod ctx;
 pub mod hub;
 pub mod limits;
@@ -57,6 +58,7 @@ use tracing::{info, warn};
 pub use bind::BindError;
 pub use config::{ConfigError, Overrides, RuntimeFlavor, Settings};
 pub use ctx::server_name;
+pub use tls::TlsListeners;
 
 use crate::ctx::Ctx;
 use crate::hub::{Hub, HubConfig};
@@ -82,13 +84,6 @@ pub async fn run_with_udp(
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     run_all(settings, listeners, udp_sockets, None, None, signal).await
-}
-
-/// TLS listeners ([`tls::bind`]) and the identity they serve.
-#[derive(Debug)]
-pub struct TlsListeners {
-    pub server: Arc<tls::TlsServer>,
-    pub listeners: Vec<std::net::TcpListener>,
 }
 
 /// [`run_with_udp`] plus TLS listeners, served by the same session code,

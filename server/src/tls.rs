@@ -34,6 +34,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
+use crate::bind::BindError;
 use crate::ctx::Ctx;
 use crate::hub::SocketView;
 use crate::refusal::{AcceptCtx, refusal_bytes};
@@ -83,12 +84,19 @@ impl std::fmt::Debug for TlsServer {
     }
 }
 
+/// TLS listeners ([`bind`]) and the identity they serve.
+#[derive(Debug)]
+pub struct TlsListeners {
+    pub server: Arc<TlsServer>,
+    pub listeners: Vec<std::net::TcpListener>,
+}
+
 /// Bind the TLS listeners (the same socket options as the plain ones).
-pub fn bind(s: &crate::config::Settings) -> Result<Vec<std::net::TcpListener>, crate::BindError> {
+pub fn bind(s: &crate::config::Settings) -> Result<Vec<std::net::TcpListener>, BindError> {
     s.tls_listen
         .iter()
         .map(|&addr| {
-            crate::bind::bind_tcp(addr, s).map_err(|source| crate::BindError {
+            crate::bind::bind_tcp(addr, s).map_err(|source| BindError {
                 addr,
                 transport: "tls",
                 source,

@@ -9,11 +9,10 @@
 //! (tests/tests/soak.rs) reads the SIGUSR1 line to check that a long
 //! churning run leaves nothing behind. Read-only.
 //!
-//! [`counters`] is what the hot paths add to; [`render`] turns a
-//! [`Snapshot`] into fields, a log line or exposition text; [`http`] is the
-//! metrics endpoint.
+//! The totals come from [`crate::counters`] (a leaf the hot paths add
+//! to); [`render`] turns a [`Snapshot`] into fields, a log line or
+//! exposition text; [`http`] is the metrics endpoint.
 
-pub mod counters;
 pub mod http;
 pub mod render;
 
@@ -24,12 +23,35 @@ use sockchat_shared::udp::procfs;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::warn;
 
-pub use counters::{Counters, Snapshot};
-
 use crate::ctx::Ctx;
 
+/// The server's numbers at one moment ([`snapshot`]): what
+/// `/stats`, the log line and the metrics endpoint show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Users with a nick (every transport).
+    pub users: usize,
+    pub rooms: usize,
+    pub udp_sessions: u64,
+    /// Totals since start (see `Counters`).
+    pub messages: u64,
+    pub deliveries: u64,
+    /// `None` until the first sample (the server's first second).
+    pub messages_per_sec: Option<f64>,
+    pub deliveries_per_sec: Option<f64>,
+    pub slow_consumers_cut: u64,
+    /// Frames dropped under `slow_consumer = "drop"`, ended sessions and
+    /// live ones together.
+    pub dropped: u64,
+    /// The kernel's `drops` of the server's UDP sockets; `None` without UDP.
+    pub kernel_udp_drops: Option<u64>,
+    pub uptime: Duration,
+    /// Live tokio tasks (two per TCP connection, plus the server's own).
+    pub tasks: usize,
+}
+
 /// The server's numbers now. Rates are over the last
-/// [`counters::Rates::WINDOW`] (from the sampler, [`spawn_sampler`]).
+/// [`crate::counters::Rates::WINDOW`] (from the sampler, [`spawn_sampler`]).
 pub fn snapshot(ctx: &Ctx) -> Snapshot {
     let c = ctx.hub.counters();
     let peers = ctx.hub.peers();

@@ -1,7 +1,7 @@
 //! The server's running totals, cheap enough for the fan-out path: one
 //! `Relaxed` add per fan-out (never per delivery), the rest on rare events
 //! (a session's end, a UDP session made or ended). A leaf: the hub, the
-//! sessions and the UDP transport write here; [`super`] reads it.
+//! sessions and the UDP transport write here; `stats` reads it.
 //!
 //! Rates (messages/s, deliveries/s) are not counted here but computed from
 //! samples of the totals ([`Rates`]), so the hot path only ever adds.
@@ -130,34 +130,9 @@ impl Counters {
     }
 }
 
-/// The server's numbers at one moment ([`super::snapshot`]): what
-/// `/stats`, the log line and the metrics endpoint show.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    /// Users with a nick (every transport).
-    pub users: usize,
-    pub rooms: usize,
-    pub udp_sessions: u64,
-    /// Totals since start (see [`Counters`]).
-    pub messages: u64,
-    pub deliveries: u64,
-    /// `None` until the first sample (the server's first second).
-    pub messages_per_sec: Option<f64>,
-    pub deliveries_per_sec: Option<f64>,
-    pub slow_consumers_cut: u64,
-    /// Frames dropped under `slow_consumer = "drop"`, ended sessions and
-    /// live ones together.
-    pub dropped: u64,
-    /// The kernel's `drops` of the server's UDP sockets; `None` without UDP.
-    pub kernel_udp_drops: Option<u64>,
-    pub uptime: Duration,
-    /// Live tokio tasks (two per TCP connection, plus the server's own).
-    pub tasks: usize,
-}
-
 /// Samples of (messages, deliveries) totals, to give rates over the last
 /// [`Rates::WINDOW`] without any per-message work: a task adds one sample a
-/// second ([`super::spawn_sampler`]).
+/// second (`stats::spawn_sampler`).
 #[derive(Debug, Default)]
 pub struct Rates {
     samples: Mutex<VecDeque<(Instant, u64, u64)>>,
