@@ -34,7 +34,7 @@ pub const SCRATCH: usize = 256 * 1024;
 /// A sender stops generating messages while this much is unwritten (the
 /// server is not reading): its schedule falls behind, and the wait shows in
 /// latency (coordinated omission) instead of in our memory.
-const OUT_CAP: usize = 256 * 1024;
+pub(super) const OUT_CAP: usize = 256 * 1024;
 /// Most messages generated in one wake-up (one write).
 const MAX_BATCH: u64 = 1024;
 /// Reads per readiness event before yielding to other bots.
@@ -117,9 +117,11 @@ enum End {
     Lost(String),
 }
 
-struct Conn {
-    stream: TcpStream,
-    out: BytesMut,
+/// One connection: tokio's stream in the bot tasks; a plain non-blocking
+/// std stream once handed to the shard loop (`pump`).
+pub(super) struct Conn<S = TcpStream> {
+    pub(super) stream: S,
+    pub(super) out: BytesMut,
     /// End offsets (absolute, in bytes queued since connect) of messages not
     /// yet fully written, and whether each is measured. A message counts as
     /// sent (and its deliveries as expected) only once all its bytes are in
@@ -133,9 +135,53 @@ struct Conn {
     since_ns: u64,
 }
 
+impl Conn {
+    /// The same connection out of tokio's reactor, for the shard loop
+    /// (`pump`); the stream stays non-blocking.
+    pub(super) fn into_std(self) -> io::Result<Conn<std::net::TcpStream>> {
+        Ok(Conn {
+            stream: self.stream.into_std()?,
+            out: self.out,
+            ends: self.ends,
+            written: self.written,
+            partial: self.partial,
+            preamble_left: self.preamble_left,
+            bye: self.bye,
+            since_ns: self.since_ns,
+        })
+    }
+}
+
+impl<S> Conn<S> {
+    /// Why the peer closed: its Bye reason if one came, else `eof`.
+    pub(super) fn eof_code(&mut self) -> String {
+        self.bye
+            .take()
+            .map(|r| r.code())
+            .unwrap_or_else(|| "eof".into())
+    }
+}
+
+/// A non-blocking write, as [`flush`] needs it from either stream.
+pub(super) trait TryWrite {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+}
+
+impl TryWrite for TcpStream {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        TcpStream::try_write(self, buf)
+    }
+}
+
+impl TryWrite for std::net::TcpStream {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        io::Write::write(&mut &*self, buf)
+    }
+}
+
 /// Receiver state that outlives a connection.
 #[derive(Default)]
-struct Rx {
+pub(super) struct Rx {
     trackers: SenderMap,
 }
 
@@ -209,6 +255,45 @@ pub(super) fn fill(template: &str, n: usize, room: &str, run: u32) -> String {
         .replace("{run}", &format!("{:04x}", run & 0xffff))
 }
 
+/// How a bot's first connection went (its counts are taken).
+pub(super) enum Ramped {
+    Stopped,
+    Failed,
+    Up(Conn),
+}
+
+/// Wait for the bot's turn on the ramp (or a stop), then connect and
+/// count the attempt.
+pub(super) async fn ramp(sh: &Rc<Shard>, spec: &BotSpec, ramp_ns: u64) -> Ramped {
+    tokio::select! {
+        _ = sleep_until_ns(ramp_ns) => {}
+        _ = sh.control.stopped(spec.slot) => {
+            sh.stats.borrow_mut().attempted += 1;
+            return Ramped::Stopped;
+        }
+    }
+    match connect(sh, spec, ramp_ns).await {
+        Ok(c) => {
+            let mut st = sh.stats.borrow_mut();
+            st.attempted += 1;
+            st.connected += 1;
+            if spec.measured {
+                st.members[spec.room] += 1;
+            }
+            Ramped::Up(c)
+        }
+        Err(code) => {
+            let mut st = sh.stats.borrow_mut();
+            st.attempted += 1;
+            st.connect_errors += 1;
+            let g = &mut st.groups[spec.group];
+            g.connect_errors += 1;
+            *g.errors.entry(code).or_default() += 1;
+            Ramped::Failed
+        }
+    }
+}
+
 /// Run one bot to completion.
 pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
     let group = &sh.plan.groups[spec.group];
@@ -217,43 +302,15 @@ pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
     let mut rx = Rx::default();
     let mut sched: Option<Schedule> = None;
 
-    // Ramp: wait for our turn (or a stop).
-    tokio::select! {
-        _ = sleep_until_ns(ramp_ns) => {}
-        _ = sh.control.stopped(spec.slot) => {
-            sh.stats.borrow_mut().attempted += 1;
-            return;
-        }
-    }
-    let mut conn = match connect(&sh, &spec, ramp_ns).await {
-        Ok(c) => {
-            let mut st = sh.stats.borrow_mut();
-            st.attempted += 1;
-            st.connected += 1;
-            if spec.measured {
-                st.members[spec.room] += 1;
-            }
-            drop(st);
-            c
-        }
-        Err(code) => {
-            {
-                let mut st = sh.stats.borrow_mut();
-                st.attempted += 1;
-                st.connect_errors += 1;
-                let g = &mut st.groups[spec.group];
-                g.connect_errors += 1;
-                *g.errors.entry(code).or_default() += 1;
-            }
-            if behaviour != Behaviour::Churner {
-                return;
-            }
-            // A churner keeps trying once the run starts.
-            match reconnect(&sh, &spec, &mut go, None, String::new()).await {
-                Some(c) => c,
-                None => return,
-            }
-        }
+    let mut conn = match ramp(&sh, &spec, ramp_ns).await {
+        Ramped::Stopped => return,
+        Ramped::Up(c) => c,
+        Ramped::Failed if behaviour != Behaviour::Churner => return,
+        // A churner keeps trying once the run starts.
+        Ramped::Failed => match reconnect(&sh, &spec, &mut go, None, String::new()).await {
+            Some(c) => c,
+            None => return,
+        },
     };
 
     let mut session_no: usize = 0;
@@ -369,15 +426,14 @@ async fn reconnect(
 
 /// Bookkeeping when a connection goes away: one fewer open, and what it
 /// had not written is no longer pending.
-fn close_count(sh: &Shard, conn: &Conn) {
+pub(super) fn close_count<S>(sh: &Shard, conn: &Conn<S>) {
     let mut st = sh.stats.borrow_mut();
     st.open -= 1;
     st.pending_out = st.pending_out.saturating_sub(conn.out.len() as u64);
 }
 
 /// End of run: note whether the server had already given up on us.
-fn finish(sh: &Shard, spec: &BotSpec, conn: Conn) {
-    use std::os::fd::AsRawFd;
+pub(super) fn finish<S: std::os::fd::AsRawFd>(sh: &Shard, spec: &BotSpec, conn: Conn<S>) {
     if sh.plan.groups[spec.group].behaviour == Behaviour::SlowReader {
         let state = sockchat_shared::sockopt::tcp_info(conn.stream.as_raw_fd())
             .map(|i| i.state)
@@ -553,7 +609,12 @@ async fn wait_joined(
 }
 
 /// Write what we can; count fully written messages as sent.
-fn flush(sh: &Shard, spec: &BotSpec, conn: &mut Conn, go: Option<&Go>) -> Result<(), String> {
+pub(super) fn flush<S: TryWrite>(
+    sh: &Shard,
+    spec: &BotSpec,
+    conn: &mut Conn<S>,
+    go: Option<&Go>,
+) -> Result<(), String> {
     let mut wrote = 0;
     let mut err = None;
     while !conn.out.is_empty() {
@@ -607,7 +668,7 @@ fn flush(sh: &Shard, spec: &BotSpec, conn: &mut Conn, go: Option<&Go>) -> Result
 }
 
 /// Queue every message due now (at most one batch).
-fn generate(sh: &Shard, spec: &BotSpec, conn: &mut Conn, sched: &mut Schedule) {
+pub(super) fn generate<S>(sh: &Shard, spec: &BotSpec, conn: &mut Conn<S>, sched: &mut Schedule) {
     let plan = &sh.plan;
     let group = &plan.groups[spec.group];
     let (first, n) = sched.due(mono_ns(), MAX_BATCH);
@@ -663,10 +724,10 @@ fn read_ready(sh: &Shard, spec: &BotSpec, conn: &mut Conn, rx: &mut Rx) -> Resul
     Ok(true)
 }
 
-fn on_data(
+pub(super) fn on_data<S>(
     sh: &Shard,
     spec: &BotSpec,
-    conn: &mut Conn,
+    conn: &mut Conn<S>,
     rx: &mut Rx,
     mut data: &[u8],
 ) -> Result<(), String> {
@@ -845,7 +906,7 @@ async fn session(
                 match read_ready(sh, spec, conn, rx) {
                     Ok(true) => {}
                     Ok(false) => {
-                        return End::Lost(conn.bye.take().map(|r| r.code()).unwrap_or_else(|| "eof".into()));
+                        return End::Lost(conn.eof_code());
                     }
                     Err(c) => return End::Lost(c),
                 }

@@ -35,6 +35,8 @@ pub struct Engine {
     control: watch::Sender<Control>,
     live: Arc<Vec<Mutex<Stats>>>,
     shards: Vec<JoinHandle<anyhow::Result<Stats>>>,
+    /// Wakes each shard loop (`pump`) when the control value changes.
+    wakers: Vec<Arc<mio::Waker>>,
     /// Bots this process runs.
     pub bots: usize,
 }
@@ -46,6 +48,20 @@ struct Proto {
     room: usize,
     sender_k: Option<usize>,
     measured: bool,
+}
+
+impl Proto {
+    fn spec(self, slot: usize, fault: Rc<FaultBox>) -> BotSpec {
+        BotSpec {
+            n: self.n,
+            slot,
+            group: self.group,
+            room: self.room,
+            sender_k: self.sender_k,
+            measured: self.measured,
+            fault,
+        }
+    }
 }
 
 fn protos(plan: &Plan, slice: Slice) -> Vec<Proto> {
@@ -87,13 +103,25 @@ impl Engine {
                 .collect(),
         );
         let mut shards = Vec::new();
+        let mut wakers = Vec::new();
+        let pump = super::pump::fits(&plan);
         for (si, protos) in per.into_iter().enumerate() {
             let plan = plan.clone();
             let rx = rx.clone();
             let live = live.clone();
+            let poll = if pump {
+                let poll = mio::Poll::new().context("cannot make an epoll instance")?;
+                wakers.push(Arc::new(
+                    mio::Waker::new(poll.registry(), super::pump::WAKE)
+                        .context("cannot make an eventfd")?,
+                ));
+                Some(poll)
+            } else {
+                None
+            };
             let h = std::thread::Builder::new()
                 .name(format!("bots-{si}"))
-                .spawn(move || run_shard(si, plan, protos, rx, live, t0_ns))
+                .spawn(move || run_shard(si, plan, protos, rx, live, t0_ns, poll))
                 .context("cannot start a bots thread")?;
             shards.push(h);
         }
@@ -101,6 +129,7 @@ impl Engine {
             control: tx,
             live,
             shards,
+            wakers,
             bots,
         })
     }
@@ -122,11 +151,20 @@ impl Engine {
             end_ns,
             members: Arc::new(members),
         });
+        self.wake();
+    }
+
+    /// Tell the shard loops to look at the control value.
+    fn wake(&self) {
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
     }
 
     /// Stop every bot and collect the merged numbers.
     pub fn stop(self) -> anyhow::Result<Stats> {
         let _ = self.control.send(Control::Stop);
+        self.wake();
         let mut total: Option<Stats> = None;
         for h in self.shards {
             let s = h
@@ -141,6 +179,23 @@ impl Engine {
     }
 }
 
+/// A shard's runtime: current-thread, one per OS thread.
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot build a tokio runtime")
+}
+
+/// Publish a shard's counters for the live view.
+pub(super) fn publish(si: usize, sh: &Shard, live: &[Mutex<Stats>]) {
+    let mut snap = sh.stats.borrow().counters();
+    snap.published_ns = mono_ns();
+    if let Some(Ok(mut slot)) = live.get(si).map(|m| m.lock()) {
+        *slot = snap;
+    }
+}
+
 fn run_shard(
     si: usize,
     plan: Arc<Plan>,
@@ -148,19 +203,28 @@ fn run_shard(
     rx: watch::Receiver<Control>,
     live: Arc<Vec<Mutex<Stats>>>,
     t0_ns: u64,
+    poll: Option<mio::Poll>,
 ) -> anyhow::Result<Stats> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot build a tokio runtime")?;
+    let sh = Rc::new(Shard {
+        plan: plan.clone(),
+        stats: std::cell::RefCell::new(Stats::new(plan.rooms.len(), plan.groups.len())),
+        scratch: std::cell::RefCell::new(vec![0u8; bot::SCRATCH]),
+        control: ShardControl::new(rx.clone(), protos.len()),
+    });
+    if let Some(poll) = poll {
+        let bots = protos
+            .into_iter()
+            .enumerate()
+            .map(|(slot, p)| {
+                let ramp = ramp_at(t0_ns, p.n, plan.connect_rate);
+                (p.spec(slot, Rc::new(FaultBox::default())), ramp)
+            })
+            .collect();
+        return super::pump::run_shard(si, sh, bots, rx, live, poll);
+    }
+    let rt = runtime()?;
     let local = tokio::task::LocalSet::new();
     let stats = local.block_on(&rt, async move {
-        let sh = Rc::new(Shard {
-            plan: plan.clone(),
-            stats: std::cell::RefCell::new(Stats::new(plan.rooms.len(), plan.groups.len())),
-            scratch: std::cell::RefCell::new(vec![0u8; bot::SCRATCH]),
-            control: ShardControl::new(rx.clone(), protos.len()),
-        });
         // One task follows the coordinator and wakes the bots that wait.
         let ctl_sh = sh.clone();
         let control = tokio::task::spawn_local(async move { ctl_sh.control.run().await });
@@ -170,15 +234,7 @@ fn run_shard(
             let fb = Rc::new(FaultBox::default());
             fault_boxes[p.group].push(fb.clone());
             let ramp = ramp_at(t0_ns, p.n, plan.connect_rate);
-            let spec = BotSpec {
-                n: p.n,
-                slot,
-                group: p.group,
-                room: p.room,
-                sender_k: p.sender_k,
-                measured: p.measured,
-                fault: fb,
-            };
+            let spec = p.spec(slot, fb);
             handles.push(if plan.wire == Wire::Udp {
                 tokio::task::spawn_local(super::udp::run_udp_bot(sh.clone(), spec, ramp))
             } else {
@@ -218,11 +274,7 @@ fn run_shard(
         let pub_live = live.clone();
         let publisher = tokio::task::spawn_local(async move {
             loop {
-                let mut snap = pub_sh.stats.borrow().counters();
-                snap.published_ns = mono_ns();
-                if let Ok(mut slot) = pub_live[si].lock() {
-                    *slot = snap;
-                }
+                publish(si, &pub_sh, &pub_live);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });

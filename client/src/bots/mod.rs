@@ -8,6 +8,7 @@
 //! `scenario` (TOML files), `schedule` (clock, rates), `wire` (bytes),
 //! `seq` (loss/dup/reorder), `bot` (one connection's task), `wake` (what
 //! wakes a bot: the shard's control generation, re-armable timers),
+//! `pump` (one loop per shard over every socket, for plain loads),
 //! `engine` (shards), `coord` (phases, progress), `workers` (several
 //! processes), `stats`, `report`, `limits` (RLIMIT_NOFILE).
 
@@ -18,6 +19,7 @@ pub mod group;
 mod limits;
 pub mod parse;
 pub mod plan;
+mod pump;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
