@@ -259,7 +259,7 @@ pub(super) fn fill(template: &str, n: usize, room: &str, run: u32) -> String {
 pub(super) enum Ramped {
     Stopped,
     Failed,
-    Up(Conn),
+    Up(Box<Conn>),
 }
 
 /// Wait for the bot's turn on the ramp (or a stop), then connect and
@@ -280,7 +280,7 @@ pub(super) async fn ramp(sh: &Rc<Shard>, spec: &BotSpec, ramp_ns: u64) -> Ramped
             if spec.measured {
                 st.members[spec.room] += 1;
             }
-            Ramped::Up(c)
+            Ramped::Up(Box::new(c))
         }
         Err(code) => {
             let mut st = sh.stats.borrow_mut();
@@ -304,7 +304,7 @@ pub async fn run_bot(sh: Rc<Shard>, spec: BotSpec, ramp_ns: u64) {
 
     let mut conn = match ramp(&sh, &spec, ramp_ns).await {
         Ramped::Stopped => return,
-        Ramped::Up(c) => c,
+        Ramped::Up(c) => *c,
         Ramped::Failed if behaviour != Behaviour::Churner => return,
         // A churner keeps trying once the run starts.
         Ramped::Failed => match reconnect(&sh, &spec, &mut go, None, String::new()).await {

@@ -137,7 +137,7 @@ pub(super) fn run_shard(
                 let pump = pump.clone();
                 tokio::task::spawn_local(async move {
                     if let Ramped::Up(conn) = bot::ramp(&sh, &spec, ramp_ns).await {
-                        pump.borrow_mut().add(spec, conn);
+                        pump.borrow_mut().add(spec, *conn);
                     }
                 })
             })
