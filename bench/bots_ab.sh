@@ -9,7 +9,8 @@
 #   bench/bots_ab.sh BOTS_A BOTS_B [PAIRS] [LOAD]
 #       BOTS_A/BOTS_B: sockchat binaries (e.g. a copy of main's release
 #       build and this tree's); PAIRS (3); LOAD: b (10,000 clients in 1,000
-#       rooms, the default) or e (UDP fan-out).
+#       rooms, the default), e (UDP fan-out) or a (1,000 members in one
+#       room, 1,000 msg/s, lines wire).
 #   SRV=path/to/sockchat-server (default: this tree's release build)
 #   DUR=5s (send phase)
 #
@@ -30,8 +31,9 @@ CONF=$OUT/server.toml
 printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n' > "$CONF"
 case $LOAD in
     b) ARGS="--wire framed --count 10000 --senders 1000 --rooms 1000 --rate 10000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 2s --source-ips 127.0.0.1-127.0.0.8" ;;
+    a) ARGS="--wire lines --count 1000 --senders 10 --rate 1000/s --size 64 --duration $DUR --connect-rate 2000/s --settle 1s" ;;
     e) ARGS="--wire udp --count 1000 --senders 10 --rate 1000/s --size 64 --duration $DUR --connect-rate 1000/s --settle 1s --source-ips 127.0.4.1-127.0.7.250" ;;
-    *) echo "bots_ab: unknown load $LOAD (b or e)" >&2; exit 2 ;;
+    *) echo "bots_ab: unknown load $LOAD (a, b or e)" >&2; exit 2 ;;
 esac
 
 SRV_PID=
