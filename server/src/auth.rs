@@ -236,9 +236,14 @@ impl Auth {
 
     /// The nick as registered, if `nick` (folded) is registered.
     pub fn registered(&self, nick: &str) -> Option<String> {
-        self.nicks()
-            .get(&fold::nick_key(nick))
-            .map(|(n, _)| n.clone())
+        // Asked at every Hello: most servers register no nicks, and then
+        // there is no key to fold (NFKC, case fold, confusables: a few µs,
+        // issue 10's churn). The key is folded outside the lock.
+        if self.nicks().is_empty() {
+            return None;
+        }
+        let key = fold::nick_key(nick);
+        self.nicks().get(&key).map(|(n, _)| n.clone())
     }
 
     /// Check `password` for registered `nick`; the nick key on success.

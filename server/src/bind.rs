@@ -1,5 +1,6 @@
 //! Binding: one TCP listener (socket2: SO_REUSEADDR, IPV6_V6ONLY, buffer
-//! sizes, backlog) and one UDP socket per listen address, and the whole
+//! sizes, backlog, and the options every accepted socket inherits:
+//! TCP_NODELAY, keepalive, TCP_USER_TIMEOUT) and one UDP socket per listen address, and the whole
 //! listen set: the TCP listeners, then a UDP socket on the
 //! port each of them got. With `--listen 127.0.0.1:0` the kernel picks the
 //! TCP port without looking at UDP, so another process may already hold
@@ -12,6 +13,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::Duration;
 
 use tracing::{debug, info};
 
@@ -98,7 +100,21 @@ pub fn bind_tcp(addr: SocketAddr, s: &Settings) -> io::Result<TcpListener> {
     if c.recv_buffer > 0 {
         sock.set_recv_buffer_size(c.recv_buffer as usize)?;
     }
+    // Accepted sockets inherit these from the listener (Linux copies the
+    // listener's socket when a connection is accepted): set once here, not
+    // five setsockopt calls per connection (issue 10's churn).
     sock.set_tcp_nodelay(c.nodelay)?;
+    if c.keepalive {
+        // The values are at least 1 (config validation).
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(c.keepalive_idle_secs.into()))
+            .with_interval(Duration::from_secs(c.keepalive_interval_secs.into()))
+            .with_retries(c.keepalive_count);
+        sock.set_tcp_keepalive(&ka)?;
+    }
+    if c.user_timeout_ms > 0 {
+        sock.set_tcp_user_timeout(Some(Duration::from_millis(c.user_timeout_ms.into())))?;
+    }
     sock.bind(&addr.into())?;
     sock.listen(c.backlog.min(i32::MAX as u32) as i32)?;
     sock.set_nonblocking(true)?;
@@ -415,6 +431,54 @@ mod tests {
             socket2::SockRef::from(&u).recv_buffer_size().expect("get"),
             16384
         );
+    }
+
+    /// The socket options are set once, on the listener: an accepted
+    /// socket must have them all (the accept path no longer sets any).
+    #[test]
+    fn accepted_sockets_inherit_the_listeners_options() {
+        let mut s = settings("127.0.0.1:0");
+        let c = &mut s.config.server;
+        c.nodelay = true;
+        c.keepalive = true;
+        c.keepalive_idle_secs = 61;
+        c.keepalive_interval_secs = 11;
+        c.keepalive_count = 6;
+        c.user_timeout_ms = 12_345;
+        let l = bind_tcp("127.0.0.1:0".parse().expect("addr"), &s).expect("bind");
+        let _client = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        l.set_nonblocking(false).expect("blocking");
+        let (accepted, _) = l.accept().expect("accept");
+        let a = socket2::SockRef::from(&accepted);
+        assert!(a.tcp_nodelay().expect("nodelay"), "TCP_NODELAY");
+        assert!(a.keepalive().expect("keepalive"), "SO_KEEPALIVE");
+        assert_eq!(
+            a.tcp_keepalive_time().expect("idle"),
+            Duration::from_secs(61)
+        );
+        assert_eq!(
+            a.tcp_keepalive_interval().expect("intvl"),
+            Duration::from_secs(11)
+        );
+        assert_eq!(a.tcp_keepalive_retries().expect("cnt"), 6);
+        assert_eq!(
+            a.tcp_user_timeout().expect("user timeout"),
+            Some(Duration::from_millis(12_345))
+        );
+
+        // And nothing extra when keepalive is off.
+        let c = &mut s.config.server;
+        c.keepalive = false;
+        c.nodelay = false;
+        c.user_timeout_ms = 0;
+        let l = bind_tcp("127.0.0.1:0".parse().expect("addr"), &s).expect("bind");
+        let _client = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        l.set_nonblocking(false).expect("blocking");
+        let (accepted, _) = l.accept().expect("accept");
+        let a = socket2::SockRef::from(&accepted);
+        assert!(!a.tcp_nodelay().expect("nodelay"));
+        assert!(!a.keepalive().expect("keepalive"));
+        assert_eq!(a.tcp_user_timeout().expect("user timeout"), None);
     }
 
     #[test]

@@ -19,7 +19,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span};
 
-use crate::config::Settings;
 use crate::connection::{Connection, Detected, Frame, Read, detect};
 use crate::ctx::{Admission, Ctx};
 use crate::hub::{Format, Peer, Room, Transport};
@@ -90,8 +89,8 @@ pub fn serve(
 /// [`crate::tls`] relays the decrypted bytes over a socketpair): `view` is
 /// `view` makes, from the stream this connection reads and writes, what
 /// `/sockinfo` shows (the real socket's TCP_INFO, the TLS version and
-/// cipher) and what an owed flush writes to. The socket options are the
-/// caller's business (they belong on the real socket).
+/// cipher) and what an owed flush writes to. The real socket has its
+/// options from its listener (`crate::bind::bind_tcp`).
 pub(crate) fn serve_with_view(
     stream: TcpStream,
     addr: SocketAddr,
@@ -118,30 +117,6 @@ pub(crate) fn log_early_end(id: u64, addr: SocketAddr, reason: &DisconnectReason
     let _in =
         info_span!("conn", conn_id = id, peer = %addr, transport = "tcp", nick = "").entered();
     info!(reason = %reason, code = %reason.code(), errno = reason.errno(), registered = false, "disconnected");
-}
-
-pub(crate) fn configure(stream: &TcpStream, s: &Settings) {
-    let c = &s.config.server;
-    let sock = SockRef::from(stream);
-    if let Err(e) = sock.set_tcp_nodelay(c.nodelay) {
-        debug!(error = %e, "TCP_NODELAY");
-    }
-    if c.keepalive {
-        // The values are at least 1 (config validation).
-        let ka = socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(c.keepalive_idle_secs.into()))
-            .with_interval(Duration::from_secs(c.keepalive_interval_secs.into()))
-            .with_retries(c.keepalive_count);
-        if let Err(e) = sock.set_tcp_keepalive(&ka) {
-            debug!(error = %e, "SO_KEEPALIVE");
-        }
-    }
-    if c.user_timeout_ms > 0
-        && let Err(e) =
-            sock.set_tcp_user_timeout(Some(Duration::from_millis(c.user_timeout_ms.into())))
-    {
-        debug!(error = %e, "TCP_USER_TIMEOUT");
-    }
 }
 
 /// A set-up connection: its reader, its writer task and what it holds.
@@ -197,9 +172,8 @@ async fn setup(
     view: Option<MakeView>,
 ) -> Option<Box<Conn>> {
     let Guards { admission, input } = guards;
-    if view.is_none() {
-        configure(&stream, &ctx.settings);
-    }
+    // No socket options here: the accepted socket inherited TCP_NODELAY and
+    // the keepalive settings from its listener (`crate::bind::bind_tcp`).
     debug!(conn_id = id, peer = %addr, "connected");
     let stream = Arc::new(stream);
     let cfg = &ctx.settings.config;

@@ -348,7 +348,6 @@ pub(crate) fn serve(
     tls: Arc<TlsServer>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     Box::pin(async move {
-        tcp::configure(&stream, &ctx.settings);
         let real = Arc::new(stream);
         let secs = ctx.settings.config.limits.handshake_timeout_secs;
         let hs = tokio::time::timeout(
