@@ -40,11 +40,16 @@ pub(crate) async fn accept_loop(
     tls: Option<Arc<crate::tls::TlsServer>>,
 ) {
     let shutdown = a.ctx.shutdown.clone();
+    // Made once: a fresh cancellation future per accept would register
+    // with the shutdown token (a lock every connection shares) and leave
+    // it again, twice per connection under churn.
+    let stopping = shutdown.input_stopped();
+    tokio::pin!(stopping);
     let mut backoff = Duration::ZERO;
     loop {
         let r = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.input_stopped() => break,
+            _ = &mut stopping => break,
         };
         match r {
             Ok((stream, addr)) => {
@@ -64,7 +69,7 @@ pub(crate) async fn accept_loop(
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.input_stopped() => break,
+                    _ = &mut stopping => break,
                 }
             }
             // ECONNABORTED and friends: that one connection is gone, the
