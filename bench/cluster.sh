@@ -32,19 +32,12 @@ OUT=$ROOT/target/bench/cluster
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.meta "$OUT"/*.err
 
-NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
-[ -x "$NATS" ] || { echo "nats-server is not installed (apt-get install nats-server)"; exit 1; }
+source "$ROOT/bench/common.sh"
+nats_bin > /dev/null || exit 1
 echo "== building release binaries"
-cargo build --release -p sockchat -p sockchat-server 2>&1 | tail -1
-BOTS=$ROOT/target/release/sockchat
-SRV=$ROOT/target/release/sockchat-server
-HZ=$(getconf CLK_TCK)
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+bench_build
 CONF=$OUT/server.toml
-printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n' > "$CONF"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+bench_config "$CONF"
 
 PIDS=()
 NATS_PID=
@@ -57,17 +50,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_nats() {
-    NATS_PORT=$(free_port)
-    NATS_DIR=$(mktemp -d /tmp/sockchat-bench-nats.XXXXXX)
-    "$NATS" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$NATS_DIR" > "$OUT/nats.log" 2>&1 &
-    NATS_PID=$!
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nats-server did not start"; cat "$OUT/nats.log"; exit 1
-}
 stop_all() {
     for p in "${PIDS[@]}" $NATS_PID; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     PIDS=() NATS_PID=
@@ -82,12 +64,7 @@ node() {
     "$SRV" --listen "$listen" --config "$CONF" --no-rate-limits "$@" \
         > "$OUT/$name.out" 2> "$OUT/$name.err" &
     PIDS+=($!)
-    ADDR=
-    for _ in $(seq 100); do
-        ADDR=$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\) (tcp)$/\1/p' "$OUT/$name.out" | head -1)
-        [ -n "$ADDR" ] && break
-        sleep 0.1
-    done
+    ADDR=$(listening_addr "$OUT/$name.out")
     [ -n "$ADDR" ] || { echo "server $name did not start"; cat "$OUT/$name.err"; exit 1; }
     if [ $# -gt 0 ]; then
         for _ in $(seq 150); do
@@ -137,7 +114,7 @@ for c in $CASES; do
             loads single "$ADDR"
             ;;
         local | spread | cross)
-            start_nats
+            start_nats "$OUT/nats.log"
             node "$c-a" 127.0.0.1:0 --cluster "nats://127.0.0.1:$NATS_PORT" --node a
             A=$ADDR
             node "$c-b" 127.0.0.1:0 --cluster "nats://127.0.0.1:$NATS_PORT" --node b
@@ -149,7 +126,7 @@ for c in $CASES; do
             esac
             ;;
         reuse)
-            start_nats
+            start_nats "$OUT/nats.log"
             port=$(free_port)
             for k in $(seq "$NODES"); do
                 node "reuse-$k" "127.0.0.1:$port" --reuse-port --cluster "nats://127.0.0.1:$NATS_PORT" --node "r$k"

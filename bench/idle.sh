@@ -29,11 +29,11 @@ HOLD=${HOLD:-15}
 OUT=$ROOT/target/bench/idle
 mkdir -p "$OUT"
 
-cargo build --release -p sockchat -p sockchat-server 2>&1 | tail -1
-BOTS=$ROOT/target/release/sockchat
-SRV=$ROOT/target/release/sockchat-server
+source "$ROOT/bench/common.sh"
+[ "$CLUSTER" = 1 ] && { nats_bin > /dev/null || exit 1; }
+bench_build
 CONF=$OUT/server.toml
-printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n' > "$CONF"
+bench_config "$CONF"
 # A connect storm of 15,000/s nick claims on a 2-core machine shared with
 # the bots makes NATS answer heartbeats late: a 5 s node timeout then
 # declares live nodes lost (measured: load 18, every node lost every other
@@ -51,7 +51,6 @@ cleanup() {
     true
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # Each server's listen address and cluster flags (REUSE, CLUSTER).
 LISTEN=127.0.0.1:0
 [ "$REUSE" = 1 ] && LISTEN=127.0.0.1:$(free_port)
@@ -59,16 +58,9 @@ MODE=
 [ "$REUSE" = 1 ] && MODE=${MODE}r
 [ "$CLUSTER" = 1 ] && MODE=${MODE}c
 if [ "$CLUSTER" = 1 ]; then
-    NATS=$(command -v nats-server || echo /usr/sbin/nats-server)
-    NATS_PORT=$(free_port)
-    NATS_DIR=$(mktemp -d /tmp/sockchat-idle-nats.XXXXXX)
-    "$NATS" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$NATS_DIR" > "$OUT/nats.log" 2>&1 &
-    NATS_PID=$!
-    sleep 1
+    start_nats "$OUT/nats.log"
 fi
 
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 # The RSS of processes and all their descendants (timeout -> bots ->
 # worker processes).
 tree_rss() {
@@ -113,12 +105,7 @@ for n in $COUNTS; do
         PIDS+=($!)
     done
     for k in $(seq "$SERVERS"); do
-        a=
-        for _ in $(seq 100); do
-            a=$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\) (tcp)$/\1/p' "$OUT/srv$k.out" | head -1)
-            [ -n "$a" ] && break
-            sleep 0.1
-        done
+        a=$(listening_addr "$OUT/srv$k.out")
         [ -n "$a" ] || { echo "server $k did not start"; cat "$OUT/srv$k.err"; exit 1; }
         ADDRS+=("$a")
     done

@@ -45,22 +45,15 @@ mkdir -p "$OUT"
 # results so the table stays complete.
 [ -z "${ONLY_SET:-}" ] && rm -f "$OUT"/*.json "$OUT"/*.meta "$OUT"/*.err "$OUT"/*.log
 
+source "$ROOT/bench/common.sh"
 echo "== building release binaries"
-cargo build --release -p sockchat -p sockchat-server 2>&1 | tail -1
-BOTS=$ROOT/target/release/sockchat
-SRV=$ROOT/target/release/sockchat-server
-HZ=$(getconf CLK_TCK)
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+bench_build
 
 # The server's limits for load tests: enough rooms for (b) (1,000 + lobby)
 # and the global cap at the fd limit. --no-rate-limits turns off the
 # per-connection message limits and per-address caps.
 CONF=$OUT/bench-server.toml
-cat > "$CONF" <<'TOML'
-[limits]
-max_rooms = 2000
-max_connections = 20000
-TOML
+bench_config "$CONF"
 
 SRV_PID=
 ADDR=
@@ -69,11 +62,8 @@ start_server() {
     "$SRV" --listen 127.0.0.1:0 --config "$CONF" --no-rate-limits "$@" \
         > "$OUT/server.out" 2> "$OUT/server.err" &
     SRV_PID=$!
-    for _ in $(seq 100); do
-        ADDR=$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\) (tcp)$/\1/p' "$OUT/server.out" | head -1)
-        [ -n "$ADDR" ] && return 0
-        sleep 0.1
-    done
+    ADDR=$(listening_addr "$OUT/server.out")
+    [ -n "$ADDR" ] && return 0
     echo "server did not start"; cat "$OUT/server.err"; exit 1
 }
 stop_server() {
@@ -84,9 +74,6 @@ NCAT_PID=
 cleanup() { stop_server; [ -n "$NCAT_PID" ] && kill "$NCAT_PID" 2>/dev/null; true; }
 trap cleanup EXIT
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 
 # run NAME PID -- bots args...: one bounded bots run; records the server's
 # CPU seconds, RSS (baseline and peak, sampled every 100 ms) and fds.

@@ -4,7 +4,7 @@
 //! server sends (sequence numbers included), without the sockchat client's
 //! own logic in between.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use sockchat_shared::udp::{self, ServerBody};
@@ -36,14 +36,7 @@ pub struct Datagram {
 impl RawUdp {
     /// A connected UDP socket to `server`, no datagram sent yet.
     pub async fn bind(server: SocketAddr, max: usize) -> std::io::Result<RawUdp> {
-        let sock = UdpSocket::bind("127.0.0.1:0").await?;
-        sock.connect(server).await?;
-        Ok(RawUdp {
-            sock,
-            seq: 0,
-            max,
-            token: None,
-        })
+        Self::bind_from(server, IpAddr::V4(Ipv4Addr::LOCALHOST), max).await
     }
 
     /// [`Self::bind`] from local address `from` (a 127.0.0.x playing
@@ -63,61 +56,56 @@ impl RawUdp {
         })
     }
 
-    /// From local address `from`: Hello, the cookie retry, Hello with the
-    /// cookie; the welcomed session, or the refusal's code and text.
-    /// Panics (test helper) on anything else or nothing within `d`.
+    /// From local address `from`: the handshake ([`Self::handshake`]);
+    /// the welcomed session, or the refusal's code and text.
     pub async fn join_from(
         server: SocketAddr,
         from: IpAddr,
         nick: &str,
         d: Duration,
     ) -> Result<RawUdp, (ErrorCode, String)> {
-        let mut c = Self::bind_from(server, from, udp::DEFAULT_MAX_PAYLOAD)
+        Self::bind_from(server, from, udp::DEFAULT_MAX_PAYLOAD)
+            .await
+            .expect("bind udp")
+            .handshake(nick, d)
+            .await
+    }
+
+    /// Bind and shake hands ([`Self::handshake`]); panics (test helper)
+    /// unless welcomed within `d`.
+    pub async fn join(server: SocketAddr, nick: &str, d: Duration) -> RawUdp {
+        let c = Self::bind(server, udp::DEFAULT_MAX_PAYLOAD)
             .await
             .expect("bind udp");
-        c.hello(nick, None).await;
-        let cookie = match c.recv(d).await {
+        match c.handshake(nick, d).await {
+            Ok(c) => c,
+            Err(refused) => panic!("expected Welcome, got Error {refused:?}"),
+        }
+    }
+
+    /// Hello, the cookie retry, Hello with the cookie; the welcomed
+    /// session, or the refusal's code and text. Panics (test helper) on
+    /// anything else or nothing within `d`.
+    async fn handshake(mut self, nick: &str, d: Duration) -> Result<RawUdp, (ErrorCode, String)> {
+        self.hello(nick, None).await;
+        let cookie = match self.recv(d).await {
             Some(Datagram {
                 body: ServerBody::Retry { cookie },
                 ..
             }) => cookie,
             other => panic!("expected a retry, got {other:?}"),
         };
-        c.hello(nick, Some(cookie)).await;
-        match c.recv(d).await {
+        self.hello(nick, Some(cookie)).await;
+        match self.recv(d).await {
             Some(Datagram {
                 body: ServerBody::Msg(ServerMsg::Welcome { .. }),
                 ..
-            }) => Ok(c),
+            }) => Ok(self),
             Some(Datagram {
                 body: ServerBody::Msg(ServerMsg::Error { code, text }),
                 ..
             }) => Err((code, text)),
             other => panic!("expected Welcome or Error, got {other:?}"),
-        }
-    }
-
-    /// Bind, say Hello, answer the retry with the cookie and wait for the
-    /// Welcome (panics, as a test helper, if it does not come within `d`).
-    pub async fn join(server: SocketAddr, nick: &str, d: Duration) -> RawUdp {
-        let mut c = Self::bind(server, udp::DEFAULT_MAX_PAYLOAD)
-            .await
-            .expect("bind udp");
-        c.hello(nick, None).await;
-        let cookie = match c.recv(d).await {
-            Some(Datagram {
-                body: ServerBody::Retry { cookie },
-                ..
-            }) => cookie,
-            other => panic!("expected a retry, got {other:?}"),
-        };
-        c.hello(nick, Some(cookie)).await;
-        match c.recv(d).await {
-            Some(Datagram {
-                body: ServerBody::Msg(ServerMsg::Welcome { .. }),
-                ..
-            }) => c,
-            other => panic!("expected Welcome, got {other:?}"),
         }
     }
 

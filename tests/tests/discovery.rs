@@ -308,31 +308,67 @@ fn a_server_on_loopback_says_it_is_not_announced() {
     );
 }
 
-#[test]
-fn the_tui_without_a_server_picks_one_from_the_lan_and_chats() {
+/// What both TUI tests set up: a server announcing `name` in host 0, bob's
+/// TUI started without a server in host 1 (`args`; its own known-servers
+/// file, holding `pinned` for the server's TLS address when given), and
+/// the picker listing the server (`screen`). `None`: a precondition is
+/// missing (`require`: a failure under CI). Fields drop in order: the
+/// terminal first, the network last.
+struct Picker {
+    tmux: Tmux,
+    server: Server,
+    known: PathBuf,
+    /// The server's address (host 0).
+    addr: String,
+    screen: String,
+    _dir: TempDir,
+    net: Net,
+}
+
+fn picker(tag: &str, name: &str, pinned: Option<&str>, args: &str) -> Option<Picker> {
     if !sockchat_tests::tmux::require_tmux() {
-        return;
+        return None;
     }
-    let Some(net) = setup("picker") else { return };
-    let dir = TempDir::new("picker");
-    let server = Server::start(&net, &dir, "[discovery]\nname = \"lab-tui\"\n");
+    let net = setup(tag)?;
+    let dir = TempDir::new(tag);
+    let server = Server::start(&net, &dir, &format!("[discovery]\nname = \"{name}\"\n"));
     server.wait_log("discovery: announced");
-    let mut alice = plain(&net, 1, "alice");
     let known = dir.0.join("known_servers");
-    let tmux = Tmux::new("picker");
+    let addr = net.addr(0);
+    if let Some(fingerprint) = pinned {
+        std::fs::write(&known, format!("{addr}:7879 {fingerprint}\n")).unwrap();
+    }
+    let tmux = Tmux::new(tag);
     tmux.client_wrapped(
         "bob",
         160,
         30,
         &format!("ip netns exec {}", net.hosts[1]),
         &format!("SOCKCHAT_KNOWN_SERVERS={}", known.display()),
-        "--nick bob",
+        args,
     );
-    let a = net.addr(0);
-    let s = tmux.wait_for_within("bob", &format!("> lab-tui  {a}:7878"), STEP);
+    let screen = tmux.wait_for_within("bob", &format!("> {name}  {addr}:7878"), STEP);
+    Some(Picker {
+        tmux,
+        server,
+        known,
+        addr,
+        screen,
+        _dir: dir,
+        net,
+    })
+}
+
+#[test]
+fn the_tui_without_a_server_picks_one_from_the_lan_and_chats() {
+    let Some(p) = picker("picker", "lab-tui", None, "--nick bob") else {
+        return;
+    };
+    let mut alice = plain(&p.net, 1, "alice");
+    let (tmux, s, a) = (&p.tmux, &p.screen, &p.addr);
     assert!(s.contains("Enter connect"), "{s}");
     assert!(
-        s.contains(&format!("TLS :7879 {}", server.fingerprint)),
+        s.contains(&format!("TLS :7879 {}", p.server.fingerprint)),
         "{s}"
     );
     tmux.keys("bob", &["Enter"]);
@@ -340,8 +376,8 @@ fn the_tui_without_a_server_picks_one_from_the_lan_and_chats() {
     assert!(s.contains(&format!("{a}:7879")), "TLS port: {s}");
     alice.expect("bob joined lobby");
     // Pinned as a first use would: the next connection checks it.
-    let pins = std::fs::read_to_string(&known).unwrap_or_default();
-    assert!(pins.contains(&server.fingerprint), "pinned: {pins:?}");
+    let pins = std::fs::read_to_string(&p.known).unwrap_or_default();
+    assert!(pins.contains(&p.server.fingerprint), "pinned: {pins:?}");
     tmux.line("bob", "hello from the picker");
     alice.expect("bob: hello from the picker");
 }
@@ -376,31 +412,15 @@ fn an_announced_fingerprint_never_replaces_a_pin() {
     // Anyone on the link can announce: a certificate pinned earlier for
     // the address still decides, and the picker's connection is refused
     // with the usual warning when the server shows another one.
-    if !sockchat_tests::tmux::require_tmux() {
-        return;
-    }
-    let Some(net) = setup("pinned") else { return };
-    let dir = TempDir::new("pinned");
-    let server = Server::start(&net, &dir, "[discovery]\nname = \"lab-pin\"\n");
-    server.wait_log("discovery: announced");
-    let known = dir.0.join("known_servers");
-    let a = net.addr(0);
     let old = "SHA256:".to_string() + &["00"; 32].join(":");
-    std::fs::write(&known, format!("{a}:7879 {old}\n")).unwrap();
-    let tmux = Tmux::new("pinned");
-    tmux.client_wrapped(
-        "bob",
-        160,
-        30,
-        &format!("ip netns exec {}", net.hosts[1]),
-        &format!("SOCKCHAT_KNOWN_SERVERS={}", known.display()),
-        "--nick bob --no-reconnect",
-    );
-    tmux.wait_for_within("bob", &format!("> lab-pin  {a}:7878"), STEP);
-    tmux.keys("bob", &["Enter"]);
-    let s = tmux.wait_for_within("bob", "HAS CHANGED", STEP);
+    let Some(p) = picker("pinned", "lab-pin", Some(&old), "--nick bob --no-reconnect") else {
+        return;
+    };
+    p.tmux.keys("bob", &["Enter"]);
+    let s = p.tmux.wait_for_within("bob", "HAS CHANGED", STEP);
     assert!(!s.contains("welcome bob"), "{s}");
-    let pins = std::fs::read_to_string(&known).unwrap();
+    let pins = std::fs::read_to_string(&p.known).unwrap();
+    let a = &p.addr;
     assert_eq!(pins, format!("{a}:7879 {old}\n"), "the pin is untouched");
-    assert!(!pins.contains(&server.fingerprint));
+    assert!(!pins.contains(&p.server.fingerprint));
 }

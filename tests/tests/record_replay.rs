@@ -55,8 +55,8 @@ fn record_session(server: &ServerProc, file: &Path) -> Vec<String> {
     alice.seen.clone()
 }
 
-/// `sockchat replay ARGS` in a new tmux session: it plays to the end and
-/// its screen then shows every needle.
+/// `sockchat replay ARGS` in a new tmux session: it plays to the end, its
+/// screen then shows every needle, and the recording ended with a quit.
 fn replay_shows(tmux: &Tmux, session: &str, args: &str, needles: &[&str]) {
     tmux.client(session, 130, 36, &format!("replay {args}"));
     let screen = tmux.wait_for(session, "REPLAY END");
@@ -66,6 +66,16 @@ fn replay_shows(tmux: &Tmux, session: &str, args: &str, needles: &[&str]) {
             "the replay does not show {needle:?}:\n{screen}"
         );
     }
+    // Every recording here ends with a quit (`/quit`, Ctrl-C), not a lost
+    // connection.
+    let end = tmux.capture(session);
+    assert!(!end.contains("disconnected for good"), "{end}");
+}
+
+/// Quit `session` with `key` and see the client exit with status 0.
+fn quit(tmux: &Tmux, session: &str, key: &str) {
+    tmux.keys(session, &[key]);
+    tmux.wait_for(session, "sockchat exited: 0");
 }
 
 #[test]
@@ -103,17 +113,13 @@ fn a_recorded_fault_rst_replays_in_the_terminal() {
             "rtt      ",
         ],
     );
-    // The end of input was a quit.
-    let end = tmux.capture("fast");
-    assert!(!end.contains("disconnected for good"), "{end}");
     // The event log (F3) has the fault and the reset too.
     tmux.keys("fast", &["F3"]);
     let log = tmux.wait_for("fast", "event log");
     assert!(log.contains("ECONNRESET (104)"), "{log}");
     // What sock_diag found after the RST: nothing kept.
     assert!(log.contains("the kernel keeps nothing of"), "{log}");
-    tmux.keys("fast", &["q"]);
-    tmux.wait_for("fast", "sockchat exited: 0");
+    quit(&tmux, "fast", "q");
 
     // Slowly: space pauses, + and - change the speed, q quits.
     tmux.client("slow", 130, 36, &format!("replay {f} --speed 0.0625"));
@@ -127,8 +133,7 @@ fn a_recorded_fault_rst_replays_in_the_terminal() {
     tmux.wait_for("slow", "x0.0625");
     tmux.keys("slow", &["Space"]);
     tmux.wait_for("slow", "REPLAY PLAYING");
-    tmux.keys("slow", &["q"]);
-    tmux.wait_for("slow", "sockchat exited: 0");
+    quit(&tmux, "slow", "q");
     let _ = std::fs::remove_file(&file);
 }
 
@@ -159,8 +164,7 @@ fn the_terminal_ui_records_and_replays() {
     // Held until the reconnect, then said in den again.
     tmux.line("live", "after the fault");
     tmux.wait_for("live", "alice: after the fault");
-    tmux.keys("live", &["C-c"]);
-    tmux.wait_for("live", "sockchat exited: 0");
+    quit(&tmux, "live", "C-c");
     drop(server);
     let text = std::fs::read_to_string(&file).expect("the recording");
     assert!(text.starts_with(r#"{"format":"sockchat-record""#), "{text}");
@@ -181,11 +185,7 @@ fn the_terminal_ui_records_and_replays() {
             "ECONNRESET (104)",
         ],
     );
-    // Ctrl-C was a quit: no "disconnected for good" at the end.
-    let end = tmux.capture("replay");
-    assert!(!end.contains("disconnected for good"), "{end}");
-    tmux.keys("replay", &["C-c"]);
-    tmux.wait_for("replay", "sockchat exited: 0");
+    quit(&tmux, "replay", "C-c");
     let _ = std::fs::remove_file(&file);
 }
 
