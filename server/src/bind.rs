@@ -433,6 +433,16 @@ mod tests {
         );
     }
 
+    /// One connection accepted from a listener bound with `s`: the server
+    /// side's socket (the client's is returned too, to keep it open).
+    fn accept_one(s: &Settings) -> (std::net::TcpStream, std::net::TcpStream) {
+        let l = bind_tcp("127.0.0.1:0".parse().expect("addr"), s).expect("bind");
+        let client = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        l.set_nonblocking(false).expect("blocking");
+        let (accepted, _) = l.accept().expect("accept");
+        (accepted, client)
+    }
+
     /// The socket options are set once, on the listener: an accepted
     /// socket must have them all (the accept path no longer sets any).
     #[test]
@@ -445,10 +455,7 @@ mod tests {
         c.keepalive_interval_secs = 11;
         c.keepalive_count = 6;
         c.user_timeout_ms = 12_345;
-        let l = bind_tcp("127.0.0.1:0".parse().expect("addr"), &s).expect("bind");
-        let _client = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-        l.set_nonblocking(false).expect("blocking");
-        let (accepted, _) = l.accept().expect("accept");
+        let (accepted, _client) = accept_one(&s);
         let a = socket2::SockRef::from(&accepted);
         assert!(a.tcp_nodelay().expect("nodelay"), "TCP_NODELAY");
         assert!(a.keepalive().expect("keepalive"), "SO_KEEPALIVE");
@@ -471,10 +478,7 @@ mod tests {
         c.keepalive = false;
         c.nodelay = false;
         c.user_timeout_ms = 0;
-        let l = bind_tcp("127.0.0.1:0".parse().expect("addr"), &s).expect("bind");
-        let _client = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-        l.set_nonblocking(false).expect("blocking");
-        let (accepted, _) = l.accept().expect("accept");
+        let (accepted, _client) = accept_one(&s);
         let a = socket2::SockRef::from(&accepted);
         assert!(!a.tcp_nodelay().expect("nodelay"));
         assert!(!a.keepalive().expect("keepalive"));
