@@ -28,7 +28,8 @@ OUT=$ROOT/target/bench/bots_ab
 mkdir -p "$OUT"
 for f in "$A" "$B" "$SRV"; do [ -x "$f" ] || { echo "bots_ab: $f is not executable" >&2; exit 1; }; done
 CONF=$OUT/server.toml
-printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n' > "$CONF"
+source "$ROOT/bench/common.sh"
+bench_config "$CONF"
 case $LOAD in
     b) ARGS="--wire framed --count 10000 --senders 1000 --rooms 1000 --rate 10000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 2s --source-ips 127.0.0.1-127.0.0.8" ;;
     a) ARGS="--wire lines --count 1000 --senders 10 --rate 1000/s --size 64 --duration $DUR --connect-rate 2000/s --settle 1s" ;;
@@ -44,11 +45,7 @@ one() {
     local tag=$1 bots=$2 pair=$3 addr= la
     "$SRV" --listen 127.0.0.1:0 --config "$CONF" --no-rate-limits > "$OUT/server.out" 2> "$OUT/server.err" &
     SRV_PID=$!
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\) (tcp)$/\1/p' "$OUT/server.out" | head -1)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
+    addr=$(listening_addr "$OUT/server.out")
     [ -n "$addr" ] || { echo "bots_ab: server did not start" >&2; exit 1; }
     la=$(cut -d' ' -f1 /proc/loadavg)
     # shellcheck disable=SC2086 # the flags are words

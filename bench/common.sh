@@ -23,12 +23,14 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 
-# listening_addr OUTFILE: the TCP address a server printed (`listening on
-# ADDR (tcp)`) within 10 s; empty if it did not.
+# listening_addr FILE...: the TCP address a server printed in one of the
+# files (sockchat's `listening on ADDR (tcp)`, idealchat's `idealchat
+# listening on ADDR ...`) within 10 s; empty if it did not.
 listening_addr() {
     local a=
     for _ in $(seq 100); do
-        a=$(sed -n 's/^listening on \(127\.0\.0\.1:[0-9]*\) (tcp)$/\1/p' "$1" | head -1)
+        a=$(sed -n -e 's/^listening on \(127\.0\.0\.1:[0-9]*\) (tcp)$/\1/p' \
+            -e 's/^idealchat listening on \(127\.0\.0\.1:[0-9]*\) .*/\1/p' "$@" | head -1)
         [ -n "$a" ] && break
         sleep 0.1
     done

@@ -96,8 +96,9 @@ if cmp -s "$BIN-base/sockchat-server" "$BIN-new/sockchat-server" && [ "$NEW" != 
     die "the baseline and this tree gave the same server binary (stale build?)"
 fi
 
+source "$ROOT/bench/common.sh"
 CONF=$OUT/server.toml
-printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n' > "$CONF"
+bench_config "$CONF"
 HZ=$(getconf CLK_TCK)
 
 SRV_PID=
@@ -120,19 +121,11 @@ start_server() {
             > "$OUT/server.out" 2> "$OUT/server.err" & ;;
     esac
     SRV_PID=$!
-    for _ in $(seq 100); do
-        ADDR=$(sed -n -e 's/^listening on \(127\.0\.0\.1:[0-9]*\) (tcp)$/\1/p' \
-            -e 's/^idealchat listening on \(127\.0\.0\.1:[0-9]*\) .*/\1/p' \
-            "$OUT/server.out" "$OUT/server.err" | head -1)
-        [ -n "$ADDR" ] && return 0
-        sleep 0.1
-    done
+    ADDR=$(listening_addr "$OUT/server.out" "$OUT/server.err")
+    [ -n "$ADDR" ] && return 0
     cat "$OUT/server.err"; die "$1 server did not start"
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 # All CPU ticks and steal ticks of the machine (/proc/stat, first line).
 stat_ticks() { awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t, $9; exit}' /proc/stat; }
 
