@@ -1,11 +1,11 @@
 //! Binding: one TCP listener (socket2: SO_REUSEADDR, IPV6_V6ONLY, buffer
 //! sizes, backlog, and the options every accepted socket inherits:
-//! TCP_NODELAY, keepalive, TCP_USER_TIMEOUT) and one UDP socket per listen address, and the whole
-//! listen set: the TCP listeners, then a UDP socket on the
-//! port each of them got. With `--listen 127.0.0.1:0` the kernel picks the
-//! TCP port without looking at UDP, so another process may already hold
-//! that port for UDP (EADDRINUSE): then the set is dropped and bound again
-//! on fresh ports, a bounded number of times.
+//! TCP_NODELAY, keepalive, TCP_USER_TIMEOUT) and one UDP socket per
+//! listen address, and the whole listen set: the TCP listeners, then a UDP
+//! socket on the port each of them got. With `--listen 127.0.0.1:0` the
+//! kernel picks the TCP port without looking at UDP, so another process may
+//! already hold that port for UDP (EADDRINUSE): then the set is dropped and
+//! bound again on fresh ports, a bounded number of times.
 //!
 //! **Invariant:** a [`Bound`] always has UDP on exactly the ports its TCP
 //! listeners have (when UDP is enabled); both `main` and [`crate::start`]
