@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use sockchat_shared::{ClientMsg, DisconnectReason, ServerMsg, codec};
 use sockchat_tests::{FramedClient, ServerProc, sockchat_command};
 use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
 
 const ROOMS: usize = 8;
 const STAYERS: usize = 12;
@@ -46,7 +47,14 @@ const SLOW_PAUSE: Duration = Duration::from_millis(1000);
 /// SO_SNDBUF is small (`SOAK_CONFIG`), so a slow reader's pause leaves
 /// tens of messages in its outbox instead of in kernel buffers.
 const PAD: usize = 250;
-const SOAK_CONFIG: &str = "[server]\nsend_buffer = 8192\noutbox_frames = 8192\n";
+/// A deep outbox: a slow reader must not be cut off for being slow. And a
+/// rate limit no stayer can reach: the server charges a message when it
+/// reads it, so if it reads a stayer late (a busy CI machine) a backlog of
+/// lines sent at 10/s is charged as a burst, and a refused line would fail
+/// the count for a reason that is not this test's (server_limits.rs tests
+/// the limit).
+const SOAK_CONFIG: &str = "[server]\nsend_buffer = 8192\noutbox_frames = 8192\n\
+                           [limits]\nmessages_per_sec = 1000.0\nburst = 10000.0\n";
 const ROOMS_PER_STAYER: usize = 3;
 const CHURNERS: usize = 6;
 /// `sockchat --plain` processes alive at once, each killed with SIGKILL.
@@ -133,6 +141,9 @@ async fn connect_small_rcvbuf(addr: SocketAddr, nick: &str) -> FramedClient {
     c
 }
 
+/// A stayer's nick, rooms and what it saw.
+type Stayed = (String, Vec<String>, Seen);
+
 /// One stayer: joins its rooms, says one line every ~100 ms in turn in
 /// each of them until `stop`, then `soak-end NICK` in each, and reads until
 /// every stayer of its rooms said its END.
@@ -142,7 +153,7 @@ async fn stayer(
     go: Arc<tokio::sync::Barrier>,
     stop: Arc<tokio::sync::Notify>,
     done_sending: Arc<tokio::sync::Barrier>,
-) -> (String, Vec<String>, Seen) {
+) -> Stayed {
     let nick = format!("stay{s}");
     let slow = s < SLOW;
     let mut c = if slow {
@@ -165,6 +176,10 @@ async fn stayer(
     go.wait().await;
     let mut seen = Seen::default();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    // After a slow reader's pause, go on at the same pace instead of
+    // sending the missed ticks in a burst (which a slow machine could
+    // stretch past the server's rate limit).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     let mut read = 0u64;
     let stopped = stop.notified();
@@ -218,6 +233,12 @@ async fn stayer(
             Ok(Some(m)) => record(&mut seen, &nick, m),
             other => panic!("{nick}: waiting for END markers: {other:?}"),
         }
+    }
+    // An error for one of our END markers (refused: its room's members
+    // would wait for it in vain) arrives after the others' markers: read
+    // on briefly so that it is named here (`record` panics on it).
+    while let Ok(Some(m)) = c.recv_timeout(Duration::from_millis(300)).await {
+        record(&mut seen, &nick, m);
     }
     c.send(&ClientMsg::Quit {
         message: String::new(),
@@ -347,7 +368,7 @@ fn spawn_plain(addr: SocketAddr, nick: &str, r: &str, lines: u64) -> (Child, Chi
 /// departing user in a room), from the map `pick` chooses.
 fn per_member<T: Clone + Default>(
     ms: &[usize],
-    results: &[(String, Vec<String>, Seen)],
+    results: &[Stayed],
     key: &(String, String),
     pick: impl Fn(&Seen) -> &BTreeMap<(String, String), T>,
 ) -> Vec<T> {
@@ -406,14 +427,48 @@ fn settle(server: &ServerProc, want: (u64, u64, u64, usize)) -> (u64, u64, u64, 
     }
 }
 
+/// Waits at `b` unless a stayer ends first — it panicked (or returned
+/// early): its panic is raised here instead of a wait that never ends.
+async fn meet(b: &tokio::sync::Barrier, stayers: &mut JoinSet<(usize, Stayed)>) {
+    tokio::select! {
+        _ = b.wait() => {}
+        Some(r) = stayers.join_next() => match r {
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            other => panic!("a stayer ended before the others: {other:?}"),
+        },
+    }
+}
+
+/// What the test is doing now, for the message if it runs out of time.
+type Phase = Arc<Mutex<&'static str>>;
+
+fn phase(p: &Phase, now: &'static str) {
+    *p.lock().unwrap() = now;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nothing_lost_under_churn() {
     let secs: u64 = std::env::var("SOCKCHAT_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
+    // Every wait below is bounded on its own; this bounds their sum, so
+    // that a bug shows as a failure naming the phase, never as a hang.
+    let limit = Duration::from_secs(secs + 240);
+    let now = Phase::new(Mutex::new("start"));
+    if tokio::time::timeout(limit, soak(secs, now.clone()))
+        .await
+        .is_err()
+    {
+        panic!(
+            "soak: not done after {limit:?}, still in phase {:?}",
+            now.lock().unwrap()
+        );
+    }
+}
+
+async fn soak(secs: u64, now: Phase) {
     let started = Instant::now();
-    // A slow reader must not be cut off for being slow: a deep outbox.
     let server = ServerProc::start_with_config("soak", SOAK_CONFIG, &[]);
     let addr = server.addr;
     let empty = tokio::task::block_in_place(|| {
@@ -424,17 +479,13 @@ async fn nothing_lost_under_churn() {
     let go = Arc::new(tokio::sync::Barrier::new(STAYERS + 1));
     let stop = Arc::new(tokio::sync::Notify::new());
     let done_sending = Arc::new(tokio::sync::Barrier::new(STAYERS + 1));
-    let mut stayers = Vec::new();
+    let mut stayers = JoinSet::new();
     for s in 0..STAYERS {
-        stayers.push(tokio::spawn(stayer(
-            addr,
-            s,
-            go.clone(),
-            stop.clone(),
-            done_sending.clone(),
-        )));
+        let (go, stop, done) = (go.clone(), stop.clone(), done_sending.clone());
+        stayers.spawn(async move { (s, stayer(addr, s, go, stop, done).await) });
     }
-    go.wait().await;
+    phase(&now, "stayers joining their rooms");
+    meet(&go, &mut stayers).await;
     let steady = {
         let (u, r, t) = tokio::task::block_in_place(|| stats(&server));
         (u, r, t, tokio::task::block_in_place(|| fds(&server)))
@@ -442,6 +493,7 @@ async fn nothing_lost_under_churn() {
     assert_eq!(steady.0, STAYERS as u64, "users before the churn");
 
     // The churn.
+    phase(&now, "churn");
     let deadline = Instant::now() + Duration::from_secs(secs);
     let ids = Arc::new(AtomicU64::new(0));
     let log = Arc::new(Mutex::new(BTreeMap::new()));
@@ -485,15 +537,22 @@ async fn nothing_lost_under_churn() {
     for c in churners {
         c.await.expect("churner");
     }
+    phase(&now, "killing the last sockchat --plain processes");
     let killed = killer.await.expect("killer");
     // Wait until every churner's session has ended on the server.
+    phase(&now, "waiting for the churners' sessions to end");
     let after_churn = tokio::task::block_in_place(|| settle(&server, steady));
     stop.notify_waiters();
-    done_sending.wait().await;
-    let mut results = Vec::new();
-    for s in stayers {
-        results.push(s.await.expect("stayer"));
+    phase(&now, "stopping the stayers");
+    meet(&done_sending, &mut stayers).await;
+    phase(&now, "stayers waiting for every END marker");
+    let mut results: Vec<(usize, Stayed)> = Vec::new();
+    while let Some(r) = stayers.join_next().await {
+        results.push(r.expect("stayer"));
     }
+    results.sort_by_key(|(s, _)| *s);
+    let results: Vec<Stayed> = results.into_iter().map(|(_, r)| r).collect();
+    phase(&now, "waiting for the server to be empty");
     let end = tokio::task::block_in_place(|| {
         let mut want = empty;
         // The default room exists from the first user on.
@@ -502,6 +561,7 @@ async fn nothing_lost_under_churn() {
     });
 
     // ---- the checks
+    phase(&now, "checking");
     let log = log.lock().unwrap();
     let members = |r: &str| -> Vec<usize> {
         (0..STAYERS)
