@@ -37,10 +37,18 @@ use tokio::task::JoinSet;
 
 const ROOMS: usize = 8;
 const STAYERS: usize = 12;
-/// Stayers that read slowly: a 4 KiB receive buffer, and a pause of
-/// `SLOW_PAUSE` every `SLOW_EVERY` messages, so the server's outbox for
-/// them really holds a backlog (yet they keep up on average).
+/// Stayers that read slowly: a small receive buffer ([`SLOW_RCVBUF`]), and
+/// a pause of `SLOW_PAUSE` every `SLOW_EVERY` messages, so the server's
+/// outbox for them really holds a backlog (yet they keep up on average).
 const SLOW: usize = 3;
+/// The slow stayers' `SO_RCVBUF`. Not smaller: with 4 KiB, now and then
+/// (2 runs in ~15 on a busy machine) the receiver's window settled just
+/// under the sender's MSS (`ss -ti`: `snd_wnd:2017`, `mss:2048`,
+/// `rwnd_limited` 99 %, `timer:(persist,...)`, the reader's Recv-Q empty):
+/// the server's kernel then sent only on its persist timer, ~10 KB/s, less
+/// than the room's traffic, and the backlog never drained — a zero-window
+/// stall of the kernels, not of the server, that failed the test.
+const SLOW_RCVBUF: u32 = 16 * 1024;
 const SLOW_EVERY: u64 = 150;
 const SLOW_PAUSE: Duration = Duration::from_millis(1000);
 /// Stayers' lines are padded to this many bytes, and the server's
@@ -122,11 +130,11 @@ fn record(seen: &mut Seen, me: &str, m: ServerMsg) {
     }
 }
 
-/// A framed client whose socket has a 4 KiB receive buffer (set before
-/// the handshake, so the window stays small).
+/// A framed client whose socket has a [`SLOW_RCVBUF`] receive buffer (set
+/// before the handshake, so the window stays small).
 async fn connect_small_rcvbuf(addr: SocketAddr, nick: &str) -> FramedClient {
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    sock.set_recv_buffer_size(SLOW_RCVBUF).expect("SO_RCVBUF");
     let mut stream = sock.connect(addr).await.expect("connect");
     stream
         .write_all(&sockchat_shared::proto::preamble())
