@@ -110,13 +110,23 @@ pub trait SocketView: Send + Sync {
     }
 }
 
+/// A peer's nick as shown and its key ([`fold::nick_key`]), set together
+/// by the hub: the key is folded once per nick (NFKC, case fold,
+/// confusables: a few µs), not again when the user leaves, is renamed, or
+/// joins a room that checks invitations (issue 10's churn).
+#[derive(Debug, Default)]
+struct Nick {
+    shown: Arc<str>,
+    key: Arc<str>,
+}
+
 /// One connected user: what the hub needs to deliver to it and to end it.
 pub struct Peer {
     pub id: u64,
     pub addr: SocketAddr,
     pub transport: Transport,
     pub format: Format,
-    nick: Mutex<Arc<str>>,
+    nick: Mutex<Nick>,
     pub outbox: Outbox,
     policy: SlowConsumerPolicy,
     /// The one disconnect reason: the first one set wins.
@@ -163,7 +173,7 @@ impl Peer {
             addr,
             transport,
             format,
-            nick: Mutex::new(Arc::from("")),
+            nick: Mutex::default(),
             outbox: Outbox::new(outbox_frames),
             policy,
             reason: Mutex::new(None),
@@ -233,11 +243,17 @@ impl Peer {
     }
 
     pub fn nick(&self) -> Arc<str> {
-        lock(&self.nick).clone()
+        lock(&self.nick).shown.clone()
     }
 
-    fn set_nick(&self, n: Arc<str>) {
-        *lock(&self.nick) = n;
+    /// The nick's key ([`fold::nick_key`]; empty before registration).
+    pub fn nick_key(&self) -> Arc<str> {
+        lock(&self.nick).key.clone()
+    }
+
+    /// `key` is `fold::nick_key(&shown)`.
+    fn set_nick(&self, shown: Arc<str>, key: Arc<str>) {
+        *lock(&self.nick) = Nick { shown, key };
     }
 
     /// Queue a chunk for this member, applying the slow-consumer policy when
@@ -573,7 +589,7 @@ impl Room {
     /// members (server operators) pass every gate.
     fn admits(&self, peer: &Peer, key: Option<&str>, privileged: bool) -> Result<(), GateError> {
         let g = lock(&self.gate);
-        if privileged || g.invited.contains(&fold::nick_key(&peer.nick())) {
+        if privileged || (!g.invited.is_empty() && g.invited.contains(&*peer.nick_key())) {
             return Ok(());
         }
         if g.invite_only {
@@ -792,7 +808,8 @@ pub struct Hub {
     quota: Mutex<RoomQuota>,
     /// Nick key ([`fold::nick_key`]: case folded, look-alikes mapped) ->
     /// peer: `alice`, `ALICE` and `аlice` are one nick.
-    nicks: Mutex<HashMap<String, Arc<Peer>>>,
+    /// The key is the one the peer holds ([`Peer::nick_key`]).
+    nicks: Mutex<HashMap<Arc<str>, Arc<Peer>>>,
     guest_seq: AtomicU64,
     /// The server's totals ([`crate::stats`]), shared with every room.
     counters: Arc<Counters>,
@@ -851,16 +868,16 @@ impl Hub {
             loop {
                 let n = self.guest_seq.fetch_add(1, Ordering::Relaxed);
                 let nick = format!("guest{n}");
-                let key = fold::nick_key(&nick);
+                let key: Arc<str> = Arc::from(fold::nick_key(&nick));
                 if self.taken_remotely(&nick, &key).is_err() {
                     continue;
                 }
                 let mut nicks = lock(&self.nicks);
-                if let std::collections::hash_map::Entry::Vacant(e) = nicks.entry(key) {
+                if let std::collections::hash_map::Entry::Vacant(e) = nicks.entry(key.clone()) {
                     e.insert(peer.clone());
                     drop(nicks);
                     let nick: Arc<str> = Arc::from(nick);
-                    peer.set_nick(nick.clone());
+                    peer.set_nick(nick.clone(), key);
                     if let Some(u) = self.uplink.get() {
                         u.nick(peer, None, Some(&nick));
                     }
@@ -869,10 +886,10 @@ impl Hub {
             }
         }
         names::check_nick(wanted, self.cfg.max_nick_len).map_err(HubError::BadName)?;
-        let key = fold::nick_key(wanted);
+        let key: Arc<str> = Arc::from(fold::nick_key(wanted));
         self.taken_remotely(wanted, &key)?;
         let mut nicks = lock(&self.nicks);
-        match nicks.entry(key) {
+        match nicks.entry(key.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => {
                 Err(HubError::NickTaken(taken_text(wanted, &e.get().nick())))
             }
@@ -880,7 +897,7 @@ impl Hub {
                 e.insert(peer.clone());
                 drop(nicks);
                 let nick: Arc<str> = Arc::from(wanted);
-                peer.set_nick(nick.clone());
+                peer.set_nick(nick.clone(), key);
                 if let Some(u) = self.uplink.get() {
                     u.nick(peer, None, Some(&nick));
                 }
@@ -893,8 +910,11 @@ impl Hub {
     /// one's own nick is allowed.
     pub fn rename(&self, peer: &Arc<Peer>, new: &str) -> Result<Arc<str>, HubError> {
         names::check_nick(new, self.cfg.max_nick_len).map_err(HubError::BadName)?;
-        let old = peer.nick();
-        let (old_key, new_key) = (fold::nick_key(&old), fold::nick_key(new));
+        let (old, old_key) = {
+            let n = lock(&peer.nick);
+            (n.shown.clone(), n.key.clone())
+        };
+        let new_key: Arc<str> = Arc::from(fold::nick_key(new));
         if new_key != old_key {
             self.taken_remotely(new, &new_key)?;
         }
@@ -905,9 +925,9 @@ impl Hub {
             return Err(HubError::NickTaken(taken_text(new, &p.nick())));
         }
         nicks.remove(&old_key);
-        nicks.insert(new_key, peer.clone());
+        nicks.insert(new_key.clone(), peer.clone());
         drop(nicks);
-        peer.set_nick(Arc::from(new));
+        peer.set_nick(Arc::from(new), new_key);
         if let Some(u) = self.uplink.get() {
             u.nick(peer, Some(&old), Some(new));
         }
@@ -929,7 +949,7 @@ impl Hub {
 
     /// Forget `peer`'s nick (at disconnect).
     pub fn unregister(&self, peer: &Peer) {
-        let key = fold::nick_key(&peer.nick());
+        let key = peer.nick_key();
         let mut nicks = lock(&self.nicks);
         if nicks.get(&key).is_some_and(|p| p.id == peer.id) {
             nicks.remove(&key);
@@ -941,7 +961,9 @@ impl Hub {
     }
 
     pub fn find(&self, nick: &str) -> Option<Arc<Peer>> {
-        lock(&self.nicks).get(&fold::nick_key(nick)).cloned()
+        lock(&self.nicks)
+            .get(fold::nick_key(nick).as_str())
+            .cloned()
     }
 
     /// Every registered user (for an operator's ban of an address).
@@ -1331,6 +1353,35 @@ mod tests {
             ts_ms: 0,
             history: false,
         }
+    }
+
+    /// The nick key a peer holds follows its nick through register, a
+    /// rename and unregister (the hub no longer folds the nick again at
+    /// those steps): the old key is freed on rename, the new one on leaving,
+    /// and an invitation matches a look-alike of the invited nick.
+    #[test]
+    fn the_held_nick_key_follows_renames_and_is_freed() {
+        let h = hub();
+        let (a, b) = (peer(1, Format::Framed), peer(2, Format::Framed));
+        h.register(&a, "Alice").expect("alice");
+        assert_eq!(&*a.nick_key(), fold::nick_key("alice").as_str());
+        assert!(h.register(&b, "ALICE").is_err(), "same key: taken");
+        h.rename(&a, "Carol").expect("rename");
+        assert_eq!(&*a.nick_key(), fold::nick_key("carol").as_str());
+        h.register(&b, "alice").expect("the old key was freed");
+        assert!(h.rename(&b, "CAROL").is_err(), "the new key is held");
+        let room = h.join(&b, "den").expect("den");
+        room.set_invite_only(true);
+        room.invite("caro\u{217c}"); // SMALL ROMAN NUMERAL FIFTY: NFKC `l`
+        assert!(room.admits(&a, None, false).is_ok(), "carol was invited");
+        h.unregister(&a);
+        assert!(h.find("carol").is_none(), "freed on leaving");
+        h.register(&peer(3, Format::Framed), "Carol")
+            .expect("free again");
+        assert!(
+            room.admits(&peer(4, Format::Framed), None, false).is_err(),
+            "nobody else is invited"
+        );
     }
 
     /// One chunk per format per batch, and every member of a format gets the
