@@ -3,8 +3,9 @@
 # the same load against the same server build, interleaved (A B, B A, ...),
 # each on a fresh server; prints each run's bots CPU per delivery (the
 # bots' own `bots_cpu_ns_per_delivery`: user + system time of the bots
-# process, ramp and drain included), deliveries/s, p99, and the machine's
-# load average, then the medians.
+# process, ramp and drain included; and `bots_cpu_ns_per_delivery_send`,
+# the send phase and drain alone, "-" from bots that lack it),
+# deliveries/s, p99, and the machine's load average, then the medians.
 #
 #   bench/bots_ab.sh BOTS_A BOTS_B [PAIRS] [LOAD]
 #       BOTS_A/BOTS_B: sockchat binaries (e.g. a copy of main's release
@@ -52,18 +53,20 @@ one() {
     timeout 300 "$bots" bots --json --no-progress --server "$addr" $ARGS > "$OUT/$tag.$pair.json" 2> "$OUT/$tag.$pair.err"
     stop_server
     printf '%s %s %s ' "$tag" "$pair" "$la"
-    jq -r '[.bots_cpu_ns_per_delivery, .deliveries_per_sec, .lost, (.latency_us.p99/1000)] | @tsv' \
+    jq -r '[.bots_cpu_ns_per_delivery, (.bots_cpu_ns_per_delivery_send // "-"), .deliveries_per_sec, .lost, (.latency_us.p99/1000)] | @tsv' \
         "$OUT/$tag.$pair.json" 2>/dev/null || echo "(no report)"
 }
 
 echo "== $(date -u +%H:%M:%S) load $LOAD, $PAIRS pair(s), send phase $DUR; $(uptime)"
-echo "build pair load1 bots_ns_per_delivery deliveries/s lost p99_ms"
+echo "build pair load1 bots_ns_per_delivery send_phase_ns deliveries/s lost p99_ms"
 for pair in $(seq "$PAIRS"); do
     if [ $((pair % 2)) = 1 ]; then one A "$A" "$pair"; one B "$B" "$pair"; else one B "$B" "$pair"; one A "$A" "$pair"; fi
 done | tee "$OUT/runs.txt"
 echo "== medians (A = $A, B = $B); $(uptime)"
 for tag in A B; do
-    awk -v t="$tag" '$1 == t && NF >= 7 {print $4, $5, $7}' "$OUT/runs.txt" | sort -n | awk -v t="$tag" '
-        {ns[NR] = $1; d[NR] = $2; p[NR] = $3}
-        END { if (NR) printf "%s: median bots ns/delivery %s (of %d runs)\n", t, ns[int((NR + 1) / 2)], NR }'
+    for col in 4 5; do
+        awk -v t="$tag" -v c="$col" '$1 == t && NF >= 8 {print $c}' "$OUT/runs.txt" | sort -n | awk -v t="$tag" -v c="$col" '
+            {ns[NR] = $1}
+            END { if (NR) printf "%s: median bots ns/delivery%s %s (of %d runs)\n", t, (c == 5 ? ", send phase" : ""), ns[int((NR + 1) / 2)], NR }'
+    done
 done

@@ -153,6 +153,20 @@ impl Conn {
 }
 
 impl<S> Conn<S> {
+    /// A connection just made: nothing queued, nothing received yet.
+    pub(super) fn new(stream: S) -> Conn<S> {
+        Conn {
+            stream,
+            out: BytesMut::new(),
+            ends: VecDeque::new(),
+            written: 0,
+            partial: Vec::new(),
+            preamble_left: 0,
+            bye: None,
+            since_ns: mono_ns(),
+        }
+    }
+
     /// Why the peer closed: its Bye reason if one came, else `eof`.
     pub(super) fn eof_code(&mut self) -> String {
         self.bye
@@ -482,17 +496,8 @@ async fn connect(sh: &Shard, spec: &BotSpec, sched_ns: u64) -> Result<Conn, Stri
         Ok(Err(e)) => return Err(code(&e)),
         Ok(Ok(s)) => s,
     };
-    let now = mono_ns();
-    let mut conn = Conn {
-        stream,
-        out: BytesMut::new(),
-        ends: VecDeque::new(),
-        written: 0,
-        partial: Vec::new(),
-        preamble_left: 0,
-        bye: None,
-        since_ns: now,
-    };
+    let mut conn = Conn::new(stream);
+    let now = conn.since_ns;
     let room = &plan.rooms[spec.room];
     let join = plan.groups[spec.group].join;
     match plan.wire {

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::engine::{Engine, Slice};
 use super::plan::Plan;
+use super::report::cpu_now;
 use super::schedule::mono_ns;
 use super::stats::Stats;
 
@@ -18,6 +19,9 @@ pub struct Outcome {
     /// The drain hit `--drain` while deliveries were still arriving: part
     /// of `lost` may be late rather than lost.
     pub drain_timed_out: bool,
+    /// CPU seconds the bots used from Go to the end of the drain (every
+    /// process): the send phase's cost without the ramp's.
+    pub send_cpu_s: Option<f64>,
 }
 
 /// Poll period of the coordinator loops.
@@ -107,6 +111,7 @@ pub fn run_local(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
     } else {
         start + plan.duration.as_nanos() as u64
     };
+    let cpu0 = cpu_now();
     engine.go(start, end, members);
     pb.set_prefix("run");
     let mut prev = engine.live();
@@ -153,6 +158,7 @@ pub fn run_local(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
         }
         last = s;
     }
+    let send_cpu_s = cpu_now() - cpu0;
     pb.finish_and_clear();
     let stats = engine.stop()?;
     let last_ns = stats.last_delivery_ns.max(end);
@@ -160,5 +166,6 @@ pub fn run_local(plan: Arc<Plan>) -> anyhow::Result<Outcome> {
         window_s: (last_ns.saturating_sub(start)) as f64 / 1e9,
         stats,
         drain_timed_out,
+        send_cpu_s: Some(send_cpu_s),
     })
 }

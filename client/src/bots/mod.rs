@@ -173,7 +173,8 @@ pub fn run(args: BotsArgs) -> anyhow::Result<ExitCode> {
             plan.drain
         ));
     }
-    let report = report::Report::build(&plan, &outcome.stats, outcome.window_s, notes);
+    let report = report::Report::build(&plan, &outcome.stats, outcome.window_s, notes)
+        .with_send_cpu(outcome.send_cpu_s, outcome.stats.delivered);
     if args.json {
         println!("{}", report.json());
     } else {

@@ -132,6 +132,12 @@ pub struct Report {
     /// `bots_cpu_s` per delivery, in ns (ramp and drain included): when it
     /// approaches the server's, the generator is the ceiling, not the server.
     pub bots_cpu_ns_per_delivery: Option<f64>,
+    /// CPU seconds the bots used in the send phase alone (from Go to the
+    /// end of the drain: no ramp, settle or closing), every process summed.
+    pub bots_cpu_s_send: Option<f64>,
+    /// `bots_cpu_s_send` per delivery, in ns: what the generator spends on
+    /// a delivery, without the connection ramp's share.
+    pub bots_cpu_ns_per_delivery_send: Option<f64>,
     pub thresholds: Thresholds,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -237,6 +243,8 @@ impl Report {
             bytes_out: st.bytes_out,
             bots_cpu_s: cpu,
             bots_cpu_ns_per_delivery: per_delivery_ns(cpu, st.delivered),
+            bots_cpu_s_send: None,
+            bots_cpu_ns_per_delivery_send: None,
             thresholds: Thresholds {
                 passed: true,
                 failed: Vec::new(),
@@ -245,6 +253,13 @@ impl Report {
         };
         r.thresholds = r.check(plan);
         r
+    }
+
+    /// Add the send phase's CPU (`Outcome::send_cpu_s`).
+    pub fn with_send_cpu(mut self, send_cpu_s: Option<f64>, delivered: u64) -> Report {
+        self.bots_cpu_s_send = send_cpu_s.map(|c| (c * 1000.0).round() / 1000.0);
+        self.bots_cpu_ns_per_delivery_send = send_cpu_s.and_then(|c| per_delivery_ns(c, delivered));
+        self
     }
 
     fn check(&self, plan: &Plan) -> Thresholds {
@@ -328,10 +343,13 @@ impl Report {
                 self.injected_drops, self.send_errors
             );
         }
-        let per = self
+        let mut per = self
             .bots_cpu_ns_per_delivery
             .map(|ns| format!(", {ns:.0} ns per delivery"))
             .unwrap_or_default();
+        if let Some(ns) = self.bots_cpu_ns_per_delivery_send {
+            per.push_str(&format!("; {ns:.0} in the send phase"));
+        }
         let _ = writeln!(
             s,
             "  throughput    {:.0} deliveries/s, {:.0} sent/s over {:.2} s (bots used {:.2} CPU s{per})",
@@ -403,8 +421,15 @@ fn per_delivery_ns(cpu_s: f64, delivered: u64) -> Option<f64> {
     (delivered > 0).then(|| (cpu_s * 1e9 / delivered as f64).round())
 }
 
-/// User + system CPU of this process and its reaped children (workers).
+/// User + system CPU of this process and its reaped children (workers),
+/// to 10 ms.
 pub fn cpu_seconds() -> f64 {
+    (cpu_now() * 100.0).round() / 100.0
+}
+
+/// User + system CPU of this process and its reaped children, unrounded
+/// (the send phase's share is the difference of two readings).
+pub fn cpu_now() -> f64 {
     let mut total = 0.0;
     for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
         // SAFETY: getrusage fills the struct we own.
@@ -414,7 +439,7 @@ pub fn cpu_seconds() -> f64 {
             total += tv(ru.ru_utime) + tv(ru.ru_stime);
         }
     }
-    (total * 100.0).round() / 100.0
+    total
 }
 
 /// `1234` µs -> `1.23ms`.
@@ -478,6 +503,14 @@ mod tests {
         assert!((ns - r.bots_cpu_s * 1e8).abs() <= 1.0, "{ns}");
         assert!(r.table().contains("ns per delivery"), "{}", r.table());
         assert!(r.json().contains("\"bots_cpu_ns_per_delivery\":"));
+        // The send phase's share, when the run measured it.
+        let r = r.with_send_cpu(Some(0.25), 10);
+        assert_eq!(r.bots_cpu_ns_per_delivery_send, Some(25_000_000.0));
+        assert!(r.table().contains("in the send phase"), "{}", r.table());
+        assert!(
+            r.json()
+                .contains("\"bots_cpu_ns_per_delivery_send\":25000000")
+        );
         assert_eq!(per_delivery_ns(0.5, 0), None);
         assert_eq!(per_delivery_ns(0.5, 1_000_000), Some(500.0));
     }

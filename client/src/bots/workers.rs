@@ -28,6 +28,7 @@ use super::BotsArgs;
 use super::coord::{Outcome, QUIET, STALE, progress_bar, ramp_msg, run_msg};
 use super::engine::{Engine, Slice};
 use super::plan::Plan;
+use super::report::cpu_now;
 use super::schedule::mono_ns;
 use super::stats::{Stats, hist_from_string, hist_to_string};
 
@@ -38,6 +39,9 @@ struct WorkerResult {
     stats: Stats,
     latency: String,
     connect: String,
+    /// This worker's CPU seconds from GO to STOP.
+    #[serde(default)]
+    send_cpu_s: f64,
 }
 
 fn say(line: &str) {
@@ -83,6 +87,7 @@ pub fn worker_main(plan: Arc<Plan>, index: usize, t0_ns: u64) -> anyhow::Result<
         std::thread::sleep(TICK);
     }
     say(&format!("READY {}", counters_json(&engine.live())));
+    let mut cpu_go = None;
     loop {
         let line = match rx.recv_timeout(TICK) {
             Ok(l) => l,
@@ -111,14 +116,17 @@ pub fn worker_main(plan: Arc<Plan>, index: usize, t0_ns: u64) -> anyhow::Result<
                     .filter(|v| !v.is_empty())
                     .map(|v| v.parse().unwrap_or(0))
                     .collect();
+                cpu_go = Some(cpu_now());
                 engine.go(start, end, members);
             }
             Some("STOP") => break,
             _ => {}
         }
     }
+    let send_cpu_s = cpu_go.map_or(0.0, |c| cpu_now() - c);
     let stats = engine.stop()?;
     let res = WorkerResult {
+        send_cpu_s,
         latency: hist_to_string(&stats.latency),
         connect: hist_to_string(&stats.connect),
         stats,
@@ -200,6 +208,8 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
     };
     // Phase machine driven by worker lines.
     let mut go_sent: Option<(u64, u64)> = None;
+    // The parent's own CPU from GO to STOP (the workers report theirs).
+    let mut parent_cpu = 0.0;
     let mut stop_sent = false;
     let mut drain_deadline = u64::MAX;
     let mut drain_timed_out = false;
@@ -267,6 +277,7 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
                         w.stdin.flush()?;
                     }
                     go_sent = Some((start, end));
+                    parent_cpu = cpu_now();
                     drain_deadline = end + plan.drain.as_nanos() as u64;
                     pb.set_prefix("run");
                 }
@@ -301,6 +312,7 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
                         let _ = w.stdin.flush();
                     }
                     stop_sent = true;
+                    parent_cpu = cpu_now() - parent_cpu;
                 }
             }
             _ => {}
@@ -311,7 +323,9 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
         let _ = w.child.wait();
     }
     let mut total_stats: Option<Stats> = None;
+    let mut send_cpu_s = parent_cpu;
     for r in results.into_iter().flatten() {
+        send_cpu_s += r.send_cpu_s;
         let mut s = r.stats;
         if let Some(h) = hist_from_string(&r.latency) {
             s.latency = h;
@@ -330,5 +344,6 @@ pub fn run_parent(_args: &BotsArgs, plan: &Plan) -> anyhow::Result<Outcome> {
         window_s: stats.last_delivery_ns.max(end).saturating_sub(start) as f64 / 1e9,
         stats,
         drain_timed_out,
+        send_cpu_s: stop_sent.then_some(send_cpu_s),
     })
 }
