@@ -36,7 +36,9 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests in tests/ run the real binaries: build them first.
 cargo build --workspace --bins
-cargo test --workspace
+# Bounded: every test bounds its own waits; should one still hang, CI fails
+# here with the test's name on screen instead of running out of time.
+timeout --kill-after=30s 40m cargo test --workspace
 # Fuzzing (fuzz/ is its own workspace): each target for FUZZ_SECS seconds
 # (50 by default) from the committed seeds; installs cargo-fuzz, uses stable
 # with RUSTC_BOOTSTRAP=1 when there is no nightly. docs/RELIABILITY.md.
