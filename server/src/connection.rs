@@ -83,12 +83,14 @@ pub(crate) struct Connection {
     max_frame: usize,
 }
 
+/// The first read's size: a framed client's preamble + hello or a typed
+/// line. More stays in the kernel for the next read.
+const FIRST_READ: usize = 512;
+
 /// Read once (waiting for readiness) into `buf`: the first bytes, for
 /// [`detect`].
 async fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    // Small: a framed client's preamble + hello or a typed line. More stays
-    // in the kernel for the next read.
-    buf.reserve(512);
+    buf.reserve(FIRST_READ);
     loop {
         stream.readable().await?;
         match stream.try_read_buf(buf) {
@@ -114,10 +116,44 @@ pub(crate) async fn detect(stream: &TcpStream, wait: Duration) -> Detected {
     let mut first = BytesMut::new();
     match tokio::time::timeout(wait, read_some(stream, &mut first)).await {
         Err(_) => Detected::Format(Format::Text, first),
-        Ok(Ok(0)) => Detected::Eof,
-        Ok(Ok(_)) if first.first() == Some(&0) => Detected::Format(Format::Framed, first),
-        Ok(Ok(_)) => Detected::Format(Format::Text, first),
-        Ok(Err(e)) => Detected::Failed(e),
+        Ok(r) => classify(r, first),
+    }
+}
+
+/// [`detect`] without waiting: `None` while nothing has arrived. A framed
+/// client sends its preamble and Hello right after the handshake, so they
+/// are usually there by the time its task first runs; read straight from
+/// the socket, because tokio would first wait for its I/O driver to report
+/// the new socket readable: a task wake-up, and the `wait` timer set and
+/// cancelled, per connection (issue 10's churn). Tokio's readiness is
+/// untouched: its next read finds what is left, or nothing and waits.
+pub(crate) fn detect_now(stream: &TcpStream) -> Option<Detected> {
+    let mut buf = [0u8; FIRST_READ];
+    let sock = socket2::SockRef::from(stream);
+    let mut reader: &socket2::Socket = &sock;
+    match io::Read::read(&mut reader, &mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            None
+        }
+        r => {
+            let n = r.as_ref().map_or(0, |n| *n);
+            Some(classify(r, BytesMut::from(&buf[..n])))
+        }
+    }
+}
+
+/// What the first read (`r`, which put `first` in the buffer) says.
+fn classify(r: io::Result<usize>, first: BytesMut) -> Detected {
+    match r {
+        Ok(0) => Detected::Eof,
+        Ok(_) if first.first() == Some(&0) => Detected::Format(Format::Framed, first),
+        Ok(_) => Detected::Format(Format::Text, first),
+        Err(e) => Detected::Failed(e),
     }
 }
 
@@ -334,5 +370,82 @@ impl Connection {
             }
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    /// A connected pair on loopback: (client, server side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let c = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (s, _) = l.accept().await.expect("accept");
+        (c, s)
+    }
+
+    /// Wait (bounded) until the server side has `n` bytes queued, without
+    /// reading them.
+    async fn queued(s: &TcpStream, n: usize) {
+        let mut buf = [0u8; 64];
+        for _ in 0..500 {
+            if s.peek(&mut buf).await.expect("peek") >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{n} bytes never arrived");
+    }
+
+    /// `detect_now` reads what is already there without waiting (framed,
+    /// text, EOF) and says `None`, reading nothing, while nothing arrived;
+    /// `detect` then still finds the bytes that come later.
+    #[tokio::test]
+    async fn detect_now_reads_what_is_there_and_never_waits() {
+        let (mut c, s) = pair().await;
+        assert!(detect_now(&s).is_none(), "nothing sent yet");
+        c.write_all(&[0, b'S', b'C', b'K', 1]).await.expect("write");
+        queued(&s, 5).await;
+        match detect_now(&s) {
+            Some(Detected::Format(Format::Framed, first)) => assert_eq!(&first[..], b"\0SCK\x01"),
+            _ => panic!("framed preamble not detected"),
+        }
+        assert!(detect_now(&s).is_none(), "all of it was read");
+
+        let (mut c, s) = pair().await;
+        c.write_all(b"hi\n").await.expect("write");
+        queued(&s, 3).await;
+        assert!(
+            matches!(detect_now(&s), Some(Detected::Format(Format::Text, f)) if &f[..] == b"hi\n")
+        );
+
+        let (c, s) = pair().await;
+        drop(c);
+        let mut eof = None;
+        for _ in 0..500 {
+            eof = detect_now(&s);
+            if eof.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(matches!(eof, Some(Detected::Eof)), "a closed client is EOF");
+
+        // Nothing yet: the waiting path gets the bytes once they come.
+        let (mut c, s) = pair().await;
+        assert!(detect_now(&s).is_none());
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.write_all(b"\0").await.expect("write");
+            c
+        });
+        let d = detect(&s, Duration::from_secs(10)).await;
+        assert!(matches!(d, Detected::Format(Format::Framed, _)));
+        drop(later.await);
     }
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, info_span};
 
-use crate::connection::{Connection, Detected, Frame, Read, detect};
+use crate::connection::{Connection, Detected, Frame, Read, detect, detect_now};
 use crate::ctx::{Admission, Ctx};
 use crate::hub::{Format, Peer, Room, Transport};
 use crate::outbox::{WriterEnd, run_writer};
@@ -179,12 +179,17 @@ async fn setup(
     let cfg = &ctx.settings.config;
 
     let wait = Duration::from_millis(cfg.server.detect_timeout_ms);
-    let detected = tokio::select! {
-        d = detect(&stream, wait) => d,
-        _ = ctx.shutdown.input_stopped() => {
-            log_early_end(id, addr, &DisconnectReason::ServerShutdown);
-            return None;
-        }
+    // Usually the first bytes are already there: no wait, no timer, and no
+    // shutdown future registered with the token every connection shares.
+    let detected = match detect_now(&stream) {
+        Some(d) => d,
+        None => tokio::select! {
+            d = detect(&stream, wait) => d,
+            _ = ctx.shutdown.input_stopped() => {
+                log_early_end(id, addr, &DisconnectReason::ServerShutdown);
+                return None;
+            }
+        },
     };
     let (format, first) = match detected {
         Detected::Format(f, first) => (f, first),
