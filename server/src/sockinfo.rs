@@ -17,10 +17,10 @@ impl SocketView for TcpStream {
         sockopt::tcp_snapshot(self.as_raw_fd()).to_fields()
     }
 
-    /// tokio's `try_write_vectored`: one `writev` if the socket is known
-    /// writable, else `WouldBlock` without a syscall (the writer task then
-    /// waits for readiness as usual).
+    /// [`crate::outbox::try_send`]: one `send`/`sendmsg` if the socket is
+    /// known writable, else `WouldBlock` without a syscall (the writer task
+    /// then waits for readiness as usual).
     fn try_writev_now(&self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-        self.try_write_vectored(bufs)
+        crate::outbox::try_send(self, bufs)
     }
 }
