@@ -259,7 +259,7 @@ impl Peer {
     /// Queue a chunk for this member, applying the slow-consumer policy when
     /// its outbox is full. Never blocks the caller and never writes the
     /// socket itself: inside an [`owed`] scope a TCP member that was idle is
-    /// owed a flush at the scope's end (one `writev` for all it got
+    /// owed a flush at the scope's end (one vectored send for all it got
     /// meanwhile; a big room's members go to their writer tasks then);
     /// otherwise its writer task is woken if it was parked.
     pub fn deliver(&self, b: Bytes) {

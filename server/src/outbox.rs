@@ -10,7 +10,7 @@
 //!   first push to an idle member makes the scope owe it a flush; later
 //!   pushes — from this scope or from any other task meanwhile — only queue.
 //!   When the scope ends, [`Outbox::flush`] swaps out everything queued and
-//!   writes it with as few non-blocking `writev`s as it takes. So a member
+//!   writes it with as few non-blocking vectored sends as it takes. So a member
 //!   gets one syscall per turn however many messages it was owed, nobody's
 //!   task is woken per delivery, and no socket is written under a room lock.
 //! - **Writer**: what the socket did not take (`EAGAIN`, a partial write),
@@ -108,9 +108,9 @@ pub struct Outbox {
     dropped: AtomicU64,
 }
 
-/// Most iovecs per `writev` (IOV_MAX is 1024 on Linux).
+/// Most iovecs per vectored send (IOV_MAX is 1024 on Linux).
 const MAX_IOV: usize = 256;
-/// A producer's flush makes at most this many `writev`s (taking what was
+/// A producer's flush makes at most this many vectored sends (taking what was
 /// queued meanwhile again) before it leaves the rest to the writer task: a
 /// member that keeps receiving must not hold the flushing reader forever.
 const FLUSH_WRITES: usize = 4;
@@ -179,7 +179,7 @@ impl Outbox {
 
     /// The owed flush: take what is queued (all chat, then at most
     /// [`BULK_TAKE`] of chunks) and write it with
-    /// non-blocking vectored writes (`write` is one `writev`), at most
+    /// non-blocking vectored writes (`write` is one `send`/`sendmsg`, see [`try_send`]), at most
     /// [`FLUSH_WRITES`] of them. Whatever is left (`WouldBlock`, a partial
     /// write, more queued meanwhile than the writes allowed) goes back to
     /// the front of the queue for the writer task, which is woken; a hard

@@ -1,7 +1,7 @@
 //! "Write before sleep" for the fan-out: a scope, opened by a task around
 //! one turn of synchronous work (a reader handling what one read brought),
 //! collects the members its deliveries found idle; when the scope ends, each
-//! of them is flushed once — one `writev` carrying everything it was owed
+//! of them is flushed once — one vectored send (`sendmsg`) carrying everything it was owed
 //! meanwhile, from this turn and from any other task's. Redis does the same
 //! once per event-loop turn (`beforeSleep` -> `handleClientsWithPendingWrites`).
 //!
