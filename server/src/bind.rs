@@ -332,6 +332,26 @@ mod tests {
         panic!("no port free for both TCP and UDP in 100 tries: {last:?}");
     }
 
+    /// The listener's accept queue is `server.backlog`, 4096 by default (as
+    /// far as `net.core.somaxconn` allows): a churn of short connections
+    /// fills a 1024-deep queue with ones already closed, and every SYN past
+    /// it waits 1 s (issue 10's churn). The kernel reports a listening
+    /// socket's queue limit in `tcpi_sacked`.
+    #[test]
+    fn the_listen_queue_is_the_configured_backlog() {
+        use std::os::fd::AsRawFd;
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .expect("somaxconn")
+            .trim()
+            .parse()
+            .expect("a number");
+        let s = settings("127.0.0.1:0");
+        assert_eq!(s.config.server.backlog, 4096);
+        let l = bind_tcp(([127, 0, 0, 1], 0).into(), &s).expect("tcp on port 0");
+        let info = sockchat_shared::sockopt::tcp_info(l.as_raw_fd()).expect("tcp_info");
+        assert_eq!(info.sacked, 4096.min(somaxconn), "the listen queue's limit");
+    }
+
     /// A TCP step whose first call returns `first` (a listener whose UDP
     /// port is held), then behaves like the real one.
     fn collide_first(

@@ -79,7 +79,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: vec!["0.0.0.0:7878".into(), "[::]:7878".into()],
-            backlog: 1024,
+            backlog: 4096,
             reuse_address: true,
             reuse_port: false,
             nodelay: true,
