@@ -13,8 +13,11 @@
 //!
 //! When the server keeps up, deliveries still arrive one at a time, and
 //! each `epoll_wait` that sleeps costs a context switch: after a turn that
-//! did not fill the event array the loop naps (until the next send is
-//! due, at most [`NAP_NS`]) so the next turn finds several sockets ready.
+//! found fewer than [`SPARSE`] sockets ready the loop naps (until the next
+//! send is due, at most [`NAP_NS`]) so the next turn finds several ready.
+//! A busy loop (the server sending in bursts) does not nap: its
+//! `epoll_wait`s already return many events, often without sleeping, and
+//! a nap would only add a sleep per turn.
 //! The latency the bots report includes that wait (a delivery's time is
 //! taken when `read` returns): at most `NAP_NS` more.
 //!
@@ -62,6 +65,8 @@ const RAMP_TICK_NS: u64 = 1_000_000;
 const EVENTS: usize = 1024;
 /// Longest nap between two turns of a small batch (see [`Pump::nap_ns`]).
 const NAP_NS: u64 = 500_000;
+/// A turn with fewer events than this is followed by a nap.
+const SPARSE: usize = 4;
 
 /// Whether the plan's bots can all run in the shard loop: TCP, and only
 /// behaviours that keep one connection for the whole run.
@@ -164,7 +169,7 @@ pub(super) fn run_shard(
         let n = p
             .turn(Some(Duration::from_nanos(wait)))
             .map_err(|e| anyhow::anyhow!("bots shard {si}: epoll: {e}"))?;
-        if n < EVENTS {
+        if n < SPARSE {
             let nap = p.nap_ns(NAP_NS);
             if nap > 0 {
                 std::thread::sleep(Duration::from_nanos(nap));
@@ -294,7 +299,7 @@ impl Pump {
         next.saturating_sub(mono_ns())
     }
 
-    /// How long to sleep after a turn that did not fill the event array,
+    /// How long to sleep after a turn that found few sockets ready,
     /// so that the next `epoll_wait` finds several sockets ready instead of
     /// waking for each delivery (at 10 msg/s per room every delivery
     /// arrives alone, and each wake-up of the thread cost more than the
