@@ -190,7 +190,7 @@ if r:
 w("")
 
 # (d) churn
-w("### (d) Churn: 300 churners (connect, hello, hang up: mostly FIN and RST, some quit, half-close, close-unread; no room join), 200 measured bots chatting in 10 rooms")
+w("### (d) Churn: 300 churners (connect, hello, hang up: mostly FIN and RST, some quit, half-close, close-unread; no room but the default one), 200 measured bots chatting in 10 rooms")
 w("")
 r, m = load("d-churn")
 if r:
