@@ -105,7 +105,8 @@ pub struct BotsArgs {
     /// Source addresses to spread connections over (`127.0.0.1-127.0.0.16`).
     #[arg(long)]
     pub source_ips: Option<String>,
-    /// Threads (shards) per process [default: number of CPUs].
+    /// Threads (shards) per process [default: number of CPUs; half of them
+    /// for plain TCP loads (chatters, lurkers, flooders)].
     #[arg(long)]
     pub threads: Option<usize>,
     /// Worker processes (each with its own RLIMIT_NOFILE).
@@ -147,7 +148,10 @@ pub struct BotsArgs {
 
 /// Run the bots; exit 0 when every threshold passed, 1 when one failed.
 pub fn run(args: BotsArgs) -> anyhow::Result<ExitCode> {
-    let plan = plan::Plan::from_args(&args)?;
+    let mut plan = plan::Plan::from_args(&args)?;
+    if args.threads.is_none() && pump::fits(&plan) {
+        plan.threads = pump::default_threads(plan.threads);
+    }
     let (soft, hard) = limits::raise_nofile();
     let per_process = (plan.total_bots() as u64).div_ceil(plan.workers as u64);
     let mut notes = Vec::new();

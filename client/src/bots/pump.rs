@@ -68,6 +68,16 @@ const NAP_NS: u64 = 500_000;
 /// A turn with fewer events than this is followed by a nap.
 const SPARSE: usize = 4;
 
+/// Shards for a plan that fits the loop when `--threads` is not given:
+/// half the CPUs, at least one. The loop is cheap enough that fewer
+/// threads carry it, and each thread's wake-ups cost: at load (b) one
+/// thread instead of two spent 16 % less CPU per delivery (fewer context
+/// switches; BENCHMARKS.md stop 23), and the server under test usually
+/// needs the other cores.
+pub fn default_threads(cpus: usize) -> usize {
+    cpus.div_ceil(2).max(1)
+}
+
 /// Whether the plan's bots can all run in the shard loop: TCP, and only
 /// behaviours that keep one connection for the whole run.
 pub fn fits(plan: &Plan) -> bool {
