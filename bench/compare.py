@@ -92,12 +92,45 @@ def ratio(a, b):
     return f"{a / b:.2f}"
 
 
+def medians(load, build, fn):
+    vs = []
+    for r, m in runs(load, build):
+        try:
+            vs.append(float(fn(r, m)))
+        except (KeyError, TypeError, ZeroDivisionError):
+            pass
+    return med(vs), vs
+
+
+def shape_table(load):
+    """The same load on each runtime shape: idealchat and this tree on one
+    thread, and both on two worker threads (sockchat's default), so that
+    what the fan-out costs is told apart from what two workers cost."""
+    w("")
+    w("Runtime shape (the same pairs): **one thread** = idealchat's default and this tree with "
+      "`runtime = \"current-thread\"`; **two workers** = `idealchat --threads 2` and this tree's default.")
+    w("")
+    head = ("| metric | ideal, one thread | this, one thread | ratio | ideal, two workers | "
+            "this, two workers | ratio |")
+    w(head)
+    w("|" + "---|" * (head.count("|") - 1))
+    for name, fn, f, _ in METRICS[load]:
+        if name.startswith("bots"):
+            continue
+        i1, _ = medians(load, "ideal", fn)
+        c1, _ = medians(load, "cur", fn)
+        i2, _ = medians(load, "ideal2", fn)
+        n2, _ = medians(load, "new", fn)
+        w(f"| {name} | {fmt(f, i1)} | {fmt(f, c1)} | {ratio(c1, i1)} | {fmt(f, i2)} | {fmt(f, n2)} | {ratio(n2, i2)} |")
+
+
 lines = []
 w = lines.append
 w(f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `bench/run.sh --baseline {base}` "
   f"({mode} mode): **this** = `{new}`, **base** = `{base}`, **ideal** = idealchat "
   f"(`../shared/reference/idealchat`, current-thread runtime). {pairs} interleaved pair(s) "
-  f"(odd pairs base first, even pairs this first; ideal after them on the one-room loads), "
+  f"(odd pairs base first, even pairs this first; ideal, then idealchat on two workers and this tree on "
+  f"one thread, after them on the one-room loads), "
   f"send phase {dur}, a fresh server per run, every run measured by this tree's bots. Values are medians "
   f"of the runs; ratios are of the medians.")
 w("")
@@ -128,9 +161,12 @@ for load in loads_seen:
             row += f" {fmt(f, mi)} | {ratio(mn, mi)} |"
         row += " " + ", ".join(fmt(f, v) for v in vals["new"]) + " |"
         w(row)
-    busy = [(m.get("load1"), m.get("steal_pct")) for b in ("base", "new", "ideal") for _, m in runs(load, b)]
+    if runs(load, "ideal2") or runs(load, "cur"):
+        shape_table(load)
+    builds = ("base", "new", "ideal", "ideal2", "cur")
+    busy = [(m.get("load1"), m.get("steal_pct")) for b in builds for _, m in runs(load, b)]
     errs = {}
-    for b in ("base", "new", "ideal"):
+    for b in builds:
         for r, _ in runs(load, b):
             for k, v in (r.get("errors") or {}).items():
                 errs[f"{b}: {k}"] = errs.get(f"{b}: {k}", 0) + v

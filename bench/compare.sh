@@ -11,6 +11,11 @@
 # - Every standard load runs on both builds interleaved — pair 1: base,
 #   new(, ideal); pair 2: new, base(, ideal); ... — each run on a fresh
 #   server, all measured by this tree's bots (the same instrument for all).
+# - The one-room loads also run two "runtime shape" servers, after ideal:
+#   idealchat on two worker threads (`ideal2`, sockchat's default shape)
+#   and this tree on `runtime = "current-thread"` (`cur`, idealchat's
+#   default shape), so the table separates what the fan-out costs from
+#   what two workers cost on this machine (SHAPES=0 leaves them out).
 # - bench/compare.py writes the medians and the ratios (new/base,
 #   new/ideal) between the `compare:begin` / `compare:end` markers of
 #   docs/BENCHMARKS.md, with the load average and CPU steal of every run.
@@ -99,6 +104,12 @@ fi
 source "$ROOT/bench/common.sh"
 CONF=$OUT/server.toml
 bench_config "$CONF"
+# The same settings on one thread (the `cur` runs); bench_config has no
+# [server] table, so this one is added.
+CONF_CUR=$OUT/server-current.toml
+{ printf '[server]\nruntime = "current-thread"\n'; cat "$CONF"; } > "$CONF_CUR"
+grep -c '^\[server\]' "$CONF_CUR" | grep -qx 1 || die "bench_config grew a [server] table: merge the runtime line into it"
+SHAPES=${SHAPES:-1}
 HZ=$(getconf CLK_TCK)
 
 SRV_PID=
@@ -112,11 +123,15 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# start_server base|new|ideal: a fresh server on an ephemeral loopback port.
+# start_server base|new|ideal|ideal2|cur: a fresh server on an ephemeral
+# loopback port (ideal2: idealchat on two workers; cur: this tree on one thread).
 start_server() {
     : > "$OUT/server.out"; : > "$OUT/server.err"
     case $1 in
         ideal) "${RUN[@]}" "$IDEAL" --addr 127.0.0.1:0 > "$OUT/server.out" 2> "$OUT/server.err" & ;;
+        ideal2) "${RUN[@]}" "$IDEAL" --addr 127.0.0.1:0 --threads 2 > "$OUT/server.out" 2> "$OUT/server.err" & ;;
+        cur) "${RUN[@]}" "$BIN-new/sockchat-server" --listen 127.0.0.1:0 --config "$CONF_CUR" --no-rate-limits \
+            > "$OUT/server.out" 2> "$OUT/server.err" & ;;
         *) "${RUN[@]}" "$BIN-$1/sockchat-server" --listen 127.0.0.1:0 --config "$CONF" --no-rate-limits \
             > "$OUT/server.out" 2> "$OUT/server.err" & ;;
     esac
@@ -136,7 +151,7 @@ stat_ticks() { awk '/^cpu / {t=0; for (i=2;i<=NF;i++) t+=$i; print t, $9; exit}'
 # send phase, and baselines built before that change need it.)
 args() {
     local lines=(--wire lines)
-    [ "$2" = ideal ] && lines=(--wire lines --join-line none)
+    case $2 in ideal*) lines=(--wire lines --join-line none) ;; esac
     case $1 in
         a100) echo "${lines[*]} --count 100 --senders 10 --rooms 1 --rate $A100_RATE/s --size 64 --duration $DUR --settle 2s" ;;
         a1k) echo "${lines[*]} --count 1000 --senders 10 --rooms 1 --rate 1000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 4s" ;;
@@ -184,6 +199,7 @@ for pair in $(seq "$PAIRS"); do
     for load in $LOADS; do
         if [ $((pair % 2)) = 1 ]; then order="base new"; else order="new base"; fi
         case $ONE_ROOM in *" $load "*) order="$order ideal" ;; esac
+        case $ONE_ROOM in *" $load "*) [ "$SHAPES" = 1 ] && order="$order ideal2 cur" ;; esac
         for build in $order; do one "$load" "$build" "$pair"; done
     done
 done
