@@ -16,6 +16,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use super::bot::{self, BotSpec, FaultBox, Shard};
+use super::live::{publish, runtime};
 use super::plan::Plan;
 use super::schedule::{mono_ns, ramp_at};
 use super::stats::Stats;
@@ -176,23 +177,6 @@ impl Engine {
             }
         }
         total.context("no shards ran")
-    }
-}
-
-/// A shard's runtime: current-thread, one per OS thread.
-pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot build a tokio runtime")
-}
-
-/// Publish a shard's counters for the live view.
-pub(super) fn publish(si: usize, sh: &Shard, live: &[Mutex<Stats>]) {
-    let mut snap = sh.stats.borrow().counters();
-    snap.published_ns = mono_ns();
-    if let Some(Ok(mut slot)) = live.get(si).map(|m| m.lock()) {
-        *slot = snap;
     }
 }
 

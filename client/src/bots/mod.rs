@@ -17,6 +17,7 @@ mod coord;
 mod engine;
 pub mod group;
 mod limits;
+mod live;
 pub mod parse;
 pub mod plan;
 mod pump;

@@ -45,7 +45,7 @@ use super::bot::{
     self, BotSpec, Conn, Go, OUT_CAP, Ramped, Rx, Shard, close_count, finish, flush, generate,
     on_data, on_go,
 };
-use super::engine::publish;
+use super::live::publish;
 use super::plan::{Behaviour, Plan};
 use super::schedule::{Schedule, mono_ns};
 use super::stats::Stats;
@@ -150,7 +150,7 @@ pub(super) fn run_shard(
         rx,
         bots.len(),
     )));
-    let rt = super::engine::runtime()?;
+    let rt = super::live::runtime()?;
     tokio::task::LocalSet::new().block_on(&rt, async {
         let ctl_sh = sh.clone();
         let control = tokio::task::spawn_local(async move { ctl_sh.control.run().await });
