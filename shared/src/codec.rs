@@ -846,6 +846,44 @@ mod tests {
         assert_eq!(buf.capacity(), cap, "no allocation for a rejected frame");
     }
 
+    /// The frame limit is inclusive: a payload of exactly `max` bytes is a
+    /// frame, `max + 1` is refused from its header alone, and a zero length
+    /// (no tag) is refused too. Both forms, `split_frame` and
+    /// `decode_frame`, say the same.
+    #[test]
+    fn frame_size_limit_is_inclusive_and_zero_is_refused() {
+        let max = 16;
+        for len in [1, max - 1, max] {
+            let mut wire = (len as u32).to_be_bytes().to_vec();
+            wire.extend(std::iter::repeat_n(0xAB, len));
+            wire.push(0x99); // the next frame's first byte: not consumed
+            let (payload, used) = split_frame(&wire, max)
+                .expect("within the limit")
+                .expect("a whole frame");
+            assert_eq!((payload.len(), used), (len, HEADER_LEN + len), "{len}");
+            let mut buf = BytesMut::from(&wire[..]);
+            let p = decode_frame(&mut buf, max).expect("within").expect("whole");
+            assert_eq!(p.len(), len);
+            assert_eq!(&buf[..], &[0x99], "only the frame consumed");
+        }
+        let over = ((max + 1) as u32).to_be_bytes();
+        let too_large = DecodeError::FrameTooLarge { len: max + 1, max };
+        assert_eq!(split_frame(&over, max), Err(too_large.clone()));
+        assert_eq!(
+            decode_frame(&mut BytesMut::from(&over[..]), max),
+            Err(too_large)
+        );
+        let zero = [0u8, 0, 0, 0, 0x09];
+        assert_eq!(split_frame(&zero, max), Err(DecodeError::EmptyFrame));
+        assert_eq!(
+            decode_frame(&mut BytesMut::from(&zero[..]), max),
+            Err(DecodeError::EmptyFrame)
+        );
+        // A header alone: wait for the payload, do not fail.
+        assert_eq!(split_frame(&(max as u32).to_be_bytes(), max), Ok(None));
+        assert_eq!(split_frame(&[0, 0, 0], max), Ok(None));
+    }
+
     #[test]
     fn bad_utf8_is_an_error() {
         let payload = [0x05, 0, 1, b'a', 0, 2, 0xC3, 0x28];

@@ -12,7 +12,7 @@
 use bytes::BytesMut;
 use sockchat_shared::codec::{self, DecodeError, HEADER_LEN};
 use sockchat_shared::proto::{MAGIC, PREAMBLE_LEN, VERSION, preamble};
-use sockchat_shared::{ClientMsg, DisconnectReason, ServerMsg};
+use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ServerMsg};
 
 /// One of each reason (the proptest draws them among dozens of messages, so
 /// a single code's arm can go unsampled for many runs).
@@ -34,6 +34,16 @@ fn every_reason() -> Vec<DisconnectReason> {
         DisconnectReason::RateLimited,
         DisconnectReason::ServerShutdown,
         DisconnectReason::Os { errno: 113 },
+        DisconnectReason::Kicked {
+            by: "op".into(),
+            why: "spam".into(),
+        },
+        DisconnectReason::Banned {
+            by: "op".into(),
+            why: "flood".into(),
+            secs: 600,
+        },
+        DisconnectReason::ServerLost,
     ]
 }
 
@@ -58,6 +68,29 @@ fn every_reason_survives_bye_and_left() {
             assert_eq!(codec::decode_server(&payload).expect("decodes"), msg);
             assert!(buf.is_empty());
         }
+    }
+}
+
+/// Both chat kinds (`say` and `/me`) survive the wire, through
+/// `decode_server` and the allocation-free `decode_chat` alike.
+#[test]
+fn every_chat_kind_survives_both_decoders() {
+    for kind in [ChatKind::Say, ChatKind::Me] {
+        let msg = ServerMsg::Chat {
+            room: "lobby".into(),
+            from: "bob".into(),
+            text: "waves".into(),
+            kind,
+            ts_ms: 1_700_000_000_000,
+            history: true,
+        };
+        let frame = codec::server_frame(&msg);
+        let payload = &frame[HEADER_LEN..];
+        assert_eq!(codec::decode_server(payload), Ok(msg), "{kind:?}");
+        let chat = codec::decode_chat(payload)
+            .expect("decodes")
+            .expect("a chat");
+        assert_eq!((chat.kind, chat.history), (kind, true));
     }
 }
 
