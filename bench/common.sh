@@ -22,6 +22,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 nfds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+# Nanoseconds the process's threads have spent runnable but waiting for a
+# CPU (the second field of /proc/PID/task/TID/schedstat, summed): on a
+# machine the bots share, what a second worker thread costs.
+rq_wait_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{w += $2} END {printf "%.0f\n", w}'; }
 
 # listening_addr FILE...: the TCP address a server printed in one of the
 # files (sockchat's `listening on ADDR (tcp)`, idealchat's `idealchat

@@ -56,6 +56,9 @@ FANOUT = [
     ("lost", lambda r, m: r["lost"], "{:,.0f}", False),
     ("unsent", lambda r, m: r["unsent"], "{:,.0f}", False),
     ("server CPU ns/delivery", lambda r, m: per_delivery_ns(m.get("server_cpu_s", 0), r["delivered"]), "{:,.0f}", False),
+    # Time the server's threads were runnable but waited for a CPU, the
+    # whole run (absent from runs before stop 24).
+    ("server run-queue wait ms", lambda r, m: m["rq_wait_ms"], "{:,.0f}", False),
     ("bots CPU ns/delivery", lambda r, m: per_delivery_ns(r.get("bots_cpu_s", 0), r["delivered"]), "{:,.0f}", False),
     # The send phase alone (no ramp); absent from bots older than stop 23.
     ("bots CPU ns/delivery, send phase", lambda r, m: r["bots_cpu_ns_per_delivery_send"], "{:,.0f}", False),

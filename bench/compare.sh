@@ -169,8 +169,8 @@ args() {
 one() {
     local load=$1 build=$2 pair=$3 name="$1.$2.$3"
     start_server "$build"
-    local c0 r0 f0 s0 s1 la sampler rc
-    c0=$(cpu_ticks "$SRV_PID"); r0=$(rss_kb "$SRV_PID"); f0=$(nfds "$SRV_PID")
+    local c0 r0 f0 s0 s1 q0 la sampler rc
+    c0=$(cpu_ticks "$SRV_PID"); r0=$(rss_kb "$SRV_PID"); f0=$(nfds "$SRV_PID"); q0=$(rq_wait_ns "$SRV_PID")
     s0=$(stat_ticks); la=$(cut -d' ' -f1 /proc/loadavg)
     ( while kill -0 "$SRV_PID" 2>/dev/null; do rss_kb "$SRV_PID"; sleep 0.1; done ) > "$OUT/$name.rss" &
     sampler=$!
@@ -180,11 +180,12 @@ one() {
     rc=$?
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
     sleep 0.5
-    local c1 f1 peak
-    c1=$(cpu_ticks "$SRV_PID"); f1=$(nfds "$SRV_PID"); s1=$(stat_ticks)
+    local c1 f1 q1 peak
+    c1=$(cpu_ticks "$SRV_PID"); f1=$(nfds "$SRV_PID"); s1=$(stat_ticks); q1=$(rq_wait_ns "$SRV_PID")
     peak=$(sort -n "$OUT/$name.rss" | tail -1)
-    printf '{"rc":%d,"server_cpu_s":%s,"rss0_kb":%s,"rss_peak_kb":%s,"fds0":%s,"fds1":%s,"load1":%s,"steal_pct":%s}\n' \
-        "$rc" "$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN {printf "%.2f", (b - a) / hz}')" "${r0:-0}" "${peak:-0}" "$f0" "$f1" "$la" \
+    printf '{"rc":%d,"server_cpu_s":%s,"rq_wait_ms":%s,"rss0_kb":%s,"rss_peak_kb":%s,"fds0":%s,"fds1":%s,"load1":%s,"steal_pct":%s}\n' \
+        "$rc" "$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" 'BEGIN {printf "%.2f", (b - a) / hz}')" \
+        "$(awk -v a="${q0:-0}" -v b="${q1:-0}" 'BEGIN {printf "%.0f", (b - a) / 1e6}')" "${r0:-0}" "${peak:-0}" "$f0" "$f1" "$la" \
         "$(echo "$s0 $s1" | awk '{d=$3-$1; print (d>0)? int(1000*($4-$2)/d)/10 : 0}')" > "$OUT/$name.meta"
     stop_server
     printf '   %-5s %-5s pair %s: ' "$load" "$build" "$pair"
