@@ -1203,6 +1203,10 @@ mod tests {
             decode_client(&pad, MAX),
             Err(DatagramError::BadPadding("missing payload length"))
         );
+        // The length field alone (no payload, no padding) is complete.
+        let len_only = [&pad[..], &[0]].concat();
+        let (h, rest) = decode_header(&len_only, MAX).expect("complete");
+        assert_eq!((h.seq, rest.len()), (1, 0));
         pad.extend_from_slice(&[2, 0x7F]);
         assert_eq!(
             decode_client(&pad, MAX),
@@ -1261,6 +1265,29 @@ mod tests {
         assert!(!other.verify(&a, c, 1000), "bound to the key");
     }
 
+    /// A cookie is valid from the first second of the epoch it was issued
+    /// in to the last second of the next one, and not a second longer; in
+    /// the very first epoch (no previous one) a wrong cookie is refused,
+    /// never a panic; IPv4 and IPv6 peers get different cookies.
+    #[test]
+    fn cookie_lives_two_epochs_exactly() {
+        let jar = CookieJar::new([1, 2], 30);
+        let a: std::net::SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        let c = jar.issue(&a, 60); // epoch 2 = 60..90
+        assert_eq!(jar.issue(&a, 89), c, "one cookie per epoch");
+        assert_ne!(jar.issue(&a, 90), c, "a new one the next epoch");
+        assert!(!jar.verify(&a, c, 59), "not before its epoch");
+        assert!(jar.verify(&a, c, 60));
+        assert!(jar.verify(&a, c, 119), "the next epoch too");
+        assert!(!jar.verify(&a, c, 120), "two epochs later: expired");
+        let first = jar.issue(&a, 0);
+        assert!(jar.verify(&a, first, 29));
+        assert!(!jar.verify(&a, first ^ 1, 0), "epoch 0: no previous one");
+        let v6: std::net::SocketAddr = "[::1]:4000".parse().expect("addr");
+        assert!(!jar.verify(&v6, c, 60), "bound to the address family");
+        assert!(jar.verify(&v6, jar.issue(&v6, 60), 60));
+    }
+
     #[test]
     fn session_datagrams_carry_the_token() {
         let msg = ClientMsg::Ping { token: 9 };
@@ -1271,6 +1298,35 @@ mod tests {
         let plain = encode_client(5, &msg, MAX).expect("fits");
         assert_eq!(decode_client(&plain, MAX).expect("decodes").cookie, None);
         assert_eq!(d.len(), plain.len() + COOKIE_LEN);
+    }
+
+    /// `SESSION_HEADER_LEN` is exactly what a session datagram adds to its
+    /// payload, so a payload of `max - SESSION_HEADER_LEN` bytes (what the
+    /// client and the server size file chunks by) fits and one byte more
+    /// does not.
+    #[test]
+    fn session_header_len_is_what_a_session_datagram_adds() {
+        let say = |n: usize| ClientMsg::Say {
+            room: "lobby".into(),
+            text: "x".repeat(n),
+        };
+        let payload_len = |m: &ClientMsg| {
+            let mut b = BytesMut::new();
+            codec::encode_client_payload(m, &mut b);
+            b.len()
+        };
+        let empty = payload_len(&say(0));
+        let room = MAX - SESSION_HEADER_LEN - empty;
+        let d = encode_in_session(1, Some(7), &say(room), MAX).expect("fills max");
+        assert_eq!(d.len(), MAX);
+        assert_eq!(d.len(), SESSION_HEADER_LEN + payload_len(&say(room)));
+        assert_eq!(
+            encode_in_session(1, Some(7), &say(room + 1), MAX),
+            Err(EncodeError::TooLarge {
+                len: MAX + 1,
+                max: MAX
+            })
+        );
     }
 
     #[test]
@@ -1421,6 +1477,23 @@ mod tests {
         assert_eq!(t.stats().lost, 4998);
         t.record(5000);
         assert_eq!(t.stats().duplicated, 1);
+    }
+
+    /// `SplitMix64` is the published generator (Steele, Lea, Flood 2014;
+    /// the reference sequence of seed 0), so a seed replays the same
+    /// faults in every build and the mixing function is not weakened.
+    #[test]
+    fn splitmix64_is_the_reference_generator() {
+        let mut r = SplitMix64::new(0);
+        let got: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
+        assert_eq!(
+            got,
+            [
+                0xE220_A839_7B1D_CDAF,
+                0x6E78_9E6A_A1B9_65F4,
+                0x06C4_5D18_8009_454F
+            ]
+        );
     }
 
     #[test]
