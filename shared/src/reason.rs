@@ -383,6 +383,12 @@ mod tests {
 
     #[test]
     fn contract_texts() {
+        // A quit without a message is the bare word, no dangling colon.
+        assert_eq!(DisconnectReason::quit().to_string(), "quit");
+        let bye = DisconnectReason::Quit {
+            message: "bye".into(),
+        };
+        assert_eq!(bye.to_string(), "quit: bye");
         assert_eq!(
             DisconnectReason::Reset.to_string(),
             "connection reset by peer (ECONNRESET 104)"
@@ -456,6 +462,57 @@ mod tests {
         assert_eq!(r.errno(), Some(113));
         assert_eq!(r.code(), "ehostunreach");
         assert_eq!(DisconnectReason::from_code("ehostunreach"), Some(r));
+    }
+
+    /// `errno()` gives the kernel's number for exactly the reasons that
+    /// come from one, and `from_errno` is its inverse for each of them.
+    #[test]
+    fn errno_of_each_reason_and_back() {
+        for (r, e) in [
+            (DisconnectReason::Reset, Some(libc::ECONNRESET)),
+            (DisconnectReason::BrokenPipe, Some(libc::EPIPE)),
+            (DisconnectReason::TimedOut, Some(libc::ETIMEDOUT)),
+            (DisconnectReason::Refused, Some(libc::ECONNREFUSED)),
+            (DisconnectReason::Os { errno: 113 }, Some(113)),
+            (DisconnectReason::Eof, None),
+            (DisconnectReason::quit(), None),
+            (DisconnectReason::IdleTimeout { secs: 5 }, None),
+        ] {
+            assert_eq!(r.errno(), e, "{r:?}");
+            if let Some(e) = e {
+                assert_eq!(DisconnectReason::from_errno(e), r);
+            }
+        }
+    }
+
+    /// An I/O error without an errno (made by std or tokio, not the
+    /// kernel) is classified by its kind; any other kind is a protocol
+    /// error that keeps the error's text.
+    #[test]
+    fn io_errors_without_an_errno_map_by_kind() {
+        use io::ErrorKind as K;
+        for (kind, want) in [
+            (K::UnexpectedEof, DisconnectReason::Eof),
+            (K::ConnectionReset, DisconnectReason::Reset),
+            (K::BrokenPipe, DisconnectReason::BrokenPipe),
+            (K::TimedOut, DisconnectReason::TimedOut),
+            (K::ConnectionRefused, DisconnectReason::Refused),
+            (
+                K::InvalidData,
+                DisconnectReason::ProtocolError {
+                    detail: "bad".into(),
+                },
+            ),
+            (
+                K::Other,
+                DisconnectReason::ProtocolError {
+                    detail: "i/o error: bad".into(),
+                },
+            ),
+        ] {
+            let e = io::Error::new(kind, "bad");
+            assert_eq!(DisconnectReason::from_io_error(&e), want, "{kind:?}");
+        }
     }
 
     #[test]
