@@ -109,3 +109,29 @@ impl<'a> R<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A string longer than a `u16` length can say is cut to at most
+    /// 65,535 bytes, at the last char boundary before that, so what is
+    /// written is still one valid UTF-8 string with its true length.
+    #[test]
+    fn a_string_over_u16_is_cut_at_a_char_boundary() {
+        // 32,768 two-byte chars: byte 65,535 is inside the last one.
+        let long = "é".repeat(32_768);
+        let mut buf = BytesMut::new();
+        W(&mut buf).str(&long);
+        let mut r = R(&buf);
+        let got = r.str("text").expect("one valid string");
+        assert_eq!(got.len(), 65_534);
+        assert_eq!(got, "é".repeat(32_767));
+        assert!(r.0.is_empty(), "nothing after the cut string");
+        // At the limit exactly, nothing is cut.
+        let ascii = "a".repeat(65_535);
+        let mut buf = BytesMut::new();
+        W(&mut buf).str(&ascii);
+        assert_eq!(R(&buf).str("text").expect("valid"), ascii);
+    }
+}
