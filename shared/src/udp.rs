@@ -1496,6 +1496,106 @@ mod tests {
         );
     }
 
+    /// The injector is skipped only when all three probabilities are 0:
+    /// any one of them alone keeps it on.
+    #[test]
+    fn faults_are_off_only_when_every_probability_is_zero() {
+        assert!(FaultConfig::default().is_off());
+        let one = |drop, duplicate, reorder| FaultConfig {
+            drop,
+            duplicate,
+            reorder,
+        };
+        for on in [one(0.1, 0.0, 0.0), one(0.0, 0.1, 0.0), one(0.0, 0.0, 0.1)] {
+            assert!(!on.is_off(), "{on:?}");
+        }
+    }
+
+    /// Each probability must be a number in 0..=1 (the error names it);
+    /// a valid configuration comes back unchanged.
+    #[test]
+    fn fault_probabilities_are_checked_in_0_to_1() {
+        let ok = FaultConfig {
+            drop: 0.0,
+            duplicate: 0.5,
+            reorder: 1.0,
+        };
+        assert_eq!(ok.check(), Ok(ok));
+        for (bad, name) in [
+            (FaultConfig { drop: -0.1, ..ok }, "drop"),
+            (
+                FaultConfig {
+                    duplicate: 1.1,
+                    ..ok
+                },
+                "duplicate",
+            ),
+            (
+                FaultConfig {
+                    reorder: f64::NAN,
+                    ..ok
+                },
+                "reorder",
+            ),
+        ] {
+            let e = bad.check().expect_err("out of range");
+            assert!(e.starts_with(&format!("{name} probability")), "{e}");
+        }
+    }
+
+    /// At probability 1 each fault happens to every datagram: all dropped;
+    /// all sent twice; with reordering, the first is held (`holding`)
+    /// and goes out after the second, and `flush` releases a held one.
+    #[test]
+    fn injector_at_probability_one_always_acts() {
+        let d = |i: u8| Bytes::from(vec![i]);
+        let only = |drop, duplicate, reorder| FaultConfig {
+            drop,
+            duplicate,
+            reorder,
+        };
+        let mut out = Vec::new();
+        let mut drop_all = FaultInjector::new(only(1.0, 0.0, 0.0), 7);
+        assert_eq!(drop_all.config(), only(1.0, 0.0, 0.0));
+        for i in 0..50 {
+            drop_all.process(d(i), &mut out);
+        }
+        assert!(out.is_empty());
+        assert_eq!(drop_all.stats().dropped, 50);
+
+        let mut dup_all = FaultInjector::new(only(0.0, 1.0, 0.0), 7);
+        for i in 0..50 {
+            dup_all.process(d(i), &mut out);
+        }
+        let twice: Vec<Bytes> = (0..50).flat_map(|i| [d(i), d(i)]).collect();
+        assert_eq!(out, twice);
+        assert_eq!(dup_all.stats().duplicated, 50);
+
+        out.clear();
+        let mut swap = FaultInjector::new(only(0.0, 0.0, 1.0), 7);
+        swap.process(d(1), &mut out);
+        assert!(out.is_empty() && swap.holding());
+        swap.process(d(2), &mut out);
+        assert_eq!(out, [d(2), d(1)]);
+        assert!(!swap.holding());
+        swap.process(d(3), &mut out);
+        assert!(swap.holding());
+        swap.flush(&mut out);
+        assert!(!swap.holding());
+        assert_eq!(out, [d(2), d(1), d(3)]);
+        assert_eq!(swap.stats().reordered, 1);
+    }
+
+    /// Two generators seeded from the clock a moment apart differ (the
+    /// seed keeps the clock's nanoseconds).
+    #[test]
+    fn clock_seeds_differ() {
+        let mut a = SplitMix64::from_time();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let mut b = SplitMix64::from_time();
+        assert_ne!(a.next_u64(), b.next_u64());
+    }
+
     #[test]
     fn injector_off_is_transparent() {
         let mut inj = FaultInjector::new(FaultConfig::default(), 1);
@@ -1566,6 +1666,13 @@ mod tests {
             assert_eq!(rows[0].local, "[::1]:7878".parse().expect("addr"));
         }
         assert_eq!(rows[0].uid, 1000);
+        if cfg!(target_endian = "little") {
+            // Four distinct words, each in its own place.
+            assert_eq!(
+                procfs::hex_addr("B80D0120010000000300020005000400:0035"),
+                Some("[2001:db8:0:1:2:3:4:5]:53".parse().expect("addr"))
+            );
+        }
         assert!(procfs::parse_table("garbage\n1: x y\n").is_empty());
     }
 
