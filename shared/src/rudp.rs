@@ -546,6 +546,9 @@ mod tests {
         s.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// Simulated time per step of [`run`].
+    const STEP: Duration = Duration::from_micros(250);
+
     /// Run one transfer through lossy legs; returns the received bytes,
     /// the sender's stats and the simulated time it took.
     fn run(
@@ -566,9 +569,30 @@ mod tests {
         let mut fwd: Net<(u64, Bytes)> = Net { q: Vec::new() };
         let mut back: Net<(u64, Vec<(u64, u64)>)> = Net { q: Vec::new() };
         let mut steps = 0u64;
+        // A slow transfer is allowed, a stalled one is not. Under ~30 %
+        // loss on both legs most chunks are resent, Karn's rule keeps the
+        // backed-off RTO (up to MAX_RTO per try) and a correct 55 KB
+        // transfer can take ~750 simulated seconds; a stall is nothing new
+        // delivered for 20 maximal RTOs (each try gets through both legs
+        // about half the time: 2^-20 that a live transfer looks stalled).
+        let stall_steps = (MAX_RTO * 20).as_micros() as u64 / STEP.as_micros() as u64;
+        let (mut last_len, mut last_step) = (0usize, 0u64);
         while !s.finished() {
             steps += 1;
-            assert!(steps < 2_000_000, "no progress: {:?}", s.stats());
+            if got.len() != last_len {
+                (last_len, last_step) = (got.len(), steps);
+            }
+            assert!(
+                steps - last_step < stall_steps,
+                "no progress for {:?} (simulated): {:?}",
+                STEP * (steps - last_step) as u32,
+                s.stats()
+            );
+            assert!(
+                steps < 40_000_000,
+                "over 10,000 simulated seconds: {:?}",
+                s.stats()
+            );
             while let Some(c) = s.poll(now) {
                 let d =
                     Bytes::copy_from_slice(&data[c.offset as usize..(c.offset + c.len) as usize]);
@@ -584,7 +608,7 @@ mod tests {
             for (a, sack) in back.due(now) {
                 s.on_ack(a, &sack, now);
             }
-            now += Duration::from_micros(250);
+            now += STEP;
         }
         (got, s.stats(), now - t0)
     }
@@ -598,6 +622,33 @@ mod tests {
         assert_eq!(got.len(), 4 << 20);
         assert!(st.timeouts <= 3, "{st:?}");
         assert!(took < Duration::from_secs(10), "{st:?} took {took:?}");
+    }
+
+    /// Two inputs the proptest below drew (about 1 in 1,500 is like them)
+    /// that a bound of 500 simulated seconds failed as "no progress": ~30 %
+    /// loss on both legs, tiny chunks, a small window. They are slow, not
+    /// stuck, and deliver every byte.
+    #[test]
+    fn heavy_loss_on_both_legs_is_slow_but_delivers_everything() {
+        for (size, chunk, wchunks, loss, dup, seed) in [
+            (
+                55_182u64,
+                106u64,
+                9u64,
+                29u32,
+                5u32,
+                16_919_234_117_036_871_431u64,
+            ),
+            (36_302, 285, 19, 28, 6, 377_117_162_261_154_817),
+        ] {
+            let (got, st, took) = run(size, chunk, chunk * wchunks, loss, dup, seed);
+            let want: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+            assert!(got == want, "size {size}: bytes differ ({st:?})");
+            assert!(
+                took > Duration::from_secs(500),
+                "size {size}: {took:?}: no longer a slow input"
+            );
+        }
     }
 
     #[test]
