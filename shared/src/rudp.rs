@@ -704,6 +704,43 @@ mod tests {
         assert_eq!(s.stats().cwnd, 1000, "one chunk after a timeout");
     }
 
+    /// Each chunk is counted once, by what became of it: dropped (empty,
+    /// or past the end), held out of order, a duplicate, or delivered.
+    #[test]
+    fn receiver_counts_each_chunk_by_what_became_of_it() {
+        let b = |s: &'static [u8]| Bytes::from_static(s);
+        let mut r = Receiver::new(10, 0, 100);
+        assert!(r.on_chunk(0, Bytes::new()).is_empty(), "empty");
+        assert!(r.on_chunk(8, b(b"abcd")).is_empty(), "past the end");
+        assert!(r.on_chunk(4, b(b"ef")).is_empty(), "held");
+        assert!(r.on_chunk(4, b(b"ef")).is_empty(), "held already");
+        assert_eq!(r.on_chunk(0, b(b"abcd")), [b(b"abcd"), b(b"ef")]);
+        assert!(r.on_chunk(0, b(b"ab")).is_empty(), "delivered already");
+        let st = r.stats();
+        assert_eq!(
+            (st.chunks, st.dropped, st.out_of_order, st.duplicates),
+            (6, 2, 1, 2)
+        );
+    }
+
+    /// Every sample after the first is smoothed as RFC 6298 2.3 says:
+    /// RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R|, SRTT = 7/8 SRTT + 1/8 R.
+    #[test]
+    fn later_rtt_samples_are_smoothed_per_rfc_6298() {
+        let ms = Duration::from_millis;
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        let t = Instant::now();
+        assert_eq!(s.poll(t).map(|c| c.offset), Some(0));
+        s.on_ack(1000, &[], t + ms(100));
+        let t2 = t + ms(100);
+        let c = s.poll(t2).expect("the next chunk");
+        assert_eq!((c.offset, c.retransmit), (1000, false));
+        s.on_ack(2000, &[], t2 + ms(200));
+        // RTTVAR = 37.5 + 25 = 62.5 ms, SRTT = 87.5 + 25 = 112.5 ms.
+        assert_eq!(s.stats().srtt, Some(Duration::from_micros(112_500)));
+        assert_eq!(s.stats().rto, Duration::from_micros(112_500 + 4 * 62_500));
+    }
+
     #[test]
     fn rack_resends_a_chunk_overtaken_by_one_after_five_quarters_rtt() {
         let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
