@@ -149,20 +149,11 @@ for load in loads_seen:
     w(head)
     w("|" + "---|" * (head.count("|") - 1))
     for name, fn, f, _ in METRICS[load]:
-        vals = {}
-        for b in ("base", "new", "ideal"):
-            vs = []
-            for r, m in runs(load, b):
-                try:
-                    vs.append(float(fn(r, m)))
-                except (KeyError, TypeError, ZeroDivisionError):
-                    pass
-            vals[b] = vs
-        mb, mn, mi = med(vals["base"]), med(vals["new"]), med(vals["ideal"])
+        (mb, _), (mn, each), (mi, _) = (medians(load, b, fn) for b in ("base", "new", "ideal"))
         row = f"| {name} | {fmt(f, mb)} | {fmt(f, mn)} | {ratio(mn, mb)} |"
         if has_ideal:
             row += f" {fmt(f, mi)} | {ratio(mn, mi)} |"
-        row += " " + ", ".join(fmt(f, v) for v in vals["new"]) + " |"
+        row += " " + ", ".join(fmt(f, v) for v in each) + " |"
         w(row)
     if runs(load, "ideal2") or runs(load, "cur"):
         shape_table(load)
