@@ -111,8 +111,10 @@ pub trait SocketView: Send + Sync {
 }
 
 /// The nick as shown: the key's own allocation when they are the same text
-/// (most nicks are lower-case ASCII already), else a new one — one
-/// allocation less per connection (issue 10's 2.5 KiB per idle connection).
+/// (a lower-case nick the confusables skeleton leaves alone: no digits, no
+/// `rn`-like pairs), else a new one — one allocation less per such
+/// connection. Not measurable on the bots' load (c): their nicks have
+/// digits, which the skeleton changes (BENCHMARKS.md, stop 23).
 fn shown(nick: impl AsRef<str>, key: &Arc<str>) -> Arc<str> {
     let nick = nick.as_ref();
     if nick == &**key {
