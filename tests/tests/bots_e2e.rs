@@ -258,6 +258,57 @@ fn worker_processes_share_one_report() {
     assert_clean(&r, 30);
 }
 
+/// `--timeline`: every delivery and every measured send lands in exactly
+/// one slice, with two worker processes merged on their shared clock, and
+/// the slices span the send phase.
+#[test]
+fn timeline_accounts_for_every_delivery_across_workers() {
+    let server = ServerProc::start(&["--no-rate-limits"]);
+    let addr = server.addr.to_string();
+    let (code, r, err) = bots(&[
+        "--server",
+        &addr,
+        "--count",
+        "20",
+        "--senders",
+        "4",
+        "--rooms",
+        "2",
+        "--rate",
+        "100/s",
+        "--duration",
+        "2s",
+        "--workers",
+        "2",
+        "--timeline",
+        "100ms",
+    ]);
+    assert_eq!(code, 0, "stderr {err}, report {r}");
+    assert_clean(&r, 20);
+    let t = &r["timeline"];
+    assert_eq!(t["width_ms"].as_f64(), Some(100.0), "{t}");
+    let rows = t["rows"].as_array().cloned().unwrap_or_default();
+    let sum = |k: &str| rows.iter().map(|row| u(row, k)).sum::<u64>();
+    assert_eq!(sum("n"), u(&r, "delivered"), "{t}");
+    assert_eq!(sum("sent"), u(&r, "sent"), "{t}");
+    // 2 s of sends at 100/s in 100 ms slices: 20, or 21 when the phase
+    // starts mid-slice.
+    assert!(
+        (20..=21).contains(&rows.len()),
+        "{} slices: {t}",
+        rows.len()
+    );
+    for (k, row) in rows.iter().enumerate() {
+        assert_eq!(row["t_ms"].as_f64(), Some(k as f64 * 100.0), "{row}");
+        assert!(u(row, "max_us") >= u(row, "mean_us"), "{row}");
+        assert!(u(row, "over_1ms") >= u(row, "over_10ms"), "{row}");
+    }
+    // Without the flag the report has no timeline.
+    let (code, r, err) = bots(&["--server", &addr, "--count", "2", "--duration", "300ms"]);
+    assert_eq!(code, 0, "stderr {err}, report {r}");
+    assert!(r.get("timeline").is_none(), "{r}");
+}
+
 #[test]
 fn udp_bots_measure_injected_loss() {
     let server = ServerProc::start(&["--no-rate-limits"]);

@@ -676,8 +676,10 @@ pub(super) fn flush<S: TryWrite>(
 pub(super) fn generate<S>(sh: &Shard, spec: &BotSpec, conn: &mut Conn<S>, sched: &mut Schedule) {
     let plan = &sh.plan;
     let group = &plan.groups[spec.group];
-    let (first, n) = sched.due(mono_ns(), MAX_BATCH);
+    let now = mono_ns();
+    let (first, n) = sched.due(now, MAX_BATCH);
     let before = conn.out.len();
+    let mut st = sh.stats.borrow_mut();
     let room = &plan.rooms[spec.room];
     for seq in first..first + n {
         let mark = Mark {
@@ -687,6 +689,12 @@ pub(super) fn generate<S>(sh: &Shard, spec: &BotSpec, conn: &mut Conn<S>, sched:
             seq,
             sched_us: sched.at(seq) / 1000,
         };
+        if spec.measured {
+            // When the message is queued: the write follows at once (or
+            // waits for a full socket, which the latency shows anyway).
+            st.timeline
+                .record_send(mark.sched_us, (now / 1000).saturating_sub(mark.sched_us));
+        }
         let size = group.size.pick(rand::random::<f64>());
         match plan.wire {
             Wire::Framed => wire::write_say_frame(&mut conn.out, room, &mark, size),
@@ -695,7 +703,7 @@ pub(super) fn generate<S>(sh: &Shard, spec: &BotSpec, conn: &mut Conn<S>, sched:
         conn.ends
             .push_back((conn.written + conn.out.len() as u64, spec.measured));
     }
-    sh.stats.borrow_mut().pending_out += (conn.out.len() - before) as u64;
+    st.pending_out += (conn.out.len() - before) as u64;
 }
 
 /// Read what is there; process every complete line/frame.
@@ -818,8 +826,9 @@ pub(super) fn record_mark(
                 st.reordered += 1;
             }
             st.delivered += 1;
-            st.latency
-                .saturating_record((now / 1000).saturating_sub(mark.sched_us).max(1));
+            let lat_us = (now / 1000).saturating_sub(mark.sched_us).max(1);
+            st.latency.saturating_record(lat_us);
+            st.timeline.record(mark.sched_us, lat_us);
             st.last_delivery_ns = now;
         }
     }

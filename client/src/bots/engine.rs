@@ -20,6 +20,7 @@ use super::live::{publish, runtime};
 use super::plan::Plan;
 use super::schedule::{mono_ns, ramp_at};
 use super::stats::Stats;
+use super::timeline::Timeline;
 use super::wake::Control;
 use super::wake::ShardControl;
 use super::wire::Wire;
@@ -191,7 +192,10 @@ fn run_shard(
 ) -> anyhow::Result<Stats> {
     let sh = Rc::new(Shard {
         plan: plan.clone(),
-        stats: std::cell::RefCell::new(Stats::new(plan.rooms.len(), plan.groups.len())),
+        stats: std::cell::RefCell::new(Stats {
+            timeline: Timeline::new(plan.timeline_us),
+            ..Stats::new(plan.rooms.len(), plan.groups.len())
+        }),
         scratch: std::cell::RefCell::new(vec![0u8; bot::SCRATCH]),
         control: ShardControl::new(rx.clone(), protos.len()),
     });
@@ -258,8 +262,12 @@ fn run_shard(
         let pub_live = live.clone();
         let publisher = tokio::task::spawn_local(async move {
             loop {
-                publish(si, &pub_sh, &pub_live);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let again = if publish(si, &pub_sh, &pub_live) {
+                    50
+                } else {
+                    1
+                };
+                tokio::time::sleep(Duration::from_millis(again)).await;
             }
         });
         for h in handles {

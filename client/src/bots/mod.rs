@@ -26,6 +26,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod seq;
 mod stats;
+pub mod timeline;
 mod udp;
 mod wake;
 pub mod wire;
@@ -136,6 +137,11 @@ pub struct BotsArgs {
     /// No live progress line.
     #[arg(long)]
     pub no_progress: bool,
+    /// Report latency per slice of scheduled send time (`100ms`, `1s`):
+    /// deliveries, mean, max, and how many were over 1 ms and 10 ms —
+    /// when the tail happened, not only how bad it was.
+    #[arg(long, value_name = "WIDTH")]
+    pub timeline: Option<String>,
     /// Internal: run id shared by worker processes.
     #[arg(long, hide = true)]
     pub run_id: Option<u32>,

@@ -67,6 +67,8 @@ pub struct Plan {
     pub max_frame: usize,
     pub thresholds: Thresholds,
     pub progress: bool,
+    /// `--timeline`: slice width in µs (0 = no timeline).
+    pub timeline_us: u64,
 }
 
 impl Plan {
@@ -274,6 +276,19 @@ impl Plan {
             max_frame: sockchat_shared::proto::DEFAULT_MAX_FRAME,
             thresholds,
             progress: !a.no_progress,
+            timeline_us: match &a.timeline {
+                None => 0,
+                Some(w) => {
+                    let w = e(parse::duration(w))?;
+                    if w < Duration::from_millis(1) {
+                        bail!(
+                            "--timeline {}: the slice must be at least 1ms",
+                            a.timeline.as_deref().unwrap_or("")
+                        );
+                    }
+                    u64::try_from(w.as_micros()).unwrap_or(u64::MAX)
+                }
+            },
         })
     }
 }

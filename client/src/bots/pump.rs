@@ -59,12 +59,19 @@ pub const WAKE: Token = Token(usize::MAX);
 const READS_PER_TURN: usize = 16;
 /// Live counters are published this often (as the task engine does).
 const PUBLISH_NS: u64 = 50_000_000;
+/// The coordinator held the slot: try again this soon.
+const RETRY_PUBLISH_NS: u64 = 1_000_000;
 /// Longest wait between two turns during the ramp.
 const RAMP_TICK_NS: u64 = 1_000_000;
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
 /// Longest nap between two turns of a small batch (see [`Pump::nap_ns`]).
 const NAP_NS: u64 = 500_000;
+/// Longest `epoll_wait` (a send or the publication is normally due first).
+const MAX_WAIT: Duration = Duration::from_secs(1);
+/// Within a turn, sends falling due are written after every this many
+/// ready sockets (~5 µs each at load b: ~0.3 ms late at most).
+const SENDS_EVERY: usize = 64;
 /// A turn with fewer events than this is followed by a nap.
 const SPARSE: usize = 4;
 
@@ -175,9 +182,8 @@ pub(super) fn run_shard(
     });
     let mut p = pump.borrow_mut();
     while !p.stopped {
-        let wait = p.wait_ns();
         let n = p
-            .turn(Some(Duration::from_nanos(wait)))
+            .turn(MAX_WAIT)
             .map_err(|e| anyhow::anyhow!("bots shard {si}: epoll: {e}"))?;
         if n < SPARSE {
             let nap = p.nap_ns(NAP_NS);
@@ -206,7 +212,7 @@ async fn turn_in_tokio(pump: Rc<RefCell<Pump>>) {
         if !full {
             tokio::time::sleep(Duration::from_nanos(wait)).await;
         }
-        match pump.borrow_mut().turn(Some(Duration::ZERO)) {
+        match pump.borrow_mut().turn(Duration::ZERO) {
             Ok(n) => full = n == EVENTS,
             Err(_) => return,
         }
@@ -327,9 +333,16 @@ impl Pump {
     }
 
     /// One turn: control, sends due, publication, then what epoll reports
-    /// within `timeout`.
+    /// until the next send or publication is due (at most `max_wait`).
     /// Returns how many events epoll gave.
-    fn turn(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
+    ///
+    /// The wait is computed here, after `control`: a Go seen this turn arms
+    /// the senders' timers, and a wait computed before it (up to the next
+    /// publication, 50 ms) held the first sends of every run back by up
+    /// to that long — a start-up stall the bots reported as the server's
+    /// latency (`--timeline` showed it: sends 10-30 ms late in the first
+    /// 30 ms of the send phase).
+    fn turn(&mut self, max_wait: Duration) -> io::Result<usize> {
         self.control();
         if self.stopped {
             return Ok(0);
@@ -337,10 +350,11 @@ impl Pump {
         self.send_due();
         let now = mono_ns();
         if now >= self.next_publish {
-            publish(self.si, &self.sh, &self.live);
-            self.next_publish = now + PUBLISH_NS;
+            let done = publish(self.si, &self.sh, &self.live);
+            self.next_publish = now + if done { PUBLISH_NS } else { RETRY_PUBLISH_NS };
         }
-        match self.poll.poll(&mut self.events, timeout) {
+        let timeout = Duration::from_nanos(self.wait_ns()).min(max_wait);
+        match self.poll.poll(&mut self.events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),
             Err(e) => return Err(e),
@@ -355,7 +369,13 @@ impl Pump {
         for i in std::mem::take(&mut self.again) {
             self.read(i, false);
         }
-        for &(i, readable, hup, writable) in &ready {
+        for (k, &(i, readable, hup, writable)) in ready.iter().enumerate() {
+            if k % SENDS_EVERY == SENDS_EVERY - 1 {
+                // A turn with hundreds of ready sockets takes milliseconds:
+                // the sends falling due meanwhile go out now, not after it
+                // (their lateness would count as the server's latency).
+                self.send_due();
+            }
             if readable {
                 self.read(i, hup);
             }
@@ -659,8 +679,7 @@ mod tests {
         let mut writer = Some(writer);
         let mut _a = None;
         for _ in 0..1_000_000 {
-            let wait = p.wait_ns().min(20_000_000);
-            p.turn(Some(Duration::from_nanos(wait))).expect("turn");
+            p.turn(Duration::from_millis(20)).expect("turn");
             if writer.as_ref().is_some_and(|w| w.is_finished()) {
                 _a = writer.take().map(|w| w.join().expect("writer"));
             }
@@ -682,5 +701,66 @@ mod tests {
             "the close behind the data is seen: {:?}",
             st.groups[0].errors
         );
+    }
+
+    /// The turn that sees Go waits only until the first send, not until
+    /// the next publication or the caller's cap: the first messages of a
+    /// run go out on time. (The wait used to be computed before the turn
+    /// looked at the control value.)
+    #[test]
+    fn the_first_send_after_go_is_not_held_back() {
+        let args = crate::bots::BotsArgs {
+            count: Some("1".into()),
+            senders: Some("1".into()),
+            rate: Some("10/s".into()),
+            wire: Some(Wire::Lines),
+            workers: 1,
+            ..Default::default()
+        };
+        let plan = Arc::new(Plan::from_args(&args).expect("plan"));
+        let (tx, rx) = watch::channel(Control::Ramp);
+        let sh = Rc::new(Shard {
+            plan: plan.clone(),
+            stats: RefCell::new(Stats::new(plan.rooms.len(), plan.groups.len())),
+            scratch: RefCell::new(vec![0u8; 4096]),
+            control: ShardControl::new(rx.clone(), 1),
+        });
+        let live = Arc::new(vec![Mutex::new(Stats::new(0, 0))]);
+        let mut p = Pump::new(0, sh.clone(), live, Poll::new().expect("epoll"), rx, 1);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let c = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        c.set_nonblocking(true).expect("non-blocking");
+        let _server = listener.accept().expect("accept").0;
+        let spec = BotSpec {
+            n: 0,
+            slot: 0,
+            group: 0,
+            room: 0,
+            sender_k: Some(0),
+            measured: true,
+            fault: Rc::new(FaultBox::default()),
+        };
+        p.add_std(spec, Conn::new(c));
+        // A turn in the ramp; the next publication far away (10 s).
+        p.turn(Duration::ZERO).expect("turn");
+        p.next_publish = mono_ns() + 10_000_000_000;
+        let start_ns = mono_ns() + 20_000_000;
+        tx.send(Control::Go {
+            start_ns,
+            end_ns: start_ns + 1_000_000_000,
+            members: Arc::new(vec![1]),
+        })
+        .expect("go");
+        let t = Instant::now();
+        p.turn(Duration::from_secs(5)).expect("turn");
+        // The turn returns when the first send is due (20 ms; the cap is
+        // 5 s, the publication 10 s): generous for a busy machine.
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the turn that saw Go waited {:?}",
+            t.elapsed()
+        );
+        p.turn(Duration::from_secs(5)).expect("turn");
+        assert_eq!(sh.stats.borrow().sent, 1, "the first message is written");
     }
 }

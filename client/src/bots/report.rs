@@ -11,6 +11,7 @@ use sockchat_shared::DisconnectReason;
 use super::parse::LossLimit;
 use super::plan::Plan;
 use super::stats::Stats;
+use super::timeline::Row;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Percentiles {
@@ -141,6 +142,16 @@ pub struct Report {
     pub thresholds: Thresholds,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// `--timeline`: latency per slice of scheduled send time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<TimelineReport>,
+}
+
+/// The report's timeline: the slice width and one row per slice.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineReport {
+    pub width_ms: f64,
+    pub rows: Vec<Row>,
 }
 
 /// Describe a reason code with its errno where there is one.
@@ -250,6 +261,10 @@ impl Report {
                 failed: Vec::new(),
             },
             notes,
+            timeline: st.timeline.enabled().then(|| TimelineReport {
+                width_ms: st.timeline.width_us as f64 / 1000.0,
+                rows: st.timeline.rows(),
+            }),
         };
         r.thresholds = r.check(plan);
         r
@@ -399,6 +414,27 @@ impl Report {
                     } else {
                         String::new()
                     }
+                );
+            }
+        }
+        if let Some(t) = &self.timeline {
+            let _ = writeln!(
+                s,
+                "  timeline      per {} ms of scheduled send time: deliveries, mean, max, over 1 ms, over 10 ms; sent, latest write",
+                t.width_ms
+            );
+            for r in &t.rows {
+                let _ = writeln!(
+                    s,
+                    "    {:>9.1} ms  {:>8}  {:>9}  {:>9}  {:>7}  {:>7}  {:>7}  {:>9}",
+                    r.t_ms,
+                    r.n,
+                    fmt_us(r.mean_us),
+                    fmt_us(r.max_us),
+                    r.over_1ms,
+                    r.over_10ms,
+                    r.sent,
+                    fmt_us(r.send_late_max_us)
                 );
             }
         }

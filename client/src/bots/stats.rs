@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::timeline::Timeline;
+
 /// Highest latency the histograms hold (µs): one hour. Larger values are
 /// clamped (saturating) rather than lost.
 const MAX_US: u64 = 3_600_000_000;
@@ -82,6 +84,9 @@ pub struct Stats {
     /// not mistake a stale snapshot for "nothing is arriving any more".
     pub published_ns: u64,
     pub groups: Vec<GroupStats>,
+    /// `--timeline`: latency per slice of scheduled time (empty without).
+    #[serde(default)]
+    pub timeline: Timeline,
 }
 
 impl Stats {
@@ -110,6 +115,7 @@ impl Stats {
             last_delivery_ns: 0,
             published_ns: 0,
             groups: vec![GroupStats::default(); groups],
+            timeline: Timeline::default(),
         }
     }
 
@@ -145,6 +151,7 @@ impl Stats {
             last_delivery_ns: self.last_delivery_ns,
             published_ns: self.published_ns,
             groups: Vec::new(),
+            timeline: Timeline::default(),
         }
     }
 
@@ -177,6 +184,7 @@ impl Stats {
         for (a, b) in self.members.iter_mut().zip(&o.members) {
             *a += b;
         }
+        self.timeline.merge(&o.timeline);
         self.last_delivery_ns = self.last_delivery_ns.max(o.last_delivery_ns);
         self.published_ns = match (self.published_ns, o.published_ns) {
             (0, b) => b,
