@@ -53,6 +53,13 @@ FANOUT = [
     ("deliveries/s", lambda r, m: r["deliveries_per_sec"], "{:,.0f}", True),
     ("p50 ms", lambda r, m: r["latency_us"]["p50"] / 1000, "{:.2f}", False),
     ("p99 ms", lambda r, m: r["latency_us"]["p99"] / 1000, "{:.2f}", False),
+    ("mean ms", lambda r, m: r["latency_us"]["mean"] / 1000, "{:.3f}", False),
+    # From `--timeline` (bots since stop 25): how many deliveries took over
+    # 10 ms — steadier than a p99 that one stall decides — and the latest
+    # the bots themselves wrote a message (their own delay, counted in
+    # the latency).
+    ("deliveries over 10 ms", lambda r, m: sum(x["over_10ms"] for x in r["timeline"]["rows"]), "{:,.0f}", False),
+    ("bots' latest write ms", lambda r, m: max(x["send_late_max_us"] for x in r["timeline"]["rows"]) / 1000, "{:.2f}", False),
     ("lost", lambda r, m: r["lost"], "{:,.0f}", False),
     ("unsent", lambda r, m: r["unsent"], "{:,.0f}", False),
     ("server CPU ns/delivery", lambda r, m: per_delivery_ns(m.get("server_cpu_s", 0), r["delivered"]), "{:,.0f}", False),

@@ -153,13 +153,13 @@ args() {
     local lines=(--wire lines)
     case $2 in ideal*) lines=(--wire lines --join-line none) ;; esac
     case $1 in
-        a100) echo "${lines[*]} --count 100 --senders 10 --rooms 1 --rate $A100_RATE/s --size 64 --duration $DUR --settle 2s" ;;
-        a1k) echo "${lines[*]} --count 1000 --senders 10 --rooms 1 --rate 1000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 4s" ;;
-        a2k) echo "${lines[*]} --count 1000 --senders 10 --rooms 1 --rate 2000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 4s" ;;
-        b) echo "--wire framed --count 10000 --senders 1000 --rooms 1000 --rate 10000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 2s --source-ips 127.0.0.1-127.0.0.8" ;;
+        a100) echo "${lines[*]} --count 100 --senders 10 --rooms 1 --rate $A100_RATE/s --size 64 --duration $DUR --settle 2s --timeline 100ms" ;;
+        a1k) echo "${lines[*]} --count 1000 --senders 10 --rooms 1 --rate 1000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 4s --timeline 100ms" ;;
+        a2k) echo "${lines[*]} --count 1000 --senders 10 --rooms 1 --rate 2000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 4s --timeline 100ms" ;;
+        b) echo "--wire framed --count 10000 --senders 1000 --rooms 1000 --rate 10000/s --size 64 --duration $DUR --connect-rate 5000/s --settle 2s --source-ips 127.0.0.1-127.0.0.8 --timeline 100ms" ;;
         c) echo "--wire framed --count 19900 --senders 0 --duration 3s --connect-rate 5000/s --settle 1s --workers 2 --source-ips 127.0.0.1-127.0.0.16" ;;
         d) echo "--scenario $ROOT/examples/bots/churn.toml --duration $DUR --source-ips 127.0.0.1-127.0.0.16" ;;
-        e) echo "--wire udp --count 1000 --senders 10 --rate $E_RATE/s --size 64 --duration $DUR --connect-rate 1000/s --settle 1s --source-ips 127.0.4.1-127.0.7.250" ;;
+        e) echo "--wire udp --count 1000 --senders 10 --rate $E_RATE/s --size 64 --duration $DUR --connect-rate 1000/s --settle 1s --source-ips 127.0.4.1-127.0.7.250 --timeline 100ms" ;;
     esac
 }
 

@@ -31,9 +31,11 @@ pub struct Slice {
     /// Deliveries later than 1 ms, and than 10 ms.
     pub over_1ms: u64,
     pub over_10ms: u64,
-    /// Measured messages scheduled in this slice that the bots wrote, and
-    /// the latest of them (µs after its scheduled time): a late write is
-    /// the generator's delay, not the server's.
+    /// Measured messages scheduled in this slice that the bots generated
+    /// (queued to their socket; over UDP, sent), and the latest of them (µs
+    /// after its scheduled time): that delay is the generator's, not the
+    /// server's, and the latency includes it. (A message the socket does
+    /// not take at once waits on: the report's `unsent` counts those.)
     #[serde(default)]
     pub sent: u64,
     #[serde(default)]

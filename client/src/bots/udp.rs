@@ -288,7 +288,8 @@ fn send_due(
     let plan = &sh.plan;
     let group = &plan.groups[spec.group];
     let room = &plan.rooms[spec.room];
-    let (first, n) = sched.due(mono_ns(), MAX_BATCH);
+    let now = mono_ns();
+    let (first, n) = sched.due(now, MAX_BATCH);
     let per_msg = go
         .and_then(|g| g.members.get(spec.room).copied())
         .map(|m| {
@@ -318,6 +319,8 @@ fn send_due(
         if spec.measured {
             st.sent += 1;
             st.expected += per_msg;
+            st.timeline
+                .record_send(mark.sched_us, (now / 1000).saturating_sub(mark.sched_us));
         } else {
             st.sent_unmeasured += 1;
         }
