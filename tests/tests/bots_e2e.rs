@@ -287,6 +287,14 @@ fn timeline_accounts_for_every_delivery_across_workers() {
     assert_clean(&r, 20);
     let t = &r["timeline"];
     assert_eq!(t["width_ms"].as_f64(), Some(100.0), "{t}");
+    // The first row starts on a slice boundary of the monotonic clock, at
+    // most 60 s before now (this test's whole run).
+    let start = u(t, "start_mono_us");
+    let now_us = sockchat::bots::schedule::mono_ns() / 1000;
+    assert!(
+        start.is_multiple_of(100_000) && start < now_us && start + 60_000_000 > now_us,
+        "{start} vs {now_us}"
+    );
     let rows = t["rows"].as_array().cloned().unwrap_or_default();
     let sum = |k: &str| rows.iter().map(|row| u(row, k)).sum::<u64>();
     assert_eq!(sum("n"), u(&r, "delivered"), "{t}");

@@ -151,6 +151,9 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelineReport {
     pub width_ms: f64,
+    /// CLOCK_MONOTONIC µs at the start of the first row: lines the rows up
+    /// with a capture or a `perf record -k CLOCK_MONOTONIC` of the run.
+    pub start_mono_us: u64,
     pub rows: Vec<Row>,
 }
 
@@ -263,6 +266,7 @@ impl Report {
             notes,
             timeline: st.timeline.enabled().then(|| TimelineReport {
                 width_ms: st.timeline.width_us as f64 / 1000.0,
+                start_mono_us: st.timeline.first.saturating_mul(st.timeline.width_us),
                 rows: st.timeline.rows(),
             }),
         };
