@@ -723,6 +723,65 @@ mod tests {
         );
     }
 
+    /// The loss the sender saw is retransmissions over chunks sent, and 0
+    /// (not NaN) before anything was sent.
+    #[test]
+    fn loss_rate_is_retransmitted_over_sent() {
+        let st = |sent, retransmitted| SenderStats {
+            sent,
+            retransmitted,
+            ..SenderStats::default()
+        };
+        assert_eq!(st(0, 0).loss_rate(), 0.0);
+        assert_eq!(st(8, 2).loss_rate(), 0.25);
+        assert_eq!(st(3, 3).loss_rate(), 1.0);
+    }
+
+    /// The congestion window starts at four chunks and is filled exactly:
+    /// a chunk goes out while what is in the network plus it fits. In slow
+    /// start each acked byte grows it by one byte.
+    #[test]
+    fn congestion_window_starts_at_four_chunks_and_is_filled_exactly() {
+        let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
+        let t = Instant::now();
+        let burst = |s: &mut Sender, now| std::iter::from_fn(|| s.poll(now)).count();
+        assert_eq!(burst(&mut s, t), 4);
+        assert_eq!(s.stats().cwnd, 4000);
+        let t1 = t + Duration::from_millis(10);
+        s.on_ack(1000, &[], t1);
+        assert_eq!(s.stats().cwnd, 5000);
+        assert_eq!(burst(&mut s, t1), 2, "3 in the network, room for 2");
+    }
+
+    /// Every transmission is counted in `sent`; a retransmission also in
+    /// `retransmitted`, and in `timeouts` only when the RTO expired.
+    #[test]
+    fn sender_counts_each_transmission_by_why_it_went() {
+        let counts = |s: &Sender| {
+            let st = s.stats();
+            (st.sent, st.retransmitted, st.timeouts)
+        };
+        let t = Instant::now();
+        // Fast: the three chunks above the first were selectively acked.
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        assert_eq!(counts(&s), (4, 0, 0));
+        let t1 = t + Duration::from_millis(5);
+        s.on_ack(0, &[(1000, 4000)], t1);
+        let c = s.poll(t1).expect("the overtaken chunk");
+        assert_eq!((c.offset, c.retransmit), (0, true));
+        assert_eq!(counts(&s), (5, 1, 0));
+        // Timed out: nothing acked within the initial RTO, twice.
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        s.poll(t).expect("the first chunk");
+        let c = s.poll(t + INITIAL_RTO).expect("resent on timeout");
+        assert_eq!((c.offset, c.retransmit), (0, true));
+        assert_eq!(counts(&s), (2, 1, 1));
+        let c = s.poll(t + INITIAL_RTO * 3).expect("resent again");
+        assert_eq!((c.offset, c.retransmit), (0, true));
+        assert_eq!(counts(&s), (3, 2, 2));
+    }
+
     /// Every sample after the first is smoothed as RFC 6298 2.3 says:
     /// RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R|, SRTT = 7/8 SRTT + 1/8 R.
     #[test]
