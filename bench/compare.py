@@ -23,6 +23,7 @@ LOADS = {
     "b": "(b) 10,000 clients, 1,000 rooms of 10, 10 msg/s per room (framed)",
     "c": "(c) 19,900 idle connections (framed)",
     "d": "(d) churn: 300 churners + 200 chatters (examples/bots/churn.toml)",
+    "d20": "(d20) the same churn held at 20,000 sessions/s (`churn_rate`): the chatters' latency at equal churn",
     "e": f"(e) UDP: 1,000 members, 1 room, 10 senders, {int(e_rate):,} msg/s",
 }
 
@@ -85,6 +86,10 @@ METRICS = {
     ],
     "e": FANOUT,
 }
+METRICS["d20"] = METRICS["d"] + [
+    ("chatters mean ms", lambda r, m: r["latency_us"]["mean"] / 1000, "{:.3f}", False),
+    ("chatters' deliveries over 10 ms", lambda r, m: sum(x["over_10ms"] for x in r["timeline"]["rows"]), "{:,.0f}", False),
+]
 
 
 def med(vals):
