@@ -782,6 +782,131 @@ mod tests {
         assert_eq!(counts(&s), (3, 2, 2));
     }
 
+    /// A loss cuts the window: on a timeout `ssthresh` becomes half of
+    /// what was in flight and the window one chunk; on a fast retransmit
+    /// (once per episode) both become half the window. Either way
+    /// `ssthresh` is at least two chunks.
+    #[test]
+    fn a_loss_halves_the_window_and_ssthresh_is_at_least_two_chunks() {
+        let ms = Duration::from_millis;
+        let t = Instant::now();
+        let burst = |s: &mut Sender, now| std::iter::from_fn(|| s.poll(now)).count();
+        // Timeout with 8 chunks in flight: ssthresh 4 chunks.
+        let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
+        assert_eq!(burst(&mut s, t), 4);
+        s.on_ack(4000, &[], t + ms(10));
+        assert_eq!(burst(&mut s, t + ms(10)), 8);
+        let c = s.poll(t + ms(10) + MIN_RTO).expect("a timeout");
+        assert_eq!((c.offset, s.stats().timeouts), (4000, 1));
+        assert_eq!((s.ssthresh, s.stats().cwnd), (4000.0, 1000));
+        // Timeout with one chunk in flight: ssthresh 2 chunks, not 1/2.
+        let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
+        s.poll(t).expect("the first chunk");
+        s.poll(t + INITIAL_RTO).expect("a timeout");
+        assert_eq!((s.ssthresh, s.stats().cwnd), (2000.0, 1000));
+        // Fast retransmit: the window (4 + 3 chunks sacked) halves, once.
+        let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
+        assert_eq!(burst(&mut s, t), 4);
+        s.on_ack(0, &[(1000, 4000)], t + ms(5));
+        assert_eq!(s.stats().cwnd, 7000);
+        let c = s.poll(t + ms(5)).expect("the overtaken chunk");
+        assert_eq!((c.offset, c.retransmit), (0, true));
+        assert_eq!((s.ssthresh, s.stats().cwnd), (3500.0, 3500));
+        // A 3-chunk window (RACK finds the loss): half is below 2 chunks.
+        let mut s = Sender::new(100_000, 0, 1000, 3000, false);
+        s.poll(t).expect("lost");
+        assert_eq!(burst(&mut s, t + ms(1)), 2);
+        s.on_ack(0, &[(1000, 3000)], t + ms(5));
+        let c = s.poll(t + ms(10)).expect("racked");
+        assert_eq!((c.offset, c.retransmit, s.stats().timeouts), (0, true, 0));
+        assert_eq!((s.ssthresh, s.stats().cwnd), (2000.0, 2000));
+    }
+
+    /// The deadline is the earliest unacked, unsacked chunk's: its RTO, or
+    /// RACK's 5/4 SRTT when a chunk sent after it was delivered.
+    #[test]
+    fn deadline_is_the_earliest_rto_or_rack_wait() {
+        let ms = Duration::from_millis;
+        let t = Instant::now();
+        let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
+        assert_eq!(s.deadline(), None, "nothing outstanding");
+        s.poll(t).expect("chunk 0");
+        s.poll(t).expect("chunk 1000");
+        assert_eq!(s.deadline(), Some(t + INITIAL_RTO));
+        // Chunk 0 delivered: chunk 1000, sent at the same instant, was not
+        // overtaken, so it waits for its RTO.
+        s.on_ack(1000, &[], t + ms(10));
+        assert_eq!(s.deadline(), Some(t + MIN_RTO));
+        let t1 = t + ms(10);
+        assert_eq!(s.poll(t1).map(|c| c.offset), Some(2000));
+        assert_eq!(s.poll(t1 + ms(1)).map(|c| c.offset), Some(3000));
+        assert_eq!(s.poll(t1 + ms(2)).map(|c| c.offset), Some(4000));
+        // 3000 sacked: 1000 and 2000 were sent before it (RACK), 4000 after.
+        s.on_ack(1000, &[(3000, 4000)], t1 + ms(10));
+        let srtt = s.stats().srtt.expect("sampled");
+        assert_eq!(s.deadline(), Some(t + srtt + srtt / 4));
+    }
+
+    /// The receiver is complete exactly when every byte was delivered.
+    #[test]
+    fn receiver_is_complete_at_the_last_byte() {
+        let mut r = Receiver::new(4, 0, 100);
+        assert!(!r.complete());
+        assert_eq!(r.on_chunk(0, Bytes::from_static(b"abc")).concat(), b"abc");
+        assert_eq!(r.offset(), 3);
+        assert!(!r.complete(), "one byte short");
+        r.on_chunk(3, Bytes::from_static(b"d"));
+        assert!(r.complete());
+        assert!(Receiver::new(4, 4, 100).complete(), "resumed at the end");
+    }
+
+    /// The Ack's selective ranges: adjacent held chunks are one range,
+    /// separate ones are separate, in order, and at most [`MAX_SACK`].
+    #[test]
+    fn ack_merges_adjacent_ranges_and_keeps_at_most_max_sack() {
+        let mut r = Receiver::new(1000, 0, 1000);
+        let two = || Bytes::from_static(b"xx");
+        r.on_chunk(10, two());
+        r.on_chunk(12, two());
+        r.on_chunk(20, two());
+        assert_eq!(r.ack(), (0, vec![(10, 14), (20, 22)]));
+        // Chunks inside a held range (a sender's overlapping offsets) do
+        // not shorten it.
+        r.on_chunk(11, two());
+        r.on_chunk(30, Bytes::from_static(b"xxxx"));
+        r.on_chunk(31, Bytes::from_static(b"x"));
+        assert_eq!(r.ack(), (0, vec![(10, 14), (20, 22), (30, 34)]));
+        for k in 0..MAX_SACK as u64 {
+            r.on_chunk(100 + 10 * k, two());
+        }
+        let (cum, sack) = r.ack();
+        assert_eq!(cum, 0);
+        assert_eq!(sack.len(), MAX_SACK);
+        assert_eq!(sack[..3], [(10, 14), (20, 22), (30, 34)]);
+        let last = 100 + 10 * (MAX_SACK as u64 - 4);
+        assert_eq!(sack[MAX_SACK - 1], (last, last + 2));
+    }
+
+    /// When a gap fills, held chunks are delivered trimmed to what is new:
+    /// one the in-order chunk covers gives nothing (no empty piece), one
+    /// it overlaps gives its tail.
+    #[test]
+    fn filling_a_gap_delivers_only_the_new_bytes_of_held_chunks() {
+        let b = |s: &'static [u8]| Bytes::from_static(s);
+        let mut r = Receiver::new(20, 0, 100);
+        assert!(r.on_chunk(4, b(b"EF")).is_empty());
+        assert_eq!(r.on_chunk(0, b(b"abcdef")), [b(b"abcdef")]);
+        assert_eq!((r.offset(), r.held()), (6, 0));
+        assert!(r.on_chunk(8, b(b"IJKL")).is_empty());
+        assert!(r.on_chunk(12, b(b"MN")).is_empty());
+        // Starting exactly where the delivered bytes end: delivered too.
+        assert_eq!(r.on_chunk(6, b(b"ghij")), [b(b"ghij"), b(b"KL"), b(b"MN")]);
+        assert_eq!((r.offset(), r.held()), (14, 0));
+        // Overlapping the delivered bytes: only the new tail.
+        assert_eq!(r.on_chunk(12, b(b"mnop")), [b(b"op")]);
+        assert_eq!(r.ack(), (16, vec![]));
+    }
+
     /// Every sample after the first is smoothed as RFC 6298 2.3 says:
     /// RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R|, SRTT = 7/8 SRTT + 1/8 R.
     #[test]
