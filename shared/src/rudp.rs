@@ -895,16 +895,34 @@ mod tests {
         let b = |s: &'static [u8]| Bytes::from_static(s);
         let mut r = Receiver::new(20, 0, 100);
         assert!(r.on_chunk(4, b(b"EF")).is_empty());
+        assert_eq!(r.held(), 2);
         assert_eq!(r.on_chunk(0, b(b"abcdef")), [b(b"abcdef")]);
         assert_eq!((r.offset(), r.held()), (6, 0));
         assert!(r.on_chunk(8, b(b"IJKL")).is_empty());
         assert!(r.on_chunk(12, b(b"MN")).is_empty());
+        assert_eq!(r.held(), 6);
         // Starting exactly where the delivered bytes end: delivered too.
         assert_eq!(r.on_chunk(6, b(b"ghij")), [b(b"ghij"), b(b"KL"), b(b"MN")]);
         assert_eq!((r.offset(), r.held()), (14, 0));
         // Overlapping the delivered bytes: only the new tail.
         assert_eq!(r.on_chunk(12, b(b"mnop")), [b(b"op")]);
         assert_eq!(r.ack(), (16, vec![]));
+    }
+
+    /// A selective range that covers only part of a chunk (a hostile or
+    /// confused peer: our boundaries are fixed) does not count the chunk
+    /// as delivered: no RTT sample, no window growth, still resent.
+    #[test]
+    fn a_sack_covering_part_of_a_chunk_does_not_deliver_it() {
+        let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
+        let t = Instant::now();
+        s.poll(t).expect("chunk 0");
+        s.poll(t).expect("chunk 1000");
+        s.on_ack(0, &[(1000, 1500)], t + Duration::from_millis(5));
+        assert_eq!((s.stats().srtt, s.stats().cwnd), (None, 4000));
+        s.on_ack(0, &[(1000, 2000)], t + Duration::from_millis(6));
+        assert_eq!(s.stats().srtt, Some(Duration::from_millis(6)));
+        assert_eq!(s.stats().cwnd, 5000);
     }
 
     /// Every sample after the first is smoothed as RFC 6298 2.3 says:
