@@ -215,6 +215,22 @@ mod tests {
         assert_eq!(r[3].t_ms, 300.0);
     }
 
+    /// "Over" is strictly over, at both thresholds; the mean rounds down.
+    #[test]
+    fn thresholds_are_strict() {
+        let mut t = Timeline::new(1_000);
+        t.record(0, 10_000);
+        t.record(1, 1_000);
+        t.record(2, 10_001);
+        let r = t.rows();
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].over_1ms, r[0].over_10ms), (2, 1));
+        assert_eq!((r[0].mean_us, r[0].max_us), (7_000, 10_001));
+        t.record_send(3, 5);
+        t.record_send(4, 2);
+        assert_eq!((t.rows()[0].sent, t.rows()[0].send_late_max_us), (2, 5));
+    }
+
     /// Deliveries out of schedule order (an earlier slice after a later
     /// one) grow the timeline at the front.
     #[test]
