@@ -431,6 +431,15 @@ mod tests {
             prop_assert_eq!(decode_server(&b).unwrap(), ServerMsg::Transfer(x));
         }
 
+        /// `id` reads the id of every kind of message, and `with_id` (the
+        /// server's id mapping) changes that and nothing else.
+        #[test]
+        fn with_id_changes_only_the_id(x in xfer(), new in any::<u64>()) {
+            let moved = x.clone().with_id(new);
+            prop_assert_eq!(moved.id(), new);
+            prop_assert_eq!(moved.with_id(x.id()), x);
+        }
+
         #[test]
         fn truncations_are_errors_never_panics(x in xfer(), cut in 0usize..400) {
             let mut b = BytesMut::new();
@@ -455,6 +464,109 @@ mod tests {
         for n in 0..20u16 {
             assert_eq!(XferError::from_u16(n).to_u16(), n);
         }
+    }
+
+    /// Each code's name is the one PROTOCOL.md's table of transfer error
+    /// codes gives it; a code from a newer peer is "other".
+    #[test]
+    fn error_names_are_protocol_md_table() {
+        let doc = include_str!("../../PROTOCOL.md");
+        let table = doc
+            .split("Transfer error codes:")
+            .nth(1)
+            .expect("PROTOCOL.md has the table");
+        let mut rows = 0;
+        for line in table.lines().skip_while(|l| !l.starts_with('|')) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let Some(code) = cells.get(1).and_then(|c| c.parse::<u16>().ok()) else {
+                if line.starts_with('|') {
+                    continue; // the header and its rule
+                }
+                break;
+            };
+            assert_eq!(XferError::from_u16(code).as_str(), cells[2], "code {code}");
+            rows += 1;
+        }
+        assert_eq!(rows, 10);
+        assert_eq!(XferError::from_u16(999).as_str(), "other");
+    }
+
+    /// A TCP chunk is the largest power of two whose Chunk message fits
+    /// one frame of the default maximum (64 KiB).
+    #[test]
+    fn tcp_chunk_is_the_largest_power_of_two_in_a_frame() {
+        let payload = |n: usize| {
+            let mut b = BytesMut::new();
+            let x = Xfer::Chunk {
+                id: u64::MAX,
+                offset: u64::MAX,
+                data: Bytes::from(vec![0u8; n]),
+            };
+            encode_client_payload(&ClientMsg::Transfer(x), &mut b);
+            b.len()
+        };
+        assert!(TCP_CHUNK.is_power_of_two());
+        assert!(payload(TCP_CHUNK) <= crate::proto::DEFAULT_MAX_FRAME);
+        assert!(payload(2 * TCP_CHUNK) > crate::proto::DEFAULT_MAX_FRAME);
+    }
+
+    /// The server's ids (room copies) are the upper half of the id space,
+    /// a client's offers the lower half: they never meet.
+    #[test]
+    fn copy_ids_are_the_upper_half() {
+        assert_eq!(COPY_IDS, u64::MAX / 2 + 1);
+    }
+
+    /// The decoder's bounds are inclusive: a file name of [`MAX_NAME_LEN`]
+    /// bytes and [`MAX_SACK`] ranges pass, one more is refused; a range
+    /// must hold at least one byte.
+    #[test]
+    fn decode_bounds_are_inclusive() {
+        let enc = |x: Xfer| {
+            let mut b = BytesMut::new();
+            encode_client_payload(&ClientMsg::Transfer(x), &mut b);
+            b
+        };
+        let offer = |n: usize| Xfer::Offer {
+            id: 1,
+            peer: "bob".into(),
+            name: "n".repeat(n),
+            size: 9,
+            sha256: [0; SHA256_LEN],
+        };
+        let x = offer(MAX_NAME_LEN);
+        assert_eq!(decode_client(&enc(x.clone())), Ok(ClientMsg::Transfer(x)));
+        let refused = Err(crate::fields::DecodeError::BadValue("file name"));
+        assert_eq!(decode_client(&enc(offer(MAX_NAME_LEN + 1))), refused);
+        let ack = |sack: Vec<(u64, u64)>| Xfer::Ack {
+            id: 1,
+            offset: 0,
+            sack,
+        };
+        let full: Vec<(u64, u64)> = (0..MAX_SACK as u64)
+            .map(|k| (10 * k + 1, 10 * k + 2))
+            .collect();
+        let x = ack(full.clone());
+        let mut b = enc(x.clone());
+        assert_eq!(decode_client(&b), Ok(ClientMsg::Transfer(x)));
+        // One more range than the encoder writes: the count byte and the
+        // range appended by hand (tag, kind, id, offset, count).
+        b[18] = MAX_SACK as u8 + 1;
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+        let refused = Err(crate::fields::DecodeError::BadValue("sack count"));
+        assert_eq!(decode_client(&b), refused);
+        let x = ack(vec![(5, 6)]);
+        assert_eq!(decode_client(&enc(x.clone())), Ok(ClientMsg::Transfer(x)));
+        let refused = Err(crate::fields::DecodeError::BadValue("sack range"));
+        assert_eq!(decode_client(&enc(ack(vec![(5, 5)]))), refused);
+        assert_eq!(decode_client(&enc(ack(vec![(6, 5)]))), refused);
+    }
+
+    /// A digest in hex: two lowercase digits per byte, leading zeros kept.
+    #[test]
+    fn hex_is_two_lowercase_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0a, 0xff, 0x5c]), "000aff5c");
+        assert_eq!(hex(&[]), "");
     }
 
     #[test]
