@@ -71,6 +71,16 @@ mod tests {
         s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
     }
 
+    /// A ban is shown as the kind of target and the target, as parsed
+    /// (the nick folded, the block's host bits dropped).
+    #[test]
+    fn a_ban_shows_its_kind_and_target() {
+        let shown = |typed: &str| BanTarget::parse(typed).to_string();
+        assert_eq!(shown("Bob"), format!("nick {}", fold::nick_key("bob")));
+        assert_eq!(shown("::ffff:10.0.0.7"), "address 10.0.0.7");
+        assert_eq!(shown("10.1.2.3/8"), "block 10.0.0.0/8");
+    }
+
     #[test]
     fn addresses_win_over_nicks() {
         assert_eq!(

@@ -77,4 +77,15 @@ mod tests {
         assert!(e.contains("expected SHA256:"), "{e}");
         assert!(Fingerprint::parse(&"G".repeat(64)).is_err());
     }
+
+    /// Exactly 32 bytes: hex digits one byte short or one byte long are
+    /// refused with the expected form (not cut, not a panic).
+    #[test]
+    fn only_32_bytes_of_hex_are_a_fingerprint() {
+        for n in [0, 2, 62, 66] {
+            let e = Fingerprint::parse(&"a".repeat(n)).expect_err("wrong length");
+            assert!(e.contains("expected SHA256:"), "{n}: {e}");
+        }
+        assert!(Fingerprint::parse(&"a".repeat(64)).is_ok());
+    }
 }
