@@ -945,6 +945,8 @@ mod tests {
             ("/ban 10.0.0.0/8 2h flood", ban("10.0.0.0/8", 7200, "flood")),
             ("/ban bob 10m", ban("bob", 600, "")),
             ("/ban bob spam again", ban("bob", 0, "spam again")),
+            // One word that is not a duration is the whole reason.
+            ("/ban bob spammer", ban("bob", 0, "spammer")),
             (
                 "/ban bob 0 zero is no duration",
                 ban("bob", 0, "0 zero is no duration"),
