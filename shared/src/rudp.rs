@@ -593,7 +593,16 @@ mod tests {
                 "over 10,000 simulated seconds: {:?}",
                 s.stats()
             );
+            // Bounded: a sender that keeps giving chunks at one instant
+            // (an RTO driven to zero) fails here instead of hanging.
+            let mut polls = 0u32;
             while let Some(c) = s.poll(now) {
+                polls += 1;
+                assert!(
+                    polls <= 10_000,
+                    "endless sends at one instant: {:?}",
+                    s.stats()
+                );
                 let d =
                     Bytes::copy_from_slice(&data[c.offset as usize..(c.offset + c.len) as usize]);
                 fwd.push(now, (c.offset, d), &mut rng, loss, dup);
