@@ -202,6 +202,27 @@ mod tests {
         assert_eq!(joined("* a b joined c"), None);
     }
 
+    /// Away and back read "you" for your own nick (any case) and the nick
+    /// for anyone else's.
+    #[test]
+    fn away_is_yours_or_theirs() {
+        let away = |nick: &str, text: &str, me: &str| {
+            render(
+                &ServerMsg::Away {
+                    nick: nick.into(),
+                    text: text.into(),
+                },
+                me,
+            )
+            .expect("line")
+            .to_string()
+        };
+        assert_eq!(away("Bob", "lunch", "bob"), "* you are marked away: lunch");
+        assert_eq!(away("bob", "", "BOB"), "* you are no longer marked away");
+        assert_eq!(away("bob", "lunch", "alice"), "* bob is away: lunch");
+        assert_eq!(away("bob", "", "alice"), "* bob is back");
+    }
+
     #[test]
     fn a_line_displays_as_its_text() {
         let l = render(&ServerMsg::Notice { text: "hi".into() }, "me").expect("line");
