@@ -611,6 +611,25 @@ mod tests {
         b
     }
 
+    /// A shard and its loop for `bots` bots of the plan `args` make, before
+    /// any bot is added; the sender drives its control value.
+    fn test_pump(
+        args: &crate::bots::BotsArgs,
+        bots: usize,
+    ) -> (Rc<Shard>, Pump, watch::Sender<Control>) {
+        let plan = Arc::new(Plan::from_args(args).expect("plan"));
+        let (tx, rx) = watch::channel(Control::Ramp);
+        let sh = Rc::new(Shard {
+            plan: plan.clone(),
+            stats: RefCell::new(Stats::new(plan.rooms.len(), plan.groups.len())),
+            scratch: RefCell::new(vec![0u8; 4096]),
+            control: ShardControl::new(rx.clone(), bots),
+        });
+        let live = Arc::new(vec![Mutex::new(Stats::new(0, 0))]);
+        let p = Pump::new(0, sh.clone(), live, Poll::new().expect("epoll"), rx, bots);
+        (sh, p, tx)
+    }
+
     /// Every delivery the "server" writes is counted once: many small
     /// writes, a burst far larger than one turn reads from a socket
     /// (`READS_PER_TURN` reads of a 4 KiB buffer here, so the rest must come
@@ -625,18 +644,9 @@ mod tests {
             workers: 1,
             ..Default::default()
         };
-        let plan = Arc::new(Plan::from_args(&args).expect("plan"));
-        let run = plan.run_id;
-        let (_tx, rx) = watch::channel(Control::Ramp);
-        let sh = Rc::new(Shard {
-            plan: plan.clone(),
-            stats: RefCell::new(Stats::new(plan.rooms.len(), plan.groups.len())),
-            scratch: RefCell::new(vec![0u8; 4096]),
-            control: ShardControl::new(rx.clone(), 2),
-        });
+        let (sh, mut p, _tx) = test_pump(&args, 2);
+        let run = sh.plan.run_id;
         sh.stats.borrow_mut().open = 2;
-        let live = Arc::new(vec![Mutex::new(Stats::new(0, 0))]);
-        let mut p = Pump::new(0, sh.clone(), live, Poll::new().expect("epoll"), rx, 2);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut servers = Vec::new();
@@ -713,16 +723,7 @@ mod tests {
             workers: 1,
             ..Default::default()
         };
-        let plan = Arc::new(Plan::from_args(&args).expect("plan"));
-        let (tx, rx) = watch::channel(Control::Ramp);
-        let sh = Rc::new(Shard {
-            plan: plan.clone(),
-            stats: RefCell::new(Stats::new(plan.rooms.len(), plan.groups.len())),
-            scratch: RefCell::new(vec![0u8; 4096]),
-            control: ShardControl::new(rx.clone(), 1),
-        });
-        let live = Arc::new(vec![Mutex::new(Stats::new(0, 0))]);
-        let mut p = Pump::new(0, sh.clone(), live, Poll::new().expect("epoll"), rx, 1);
+        let (sh, mut p, tx) = test_pump(&args, 1);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let c = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         c.set_nonblocking(true).expect("non-blocking");

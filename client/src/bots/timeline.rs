@@ -81,11 +81,9 @@ impl Timeline {
     /// Count one delivery of a message scheduled at `sched_us` that took
     /// `lat_us`.
     pub fn record(&mut self, sched_us: u64, lat_us: u64) {
-        if self.width_us == 0 {
+        let Some(s) = self.slice_of(sched_us) else {
             return;
-        }
-        let at = sched_us / self.width_us;
-        let Some(s) = self.slot(at) else { return };
+        };
         s.n += 1;
         s.sum_us = s.sum_us.saturating_add(lat_us);
         s.max_us = s.max_us.max(lat_us);
@@ -96,13 +94,18 @@ impl Timeline {
     /// Count one measured message scheduled at `sched_us` and written to
     /// the socket `late_us` after that.
     pub fn record_send(&mut self, sched_us: u64, late_us: u64) {
-        if self.width_us == 0 {
+        let Some(s) = self.slice_of(sched_us) else {
             return;
-        }
-        let at = sched_us / self.width_us;
-        let Some(s) = self.slot(at) else { return };
+        };
         s.sent += 1;
         s.send_late_max_us = s.send_late_max_us.max(late_us);
+    }
+
+    /// The slice holding scheduled time `sched_us`; `None` without
+    /// `--timeline` or past [`MAX_SLICES`].
+    fn slice_of(&mut self, sched_us: u64) -> Option<&mut Slice> {
+        let at = sched_us.checked_div(self.width_us)?;
+        self.slot(at)
     }
 
     /// The slice for absolute index `at`, growing the vector either way
