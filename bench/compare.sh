@@ -201,7 +201,12 @@ one() {
 }
 
 ONE_ROOM=" a100 a1k a2k "
+# The machine's own stalls (a virtual CPU the host runs something else on),
+# before and after the loads: steal alone does not say how long each was.
+hostgap() { python3 "$ROOT/bench/hostgap.py" 2 2>/dev/null || echo '{}'; }
+GAP0=$(hostgap)
 LOAD0=$(uptime)
+echo "== host stalls before: $GAP0"
 echo "== $(date -u +%H:%M:%S) $MODE: $PAIRS pair(s), loads: $LOADS, send phase $DUR, nice $NICE; $LOAD0"
 for pair in $(seq "$PAIRS"); do
     for load in $LOADS; do
@@ -212,7 +217,8 @@ for pair in $(seq "$PAIRS"); do
     done
 done
 LOAD1=$(uptime)
-echo "== $(date -u +%H:%M:%S) done; $LOAD1"
+GAP1=$(hostgap)
+echo "== $(date -u +%H:%M:%S) done; $LOAD1; host stalls after: $GAP1"
 python3 "$ROOT/bench/compare.py" "$OUT" "$ROOT/docs/BENCHMARKS.md" "$BASE" "$NEW" "$MODE" "$DUR" \
-    "$PAIRS" "$A100_RATE" "$E_RATE" "$LOAD0" "$LOAD1" "$NICE"
+    "$PAIRS" "$A100_RATE" "$E_RATE" "$LOAD0" "$LOAD1" "$NICE" "$GAP0" "$GAP1"
 echo "== wrote docs/BENCHMARKS.md (compare section)"

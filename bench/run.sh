@@ -102,6 +102,9 @@ run() {
 want() { case " $ONLY " in *" $1 "*) return 0;; *) return 1;; esac; }
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+# The machine's own stalls before the loads (see bench/hostgap.py).
+GAP0=$(python3 "$ROOT/bench/hostgap.py" 2 2>/dev/null || echo '{}')
+echo "== host stalls: $GAP0"
 
 if want a; then
     for wire in lines framed; do
@@ -231,5 +234,5 @@ if want ncat; then
 fi
 
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 "$ROOT/bench/report.py" "$OUT" "$ROOT/docs/BENCHMARKS.md" "$DUR" "$LOAD0" "$LOAD1"
+python3 "$ROOT/bench/report.py" "$OUT" "$ROOT/docs/BENCHMARKS.md" "$DUR" "$LOAD0" "$LOAD1" "$GAP0"
 echo "== wrote docs/BENCHMARKS.md"
