@@ -13,7 +13,8 @@
 //! history and fan-out; [`outbox`] the bounded per-member queue and its
 //! vectored writer; [`limits`] the token bucket and per-address cap;
 //! [`shutdown`] the two-phase graceful stop; [`sockinfo`] the server's view
-//! of a socket; [`config`] loads and validates settings.
+//! of a socket; [`config`] loads and validates settings; [`logging`] the
+//! log's writer thread (a stderr nobody reads never stops a worker).
 
 pub mod access;
 pub mod announce;
@@ -27,6 +28,7 @@ pub mod ctx;
 pub mod hub;
 pub mod limits;
 pub mod listener;
+pub mod logging;
 pub mod mmsg;
 pub mod operators;
 pub mod outbox;

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use sockchat_server::{Overrides, RuntimeFlavor, Settings};
-use tracing_subscriber::EnvFilter;
 
 /// A LAN chat server that tells the truth about its sockets.
 #[derive(Debug, Parser)]
@@ -105,7 +104,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&settings);
+    // Kept to the end of main: dropping it writes out the queued lines.
+    let _log = sockchat_server::logging::init(&settings.log_filter, settings.log_json);
     // Before the runtime: a certificate named in the config that cannot be
     // read is a config error (exit 2), like the config file itself.
     let tls = match sockchat_server::tls::TlsServer::from_config(&settings.config) {
@@ -166,23 +166,6 @@ fn raise_fd_limit() {
             was = before,
             "open file limit (each connection uses one descriptor)"
         );
-    }
-}
-
-fn init_tracing(s: &Settings) {
-    // Checked by Settings (--log, else RUST_LOG, else log.level).
-    let filter = EnvFilter::builder()
-        .parse(&s.log_filter)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: a log file or pipe gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if s.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 

@@ -196,6 +196,18 @@ impl ServerProc {
         extra: &[&str],
         configure: impl FnOnce(&mut Command),
     ) -> ServerProc {
+        Self::start_with_stderr(base, extra, configure, Stdio::piped())
+    }
+
+    /// Like [`ServerProc::start_cmd`] with the server's stderr going to
+    /// `stderr` (not captured: [`ServerProc::stderr`] stays empty unless
+    /// it is `Stdio::piped()`).
+    pub fn start_with_stderr(
+        base: &[&str],
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+        stderr: Stdio,
+    ) -> ServerProc {
         let mut cmd = Command::new(bin("sockchat-server"));
         configure(&mut cmd);
         let mut child = cmd
@@ -203,7 +215,7 @@ impl ServerProc {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("spawn sockchat-server");
         let stderr = Arc::new(Mutex::new(String::new()));

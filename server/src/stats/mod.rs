@@ -48,6 +48,9 @@ pub struct Snapshot {
     pub uptime: Duration,
     /// Live tokio tasks (two per TCP connection, plus the server's own).
     pub tasks: usize,
+    /// Log lines dropped because stderr did not take them (see
+    /// [`crate::logging`]).
+    pub log_lines_dropped: u64,
 }
 
 /// The server's numbers now. Rates are over the last
@@ -73,6 +76,7 @@ pub fn snapshot(ctx: &Ctx) -> Snapshot {
         tasks: tokio::runtime::Handle::try_current()
             .map(|h| h.metrics().num_alive_tasks())
             .unwrap_or(0),
+        log_lines_dropped: crate::logging::dropped_lines(),
     }
 }
 

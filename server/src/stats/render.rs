@@ -38,6 +38,7 @@ pub fn fields(s: &Snapshot) -> Vec<(String, String)> {
         ),
         kv("uptime_secs", s.uptime.as_secs().to_string()),
         kv("tasks", s.tasks.to_string()),
+        kv("log_lines_dropped", s.log_lines_dropped.to_string()),
     ]
 }
 
@@ -57,6 +58,7 @@ pub fn log(s: &Snapshot) {
         kernel_udp_drops = s.kernel_udp_drops,
         uptime_secs = s.uptime.as_secs(),
         tasks = s.tasks,
+        log_lines_dropped = s.log_lines_dropped,
         "stats"
     );
 }
@@ -115,6 +117,11 @@ pub fn prometheus(s: &Snapshot) -> String {
         ConstGauge::new(s.uptime.as_secs_f64()),
     );
     r.register("tasks", "Live tokio tasks", gauge(s.tasks as u64));
+    r.register(
+        "log_lines_dropped",
+        "Log lines dropped because stderr did not take them (a reader that stopped reading)",
+        ConstCounter::new(s.log_lines_dropped),
+    );
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out, &r);
@@ -140,6 +147,7 @@ mod tests {
             kernel_udp_drops: Some(7),
             uptime: Duration::from_secs(90),
             tasks: 9,
+            log_lines_dropped: 11,
         }
     }
 
@@ -153,6 +161,8 @@ mod tests {
         assert_eq!(get("deliveries_per_sec"), Some("n/a"));
         assert_eq!(get("uptime_secs"), Some("90"));
         assert_eq!(get("kernel_udp_drops"), Some("7"));
+        assert_eq!(keys.last(), Some(&"log_lines_dropped"));
+        assert_eq!(get("log_lines_dropped"), Some("11"));
     }
 
     #[test]
@@ -166,6 +176,8 @@ mod tests {
             "sockchat_deliveries_total 25",
             "sockchat_kernel_udp_drops_total 7",
             "sockchat_uptime_seconds 90.0",
+            "# TYPE sockchat_log_lines_dropped_total counter",
+            "sockchat_log_lines_dropped_total 11",
         ] {
             assert!(t.lines().any(|l| l == line), "{line:?} missing in:\n{t}");
         }
