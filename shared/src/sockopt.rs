@@ -390,4 +390,430 @@ mod tests {
         }
         assert!(snap.to_fields().iter().any(|(k, _)| k == "rtt_us"));
     }
+
+    /// A connected pair on 127.0.0.1: (client, accepted server side).
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let c = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (s, _) = l.accept().expect("accept");
+        (c, s)
+    }
+
+    fn put_u32(buf: &mut [u8], off: usize, v: u32) {
+        buf[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    fn put_u64(buf: &mut [u8], off: usize, v: u64) {
+        buf[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// A struct tcp_info as Linux 6.2+ lays it out (236 bytes), each field
+    /// holding a value made from its offset, the skipped ones holding junk.
+    fn kernel_tcp_info() -> Vec<u8> {
+        let mut b = vec![0xEEu8; 236];
+        // state, ca_state, retransmits, probes, backoff, options, the window
+        // scales (send 0xA, receive 0x7), then a byte of bit fields.
+        b[..8].copy_from_slice(&[1, 4, 3, 2, 5, 7, 0x7A, 0]);
+        // The u32 fields; the gaps (fackets at 40, ...) keep their 0xEE.
+        for o in [
+            8, 12, 16, 20, 24, 28, 32, 36, 44, 52, 56, 60, 64, 68, 72, 76, 80, 84, 88, 92, 96, 100,
+            136, 140, 144, 148, 228, 232,
+        ] {
+            put_u32(&mut b, o, 1_000_000 + o as u32);
+        }
+        for o in [104, 120, 128, 160, 168, 176, 184, 200, 208] {
+            put_u64(&mut b, o, (o as u64) << 40 | 0xABCD);
+        }
+        b
+    }
+
+    #[test]
+    fn decode_reads_each_tcp_info_field_at_its_kernel_offset() {
+        let i = TcpInfo::decode(&kernel_tcp_info());
+        let u = |o: usize| 1_000_000 + o as u32;
+        let w = |o: usize| Some((o as u64) << 40 | 0xABCD);
+        let expected = TcpInfo {
+            len: 236,
+            state: 1,
+            ca_state: 4,
+            retransmits: 3,
+            probes: 2,
+            backoff: 5,
+            options: 7,
+            // Byte 6 holds both window scales: send in the low nibble.
+            snd_wscale: 0xA,
+            rcv_wscale: 0x7,
+            rto_us: u(8),
+            ato_us: u(12),
+            snd_mss: u(16),
+            rcv_mss: u(20),
+            unacked: u(24),
+            sacked: u(28),
+            lost: u(32),
+            retrans: u(36),
+            last_data_sent_ms: u(44),
+            last_data_recv_ms: u(52),
+            last_ack_recv_ms: u(56),
+            pmtu: u(60),
+            rcv_ssthresh: u(64),
+            rtt_us: u(68),
+            rttvar_us: u(72),
+            snd_ssthresh: u(76),
+            snd_cwnd: u(80),
+            advmss: u(84),
+            reordering: u(88),
+            rcv_rtt_us: u(92),
+            rcv_space: u(96),
+            total_retrans: u(100),
+            pacing_rate: w(104),
+            bytes_acked: w(120),
+            bytes_received: w(128),
+            segs_out: Some(u(136)),
+            segs_in: Some(u(140)),
+            notsent_bytes: Some(u(144)),
+            min_rtt_us: Some(u(148)),
+            delivery_rate: w(160),
+            busy_time_us: w(168),
+            rwnd_limited_us: w(176),
+            sndbuf_limited_us: w(184),
+            bytes_sent: w(200),
+            bytes_retrans: w(208),
+            snd_wnd: Some(u(228)),
+            rcv_wnd: Some(u(232)),
+        };
+        assert_eq!(i, expected);
+        assert_eq!(i.state_name(), "ESTABLISHED");
+    }
+
+    #[test]
+    fn window_scales_share_byte_six_send_low_nibble_receive_high() {
+        let mut b = vec![0u8; 8];
+        for (byte, snd, rcv) in [(0x00, 0, 0), (0x0E, 14, 0), (0xE0, 0, 14), (0x97, 7, 9)] {
+            b[6] = byte;
+            let i = TcpInfo::decode(&b);
+            assert_eq!(
+                (i.snd_wscale, i.rcv_wscale),
+                (snd, rcv),
+                "byte 0x{byte:02x}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_field_past_the_kernels_length_is_unavailable_not_zero() {
+        let full = kernel_tcp_info();
+        // Cut just before the last byte of rcv_wnd: snd_wnd is there, rcv_wnd not.
+        let i = TcpInfo::decode(&full[..235]);
+        assert_eq!(i.len, 235);
+        assert_eq!(i.snd_wnd, Some(1_000_228));
+        assert_eq!(i.rcv_wnd, None);
+        // An older kernel's 104 bytes: the base struct, every later field None.
+        let i = TcpInfo::decode(&full[..104]);
+        assert_eq!(i.total_retrans, 1_000_100);
+        assert_eq!(
+            (
+                i.pacing_rate,
+                i.bytes_acked,
+                i.segs_out,
+                i.min_rtt_us,
+                i.bytes_retrans
+            ),
+            (None, None, None, None, None)
+        );
+        // Cut inside a u64: pacing_rate needs all 8 bytes.
+        assert_eq!(TcpInfo::decode(&full[..111]).pacing_rate, None);
+        assert_eq!(
+            TcpInfo::decode(&full[..112]).pacing_rate,
+            Some(104 << 40 | 0xABCD)
+        );
+        // Cut inside the base struct: missing u32s read as 0, u8s too.
+        let i = TcpInfo::decode(&full[..10]);
+        assert_eq!((i.state, i.rto_us, i.ato_us), (1, 0, 0));
+        assert_eq!(TcpInfo::decode(&[]), TcpInfo::default());
+    }
+
+    #[test]
+    fn state_names_for_every_linux_tcp_state_number() {
+        let names = [
+            (1, "ESTABLISHED"),
+            (2, "SYN_SENT"),
+            (3, "SYN_RECV"),
+            (4, "FIN_WAIT1"),
+            (5, "FIN_WAIT2"),
+            (6, "TIME_WAIT"),
+            (7, "CLOSE"),
+            (8, "CLOSE_WAIT"),
+            (9, "LAST_ACK"),
+            (10, "LISTEN"),
+            (11, "CLOSING"),
+        ];
+        for (n, name) in names {
+            assert_eq!(tcp_state_name(n), name);
+            let info = TcpInfo {
+                state: n,
+                ..TcpInfo::default()
+            };
+            assert_eq!(info.state_name(), name);
+        }
+        for n in [0, 12, 13, 255] {
+            assert_eq!(tcp_state_name(n), "UNKNOWN");
+        }
+    }
+
+    #[test]
+    fn a_listening_socket_reports_listen() {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let info = tcp_info(l.as_raw_fd()).expect("tcp_info");
+        assert_eq!(info.state_name(), "LISTEN");
+        assert!(info.len >= 104, "kernel filled {} bytes", info.len);
+    }
+
+    #[test]
+    fn keepalive_dead_after_is_idle_plus_count_probes_at_interval() {
+        let k = KeepaliveSettings {
+            enabled: true,
+            idle_secs: 600,
+            interval_secs: 60,
+            count: 5,
+            user_timeout_ms: 0,
+        };
+        assert_eq!(k.dead_after_secs(), Some(900));
+        let k2 = KeepaliveSettings {
+            idle_secs: 30,
+            interval_secs: 7,
+            count: 3,
+            ..k.clone()
+        };
+        assert_eq!(k2.dead_after_secs(), Some(51));
+        let off = KeepaliveSettings {
+            enabled: false,
+            ..k
+        };
+        assert_eq!(off.dead_after_secs(), None);
+    }
+
+    #[test]
+    fn setsockopt_then_getsockopt_round_trips_on_a_real_socket() {
+        let (c, _s) = pair();
+        let fd = c.as_raw_fd();
+        for (level, name, v) in [
+            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 77),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 13),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4),
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 12_345),
+            (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+        ] {
+            setsockopt_int(fd, level, name, v).expect("setsockopt");
+            assert_eq!(getsockopt_int(fd, level, name).expect("getsockopt"), v);
+        }
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 0).expect("off");
+        assert_eq!(
+            getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE).expect("get"),
+            0
+        );
+        // The kernel refuses an idle time of 0; a bad fd fails both ways.
+        assert!(setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 0).is_err());
+        assert!(setsockopt_int(-1, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1).is_err());
+        assert!(getsockopt_int(-1, libc::SOL_SOCKET, libc::SO_KEEPALIVE).is_err());
+    }
+
+    #[test]
+    fn keepalive_reads_back_what_was_set_on_a_real_socket() {
+        let (c, _s) = pair();
+        let fd = c.as_raw_fd();
+        let off = keepalive(fd).expect("keepalive");
+        assert!(!off.enabled);
+        assert_eq!(off.dead_after_secs(), None);
+        for (level, name, v) in [
+            (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 45),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 6),
+            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3),
+            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 9_000),
+        ] {
+            setsockopt_int(fd, level, name, v).expect("setsockopt");
+        }
+        let k = keepalive(fd).expect("keepalive");
+        assert_eq!(
+            k,
+            KeepaliveSettings {
+                enabled: true,
+                idle_secs: 45,
+                interval_secs: 6,
+                count: 3,
+                user_timeout_ms: 9_000,
+            }
+        );
+        assert_eq!(k.dead_after_secs(), Some(63));
+    }
+
+    /// Poll `f` until it holds or 2 s pass.
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !f() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} never happened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn queue_ioctls_count_unsent_and_unread_bytes_on_a_real_socket() {
+        let (mut c, mut s) = pair();
+        // The peer never reads: write until the kernel takes no more.
+        c.set_nonblocking(true).expect("nonblocking");
+        let chunk = [0x5Au8; 16 * 1024];
+        let mut written = 0usize;
+        loop {
+            match c.write(&chunk) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+            assert!(written < 512 << 20, "the send buffer never filled");
+        }
+        wait_for("data reached the peer", || {
+            recv_queue(s.as_raw_fd()).expect("inq") > 1
+        });
+        // Send queue first: it only shrinks as acks come, the peer's only grows.
+        let outq = send_queue(c.as_raw_fd()).expect("outq") as usize;
+        let inq = recv_queue(s.as_raw_fd()).expect("inq") as usize;
+        assert!(outq > 1 && outq <= written, "outq {outq} of {written}");
+        assert!(inq > 1 && inq <= written, "inq {inq} of {written}");
+        // What the peer holds unread is no longer ours to send.
+        assert!(outq + inq >= written, "outq {outq} + inq {inq} < {written}");
+        let snap = tcp_snapshot(c.as_raw_fd());
+        assert!(snap.send_queue.expect("snapshot outq") > 1);
+        // Read it all: both queues drain to 0.
+        let mut buf = vec![0u8; written];
+        s.read_exact(&mut buf).expect("read");
+        assert_eq!(recv_queue(s.as_raw_fd()).expect("inq"), 0);
+        wait_for("send queue drained", || {
+            send_queue(c.as_raw_fd()).expect("outq") == 0
+        });
+        // A bad fd is an error, not a count.
+        assert!(send_queue(-1).is_err());
+        assert!(recv_queue(-1).is_err());
+    }
+
+    #[test]
+    fn snapshot_of_a_real_socket_has_its_buffers_and_keepalive() {
+        let (c, _s) = pair();
+        let fd = c.as_raw_fd();
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1).expect("keepalive on");
+        let snap = tcp_snapshot(fd);
+        let sndbuf = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF).expect("sndbuf");
+        let rcvbuf = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).expect("rcvbuf");
+        assert!(sndbuf > 0 && rcvbuf > 0);
+        assert_eq!(snap.sndbuf, Some(sndbuf as u32));
+        assert_eq!(snap.rcvbuf, Some(rcvbuf as u32));
+        assert_eq!(snap.keepalive, Some(keepalive(fd).expect("keepalive")));
+        assert!(snap.keepalive.as_ref().is_some_and(|k| k.enabled));
+        assert_eq!(snap.send_queue, Some(0));
+        assert_eq!(snap.recv_queue, Some(0));
+        assert_eq!(
+            snap.info.as_ref().map(TcpInfo::state_name),
+            Some("ESTABLISHED")
+        );
+    }
+
+    #[test]
+    fn snapshot_of_a_bad_fd_is_all_unavailable() {
+        let snap = tcp_snapshot(-1);
+        assert_eq!(snap, TcpSnapshot::default());
+        let fields = snap.to_fields();
+        let expected: Vec<(String, String)> = [
+            ("tcpi_state", "n/a"),
+            ("send_queue", "n/a"),
+            ("recv_queue", "n/a"),
+            ("sndbuf", "n/a"),
+            ("rcvbuf", "n/a"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(fields, expected);
+    }
+
+    #[test]
+    fn to_fields_labels_and_values_in_order() {
+        let info = TcpInfo {
+            state: 8,
+            rtt_us: 111,
+            rttvar_us: 22,
+            snd_cwnd: 10,
+            snd_ssthresh: 2_147_483_647,
+            snd_mss: 65_483,
+            unacked: 3,
+            retransmits: 1,
+            total_retrans: 9,
+            bytes_acked: Some(12_345_678_901),
+            bytes_received: None,
+            notsent_bytes: Some(0),
+            snd_wnd: Some(65_536),
+            rcv_wnd: None,
+            rcv_space: 14_600,
+            ..TcpInfo::default()
+        };
+        let snap = TcpSnapshot {
+            info: Some(info),
+            send_queue: Some(42),
+            recv_queue: None,
+            sndbuf: Some(2_626_560),
+            rcvbuf: Some(131_072),
+            keepalive: Some(KeepaliveSettings {
+                enabled: true,
+                idle_secs: 600,
+                interval_secs: 60,
+                count: 5,
+                user_timeout_ms: 30_000,
+            }),
+        };
+        let expected: Vec<(String, String)> = [
+            ("tcpi_state", "CLOSE_WAIT"),
+            ("rtt_us", "111"),
+            ("rttvar_us", "22"),
+            ("cwnd", "10"),
+            ("ssthresh", "2147483647"),
+            ("mss", "65483"),
+            ("unacked", "3"),
+            ("retransmits", "1"),
+            ("total_retrans", "9"),
+            ("bytes_acked", "12345678901"),
+            ("bytes_received", "n/a"),
+            ("notsent_bytes", "0"),
+            ("peer_rwnd", "65536"),
+            ("our_rwnd", "n/a"),
+            ("rcv_space", "14600"),
+            ("send_queue", "42"),
+            ("recv_queue", "n/a"),
+            ("sndbuf", "2626560"),
+            ("rcvbuf", "131072"),
+            ("keepalive", "600s+5x60s"),
+            ("user_timeout_ms", "30000"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(snap.to_fields(), expected);
+
+        // Keepalive off reads "off", and its user timeout is still shown.
+        let off = TcpSnapshot {
+            keepalive: Some(KeepaliveSettings {
+                enabled: false,
+                ..KeepaliveSettings::default()
+            }),
+            ..TcpSnapshot::default()
+        };
+        let f = off.to_fields();
+        assert_eq!(
+            &f[f.len() - 2..],
+            &[
+                ("keepalive".to_string(), "off".to_string()),
+                ("user_timeout_ms".to_string(), "0".to_string())
+            ]
+        );
+    }
 }
