@@ -18,6 +18,9 @@ bench_config() {
     printf '[limits]\nmax_rooms = 2000\nmax_connections = 20000\n' > "$1"
 }
 
+# hostgap: bench/hostgap.py's JSON (2 s on every CPU), `{}` if it failed.
+hostgap() { python3 "$ROOT/bench/hostgap.py" 2 2>/dev/null || echo '{}'; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }

@@ -12,18 +12,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from markers import write_section  # noqa: E402
+import hostgap  # noqa: E402
 
 (out_dir, doc, base, new, mode, dur, pairs, a100_rate, e_rate, load0, load1, nice) = sys.argv[1:13]
 # bench/hostgap.py's reports before and after the loads (absent: older callers).
-gaps = [json.loads(g) if g.strip().startswith("{") else {} for g in sys.argv[13:15]]
-
-
-def stalls(g):
-    """One probe's result in words (bench/hostgap.py)."""
-    if "gaps_per_cpu_s" not in g:
-        return "not measured"
-    return (f"{g['gaps_per_cpu_s']} stalls over 1 ms per CPU-second, {g['lost_ms_per_cpu_s']} ms lost per "
-            f"CPU-second, longest {g['longest_ms']} ms")
+gaps = [hostgap.parse(g) for g in sys.argv[13:15]] + [{}, {}]
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
 
 LOADS = {
@@ -162,7 +155,7 @@ w("")
 w(f"Machine: {os.cpu_count()} vCPU, shared with other engineers' builds. `uptime` before: `{load0.strip()}`; "
   f"after: `{load1.strip()}`. Servers and bots ran at nice {nice} (other processes at 0). "
   f"The machine's own stalls (`bench/hostgap.py`, 2 s on every CPU with nothing else of the benchmark "
-  f"running): before, {stalls(gaps[0] if gaps else {})}; after, {stalls(gaps[1] if len(gaps) > 1 else {})}.")
+  f"running): before, {hostgap.describe(gaps[0])}; after, {hostgap.describe(gaps[1])}.")
 w("")
 loads_seen = [l for l in LOADS if runs(l, "new") or runs(l, "base")]
 for load in loads_seen:

@@ -202,8 +202,8 @@ one() {
 
 ONE_ROOM=" a100 a1k a2k "
 # The machine's own stalls (a virtual CPU the host runs something else on),
-# before and after the loads: steal alone does not say how long each was.
-hostgap() { python3 "$ROOT/bench/hostgap.py" 2 2>/dev/null || echo '{}'; }
+# before and after the loads (hostgap, bench/common.sh): steal alone does
+# not say how long each was.
 GAP0=$(hostgap)
 LOAD0=$(uptime)
 echo "== host stalls before: $GAP0"

@@ -46,6 +46,19 @@ def probe(args):
     return gaps, lost, longest
 
 
+def describe(report):
+    """A probe's JSON report (a dict) in words for the benchmark tables."""
+    if "gaps_per_cpu_s" not in report:
+        return "not measured"
+    return (f"{report['gaps_per_cpu_s']} stalls over 1 ms per CPU-second, "
+            f"{report['lost_ms_per_cpu_s']} ms lost per CPU-second, longest {report['longest_ms']} ms")
+
+
+def parse(arg):
+    """The JSON a shell captured (`{}` or nothing when the probe failed)."""
+    return json.loads(arg) if arg.strip().startswith("{") else {}
+
+
 def main():
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
     if not 0 < seconds <= 60:

@@ -12,10 +12,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from markers import write_section  # noqa: E402
+import hostgap  # noqa: E402
 
 out_dir, doc, dur, load0, load1 = sys.argv[1:6]
 # bench/hostgap.py's report from before the loads (absent: older callers).
-gap = json.loads(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[6].strip().startswith("{") else {}
+gap = hostgap.parse(sys.argv[6]) if len(sys.argv) > 6 else {}
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
@@ -67,9 +68,7 @@ w("")
 w(f"Machine: {os.cpu_count()} vCPU ({cpu_model()}), Linux {platform.release()}, "
   f"{int(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB RAM, "
   f"hard RLIMIT_NOFILE {sh('ulimit -Hn')}. Load average before/after: {load0} / {load1}. "
-  + (f"The machine's own stalls before the loads (`bench/hostgap.py`): {gap['gaps_per_cpu_s']} over 1 ms per "
-     f"CPU-second, {gap['lost_ms_per_cpu_s']} ms lost per CPU-second, longest {gap['longest_ms']} ms."
-     if "gaps_per_cpu_s" in gap else "The machine's own stalls: not measured."))
+  f"The machine's own stalls before the loads (`bench/hostgap.py`): {hostgap.describe(gap)}.")
 w("")
 groups = {}
 for p in glob.glob(os.path.join(out_dir, "*.json")):

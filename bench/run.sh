@@ -103,7 +103,7 @@ want() { case " $ONLY " in *" $1 "*) return 0;; *) return 1;; esac; }
 
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 # The machine's own stalls before the loads (see bench/hostgap.py).
-GAP0=$(python3 "$ROOT/bench/hostgap.py" 2 2>/dev/null || echo '{}')
+GAP0=$(hostgap)
 echo "== host stalls: $GAP0"
 
 if want a; then

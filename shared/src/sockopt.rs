@@ -592,18 +592,26 @@ mod tests {
         assert_eq!(off.dead_after_secs(), None);
     }
 
+    /// Set each `(level, name, value)` on `fd`.
+    fn set_all(fd: RawFd, opts: &[(i32, i32, i32)]) {
+        for &(level, name, v) in opts {
+            setsockopt_int(fd, level, name, v).expect("setsockopt");
+        }
+    }
+
     #[test]
     fn setsockopt_then_getsockopt_round_trips_on_a_real_socket() {
         let (c, _s) = pair();
         let fd = c.as_raw_fd();
-        for (level, name, v) in [
+        let opts = [
             (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 77),
             (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 13),
             (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4),
             (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 12_345),
             (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
-        ] {
-            setsockopt_int(fd, level, name, v).expect("setsockopt");
+        ];
+        set_all(fd, &opts);
+        for (level, name, v) in opts {
             assert_eq!(getsockopt_int(fd, level, name).expect("getsockopt"), v);
         }
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 0).expect("off");
@@ -624,15 +632,16 @@ mod tests {
         let off = keepalive(fd).expect("keepalive");
         assert!(!off.enabled);
         assert_eq!(off.dead_after_secs(), None);
-        for (level, name, v) in [
-            (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
-            (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 45),
-            (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 6),
-            (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3),
-            (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 9_000),
-        ] {
-            setsockopt_int(fd, level, name, v).expect("setsockopt");
-        }
+        set_all(
+            fd,
+            &[
+                (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+                (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 45),
+                (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 6),
+                (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3),
+                (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 9_000),
+            ],
+        );
         let k = keepalive(fd).expect("keepalive");
         assert_eq!(
             k,
