@@ -12,14 +12,16 @@ real run on loopback with release builds:
   every 20 ms; received time from bob's JSON `at_ms`) with and without a
   transfer to bob running, bob on TCP and bob on UDP: p50 / p99 / max in
   ms (`--server-bin DIR` runs another build's server, e.g. main's from
-  `bench/run.sh --baseline main`: target/bench/cmp/bin-base);
+  `bench/run.sh --baseline main`: target/bench/cmp/bin-base; `--client-bin
+  DIR` the clients of another build, e.g. to A/B the sender's
+  retransmission rules);
 - with `--netns`: SIZE MiB over UDP with 0 %, 1 % and 5 % of packets
   dropped by the **kernel** (an nftables `numgen random mod 100 < N drop`
   rule, each way, in the server's network namespace; clients in another,
   joined by a veth pair), and over TCP under the same rule (needs root,
   `ip` and `nft`).
 
-Usage: bench/transfer.py [SIZE_MIB] [--server-bin DIR] [--netns] [--only-latency]
+Usage: bench/transfer.py [SIZE_MIB] [--server-bin DIR] [--client-bin DIR] [--netns] [--only-latency]
 (build first: cargo build --release --bins). Prints Markdown tables; every
 process it starts is ended by its pid, every namespace it makes deleted.
 """
@@ -55,6 +57,7 @@ def option(name, default):
 
 
 SERVER_BIN = option("--server-bin", REL)
+CLIENT_BIN = option("--client-bin", REL)
 NETNS = flag("--netns")
 ONLY_LATENCY = flag("--only-latency")
 SIZE = int(ARGS[0]) if ARGS else 100
@@ -84,7 +87,7 @@ class Client:
     def __init__(self, addr, nick, dl, extra):
         env = dict(os.environ, HOME="/nonexistent")
         self.p = subprocess.Popen(
-            CLIENT_NS + [os.path.join(REL, "sockchat"), "--json", "--no-reconnect", "--server", addr,
+            CLIENT_NS + [os.path.join(CLIENT_BIN, "sockchat"), "--json", "--no-reconnect", "--server", addr,
              "--nick", nick, "--download-dir", dl] + extra,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )
@@ -342,8 +345,8 @@ def main():
         if NETNS and not ONLY_LATENCY:
             rows += kernel_drops(src, dl, cfg)
         load1 = os.getloadavg()[0]
-        print(f"{SIZE} MiB file, release builds; load average {load0:.2f} -> {load1:.2f} "
-              f"on {os.cpu_count()} CPUs.\n")
+        print(f"{SIZE} MiB file, release builds (server {SERVER_BIN}, clients {CLIENT_BIN}); "
+              f"load average {load0:.2f} -> {load1:.2f} on {os.cpu_count()} CPUs.\n")
         if rows:
             print("| run | transport | seconds (accept → verified) | MB/s | datagrams sent | retransmitted | timeouts | kernel drops |")
             print("|---|---|---|---|---|---|---|---|")

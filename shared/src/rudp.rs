@@ -969,6 +969,61 @@ mod tests {
         assert_eq!(burst(&mut s, t1), 2, "3 in the network, room for 2");
     }
 
+    /// At `ssthresh` the window grows by one chunk per window of acked
+    /// bytes (congestion avoidance, RFC 5681 3.1), not by the bytes acked.
+    #[test]
+    fn at_ssthresh_the_window_grows_a_chunk_per_window() {
+        let t = Instant::now();
+        let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
+        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        s.ssthresh = 4000.0;
+        s.on_ack(1000, &[], t + Duration::from_millis(5));
+        // 4000 + 1000 * 1000 / 4000.
+        assert_eq!(s.stats().cwnd, 4250);
+    }
+
+    /// Fast retransmit by [`DUP_THRESH`]: a chunk is overtaken once
+    /// selective acks reach three chunks past its end, counted from its
+    /// own offset (here 1000, not the first chunk), before RACK's wait.
+    #[test]
+    fn a_chunk_is_overtaken_three_chunks_past_its_end() {
+        let ms = Duration::from_millis;
+        let t = Instant::now();
+        let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
+        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        s.on_ack(1000, &[], t + ms(100)); // srtt 100 ms: RACK waits 125
+        let t1 = t + ms(100);
+        assert_eq!(std::iter::from_fn(|| s.poll(t1)).count(), 2, "4000, 5000");
+        // 2000..4000 arrived: only two chunks past 1000's end.
+        s.on_ack(1000, &[(2000, 4000)], t + ms(101));
+        assert_eq!(
+            s.poll(t + ms(101)).map(|c| (c.offset, c.retransmit)),
+            Some((6000, false))
+        );
+        // 4000 too: three chunks past it.
+        s.on_ack(1000, &[(2000, 5000)], t + ms(102));
+        assert_eq!(
+            s.poll(t + ms(102)).map(|c| (c.offset, c.retransmit)),
+            Some((1000, true))
+        );
+        assert_eq!(s.stats().timeouts, 0);
+    }
+
+    /// A selective ack taken at the very instant its chunks were sent
+    /// does not make the chunk below them overtaken: it has had no time
+    /// to arrive.
+    #[test]
+    fn a_sack_at_the_instant_of_sending_is_no_loss() {
+        let t = Instant::now();
+        let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
+        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        s.on_ack(0, &[(1000, 4000)], t);
+        assert_eq!(
+            s.poll(t).map(|c| (c.offset, c.retransmit)),
+            Some((4000, false))
+        );
+    }
+
     /// Every transmission is counted in `sent`; a retransmission also in
     /// `retransmitted`, and in `timeouts` only when the RTO expired.
     #[test]
