@@ -28,6 +28,7 @@ process it starts is ended by its pid, every namespace it makes deleted.
 
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -92,13 +93,34 @@ class Client:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )
         self.lat = []
-        self.expect("welcome")
+        # Lines through a reader thread, so every wait is bounded even when
+        # the client says nothing.
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        w = self.expect("welcome")
+        if w.get("nick") != nick:
+            # A UDP session of an earlier run whose Quit datagram was
+            # dropped (the kernel rows drop 5 %) still holds the nick.
+            raise SystemExit(f"asked for nick {nick}, welcomed as {w.get('nick')}")
+        self.nick = nick
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line)
+        self.lines.put("")
+
+    def _next(self, deadline):
+        """The next line, "" at the end of output, None at the deadline."""
+        try:
+            return self.lines.get(timeout=max(0.0, deadline - time.time()))
+        except queue.Empty:
+            return None
 
     def read_for(self, secs):
         """Read events for `secs` (lines keep coming: the chatter)."""
         deadline = time.time() + secs
         while time.time() < deadline:
-            line = self.p.stdout.readline()
+            line = self._next(deadline)
             if not line:
                 return
             try:
@@ -115,7 +137,9 @@ class Client:
     def expect(self, event):
         deadline = time.time() + STEP
         while time.time() < deadline:
-            line = self.p.stdout.readline()
+            line = self._next(deadline)
+            if line is None:
+                break
             if not line:
                 raise SystemExit(f"client ended waiting for {event}")
             try:
@@ -139,9 +163,9 @@ class Client:
             self.p.wait()
 
 
-def chatter(c, stop):
+def chatter(c, stop, to):
     while not stop.is_set():
-        c.send(f"/msg bob lat {int(time.time() * 1000)}")
+        c.send(f"/msg {to} lat {int(time.time() * 1000)}")
         time.sleep(0.02)
 
 
@@ -150,20 +174,27 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
+RUNS = [0]
+
+
 def transfer(addr, src, dl, extra, lat=None, bob_extra=None):
-    a = Client(addr, "alice", dl, extra)
-    b = Client(addr, "bob", dl, extra if bob_extra is None else bob_extra)
+    # Fresh nicks per transfer: an earlier run's UDP session may outlive
+    # its client by the server's 30 s session timeout.
+    RUNS[0] += 1
+    n = RUNS[0]
+    a = Client(addr, f"alice{n}", dl, extra)
+    b = Client(addr, f"bob{n}", dl, extra if bob_extra is None else bob_extra)
     stop = threading.Event()
     if lat is not None:
-        c = Client(addr, "carol", dl, [])
-        # Nobody reads carol's events: drain them so her pipe never fills.
-        threading.Thread(target=lambda: [None for _ in c.p.stdout], daemon=True).start()
+        c = Client(addr, f"carol{n}", dl, [])
+        # Nobody reads carol's events: her reader thread drains them, so
+        # her pipe never fills.
         # Without a transfer first: 1 s of lines.
-        th = threading.Thread(target=chatter, args=(c, stop))
+        th = threading.Thread(target=chatter, args=(c, stop, b.nick))
         th.start()
         b.read_for(1.0)
     t0 = time.time()
-    a.send(f"/send {src} bob")
+    a.send(f"/send {src} {b.nick}")
     if lat is not None:
         lat["idle"] = list(b.lat)
         b.lat.clear()
