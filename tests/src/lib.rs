@@ -779,6 +779,14 @@ impl Plain {
         }
     }
 
+    /// Move every line the child printed and nobody read yet into
+    /// [`Plain::seen`], without waiting (for failure messages).
+    pub fn take_pending(&mut self) {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+    }
+
     /// Write one line to the child's stdin.
     pub fn send(&mut self, line: &str) {
         use std::io::Write;

@@ -91,9 +91,24 @@ fn send_and_accept(
     a.expect_event("transfer-offer-sent", |_| true);
     let offer = b.expect_event("transfer-offered", |v| v["from"] == "alice");
     b.send(&format!("/accept {}", offer["id"]));
-    let got = b.expect_event("transfer-done", |_| true);
-    let sent = a.expect_event("transfer-done", |_| true);
+    // A receiver that never finishes is usually the sender's story (its
+    // retransmissions, its RTO): show both sides' lines then.
+    let got = with_other_side(a, || b.expect_event("transfer-done", |_| true));
+    let sent = with_other_side(b, || a.expect_event("transfer-done", |_| true));
     (sent, got)
+}
+
+/// Run `wait`; if it panics, print every line `other` said so far before
+/// the panic goes on.
+fn with_other_side<T>(other: &mut Plain, wait: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(wait)) {
+        Ok(v) => v,
+        Err(e) => {
+            other.take_pending();
+            eprintln!("[{}] said:\n{}", other.name, other.seen.join("\n"));
+            std::panic::resume_unwind(e)
+        }
+    }
 }
 
 fn same_file(a: &Path, b: &Path) {
