@@ -26,6 +26,7 @@ Usage: bench/transfer.py [SIZE_MIB] [--server-bin DIR] [--client-bin DIR] [--net
 process it starts is ended by its pid, every namespace it makes deleted.
 """
 
+import itertools
 import json
 import os
 import queue
@@ -174,14 +175,14 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-RUNS = [0]
+# Numbers for fresh nicks, one per transfer.
+RUNS = itertools.count(1)
 
 
 def transfer(addr, src, dl, extra, lat=None, bob_extra=None):
     # Fresh nicks per transfer: an earlier run's UDP session may outlive
     # its client by the server's 30 s session timeout.
-    RUNS[0] += 1
-    n = RUNS[0]
+    n = next(RUNS)
     a = Client(addr, f"alice{n}", dl, extra)
     b = Client(addr, f"bob{n}", dl, extra if bob_extra is None else bob_extra)
     stop = threading.Event()

@@ -400,11 +400,14 @@ impl Sender {
             let racked = rack.is_some_and(|r| r > s.sent_at) && out_for >= wait;
             (overtaken || racked).then_some((*o, s.len, false))
         });
-        let (offset, len, timed_out) = found?;
-        if timed_out && !self.cwnd_allows(len) {
-            return None;
-        }
-        if !timed_out && offset >= self.recover {
+        let (offset, len, counted_lost) = found?;
+        if counted_lost {
+            // The expiry already cut the window: only wait for room in it.
+            if !self.cwnd_allows(len) {
+                return None;
+            }
+        } else if offset >= self.recover {
+            // Fast retransmit: the window halves once per episode.
             self.ssthresh = (self.cwnd / 2.0).max(2.0 * self.chunk as f64);
             self.cwnd = self.ssthresh;
             self.recover = self.next;
@@ -622,6 +625,11 @@ mod tests {
         s.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// How many chunks the sender gives at `now` (poll until `None`).
+    fn burst(s: &mut Sender, now: Instant) -> usize {
+        std::iter::from_fn(|| s.poll(now)).count()
+    }
+
     /// Simulated time per step of [`run`].
     const STEP: Duration = Duration::from_micros(250);
 
@@ -807,7 +815,7 @@ mod tests {
         let t = Instant::now();
         // 4 full chunks, then a 500-byte tail.
         let mut s = Sender::new(4500, 0, 1000, 100_000, false);
-        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        assert_eq!(burst(&mut s, t), 4);
         let t1 = t + INITIAL_RTO;
         assert_eq!(s.poll(t1).map(|c| c.offset), Some(0));
         s.on_ack(1000, &[], t1 + ms(1));
@@ -960,7 +968,6 @@ mod tests {
     fn congestion_window_starts_at_four_chunks_and_is_filled_exactly() {
         let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
         let t = Instant::now();
-        let burst = |s: &mut Sender, now| std::iter::from_fn(|| s.poll(now)).count();
         assert_eq!(burst(&mut s, t), 4);
         assert_eq!(s.stats().cwnd, 4000);
         let t1 = t + Duration::from_millis(10);
@@ -975,7 +982,7 @@ mod tests {
     fn at_ssthresh_the_window_grows_a_chunk_per_window() {
         let t = Instant::now();
         let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
-        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        assert_eq!(burst(&mut s, t), 4);
         s.ssthresh = 4000.0;
         s.on_ack(1000, &[], t + Duration::from_millis(5));
         // 4000 + 1000 * 1000 / 4000.
@@ -990,10 +997,10 @@ mod tests {
         let ms = Duration::from_millis;
         let t = Instant::now();
         let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
-        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        assert_eq!(burst(&mut s, t), 4);
         s.on_ack(1000, &[], t + ms(100)); // srtt 100 ms: RACK waits 125
         let t1 = t + ms(100);
-        assert_eq!(std::iter::from_fn(|| s.poll(t1)).count(), 2, "4000, 5000");
+        assert_eq!(burst(&mut s, t1), 2, "4000, 5000");
         // 2000..4000 arrived: only two chunks past 1000's end.
         s.on_ack(1000, &[(2000, 4000)], t + ms(101));
         assert_eq!(
@@ -1016,7 +1023,7 @@ mod tests {
     fn a_sack_at_the_instant_of_sending_is_no_loss() {
         let t = Instant::now();
         let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
-        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        assert_eq!(burst(&mut s, t), 4);
         s.on_ack(0, &[(1000, 4000)], t);
         assert_eq!(
             s.poll(t).map(|c| (c.offset, c.retransmit)),
@@ -1035,7 +1042,7 @@ mod tests {
         let t = Instant::now();
         // Fast: the three chunks above the first were selectively acked.
         let mut s = Sender::new(10_000, 0, 1000, 10_000, false);
-        assert_eq!(std::iter::from_fn(|| s.poll(t)).count(), 4);
+        assert_eq!(burst(&mut s, t), 4);
         assert_eq!(counts(&s), (4, 0, 0));
         let t1 = t + Duration::from_millis(5);
         s.on_ack(0, &[(1000, 4000)], t1);
@@ -1061,7 +1068,6 @@ mod tests {
     fn a_loss_halves_the_window_and_ssthresh_is_at_least_two_chunks() {
         let ms = Duration::from_millis;
         let t = Instant::now();
-        let burst = |s: &mut Sender, now| std::iter::from_fn(|| s.poll(now)).count();
         // Timeout with 8 chunks in flight: ssthresh 4 chunks.
         let mut s = Sender::new(100_000, 0, 1000, 100_000, false);
         assert_eq!(burst(&mut s, t), 4);
