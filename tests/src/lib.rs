@@ -18,6 +18,8 @@
 //!   store) for the cluster tests, restartable.
 //! - [`netns`]: network namespaces deleted on drop, `ip`, and processes
 //!   started inside one (pulled cable, kernel drops, discovery).
+//! - [`scratch`] / [`scratch_dir`] / [`config_file`]: test files in one
+//!   directory per test process, removed when it exits.
 //! - [`require!`] / [`require`]: a missing host precondition (root, tmux,
 //!   `ip`, `::1`) fails under CI and skips with its reason locally
 //!   ([`precondition`]).
@@ -105,10 +107,66 @@ pub fn bin(name: &str) -> PathBuf {
     );
 }
 
-/// Write a config file for one test: `text` (TOML) in the temp directory,
-/// named after `tag` and this process (unique per test binary and test).
+/// Where this test process keeps its files: `$TMPDIR/sockchat-tests-<pid>`,
+/// created on first use and removed when the process exits (an `atexit`
+/// hook: the test harness has no teardown, and statics are never dropped).
+/// A run that was killed leaves its directory behind; the next run removes
+/// every such directory whose process is gone, so `/tmp` does not fill up
+/// with configs, nicks files and TLS keys run after run.
+fn scratch_root() -> &'static std::path::Path {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        sweep_stale_scratch();
+        let root = std::env::temp_dir().join(format!("sockchat-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("create the tests' scratch directory");
+        extern "C" fn remove_scratch() {
+            let root = std::env::temp_dir().join(format!("sockchat-tests-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(root);
+        }
+        // SAFETY: registers a plain function with no captured state; it runs
+        // once, at exit, after the tests (and their servers, killed on drop).
+        unsafe { libc::atexit(remove_scratch) };
+        root
+    })
+}
+
+/// Remove `sockchat-tests-<pid>` directories whose process no longer exists.
+fn sweep_stale_scratch() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("sockchat-tests-"))
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A path for test file or directory `name` in this process's scratch
+/// directory (see [`scratch_root`]); nothing is created at the path itself.
+pub fn scratch(name: &str) -> PathBuf {
+    scratch_root().join(name)
+}
+
+/// A fresh, empty directory `name` in this process's scratch directory.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let d = scratch(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create a test directory");
+    d
+}
+
+/// Write a config file for one test: `text` (TOML) in this process's
+/// scratch directory, named after `tag` (unique per test).
 pub fn config_file(tag: &str, text: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("sockchat-test-{}-{tag}.toml", std::process::id()));
+    let p = scratch(&format!("{tag}.toml"));
     std::fs::write(&p, text).expect("write test config");
     p
 }

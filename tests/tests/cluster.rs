@@ -408,11 +408,7 @@ async fn registered_nicks_and_bans_hold_on_every_node() {
         return;
     }
     let nats = NatsProc::start();
-    let dir = std::env::temp_dir().join(format!(
-        "sockchat-cluster-auth-{}-{}",
-        std::process::id(),
-        nats.addr.port()
-    ));
+    let dir = sockchat_tests::scratch(&format!("cluster-auth-{}", nats.addr.port()));
     let _ = std::fs::remove_dir_all(&dir);
     let config = |n: &str| {
         format!(

@@ -31,7 +31,7 @@ fn server(tag: &str) -> ServerProc {
 
 /// The nicks file of test `tag` (its bans are `NICKS.bans`).
 fn nicks_file(tag: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("sockchat-ops-{}-{tag}", std::process::id()))
+    sockchat_tests::scratch(&format!("ops-{tag}"))
 }
 
 fn bans_file(tag: &str) -> std::path::PathBuf {

@@ -88,8 +88,7 @@ async fn sigterm_gives_notice_then_eof_without_reset() {
 
 #[test]
 fn config_errors_name_the_key() {
-    let dir = std::env::temp_dir().join(format!("sockchat-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let dir = sockchat_tests::scratch_dir("cfg");
     let cases = [
         ("[server]\nbaclog = 5\n", "baclog"),
         ("[limits]\nmax_connections = \"many\"\n", "max_connections"),

@@ -34,10 +34,7 @@ fn has(tool: &str) -> bool {
 /// A fresh directory for one test (the server's data dir, the client's
 /// known_servers).
 fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sockchat-tls-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+    sockchat_tests::scratch_dir(&format!("tls-{tag}"))
 }
 
 fn tls_server(data: &std::path::Path, extra: &[&str]) -> ServerProc {

@@ -218,7 +218,7 @@ async fn malformed_datagrams_never_panic_the_server() {
 
 #[tokio::test]
 async fn the_session_cap_refuses_with_server_full() {
-    let cfg = std::env::temp_dir().join(format!("sockchat-udp-{}-cap.toml", std::process::id()));
+    let cfg = sockchat_tests::scratch("udp-cap.toml");
     std::fs::write(
         &cfg,
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[udp]\nmax_sessions = 2\n",
@@ -283,7 +283,7 @@ async fn the_session_cap_refuses_with_server_full() {
 /// budget per address, as config.toml says).
 #[tokio::test]
 async fn udp_sessions_count_against_the_tcp_connection_caps() {
-    let cfg = std::env::temp_dir().join(format!("sockchat-udp-{}-ipcap.toml", std::process::id()));
+    let cfg = sockchat_tests::scratch("udp-ipcap.toml");
     std::fs::write(
         &cfg,
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[limits]\nmax_connections_per_ip = 2\nmax_connections = 3\n",
@@ -332,7 +332,7 @@ async fn udp_sessions_count_against_the_tcp_connection_caps() {
     let _ = std::fs::remove_file(&cfg);
 
     // The global cap: one TCP connection and one UDP session fill 2.
-    let cfg = std::env::temp_dir().join(format!("sockchat-udp-{}-cap2.toml", std::process::id()));
+    let cfg = sockchat_tests::scratch("udp-cap2.toml");
     std::fs::write(
         &cfg,
         "[server]\nlisten = [\"127.0.0.1:0\"]\n[limits]\nmax_connections = 2\n",

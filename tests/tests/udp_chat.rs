@@ -19,12 +19,9 @@ use sockchat_shared::udp::FaultConfig;
 use sockchat_shared::{ChatKind, ClientMsg, DisconnectReason, ServerMsg};
 use sockchat_tests::{FramedClient, STEP, ServerProc, TextClient};
 
-/// Write a config file for one test (removed by the OS's tmp cleaning;
-/// the name is unique per process and test).
+/// Write a config file for one test (in the tests' scratch directory).
 fn config_file(name: &str, text: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("sockchat-udp-{}-{name}.toml", std::process::id()));
-    std::fs::write(&p, text).expect("write test config");
-    p
+    sockchat_tests::config_file(&format!("udp-{name}"), text)
 }
 
 fn start_with(name: &str, config: &str) -> (ServerProc, PathBuf) {

@@ -23,9 +23,7 @@ const SERVER_PW: &str = "s3same-server-pw";
 const NICK_PW: &str = "alice-n1ck-pw";
 
 fn nicks_file(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("sockchat-wmci-{}-{tag}/nicks", std::process::id()));
-    let _ = std::fs::remove_dir_all(p.parent().unwrap());
-    p
+    sockchat_tests::scratch_dir(&format!("wmci-{tag}")).join("nicks")
 }
 
 fn server(tag: &str, nicks: &std::path::Path, auth: &str) -> ServerProc {
