@@ -380,17 +380,17 @@ def main():
         print(f"{SIZE} MiB file, release builds (server {SERVER_BIN}, clients {CLIENT_BIN}); "
               f"load average {load0:.2f} -> {load1:.2f} on {os.cpu_count()} CPUs.\n")
         if rows:
-            print("| run | transport | seconds (accept → verified) | MB/s | datagrams sent | retransmitted | timeouts | kernel drops |")
-            print("|---|---|---|---|---|---|---|---|")
+            print("| run | transport | seconds (accept → verified) | MB/s | datagrams sent | retransmitted | probes | timeouts | kernel drops |")
+            print("|---|---|---|---|---|---|---|---|---|")
             for name, tr, secs, sent, extra in rows:
                 mbs = mib / secs / 1e6
                 kd = f"{extra:,}" if "kernel" in name else ""
                 if sent is not None and tr == "udp":
                     print(f"| {name} | {tr} | {secs:.3f} | {mbs:.1f} | {sent['datagrams_sent']:,} | "
                           f"{sent['retransmitted']:,} ({sent['retransmitted']/max(1,sent['datagrams_sent'])*100:.1f} %) "
-                          f"| {sent['timeouts']} | {kd} |")
+                          f"| {sent.get('probes', '-')} | {sent['timeouts']} | {kd} |")
                 else:
-                    print(f"| {name} | {tr} | {secs:.3f} | {mbs:.1f} | | | | {kd} |")
+                    print(f"| {name} | {tr} | {secs:.3f} | {mbs:.1f} | | | | | {kd} |")
             ratio = rows[1][2] / rows[0][2]
             print(f"\nsockchat over TCP takes {ratio:.1f}x the ncat pipe's time "
                   f"(ncat {rows[0][2]:.3f} s, sockchat {rows[1][2]:.3f} s); /send to done including hashing: {rows[1][4]:.2f} s.\n")

@@ -626,6 +626,7 @@ fn every_socket_event_kind_round_trips() {
         sender: sender.then_some(sockchat_shared::rudp::SenderStats {
             sent: 9,
             retransmitted: 2,
+            probes: 3,
             timeouts: 1,
             cwnd: 14_000,
             srtt: Some(Duration::from_micros(1234)),

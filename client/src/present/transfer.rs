@@ -55,10 +55,11 @@ pub fn reliability(p: &Progress) -> String {
     {
         let rtt = s.srtt.map(fmt_duration).unwrap_or_else(|| "-".into());
         return format!(
-            "; datagrams sent {}, retransmitted {} ({:.1} %), timeouts {}, window {} B, rtt {rtt}, rto {}",
+            "; datagrams sent {}, retransmitted {} ({:.1} %), probes {}, timeouts {}, window {} B, rtt {rtt}, rto {}",
             grouped(s.sent),
             grouped(s.retransmitted),
             s.loss_rate() * 100.0,
+            grouped(s.probes),
             s.timeouts,
             grouped(s.cwnd),
             fmt_duration(s.rto)
@@ -114,6 +115,7 @@ fn progress_json(event: &str, p: &Progress) -> Value {
     if let Some(s) = &p.sender {
         v["datagrams_sent"] = json!(s.sent);
         v["retransmitted"] = json!(s.retransmitted);
+        v["probes"] = json!(s.probes);
         v["timeouts"] = json!(s.timeouts);
         v["cwnd"] = json!(s.cwnd);
         v["srtt_us"] = json!(s.srtt.map(|d| d.as_micros() as u64));

@@ -39,6 +39,8 @@ fn progress(o: &Obj) -> Result<Progress, String> {
             Some(SenderStats {
                 sent: num(o, "datagrams_sent")?,
                 retransmitted: num(o, "retransmitted")?,
+                // Recordings before the loss probe have no "probes".
+                probes: if has("probes") { num(o, "probes")? } else { 0 },
                 timeouts: num(o, "timeouts")?,
                 cwnd: num(o, "cwnd")?,
                 srtt: match o.get("srtt_us") {
