@@ -970,6 +970,10 @@ mod tests {
         // One probe outstanding: the next deadline is its RTO.
         assert_eq!(s.deadline(), Some(t + ms(15) + st.rto));
         assert_eq!(s.poll(t + ms(100)), None);
+        // An ack that delivers nothing new (a duplicate) changes nothing.
+        s.on_ack(0, &[(1000, 4000)], t + ms(101));
+        assert_eq!(s.deadline(), Some(t + ms(15) + st.rto));
+        assert_eq!(s.poll(t + ms(150)), None, "no second probe");
         // The probe arrives: the window opens and probes may go again.
         s.on_ack(4000, &[], t + ms(18));
         assert_eq!(
@@ -998,6 +1002,21 @@ mod tests {
         s.on_ack(3000, &[], t + ms(80));
         assert!(s.finished());
         assert_eq!(s.stats().timeouts, 0);
+    }
+
+    /// A receiver that sacks every chunk but never acks one cumulatively
+    /// (hostile or broken): nothing is in the network, so no timer runs —
+    /// a deadline with nothing to send would wake the sender in a loop.
+    #[test]
+    fn nothing_in_the_network_no_probe_and_no_deadline() {
+        let ms = Duration::from_millis;
+        let t = Instant::now();
+        let mut s = Sender::new(100_000, 0, 1000, 3000, false);
+        assert_eq!(burst(&mut s, t), 3);
+        s.on_ack(0, &[(0, 3000)], t + ms(2));
+        assert_eq!(s.deadline(), None);
+        assert_eq!(s.poll(t + ms(500)), None);
+        assert_eq!(s.stats().probes, 0);
     }
 
     /// Heavy loss in the UDP path's shape (1432-byte chunks, 64 of them in
