@@ -458,7 +458,8 @@ impl Sender {
                 if self.probe_at().is_none_or(|p| now < p) {
                     return None;
                 }
-                let (o, s) = self.inflight.iter().find(|(_, s)| !s.sacked && !s.lost)?;
+                // (None counted lost here: the search above returns those.)
+                let (o, s) = self.inflight.iter().find(|(_, s)| !s.sacked)?;
                 ((*o, s.len, false), true)
             }
         };
@@ -1002,6 +1003,20 @@ mod tests {
         s.on_ack(3000, &[], t + ms(80));
         assert!(s.finished());
         assert_eq!(s.stats().timeouts, 0);
+    }
+
+    /// The probe is the lowest chunk in the network, not a lower one the
+    /// receiver sacked without acking it (which only a broken or hostile
+    /// receiver does).
+    #[test]
+    fn the_probe_is_the_lowest_chunk_not_sacked() {
+        let ms = Duration::from_millis;
+        let t = Instant::now();
+        let mut s = Sender::new(100_000, 0, 1000, 3000, false);
+        assert_eq!(burst(&mut s, t), 3);
+        s.on_ack(0, &[(0, 1000)], t + ms(2));
+        let c = s.poll(t + ms(2) + MIN_PTO).expect("the probe");
+        assert_eq!((c.offset, s.stats().probes), (1000, 1));
     }
 
     /// A receiver that sacks every chunk but never acks one cumulatively
