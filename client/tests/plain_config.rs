@@ -18,12 +18,26 @@ fn settings(args: &[&str]) -> anyhow::Result<sockchat::cli::ChatSettings> {
         .settings()
 }
 
-fn write(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sockchat-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let p = dir.join(name);
+/// A config file for one test, removed when the test is done with it.
+struct TempFile(std::path::PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write(name: &str, text: &str) -> TempFile {
+    let p = std::env::temp_dir().join(format!("sockchat-cfg-{}-{name}", std::process::id()));
     std::fs::write(&p, text).expect("write");
-    p
+    TempFile(p)
 }
 
 #[test]
