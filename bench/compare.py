@@ -4,7 +4,9 @@ into the A/B table of docs/BENCHMARKS.md: medians per load and build, the
 ratios this/baseline and this/idealchat, and how busy the machine was."""
 import glob
 import json
+import math
 import os
+import random
 import re
 import statistics
 import sys
@@ -31,18 +33,25 @@ LOADS = {
 }
 
 
+def load_run(p):
+    """The bots' report and the run's meta of one LOAD.BUILD.PAIR.json
+    (report None if unreadable, meta {} if missing)."""
+    try:
+        r = json.loads(open(p).read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        r = None
+    try:
+        # (bc printed "0.95" as ".95" before this was fixed: tolerate it.)
+        m = json.loads(re.sub(r'":\.', '":0.', open(p[:-5] + ".meta").read()))
+    except (OSError, ValueError):
+        m = {}
+    return r, m
+
+
 def runs(load, build):
     out = []
     for p in sorted(glob.glob(os.path.join(out_dir, f"{load}.{build}.*.json"))):
-        try:
-            r = json.loads(open(p).read().strip().splitlines()[-1])
-        except (OSError, ValueError, IndexError):
-            r = None
-        try:
-            # (bc printed "0.95" as ".95" before this was fixed: tolerate it.)
-            m = json.loads(re.sub(r'":\.', '":0.', open(p[:-5] + ".meta").read()))
-        except (OSError, ValueError):
-            m = {}
+        r, m = load_run(p)
         if r:
             out.append((r, m))
     return out
@@ -120,6 +129,56 @@ def medians(load, build, fn):
     return med(vs), vs
 
 
+# The metrics whose per-pair ratio gets a bootstrap interval (paired_line).
+PAIRED = ["deliveries/s", "p99 ms", "mean ms", "server CPU ns/delivery", "RSS KiB/connection",
+          "connects/s", "server CPU µs/connect", "chatters p99 ms"]
+
+
+def by_pair(load, build, fn):
+    """{pair number: value} for one build's runs of a load."""
+    out = {}
+    for p in glob.glob(os.path.join(out_dir, f"{load}.{build}.*.json")):
+        pair = p[:-5].rsplit(".", 1)[-1]
+        r, m = load_run(p)
+        try:
+            v = float(fn(r, m))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        if v == v and v > 0:
+            out[pair] = v
+    return out
+
+
+def paired(load, fn, resamples=10000):
+    """The geometric mean of the per-pair ratios this/base and its 95 %
+    bootstrap interval (pairs resampled, fixed seed: the same data give
+    the same interval). Run-to-run noise that a median of 3 hides shows
+    here as a wide interval; None with fewer than 3 pairs."""
+    b, n = by_pair(load, "base", fn), by_pair(load, "new", fn)
+    logs = [math.log(n[k] / b[k]) for k in sorted(set(b) & set(n))]
+    if len(logs) < 3:
+        return None
+    rng = random.Random(1)
+    means = sorted(statistics.fmean(rng.choices(logs, k=len(logs))) for _ in range(resamples))
+    lo, hi = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+    return math.exp(statistics.fmean(logs)), math.exp(lo), math.exp(hi), len(logs)
+
+
+def paired_line(load):
+    parts = []
+    for name, fn, _, _ in METRICS[load]:
+        if name not in PAIRED:
+            continue
+        g = paired(load, fn)
+        if g:
+            parts.append(f"{name} {g[0]:.2f} ({g[1]:.2f}-{g[2]:.2f})")
+    if parts:
+        n = paired(load, METRICS[load][0][1])
+        w("")
+        w(f"Per pair, this/base ({n[3] if n else '?'} pairs; geometric mean of the ratios, 95 % bootstrap interval): "
+          + "; ".join(parts) + ". An interval that holds both 0.95 and 1.05 has not resolved a 5 % change.")
+
+
 def shape_table(load):
     """The same load on each runtime shape: idealchat and this tree on one
     thread, and both on two worker threads (sockchat's default), so that
@@ -172,6 +231,7 @@ for load in loads_seen:
             row += f" {fmt(f, mi)} | {ratio(mn, mi)} |"
         row += " " + ", ".join(fmt(f, v) for v in each) + " |"
         w(row)
+    paired_line(load)
     if runs(load, "ideal2") or runs(load, "cur"):
         shape_table(load)
     builds = ("base", "new", "ideal", "ideal2", "cur")

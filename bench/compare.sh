@@ -16,9 +16,11 @@
 #   and this tree on `runtime = "current-thread"` (`cur`, idealchat's
 #   default shape), so the table separates what the fan-out costs from
 #   what two workers cost on this machine (SHAPES=0 leaves them out).
-# - bench/compare.py writes the medians and the ratios (new/base,
-#   new/ideal) between the `compare:begin` / `compare:end` markers of
-#   docs/BENCHMARKS.md, with the load average and CPU steal of every run.
+# - bench/compare.py writes the medians, the ratios (new/base,
+#   new/ideal) and, per load, the per-pair ratios' geometric mean with a
+#   95 % bootstrap interval between the `compare:begin` / `compare:end`
+#   markers of docs/BENCHMARKS.md, with the load average and CPU steal of
+#   every run.
 #
 # Loopback only; every run is bounded by `timeout` and by the bots' own
 # --duration/--drain.
