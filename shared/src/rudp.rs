@@ -975,13 +975,14 @@ mod tests {
         s.on_ack(0, &[(1000, 4000)], t + ms(101));
         assert_eq!(s.deadline(), Some(t + ms(15) + st.rto));
         assert_eq!(s.poll(t + ms(150)), None, "no second probe");
-        // The probe arrives: the window opens and probes may go again.
-        s.on_ack(4000, &[], t + ms(18));
+        // The probe arrives at last: the window opens and probes may go
+        // again (no RTT sample from a resent chunk: SRTT stays 4 ms).
+        s.on_ack(4000, &[], t + ms(152));
         assert_eq!(
-            s.poll(t + ms(18)).map(|c| (c.offset, c.retransmit)),
+            s.poll(t + ms(152)).map(|c| (c.offset, c.retransmit)),
             Some((4000, false))
         );
-        assert_eq!(s.deadline(), Some(t + ms(18) + MIN_PTO));
+        assert_eq!(s.deadline(), Some(t + ms(152) + MIN_PTO));
     }
 
     /// The last chunk of a file lost: nothing comes after it to overtake
