@@ -165,17 +165,17 @@ def paired(load, fn, resamples=10000):
 
 
 def paired_line(load):
-    parts = []
+    parts, npairs = [], 0
     for name, fn, _, _ in METRICS[load]:
         if name not in PAIRED:
             continue
         g = paired(load, fn)
         if g:
             parts.append(f"{name} {g[0]:.2f} ({g[1]:.2f}-{g[2]:.2f})")
+            npairs = max(npairs, g[3])
     if parts:
-        n = paired(load, METRICS[load][0][1])
         w("")
-        w(f"Per pair, this/base ({n[3] if n else '?'} pairs; geometric mean of the ratios, 95 % bootstrap interval): "
+        w(f"Per pair, this/base ({npairs} pairs; geometric mean of the ratios, 95 % bootstrap interval): "
           + "; ".join(parts) + ". An interval that holds both 0.95 and 1.05 has not resolved a 5 % change.")
 
 

@@ -108,6 +108,18 @@ struct Seg {
     lost: bool,
 }
 
+/// Why a chunk goes again ([`Sender::lost`]).
+#[derive(Debug, Clone, Copy)]
+enum Resend {
+    /// Counted lost by an RTO expiry: waits for room in the window.
+    CountedLost,
+    /// Overtaken (duplicate threshold or RACK): at once, the window halved
+    /// once per episode.
+    Fast,
+    /// A loss probe: at once, the window untouched.
+    Probe,
+}
+
 /// A chunk to send now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Send {
@@ -374,24 +386,24 @@ impl Sender {
         }
     }
 
-    /// When a loss probe is due, if one may go: two smoothed RTTs (at
-    /// least [`MIN_PTO`]) after the last send or delivering ack, while a
-    /// chunk is in the network and no probe is
-    /// outstanding. It finds a lost resend or a lost last chunk, which no
+    /// The loss probe, if one may go: when it is due and the chunk it
+    /// sends (offset, length). Due two smoothed RTTs (at least
+    /// [`MIN_PTO`]) after the last send or delivering ack, while a chunk
+    /// is in the network and no probe is outstanding. It finds a lost resend or a lost last chunk, which no
     /// later chunk can reveal (RACK and the duplicate threshold need one
     /// delivered after it): with the window full behind a hole, or at the
     /// end of the file, only the RTO would, 200 ms or more on a path of a
     /// few milliseconds. RFC 8985 section 7 sends the highest chunk to
     /// draw an ack; this sends the lowest one in the network, the one the
     /// receiver's cumulative ack waits for.
-    fn probe_at(&self) -> Option<Instant> {
+    fn probe(&self) -> Option<(Instant, u64, u64)> {
         if self.probing {
             return None;
         }
         let srtt = self.srtt?;
         let last = self.last_event?;
-        self.inflight.values().find(|s| !s.sacked && !s.lost)?;
-        Some(last + (srtt * 2).max(MIN_PTO))
+        let (o, s) = self.inflight.iter().find(|(_, s)| !s.sacked && !s.lost)?;
+        Some((last + (srtt * 2).max(MIN_PTO), *o, s.len))
     }
 
     /// An RTO expired: one loss episode (RFC 6298 5.5-5.6, RFC 5681 3.1):
@@ -421,7 +433,7 @@ impl Sender {
     /// else the lowest one overtaken by [`DUP_THRESH`] acknowledged chunks
     /// or by RACK's rule (fast retransmit: at once, halving the window once
     /// per episode); else, when one is due, a loss probe
-    /// ([`Sender::probe_at`]).
+    /// ([`Sender::probe`]).
     fn lost(&mut self, now: Instant) -> Option<Send> {
         let rto = self.rto;
         if self
@@ -438,13 +450,13 @@ impl Sender {
                 return None;
             }
             if s.lost {
-                return Some((*o, s.len, true));
+                return Some((*o, s.len, Resend::CountedLost));
             }
             let out_for = now.saturating_duration_since(s.sent_at);
             // Overtaken: only once per transmission (sent_at is reset).
             let overtaken = self.high_sack >= o + s.len + thresh && s.sent_at < now && !s.retx;
             let racked = rack.is_some_and(|r| r > s.sent_at) && out_for >= wait;
-            (overtaken || racked).then_some((*o, s.len, false))
+            (overtaken || racked).then_some((*o, s.len, Resend::Fast))
         });
         // Nothing counted lost: a loss probe when one is due, the lowest
         // chunk in the network, whatever the congestion window (RFC 8985
@@ -452,31 +464,31 @@ impl Sender {
         // after a stall of the acks (a busy receiver) is no loss at all; RFC
         // 8985 7.4 tells the two apart with duplicate-SACK reports, which
         // this protocol's Ack does not carry.
-        let (found, probe) = match found {
-            Some(f) => (f, false),
+        let (offset, len, why) = match found {
+            Some(f) => f,
             None => {
-                if self.probe_at().is_none_or(|p| now < p) {
+                let (due, o, len) = self.probe()?;
+                if now < due {
                     return None;
                 }
-                // (None counted lost here: the search above returns those.)
-                let (o, s) = self.inflight.iter().find(|(_, s)| !s.sacked)?;
-                ((*o, s.len, false), true)
+                (o, len, Resend::Probe)
             }
         };
-        let (offset, len, counted_lost) = found;
-        if probe {
-            self.probing = true;
-            self.stats.probes += 1;
-        } else if counted_lost {
-            // The expiry already cut the window: only wait for room in it.
-            if !self.cwnd_allows(len) {
-                return None;
+        match why {
+            Resend::Probe => {
+                self.probing = true;
+                self.stats.probes += 1;
             }
-        } else if offset >= self.recover {
+            // The expiry already cut the window: only wait for room in it.
+            Resend::CountedLost if !self.cwnd_allows(len) => return None,
+            Resend::CountedLost => {}
             // Fast retransmit: the window halves once per episode.
-            self.ssthresh = (self.cwnd / 2.0).max(2.0 * self.chunk as f64);
-            self.cwnd = self.ssthresh;
-            self.recover = self.next;
+            Resend::Fast if offset >= self.recover => {
+                self.ssthresh = (self.cwnd / 2.0).max(2.0 * self.chunk as f64);
+                self.cwnd = self.ssthresh;
+                self.recover = self.next;
+            }
+            Resend::Fast => {}
         }
         let seg = self.inflight.get_mut(&offset)?;
         seg.sent_at = now;
@@ -514,7 +526,7 @@ impl Sender {
                 Some(r) if r > s.sent_at => s.sent_at + wait.min(self.rto),
                 _ => s.sent_at + self.rto,
             })
-            .chain(self.probe_at())
+            .chain(self.probe().map(|(due, ..)| due))
             .min()
     }
 }
@@ -942,6 +954,24 @@ mod tests {
         s.poll(t1 + ms(3)).expect("chunk 2000");
         s.on_ack(3000, &[], t1 + ms(6));
         assert_eq!(s.stats().srtt, Some(ms(3)));
+    }
+
+    /// Two chunks of one window lost together are one episode: the first
+    /// fast retransmit halves the window, the second (below `recover`)
+    /// does not halve it again.
+    #[test]
+    fn two_losses_in_one_window_halve_it_once() {
+        let ms = Duration::from_millis;
+        let t = Instant::now();
+        let mut s = Sender::new(100_000, 0, 1000, 8000, false);
+        s.cwnd = 8000.0;
+        assert_eq!(burst(&mut s, t), 8);
+        // 0 and 1000 lost; everything above arrives.
+        s.on_ack(0, &[(2000, 8000)], t + ms(4));
+        let c = s.poll(t + ms(4)).expect("0, overtaken");
+        assert_eq!((c.offset, s.stats().cwnd), (0, 4000));
+        let c = s.poll(t + ms(4)).expect("1000, overtaken");
+        assert_eq!((c.offset, s.stats().cwnd), (1000, 4000), "no second cut");
     }
 
     /// A resend lost in a full window: nothing later can be sent to

@@ -113,15 +113,17 @@ pub fn bin(name: &str) -> PathBuf {
 /// A run that was killed leaves its directory behind; the next run removes
 /// every such directory whose process is gone, so `/tmp` does not fill up
 /// with configs, nicks files and TLS keys run after run.
+static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 fn scratch_root() -> &'static std::path::Path {
-    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| {
+    SCRATCH.get_or_init(|| {
         sweep_stale_scratch();
         let root = std::env::temp_dir().join(format!("sockchat-tests-{}", std::process::id()));
         std::fs::create_dir_all(&root).expect("create the tests' scratch directory");
         extern "C" fn remove_scratch() {
-            let root = std::env::temp_dir().join(format!("sockchat-tests-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(root);
+            if let Some(root) = SCRATCH.get() {
+                let _ = std::fs::remove_dir_all(root);
+            }
         }
         // SAFETY: registers a plain function with no captured state; it runs
         // once, at exit, after the tests (and their servers, killed on drop).
