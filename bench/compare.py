@@ -149,12 +149,13 @@ def by_pair(load, build, fn):
     return out
 
 
-def paired(load, fn, resamples=10000):
-    """The geometric mean of the per-pair ratios this/base and its 95 %
-    bootstrap interval (pairs resampled, fixed seed: the same data give
-    the same interval). Run-to-run noise that a median of 3 hides shows
-    here as a wide interval; None with fewer than 3 pairs."""
-    b, n = by_pair(load, "base", fn), by_pair(load, "new", fn)
+def paired(load, fn, num="new", den="base", resamples=10000):
+    """The geometric mean of the per-pair ratios num/den (this/base by
+    default) and its 95 % bootstrap interval (pairs resampled, fixed seed:
+    the same data give the same interval). Run-to-run noise that a median
+    of 3 hides shows here as a wide interval; None with fewer than 3
+    pairs."""
+    b, n = by_pair(load, den, fn), by_pair(load, num, fn)
     logs = [math.log(n[k] / b[k]) for k in sorted(set(b) & set(n))]
     if len(logs) < 3:
         return None
@@ -199,6 +200,21 @@ def shape_table(load):
         i2, _ = medians(load, "ideal2", fn)
         n2, _ = medians(load, "new", fn)
         w(f"| {name} | {fmt(f, i1)} | {fmt(f, c1)} | {ratio(c1, i1)} | {fmt(f, i2)} | {fmt(f, n2)} | {ratio(n2, i2)} |")
+    # Like for like per pair: each pair's this-tree run against the
+    # idealchat run of the same pair and shape, so that a median of 3 at a
+    # target's line (p99 <= 1.25x) says whether the run resolved it.
+    parts = []
+    for name, fn, _, _ in METRICS[load]:
+        if name not in ("deliveries/s", "p99 ms"):
+            continue
+        for shape, num, den in (("one thread", "cur", "ideal"), ("two workers", "new", "ideal2")):
+            g = paired(load, fn, num, den)
+            if g:
+                parts.append(f"{name}, {shape} {g[0]:.2f} ({g[1]:.2f}-{g[2]:.2f}; {g[3]} pairs)")
+    if parts:
+        w("")
+        w("Per pair, this/ideal like for like (geometric mean of the ratios, 95 % bootstrap interval): "
+          + "; ".join(parts) + ".")
 
 
 lines = []
