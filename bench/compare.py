@@ -6,7 +6,6 @@ import glob
 import json
 import math
 import os
-import random
 import re
 import statistics
 import sys
@@ -15,6 +14,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from markers import write_section  # noqa: E402
 import hostgap  # noqa: E402
+from pairstats import ratio_interval  # noqa: E402
 
 (out_dir, doc, base, new, mode, dur, pairs, a100_rate, e_rate, load0, load1, nice) = sys.argv[1:13]
 # bench/hostgap.py's reports before and after the loads (absent: older callers).
@@ -159,10 +159,8 @@ def paired(load, fn, num="new", den="base", resamples=10000):
     logs = [math.log(n[k] / b[k]) for k in sorted(set(b) & set(n))]
     if len(logs) < 3:
         return None
-    rng = random.Random(1)
-    means = sorted(statistics.fmean(rng.choices(logs, k=len(logs))) for _ in range(resamples))
-    lo, hi = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
-    return math.exp(statistics.fmean(logs)), math.exp(lo), math.exp(hi), len(logs)
+    g, lo, hi, _ = ratio_interval(logs, resamples)
+    return g, lo, hi, len(logs)
 
 
 def paired_line(load):

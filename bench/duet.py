@@ -15,9 +15,11 @@ import glob
 import json
 import math
 import os
-import random
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pairstats import ratio_interval  # noqa: E402
 
 
 def load(path):
@@ -54,14 +56,6 @@ def rounds(out):
     return {k: v for k, v in got.items() if "base" in v and "new" in v}
 
 
-def interval(logs, resamples=20000):
-    rng = random.Random(1)
-    means = sorted(statistics.fmean(rng.choices(logs, k=len(logs))) for _ in range(resamples))
-    lo, hi = means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
-    one_sided = means[int(0.95 * resamples) - 1]
-    return math.exp(statistics.fmean(logs)), math.exp(lo), math.exp(hi), math.exp(one_sided)
-
-
 def main():
     out = sys.argv[1]
     rs = rounds(out)
@@ -86,7 +80,7 @@ def main():
         if len(pairs) < 3:
             continue
         logs = [math.log(n / b) for b, n in pairs]
-        g, lo, hi, up = interval(logs)
+        g, lo, hi, up = ratio_interval(logs, 20000)
         mb = statistics.median(b for b, _ in pairs)
         mn = statistics.median(n for _, n in pairs)
         lower = sum(1 for b, n in pairs if n < b)

@@ -65,8 +65,8 @@ echo "== base: ${bin[base]}; this: ${bin[new]}"
 echo "== $(date -u +%H:%M:%S) $ROUNDS duet round(s) of half (b) each, send phase $DUR, nice $NICE; $(uptime)"
 for round in $(seq "$ROUNDS"); do
     declare -A addr=() pid=() c0=()
-    if [ $((round % 2)) = 1 ]; then first=base second=new; else first=new second=base; fi
-    for b in $first $second; do
+    if [ $((round % 2)) = 1 ]; then order=(base new); else order=(new base); fi
+    for b in "${order[@]}"; do
         "${RUN[@]}" "${bin[$b]}" --listen 127.0.0.1:0 --config "$CONF" --no-rate-limits \
             > "$OUT/server-$b.out" 2> "$OUT/server-$b.err" &
         pid[$b]=$!
@@ -75,15 +75,18 @@ for round in $(seq "$ROUNDS"); do
         [ -n "${addr[$b]}" ] || { cat "$OUT/server-$b.err"; echo "duet: $b server did not start" >&2; exit 1; }
         c0[$b]=$(cpu_ticks "${pid[$b]}")
     done
-    # shellcheck disable=SC2046 # the flags are words
-    timeout 300 "${RUN[@]}" "$CMP/bin-new/sockchat" bots --json --no-progress \
-        $(half "${addr[$first]}" 127.0.0.1-127.0.0.4) > "$OUT/$first.$round.json" 2> "$OUT/$first.$round.err" &
-    b1=$!
-    # shellcheck disable=SC2046
-    timeout 300 "${RUN[@]}" "$CMP/bin-new/sockchat" bots --json --no-progress \
-        $(half "${addr[$second]}" 127.0.0.5-127.0.0.8) > "$OUT/$second.$round.json" 2> "$OUT/$second.$round.err" &
-    b2=$!
-    wait "$b1" "$b2"
+    # The first started gets the first half of the source addresses.
+    ips=(127.0.0.1-127.0.0.4 127.0.0.5-127.0.0.8)
+    bots=()
+    for i in 0 1; do
+        b=${order[$i]}
+        # shellcheck disable=SC2046 # the flags are words
+        timeout 300 "${RUN[@]}" "$CMP/bin-new/sockchat" bots --json --no-progress \
+            $(half "${addr[$b]}" "${ips[$i]}") > "$OUT/$b.$round.json" 2> "$OUT/$b.$round.err" &
+        bots+=($!)
+    done
+    PIDS+=("${bots[@]}")
+    wait "${bots[@]}"
     for b in base new; do
         printf '{"server_cpu_s":%s}\n' \
             "$(awk -v a="${c0[$b]}" -v c="$(cpu_ticks "${pid[$b]}")" -v hz="$HZ" 'BEGIN {printf "%.2f", (c - a) / hz}')" \

@@ -389,8 +389,8 @@ impl Sender {
     /// The loss probe, if one may go: when it is due and the chunk it
     /// sends (offset, length). Due two smoothed RTTs (at least
     /// [`MIN_PTO`]) after the last send or delivering ack, while a chunk
-    /// is in the network and no probe is outstanding. It finds a lost resend or a lost last chunk, which no
-    /// later chunk can reveal (RACK and the duplicate threshold need one
+    /// is in the network and no probe is outstanding. It finds a lost
+    /// resend or a lost last chunk, which no later chunk can reveal (RACK and the duplicate threshold need one
     /// delivered after it): with the window full behind a hole, or at the
     /// end of the file, only the RTO would, 200 ms or more on a path of a
     /// few milliseconds. RFC 8985 section 7 sends the highest chunk to

@@ -107,14 +107,16 @@ pub fn bin(name: &str) -> PathBuf {
     );
 }
 
+/// This process's scratch directory, once created (read again by the
+/// `atexit` hook that removes it).
+static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Where this test process keeps its files: `$TMPDIR/sockchat-tests-<pid>`,
 /// created on first use and removed when the process exits (an `atexit`
 /// hook: the test harness has no teardown, and statics are never dropped).
 /// A run that was killed leaves its directory behind; the next run removes
 /// every such directory whose process is gone, so `/tmp` does not fill up
 /// with configs, nicks files and TLS keys run after run.
-static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
 fn scratch_root() -> &'static std::path::Path {
     SCRATCH.get_or_init(|| {
         sweep_stale_scratch();
