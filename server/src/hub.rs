@@ -143,8 +143,11 @@ pub struct Peer {
     nick: Mutex<Nick>,
     pub outbox: Outbox,
     policy: SlowConsumerPolicy,
-    /// Cancelled when the connection is doomed (slow consumer, write error):
-    /// its tasks stop at once.
+    /// Cancelled when the connection is doomed (slow consumer, write error,
+    /// an operator's kick): its tasks stop at once. A TCP peer's is a child
+    /// of the shutdown's input token ([`crate::shutdown::Shutdown::input_token`]),
+    /// so its reader waits on one future for both (issue 10's 2.5 KiB per
+    /// idle connection); [`Peer::ending`] tells the two apart.
     cancel: CancellationToken,
     socket: Option<Arc<dyn SocketView>>,
     /// The mute and the away text, boxed: most members never have either,
@@ -169,6 +172,9 @@ impl std::fmt::Debug for Peer {
 }
 
 impl Peer {
+    /// `cancel`: a new token, or a child of a token that must also stop
+    /// this peer's tasks (see the field).
+    #[allow(clippy::too_many_arguments)] // one per field a transport decides
     pub fn new(
         id: u64,
         addr: SocketAddr,
@@ -177,6 +183,7 @@ impl Peer {
         outbox_frames: usize,
         policy: SlowConsumerPolicy,
         socket: Option<Arc<dyn SocketView>>,
+        cancel: CancellationToken,
     ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             id,
@@ -186,7 +193,7 @@ impl Peer {
             nick: Mutex::default(),
             outbox: Outbox::new(outbox_frames),
             policy,
-            cancel: CancellationToken::new(),
+            cancel,
             socket,
             aside: Mutex::new(None),
             maybe_muted: std::sync::atomic::AtomicBool::new(false),
@@ -332,6 +339,16 @@ impl Peer {
         self.set_reason(reason);
         self.outbox.abort();
         self.cancel.cancel();
+    }
+
+    /// True once this session was ended by its own cause (doomed, cut off
+    /// as a slow consumer, removed by an operator): each records its reason
+    /// before it cancels the token. A cancelled token without one was the
+    /// parent's: the server stopping input.
+    pub fn ending(&self) -> bool {
+        lock(&self.aside)
+            .as_ref()
+            .is_some_and(|a| a.reason.is_some())
     }
 
     pub fn reason(&self) -> Option<DisconnectReason> {
@@ -1350,6 +1367,7 @@ mod tests {
             16,
             SlowConsumerPolicy::Disconnect,
             None,
+            CancellationToken::new(),
         )
     }
 
@@ -1515,6 +1533,7 @@ mod tests {
             16,
             SlowConsumerPolicy::Disconnect,
             Some(view),
+            CancellationToken::new(),
         );
         h.register(&m, "m").expect("nick");
         // (Outside a scope the join notice would go to a writer task, which
@@ -1566,6 +1585,43 @@ mod tests {
             Some(DisconnectReason::SlowConsumer { frames: 16 })
         );
         assert!(slow.cancel_token().is_cancelled());
+        assert!(slow.ending());
         assert_eq!(ok.reason(), None);
+        assert!(!ok.ending());
+    }
+
+    /// A TCP peer's token is a child of the shutdown's: the reader tells the
+    /// server stopping (no reason of its own) from its own end.
+    #[test]
+    fn a_parent_cancel_is_not_the_peer_ending() {
+        let stop = CancellationToken::new();
+        let make = |id| {
+            Peer::new(
+                id,
+                "127.0.0.1:1".parse().expect("addr"),
+                Transport::Tcp,
+                Format::Framed,
+                16,
+                SlowConsumerPolicy::Disconnect,
+                None,
+                stop.child_token(),
+            )
+        };
+        let (kicked, failed, plain) = (make(1), make(2), make(3));
+        assert!(kicked.remove(DisconnectReason::Kicked {
+            by: "op".into(),
+            why: "spam".into(),
+        }));
+        failed.fail(DisconnectReason::Eof);
+        assert!(!stop.is_cancelled(), "a child's cancel stays its own");
+        assert!(!plain.cancel_token().is_cancelled());
+        assert!(!plain.ending());
+        stop.cancel();
+        assert!(plain.cancel_token().is_cancelled());
+        assert!(
+            !plain.ending(),
+            "the server stopping is not this peer's end"
+        );
+        assert!(kicked.ending() && failed.ending());
     }
 }

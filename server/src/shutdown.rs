@@ -65,6 +65,14 @@ impl Shutdown {
         self.stop_input.cancelled()
     }
 
+    /// A token cancelled with phase 1 (and by whoever holds it): a TCP
+    /// peer's, so that its reader waits for one future instead of two.
+    /// Creating and dropping one locks the shared token, as registering a
+    /// waiter with it did.
+    pub fn input_token(&self) -> CancellationToken {
+        self.stop_input.child_token()
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.stop_input.is_cancelled()
     }

@@ -215,6 +215,7 @@ async fn setup(
         cfg.server.outbox_frames,
         cfg.server.slow_consumer,
         Some(view),
+        ctx.shutdown.input_token(),
     );
     let writer = ctx
         .shutdown
@@ -264,13 +265,21 @@ async fn setup(
 /// The writer task: drain the outbox until it is closed and flushed, or a
 /// write fails (then the connection is doomed with that errno). A writer
 /// stuck on a peer that does not read is aborted by the reader's close.
-async fn writer_task(stream: Arc<TcpStream>, peer: Arc<Peer>) -> bool {
-    match run_writer(&stream, &peer.outbox).await {
-        WriterEnd::Flushed => true,
-        WriterEnd::Failed(e) => {
-            debug!(conn_id = peer.id, error = %e, "write failed");
-            peer.fail(DisconnectReason::from_io_error(&e));
-            false
+/// (A plain fn around an async block: an async fn would keep its
+/// arguments twice in every idle connection's writer task.)
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn writer_task(
+    stream: Arc<TcpStream>,
+    peer: Arc<Peer>,
+) -> impl std::future::Future<Output = bool> + Send + 'static {
+    async move {
+        match run_writer(&stream, &peer.outbox).await {
+            WriterEnd::Flushed => true,
+            WriterEnd::Failed(e) => {
+                debug!(conn_id = peer.id, error = %e, "write failed");
+                peer.fail(DisconnectReason::from_io_error(&e));
+                false
+            }
         }
     }
 }
@@ -300,29 +309,24 @@ struct Reader {
 impl TcpSession {
     /// The reader loop: read, parse, handle, until the connection ends.
     async fn run(&mut self) -> End {
-        let peer = self.r.s.peer.clone();
-        let stream = self.conn.stream().clone();
-        let ctx = self.r.s.ctx.clone();
         let timer = tokio::time::sleep_until(self.r.next_check());
         // Created once, outside the loop: a cancellation future registers
-        // with its token when first polled, and the shutdown token is shared
-        // by every connection — re-creating it per read would take that
-        // token's lock on every read of every connection.
-        let doomed = peer.cancel_token().cancelled();
-        let stopping = ctx.shutdown.input_stopped();
-        tokio::pin!(timer, doomed, stopping);
+        // with its token when first polled. One future for the doomed
+        // session and the server's shutdown: the peer's token is a child of
+        // the shutdown's ([`Peer::ending`] tells them apart) — a second
+        // future would cost every idle connection 72 bytes, a 128-byte step
+        // of its task's cell (issue 10's 2.5 KiB).
+        let cancelled = self.r.s.peer.cancel_token().clone().cancelled_owned();
+        tokio::pin!(timer, cancelled);
         let mut reads: u32 = 0;
         loop {
             tokio::select! {
                 biased;
-                _ = &mut doomed => return End::Doomed,
-                _ = &mut stopping => {
-                    return End::Server(Box::new(DisconnectReason::ServerShutdown))
-                }
+                _ = &mut cancelled => return self.r.cancelled(),
                 // poll_read_ready in a poll_fn rather than `readable()`: the
                 // same readiness, a much smaller future (only this task ever
                 // waits for read readiness on this socket).
-                r = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => {
+                r = std::future::poll_fn(|cx| self.conn.stream().poll_read_ready(cx)) => {
                     if let Err(e) = r {
                         return End::Io(e);
                     }
@@ -390,10 +394,7 @@ impl TcpSession {
         loop {
             let verdict = tokio::select! {
                 v = password::run(ctx.clone(), *check) => v,
-                _ = peer.cancel_token().cancelled() => return Some(End::Doomed),
-                _ = ctx.shutdown.input_stopped() => {
-                    return Some(End::Server(Box::new(DisconnectReason::ServerShutdown)));
-                }
+                _ = peer.cancel_token().cancelled() => return Some(self.r.cancelled()),
             };
             let _owed = owed::scope();
             let r = &mut self.r;
@@ -442,7 +443,7 @@ impl TcpSession {
             && (matches!(peer.reason(), Some(DisconnectReason::SlowConsumer { .. }))
                 || peer.removed());
         let polite = match &end {
-            End::Server(_) | End::Eof => !peer.cancel_token().is_cancelled(),
+            End::Server(_) | End::Eof => !peer.ending(),
             End::Doomed => slow,
             End::Io(_) | End::Park(_) => false,
         };
@@ -491,6 +492,17 @@ impl TcpSession {
 }
 
 impl Reader {
+    /// Why the peer's token was cancelled: its own end (doomed, slow,
+    /// removed: the reason is recorded first) or else the server stopping
+    /// input, the token's parent.
+    fn cancelled(&self) -> End {
+        if self.s.peer.ending() {
+            End::Doomed
+        } else {
+            End::Server(Box::new(DisconnectReason::ServerShutdown))
+        }
+    }
+
     fn format(&self) -> Format {
         self.s.peer.format
     }
@@ -679,21 +691,40 @@ impl Reader {
 #[cfg(test)]
 mod idle_size {
     //! What every idle TCP connection carries: its `Peer` (in an `Arc`),
-    //! its boxed `Conn` and the `drive` future. Issue 10 holds an idle
-    //! connection to 2.5 KiB of server RSS; a field added to one of these
-    //! is paid 19,900 times at the fd limit. These bounds are today's
-    //! sizes plus a little slack (rustc may lay futures out differently):
+    //! its boxed `Conn`, and two tokio tasks: `serve` (which becomes
+    //! `drive`) and the writer. Issue 10 holds an idle connection to 2.5
+    //! KiB of server RSS; a field added to one of these is paid 19,900
+    //! times at the fd limit. A task's cell is tokio's header, core and
+    //! trailer (104 bytes on x86_64, tokio 1.54: `runtime/task/core.rs`)
+    //! plus the future (here inside the task tracker's `TrackedFuture`, 8
+    //! more), rounded up to 128 bytes: `serve` at most 400 bytes keeps its
+    //! cell at 512 (640 while the reader waited on the shutdown with a
+    //! future of its own: 488 bytes), the writer at most 144 keeps its cell
+    //! at 256 (384 with tokio's `Notified` in it and its arguments kept
+    //! twice: 192 bytes). massif shows the cells. The other bounds are
+    //! today's sizes plus a little slack:
     //! a mute and an away text stored inline (`Peer` 376 bytes) or an
     //! unboxed `End` (`Conn` 392) fail them.
-    fn future_size<A, F: std::future::Future>(_: fn(A) -> F) -> usize {
-        std::mem::size_of::<F>()
+    use std::future::Future;
+    use std::mem::size_of;
+
+    fn size1<A, F: Future>(_: fn(A) -> F) -> usize {
+        size_of::<F>()
+    }
+    fn size2<A, B, F: Future>(_: fn(A, B) -> F) -> usize {
+        size_of::<F>()
+    }
+    fn size5<A, B, C, D, E, F: Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        size_of::<F>()
     }
 
     #[test]
     fn an_idle_connection_stays_small() {
-        let peer = std::mem::size_of::<crate::hub::Peer>();
-        let conn = std::mem::size_of::<super::Conn>();
-        let drive = future_size(super::drive);
+        let peer = size_of::<crate::hub::Peer>();
+        let conn = size_of::<super::Conn>();
+        let drive = size1(super::drive);
+        let serve = size5(super::serve);
+        let writer = size2(super::writer_task);
         assert!(
             peer <= 280,
             "Peer is {peer} bytes (272 now): box what few peers use (16 more bytes, the held \
@@ -704,8 +735,18 @@ mod idle_size {
             "Conn is {conn} bytes (344 when this test was written)"
         );
         assert!(
-            drive <= 464,
-            "the drive future is {drive} bytes (440 when this test was written)"
+            drive <= 376,
+            "the drive future is {drive} bytes (352 when this test was written)"
+        );
+        assert!(
+            serve <= 400,
+            "the serve future is {serve} bytes (376 now): over 400 its task cell grows from \
+             512 to 640 bytes, 0.125 KiB per idle connection"
+        );
+        assert!(
+            writer <= 144,
+            "the writer future is {writer} bytes (112 now): over 144 its task cell grows from \
+             256 to 384 bytes, 0.125 KiB per idle connection"
         );
     }
 }

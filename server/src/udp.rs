@@ -485,6 +485,8 @@ impl UdpServer {
             cfg.server.outbox_frames,
             cfg.server.slow_consumer,
             Some(view),
+            // Its own: the UDP writer drains through phase 1 of a shutdown.
+            tokio_util::sync::CancellationToken::new(),
         );
         let now = Instant::now();
         let mut session = Session::new(ctx.clone(), peer.clone(), now);

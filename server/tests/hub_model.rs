@@ -192,6 +192,7 @@ impl World {
                     4096,
                     SlowConsumerPolicy::Disconnect,
                     None,
+                    tokio_util::sync::CancellationToken::new(),
                 );
                 self.next_id += 1;
                 let res = self.hub.register(&peer, nick);
