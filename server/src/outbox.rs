@@ -138,7 +138,8 @@ impl Wake {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    notify: Wake,
+    /// Wakes the writer task (the only one that waits).
+    wake: Wake,
     cap: usize,
     /// Chunks dropped by the `drop` slow-consumer policy.
     dropped: AtomicU64,
@@ -163,7 +164,7 @@ impl Outbox {
     pub fn new(cap: usize) -> Self {
         Self {
             state: Mutex::default(),
-            notify: Wake::default(),
+            wake: Wake::default(),
             cap,
             dropped: AtomicU64::new(0),
         }
@@ -188,7 +189,7 @@ impl Outbox {
         if s.owner == Owner::Idle {
             s.owner = Owner::Writer;
             drop(s);
-            self.notify.notify();
+            self.wake.notify();
         }
         Push::Queued
     }
@@ -255,7 +256,7 @@ impl Outbox {
                     spare::give(batch);
                     if closed {
                         // The writer may be waiting for us to finish.
-                        self.notify.notify();
+                        self.wake.notify();
                     }
                     return;
                 }
@@ -278,7 +279,7 @@ impl Outbox {
             }
             s.owner = Owner::Writer;
             drop(s);
-            self.notify.notify();
+            self.wake.notify();
             return;
         }
     }
@@ -289,7 +290,7 @@ impl Outbox {
         if s.owner == Owner::Producer {
             s.owner = Owner::Writer;
             drop(s);
-            self.notify.notify();
+            self.wake.notify();
         }
     }
 
@@ -303,7 +304,7 @@ impl Outbox {
         if s.owner == Owner::Idle {
             s.owner = Owner::Writer;
             drop(s);
-            self.notify.notify();
+            self.wake.notify();
         }
     }
 
@@ -320,7 +321,7 @@ impl Outbox {
     /// No more pushes; the writer finishes what is queued and stops.
     pub fn close(&self) {
         self.lock().closed = true;
-        self.notify.notify();
+        self.wake.notify();
     }
 
     /// Close and throw away what is queued (the socket is dead or stuck).
@@ -330,7 +331,7 @@ impl Outbox {
         s.q = VecDeque::new();
         s.bulk = VecDeque::new();
         drop(s);
-        self.notify.notify();
+        self.wake.notify();
     }
 
     /// Items waiting to be written.
@@ -366,7 +367,7 @@ impl Outbox {
             if closed || !into.is_empty() {
                 return closed;
             }
-            self.notify.wait().await;
+            self.wake.wait().await;
         }
     }
 
@@ -500,7 +501,7 @@ pub fn run_writer<'a>(
                     // Parking: give the batch buffer back (idle connections own
                     // no queue memory; the next busy member reuses it).
                     spare::give(std::mem::take(&mut batch));
-                    outbox.notify.wait().await;
+                    outbox.wake.wait().await;
                     continue;
                 }
                 Next::Write => {}

@@ -73,10 +73,6 @@ impl Shutdown {
         self.stop_input.child_token()
     }
 
-    pub fn is_stopping(&self) -> bool {
-        self.stop_input.is_cancelled()
-    }
-
     /// Phase 2 started: say goodbye and close.
     pub fn bye(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.bye.cancelled()
